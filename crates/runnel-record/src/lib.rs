@@ -1,0 +1,32 @@
+//! Kafka record batches (magic v2), as they travel on the wire and lie on disk.
+//!
+//! This crate owns the byte layout of a record batch: it parses and validates the 61-byte batch
+//! header, checks the CRC32C, rewrites the fields the broker is allowed to change (base offset,
+//! partition leader epoch, log-append time) and encodes/decodes uncompressed records. It does no
+//! I/O and never re-encodes a batch a client sent: the broker stores batches as they came.
+//!
+//! What it deliberately does not do: compression codecs (the client and the stream library own
+//! those), and anything about where a batch is stored.
+//!
+//! ```
+//! use runnel_record::{BatchBuilder, RecordBatch};
+//!
+//! let mut batch = BatchBuilder::new(1_700_000_000_000)
+//!     .record(Some(b"key"), Some(b"value"), &[])
+//!     .build();
+//! let header = RecordBatch::validate(&batch).unwrap();
+//! assert_eq!(header.records_count, 1);
+//! RecordBatch::set_base_offset(&mut batch, 42);
+//! assert_eq!(RecordBatch::validate(&batch).unwrap().base_offset, 42);
+//! ```
+
+mod batch;
+mod records;
+mod varint;
+
+pub use batch::{
+    Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
+    LOG_OVERHEAD, MAGIC_V2,
+};
+pub use records::{decode_uncompressed_records, BatchBuilder, Record};
+pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
