@@ -203,7 +203,9 @@ impl RecordBatch {
         };
         Compression::from_attributes(header.attributes)?;
         if header.last_offset_delta < 0 || header.records_count < 0 {
-            return Err(RecordError::Invalid("negative last offset delta or record count"));
+            return Err(RecordError::Invalid(
+                "negative last offset delta or record count",
+            ));
         }
         Ok(header)
     }
@@ -285,7 +287,11 @@ mod tests {
     fn sample() -> Vec<u8> {
         BatchBuilder::new(1000)
             .record(Some(b"k1"), Some(b"v1"), &[])
-            .record(None, Some(b"v2"), &[(b"h".as_slice(), Some(b"x".as_slice()))])
+            .record(
+                None,
+                Some(b"v2"),
+                &[(b"h".as_slice(), Some(b"x".as_slice()))],
+            )
             .build()
     }
 

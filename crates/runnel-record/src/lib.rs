@@ -5,8 +5,8 @@
 //! partition leader epoch, log-append time) and encodes/decodes uncompressed records. It does no
 //! I/O and never re-encodes a batch a client sent: the broker stores batches as they came.
 //!
-//! What it deliberately does not do: compression codecs (the client and the stream library own
-//! those), and anything about where a batch is stored.
+//! Decompression (gzip, snappy, lz4, zstd; pure Rust, output capped) is here for reading records
+//! back; compressing is the client's business. Where a batch is stored is not this crate's.
 //!
 //! ```
 //! use runnel_record::{BatchBuilder, RecordBatch};
@@ -21,6 +21,7 @@
 //! ```
 
 mod batch;
+mod compression;
 mod records;
 mod varint;
 
@@ -28,5 +29,6 @@ pub use batch::{
     Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
     LOG_OVERHEAD, MAGIC_V2,
 };
-pub use records::{decode_uncompressed_records, BatchBuilder, Record};
+pub use compression::decompress;
+pub use records::{decode_records, BatchBuilder, Record, DECOMPRESSED_BATCH_MAX_BYTES};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};

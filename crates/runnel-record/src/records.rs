@@ -1,7 +1,11 @@
 //! Records inside an uncompressed batch: building batches (for tests, tools and the client) and
 //! decoding them (for validation and for reading back).
 
-use crate::batch::{RecordBatch, RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use crate::batch::{
+    Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
+    LOG_OVERHEAD, MAGIC_V2,
+};
+use crate::compression::decompress;
 use crate::varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
 
 /// One decoded record, with absolute offset and timestamp.
@@ -102,14 +106,26 @@ fn encode_bytes(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes the records of one validated, uncompressed batch. Checks that the record count,
+/// Most bytes one batch may decompress to: far above `max.message.bytes`, far below memory.
+pub const DECOMPRESSED_BATCH_MAX_BYTES: usize = 128 * 1024 * 1024;
+
+/// Decodes the records of one batch, decompressing if needed. Checks that the record count,
 /// the offset deltas and every length agree with the bytes, so a batch that passes can be
 /// read back by any client.
-pub fn decode_uncompressed_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
+pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
     let header = RecordBatch::parse_header(batch)?;
-    let mut input = &batch[BATCH_HEADER_LEN..header.total_len()];
-    let timestamp_is_log_append =
-        header.timestamp_type() == crate::batch::TimestampType::LogAppendTime;
+    let section = &batch[BATCH_HEADER_LEN..header.total_len()];
+    match header.compression() {
+        Compression::None => parse_records(&header, section),
+        codec => {
+            let plain = decompress(codec, section, DECOMPRESSED_BATCH_MAX_BYTES)?;
+            parse_records(&header, &plain)
+        }
+    }
+}
+
+fn parse_records(header: &RecordBatchHeader, mut input: &[u8]) -> Result<Vec<Record>, RecordError> {
+    let timestamp_is_log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     // Every record takes at least 7 bytes, so the count cannot ask for more than the input.
     let mut records = Vec::with_capacity((header.records_count as usize).min(input.len() / 7));
     for expected_delta in 0..header.records_count {
@@ -127,7 +143,9 @@ pub fn decode_uncompressed_records(batch: &[u8]) -> Result<Vec<Record>, RecordEr
         let (offset_delta, used) = decode_varint(body).ok_or(INVALID_RECORD)?;
         body = &body[used..];
         if offset_delta != expected_delta {
-            return Err(RecordError::Invalid("record offset deltas are not consecutive"));
+            return Err(RecordError::Invalid(
+                "record offset deltas are not consecutive",
+            ));
         }
         let key = take_bytes(&mut body)?;
         let value = take_bytes(&mut body)?;
@@ -159,7 +177,9 @@ pub fn decode_uncompressed_records(batch: &[u8]) -> Result<Vec<Record>, RecordEr
         return Err(RecordError::Invalid("bytes after the last record"));
     }
     if header.records_count > 0 && header.last_offset_delta != header.records_count - 1 {
-        return Err(RecordError::Invalid("last offset delta does not match record count"));
+        return Err(RecordError::Invalid(
+            "last offset delta does not match record count",
+        ));
     }
     Ok(records)
 }
@@ -203,7 +223,7 @@ mod tests {
             let batch = builder.build();
             let header = RecordBatch::validate(&batch).unwrap();
             prop_assert_eq!(header.max_timestamp, 1_000_000 + records.iter().map(|r| r.2).max().unwrap());
-            let decoded = decode_uncompressed_records(&batch).unwrap();
+            let decoded = decode_records(&batch).unwrap();
             prop_assert_eq!(decoded.len(), records.len());
             for (index, (record, (key, value, delta))) in decoded.iter().zip(&records).enumerate() {
                 prop_assert_eq!(record.offset, index as i64);
@@ -222,7 +242,7 @@ mod tests {
             let length = (batch.len() - LOG_OVERHEAD) as i32;
             batch[8..12].copy_from_slice(&length.to_be_bytes());
             batch[57..61].copy_from_slice(&count.to_be_bytes());
-            let _ = decode_uncompressed_records(&batch);
+            let _ = decode_records(&batch);
         }
     }
 }
