@@ -32,7 +32,7 @@ impl Request {
 /// is parsed only far enough to be refused partition by partition.
 #[derive(Debug)]
 pub enum RequestBody {
-    Kafka(RequestKind),
+    Kafka(Box<RequestKind>),
     LegacyProduce(LegacyProduceRequest),
 }
 
@@ -98,6 +98,7 @@ pub fn parse_request(frame: Bytes) -> Result<Request, RequestError> {
     } else {
         RequestBody::Kafka(
             RequestKind::decode(api_key, &mut buf, version)
+                .map(Box::new)
                 .map_err(|error| malformed(error.to_string()))?,
         )
     };
@@ -141,7 +142,7 @@ mod tests {
             assert_eq!(request.api_version(), version);
             assert!(matches!(
                 request.body,
-                RequestBody::Kafka(RequestKind::Metadata(_))
+                RequestBody::Kafka(ref body) if matches!(**body, RequestKind::Metadata(_))
             ));
         }
     }
