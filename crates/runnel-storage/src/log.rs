@@ -1,0 +1,939 @@
+//! [`PartitionLog`]: one partition's log on disk, as an ordered list of segments with a log
+//! start offset, a recovery point and a leader epoch cache.
+//!
+//! Invariants kept here:
+//! - There is always at least one segment; the last is the active one, the only one appended to.
+//! - Segments are sorted by base offset and do not overlap; offsets only increase.
+//! - Everything below the recovery point was fsynced (log and indexes), so opening after a crash
+//!   scans only from the segment holding the recovery point; older segments get a cheap check.
+//! - Every segment but the active one is sealed: its time index ends with its max timestamp.
+//! - An append is all or nothing: on failure the files are cut back and nothing in memory moves.
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runnel_record::{RecordBatch, RecordError};
+
+use crate::checkpoint::{
+    self, PartitionCheckpoint, CLEAN_SHUTDOWN, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
+    TEMP_SUFFIX,
+};
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{IoContext, StorageError};
+use crate::segment::{
+    BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, SEGMENT_BYTES_MAX,
+    TIME_INDEX_SUFFIX,
+};
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The largest batch max timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// The last offset of the first batch that carries `max_timestamp`. Found from batch
+    /// headers alone, as Kafka's append info is; [`PartitionLog::max_timestamp`] finds the
+    /// exact record.
+    pub offset_of_max_timestamp: i64,
+    pub records: u64,
+}
+
+/// A range of whole batches in a segment file, to be read without holding the partition lock.
+/// The file handle keeps the data readable even if retention deletes the segment meanwhile.
+#[derive(Debug, Clone)]
+pub struct FetchSlice {
+    file: Option<Arc<File>>,
+    position: u64,
+    len: usize,
+}
+
+impl FetchSlice {
+    /// A slice of nothing, needing no file.
+    pub fn empty() -> Self {
+        FetchSlice {
+            file: None,
+            position: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads the batches. Fails with `UnexpectedEof` if a truncation (replica divergence)
+    /// shortened the file after the slice was taken.
+    pub fn read(&self) -> std::io::Result<Bytes> {
+        let Some(file) = &self.file else {
+            return Ok(Bytes::new());
+        };
+        let mut buffer = vec![0u8; self.len];
+        file.read_exact_at(&mut buffer, self.position)?;
+        Ok(Bytes::from(buffer))
+    }
+}
+
+/// The files to fsync for a flush, and the offset below which they then make everything
+/// durable. Taken under the partition lock, synced outside it, then reported back with
+/// [`PartitionLog::mark_flushed`]: one fsync covers every append made before it was taken
+/// (group commit).
+#[derive(Debug, Clone)]
+pub struct FlushHandle {
+    pub offset: i64,
+    files: Vec<Arc<File>>,
+}
+
+impl FlushHandle {
+    pub fn sync(&self) -> std::io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// One partition's log. Not internally synchronized: the broker holds it behind a lock and
+/// does slow work (fsync, copying fetched bytes) through [`FlushHandle`] and [`FetchSlice`]
+/// after releasing it.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last is the active segment.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    /// When the oldest append not yet covered by a flush happened.
+    oldest_unflushed_append_ms: Option<i64>,
+}
+
+impl PartitionLog {
+    /// Opens the partition in `dir`, creating it if missing, and recovers it.
+    ///
+    /// After a clean shutdown every segment gets the cheap check (indexes plausible, batch
+    /// headers after the last index entry line up). After a crash, segments wholly below the
+    /// recovery point get the same cheap check, and every segment from the one holding the
+    /// recovery point onward is scanned batch by batch with CRCs checked; a torn or corrupt tail
+    /// is cut off at the last whole batch and later segments are deleted. A segment that fails
+    /// the cheap check is scanned too; a bad batch below the recovery point is
+    /// [`StorageError::Corrupt`].
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog, StorageError> {
+        fs::create_dir_all(dir).context(|| format!("creating directory {}", dir.display()))?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let marker_found = marker.exists();
+        if marker_found {
+            // Removed durably before anything else: if this run crashes, the next open must
+            // not believe the log was closed cleanly.
+            fs::remove_file(&marker).context(|| format!("removing {}", marker.display()))?;
+            checkpoint::sync_dir(dir)?;
+        }
+        let bases = scan_directory(dir)?;
+        let stored = PartitionCheckpoint::read(dir)?;
+        let clean = marker_found && stored.is_some();
+        let index_interval_bytes = u64::from(config.index_interval_bytes);
+
+        let mut segments = Vec::with_capacity(bases.len());
+        for &base in &bases {
+            segments.push(Segment::open(dir, base)?);
+        }
+        if segments.is_empty() {
+            let base = stored.map_or(0, |stored| stored.log_start_offset.max(0));
+            segments.push(Segment::create(dir, base)?);
+        }
+        let first_base = segments[0].base_offset;
+        let mut recovery_point = stored.map_or(first_base, |stored| stored.recovery_point);
+        // Segments before `scan_from` hold only offsets below the recovery point.
+        let scan_from = if clean {
+            segments.len()
+        } else {
+            segments
+                .iter()
+                .rposition(|segment| segment.base_offset <= recovery_point)
+                .unwrap_or(0)
+        };
+        tracing::debug!(
+            dir = %dir.display(),
+            clean,
+            recovery_point,
+            segments = segments.len(),
+            scanned = segments.len() - scan_from,
+            "opening partition log"
+        );
+
+        let mut index = 0;
+        while index < segments.len() {
+            let next_base = segments.get(index + 1).map(|next| next.base_offset);
+            let segment = &mut segments[index];
+            let truncated = if index < scan_from {
+                let checked = segment
+                    .check(next_base)
+                    .context(|| format!("reading segment {}", segment.path().display()))?;
+                match checked {
+                    Ok(()) => false,
+                    Err(why) => {
+                        tracing::warn!(
+                            segment = %segment.path().display(),
+                            reason = %why,
+                            "rebuilding the indexes of a segment below the recovery point"
+                        );
+                        let truncated =
+                            segment.recover(recovery_point, next_base, index_interval_bytes)?;
+                        // Recovery trusts this segment's indexes from now on without a scan.
+                        segment.sync_indexes()?;
+                        truncated
+                    }
+                }
+            } else {
+                segment.recover(recovery_point, next_base, index_interval_bytes)?
+            };
+            if truncated {
+                for later in segments.drain(index + 1..) {
+                    tracing::warn!(
+                        segment = %later.path().display(),
+                        "deleting a segment that follows a torn tail"
+                    );
+                    later.delete_files()?;
+                }
+            }
+            index += 1;
+        }
+        let last = segments.len() - 1;
+        for segment in &mut segments[..last] {
+            segment.seal()?;
+        }
+
+        let log_end_offset = segments[last].next_offset;
+        let log_start_offset = stored
+            .map_or(first_base, |stored| stored.log_start_offset)
+            .clamp(first_base, log_end_offset);
+        if recovery_point > log_end_offset {
+            tracing::warn!(
+                dir = %dir.display(),
+                recovery_point,
+                log_end_offset,
+                "the log ends before its recovery point"
+            );
+            recovery_point = log_end_offset;
+        }
+        let mut epochs =
+            LeaderEpochCache::from_entries(checkpoint::read_epochs(dir)?).map_err(|why| {
+                StorageError::Corrupt(format!(
+                    "{}: {why}",
+                    dir.join(LEADER_EPOCH_CHECKPOINT).display()
+                ))
+            })?;
+        let epochs_changed = epochs.truncate_from_end(log_end_offset);
+
+        let active = &mut segments[last];
+        if !active.is_empty() {
+            // Like Kafka, restart the segment.ms clock from the first batch's timestamp.
+            let mut reader = active.reader();
+            let first = active.peek(&mut reader, 0)?;
+            active.rolling_clock_ms = Some(first.map_or(now_ms, |batch| {
+                if batch.max_timestamp >= 0 {
+                    batch.max_timestamp
+                } else {
+                    now_ms
+                }
+            }));
+        }
+
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            recovery_point,
+            epochs,
+            oldest_unflushed_append_ms: (log_end_offset > recovery_point).then_some(now_ms),
+        };
+        if epochs_changed {
+            log.write_epochs()?;
+        }
+        log.write_checkpoint()?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Takes effect from the next append, roll or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// Every offset below this is known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Sum of the segments' log file sizes.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|segment| segment.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        let last = self.segments.last();
+        assert!(
+            last.is_some(),
+            "a partition log always has an active segment"
+        );
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Appends batches produced to this leader. `batches` holds whole batches, back to back,
+    /// already validated by the caller; their base offsets and partition leader epochs are
+    /// rewritten in place. All batches go into one segment with one write.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let mut summaries = Vec::new();
+        let mut position = 0;
+        let mut next_offset = self.log_end_offset();
+        while position < batches.len() {
+            let batch = &mut batches[position..];
+            let header = RecordBatch::parse_header(batch).map_err(StorageError::InvalidBatch)?;
+            let len = header.total_len();
+            RecordBatch::set_base_offset(&mut batch[..len], next_offset);
+            RecordBatch::set_partition_leader_epoch(&mut batch[..len], leader_epoch);
+            let mut summary = BatchSummary::from_header(&header);
+            summary.base_offset = next_offset;
+            summary.last_offset = next_offset + (header.last_offset() - header.base_offset);
+            summary.partition_leader_epoch = leader_epoch;
+            next_offset = summary.next_offset();
+            summaries.push(summary);
+            position += len;
+        }
+        self.write_batches(batches, &summaries, now_ms)
+    }
+
+    /// Appends batches fetched from the leader, which already carry their offsets and leader
+    /// epochs. They are validated (CRC included) here, since they crossed the network.
+    pub fn append_replicated(
+        &mut self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let headers = RecordBatch::validate_all(batches).map_err(StorageError::InvalidBatch)?;
+        let mut expected = self.log_end_offset();
+        let mut summaries = Vec::with_capacity(headers.len());
+        for (index, header) in headers.iter().enumerate() {
+            let contiguous = if index == 0 {
+                header.base_offset == expected
+            } else {
+                header.base_offset >= expected
+            };
+            if !contiguous {
+                return Err(StorageError::NonContiguous {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+            expected = header.next_offset();
+            summaries.push(BatchSummary::from_header(header));
+        }
+        self.write_batches(batches, &summaries, now_ms)
+    }
+
+    /// The write path shared by leader and replica appends.
+    fn write_batches(
+        &mut self,
+        bytes: &[u8],
+        batches: &[BatchSummary],
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            return Err(StorageError::InvalidBatch(RecordError::Invalid(
+                "an append needs at least one batch",
+            )));
+        };
+        let log_end_offset = self.log_end_offset();
+        assert!(
+            first.base_offset >= log_end_offset,
+            "offsets must increase: append at {} to a log ending at {log_end_offset}",
+            first.base_offset
+        );
+
+        // Epochs are recorded before the data: an epoch entry with no data after it is
+        // harmless (a new leader records one before its first append), data whose epoch was
+        // not recorded is not.
+        self.assign_batch_epochs(batches)?;
+
+        let len = bytes.len() as u64;
+        let active = self.active();
+        let relative_end = last.last_offset - active.base_offset;
+        let would_overflow = active.size + len > self.config.segment_bytes.min(SEGMENT_BYTES_MAX)
+            || relative_end > i64::from(u32::MAX);
+        let too_old = active
+            .rolling_clock_ms
+            .is_some_and(|started| now_ms.saturating_sub(started) >= self.config.segment_ms);
+        if !active.is_empty() && (would_overflow || too_old) {
+            self.roll()?;
+        }
+
+        let index_interval_bytes = u64::from(self.config.index_interval_bytes);
+        let last_index = self.segments.len() - 1;
+        let active = &mut self.segments[last_index];
+        active.append(bytes, batches, index_interval_bytes)?;
+        active.rolling_clock_ms.get_or_insert(now_ms);
+        self.oldest_unflushed_append_ms.get_or_insert(now_ms);
+
+        let mut info = AppendInfo {
+            base_offset: first.base_offset,
+            last_offset: last.last_offset,
+            max_timestamp: NO_BATCH_TIMESTAMP,
+            offset_of_max_timestamp: -1,
+            records: 0,
+        };
+        for batch in batches {
+            if batch.max_timestamp > info.max_timestamp {
+                info.max_timestamp = batch.max_timestamp;
+                info.offset_of_max_timestamp = batch.last_offset;
+            }
+            info.records += batch.records;
+        }
+        assert_eq!(
+            self.log_end_offset(),
+            last.next_offset(),
+            "log end offset after append"
+        );
+        Ok(info)
+    }
+
+    fn assign_batch_epochs(&mut self, batches: &[BatchSummary]) -> Result<(), StorageError> {
+        let before = self.epochs.clone();
+        let mut changed = false;
+        for batch in batches {
+            if batch.partition_leader_epoch >= 0 {
+                changed |= self
+                    .epochs
+                    .assign(batch.partition_leader_epoch, batch.base_offset);
+            }
+        }
+        if changed {
+            if let Err(error) = self.write_epochs() {
+                self.epochs = before;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whole batches from the one holding `offset`, ending before `max_offset` (the high
+    /// watermark), at most `max_bytes` in total unless `min_one_batch` lets a larger first
+    /// batch through. Reads from one segment only, so a slice may stop at a segment's end with
+    /// more data after it: the caller fetches again from the next offset. Empty when `offset`
+    /// is the log end, when the holding batch ends above `max_offset`, or when it exceeds
+    /// `max_bytes` without `min_one_batch`.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<FetchSlice, StorageError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(self.out_of_range(offset));
+        }
+        if offset == log_end_offset || offset >= max_offset {
+            return Ok(FetchSlice::empty());
+        }
+        let first = self.segment_holding(offset);
+        let Some(segment) = self.segments[first..]
+            .iter()
+            .find(|segment| segment.next_offset > offset)
+        else {
+            return Ok(FetchSlice::empty());
+        };
+        let mut reader = segment.reader();
+        let Some((start, _)) = segment.find_batch(&mut reader, offset)? else {
+            return Ok(FetchSlice::empty());
+        };
+        let max_bytes = max_bytes as u64;
+        let mut len = 0u64;
+        while let Some(batch) = segment.peek(&mut reader, start + len)? {
+            if batch.next_offset() > max_offset {
+                break;
+            }
+            if len + batch.len > max_bytes {
+                if len == 0 && min_one_batch {
+                    len = batch.len;
+                }
+                break;
+            }
+            len += batch.len;
+        }
+        if len == 0 {
+            return Ok(FetchSlice::empty());
+        }
+        Ok(FetchSlice {
+            file: Some(Arc::clone(&segment.log)),
+            position: start,
+            len: len as usize,
+        })
+    }
+
+    /// Index of the last segment whose base offset is at most `offset` (0 if none).
+    fn segment_holding(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|segment| segment.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start offset whose
+    /// timestamp is at least `timestamp_ms`, as `(offset, timestamp)`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        for segment in &self.segments {
+            // Every record of a segment before the answer's is older than the target, so the
+            // first segment whose max reaches it holds the answer, unless all its matching
+            // records were deleted (below the log start offset).
+            if segment.state.max_timestamp < timestamp_ms
+                || segment.next_offset <= self.log_start_offset
+            {
+                continue;
+            }
+            let start_offset = segment
+                .time_index
+                .lookup(timestamp_ms)
+                .map_or(segment.base_offset, |entry| {
+                    segment.base_offset + i64::from(entry.relative_offset)
+                })
+                .max(self.log_start_offset);
+            let mut reader = segment.reader();
+            let Some((mut position, _)) = segment.find_batch(&mut reader, start_offset)? else {
+                continue;
+            };
+            while let Some(batch) = segment.peek(&mut reader, position)? {
+                if batch.max_timestamp >= timestamp_ms && batch.last_offset >= self.log_start_offset
+                {
+                    let bytes = reader
+                        .bytes_at(position, batch.len as usize)
+                        .context(|| format!("reading segment {}", segment.path().display()))?;
+                    let found = decode_records(bytes, segment.path(), position)?
+                        .into_iter()
+                        .find(|record| {
+                            record.offset >= self.log_start_offset
+                                && record.timestamp >= timestamp_ms
+                        });
+                    if let Some(record) = found {
+                        return Ok(Some((record.offset, record.timestamp)));
+                    }
+                }
+                position += batch.len;
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the first record carrying the log's largest timestamp, as
+    /// `(offset, timestamp)`; `None` if the log holds no batch. Like Kafka, this looks at every
+    /// segment still on disk, including records below the log start offset in the first one.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut best: Option<&Segment> = None;
+        for segment in &self.segments {
+            if !segment.is_empty()
+                && best.is_none_or(|best| segment.state.max_timestamp > best.state.max_timestamp)
+            {
+                best = Some(segment);
+            }
+        }
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        let max_timestamp = segment.state.max_timestamp;
+        let mut reader = segment.reader();
+        let Some((position, batch)) =
+            segment.find_batch(&mut reader, segment.state.max_timestamp_batch)?
+        else {
+            return Err(StorageError::Corrupt(format!(
+                "segment {} does not hold the batch of its max timestamp",
+                segment.path().display()
+            )));
+        };
+        let bytes = reader
+            .bytes_at(position, batch.len as usize)
+            .context(|| format!("reading segment {}", segment.path().display()))?;
+        let offset = decode_records(bytes, segment.path(), position)?
+            .into_iter()
+            .find(|record| record.timestamp == max_timestamp)
+            .map_or(batch.last_offset, |record| record.offset);
+        Ok(Some((offset, max_timestamp)))
+    }
+
+    /// Deletes whole segments that retention no longer keeps: those whose newest record is
+    /// older than `retention.ms`, then the oldest while the log without them is still at least
+    /// `retention.bytes`, then those wholly below the log start offset. Segments go oldest
+    /// first; if the active segment itself goes, an empty one is rolled in its place. Returns
+    /// how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut count = 0;
+        if self.config.retention_ms >= 0 {
+            while let Some(segment) = self.segments.get(count) {
+                let age = now_ms.saturating_sub(segment.largest_timestamp()?);
+                if segment.is_empty() || age <= self.config.retention_ms {
+                    break;
+                }
+                count += 1;
+            }
+        }
+        if let Ok(retention_bytes) = u64::try_from(self.config.retention_bytes) {
+            let mut remaining: u64 = self.segments[count..].iter().map(|s| s.size).sum();
+            while let Some(segment) = self.segments.get(count) {
+                if segment.is_empty() || remaining - segment.size < retention_bytes {
+                    break;
+                }
+                remaining -= segment.size;
+                count += 1;
+            }
+        }
+        while count + 1 < self.segments.len()
+            && self.segments[count].next_offset <= self.log_start_offset
+        {
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == self.segments.len() {
+            self.roll()?;
+        }
+        self.delete_segments(count)?;
+        Ok(count)
+    }
+
+    /// Drops the oldest `count` segments (never the active one) and persists the new log
+    /// start offset.
+    fn delete_segments(&mut self, count: usize) -> Result<(), StorageError> {
+        assert!(
+            count < self.segments.len(),
+            "the active segment is never deleted"
+        );
+        let deleted: Vec<Segment> = self.segments.drain(..count).collect();
+        let first_base = self.segments[0].base_offset;
+        self.log_start_offset = self.log_start_offset.max(first_base);
+        self.recovery_point = self.recovery_point.max(first_base);
+        for segment in &deleted {
+            tracing::info!(segment = %segment.path().display(), "deleting segment");
+            segment.delete_files()?;
+        }
+        self.write_checkpoint()
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (the caller has checked it is
+    /// at most the high watermark), deletes segments wholly below it and persists the
+    /// checkpoint. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        if offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        let count = self.segments[..self.segments.len() - 1]
+            .iter()
+            .take_while(|segment| segment.next_offset <= offset)
+            .count();
+        if count > 0 {
+            self.delete_segments(count)?;
+        } else {
+            self.write_checkpoint()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Rolls the active segment if `segment.ms` has passed since its first append.
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        let active = self.active();
+        let due = active
+            .rolling_clock_ms
+            .is_some_and(|started| now_ms.saturating_sub(started) >= self.config.segment_ms);
+        if due && !active.is_empty() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset. The old one is sealed and its
+    /// indexes fsynced now, because once the recovery point passes it, recovery trusts them
+    /// without a scan.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        let last = self.segments.len() - 1;
+        let old = &mut self.segments[last];
+        assert!(!old.is_empty(), "rolling an empty segment");
+        old.seal()?;
+        old.sync_indexes()?;
+        let segment = Segment::create(&self.dir, log_end_offset)?;
+        checkpoint::sync_dir(&self.dir)?;
+        tracing::debug!(segment = %segment.path().display(), "rolled a new segment");
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Truncates the log so it ends at `offset` (a batch boundary; a batch holding `offset`
+    /// is removed whole). For replicas whose log diverged from the leader's. Below the log start
+    /// offset, the whole log is emptied and restarted at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset || offset <= self.segments[0].base_offset {
+            for segment in self.segments.drain(..) {
+                segment.delete_files()?;
+            }
+            self.segments.push(Segment::create(&self.dir, offset)?);
+            checkpoint::sync_dir(&self.dir)?;
+            self.log_start_offset = offset;
+            self.recovery_point = offset;
+        } else {
+            while self.segments.len() > 1 && self.active().base_offset >= offset {
+                if let Some(segment) = self.segments.pop() {
+                    segment.delete_files()?;
+                }
+            }
+            let index_interval_bytes = u64::from(self.config.index_interval_bytes);
+            let recovery_point = self.recovery_point;
+            let last = self.segments.len() - 1;
+            self.segments[last].truncate_to(offset, recovery_point, index_interval_bytes)?;
+            self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        }
+        let log_end_offset = self.log_end_offset();
+        assert!(
+            log_end_offset <= offset,
+            "truncation left the log end above its target"
+        );
+        if log_end_offset <= self.recovery_point {
+            self.oldest_unflushed_append_ms = None;
+        }
+        if self.epochs.truncate_from_end(log_end_offset) {
+            self.write_epochs()?;
+        }
+        self.write_checkpoint()
+    }
+
+    /// The files a flush must fsync now, and the offset it will cover. Includes the segment
+    /// ending exactly at the recovery point, whose final time-index entry may be newer than
+    /// its data.
+    pub fn unflushed(&self) -> FlushHandle {
+        let files = self
+            .segments
+            .iter()
+            .filter(|segment| segment.next_offset >= self.recovery_point)
+            .flat_map(Segment::files)
+            .collect();
+        FlushHandle {
+            offset: self.log_end_offset(),
+            files,
+        }
+    }
+
+    /// Records that a [`FlushHandle`] was synced: everything below `offset` is durable.
+    /// Moves the recovery point and rewrites `partition.checkpoint`. If the log was truncated
+    /// since the handle was taken, the recovery point stops at the new log end.
+    pub fn mark_flushed(&mut self, offset: i64) -> Result<(), StorageError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset >= self.log_end_offset() {
+            self.oldest_unflushed_append_ms = None;
+        }
+        // Appends made after the handle was taken keep the older time; that only makes the
+        // next flush come a little early.
+        if offset > self.recovery_point {
+            self.recovery_point = offset;
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs everything appended so far.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let handle = self.unflushed();
+        handle
+            .sync()
+            .context(|| format!("fsync of partition {}", self.dir.display()))?;
+        self.mark_flushed(handle.offset)
+    }
+
+    /// Whether `flush.messages` or `flush.ms` calls for a flush now.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        let unflushed = u64::try_from(self.log_end_offset() - self.recovery_point).unwrap_or(0);
+        if unflushed == 0 {
+            return false;
+        }
+        unflushed >= self.config.flush_messages.max(1)
+            || self
+                .oldest_unflushed_append_ms
+                .is_some_and(|oldest| now_ms.saturating_sub(oldest) >= self.config.flush_ms)
+    }
+
+    /// Seals the active segment, flushes, and leaves the clean-shutdown marker so the next
+    /// open skips the scan.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        let last = self.segments.len() - 1;
+        self.segments[last].seal()?;
+        self.flush()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN);
+        File::create(&marker)
+            .and_then(|file| file.sync_all())
+            .context(|| format!("writing {}", marker.display()))?;
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// Removes the partition's directory (topic deletion).
+    pub fn delete(self) -> Result<(), StorageError> {
+        fs::remove_dir_all(&self.dir)
+            .context(|| format!("deleting partition directory {}", self.dir.display()))
+    }
+
+    /// Records that leader epoch `epoch` starts at `start_offset` (KIP-101). A no-op if it is
+    /// already the latest epoch; entries at or after `start_offset` (or with a larger epoch)
+    /// are dropped first. Persisted before returning.
+    pub fn assign_leader_epoch(
+        &mut self,
+        epoch: i32,
+        start_offset: i64,
+    ) -> Result<(), StorageError> {
+        let before = self.epochs.clone();
+        if self.epochs.assign(epoch, start_offset) {
+            if let Err(error) = self.write_epochs() {
+                self.epochs = before;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn latest_leader_epoch(&self) -> Option<i32> {
+        self.epochs.latest().map(|entry| entry.epoch)
+    }
+
+    /// OffsetForLeaderEpoch: `(largest known epoch <= epoch, the offset where it ended)`, the
+    /// end being the next epoch's start offset or the log end offset for the latest epoch;
+    /// `(-1, -1)` if `epoch` is below every known epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    fn write_checkpoint(&self) -> Result<(), StorageError> {
+        PartitionCheckpoint {
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.recovery_point,
+        }
+        .write(&self.dir)
+    }
+
+    fn write_epochs(&self) -> Result<(), StorageError> {
+        checkpoint::write_epochs(&self.dir, self.epochs.entries())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+}
+
+/// Decodes one batch read from a segment.
+fn decode_records(
+    batch: &[u8],
+    path: &Path,
+    position: u64,
+) -> Result<Vec<runnel_record::Record>, StorageError> {
+    runnel_record::decode_records(batch).map_err(|error| {
+        StorageError::Corrupt(format!(
+            "segment {} at position {position}: cannot decode records: {error}",
+            path.display()
+        ))
+    })
+}
+
+/// Lists the segment base offsets in `dir`, sorted, and removes leftovers of interrupted
+/// operations: temporary files and index files without a log.
+fn scan_directory(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TEMP_SUFFIX) {
+            let path = entry.path();
+            fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        } else if let Some(base) = parse_base(name, LOG_SUFFIX) {
+            bases.push(base);
+        } else if let Some(base) =
+            parse_base(name, INDEX_SUFFIX).or_else(|| parse_base(name, TIME_INDEX_SUFFIX))
+        {
+            index_files.push((base, entry.path()));
+        } else if name != PARTITION_CHECKPOINT
+            && name != LEADER_EPOCH_CHECKPOINT
+            && name != CLEAN_SHUTDOWN
+        {
+            tracing::warn!(file = %entry.path().display(), "ignoring unknown file in partition directory");
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            fs::remove_file(&path).context(|| format!("removing orphan {}", path.display()))?;
+        }
+    }
+    Ok(bases)
+}
+
+fn parse_base(name: &str, suffix: &str) -> Option<i64> {
+    let digits = name.strip_suffix(suffix)?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
