@@ -1,0 +1,67 @@
+//! Periodic work: the time-based flush policy (`flush.ms`), segment rolling by age
+//! (`segment.ms`) and retention (`retention.ms`, `retention.bytes`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker::{now_ms, Broker};
+
+/// Flushes partitions whose flush policy is due and rolls segments that are old enough.
+pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        broker.config.flush_check_interval_ms.max(1),
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        for topic in broker.topics.list() {
+            for partition in topic.partitions() {
+                let now = now_ms();
+                if let Err(error) = partition.with_log(|log| Ok(log.maybe_roll(now)?)) {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "segment roll failed");
+                }
+                if partition.flush_due(now) {
+                    let end = partition.high_watermark();
+                    if let Err(error) = partition.sync_to(end).await {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "background flush failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deletes segments past retention, every `retention_check_interval_ms`.
+pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        broker.config.retention_check_interval_ms.max(1),
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        for topic in broker.topics.list() {
+            if !topic.settings().retention_deletes {
+                continue;
+            }
+            for partition in topic.partitions() {
+                match partition.with_log(|log| Ok(log.enforce_retention(now_ms())?)) {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                    }
+                    Err(error) => {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The broker's own settings: where it listens, where data lives, limits, and broker-wide
+//! defaults for topic configs. Read from an optional TOML file, then overridden by the command
+//! line and `RUNNEL_*` environment variables (the CLI crate does the merging).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::topic_config::BrokerTopicDefaults;
+
+/// Everything `runnel server` can be told. Keys in the TOML file are the flag names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the listener binds (`listeners`).
+    pub listen: String,
+    /// Address clients are told to connect to (`advertised.listeners`); defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    /// Partitions of an auto-created topic or a CreateTopics with -1 (`num.partitions`).
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub request_max_bytes: usize,
+    /// `max.connections`: connections beyond this wait for a slot.
+    pub connections_max: usize,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+    /// How often the flush policy (`flush.ms`) and `segment.ms` are checked.
+    pub flush_check_interval_ms: u64,
+    /// `log.flush.interval.messages`: 1 fsyncs every produce before acknowledging it.
+    pub flush_messages: Option<u64>,
+    /// `log.flush.interval.ms`.
+    pub flush_ms: Option<i64>,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: Option<i64>,
+    /// `log.retention.ms`.
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.bytes`.
+    pub log_retention_bytes: Option<i64>,
+    /// `message.max.bytes`.
+    pub message_max_bytes: Option<i64>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "127.0.0.1:9092".into(),
+            advertised_listener: None,
+            data_dir: PathBuf::from("./runnel-data"),
+            node_id: 0,
+            num_partitions: 1,
+            auto_create_topics: true,
+            request_max_bytes: 100 * 1024 * 1024,
+            connections_max: 10_000,
+            retention_check_interval_ms: 300_000,
+            flush_check_interval_ms: 100,
+            flush_messages: None,
+            flush_ms: None,
+            log_segment_bytes: None,
+            log_retention_ms: None,
+            log_retention_bytes: None,
+            message_max_bytes: None,
+        }
+    }
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl BrokerConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The address put in Metadata responses.
+    pub fn advertised(&self) -> &str {
+        self.advertised_listener.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// Checks values that serde cannot, with messages that name the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.num_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "num-partitions must be at least 1".into(),
+            ));
+        }
+        if self.request_max_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "request-max-bytes must be at least 1024".into(),
+            ));
+        }
+        if self.connections_max == 0 {
+            return Err(ConfigError::Invalid(
+                "connections-max must be at least 1".into(),
+            ));
+        }
+        for (name, value) in self.topic_default_pairs() {
+            crate::topic_config::validate_entry(name, &value)
+                .map_err(|reason| ConfigError::Invalid(format!("broker default: {reason}")))?;
+        }
+        Ok(())
+    }
+
+    /// Broker-wide defaults for topic configs, as set by the operator.
+    pub fn topic_defaults(&self) -> BrokerTopicDefaults {
+        let mut defaults = BrokerTopicDefaults::default();
+        for (name, value) in self.topic_default_pairs() {
+            defaults.set(name, value);
+        }
+        defaults
+    }
+
+    fn topic_default_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        let mut push = |name: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((name, value));
+            }
+        };
+        push("flush.messages", self.flush_messages.map(|v| v.to_string()));
+        push("flush.ms", self.flush_ms.map(|v| v.to_string()));
+        push(
+            "segment.bytes",
+            self.log_segment_bytes.map(|v| v.to_string()),
+        );
+        push("retention.ms", self.log_retention_ms.map(|v| v.to_string()));
+        push(
+            "retention.bytes",
+            self.log_retention_bytes.map(|v| v.to_string()),
+        );
+        push(
+            "max.message.bytes",
+            self.message_max_bytes.map(|v| v.to_string()),
+        );
+        pairs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_are_flag_names() {
+        let config: BrokerConfig =
+            toml::from_str("listen = \"0.0.0.0:9999\"\nflush-messages = 1\ndata-dir = \"/tmp/x\"")
+                .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9999");
+        assert_eq!(config.flush_messages, Some(1));
+        assert_eq!(config.advertised(), "0.0.0.0:9999");
+        assert!(toml::from_str::<BrokerConfig>("no-such-key = 1").is_err());
+    }
+
+    #[test]
+    fn invalid_topic_default_is_named() {
+        let config = BrokerConfig {
+            log_segment_bytes: Some(3),
+            ..BrokerConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("segment.bytes"));
+    }
+}

@@ -1,0 +1,464 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and a read-only view
+//! of the broker's own configs.
+//!
+//! DescribeConfigs lists every config of a resource, defaults included, each with its source
+//! and synonyms, as Kafka does: tools and stream libraries read defaults such as `retention.ms`.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::error::ApiError;
+use crate::topic_config::{config_def, resolve_all, ConfigSource, ConfigType};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// One line of a DescribeConfigs answer before encoding.
+struct ConfigLine {
+    name: String,
+    value: String,
+    source: ConfigSource,
+    kind: ConfigType,
+    read_only: bool,
+    synonyms: Vec<(String, String, ConfigSource)>,
+    doc: &'static str,
+}
+
+pub(crate) fn describe_configs(
+    broker: &Broker,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut response = DescribeConfigsResponse::default();
+    response.results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let mut result = DescribeConfigsResult::default();
+            result.resource_type = resource.resource_type;
+            result.resource_name = resource.resource_name.clone();
+            let lines = match resource.resource_type {
+                RESOURCE_TOPIC => topic_lines(broker, &resource.resource_name),
+                RESOURCE_BROKER => broker_lines(broker, &resource.resource_name),
+                other => Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Describing configs of resource type {other} is not supported"),
+                )),
+            };
+            match lines {
+                Ok(lines) => {
+                    let keys = resource.configuration_keys.as_ref();
+                    result.configs = lines
+                        .into_iter()
+                        .filter(|line| {
+                            keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == line.name))
+                        })
+                        .map(|line| {
+                            encode_line(
+                                line,
+                                version,
+                                request.include_synonyms,
+                                request.include_documentation,
+                            )
+                        })
+                        .collect();
+                }
+                Err(error) => {
+                    result.error_code = error.error_code();
+                    result.error_message = error.message_str();
+                }
+            }
+            result
+        })
+        .collect();
+    response
+}
+
+fn topic_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError> {
+    let topic = broker.topics.get(name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    let overrides = topic.overrides();
+    Ok(resolve_all(&overrides, broker.topics.broker_defaults())
+        .into_iter()
+        .map(|entry| {
+            let mut synonyms = Vec::new();
+            if let Some(value) = overrides.get(entry.def.name) {
+                synonyms.push((
+                    entry.def.name.to_string(),
+                    value.clone(),
+                    ConfigSource::TopicConfig,
+                ));
+            }
+            if let Some(value) = &entry.broker_value {
+                synonyms.push((
+                    entry.def.broker_synonym.to_string(),
+                    value.clone(),
+                    ConfigSource::StaticBrokerConfig,
+                ));
+            }
+            synonyms.push((
+                entry.def.broker_synonym.to_string(),
+                entry.def.default.to_string(),
+                ConfigSource::DefaultConfig,
+            ));
+            ConfigLine {
+                name: entry.def.name.to_string(),
+                value: entry.value,
+                source: entry.source,
+                kind: entry.def.kind,
+                read_only: false,
+                synonyms,
+                doc: entry.def.doc,
+            }
+        })
+        .collect())
+}
+
+/// The broker's configs: the broker-level synonyms of every topic config, plus its own
+/// settings. All read-only: Runnel's broker configs are static.
+fn broker_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError> {
+    if !name.is_empty() && name != broker.config.node_id.to_string() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "Broker {name} is not this broker ({})",
+                broker.config.node_id
+            ),
+        ));
+    }
+    let config = &broker.config;
+    let static_line = |name: &str, value: String, kind: ConfigType, doc: &'static str| ConfigLine {
+        name: name.to_string(),
+        value: value.clone(),
+        source: ConfigSource::StaticBrokerConfig,
+        kind,
+        read_only: true,
+        synonyms: vec![(name.to_string(), value, ConfigSource::StaticBrokerConfig)],
+        doc,
+    };
+    let mut lines = vec![
+        static_line(
+            "node.id",
+            config.node_id.to_string(),
+            ConfigType::Int,
+            "This broker's id.",
+        ),
+        static_line(
+            "broker.id",
+            config.node_id.to_string(),
+            ConfigType::Int,
+            "This broker's id.",
+        ),
+        static_line(
+            "listeners",
+            format!("PLAINTEXT://{}", config.listen),
+            ConfigType::List,
+            "Where the broker listens.",
+        ),
+        static_line(
+            "advertised.listeners",
+            format!("PLAINTEXT://{}", config.advertised()),
+            ConfigType::List,
+            "What clients are told to connect to.",
+        ),
+        static_line(
+            "log.dirs",
+            config.data_dir.display().to_string(),
+            ConfigType::List,
+            "The data directory.",
+        ),
+        static_line(
+            "num.partitions",
+            config.num_partitions.to_string(),
+            ConfigType::Int,
+            "Partitions of an auto-created topic.",
+        ),
+        static_line(
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+            "Whether Metadata and Produce create missing topics.",
+        ),
+        static_line(
+            "default.replication.factor",
+            "1".into(),
+            ConfigType::Int,
+            "Replicas of an auto-created topic.",
+        ),
+        static_line(
+            "socket.request.max.bytes",
+            config.request_max_bytes.to_string(),
+            ConfigType::Int,
+            "Largest request accepted.",
+        ),
+    ];
+    let defaults = broker.topics.broker_defaults();
+    for entry in resolve_all(&BTreeMap::new(), defaults) {
+        if lines
+            .iter()
+            .any(|line| line.name == entry.def.broker_synonym)
+        {
+            continue;
+        }
+        let mut synonyms = Vec::new();
+        if let Some(value) = &entry.broker_value {
+            synonyms.push((
+                entry.def.broker_synonym.to_string(),
+                value.clone(),
+                ConfigSource::StaticBrokerConfig,
+            ));
+        }
+        synonyms.push((
+            entry.def.broker_synonym.to_string(),
+            entry.def.default.to_string(),
+            ConfigSource::DefaultConfig,
+        ));
+        lines.push(ConfigLine {
+            name: entry.def.broker_synonym.to_string(),
+            value: entry.value,
+            source: entry.source,
+            kind: entry.def.kind,
+            read_only: true,
+            synonyms,
+            doc: entry.def.doc,
+        });
+    }
+    Ok(lines)
+}
+
+fn encode_line(
+    line: ConfigLine,
+    version: i16,
+    include_synonyms: bool,
+    include_documentation: bool,
+) -> DescribeConfigsResourceResult {
+    let mut entry = DescribeConfigsResourceResult::default();
+    entry.name = StrBytes::from_string(line.name);
+    entry.value = Some(StrBytes::from_string(line.value));
+    entry.read_only = line.read_only;
+    entry.config_source = line.source as i8;
+    if include_synonyms {
+        entry.synonyms = line
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                let mut synonym = DescribeConfigsSynonym::default();
+                synonym.name = StrBytes::from_string(name);
+                synonym.value = Some(StrBytes::from_string(value));
+                synonym.source = source as i8;
+                synonym
+            })
+            .collect();
+    }
+    if version >= 3 {
+        entry.config_type = line.kind as i8;
+        if include_documentation {
+            entry.documentation = Some(StrBytes::from_static_str(line.doc));
+        }
+    }
+    entry
+}
+
+pub(crate) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut response = AlterConfigsResponse::default();
+    response.responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let outcome = check_resource_type(resource.resource_type).and_then(|()| {
+                let mut replacement = BTreeMap::new();
+                for config in &resource.configs {
+                    let value = config.value.as_ref().ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("Null value not supported for {}", config.name.as_str()),
+                        )
+                    })?;
+                    replacement.insert(config.name.to_string(), value.to_string());
+                }
+                broker.topics.alter_configs(
+                    &resource.resource_name,
+                    request.validate_only,
+                    |overrides| {
+                        *overrides = replacement;
+                        Ok(())
+                    },
+                )
+            });
+            let mut answer = AlterConfigsResourceResponse::default();
+            answer.resource_type = resource.resource_type;
+            answer.resource_name = resource.resource_name;
+            if let Err(error) = outcome {
+                answer.error_code = error.error_code();
+                answer.error_message = error.message_str();
+            }
+            answer
+        })
+        .collect();
+    response
+}
+
+pub(crate) fn incremental_alter_configs(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut response = IncrementalAlterConfigsResponse::default();
+    response.responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let outcome = check_resource_type(resource.resource_type).and_then(|()| {
+                broker.topics.alter_configs(
+                    &resource.resource_name,
+                    request.validate_only,
+                    |overrides| {
+                        for config in &resource.configs {
+                            apply_operation(
+                                overrides,
+                                config.name.as_str(),
+                                config.config_operation,
+                                config.value.as_deref(),
+                            )?;
+                        }
+                        Ok(())
+                    },
+                )
+            });
+            let mut answer = IncrementalResourceResponse::default();
+            answer.resource_type = resource.resource_type;
+            answer.resource_name = resource.resource_name;
+            if let Err(error) = outcome {
+                answer.error_code = error.error_code();
+                answer.error_message = error.message_str();
+            }
+            answer
+        })
+        .collect();
+    response
+}
+
+fn check_resource_type(resource_type: i8) -> Result<(), ApiError> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(()),
+        RESOURCE_BROKER => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "Runnel's broker configs are static: set them on the command line or in the config file",
+        )),
+        other => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("Altering configs of resource type {other} is not supported"),
+        )),
+    }
+}
+
+/// One IncrementalAlterConfigs operation on a topic's overrides.
+fn apply_operation(
+    overrides: &mut BTreeMap<String, String>,
+    name: &str,
+    operation: i8,
+    value: Option<&str>,
+) -> Result<(), ApiError> {
+    let def = config_def(name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("Unknown topic config name: {name}"),
+        )
+    })?;
+    let value_required = || {
+        value.ok_or_else(|| {
+            ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("Null value not supported for {name}"),
+            )
+        })
+    };
+    match operation {
+        OP_SET => {
+            overrides.insert(name.to_string(), value_required()?.to_string());
+        }
+        OP_DELETE => {
+            overrides.remove(name);
+        }
+        OP_APPEND | OP_SUBTRACT => {
+            if def.kind != ConfigType::List {
+                return Err(ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("Config {name} is not a list: APPEND and SUBTRACT do not apply"),
+                ));
+            }
+            let current = overrides.get(name).map_or(def.default, String::as_str);
+            let mut items: Vec<String> = current
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for item in value_required()?.split(',').map(str::trim) {
+                if operation == OP_APPEND {
+                    if !items.iter().any(|existing| existing == item) {
+                        items.push(item.to_string());
+                    }
+                } else {
+                    items.retain(|existing| existing != item);
+                }
+            }
+            overrides.insert(name.to_string(), items.join(","));
+        }
+        other => {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Unknown config operation {other} for {name}"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_operations() {
+        let mut overrides = BTreeMap::new();
+        apply_operation(&mut overrides, "retention.ms", OP_SET, Some("10")).unwrap();
+        apply_operation(&mut overrides, "cleanup.policy", OP_APPEND, Some("compact")).unwrap();
+        assert_eq!(overrides["cleanup.policy"], "delete,compact");
+        apply_operation(
+            &mut overrides,
+            "cleanup.policy",
+            OP_SUBTRACT,
+            Some("delete"),
+        )
+        .unwrap();
+        assert_eq!(overrides["cleanup.policy"], "compact");
+        apply_operation(&mut overrides, "retention.ms", OP_DELETE, None).unwrap();
+        assert!(!overrides.contains_key("retention.ms"));
+        assert_eq!(
+            apply_operation(&mut overrides, "retention.ms", OP_APPEND, Some("1"))
+                .unwrap_err()
+                .code,
+            ResponseError::InvalidConfig
+        );
+    }
+}

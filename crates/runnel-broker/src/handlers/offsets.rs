@@ -1,0 +1,185 @@
+//! ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions about and moves of a
+//! partition's offsets.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+
+use super::fetch::check_leader_epoch;
+use super::find_partition;
+use crate::broker::Broker;
+use crate::error::ApiError;
+use crate::topics::LEADER_EPOCH;
+
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -6;
+
+pub(crate) fn list_offsets(
+    broker: &Broker,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut response = ListOffsetsResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut topic_response = ListOffsetsTopicResponse::default();
+            topic_response.partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let mut answer = ListOffsetsPartitionResponse::default();
+                    answer.partition_index = wanted.partition_index;
+                    let found = find_partition(broker, &topic.name, wanted.partition_index)
+                        .and_then(|partition| {
+                            check_leader_epoch(wanted.current_leader_epoch)?;
+                            lookup(&partition, wanted.timestamp, version)
+                        });
+                    match found {
+                        Ok((offset, timestamp)) => {
+                            answer.offset = offset;
+                            answer.timestamp = timestamp;
+                            if version >= 4 && offset >= 0 {
+                                answer.leader_epoch = LEADER_EPOCH;
+                            }
+                        }
+                        Err(error) => {
+                            answer.error_code = error.error_code();
+                        }
+                    }
+                    answer
+                })
+                .collect();
+            topic_response.name = topic.name;
+            topic_response
+        })
+        .collect();
+    response
+}
+
+/// The (offset, timestamp) a ListOffsets query names; (-1, -1) when no record matches.
+fn lookup(
+    partition: &crate::topics::Partition,
+    timestamp: i64,
+    version: i16,
+) -> Result<(i64, i64), ApiError> {
+    let high_watermark = partition.high_watermark();
+    partition.with_log(|log| match timestamp {
+        LATEST_TIMESTAMP => Ok((high_watermark, -1)),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset(), -1)),
+        // No tiered storage yet: nothing is uploaded or pending, so both answer "none".
+        LATEST_TIERED_TIMESTAMP | EARLIEST_PENDING_UPLOAD_TIMESTAMP => Ok((-1, -1)),
+        MAX_TIMESTAMP if version >= 7 => Ok(log.max_timestamp()?.unwrap_or((-1, -1))),
+        timestamp if timestamp >= 0 => Ok(log.offset_for_timestamp(timestamp)?.unwrap_or((-1, -1))),
+        _ => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("ListOffsets v{version} does not know timestamp {timestamp}"),
+        )),
+    })
+}
+
+pub(crate) fn offset_for_leader_epoch(
+    broker: &Broker,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut response = OffsetForLeaderEpochResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut result = OffsetForLeaderTopicResult::default();
+            result.partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let mut answer = EpochEndOffset::default();
+                    answer.partition = wanted.partition;
+                    let found = find_partition(broker, &topic.topic, wanted.partition).and_then(
+                        |partition| {
+                            check_leader_epoch(wanted.current_leader_epoch)?;
+                            partition
+                                .with_log(|log| Ok(log.end_offset_for_epoch(wanted.leader_epoch)))
+                        },
+                    );
+                    match found {
+                        Ok((epoch, end_offset)) => {
+                            answer.leader_epoch = epoch;
+                            answer.end_offset = end_offset;
+                        }
+                        Err(error) => {
+                            answer.error_code = error.error_code();
+                            answer.leader_epoch = -1;
+                            answer.end_offset = -1;
+                        }
+                    }
+                    answer
+                })
+                .collect();
+            result.topic = topic.topic;
+            result
+        })
+        .collect();
+    response
+}
+
+pub(crate) fn delete_records(
+    broker: &Broker,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut response = DeleteRecordsResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut result = DeleteRecordsTopicResult::default();
+            result.partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let mut answer = DeleteRecordsPartitionResult::default();
+                    answer.partition_index = wanted.partition_index;
+                    let moved = find_partition(broker, &topic.name, wanted.partition_index)
+                        .and_then(|partition| {
+                            let high_watermark = partition.high_watermark();
+                            // -1 means "up to the high watermark", as Kafka's admin tools send it.
+                            let target = if wanted.offset == -1 { high_watermark } else { wanted.offset };
+                            if target < 0 || target > high_watermark {
+                                return Err(ApiError::new(
+                                    ResponseError::OffsetOutOfRange,
+                                    format!("cannot delete records before {target}: the high watermark is {high_watermark}"),
+                                ));
+                            }
+                            partition.with_log(|log| Ok(log.delete_records_before(target)?))
+                        });
+                    match moved {
+                        Ok(low_watermark) => answer.low_watermark = low_watermark,
+                        Err(error) => {
+                            answer.error_code = error.error_code();
+                            answer.low_watermark = -1;
+                        }
+                    }
+                    answer
+                })
+                .collect();
+            result.name = topic.name;
+            result
+        })
+        .collect();
+    response
+}

@@ -1,0 +1,154 @@
+//! `runnel`: the broker (`runnel server`) and, later, the tools people drive it with.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use runnel_broker::BrokerConfig;
+use runnel_protocol::ClaimedSizeAllocator;
+
+// Request decoding must survive array counts that claim gigabytes; see runnel-protocol.
+#[global_allocator]
+static ALLOCATOR: ClaimedSizeAllocator = ClaimedSizeAllocator;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel: a Kafka-compatible streaming platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker. With no arguments: 127.0.0.1:9092, data in ./runnel-data.
+    Server(ServerArgs),
+}
+
+/// Flags override `RUNNEL_*` environment variables, which override the config file.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// TOML file whose keys are these flags' names (e.g. `listen = "0.0.0.0:9092"`).
+    #[arg(long, env = "RUNNEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "RUNNEL_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to (defaults to --listen).
+    #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This broker's id.
+    #[arg(long, env = "RUNNEL_NODE_ID")]
+    node_id: Option<i32>,
+    /// Partitions of auto-created topics (num.partitions).
+    #[arg(long, env = "RUNNEL_NUM_PARTITIONS")]
+    num_partitions: Option<i32>,
+    /// Create topics on first use (auto.create.topics.enable).
+    #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    /// Largest request frame accepted (socket.request.max.bytes).
+    #[arg(long, env = "RUNNEL_REQUEST_MAX_BYTES")]
+    request_max_bytes: Option<usize>,
+    /// Most client connections served at once (max.connections).
+    #[arg(long, env = "RUNNEL_CONNECTIONS_MAX")]
+    connections_max: Option<usize>,
+    /// fsync after this many unflushed records; 1 = fsync before every acknowledgement.
+    #[arg(long, env = "RUNNEL_FLUSH_MESSAGES")]
+    flush_messages: Option<u64>,
+    /// fsync when unflushed data is this old (default 1000).
+    #[arg(long, env = "RUNNEL_FLUSH_MS")]
+    flush_ms: Option<i64>,
+    /// Default segment.bytes of topics.
+    #[arg(long, env = "RUNNEL_LOG_SEGMENT_BYTES")]
+    log_segment_bytes: Option<i64>,
+    /// Default retention.ms of topics.
+    #[arg(long, env = "RUNNEL_LOG_RETENTION_MS")]
+    log_retention_ms: Option<i64>,
+    /// Default retention.bytes of topics.
+    #[arg(long, env = "RUNNEL_LOG_RETENTION_BYTES")]
+    log_retention_bytes: Option<i64>,
+    /// Default max.message.bytes of topics.
+    #[arg(long, env = "RUNNEL_MESSAGE_MAX_BYTES")]
+    message_max_bytes: Option<i64>,
+    /// How often retention runs (log.retention.check.interval.ms).
+    #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
+    retention_check_interval_ms: Option<u64>,
+}
+
+impl ServerArgs {
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
+        let mut config = match &self.config {
+            Some(path) => BrokerConfig::from_toml_file(path)?,
+            None => BrokerConfig::default(),
+        };
+        macro_rules! take {
+            ($($field:ident),*) => { $( if let Some(value) = self.$field { config.$field = value; } )* };
+        }
+        macro_rules! take_optional {
+            ($($field:ident),*) => { $( if self.$field.is_some() { config.$field = self.$field; } )* };
+        }
+        take!(
+            listen,
+            data_dir,
+            node_id,
+            num_partitions,
+            auto_create_topics,
+            request_max_bytes,
+            connections_max,
+            retention_check_interval_ms
+        );
+        take_optional!(
+            advertised_listener,
+            flush_messages,
+            flush_ms,
+            log_segment_bytes,
+            log_retention_ms,
+            log_retention_bytes,
+            message_max_bytes
+        );
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNNEL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Server(args) => {
+            let config = args.into_config()?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(runnel_broker::run(config, stop_signal()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the broker");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
