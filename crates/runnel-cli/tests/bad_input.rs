@@ -302,7 +302,8 @@ fn fetch_beyond_the_log_is_offset_out_of_range() {
 #[test]
 fn invalid_topic_names_partitions_and_configs_are_explained() {
     let broker = BrokerProcess::start(&[]);
-    let cases: [(&str, i32, &[(&str, &str)], ResponseError); 5] = [
+    type Case<'a> = (&'a str, i32, &'a [(&'a str, &'a str)], ResponseError);
+    let cases: [Case; 5] = [
         ("bad/name", 1, &[], ResponseError::InvalidTopicException),
         ("..", 1, &[], ResponseError::InvalidTopicException),
         ("zero-partitions", 0, &[], ResponseError::InvalidPartitions),
