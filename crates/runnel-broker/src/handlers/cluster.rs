@@ -13,8 +13,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::supported_versions;
 
-use super::AUTHORIZED_OPERATIONS_OMITTED;
-use crate::broker::{now_ms, Broker};
+use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::broker::Broker;
 use crate::topics::{validate_topic_name, Topic, LEADER_EPOCH};
 
 pub(crate) fn api_versions(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
@@ -113,23 +113,12 @@ fn topic_by_name(
         answer.error_code = ResponseError::UnknownTopicOrPartition.code();
         return answer;
     }
-    let created = broker.topics.create(
-        name,
-        broker.config.num_partitions,
-        Default::default(),
-        false,
-        now_ms(),
-    );
-    match created {
-        Ok(Some(topic)) => describe_topic(broker, &topic, version),
-        // Lost a race with another creator: the topic exists now.
-        Err(_) | Ok(None) => match broker.topics.get(name) {
-            Some(topic) => describe_topic(broker, &topic, version),
-            None => {
-                answer.error_code = ResponseError::LeaderNotAvailable.code();
-                answer
-            }
-        },
+    match find_or_create_topic(broker, name) {
+        Some(topic) => describe_topic(broker, &topic, version),
+        None => {
+            answer.error_code = ResponseError::LeaderNotAvailable.code();
+            answer
+        }
     }
 }
 

@@ -37,6 +37,30 @@ pub(crate) fn find_partition(
         .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
 }
 
+/// Finds a topic by name, creating it with `num.partitions` partitions when
+/// `auto.create.topics.enable` is on and the name is valid. `None` if it does not exist and
+/// may not be created.
+pub(crate) fn find_or_create_topic(broker: &Broker, name: &str) -> Option<Arc<Topic>> {
+    if let Some(topic) = broker.topics.get(name) {
+        return Some(topic);
+    }
+    if !broker.config.auto_create_topics {
+        return None;
+    }
+    let created = broker.topics.create(
+        name,
+        broker.config.num_partitions,
+        Default::default(),
+        false,
+        crate::broker::now_ms(),
+    );
+    match created {
+        Ok(topic) => topic,
+        // Another request created it first, or the name is invalid.
+        Err(_) => broker.topics.get(name),
+    }
+}
+
 /// Finds a topic by id (newer request versions) or by name.
 pub(crate) fn find_topic(broker: &Broker, name: &str, id: Uuid) -> Option<Arc<Topic>> {
     if id.is_nil() {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_record::{RecordBatch, RecordBatchHeader};
 
-use super::find_topic;
+use super::{find_or_create_topic, find_topic};
 use crate::broker::{now_ms, Broker};
 use crate::error::ApiError;
 use crate::topics::Topic;
@@ -24,7 +24,13 @@ pub(crate) async fn produce(
     let acks = request.acks;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        let topic = find_topic(broker, &topic_data.name, topic_data.topic_id);
+        // Kafka creates missing topics from Metadata; Runnel also does from Produce (by name),
+        // so a producer that skips the metadata round trip still lands its records.
+        let topic = if topic_data.topic_id.is_nil() {
+            find_or_create_topic(broker, &topic_data.name)
+        } else {
+            find_topic(broker, &topic_data.name, topic_data.topic_id)
+        };
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let index = data.index;
