@@ -105,6 +105,12 @@ impl Partition {
             .unwrap_or(false)
     }
 
+    /// Whether `flush.messages` requires an fsync before acknowledging what was appended.
+    pub(crate) fn sync_required_before_ack(&self) -> bool {
+        self.with_log(|log| Ok(log.flush_due_by_count()))
+            .unwrap_or(false)
+    }
+
     /// Makes every offset below `offset` durable. Appenders that arrive while an fsync runs
     /// wait for it and then usually find their data already covered: one fsync, many acks.
     pub(crate) async fn sync_to(&self, offset: i64) -> Result<(), ApiError> {

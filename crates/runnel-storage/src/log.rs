@@ -799,14 +799,26 @@ impl PartitionLog {
 
     /// Whether `flush.messages` or `flush.ms` calls for a flush now.
     pub fn flush_due(&self, now_ms: i64) -> bool {
-        let unflushed = u64::try_from(self.log_end_offset() - self.recovery_point).unwrap_or(0);
+        let unflushed = self.unflushed_records();
         if unflushed == 0 {
             return false;
         }
-        unflushed >= self.config.flush_messages.max(1)
+        self.flush_due_by_count()
             || self
                 .oldest_unflushed_append_ms
                 .is_some_and(|oldest| now_ms.saturating_sub(oldest) >= self.config.flush_ms)
+    }
+
+    /// The count half of the policy: `flush.messages` records are waiting. The acknowledgement
+    /// path checks only this; the age half (`flush.ms`) is the background flusher's, so no
+    /// producer waits for a timer-driven fsync.
+    pub fn flush_due_by_count(&self) -> bool {
+        self.unflushed_records() >= self.config.flush_messages.max(1)
+    }
+
+    /// Offsets appended but not yet known fsynced.
+    pub fn unflushed_records(&self) -> u64 {
+        u64::try_from(self.log_end_offset() - self.recovery_point).unwrap_or(0)
     }
 
     /// Seals the active segment, flushes, and leaves the clean-shutdown marker so the next

@@ -112,7 +112,7 @@ async fn produce_partition(
         -1
     };
     let info = partition.append(&mut batches, now)?;
-    if acks != 0 && partition.flush_due(now) {
+    if acks != 0 && partition.sync_required_before_ack() {
         partition.sync_to(info.last_offset + 1).await?;
     }
     let log_start_offset = partition.with_log(|log| Ok(log.log_start_offset()))?;
