@@ -1,0 +1,211 @@
+"""Produce and fetch throughput against a running Runnel broker with confluent-kafka.
+
+Run by scripts/bench.sh with the repo's .venv; usable alone:
+
+    .venv/bin/python scripts/bench_clients.py run --bootstrap 127.0.0.1:9092 \
+        --records 300000 [--broker-pid PID]
+    .venv/bin/python scripts/bench_clients.py create-topic --bootstrap ... --topic T
+
+`run` creates one 6-partition topic per acks setting (--acks, default "1,all": acks=1 then
+acks=all), produces `--records` records of `--size` bytes into each (linger.ms=5,
+batch.size=1MB, no compression), timed from the first produce() to the end of the final
+flush(), then fetches the first of those topics from the beginning with a manually assigned consumer (no consumer groups: the broker has none
+yet), timed from assign() to the last record. It prints progress to stderr and one JSON
+object to stdout. MB is 10^6 bytes of record values (keys, headers and framing not counted).
+
+With --broker-pid, the broker's CPU time over each phase is read from /proc, reported as a
+percentage of one core (200% = both cores of a 2-core machine), next to this client's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"bench_clients: {message}", file=sys.stderr, flush=True)
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process, from /proc/PID/stat (fields 14 and 15)."""
+    if pid is None:
+        return None
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """Wall time and the CPU of this process and the broker over one phase."""
+
+    def __init__(self, broker_pid: int | None):
+        self.broker_pid = broker_pid
+
+    def __enter__(self) -> "Meter":
+        self.broker_cpu0 = process_cpu_s(self.broker_pid)
+        self.client_cpu0 = own_cpu_s()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed_s = time.perf_counter() - self.t0
+        self.client_cpu_pct = 100.0 * (own_cpu_s() - self.client_cpu0) / self.elapsed_s
+        broker_cpu = process_cpu_s(self.broker_pid)
+        self.broker_cpu_pct = (
+            None if broker_cpu is None else 100.0 * (broker_cpu - self.broker_cpu0) / self.elapsed_s
+        )
+
+    def result(self, records: int, size: int) -> dict:
+        return {
+            "records": records,
+            "record_bytes": size,
+            "seconds": round(self.elapsed_s, 3),
+            "records_per_s": round(records / self.elapsed_s),
+            "mb_per_s": round(records * size / 1e6 / self.elapsed_s, 2),
+            "bits_per_s": round(records * size * 8 / self.elapsed_s),
+            "client_cpu_pct": round(self.client_cpu_pct),
+            "broker_cpu_pct": None if self.broker_cpu_pct is None else round(self.broker_cpu_pct),
+        }
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    futures[topic].result(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        if meta is not None and meta.error is None and len(meta.partitions) == partitions:
+            if all(p.leader >= 0 for p in meta.partitions.values()):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {topic} not ready with {partitions} partitions")
+
+
+def produce(args, topic: str, acks: str) -> dict:
+    errors = []
+
+    def on_error(err, msg):  # called only for failed deliveries (delivery.report.only.error)
+        if err is not None:
+            errors.append(err)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "acks": acks,
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "compression.type": "none",
+            "delivery.report.only.error": True,
+            "on_delivery": on_error,
+        }
+    )
+    # Warm the connection and metadata outside the timed part.
+    producer.list_topics(topic=topic, timeout=10)
+    value = os.urandom(args.size)
+    partitions = args.partitions
+    records = args.records
+    with Meter(args.broker_pid) as meter:
+        for i in range(records):
+            while True:
+                try:
+                    producer.produce(topic, value, partition=i % partitions)
+                    break
+                except BufferError:  # local queue full: let librdkafka send
+                    producer.poll(0.001)
+            if i % 10_000 == 0:
+                producer.poll(0)
+        remaining = producer.flush(120)
+    if remaining or errors:
+        raise RuntimeError(f"acks={acks}: {remaining} undelivered, {len(errors)} errors: {errors[:3]}")
+    result = meter.result(records, args.size)
+    log(f"produce acks={acks}: {result}")
+    return result
+
+
+def consume(args, topic: str) -> dict:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": "runnel-bench-unused",  # librdkafka wants one; assign() never uses it
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(args.partitions)]
+    expected = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
+    if expected != args.records:
+        raise RuntimeError(f"{topic} holds {expected} records, expected {args.records}")
+    received = 0
+    payload = 0
+    deadline = time.monotonic() + 300
+    with Meter(args.broker_pid) as meter:
+        consumer.assign(partitions)
+        while received < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fetch timed out after {received} of {expected} records")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                received += 1
+                payload += len(message.value())
+    consumer.close()
+    if payload != expected * args.size:
+        raise RuntimeError(f"fetched {payload} value bytes, expected {expected * args.size}")
+    result = meter.result(received, args.size)
+    log(f"fetch: {result}")
+    return result
+
+
+def run(args) -> None:
+    results = {}
+    topics = {}
+    for acks in args.acks.split(","):
+        topic = f"bench-acks{acks}-{uuid.uuid4().hex[:8]}"
+        create_topic(args.bootstrap, topic, args.partitions)
+        topics[acks] = topic
+        results[f"produce_acks_{acks}"] = produce(args, topic, acks)
+    results["fetch"] = consume(args, next(iter(topics.values())))
+    print(json.dumps(results), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="produce (acks=1, acks=all) and fetch; JSON on stdout")
+    run_parser.add_argument("--bootstrap", required=True)
+    run_parser.add_argument("--records", type=int, default=300_000)
+    run_parser.add_argument("--size", type=int, default=1024)
+    run_parser.add_argument("--partitions", type=int, default=6)
+    run_parser.add_argument("--broker-pid", type=int)
+    run_parser.add_argument("--acks", default="1,all", help="produce runs, in order; fetch reads the first")
+    topic_parser = sub.add_parser("create-topic", help="create a topic and wait for its leaders")
+    topic_parser.add_argument("--bootstrap", required=True)
+    topic_parser.add_argument("--topic", required=True)
+    topic_parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args)
+    else:
+        create_topic(args.bootstrap, args.topic, args.partitions)
+
+
+if __name__ == "__main__":
+    main()
