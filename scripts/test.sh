@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need (idempotently), builds the
+# `runnel` binary, runs the Rust tests, then the compat suite of real Kafka clients
+# (tests/compat) against that binary.
+#
+#   bash scripts/test.sh           everything
+#   bash scripts/test.sh --quick   skip the compat suite (Rust build and tests only)
+#
+# Extra arguments after `--` go to pytest, e.g. `bash scripts/test.sh -- -k kcat -x`.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+quick=0
+pytest_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) quick=1; shift ;;
+        --) shift; pytest_args=("$@"); break ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- Tools the compat suite needs ---------------------------------------------------------
+if [[ $quick -eq 0 ]]; then
+    if ! command -v kcat >/dev/null 2>&1; then
+        step "installing kcat"
+        if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo -n); fi
+        export DEBIAN_FRONTEND=noninteractive
+        "${sudo_cmd[@]}" apt-get update -q </dev/null
+        "${sudo_cmd[@]}" apt-get install -y -q kcat </dev/null
+        command -v kcat >/dev/null 2>&1 || die "kcat is still missing after apt-get install"
+    fi
+
+    python_bin="${PYTHON:-python3}"
+    command -v "$python_bin" >/dev/null 2>&1 || die "$python_bin not found (Python >= 3.11 is needed)"
+    "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$python_bin is $("$python_bin" --version 2>&1); the compat suite needs Python >= 3.11"
+
+    venv="$repo_root/.venv"
+    requirements="$repo_root/tests/compat/requirements.txt"
+    stamp="$venv/.requirements.sha256"
+    wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [[ ! -x "$venv/bin/python" ]]; then
+        step "creating the Python virtual environment in .venv"
+        "$python_bin" -m venv "$venv"
+    fi
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+        step "installing tests/compat/requirements.txt into .venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" </dev/null
+        echo "$wanted" >"$stamp"
+    fi
+fi
+
+# --- Rust ----------------------------------------------------------------------------------
+step "cargo build -p runnel-cli"
+cargo build -p runnel-cli
+runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"
+[[ -x "$runnel_bin" ]] || die "no runnel binary at $runnel_bin after the build"
+
+step "cargo test --workspace"
+cargo test --workspace
+
+# --- Real clients against the real binary ------------------------------------------------
+if [[ $quick -eq 1 ]]; then
+    echo "test.sh: --quick: compat suite skipped"
+    exit 0
+fi
+
+step "compat suite: .venv/bin/python -m pytest tests/compat"
+export RUNNEL_BIN="$runnel_bin"
+# pytest exits non-zero on any failure, error, or when it collected no test at all (5).
+"$repo_root/.venv/bin/python" -m pytest tests/compat -v --timeout=120 "${pytest_args[@]}" </dev/null

@@ -1,0 +1,296 @@
+"""Fixtures that run the real `runnel` binary for the compat suite.
+
+Each broker is a child process on a free loopback port with its own data directory. It is
+ready when the port answers a Kafka ApiVersions request; it is killed (SIGKILL) at teardown
+whatever the outcome. When a test fails, the tail of every broker log it used is attached to
+the failure report, together with the log's full path.
+
+Scopes: `broker` is one broker per test module (tests use unique topic names);
+`broker_factory` starts brokers owned by one test, for crash and restart tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_DEADLINE_S = 20.0
+LOG_TAIL_LINES = 80
+
+API_KEY_API_VERSIONS = 18
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def runnel_bin() -> Path:
+    return Path(os.environ.get("RUNNEL_BIN", REPO_ROOT / "target" / "debug" / "runnel"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_topic(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# --- ApiVersions over a raw socket --------------------------------------------------------
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes:
+    chunks = []
+    while count > 0:
+        chunk = sock.recv(count)
+        if not chunk:
+            raise ConnectionError("broker closed the connection mid-response")
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def api_versions_request(
+    port: int, api_version: int = 0, correlation_id: int = 7, timeout_s: float = 2.0
+) -> tuple[int, dict[int, tuple[int, int]]]:
+    """Send ApiVersions (request header v1, no body) and parse the v0-format response.
+
+    Returns (error_code, {api_key: (min_version, max_version)}). A broker answers an
+    unsupported ApiVersions version with a v0 body carrying UNSUPPORTED_VERSION, so the
+    v0 parser is right for any version asked here. Versions >= 3 use a flexible header and
+    body and are not sent by this helper.
+    """
+    assert api_version <= 2 or api_version >= 100, "flexible versions are not built here"
+    client_id = b"runnel-compat"
+    header = struct.pack(">hhih", API_KEY_API_VERSIONS, api_version, correlation_id, len(client_id))
+    request = header + client_id
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        body = _recv_exact(sock, size)
+    (got_correlation_id, error_code, count) = struct.unpack(">ihi", body[:10])
+    if got_correlation_id != correlation_id:
+        raise AssertionError(f"correlation id {got_correlation_id}, expected {correlation_id}")
+    apis = {}
+    offset = 10
+    for _ in range(count):
+        key, min_v, max_v = struct.unpack(">hhh", body[offset : offset + 6])
+        apis[key] = (min_v, max_v)
+        offset += 6
+    return error_code, apis
+
+
+def broker_environment() -> dict[str, str]:
+    # The broker reads RUNNEL_* variables as flags; a developer's own must not leak into tests.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RUNNEL_")}
+    env["RUST_BACKTRACE"] = "1"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+# --- The broker process --------------------------------------------------------------------
+
+
+class Broker:
+    """One `runnel server` child process; restartable on the same port and data directory."""
+
+    def __init__(self, work_dir: Path, extra_args: tuple[str, ...] = (), node_id: int = 0):
+        self.work_dir = work_dir
+        self.data_dir = work_dir / "data"
+        self.log_path = work_dir / "broker.log"
+        self.extra_args = tuple(str(a) for a in extra_args)
+        self.node_id = node_id
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(runnel_bin()),
+            "server",
+            "--listen",
+            self.bootstrap,
+            "--advertised-listener",
+            self.bootstrap,
+            "--data-dir",
+            str(self.data_dir),
+            "--node-id",
+            str(self.node_id),
+            *self.extra_args,
+        ]
+
+    def start(self) -> "Broker":
+        binary = runnel_bin()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            pytest.fail(
+                f"runnel binary not found at {binary}: run `cargo build -p runnel-cli` "
+                "or set RUNNEL_BIN",
+                pytrace=False,
+            )
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        self.starts += 1
+        command = self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== start #{self.starts}: {' '.join(command)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=broker_environment(),
+            )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        deadline = time.monotonic() + deadline_s
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(
+                    f"runnel exited with status {self.proc.returncode} before it was ready\n"
+                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}",
+                    pytrace=False,
+                )
+            try:
+                error_code, apis = api_versions_request(self.port, timeout_s=1.0)
+                if error_code == 0 and API_KEY_API_VERSIONS in apis:
+                    return
+                last_error = AssertionError(f"ApiVersions error_code {error_code}, apis {apis}")
+            except (OSError, ConnectionError, AssertionError, struct.error) as error:
+                last_error = error
+            time.sleep(0.05)
+        self.kill9()
+        pytest.fail(
+            f"runnel did not answer ApiVersions on {self.bootstrap} within {deadline_s}s "
+            f"(last error: {last_error!r})\n--- {self.log_path} (tail) ---\n{self.log_tail()}",
+            pytrace=False,
+        )
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL, as a crash: no chance to flush or close anything."""
+        if self.is_running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM and wait for a clean stop; return the exit status (SIGKILL after the wait)."""
+        assert self.proc is not None and self.is_running(), "broker is not running"
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            pytest.fail(
+                f"runnel did not exit within {timeout_s}s of SIGTERM\n"
+                f"--- {self.log_path} (tail) ---\n{self.log_tail()}",
+                pytrace=False,
+            )
+
+    def restart(self) -> "Broker":
+        """Start again on the same port and data directory (after kill9 or terminate)."""
+        self.kill9()
+        return self.start()
+
+    def log_text(self) -> str:
+        try:
+            return ANSI_ESCAPE.sub("", self.log_path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def runnel_brokers(self) -> list["Broker"]:
+        return [self]
+
+
+class BrokerFactory:
+    def __init__(self, base_dir: Path):
+        self.base_dir = base_dir
+        self.brokers: list[Broker] = []
+
+    def start(self, *extra_args: str | int) -> Broker:
+        broker = Broker(self.base_dir / f"broker{len(self.brokers)}", tuple(str(a) for a in extra_args))
+        self.brokers.append(broker)
+        return broker.start()
+
+    def runnel_brokers(self) -> list[Broker]:
+        return self.brokers
+
+    def kill_all(self) -> None:
+        for broker in self.brokers:
+            broker.kill9()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    instance = Broker(tmp_path_factory.mktemp("runnel"))
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.kill9()
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
+    factory = BrokerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.kill_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed:
+        seen = set()
+        for value in getattr(item, "funcargs", {}).values():
+            brokers = getattr(value, "runnel_brokers", None)
+            if not callable(brokers):
+                continue
+            for broker_instance in brokers():
+                if id(broker_instance) in seen:
+                    continue
+                seen.add(id(broker_instance))
+                report.sections.append(
+                    (
+                        f"runnel log tail ({broker_instance.log_path})",
+                        broker_instance.log_tail(),
+                    )
+                )
+    return report
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak tests run only with RUNNEL_SOAK=1; otherwise they are deselected, so the default
+    suite reports no skips: a test that is collected must run."""
+    if os.environ.get("RUNNEL_SOAK") == "1":
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
