@@ -1,5 +1,6 @@
 //! Periodic work: the time-based flush policy (`flush.ms`), segment rolling by age
-//! (`segment.ms`) and retention (`retention.ms`, `retention.bytes`).
+//! (`segment.ms`), retention (`retention.ms`, `retention.bytes`) and the group coordinators'
+//! timers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,19 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Drives the group coordinators' timers: session expiry, rebalance timeouts, offset expiry.
+pub(crate) async fn run_group_timers(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        let wait = broker.groups.next_wait();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => broker.groups.tick(&broker.topics),
+            _ = broker.groups.deadline_changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -10,6 +10,7 @@ use runnel_protocol::{Request, RequestBody};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
 use crate::topics::TopicRegistry;
 
@@ -29,6 +30,7 @@ pub enum StartupError {
 pub struct Broker {
     pub(crate) config: BrokerConfig,
     pub(crate) topics: TopicRegistry,
+    pub(crate) groups: GroupService,
     pub(crate) cluster_id: String,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
@@ -64,10 +66,12 @@ impl Broker {
         })?;
         let cluster_id = load_or_create_identity(&config.data_dir, config.node_id)?;
         let topics = TopicRegistry::open(&config.data_dir, config.topic_defaults(), now_ms())?;
+        let groups = GroupService::open(&topics, &config)?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Broker {
             config,
             topics,
+            groups,
             cluster_id,
             advertised_host,
             advertised_port,
@@ -102,8 +106,17 @@ impl Broker {
     }
 
     /// Serves one parsed request.
-    pub(crate) async fn handle(&self, request: Request) -> Reply {
+    pub(crate) async fn handle(&self, request: Request, peer: std::net::IpAddr) -> Reply {
         let version = request.api_version();
+        let client = ClientInfo {
+            client_id: request
+                .header
+                .client_id
+                .as_deref()
+                .unwrap_or_default()
+                .to_string(),
+            host: format!("/{peer}"),
+        };
         let body = match request.body {
             RequestBody::LegacyProduce(legacy) => {
                 return if legacy.acks == 0 {
@@ -161,6 +174,47 @@ impl Broker {
             ),
             RequestKind::DescribeLogDirs(req) => ResponseKind::DescribeLogDirs(
                 handlers::log_dirs::describe_log_dirs(self, version, req),
+            ),
+            RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(
+                handlers::groups::find_coordinator(self, version, req),
+            ),
+            RequestKind::JoinGroup(req) => {
+                ResponseKind::JoinGroup(self.groups.join_group(version, &client, req).await)
+            }
+            RequestKind::SyncGroup(req) => {
+                ResponseKind::SyncGroup(self.groups.sync_group(version, req).await)
+            }
+            RequestKind::Heartbeat(req) => {
+                ResponseKind::Heartbeat(self.groups.heartbeat(version, req))
+            }
+            RequestKind::LeaveGroup(req) => {
+                ResponseKind::LeaveGroup(self.groups.leave_group(version, req))
+            }
+            RequestKind::OffsetCommit(req) => {
+                ResponseKind::OffsetCommit(self.groups.offset_commit(version, req))
+            }
+            RequestKind::OffsetFetch(req) => {
+                ResponseKind::OffsetFetch(self.groups.offset_fetch(version, req))
+            }
+            RequestKind::OffsetDelete(req) => {
+                ResponseKind::OffsetDelete(self.groups.offset_delete(req))
+            }
+            RequestKind::ListGroups(req) => {
+                ResponseKind::ListGroups(self.groups.list_groups(version, req))
+            }
+            RequestKind::DescribeGroups(req) => {
+                ResponseKind::DescribeGroups(self.groups.describe_groups(version, req))
+            }
+            RequestKind::DeleteGroups(req) => {
+                ResponseKind::DeleteGroups(self.groups.delete_groups(version, req))
+            }
+            RequestKind::ConsumerGroupHeartbeat(req) => ResponseKind::ConsumerGroupHeartbeat(
+                self.groups
+                    .consumer_group_heartbeat(&self.topics, &client, version, req),
+            ),
+            RequestKind::ConsumerGroupDescribe(req) => ResponseKind::ConsumerGroupDescribe(
+                self.groups
+                    .consumer_group_describe(&self.topics, version, req),
             ),
             _ => {
                 // parse_request admits only the APIs in the version table, all handled above.

@@ -42,6 +42,21 @@ pub struct BrokerConfig {
     pub log_retention_bytes: Option<i64>,
     /// `message.max.bytes`.
     pub message_max_bytes: Option<i64>,
+    /// `group.initial.rebalance.delay.ms`: how long a classic group starting from empty waits
+    /// for more members before its first rebalance.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`: how long an empty group's committed offsets are kept.
+    pub offsets_retention_minutes: i64,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +78,13 @@ impl Default for BrokerConfig {
             log_retention_ms: None,
             log_retention_bytes: None,
             message_max_bytes: None,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5000,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
         }
     }
 }
@@ -111,6 +133,16 @@ impl BrokerConfig {
         if self.request_max_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "request-max-bytes must be at least 1024".into(),
+            ));
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "offsets-topic-num-partitions must be at least 1".into(),
+            ));
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "group-min-session-timeout-ms must not exceed group-max-session-timeout-ms".into(),
             ));
         }
         if self.connections_max == 0 {

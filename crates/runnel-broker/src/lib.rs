@@ -16,6 +16,7 @@ mod background;
 mod broker;
 mod config;
 mod error;
+mod groups;
 mod handlers;
 mod server;
 mod topic_config;
@@ -69,11 +70,12 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
     );
     let flusher = tokio::spawn(background::flush_and_roll(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
+    let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));
     let server = tokio::spawn(server::serve(broker.clone(), listener));
     stop.await;
     tracing::info!("shutting down");
     broker.begin_shutdown();
-    let _ = tokio::join!(server, flusher, retention);
+    let _ = tokio::join!(server, flusher, retention, group_timers);
     tokio::task::spawn_blocking(move || broker.close())
         .await
         .ok();

@@ -110,7 +110,7 @@ async fn serve_connection(
             let api_key = request.api_key;
             let version = request.api_version();
             tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-            match broker.handle(request).await {
+            match broker.handle(request, peer.ip()).await {
                 Reply::Response(body) => {
                     let frame = encode_response(correlation_id, api_key, version, &body)
                         .inspect_err(

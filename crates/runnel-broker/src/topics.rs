@@ -183,8 +183,9 @@ impl Topic {
         read(&self.overrides).clone()
     }
 
+    /// Topics the broker itself writes; clients may read them but not write, delete or grow.
     pub(crate) fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        &*self.name == crate::groups::OFFSETS_TOPIC
     }
 }
 
@@ -380,6 +381,7 @@ impl TopicRegistry {
         let topic = self
             .get(name)
             .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        refuse_internal(&topic, "delete")?;
         let file = self.topic_file(name);
         fs::remove_file(&file).map_err(|source| io_error(&file, "remove", source))?;
         write(&self.topics).remove(name);
@@ -407,6 +409,7 @@ impl TopicRegistry {
                 format!("Topic '{name}' does not exist."),
             )
         })?;
+        refuse_internal(&topic, "add partitions to")?;
         let current = topic.partition_count();
         if total <= current || total > PARTITIONS_MAX {
             return Err(ApiError::new(
@@ -510,6 +513,18 @@ impl TopicRegistry {
         };
         write_temp().map_err(|source| io_error(&path, "write", source))
     }
+}
+
+/// Internal topics (`__consumer_offsets`) map keys to partitions by count; deleting or growing
+/// them would lose committed offsets.
+fn refuse_internal(topic: &Topic, action: &str) -> Result<(), ApiError> {
+    if topic.is_internal() {
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("Cannot {action} internal topic {}", topic.name),
+        ));
+    }
+    Ok(())
 }
 
 /// Kafka's topic name rules.

@@ -1,4 +1,8 @@
-//! `runnel`: the broker (`runnel server`) and, later, the tools people drive it with.
+//! `runnel`: the broker (`runnel server`) and the tools people drive a cluster with
+//! (`runnel group`).
+
+mod admin;
+mod group_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,9 +28,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 enum Command {
     /// Run a broker. With no arguments: 127.0.0.1:9092, data in ./runnel-data.
     Server(ServerArgs),
+    /// Consumer groups: list them, describe members, committed offsets and lag.
+    Group(group_cmd::GroupArgs),
 }
 
 /// Flags override `RUNNEL_*` environment variables, which override the config file.
@@ -80,6 +87,28 @@ struct ServerArgs {
     /// How often retention runs (log.retention.check.interval.ms).
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
+    /// Wait for more members before a new classic group's first rebalance
+    /// (group.initial.rebalance.delay.ms, default 3000).
+    #[arg(long, env = "RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<i64>,
+    /// Shortest session timeout a classic member may ask for (default 6000).
+    #[arg(long, env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<i32>,
+    /// Longest session timeout a classic member may ask for (default 1800000).
+    #[arg(long, env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<i32>,
+    /// Session timeout of KIP-848 consumer group members (default 45000).
+    #[arg(long, env = "RUNNEL_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    group_consumer_session_timeout_ms: Option<i32>,
+    /// Heartbeat interval told to KIP-848 consumer group members (default 5000).
+    #[arg(long, env = "RUNNEL_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Partitions of __consumer_offsets when it is first created (default 50).
+    #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    offsets_topic_num_partitions: Option<i32>,
+    /// How long an empty group's committed offsets are kept (default 10080 = 7 days).
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<i64>,
 }
 
 impl ServerArgs {
@@ -102,7 +131,14 @@ impl ServerArgs {
             auto_create_topics,
             request_max_bytes,
             connections_max,
-            retention_check_interval_ms
+            retention_check_interval_ms,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms,
+            offsets_topic_num_partitions,
+            offsets_retention_minutes
         );
         take_optional!(
             advertised_listener,
@@ -134,6 +170,7 @@ fn main() -> anyhow::Result<()> {
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(runnel_broker::run(config, stop_signal()))?;
         }
+        Command::Group(args) => group_cmd::run(args)?,
     }
     Ok(())
 }

@@ -12,12 +12,52 @@ pub const PRODUCE_MIN_DECODABLE_VERSION: i16 = 3;
 /// The APIs this broker implements, with the version range it advertises for each.
 pub fn supported_versions() -> impl Iterator<Item = (ApiKey, VersionRange)> {
     SUPPORTED_APIS.iter().map(|&key| {
-        let mut range = key.valid_versions();
+        let mut range = decodable_versions(key);
         if key == ApiKey::Produce {
             range.min = 0;
         }
         (key, range)
     })
+}
+
+/// The versions the generated codecs can both decode and answer: the request schema's range
+/// within the API's. They differ where the crate's response schema is newer than its request
+/// schema (OffsetCommit and OffsetFetch v10 in 0.18).
+fn decodable_versions(key: ApiKey) -> VersionRange {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+    let request = match key {
+        ApiKey::Produce => ProduceRequest::VERSIONS,
+        ApiKey::Fetch => FetchRequest::VERSIONS,
+        ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::Metadata => MetadataRequest::VERSIONS,
+        ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+        ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+        ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+        ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+        ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+        ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+        ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+        ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+        ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+        ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+        ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+        ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+        ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+        ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
+        ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+        ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+        ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+        ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
+        other => other.valid_versions(),
+    };
+    key.valid_versions().intersect(&request)
 }
 
 /// The version range for `key`, if served.
@@ -43,6 +83,19 @@ const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 #[cfg(test)]
@@ -58,5 +111,12 @@ mod tests {
             supported_range(ApiKey::Fetch).unwrap().max >= 10,
             "zstd needs Fetch 10+"
         );
+    }
+
+    #[test]
+    fn advertised_versions_are_decodable() {
+        // OffsetCommit's response schema reaches v10 in kafka-protocol 0.18, its request v9.
+        assert_eq!(supported_range(ApiKey::OffsetCommit).unwrap().max, 9);
+        assert_eq!(supported_range(ApiKey::OffsetFetch).unwrap().max, 9);
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod cluster;
 pub(crate) mod configs;
 pub(crate) mod fetch;
+pub(crate) mod groups;
 pub(crate) mod log_dirs;
 pub(crate) mod offsets;
 pub(crate) mod produce;

@@ -66,6 +66,12 @@ async fn produce_partition(
     acks: i16,
     data: PartitionProduceData,
 ) -> Result<Appended, ApiError> {
+    if topic.is_internal() {
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("Cannot append to internal topic {}", topic.name),
+        ));
+    }
     let partition = topic
         .partition(data.index)
         .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))?;
