@@ -19,6 +19,19 @@ IMPLEMENTED_APIS = {
     37: "CreatePartitions",
     44: "IncrementalAlterConfigs",
     60: "DescribeCluster",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
+    10: "FindCoordinator",
+    11: "JoinGroup",
+    12: "Heartbeat",
+    13: "LeaveGroup",
+    14: "SyncGroup",
+    15: "DescribeGroups",
+    16: "ListGroups",
+    42: "DeleteGroups",
+    47: "OffsetDelete",
+    68: "ConsumerGroupHeartbeat",
+    69: "ConsumerGroupDescribe",
 }
 
 UNSUPPORTED_VERSION = 35
