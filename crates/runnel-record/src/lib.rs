@@ -6,7 +6,8 @@
 //! I/O and never re-encodes a batch a client sent: the broker stores batches as they came.
 //!
 //! Decompression (gzip, snappy, lz4, zstd; pure Rust, output capped) is here for reading records
-//! back; compressing is the client's business. Where a batch is stored is not this crate's.
+//! back, and compression with the same codecs for producers building batches
+//! ([`BatchBuilder::compression`]). Where a batch is stored is not this crate's.
 //!
 //! ```
 //! use runnel_record::{BatchBuilder, RecordBatch};
@@ -21,6 +22,7 @@
 //! ```
 
 mod batch;
+mod compress;
 mod compression;
 mod records;
 mod varint;
@@ -29,6 +31,7 @@ pub use batch::{
     Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
     LOG_OVERHEAD, MAGIC_V2,
 };
+pub use compress::compress;
 pub use compression::decompress;
 pub use records::{decode_records, BatchBuilder, Record, DECOMPRESSED_BATCH_MAX_BYTES};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
