@@ -7,18 +7,35 @@ use std::time::Duration;
 
 use crate::broker::{now_ms, Broker};
 
+/// A fixed-interval tick that ends when the broker shuts down.
+struct Ticker {
+    interval: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Ticker {
+    fn new(broker: &Broker, interval_ms: u64) -> Self {
+        let mut interval = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker {
+            interval,
+            shutdown: broker.shutdown_signal(),
+        }
+    }
+
+    /// Waits for the next tick; false once the broker is stopping.
+    async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => true,
+            _ = self.shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+}
+
 /// Flushes partitions whose flush policy is due and rolls segments that are old enough.
 pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
-    let mut shutdown = broker.shutdown_signal();
-    let mut ticks = tokio::time::interval(Duration::from_millis(
-        broker.config.flush_check_interval_ms.max(1),
-    ));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    let mut ticker = Ticker::new(&broker, broker.config.flush_check_interval_ms);
+    while ticker.tick().await {
         for topic in broker.topics.list() {
             for partition in topic.partitions() {
                 let now = now_ms();
@@ -38,16 +55,8 @@ pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
 
 /// Deletes segments past retention, every `retention_check_interval_ms`.
 pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
-    let mut shutdown = broker.shutdown_signal();
-    let mut ticks = tokio::time::interval(Duration::from_millis(
-        broker.config.retention_check_interval_ms.max(1),
-    ));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    let mut ticker = Ticker::new(&broker, broker.config.retention_check_interval_ms);
+    while ticker.tick().await {
         for topic in broker.topics.list() {
             if !topic.settings().retention_deletes {
                 continue;

@@ -280,40 +280,65 @@ fn encode_line(
     entry
 }
 
+/// The answer for one resource of an (Incremental)AlterConfigs request: the two responses'
+/// resource types are distinct generated structs with the same fields.
+macro_rules! resource_answer {
+    ($answer:ty, $resource_type:expr, $resource_name:expr, $outcome:expr) => {{
+        let mut answer = <$answer>::default();
+        answer.resource_type = $resource_type;
+        answer.resource_name = $resource_name;
+        if let Err(error) = $outcome {
+            answer.error_code = error.error_code();
+            answer.error_message = error.message_str();
+        }
+        answer
+    }};
+}
+
+/// Checks the resource is a topic, then changes its overrides with `change`.
+fn alter_resource(
+    broker: &Broker,
+    resource_type: i8,
+    topic: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    check_resource_type(resource_type)?;
+    broker.topics.alter_configs(topic, validate_only, change)
+}
+
 pub(crate) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     response.responses = request
         .resources
         .into_iter()
         .map(|resource| {
-            let outcome = check_resource_type(resource.resource_type).and_then(|()| {
-                let mut replacement = BTreeMap::new();
-                for config in &resource.configs {
-                    let value = config.value.as_ref().ok_or_else(|| {
-                        ApiError::new(
-                            ResponseError::InvalidConfig,
-                            format!("Null value not supported for {}", config.name.as_str()),
-                        )
-                    })?;
-                    replacement.insert(config.name.to_string(), value.to_string());
-                }
-                broker.topics.alter_configs(
-                    &resource.resource_name,
-                    request.validate_only,
-                    |overrides| {
-                        *overrides = replacement;
-                        Ok(())
-                    },
-                )
-            });
-            let mut answer = AlterConfigsResourceResponse::default();
-            answer.resource_type = resource.resource_type;
-            answer.resource_name = resource.resource_name;
-            if let Err(error) = outcome {
-                answer.error_code = error.error_code();
-                answer.error_message = error.message_str();
-            }
-            answer
+            let outcome = alter_resource(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                request.validate_only,
+                |overrides| {
+                    let mut replacement = BTreeMap::new();
+                    for config in &resource.configs {
+                        let value = config.value.as_ref().ok_or_else(|| {
+                            ApiError::new(
+                                ResponseError::InvalidConfig,
+                                format!("Null value not supported for {}", config.name.as_str()),
+                            )
+                        })?;
+                        replacement.insert(config.name.to_string(), value.to_string());
+                    }
+                    *overrides = replacement;
+                    Ok(())
+                },
+            );
+            resource_answer!(
+                AlterConfigsResourceResponse,
+                resource.resource_type,
+                resource.resource_name,
+                outcome
+            )
         })
         .collect();
     response
@@ -328,31 +353,29 @@ pub(crate) fn incremental_alter_configs(
         .resources
         .into_iter()
         .map(|resource| {
-            let outcome = check_resource_type(resource.resource_type).and_then(|()| {
-                broker.topics.alter_configs(
-                    &resource.resource_name,
-                    request.validate_only,
-                    |overrides| {
-                        for config in &resource.configs {
-                            apply_operation(
-                                overrides,
-                                config.name.as_str(),
-                                config.config_operation,
-                                config.value.as_deref(),
-                            )?;
-                        }
-                        Ok(())
-                    },
-                )
-            });
-            let mut answer = IncrementalResourceResponse::default();
-            answer.resource_type = resource.resource_type;
-            answer.resource_name = resource.resource_name;
-            if let Err(error) = outcome {
-                answer.error_code = error.error_code();
-                answer.error_message = error.message_str();
-            }
-            answer
+            let outcome = alter_resource(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                request.validate_only,
+                |overrides| {
+                    for config in &resource.configs {
+                        apply_operation(
+                            overrides,
+                            config.name.as_str(),
+                            config.config_operation,
+                            config.value.as_deref(),
+                        )?;
+                    }
+                    Ok(())
+                },
+            );
+            resource_answer!(
+                IncrementalResourceResponse,
+                resource.resource_type,
+                resource.resource_name,
+                outcome
+            )
         })
         .collect();
     response
