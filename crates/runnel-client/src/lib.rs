@@ -40,4 +40,9 @@ pub use admin::{
 };
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
 pub use connection::{ClientConfig, Connection};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, IsolationLevel, OffsetReset,
+    RebalanceListener, TopicPartition,
+};
 pub use error::{ClientError, Result};
+pub use producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig, RecordMetadata};

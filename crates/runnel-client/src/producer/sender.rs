@@ -1,0 +1,661 @@
+//! The producer's sender task: takes due batches out of the accumulator, sends them to their
+//! partitions' leaders, and completes each record's delivery from the answer.
+//!
+//! Ordering: each partition has at most one batch in flight, and a batch that failed with a
+//! retriable error goes back to the front of its partition's queue, so records reach a
+//! partition in the order they were sent, retries included (Kafka's `max.in.flight = 1`,
+//! per partition; different partitions are in flight at once). Batches for partitions led by
+//! the same broker travel in one Produce request.
+//!
+//! Retries: a retriable error (a moved leader, an unknown topic, a timeout, a broken
+//! connection) drops the topic's cached metadata and resends the same batch bytes after
+//! `retry_backoff`, to whichever broker then leads the partition, until `delivery_timeout`
+//! has passed since the batch was opened; then, or at once for any other error, every record
+//! of the batch fails with the error.
+//!
+//! Memory: a batch's buffer memory is released once it is acknowledged or has failed for
+//! good, and `send` calls blocked on a full buffer are woken.
+//!
+//! Does not: split a batch the broker finds too large, or use idempotence or transactions.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+
+use super::accumulator::{Accumulator, ReadyBatch};
+use super::partitioner::StickyPartitions;
+use super::{ProducerConfig, RecordMetadata};
+use crate::cluster::{topic_name, Cluster};
+use crate::connection::Connection;
+use crate::error::{ClientError, Result};
+
+/// The last Produce version that names topics (v13 names them by id only).
+const PRODUCE_VERSION_BY_NAME_MAX: i16 = 12;
+
+/// What the accumulator carries for each record: where its answer goes.
+#[derive(Debug)]
+pub(super) struct Delivery {
+    pub(super) sender: oneshot::Sender<Result<RecordMetadata>>,
+    /// The record's CreateTime, reported back unless the topic uses LogAppendTime.
+    pub(super) timestamp_ms: i64,
+    /// The flush generation the record was sent in (see [`State::generation`]).
+    pub(super) generation: u64,
+}
+
+/// What the producer's handles and its sender task share.
+pub(super) struct Shared {
+    pub(super) cluster: Cluster,
+    pub(super) config: ProducerConfig,
+    /// For partitioners that answer `PartitionChoice::Sticky`.
+    pub(super) sticky: StickyPartitions,
+    state: Mutex<State>,
+    /// Wakes the sender task: a batch was opened or filled, a flush began, the producer closed.
+    pub(super) wake_sender: Notify,
+    /// Buffer memory was released: `send` calls waiting on a full buffer try again.
+    pub(super) memory_released: Notify,
+    /// Records were completed: flushes check whether theirs are all done.
+    pub(super) records_completed: Notify,
+}
+
+pub(super) struct State {
+    pub(super) accumulator: Accumulator<Delivery>,
+    /// No more sends; the sender task delivers what it has, then stops.
+    pub(super) closed: bool,
+    /// While any flush waits, the sender takes every batch, due or not.
+    pub(super) flushes_in_progress: usize,
+    /// Each flush starts a new generation and waits for the records of all earlier ones, so a
+    /// flush waits for the records sent before it and not for those sent after.
+    pub(super) generation: u64,
+    /// Records sent and not yet acknowledged or failed, by generation.
+    pub(super) incomplete_by_generation: BTreeMap<u64, usize>,
+}
+
+impl Shared {
+    pub(super) fn new(cluster: Cluster, config: ProducerConfig, seed: u64) -> Shared {
+        let accumulator = Accumulator::new(config.accumulator_config());
+        Shared {
+            cluster,
+            config,
+            sticky: StickyPartitions::new(seed),
+            state: Mutex::new(State {
+                accumulator,
+                closed: false,
+                flushes_in_progress: 0,
+                generation: 0,
+                incomplete_by_generation: BTreeMap::new(),
+            }),
+            wake_sender: Notify::new(),
+            memory_released: Notify::new(),
+            records_completed: Notify::new(),
+        }
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent: appends are all-or-nothing.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses further sends and lets the sender task finish what is queued, then stop.
+    pub(super) fn begin_close(&self) {
+        self.state().closed = true;
+        self.wake_sender.notify_one();
+        // Sends waiting for buffer space see `closed` and give up.
+        self.memory_released.notify_waiters();
+    }
+
+    /// Completes every record of `batch` with `outcome`, then returns its memory and counts
+    /// its records done.
+    fn complete(&self, batch: ReadyBatch<Delivery>, outcome: Result<Acknowledged>) {
+        let ReadyBatch {
+            topic,
+            partition,
+            deliveries,
+            memory_bytes,
+            ..
+        } = batch;
+        // Usually every record of a batch is of one generation: count them in runs.
+        let mut done_by_generation: Vec<(u64, usize)> = Vec::with_capacity(1);
+        let mut count = |generation: u64| match done_by_generation.last_mut() {
+            Some((last, count)) if *last == generation => *count += 1,
+            _ => done_by_generation.push((generation, 1)),
+        };
+        match &outcome {
+            Ok(acknowledged) => {
+                for (index, delivery) in deliveries.into_iter().enumerate() {
+                    count(delivery.generation);
+                    let offset = if acknowledged.base_offset >= 0 {
+                        acknowledged.base_offset + index as i64
+                    } else {
+                        -1
+                    };
+                    let timestamp_ms = if acknowledged.log_append_time_ms != -1 {
+                        acknowledged.log_append_time_ms
+                    } else {
+                        delivery.timestamp_ms
+                    };
+                    // The caller may have stopped waiting; that is their choice.
+                    let _ = delivery.sender.send(Ok(RecordMetadata {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        timestamp_ms,
+                    }));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%topic, partition, %error, records = deliveries.len(), "delivery failed");
+                for delivery in deliveries {
+                    count(delivery.generation);
+                    let _ = delivery.sender.send(Err(duplicate(error)));
+                }
+            }
+        }
+        {
+            let mut state = self.state();
+            state.accumulator.release(memory_bytes);
+            for (generation, done) in done_by_generation {
+                let remaining = state
+                    .incomplete_by_generation
+                    .get_mut(&generation)
+                    .expect("every delivered record was counted when it was appended");
+                *remaining -= done;
+                if *remaining == 0 {
+                    state.incomplete_by_generation.remove(&generation);
+                }
+            }
+        }
+        self.memory_released.notify_waiters();
+        self.records_completed.notify_waiters();
+    }
+}
+
+/// The wall clock in milliseconds since the epoch: record timestamps and batch ages.
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// A partition's answer to a batch.
+#[derive(Debug, Clone, Copy)]
+struct Acknowledged {
+    /// -1 when the broker does not answer (acks=0).
+    base_offset: i64,
+    /// -1 unless the topic stamps LogAppendTime.
+    log_append_time_ms: i64,
+}
+
+/// A batch on its way, and what befell its earlier tries.
+struct Attempt {
+    batch: ReadyBatch<Delivery>,
+    /// Not to be sent again before this (retry backoff).
+    retry_at: Option<Instant>,
+    /// Why the last try failed.
+    last_error: Option<ClientError>,
+}
+
+/// A batch's partition queue in the sender: waiting batches, oldest first, and whether one is
+/// in flight.
+#[derive(Default)]
+struct PartitionQueue {
+    waiting: VecDeque<Attempt>,
+    in_flight: bool,
+}
+
+/// A batch and the id of its topic, on its way to the partition's leader.
+struct Routed {
+    attempt: Attempt,
+    /// Nil from brokers older than Metadata v10; then topics go by name.
+    topic_id: uuid::Uuid,
+}
+
+struct Completion {
+    attempt: Attempt,
+    outcome: Result<Acknowledged>,
+}
+
+/// The sender task. Returns once the producer is closed and every record has been completed.
+pub(super) async fn run(shared: Arc<Shared>) {
+    // Unbounded, but never holds more than the batches taken out of the accumulator, which
+    // `buffer_memory` bounds.
+    let (completions_tx, mut completions) = mpsc::unbounded_channel::<Completion>();
+    let mut partitions: HashMap<(String, i32), PartitionQueue> = HashMap::new();
+    // Batches out of the accumulator and not yet completed: in flight or waiting here.
+    let mut batches_held = 0usize;
+    let mut requests_in_flight = 0usize;
+    let delivery_timeout_ms =
+        i64::try_from(shared.config.delivery_timeout.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let now = now_ms();
+        let (ready, next_ready_ms, closed) = {
+            let mut state = shared.state();
+            let ready = if state.closed || state.flushes_in_progress > 0 {
+                state.accumulator.drain_all()
+            } else {
+                state.accumulator.ready(now)
+            };
+            (ready, state.accumulator.next_ready_ms(), state.closed)
+        };
+        batches_held += ready.len();
+        for batch in ready {
+            partitions
+                .entry((batch.topic.clone(), batch.partition))
+                .or_default()
+                .waiting
+                .push_back(Attempt {
+                    batch,
+                    retry_at: None,
+                    last_error: None,
+                });
+        }
+
+        let instant = Instant::now();
+        let mut next_retry: Option<Instant> = None;
+        let mut to_send = Vec::new();
+        for queue in partitions.values_mut() {
+            if queue.in_flight {
+                continue;
+            }
+            while let Some(front) = queue.waiting.front() {
+                if front.batch.created_ms.saturating_add(delivery_timeout_ms) <= now {
+                    let attempt = queue.waiting.pop_front().expect("front exists");
+                    let error = attempt.last_error.unwrap_or_else(|| ClientError::Timeout {
+                        what: format!(
+                            "delivery of {} records to {}-{}",
+                            attempt.batch.record_count,
+                            attempt.batch.topic,
+                            attempt.batch.partition
+                        ),
+                        after: shared.config.delivery_timeout,
+                    });
+                    shared.complete(attempt.batch, Err(error));
+                    batches_held -= 1;
+                    continue;
+                }
+                match front.retry_at {
+                    Some(retry_at) if retry_at > instant => {
+                        next_retry = Some(next_retry.map_or(retry_at, |next| next.min(retry_at)));
+                    }
+                    _ => {
+                        queue.in_flight = true;
+                        to_send.push(queue.waiting.pop_front().expect("front exists"));
+                    }
+                }
+                break;
+            }
+        }
+        if !to_send.is_empty() {
+            requests_in_flight += to_send.len();
+            tokio::spawn(dispatch(
+                Arc::clone(&shared),
+                to_send,
+                completions_tx.clone(),
+            ));
+        }
+
+        if closed && batches_held == 0 && next_ready_ms.is_none() {
+            debug_assert_eq!(requests_in_flight, 0);
+            return;
+        }
+
+        let mut deadline = next_retry;
+        if let Some(ready_ms) = next_ready_ms {
+            // At least a millisecond: the accumulator's clock is the wall clock, which may
+            // step; never spin on it.
+            let wait_ms = ready_ms.saturating_sub(now_ms()).max(1);
+            let at = Instant::now() + std::time::Duration::from_millis(wait_ms as u64);
+            deadline = Some(deadline.map_or(at, |deadline| deadline.min(at)));
+        }
+        tokio::select! {
+            () = shared.wake_sender.notified() => {}
+            Some(completion) = completions.recv() => {
+                let mut next = Some(completion);
+                while let Some(completion) = next {
+                    requests_in_flight -= 1;
+                    if handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms) {
+                        batches_held -= 1;
+                    }
+                    next = completions.try_recv().ok();
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Completes the batch, or queues it again for a retry. Returns whether it was completed.
+fn handle_completion(
+    shared: &Shared,
+    partitions: &mut HashMap<(String, i32), PartitionQueue>,
+    completion: Completion,
+    delivery_timeout_ms: i64,
+) -> bool {
+    let Completion {
+        mut attempt,
+        outcome,
+    } = completion;
+    let key = (attempt.batch.topic.clone(), attempt.batch.partition);
+    let queue = partitions.entry(key).or_default();
+    queue.in_flight = false;
+    match outcome {
+        Ok(acknowledged) => {
+            shared.complete(attempt.batch, Ok(acknowledged));
+            true
+        }
+        Err(error)
+            if error.is_retriable()
+                && attempt.batch.created_ms.saturating_add(delivery_timeout_ms) > now_ms() =>
+        {
+            tracing::debug!(
+                topic = %attempt.batch.topic,
+                partition = attempt.batch.partition,
+                %error,
+                "retrying a batch"
+            );
+            shared.cluster.invalidate(&attempt.batch.topic);
+            attempt.retry_at = Some(Instant::now() + shared.config.retry_backoff);
+            attempt.last_error = Some(error);
+            queue.waiting.push_front(attempt);
+            false
+        }
+        Err(error) => {
+            shared.complete(attempt.batch, Err(error));
+            true
+        }
+    }
+}
+
+/// Finds each batch's leader and sends one Produce request per leader; reports each batch's
+/// outcome as soon as its leader answers.
+async fn dispatch(
+    shared: Arc<Shared>,
+    attempts: Vec<Attempt>,
+    completions: mpsc::UnboundedSender<Completion>,
+) {
+    let mut by_leader: BTreeMap<i32, (Arc<Connection>, Vec<Routed>)> = BTreeMap::new();
+    for attempt in attempts {
+        let topic = attempt.batch.topic.as_str();
+        let partition = attempt.batch.partition;
+        let routed = async {
+            let topic_id = shared.cluster.topic(topic).await?.id;
+            let (leader, connection) = shared.cluster.leader_connection(topic, partition).await?;
+            Ok::<_, ClientError>((leader, connection, topic_id))
+        }
+        .await;
+        match routed {
+            Ok((leader, connection, topic_id)) => by_leader
+                .entry(leader)
+                .or_insert_with(|| (connection, Vec::new()))
+                .1
+                .push(Routed { attempt, topic_id }),
+            Err(error) => {
+                let _ = completions.send(Completion {
+                    attempt,
+                    outcome: Err(error),
+                });
+            }
+        }
+    }
+    let requests = by_leader.into_values().map(|(connection, attempts)| {
+        let shared = &shared;
+        let completions = &completions;
+        async move {
+            let outcomes = match produce(shared, &connection, &attempts).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => attempts.iter().map(|_| Err(duplicate(&error))).collect(),
+            };
+            for (Routed { attempt, .. }, outcome) in attempts.into_iter().zip(outcomes) {
+                let _ = completions.send(Completion { attempt, outcome });
+            }
+        }
+    });
+    futures::future::join_all(requests).await;
+}
+
+/// One Produce request to `connection` with a batch per partition; the outcome of each, in
+/// the order of `attempts`.
+async fn produce(
+    shared: &Shared,
+    connection: &Connection,
+    attempts: &[Routed],
+) -> Result<Vec<Result<Acknowledged>>> {
+    let mut version = connection.version_for(ApiKey::Produce).ok_or_else(|| {
+        ClientError::Protocol(format!(
+            "{} serves no Produce version this client speaks",
+            connection.address()
+        ))
+    })?;
+    if attempts.iter().any(|routed| routed.topic_id.is_nil()) {
+        version = version.min(PRODUCE_VERSION_BY_NAME_MAX);
+    }
+    let by_id = version > PRODUCE_VERSION_BY_NAME_MAX;
+    let mut topic_data: Vec<TopicProduceData> = Vec::new();
+    for Routed { attempt, topic_id } in attempts {
+        let batch = &attempt.batch;
+        let partition_data = PartitionProduceData::default()
+            .with_index(batch.partition)
+            .with_records(Some(batch.batch.clone()));
+        match topic_data
+            .iter_mut()
+            .find(|data| data.name.0.as_str() == batch.topic)
+        {
+            Some(data) => data.partition_data.push(partition_data),
+            None => {
+                let mut data = TopicProduceData::default()
+                    .with_name(topic_name(&batch.topic))
+                    .with_partition_data(vec![partition_data]);
+                if by_id {
+                    data.topic_id = *topic_id;
+                }
+                topic_data.push(data);
+            }
+        }
+    }
+    let acks = shared.config.acks.as_i16();
+    let timeout_ms =
+        i32::try_from(shared.config.client.request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topic_data);
+    if acks == 0 {
+        connection.send_no_response(request, version).await?;
+        let unanswered = Acknowledged {
+            base_offset: -1,
+            log_append_time_ms: -1,
+        };
+        return Ok(attempts.iter().map(|_| Ok(unanswered)).collect());
+    }
+    let response = connection.send(request, version).await?;
+    Ok(attempts
+        .iter()
+        .map(|routed| outcome(&response, by_id, routed, connection.address()))
+        .collect())
+}
+
+/// What `response` says about `attempt`'s partition.
+fn outcome(
+    response: &ProduceResponse,
+    by_id: bool,
+    routed: &Routed,
+    broker: &str,
+) -> Result<Acknowledged> {
+    let topic = routed.attempt.batch.topic.as_str();
+    let partition = routed.attempt.batch.partition;
+    let answer = response
+        .responses
+        .iter()
+        .filter(|answer| {
+            if by_id {
+                answer.topic_id == routed.topic_id
+            } else {
+                answer.name.0.as_str() == topic
+            }
+        })
+        .flat_map(|answer| &answer.partition_responses)
+        .find(|answer| answer.index == partition)
+        .ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "the Produce response from {broker} does not answer for {topic}-{partition}"
+            ))
+        })?;
+    ClientError::check(answer.error_code, answer.error_message.as_ref(), || {
+        format!("{topic}-{partition}")
+    })?;
+    Ok(Acknowledged {
+        base_offset: answer.base_offset,
+        log_append_time_ms: answer.log_append_time_ms,
+    })
+}
+
+/// The same error again, for each record of a failed batch (I/O errors keep their kind and
+/// text).
+fn duplicate(error: &ClientError) -> ClientError {
+    match error {
+        ClientError::Broker {
+            code,
+            message,
+            context,
+        } => ClientError::Broker {
+            code: *code,
+            message: message.clone(),
+            context: context.clone(),
+        },
+        ClientError::Io { broker, source } => ClientError::Io {
+            broker: broker.clone(),
+            source: io::Error::new(source.kind(), source.to_string()),
+        },
+        ClientError::Timeout { what, after } => ClientError::Timeout {
+            what: what.clone(),
+            after: *after,
+        },
+        ClientError::Protocol(reason) => ClientError::Protocol(reason.clone()),
+        ClientError::NoBrokers(reason) => ClientError::NoBrokers(reason.clone()),
+        ClientError::Closed => ClientError::Closed,
+        ClientError::InvalidArgument(reason) => ClientError::InvalidArgument(reason.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+
+    use super::*;
+
+    fn routed(topic: &str, partition: i32, topic_id: uuid::Uuid) -> Routed {
+        Routed {
+            attempt: Attempt {
+                batch: ReadyBatch {
+                    topic: topic.to_owned(),
+                    partition,
+                    batch: bytes::Bytes::new(),
+                    record_count: 0,
+                    deliveries: Vec::new(),
+                    created_ms: 0,
+                    memory_bytes: 0,
+                },
+                retry_at: None,
+                last_error: None,
+            },
+            topic_id,
+        }
+    }
+
+    fn response(by_id: Option<uuid::Uuid>, partitions: &[(i32, i16, i64)]) -> ProduceResponse {
+        let mut topic = TopicProduceResponse::default();
+        match by_id {
+            Some(id) => topic.topic_id = id,
+            None => topic.name = topic_name("orders"),
+        }
+        topic.partition_responses = partitions
+            .iter()
+            .map(|&(index, error_code, base_offset)| {
+                let mut answer = PartitionProduceResponse::default();
+                answer.index = index;
+                answer.error_code = error_code;
+                answer.base_offset = base_offset;
+                answer.log_append_time_ms = -1;
+                answer
+            })
+            .collect();
+        let mut response = ProduceResponse::default();
+        response.responses = vec![topic];
+        response
+    }
+
+    #[test]
+    fn answers_are_found_by_topic_name_or_by_topic_id() {
+        let id = uuid::Uuid::from_u128(7);
+        let by_name = response(None, &[(0, 0, 40), (1, 6, -1)]);
+        let ok = outcome(
+            &by_name,
+            false,
+            &routed("orders", 0, uuid::Uuid::nil()),
+            "b:1",
+        )
+        .unwrap();
+        assert_eq!(ok.base_offset, 40);
+        let error = outcome(
+            &by_name,
+            false,
+            &routed("orders", 1, uuid::Uuid::nil()),
+            "b:1",
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), Some(ResponseError::NotLeaderOrFollower));
+        assert!(error.to_string().starts_with("orders-1: "), "{error}");
+        assert!(error.is_retriable());
+
+        let by_id = response(Some(id), &[(2, 0, 9)]);
+        assert_eq!(
+            outcome(&by_id, true, &routed("orders", 2, id), "b:1")
+                .unwrap()
+                .base_offset,
+            9
+        );
+        let other_topic = routed("orders", 2, uuid::Uuid::from_u128(8));
+        let missing = outcome(&by_id, true, &other_topic, "b:1").unwrap_err();
+        assert!(
+            matches!(&missing, ClientError::Protocol(message) if message.contains("b:1") && message.contains("orders-2")),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn duplicated_errors_keep_kind_code_and_text() {
+        let errors = [
+            ClientError::broker(ResponseError::NotLeaderOrFollower, Some("moved"), "t-0"),
+            ClientError::Io {
+                broker: "b:1".to_owned(),
+                source: io::Error::new(io::ErrorKind::ConnectionReset, "reset"),
+            },
+            ClientError::Timeout {
+                what: "Produce".to_owned(),
+                after: std::time::Duration::from_secs(1),
+            },
+            ClientError::Protocol("p".to_owned()),
+            ClientError::Closed,
+        ];
+        for error in &errors {
+            let copy = duplicate(error);
+            assert_eq!(copy.to_string(), error.to_string());
+            assert_eq!(copy.is_retriable(), error.is_retriable());
+            assert_eq!(copy.code(), error.code());
+        }
+    }
+}

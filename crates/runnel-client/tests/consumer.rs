@@ -1,0 +1,732 @@
+//! The consumer against the real broker binary: manual assignment, seeks, pause, classic
+//! groups (eager and cooperative), commits, and the errors a user meets.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use runnel_client::consumer::assignor::{Assignor, CooperativeStickyAssignor};
+use runnel_client::{
+    Admin, ClientError, Cluster, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel,
+    NewTopic, OffsetReset, RebalanceListener, TopicPartition,
+};
+use runnel_record::BatchBuilder;
+use support::BrokerProcess;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition::new(topic, partition)
+}
+
+async fn create_topic(broker: &BrokerProcess, name: &str, partitions: i32) {
+    let admin = Admin::connect(broker.config()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new(name, partitions))
+        .await
+        .expect("create topic");
+}
+
+/// Appends one batch of `values`, timestamps `first_timestamp`, +1, +2..., with a raw Produce
+/// request; returns the base offset.
+async fn produce(
+    cluster: &Cluster,
+    topic: &str,
+    partition: i32,
+    first_timestamp: i64,
+    values: &[String],
+) -> i64 {
+    let mut batch = BatchBuilder::new(first_timestamp);
+    for (i, value) in values.iter().enumerate() {
+        batch = batch.record_at(
+            first_timestamp + i as i64,
+            None,
+            Some(value.as_bytes()),
+            &[],
+        );
+    }
+    let (_, connection) = cluster
+        .leader_connection(topic, partition)
+        .await
+        .expect("leader");
+    let version = connection
+        .version_for(ApiKey::Produce)
+        .expect("Produce served");
+    let topic_id = cluster.topic(topic).await.expect("metadata").id;
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_topic_id(topic_id)
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(Bytes::from(batch.build()))),
+            ])]);
+    let response = connection.send(request, version).await.expect("produce");
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0, "produce error");
+    answer.base_offset
+}
+
+fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Short timings so groups settle in a test's time.
+fn config(broker: &BrokerProcess, group: Option<&str>) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(broker.address());
+    config.client = broker.config();
+    config.group_id = group.map(str::to_owned);
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.session_timeout = Duration::from_secs(10);
+    config.rebalance_timeout = Duration::from_secs(10);
+    config.auto_offset_reset = OffsetReset::Earliest;
+    config.enable_auto_commit = false;
+    config.fetch_max_wait = Duration::from_millis(100);
+    config
+}
+
+/// Polls until `count` records came or `WAIT` passed.
+async fn poll_records(consumer: &Consumer, count: usize) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + WAIT;
+    let mut records = Vec::new();
+    while records.len() < count && Instant::now() < deadline {
+        records.extend(
+            consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll"),
+        );
+    }
+    assert_eq!(records.len(), count, "records read");
+    records
+}
+
+fn value(record: &ConsumerRecord) -> String {
+    String::from_utf8(record.value.clone().expect("a value").to_vec()).expect("utf-8")
+}
+
+#[tokio::test]
+async fn assigned_partitions_are_read_completely_and_in_order() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "orders", 2).await;
+    let consumer = Consumer::connect(config(&broker, None))
+        .await
+        .expect("connect");
+    let cluster = consumer.cluster().clone();
+    let t0 = now_ms();
+    produce(&cluster, "orders", 0, t0, &values("a", 0..40)).await;
+    produce(&cluster, "orders", 0, t0, &values("a", 40..100)).await;
+    produce(&cluster, "orders", 1, t0, &values("b", 0..50)).await;
+
+    consumer
+        .assign(vec![tp("orders", 0), tp("orders", 1)])
+        .await
+        .expect("assign");
+    assert_eq!(consumer.assignment(), [tp("orders", 0), tp("orders", 1)]);
+    let records = poll_records(&consumer, 150).await;
+    for (partition, prefix, count) in [(0, "a", 100), (1, "b", 50)] {
+        let read: Vec<(i64, String)> = records
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| (r.offset, value(r)))
+            .collect();
+        let expected: Vec<(i64, String)> = (0..count)
+            .map(|i| (i as i64, format!("{prefix}-{i}")))
+            .collect();
+        assert_eq!(read, expected);
+    }
+    assert_eq!(
+        consumer.position(&tp("orders", 0)).await.expect("position"),
+        100
+    );
+    assert_eq!(
+        consumer.position(&tp("orders", 1)).await.expect("position"),
+        50
+    );
+    assert!(consumer
+        .poll(Duration::from_millis(100))
+        .await
+        .expect("poll")
+        .is_empty());
+
+    // The stream yields what comes next.
+    produce(&cluster, "orders", 1, t0, &values("b", 50..53)).await;
+    let streamed: Vec<String> = consumer
+        .stream()
+        .take(3)
+        .map(|record| value(&record.expect("record")))
+        .collect()
+        .await;
+    assert_eq!(streamed, ["b-50", "b-51", "b-52"]);
+}
+
+#[tokio::test]
+async fn seeks_and_offsets_for_times() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "events", 1).await;
+    let mut config = config(&broker, None);
+    config.auto_offset_reset = OffsetReset::Latest;
+    let consumer = Consumer::connect(config).await.expect("connect");
+    let cluster = consumer.cluster().clone();
+    let t0 = now_ms() - 60_000;
+    produce(&cluster, "events", 0, t0, &values("e", 0..5)).await;
+    produce(&cluster, "events", 0, t0 + 5, &values("e", 5..10)).await;
+    let events = tp("events", 0);
+    consumer.assign(vec![events.clone()]).await.expect("assign");
+
+    // Latest: nothing old.
+    assert_eq!(consumer.position(&events).await.expect("position"), 10);
+    consumer.seek(&events, 5).await.expect("seek");
+    let records = poll_records(&consumer, 5).await;
+    assert_eq!(records[0].offset, 5);
+    assert_eq!(value(&records[0]), "e-5");
+    assert_eq!(records[0].timestamp, t0 + 5);
+
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&events))
+        .await
+        .expect("seek to beginning");
+    assert_eq!(consumer.position(&events).await.expect("position"), 0);
+    assert_eq!(poll_records(&consumer, 10).await[0].offset, 0);
+
+    consumer.seek_to_end(&[]).await.expect("seek to end");
+    assert_eq!(consumer.position(&events).await.expect("position"), 10);
+
+    let found = consumer
+        .offsets_for_times(&[
+            (events.clone(), t0 + 3),
+            (events.clone(), t0 + 5),
+            (events.clone(), t0 - 1000),
+        ])
+        .await
+        .expect("offsets for times");
+    assert_eq!(
+        found,
+        [
+            (events.clone(), Some((3, t0 + 3))),
+            (events.clone(), Some((5, t0 + 5))),
+            (events.clone(), Some((0, t0))),
+        ]
+    );
+    let later = consumer
+        .offsets_for_times(&[(events.clone(), now_ms() + 3_600_000)])
+        .await
+        .expect("offsets for times");
+    assert_eq!(later, [(events.clone(), None)]);
+
+    let not_assigned = consumer.seek(&tp("events", 7), 0).await;
+    assert!(matches!(not_assigned, Err(ClientError::InvalidArgument(_))));
+}
+
+#[tokio::test]
+async fn paused_partitions_are_not_fetched_until_resumed() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "p", 2).await;
+    let consumer = Consumer::connect(config(&broker, None))
+        .await
+        .expect("connect");
+    let cluster = consumer.cluster().clone();
+    produce(&cluster, "p", 0, now_ms(), &values("zero", 0..5)).await;
+    produce(&cluster, "p", 1, now_ms(), &values("one", 0..5)).await;
+    consumer
+        .assign(vec![tp("p", 0), tp("p", 1)])
+        .await
+        .expect("assign");
+    consumer.pause(&[tp("p", 0)]).expect("pause");
+    let records = poll_records(&consumer, 5).await;
+    assert!(records.iter().all(|r| r.partition == 1));
+    assert!(consumer
+        .poll(Duration::from_millis(300))
+        .await
+        .expect("poll")
+        .is_empty());
+    consumer.resume(&[tp("p", 0)]).expect("resume");
+    let records = poll_records(&consumer, 5).await;
+    assert!(records.iter().all(|r| r.partition == 0));
+    assert!(consumer.pause(&[tp("p", 9)]).is_err());
+}
+
+#[tokio::test]
+async fn a_group_of_three_shares_six_partitions_and_reads_each_record_once() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "shared", 6).await;
+    let mut consumers = Vec::new();
+    for _ in 0..3 {
+        let consumer = Consumer::connect(config(&broker, Some("three")))
+            .await
+            .expect("connect");
+        consumer.subscribe(&["shared"]).await.expect("subscribe");
+        consumers.push(Arc::new(consumer));
+    }
+    let cluster = consumers[0].cluster().clone();
+
+    let read: Arc<Mutex<Vec<(usize, i32, i64)>>> = Arc::default();
+    let total = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = consumers
+        .iter()
+        .enumerate()
+        .map(|(member, consumer)| {
+            let consumer = Arc::clone(consumer);
+            let read = Arc::clone(&read);
+            let total = Arc::clone(&total);
+            tokio::spawn(async move {
+                let deadline = Instant::now() + WAIT * 2;
+                while total.load(Ordering::SeqCst) < 3000 && Instant::now() < deadline {
+                    let records = consumer
+                        .poll(Duration::from_millis(200))
+                        .await
+                        .expect("poll");
+                    total.fetch_add(records.len(), Ordering::SeqCst);
+                    read.lock()
+                        .expect("lock")
+                        .extend(records.iter().map(|r| (member, r.partition, r.offset)));
+                }
+            })
+        })
+        .collect();
+
+    // The group settles with two partitions each before anything is produced.
+    let deadline = Instant::now() + WAIT;
+    while consumers.iter().any(|c| c.assignment().len() != 2) {
+        assert!(Instant::now() < deadline, "the group did not settle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let assignments: Vec<Vec<TopicPartition>> = consumers.iter().map(|c| c.assignment()).collect();
+    let all: BTreeSet<TopicPartition> = assignments.iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 6, "{assignments:?}");
+
+    for partition in 0..6 {
+        produce(
+            &cluster,
+            "shared",
+            partition,
+            now_ms(),
+            &values("s", 0..500),
+        )
+        .await;
+    }
+    for task in tasks {
+        task.await.expect("poll task");
+    }
+    let read = read.lock().expect("lock").clone();
+    assert_eq!(read.len(), 3000);
+    let distinct: BTreeSet<(i32, i64)> = read.iter().map(|&(_, p, o)| (p, o)).collect();
+    assert_eq!(distinct.len(), 3000, "a record was read twice");
+    for (member, partition, _) in read {
+        assert!(
+            assignments[member].contains(&tp("shared", partition)),
+            "member {member} read partition {partition} it was not assigned"
+        );
+    }
+    for consumer in &consumers {
+        consumer.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_close_and_a_new_member_resumes_from_them() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "ledger", 1).await;
+    let ledger = tp("ledger", 0);
+    let first = Consumer::connect(config(&broker, Some("accounts")))
+        .await
+        .expect("connect");
+    let cluster = first.cluster().clone();
+    produce(&cluster, "ledger", 0, now_ms(), &values("l", 0..50)).await;
+    first.subscribe(&["ledger"]).await.expect("subscribe");
+    poll_records(&first, 50).await;
+    first.commit().await.expect("commit");
+    assert_eq!(
+        first
+            .committed(std::slice::from_ref(&ledger))
+            .await
+            .expect("committed"),
+        [(ledger.clone(), Some(50))]
+    );
+    produce(&cluster, "ledger", 0, now_ms(), &values("l", 50..80)).await;
+    poll_records(&first, 30).await;
+    // Auto-commit is off: closing does not commit the last 30.
+    first.close().await.expect("close");
+    assert!(matches!(
+        first.poll(Duration::ZERO).await,
+        Err(ClientError::Closed)
+    ));
+
+    let second = Consumer::connect(config(&broker, Some("accounts")))
+        .await
+        .expect("connect");
+    assert_eq!(
+        second
+            .committed(std::slice::from_ref(&ledger))
+            .await
+            .expect("committed"),
+        [(ledger.clone(), Some(50))]
+    );
+    second.subscribe(&["ledger"]).await.expect("subscribe");
+    let records = poll_records(&second, 30).await;
+    assert_eq!(records[0].offset, 50);
+    second
+        .commit_offsets(&[(ledger.clone(), 70)])
+        .await
+        .expect("commit offsets");
+    assert_eq!(
+        second
+            .committed(std::slice::from_ref(&ledger))
+            .await
+            .expect("committed"),
+        [(ledger.clone(), Some(70))]
+    );
+    second.close().await.expect("close");
+}
+
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<(&'static str, Vec<TopicPartition>)>>,
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<(&'static str, Vec<TopicPartition>)> {
+        self.events.lock().expect("lock").clone()
+    }
+}
+
+impl RebalanceListener for Recorder {
+    fn on_partitions_revoked(&self, partitions: &[TopicPartition]) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(("revoked", partitions.to_vec()));
+    }
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(("assigned", partitions.to_vec()));
+    }
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(("lost", partitions.to_vec()));
+    }
+}
+
+/// Polls every consumer until `done` holds of their assignments.
+async fn poll_until(consumers: &[&Consumer], done: impl Fn(&[Vec<TopicPartition>]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let assignments: Vec<Vec<TopicPartition>> =
+            consumers.iter().map(|c| c.assignment()).collect();
+        if done(&assignments) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not settle: {assignments:?}"
+        );
+        for consumer in consumers {
+            consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cooperative_sticky_moves_only_what_it_must() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "sticky", 4).await;
+    let cooperative = |broker: &BrokerProcess| {
+        let mut config = config(broker, Some("sticky-group"));
+        config.assignors = vec![Arc::new(CooperativeStickyAssignor) as Arc<dyn Assignor>];
+        config
+    };
+    let first = Consumer::connect(cooperative(&broker))
+        .await
+        .expect("connect");
+    let first_listener = Arc::new(Recorder::default());
+    first.set_rebalance_listener(first_listener.clone());
+    first.subscribe(&["sticky"]).await.expect("subscribe");
+    poll_until(&[&first], |a| a[0].len() == 4).await;
+    let all: Vec<TopicPartition> = (0..4).map(|p| tp("sticky", p)).collect();
+    assert_eq!(first_listener.events(), [("assigned", all.clone())]);
+
+    let second = Consumer::connect(cooperative(&broker))
+        .await
+        .expect("connect");
+    let second_listener = Arc::new(Recorder::default());
+    second.set_rebalance_listener(second_listener.clone());
+    second.subscribe(&["sticky"]).await.expect("subscribe");
+    poll_until(&[&first, &second], |a| a[0].len() == 2 && a[1].len() == 2).await;
+
+    let kept = first.assignment();
+    let moved = second.assignment();
+    let events = first_listener.events();
+    let revoked: Vec<TopicPartition> = events
+        .iter()
+        .filter(|(kind, _)| *kind == "revoked")
+        .flat_map(|(_, partitions)| partitions.clone())
+        .collect();
+    assert_eq!(
+        revoked, moved,
+        "only the moved partitions are revoked: {events:?}"
+    );
+    assert!(kept.iter().all(|tp| !revoked.contains(tp)));
+    assert!(events.iter().all(|(kind, _)| *kind != "lost"), "{events:?}");
+    let second_assigned: Vec<TopicPartition> = second_listener
+        .events()
+        .iter()
+        .filter(|(kind, _)| *kind == "assigned")
+        .flat_map(|(_, partitions)| partitions.clone())
+        .collect();
+    assert_eq!(second_assigned, moved);
+
+    second.close().await.expect("close");
+    poll_until(&[&first], |a| a[0].len() == 4).await;
+    first.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn auto_commit_stores_positions_in_the_background_and_on_close() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "auto", 2).await;
+    let mut config = config(&broker, Some("auto-group"));
+    config.enable_auto_commit = true;
+    config.auto_commit_interval = Duration::from_millis(200);
+    let consumer = Consumer::connect(config).await.expect("connect");
+    let cluster = consumer.cluster().clone();
+    produce(&cluster, "auto", 0, now_ms(), &values("x", 0..7)).await;
+    produce(&cluster, "auto", 1, now_ms(), &values("y", 0..3)).await;
+    consumer.subscribe(&["auto"]).await.expect("subscribe");
+    poll_records(&consumer, 10).await;
+    let partitions = [tp("auto", 0), tp("auto", 1)];
+    let expected = vec![(tp("auto", 0), Some(7)), (tp("auto", 1), Some(3))];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        consumer
+            .poll(Duration::from_millis(100))
+            .await
+            .expect("poll");
+        if consumer.committed(&partitions).await.expect("committed") == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "auto-commit did not happen");
+    }
+
+    produce(&cluster, "auto", 1, now_ms(), &values("y", 3..5)).await;
+    poll_records(&consumer, 2).await;
+    consumer.close().await.expect("close");
+    let admin = Admin::connect(broker.config()).await.expect("admin");
+    let committed = admin
+        .list_group_offsets("auto-group")
+        .await
+        .expect("offsets");
+    let committed: BTreeMap<(String, i32), i64> = committed
+        .into_iter()
+        .map(|(tp, offset, _)| (tp, offset))
+        .collect();
+    assert_eq!(committed[&("auto".to_owned(), 1)], 5, "close commits");
+}
+
+#[tokio::test]
+async fn read_committed_reads_plain_data() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "plain", 1).await;
+    let mut config = config(&broker, None);
+    config.isolation_level = IsolationLevel::ReadCommitted;
+    let consumer = Consumer::connect(config).await.expect("connect");
+    let cluster = consumer.cluster().clone();
+    produce(&cluster, "plain", 0, now_ms(), &values("v", 0..10)).await;
+    consumer.assign(vec![tp("plain", 0)]).await.expect("assign");
+    let records = poll_records(&consumer, 10).await;
+    assert_eq!(value(&records[9]), "v-9");
+    // The end under read_committed is the last stable offset: here the high watermark.
+    consumer.seek_to_end(&[]).await.expect("seek to end");
+    assert_eq!(
+        consumer.position(&tp("plain", 0)).await.expect("position"),
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_pattern_subscription_reads_the_matching_topics() {
+    let broker = BrokerProcess::start(&[]).await;
+    for topic in ["metrics-cpu", "metrics-disk", "logs"] {
+        create_topic(&broker, topic, 1).await;
+    }
+    let consumer = Consumer::connect(config(&broker, Some("patterns")))
+        .await
+        .expect("connect");
+    let cluster = consumer.cluster().clone();
+    for topic in ["metrics-cpu", "metrics-disk", "logs"] {
+        produce(&cluster, topic, 0, now_ms(), &values(topic, 0..3)).await;
+    }
+    consumer
+        .subscribe_pattern("metrics-.*")
+        .await
+        .expect("subscribe");
+    let records = poll_records(&consumer, 6).await;
+    let topics: BTreeSet<&str> = records.iter().map(|r| &*r.topic).collect();
+    assert_eq!(topics, BTreeSet::from(["metrics-cpu", "metrics-disk"]));
+    assert_eq!(
+        consumer.assignment(),
+        [tp("metrics-cpu", 0), tp("metrics-disk", 0)]
+    );
+    consumer.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn usage_errors_and_out_of_range_positions() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "edge", 1).await;
+    let consumer = Consumer::connect(config(&broker, None))
+        .await
+        .expect("connect");
+    let cluster = consumer.cluster().clone();
+    produce(&cluster, "edge", 0, now_ms(), &values("v", 0..5)).await;
+
+    let no_group = consumer.subscribe(&["edge"]).await;
+    assert!(
+        matches!(no_group, Err(ClientError::InvalidArgument(_))),
+        "{no_group:?}"
+    );
+    assert!(matches!(
+        consumer.poll(Duration::ZERO).await,
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        consumer.commit().await,
+        Err(ClientError::InvalidArgument(_))
+    ));
+
+    // Out of range with a reset policy: back to the earliest offset.
+    consumer.assign(vec![tp("edge", 0)]).await.expect("assign");
+    consumer.seek(&tp("edge", 0), 1000).await.expect("seek");
+    let records = poll_records(&consumer, 5).await;
+    assert_eq!(records[0].offset, 0);
+
+    // Out of range with none: an error from poll.
+    let mut strict = config(&broker, None);
+    strict.auto_offset_reset = OffsetReset::None;
+    let strict = Consumer::connect(strict).await.expect("connect");
+    strict.assign(vec![tp("edge", 0)]).await.expect("assign");
+    let no_position = strict.poll(Duration::from_millis(100)).await;
+    assert_eq!(
+        no_position.as_ref().err().and_then(ClientError::code),
+        Some(ResponseError::OffsetOutOfRange),
+        "{no_position:?}"
+    );
+    strict.seek(&tp("edge", 0), 2).await.expect("seek");
+    assert_eq!(poll_records(&strict, 3).await[0].offset, 2);
+    strict.seek(&tp("edge", 0), 1000).await.expect("seek");
+    let deadline = Instant::now() + WAIT;
+    let error = loop {
+        match strict.poll(Duration::from_millis(100)).await {
+            Ok(records) => assert!(records.is_empty()),
+            Err(error) => break error,
+        }
+        assert!(Instant::now() < deadline, "no out-of-range error");
+    };
+    assert_eq!(
+        error.code(),
+        Some(ResponseError::OffsetOutOfRange),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_eager_rebalance_commits_before_handing_partitions_over() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "handover", 6).await;
+    let eager = |broker: &BrokerProcess| {
+        let mut config = config(broker, Some("handover-group"));
+        config.enable_auto_commit = true;
+        // Only the commit before revocation can store positions in this test's time.
+        config.auto_commit_interval = Duration::from_secs(600);
+        config
+    };
+    let first = Consumer::connect(eager(&broker)).await.expect("connect");
+    let first_listener = Arc::new(Recorder::default());
+    first.set_rebalance_listener(first_listener.clone());
+    let cluster = first.cluster().clone();
+    for partition in 0..6 {
+        produce(
+            &cluster,
+            "handover",
+            partition,
+            now_ms(),
+            &values("h", 0..100),
+        )
+        .await;
+    }
+    first.subscribe(&["handover"]).await.expect("subscribe");
+    let mut read: Vec<(i32, i64)> = poll_records(&first, 600)
+        .await
+        .iter()
+        .map(|r| (r.partition, r.offset))
+        .collect();
+
+    let second = Consumer::connect(eager(&broker)).await.expect("connect");
+    second.subscribe(&["handover"]).await.expect("subscribe");
+    let deadline = Instant::now() + WAIT;
+    while first.assignment().len() != 3 || second.assignment().len() != 3 {
+        assert!(Instant::now() < deadline, "the group did not settle");
+        for consumer in [&first, &second] {
+            let records = consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+            read.extend(records.iter().map(|r| (r.partition, r.offset)));
+        }
+    }
+    // Eager: everything was revoked once, then three partitions came back.
+    let events = first_listener.events();
+    let all: Vec<TopicPartition> = (0..6).map(|p| tp("handover", p)).collect();
+    assert_eq!(events[0], ("assigned", all.clone()));
+    assert_eq!(events[1], ("revoked", all));
+
+    for partition in 0..6 {
+        produce(
+            &cluster,
+            "handover",
+            partition,
+            now_ms(),
+            &values("h", 100..110),
+        )
+        .await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while read.len() < 660 && Instant::now() < deadline {
+        for consumer in [&first, &second] {
+            let records = consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+            read.extend(records.iter().map(|r| (r.partition, r.offset)));
+        }
+    }
+    let distinct: BTreeSet<(i32, i64)> = read.iter().copied().collect();
+    assert_eq!(read.len(), 660, "every record once");
+    assert_eq!(distinct.len(), 660);
+    first.close().await.expect("close");
+    second.close().await.expect("close");
+}
