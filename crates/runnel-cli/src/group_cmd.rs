@@ -1,12 +1,17 @@
-//! `runnel group list|describe`: consumer groups, their members, and per partition the committed
-//! offset and lag, as aligned tables for people or one JSON object for scripts.
+//! `runnel group list|describe|delete|reset-offsets`: consumer groups, their members, and per
+//! partition the committed offset and lag, as aligned tables for people or one JSON object for
+//! scripts; and moving a group's committed offsets, which is how people reprocess a stream.
 
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
 
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use kafka_protocol::error::ResponseError;
+use runnel_client::{Admin, ClientError, OffsetSpec};
 use serde::Serialize;
 
-use crate::admin::{AdminClient, GroupDescription, GroupListing};
+use crate::datetime;
+use crate::output::{number_or_dash, or_dash, summary, table, OutputArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct GroupArgs {
@@ -29,55 +34,415 @@ enum GroupCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Delete groups and their committed offsets; they must have no active members.
+    Delete {
+        /// The group ids.
+        #[arg(required = true)]
+        groups: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Move a group's committed offsets on a topic, e.g. back to reprocess it. Prints each
+    /// partition's current and new offset; changes nothing with --dry-run. The group must have
+    /// no active members.
+    ResetOffsets(ResetArgs),
 }
 
 #[derive(Debug, Args)]
-struct OutputArgs {
-    /// Brokers to bootstrap from.
-    #[arg(
-        long,
-        env = "RUNNEL_BROKERS",
-        default_value = "127.0.0.1:9092",
-        value_name = "HOST:PORT[,HOST:PORT...]"
-    )]
-    bootstrap: String,
-    /// `table` for people, `json` for scripts (one object).
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+struct ResetArgs {
+    /// The group id.
+    group: String,
+    /// The topic whose offsets move.
+    #[arg(long)]
+    topic: String,
+    /// Only these partitions (repeatable); every partition of the topic if none.
+    #[arg(long = "partition", value_name = "P")]
+    partitions: Vec<i32>,
+    #[command(flatten)]
+    to: ResetTo,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Table,
-    Json,
+/// Where the offsets go.
+#[derive(Debug, Clone, Copy, Args)]
+#[group(required = true, multiple = false)]
+struct ResetTo {
+    /// To the log start offset.
+    #[arg(long)]
+    to_earliest: bool,
+    /// To the high watermark: skip everything not yet read.
+    #[arg(long)]
+    to_latest: bool,
+    /// To the first record at or after this time, e.g. 2026-01-01T00:00:00Z (RFC 3339; UTC
+    /// unless a zone is given); the high watermark if no record is that recent.
+    #[arg(long, value_name = "DATETIME", value_parser = datetime::parse_ms)]
+    to_datetime: Option<i64>,
+    /// To this offset, kept within the log start offset and the high watermark.
+    #[arg(long, value_name = "N")]
+    to_offset: Option<i64>,
+    /// By this many records from the committed offset (negative: back), kept within the log.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
 }
 
-pub(crate) fn run(args: GroupArgs) -> anyhow::Result<()> {
-    let text = match args.command {
+/// [`ResetTo`] as one choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResetSpec {
+    Earliest,
+    Latest,
+    Datetime(i64),
+    Offset(i64),
+    ShiftBy(i64),
+}
+
+impl ResetTo {
+    fn spec(self) -> ResetSpec {
+        match self {
+            ResetTo {
+                to_earliest: true, ..
+            } => ResetSpec::Earliest,
+            ResetTo {
+                to_latest: true, ..
+            } => ResetSpec::Latest,
+            ResetTo {
+                to_datetime: Some(ms),
+                ..
+            } => ResetSpec::Datetime(ms),
+            ResetTo {
+                to_offset: Some(offset),
+                ..
+            } => ResetSpec::Offset(offset),
+            ResetTo {
+                shift_by: Some(shift),
+                ..
+            } => ResetSpec::ShiftBy(shift),
+            // clap's group demands exactly one.
+            _ => ResetSpec::Earliest,
+        }
+    }
+}
+
+pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
+    match args.command {
         GroupCommand::List { output } => {
-            let groups = AdminClient::connect(&output.bootstrap)?.list_groups()?;
-            match output.format {
-                Format::Table => list_table(&groups),
-                Format::Json => json(&GroupList { groups })?,
-            }
+            let admin = output.cluster.admin().await?;
+            let groups: Vec<GroupListing> = admin
+                .list_groups()
+                .await?
+                .into_iter()
+                .map(|group| GroupListing {
+                    group_id: group.group_id,
+                    protocol_type: group.protocol_type,
+                    state: group.state,
+                    group_type: group.group_type,
+                })
+                .collect();
+            output.print(&GroupList { groups }, |list| list_table(&list.groups))
         }
         GroupCommand::Describe { group, output } => {
-            let description = AdminClient::connect(&output.bootstrap)?.describe_group(&group)?;
-            match output.format {
-                Format::Table => describe_table(&description),
-                Format::Json => json(&description)?,
+            let admin = output.cluster.admin().await?;
+            let description = describe(&admin, &group).await?;
+            output.print(&description, describe_table)
+        }
+        GroupCommand::Delete { groups, output } => {
+            let admin = output.cluster.admin().await?;
+            let mut deleted = Vec::new();
+            let mut failures = Vec::new();
+            for (group, result) in admin.delete_groups(&groups).await? {
+                match result {
+                    Ok(()) => deleted.push(group),
+                    Err(error) => failures.push(group_error(&group, error).to_string()),
+                }
+            }
+            if !failures.is_empty() {
+                for deleted in &deleted {
+                    eprintln!("Deleted group {deleted:?}.");
+                }
+                bail!("{}", failures.join("; "));
+            }
+            output.print(&Deleted { deleted }, |deleted| {
+                deleted
+                    .deleted
+                    .iter()
+                    .map(|group| format!("Deleted group {group:?}.\n"))
+                    .collect()
+            })
+        }
+        GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+    }
+}
+
+/// The group's state and members, and for each partition it has committed to or owns: the
+/// committed offset, the log end offset and the lag.
+async fn describe(admin: &Admin, group: &str) -> anyhow::Result<GroupDescription> {
+    let described = admin
+        .describe_group(group)
+        .await
+        .map_err(|error| group_error(group, error))?;
+    let committed = admin
+        .list_group_offsets(group)
+        .await
+        .map_err(|error| group_error(group, error))?;
+    let coordinator = admin
+        .cluster()
+        .brokers()
+        .await
+        .into_iter()
+        .find(|broker| broker.node_id == described.coordinator_id)
+        .map_or_else(
+            || Node {
+                node_id: described.coordinator_id,
+                host: String::new(),
+                port: -1,
+            },
+            |broker| Node {
+                node_id: broker.node_id,
+                host: broker.host,
+                port: broker.port,
+            },
+        );
+
+    let mut owners = BTreeMap::new();
+    for member in &described.members {
+        for (topic, partitions) in &member.assignment {
+            for &partition in partitions {
+                owners.insert((topic.clone(), partition), member.member_id.clone());
             }
         }
-    };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        result => Ok(result?),
     }
+    let committed: BTreeMap<(String, i32), i64> = committed
+        .into_iter()
+        .map(|(key, offset, _metadata)| (key, offset))
+        .collect();
+    let keys: BTreeSet<(String, i32)> = committed.keys().chain(owners.keys()).cloned().collect();
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in &keys {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    let mut end_offsets: BTreeMap<(String, i32), Result<i64, String>> = BTreeMap::new();
+    for (topic, partitions) in by_topic {
+        match admin
+            .list_offsets(topic, &partitions, OffsetSpec::Latest)
+            .await
+        {
+            Ok(listed) => {
+                for (partition, listed) in listed {
+                    end_offsets.insert((topic.to_owned(), partition), Ok(listed.offset));
+                }
+            }
+            Err(error) => {
+                for partition in partitions {
+                    end_offsets.insert((topic.to_owned(), partition), Err(error.to_string()));
+                }
+            }
+        }
+    }
+    let partitions = keys
+        .into_iter()
+        .map(|key| {
+            let committed_offset = committed.get(&key).copied();
+            let (log_end_offset, error) = match end_offsets.remove(&key) {
+                Some(Ok(offset)) => (Some(offset), None),
+                Some(Err(error)) => (None, Some(format!("log end offset: {error}"))),
+                None => (None, None),
+            };
+            PartitionLag {
+                member_id: owners.get(&key).cloned(),
+                topic: key.0,
+                partition: key.1,
+                committed_offset,
+                log_end_offset,
+                lag: committed_offset.zip(log_end_offset).map(|(c, e)| e - c),
+                error,
+            }
+        })
+        .collect();
+
+    Ok(GroupDescription {
+        group_id: described.group_id,
+        group_type: match described.group_type {
+            runnel_client::GroupType::Classic => "classic",
+            runnel_client::GroupType::Consumer => "consumer",
+        },
+        state: described.state,
+        protocol_type: described.protocol_type,
+        assignor: described.protocol,
+        coordinator,
+        members: described
+            .members
+            .into_iter()
+            .map(|member| Member {
+                member_id: member.member_id,
+                group_instance_id: member.instance_id,
+                client_id: member.client_id,
+                host: member.host,
+                assignment: member
+                    .assignment
+                    .into_iter()
+                    .map(|(topic, partitions)| TopicPartitions { topic, partitions })
+                    .collect(),
+                assignment_error: member.assignment_error,
+            })
+            .collect(),
+        partitions,
+    })
+}
+
+/// "group "g" does not exist" rather than the broker's GROUP_ID_NOT_FOUND.
+fn group_error(group: &str, error: ClientError) -> anyhow::Error {
+    match error.code() {
+        Some(ResponseError::GroupIdNotFound) => anyhow!("group {group:?} does not exist"),
+        Some(ResponseError::NonEmptyGroup) => {
+            anyhow!("group {group:?} has active members; stop its consumers first")
+        }
+        _ => error.into(),
+    }
+}
+
+async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
+    let ResetArgs {
+        group,
+        topic,
+        partitions,
+        to,
+        dry_run,
+        output,
+    } = args;
+    let spec = to.spec();
+    let admin = output.cluster.admin().await?;
+
+    match admin.describe_group(&group).await {
+        Ok(described) if !described.members.is_empty() => {
+            let message = format!(
+                "group {group:?} has {} active member(s) (state {}); offsets can only be reset while no consumer is in the group",
+                described.members.len(),
+                described.state
+            );
+            if !dry_run {
+                bail!(message);
+            }
+            eprintln!("warning: {message}");
+        }
+        Ok(_) => {}
+        // A group that never existed gets its first committed offsets.
+        Err(error) if error.code() == Some(ResponseError::GroupIdNotFound) => {}
+        Err(error) => return Err(error.into()),
+    }
+
+    let metadata = admin.describe_topic(&topic).await?;
+    let all: Vec<i32> = metadata.partitions.iter().map(|p| p.partition).collect();
+    let partitions = if partitions.is_empty() {
+        all
+    } else {
+        if let Some(missing) = partitions.iter().find(|p| !all.contains(p)) {
+            bail!(
+                "topic {topic:?} has no partition {missing} (it has {} partitions)",
+                all.len()
+            );
+        }
+        partitions
+    };
+
+    let committed: BTreeMap<i32, i64> = admin
+        .list_group_offsets(&group)
+        .await?
+        .into_iter()
+        .filter(|((committed_topic, _), _, _)| *committed_topic == topic)
+        .map(|((_, partition), offset, _)| (partition, offset))
+        .collect();
+    let earliest = offsets_of(&admin, &topic, &partitions, OffsetSpec::Earliest).await?;
+    let latest = offsets_of(&admin, &topic, &partitions, OffsetSpec::Latest).await?;
+    let at_time = match spec {
+        ResetSpec::Datetime(ms) => {
+            Some(offsets_of(&admin, &topic, &partitions, OffsetSpec::Timestamp(ms)).await?)
+        }
+        _ => None,
+    };
+
+    let mut rows = Vec::with_capacity(partitions.len());
+    for partition in &partitions {
+        let bounds = LogBounds {
+            earliest: earliest[partition],
+            latest: latest[partition],
+            at_time: at_time.as_ref().map(|found| found[partition]),
+        };
+        let current_offset = committed.get(partition).copied();
+        let new_offset = new_offset(spec, current_offset, bounds)
+            .map_err(|problem| anyhow!("topic {topic:?} partition {partition}: {problem}"))?;
+        rows.push(PartitionReset {
+            topic: topic.clone(),
+            partition: *partition,
+            current_offset,
+            new_offset,
+        });
+    }
+
+    if !dry_run {
+        let offsets: Vec<((String, i32), i64)> = rows
+            .iter()
+            .map(|row| ((row.topic.clone(), row.partition), row.new_offset))
+            .collect();
+        admin
+            .alter_group_offsets(&group, &offsets)
+            .await
+            .map_err(|error| group_error(&group, error))?;
+    }
+    let report = ResetReport {
+        group: group.clone(),
+        dry_run,
+        partitions: rows,
+    };
+    output.print(&report, reset_table)?;
+    if dry_run {
+        eprintln!("Dry run: the offsets of group {group:?} did not change.");
+    }
+    Ok(())
+}
+
+async fn offsets_of(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[i32],
+    spec: OffsetSpec,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    Ok(admin
+        .list_offsets(topic, partitions, spec)
+        .await?
+        .into_iter()
+        .map(|(partition, listed)| (partition, listed.offset))
+        .collect())
+}
+
+/// What the log holds, for one partition.
+#[derive(Debug, Clone, Copy)]
+struct LogBounds {
+    earliest: i64,
+    latest: i64,
+    /// The first offset at or after the `--to-datetime` time; -1 if no record is that recent.
+    at_time: Option<i64>,
+}
+
+/// Where `spec` moves a partition's committed offset, kept within the log as Kafka's own
+/// tool keeps it: below the log start is the log start, above the high watermark is it.
+fn new_offset(spec: ResetSpec, current: Option<i64>, log: LogBounds) -> Result<i64, String> {
+    let wanted = match spec {
+        ResetSpec::Earliest => log.earliest,
+        ResetSpec::Latest => log.latest,
+        ResetSpec::Datetime(_) => match log.at_time {
+            Some(offset) if offset >= 0 => offset,
+            _ => log.latest,
+        },
+        ResetSpec::Offset(offset) => offset,
+        ResetSpec::ShiftBy(shift) => match current {
+            Some(current) => current.saturating_add(shift),
+            None => return Err("the group has no committed offset to shift".to_owned()),
+        },
+    };
+    Ok(wanted.clamp(log.earliest, log.latest.max(log.earliest)))
 }
 
 #[derive(Debug, Serialize)]
@@ -85,8 +450,129 @@ struct GroupList {
     groups: Vec<GroupListing>,
 }
 
-fn json(value: &impl Serialize) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(value)? + "\n")
+/// One group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct GroupListing {
+    group_id: String,
+    /// Empty for groups that only commit offsets ("simple" groups).
+    protocol_type: String,
+    /// `None` from brokers older than ListGroups v4.
+    state: Option<String>,
+    /// `classic` or `consumer` (KIP-848); `None` from brokers older than ListGroups v5.
+    group_type: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Deleted {
+    deleted: Vec<String>,
+}
+
+/// A broker, as the group's coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Node {
+    node_id: i32,
+    host: String,
+    port: i32,
+}
+
+impl Node {
+    fn address(&self) -> String {
+        runnel_client::BrokerInfo {
+            node_id: self.node_id,
+            host: self.host.clone(),
+            port: self.port,
+            rack: None,
+        }
+        .address()
+    }
+}
+
+/// A group's state, members, and committed offsets with lag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct GroupDescription {
+    group_id: String,
+    /// `classic` or `consumer`.
+    group_type: &'static str,
+    state: String,
+    /// `consumer` for consumer groups, empty for simple groups.
+    protocol_type: String,
+    /// The classic group's chosen protocol (its assignor, e.g. `range`) or the KIP-848 group's
+    /// server-side assignor.
+    assignor: Option<String>,
+    coordinator: Node,
+    members: Vec<Member>,
+    /// Every partition that has a committed offset or an owner, by topic and partition.
+    partitions: Vec<PartitionLag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Member {
+    member_id: String,
+    group_instance_id: Option<String>,
+    client_id: String,
+    host: String,
+    assignment: Vec<TopicPartitions>,
+    /// Why the assignment could not be read (a non-consumer protocol, such as Connect's, is not
+    /// decoded).
+    assignment_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct TopicPartitions {
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+/// One partition's position for the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct PartitionLag {
+    topic: String,
+    partition: i32,
+    /// `None` when the group has committed nothing for this partition.
+    committed_offset: Option<i64>,
+    /// The high watermark: the offset the next record will get.
+    log_end_offset: Option<i64>,
+    /// `log_end_offset - committed_offset`, when both are known.
+    lag: Option<i64>,
+    /// The member the partition is assigned to.
+    member_id: Option<String>,
+    /// What the broker said when it could not answer for this partition.
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResetReport {
+    group: String,
+    dry_run: bool,
+    partitions: Vec<PartitionReset>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionReset {
+    topic: String,
+    partition: i32,
+    /// `None` when the group had committed nothing for this partition.
+    current_offset: Option<i64>,
+    new_offset: i64,
+}
+
+fn reset_table(report: &ResetReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .partitions
+        .iter()
+        .map(|row| {
+            vec![
+                row.topic.clone(),
+                row.partition.to_string(),
+                number_or_dash(row.current_offset),
+                row.new_offset.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
+        &rows,
+    )
 }
 
 fn list_table(groups: &[GroupListing]) -> String {
@@ -114,10 +600,10 @@ fn describe_table(group: &GroupDescription) -> String {
         (protocol_type, None) => protocol_type.to_owned(),
         (protocol_type, Some(assignor)) => format!("{protocol_type} ({assignor})"),
     };
-    let summary = [
+    let mut text = summary(&[
         ("Group", group.group_id.clone()),
         ("State", group.state.clone()),
-        ("Type", group.group_type.as_str().to_owned()),
+        ("Type", group.group_type.to_owned()),
         ("Protocol", protocol),
         (
             "Coordinator",
@@ -127,11 +613,7 @@ fn describe_table(group: &GroupDescription) -> String {
                 group.coordinator.address()
             ),
         ),
-    ];
-    let mut text = String::new();
-    for (label, value) in summary {
-        text.push_str(&format!("{:<13}{value}\n", format!("{label}:")));
-    }
+    ]);
 
     text.push('\n');
     if group.members.is_empty() {
@@ -197,14 +679,12 @@ fn describe_table(group: &GroupDescription) -> String {
         .partitions
         .iter()
         .map(|partition| {
-            let number =
-                |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
             let mut row = vec![
                 partition.topic.clone(),
                 partition.partition.to_string(),
-                number(partition.committed_offset),
-                number(partition.log_end_offset),
-                number(partition.lag),
+                number_or_dash(partition.committed_offset),
+                number_or_dash(partition.log_end_offset),
+                number_or_dash(partition.lag),
                 or_dash(partition.member_id.as_deref()),
             ];
             if with_errors {
@@ -217,45 +697,15 @@ fn describe_table(group: &GroupDescription) -> String {
     text
 }
 
-fn or_dash(text: Option<&str>) -> String {
-    match text {
-        Some(text) if !text.is_empty() => text.to_owned(),
-        _ => "-".to_owned(),
-    }
-}
-
-/// Left-aligned columns two spaces apart, no trailing spaces. Widths count characters, which is
-/// right for the ASCII that ids and topic names nearly always are.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header_row).chain(rows) {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{GroupType, Member, Node, PartitionLag, TopicPartitions};
+    use crate::output::json;
 
     fn description() -> GroupDescription {
         GroupDescription {
             group_id: "billing".to_owned(),
-            group_type: GroupType::Classic,
+            group_type: "classic",
             state: "Stable".to_owned(),
             protocol_type: "consumer".to_owned(),
             assignor: Some("range".to_owned()),
@@ -356,5 +806,65 @@ billing-consumers  -      -        consumer
             serde_json::Value::Null
         );
         assert_eq!(value["partitions"][1]["lag"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn resets_stay_within_the_log() {
+        let log = LogBounds {
+            earliest: 10,
+            latest: 50,
+            at_time: None,
+        };
+        let reset = |spec, current| new_offset(spec, current, log);
+        assert_eq!(reset(ResetSpec::Earliest, Some(30)), Ok(10));
+        assert_eq!(reset(ResetSpec::Latest, None), Ok(50));
+        assert_eq!(reset(ResetSpec::Offset(5), None), Ok(10));
+        assert_eq!(reset(ResetSpec::Offset(70), None), Ok(50));
+        assert_eq!(reset(ResetSpec::Offset(20), Some(40)), Ok(20));
+        assert_eq!(reset(ResetSpec::ShiftBy(-5), Some(30)), Ok(25));
+        assert_eq!(reset(ResetSpec::ShiftBy(-100), Some(30)), Ok(10));
+        assert_eq!(reset(ResetSpec::ShiftBy(100), Some(30)), Ok(50));
+        assert!(reset(ResetSpec::ShiftBy(1), None).is_err());
+    }
+
+    #[test]
+    fn datetime_resets_fall_back_to_the_end() {
+        let at = |at_time| LogBounds {
+            earliest: 0,
+            latest: 9,
+            at_time: Some(at_time),
+        };
+        assert_eq!(new_offset(ResetSpec::Datetime(1), Some(2), at(4)), Ok(4));
+        assert_eq!(new_offset(ResetSpec::Datetime(1), Some(2), at(-1)), Ok(9));
+    }
+
+    #[test]
+    fn reset_table_shows_current_and_new() {
+        let report = ResetReport {
+            group: "g".to_owned(),
+            dry_run: true,
+            partitions: vec![
+                PartitionReset {
+                    topic: "t".to_owned(),
+                    partition: 0,
+                    current_offset: Some(7),
+                    new_offset: 0,
+                },
+                PartitionReset {
+                    topic: "t".to_owned(),
+                    partition: 1,
+                    current_offset: None,
+                    new_offset: 0,
+                },
+            ],
+        };
+        assert_eq!(
+            reset_table(&report),
+            "\
+TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET
+t      0          7               0
+t      1          -               0
+"
+        );
     }
 }

@@ -1,8 +1,19 @@
 //! `runnel`: the broker (`runnel server`) and the tools people drive a cluster with
-//! (`runnel group`).
+//! (`runnel topic|group|cluster|produce|consume|bench`), all on the async `runnel-client`, so
+//! they work against any Kafka-compatible cluster.
+//!
+//! Every tool takes `--bootstrap` (or `RUNNEL_BROKERS`), prints tables for people and
+//! `--format json` for scripts, and fails with one line on stderr and a non-zero exit.
 
-mod admin;
+mod bench_cmd;
+mod cluster_cmd;
+mod consume_cmd;
+mod datetime;
 mod group_cmd;
+mod output;
+mod produce_cmd;
+mod template;
+mod topic_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,8 +43,18 @@ struct Cli {
 enum Command {
     /// Run a broker. With no arguments: 127.0.0.1:9092, data in ./runnel-data.
     Server(ServerArgs),
-    /// Consumer groups: list them, describe members, committed offsets and lag.
+    /// Topics: create, list, describe, delete, alter configs, add partitions.
+    Topic(topic_cmd::TopicArgs),
+    /// Consumer groups: list, describe (members, committed offsets, lag), delete, reset offsets.
     Group(group_cmd::GroupArgs),
+    /// The cluster: its id, controller and brokers.
+    Cluster(cluster_cmd::ClusterCmdArgs),
+    /// Write lines from stdin or a file to a topic, one record a line.
+    Produce(produce_cmd::ProduceArgs),
+    /// Print a topic's records: one value a line, kcat-style templates, or JSON.
+    Consume(consume_cmd::ConsumeArgs),
+    /// Load-test a Kafka-compatible cluster: throughput and latency percentiles.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Flags override `RUNNEL_*` environment variables, which override the config file.
@@ -155,24 +176,54 @@ impl ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    // The broker logs its life at info; a tool's stderr is for the tool's own messages.
+    let default_log = match command {
+        Command::Server(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUNNEL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Cli::parse().command {
+    match command {
         Command::Server(args) => {
             let config = args.into_config()?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(runnel_broker::run(config, stop_signal()))?;
         }
-        Command::Group(args) => group_cmd::run(args)?,
+        tool => {
+            if let Err(error) = run_tool(tool) {
+                // One line: the error and its causes, as scripts and people read it.
+                eprintln!("runnel: error: {error:#}");
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
+}
+
+fn run_tool(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Server(_) => unreachable!("the broker is not a tool"),
+            Command::Topic(args) => topic_cmd::run(args).await,
+            Command::Group(args) => group_cmd::run(args).await,
+            Command::Cluster(args) => cluster_cmd::run(args).await,
+            Command::Produce(args) => produce_cmd::run(args).await,
+            Command::Consume(args) => consume_cmd::run(args).await,
+            Command::Bench(args) => bench_cmd::run(args).await,
+        }
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,0 +1,491 @@
+//! The `runnel` tools against the real broker binary, read back through their JSON output:
+//! topics, the cluster, producing and consuming lines, resetting a group's offsets, and the
+//! benchmark's one-line summary.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::BrokerProcess;
+
+/// Longest any one command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `runnel` with `args` against `broker`, feeding `stdin` if given.
+fn runnel_with_input(broker: &BrokerProcess, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
+    command
+        .args(args)
+        .env("RUNNEL_BROKERS", format!("127.0.0.1:{}", broker.port))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run runnel");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        // Written from a thread so a child that fills its stdout first cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stdout = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut text);
+        text
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut text);
+        text
+    });
+    // A hung command fails its test instead of hanging the suite.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for runnel") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout reader")).into_owned();
+    let mut stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {COMMAND_TIMEOUT:?})"));
+    }
+    Output {
+        success: status.is_some_and(|status| status.success()),
+        stdout,
+        stderr,
+    }
+}
+
+fn runnel(broker: &BrokerProcess, args: &[&str]) -> Output {
+    runnel_with_input(broker, args, None)
+}
+
+fn runnel_ok(broker: &BrokerProcess, args: &[&str]) -> String {
+    let output = runnel(broker, args);
+    assert!(
+        output.success,
+        "runnel {args:?} failed:\n{}\n{}",
+        output.stderr, output.stdout
+    );
+    output.stdout
+}
+
+fn runnel_json(broker: &BrokerProcess, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--format", "json"]);
+    let stdout = runnel_ok(broker, &args);
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("runnel {args:?} printed no JSON ({error}):\n{stdout}"))
+}
+
+fn start_broker() -> BrokerProcess {
+    BrokerProcess::start(&[
+        "--group-initial-rebalance-delay-ms",
+        "0",
+        "--auto-create-topics",
+        "false",
+    ])
+}
+
+#[test]
+fn topic_lifecycle_through_json() {
+    let broker = start_broker();
+    let created = runnel_json(
+        &broker,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+        ],
+    );
+    assert_eq!(
+        created,
+        json!({"name": "orders", "partitions": 3, "replication_factor": 1, "internal": false})
+    );
+
+    let again = runnel(&broker, &["topic", "create", "orders", "--partitions", "3"]);
+    assert!(!again.success);
+    assert!(
+        again.stderr.contains("TopicAlreadyExists") && again.stderr.lines().count() == 1,
+        "one clear line: {}",
+        again.stderr
+    );
+
+    let listed = runnel_json(&broker, &["topic", "list"]);
+    let names: Vec<&str> = listed["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["orders"], "no internal topics without --internal");
+
+    let described = runnel_json(&broker, &["topic", "describe", "orders"]);
+    assert_eq!(described["name"], "orders");
+    let partitions = described["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 3);
+    for (index, partition) in partitions.iter().enumerate() {
+        assert_eq!(partition["partition"], index);
+        assert!(partition["leader"].as_i64().expect("leader") >= 0);
+        assert_eq!(partition["replicas"], json!([partition["leader"]]));
+        assert_eq!(partition["isr"], partition["replicas"]);
+    }
+    let config = |described: &Value, name: &str| {
+        described["configs"]
+            .as_array()
+            .expect("configs")
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    assert_eq!(
+        config(&described, "retention.ms"),
+        Some(
+            json!({"name": "retention.ms", "value": "3600000", "source": "topic",
+                    "read_only": false, "sensitive": false})
+        )
+    );
+
+    let altered = runnel_json(
+        &broker,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "cleanup.policy=compact",
+            "--delete",
+            "retention.ms",
+        ],
+    );
+    assert_eq!(
+        altered,
+        json!({"topic": "orders", "set": {"cleanup.policy": "compact"}, "deleted": ["retention.ms"]})
+    );
+    let described = runnel_json(&broker, &["topic", "describe", "orders"]);
+    assert_eq!(
+        config(&described, "cleanup.policy").map(|c| c["value"].clone()),
+        Some(json!("compact"))
+    );
+    assert_ne!(
+        config(&described, "retention.ms").map(|c| c["source"].clone()),
+        Some(json!("topic")),
+        "the override is gone"
+    );
+
+    let grown = runnel_json(
+        &broker,
+        &["topic", "add-partitions", "orders", "--total", "5"],
+    );
+    assert_eq!(grown["partitions"], 5);
+    let described = runnel_json(&broker, &["topic", "describe", "orders"]);
+    assert_eq!(
+        described["partitions"]
+            .as_array()
+            .expect("partitions")
+            .len(),
+        5
+    );
+
+    let table = runnel_ok(&broker, &["topic", "describe", "orders"]);
+    assert!(table.starts_with("Topic:"), "{table}");
+    assert!(table.contains("PARTITION  LEADER"), "{table}");
+    assert!(table.contains("cleanup.policy"), "{table}");
+
+    let deleted = runnel_json(&broker, &["topic", "delete", "orders"]);
+    assert_eq!(deleted, json!({"deleted": ["orders"]}));
+    let listed = runnel_json(&broker, &["topic", "list"]);
+    assert_eq!(listed, json!({"topics": []}));
+    let missing = runnel(&broker, &["topic", "describe", "orders"]);
+    assert!(!missing.success);
+    assert!(
+        missing.stderr.contains("topic \"orders\" does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn cluster_info_names_the_broker() {
+    let broker = start_broker();
+    let info = runnel_json(&broker, &["cluster", "info"]);
+    let brokers = info["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 1, "{info:#}");
+    assert_eq!(brokers[0]["port"], broker.port);
+    assert_eq!(info["controller_id"], brokers[0]["node_id"]);
+    assert!(info["cluster_id"].is_string(), "{info:#}");
+
+    let table = runnel_ok(&broker, &["cluster", "info"]);
+    assert!(table.starts_with("Cluster:"), "{table}");
+}
+
+#[test]
+fn unreachable_bootstrap_fails_with_one_line() {
+    let port = support::free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["topic", "list", "--bootstrap", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run runnel");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+fn lines(from: u64, to: u64) -> String {
+    (from..=to).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn produce_ten_thousand_lines_and_consume_them_back_in_order() {
+    let broker = start_broker();
+    runnel_ok(&broker, &["topic", "create", "lines", "--partitions", "1"]);
+    let input = lines(1, 10_000);
+    let produced = runnel_with_input(&broker, &["produce", "lines"], Some(input.as_bytes()));
+    assert!(produced.success, "{}", produced.stderr);
+    assert!(
+        produced.stderr.contains("Produced 10000 records"),
+        "{}",
+        produced.stderr
+    );
+    assert_eq!(produced.stdout, "", "produce keeps stdout for data");
+
+    let consumed = runnel_ok(
+        &broker,
+        &["consume", "lines", "--offset", "earliest", "--exit-at-end"],
+    );
+    assert!(consumed == input, "the same lines in the same order");
+
+    // Keys, headers and a template.
+    let keyed = runnel_with_input(
+        &broker,
+        &[
+            "produce",
+            "lines",
+            "--key-separator",
+            ":",
+            "--header",
+            "source=cli",
+            "--acks",
+            "1",
+            "--compression",
+            "zstd",
+        ],
+        Some(b"user-1:hello\n"),
+    );
+    assert!(keyed.success, "{}", keyed.stderr);
+    let formatted = runnel_ok(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--offset",
+            "10000",
+            "--exit-at-end",
+            "--format",
+            "%t/%p@%o %k=%v [%h]\\n",
+        ],
+    );
+    assert_eq!(formatted, "lines/0@10000 user-1=hello [source=cli]\n");
+    let json_line = runnel_ok(
+        &broker,
+        &[
+            "consume", "lines", "--offset", "10000", "-n", "1", "--format", "json",
+        ],
+    );
+    let record: Value = serde_json::from_str(json_line.trim()).expect("one JSON object");
+    assert_eq!(record["key"], "user-1");
+    assert_eq!(record["value"], "hello");
+    assert_eq!(record["offset"], 10_000);
+    assert_eq!(
+        record["headers"],
+        json!([{"key": "source", "value": "cli"}])
+    );
+}
+
+fn committed(broker: &BrokerProcess, group: &str) -> Value {
+    let described = runnel_json(broker, &["group", "describe", group]);
+    described["partitions"][0]["committed_offset"].clone()
+}
+
+#[test]
+fn group_reset_offsets_then_reconsume_from_the_reset_point() {
+    let broker = start_broker();
+    runnel_ok(&broker, &["topic", "create", "events", "--partitions", "1"]);
+    let input = lines(1, 10);
+    let produced = runnel_with_input(&broker, &["produce", "events"], Some(input.as_bytes()));
+    assert!(produced.success, "{}", produced.stderr);
+
+    // Read everything as the group; closing commits the position.
+    let first = runnel_ok(
+        &broker,
+        &[
+            "consume",
+            "events",
+            "--group",
+            "replay",
+            "--offset",
+            "earliest",
+            "--exit-at-end",
+        ],
+    );
+    assert_eq!(first, input);
+    assert_eq!(committed(&broker, "replay"), 10);
+
+    let dry_run = runnel_json(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "replay",
+            "--topic",
+            "events",
+            "--to-offset",
+            "4",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        dry_run,
+        json!({"group": "replay", "dry_run": true, "partitions": [
+            {"topic": "events", "partition": 0, "current_offset": 10, "new_offset": 4}
+        ]})
+    );
+    assert_eq!(
+        committed(&broker, "replay"),
+        10,
+        "a dry run changes nothing"
+    );
+
+    let shifted = runnel_json(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "replay",
+            "--topic",
+            "events",
+            "--shift-by",
+            "-100",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        shifted["partitions"][0]["new_offset"], 0,
+        "kept within the log"
+    );
+
+    let table = runnel_ok(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "replay",
+            "--topic",
+            "events",
+            "--to-offset",
+            "4",
+        ],
+    );
+    assert_eq!(
+        table,
+        "TOPIC   PARTITION  CURRENT-OFFSET  NEW-OFFSET\nevents  0          10              4\n"
+    );
+    assert_eq!(committed(&broker, "replay"), 4);
+
+    let again = runnel_ok(
+        &broker,
+        &["consume", "events", "--group", "replay", "--exit-at-end"],
+    );
+    assert_eq!(again, lines(5, 10));
+    assert_eq!(committed(&broker, "replay"), 10);
+
+    let deleted = runnel_json(&broker, &["group", "delete", "replay"]);
+    assert_eq!(deleted, json!({"deleted": ["replay"]}));
+    let gone = runnel(&broker, &["group", "describe", "replay"]);
+    assert!(!gone.success);
+    assert!(
+        gone.stderr.contains("\"replay\" does not exist"),
+        "{}",
+        gone.stderr
+    );
+}
+
+#[test]
+fn bench_produce_prints_one_json_summary_last() {
+    let broker = start_broker();
+    let output = runnel(
+        &broker,
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "bench",
+            "--partitions",
+            "2",
+            "--records",
+            "2000",
+            "--record-size",
+            "100",
+            "--acks",
+            "all",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(output.success, "{}", output.stderr);
+    let last = output.stdout.lines().last().expect("a summary line");
+    let summary: Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(summary["mode"], "produce");
+    assert_eq!(summary["records"], 2000);
+    assert_eq!(summary["bytes"], 200_000);
+    assert_eq!(summary["partitions"], 2);
+    assert_eq!(summary["errors"], 0);
+    let latency = &summary["latency_ms"];
+    for field in ["p50", "p95", "p99", "p99.9", "max"] {
+        assert!(latency[field].as_f64().is_some(), "{field}: {summary}");
+    }
+    assert!(latency["p50"].as_f64() <= latency["max"].as_f64());
+    assert!(summary["records_per_sec"].as_f64().expect("rate") > 0.0);
+
+    let consumed = runnel(
+        &broker,
+        &["bench", "consume", "--topic", "bench", "--format", "json"],
+    );
+    assert!(consumed.success, "{}", consumed.stderr);
+    let summary: Value =
+        serde_json::from_str(consumed.stdout.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["records"], 2000);
+}
