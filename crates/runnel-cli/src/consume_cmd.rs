@@ -15,7 +15,7 @@ use clap::Args;
 use runnel_client::consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
 };
-use runnel_client::OffsetSpec;
+use runnel_client::{Admin, OffsetSpec};
 use serde::Serialize;
 
 use crate::output::ClusterArgs;
@@ -163,10 +163,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let consumer = Consumer::connect(config)
         .await
         .map_err(|error| args.cluster.connect_error(error))?;
-    // Its own connections: sharing the consumer's Cluster with an Admin that looks metadata up
-    // before `subscribe` leaves the group consumer fetching nothing (seen with the client as
-    // of this writing).
-    let admin = args.cluster.admin().await?;
+    let admin = Admin::from_cluster(consumer.cluster().clone());
     let metadata = admin.describe_topic(&args.topic).await?;
     let all: Vec<i32> = metadata.partitions.iter().map(|p| p.partition).collect();
     if let Some(missing) = args.partitions.iter().find(|p| !all.contains(p)) {

@@ -15,8 +15,8 @@ use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use runnel_client::consumer::assignor::{Assignor, CooperativeStickyAssignor};
 use runnel_client::{
-    Admin, ClientError, Cluster, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel,
-    NewTopic, OffsetReset, RebalanceListener, TopicPartition,
+    Admin, ClientError, Cluster, Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol,
+    IsolationLevel, NewTopic, OffsetReset, RebalanceListener, TopicPartition,
 };
 use runnel_record::BatchBuilder;
 use support::BrokerProcess;
@@ -729,4 +729,262 @@ async fn an_eager_rebalance_commits_before_handing_partitions_over() {
     assert_eq!(distinct.len(), 660);
     first.close().await.expect("close");
     second.close().await.expect("close");
+}
+
+/// Reported from the CLI: an Admin sharing the consumer's Cluster looks the topic up (caching
+/// its metadata) before `subscribe`, and the group member was said never to fetch. Kept as the
+/// guard for `runnel consume --group`, which now shares its consumer's Cluster this way.
+#[tokio::test]
+async fn an_admin_sharing_the_cluster_does_not_stop_a_group_member_fetching() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "shared-cluster", 1).await;
+    let consumer = Consumer::connect(config(&broker, Some("shared-cluster-group")))
+        .await
+        .expect("connect");
+    let producer_side = Cluster::connect(broker.config()).await.expect("cluster");
+    produce(
+        &producer_side,
+        "shared-cluster",
+        0,
+        now_ms(),
+        &values("c", 0..20),
+    )
+    .await;
+    let admin = Admin::from_cluster(consumer.cluster().clone());
+    admin
+        .describe_topic("shared-cluster")
+        .await
+        .expect("describe");
+    consumer
+        .subscribe(&["shared-cluster"])
+        .await
+        .expect("subscribe");
+    let records = poll_records(&consumer, 20).await;
+    assert_eq!(records[0].offset, 0);
+    consumer.close().await.expect("close");
+}
+
+/// A broker whose KIP-848 groups ask for a heartbeat every 300 ms.
+async fn kip848_broker() -> BrokerProcess {
+    BrokerProcess::start(&["--group-consumer-heartbeat-interval-ms", "300"]).await
+}
+
+fn kip848_config(broker: &BrokerProcess, group: &str) -> ConsumerConfig {
+    let mut config = config(broker, Some(group));
+    config.group_protocol = GroupProtocol::Consumer;
+    config
+}
+
+#[tokio::test]
+async fn kip848_two_members_share_four_partitions_and_read_each_record_once() {
+    let broker = kip848_broker().await;
+    create_topic(&broker, "kip848-shared", 4).await;
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        let consumer = Consumer::connect(kip848_config(&broker, "kip848-two"))
+            .await
+            .expect("connect");
+        consumer
+            .subscribe(&["kip848-shared"])
+            .await
+            .expect("subscribe");
+        consumers.push(consumer);
+    }
+    let members: Vec<&Consumer> = consumers.iter().collect();
+    poll_until(&members, |assignments| {
+        assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    let assignments: Vec<Vec<TopicPartition>> = consumers.iter().map(|c| c.assignment()).collect();
+    let all: BTreeSet<TopicPartition> = assignments.iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 4, "{assignments:?}");
+
+    let cluster = consumers[0].cluster().clone();
+    for partition in 0..4 {
+        produce(
+            &cluster,
+            "kip848-shared",
+            partition,
+            now_ms(),
+            &values("k", 0..500),
+        )
+        .await;
+    }
+    let mut read: Vec<(usize, i32, i64)> = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while read.len() < 2000 && Instant::now() < deadline {
+        for (member, consumer) in consumers.iter().enumerate() {
+            let records = consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+            read.extend(records.iter().map(|r| (member, r.partition, r.offset)));
+        }
+    }
+    assert_eq!(read.len(), 2000);
+    let distinct: BTreeSet<(i32, i64)> = read.iter().map(|&(_, p, o)| (p, o)).collect();
+    assert_eq!(distinct.len(), 2000, "a record was read twice");
+    for &(member, partition, _) in &read {
+        assert!(
+            assignments[member].contains(&tp("kip848-shared", partition)),
+            "member {member} read partition {partition} it was not assigned"
+        );
+    }
+    for consumer in &consumers {
+        consumer.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn kip848_a_new_member_takes_partitions_without_the_others_losing_theirs() {
+    let broker = kip848_broker().await;
+    create_topic(&broker, "kip848-moves", 4).await;
+    let mut consumers = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let consumer = Consumer::connect(kip848_config(&broker, "kip848-moves"))
+            .await
+            .expect("connect");
+        let listener = Arc::new(Recorder::default());
+        consumer.set_rebalance_listener(listener.clone());
+        consumer
+            .subscribe(&["kip848-moves"])
+            .await
+            .expect("subscribe");
+        consumers.push(consumer);
+        listeners.push(listener);
+    }
+    poll_until(&consumers.iter().collect::<Vec<_>>(), |assignments| {
+        assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    let before: Vec<BTreeSet<TopicPartition>> = consumers
+        .iter()
+        .map(|c| c.assignment().into_iter().collect())
+        .collect();
+    // What the listeners heard while the first two settled is not this test's business.
+    let settled: Vec<usize> = listeners.iter().map(|l| l.events().len()).collect();
+
+    let third = Consumer::connect(kip848_config(&broker, "kip848-moves"))
+        .await
+        .expect("connect");
+    let third_listener = Arc::new(Recorder::default());
+    third.set_rebalance_listener(third_listener.clone());
+    third.subscribe(&["kip848-moves"]).await.expect("subscribe");
+    consumers.push(third);
+    listeners.push(third_listener);
+    poll_until(&consumers.iter().collect::<Vec<_>>(), |assignments| {
+        let mut sizes: Vec<usize> = assignments.iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        let all: BTreeSet<&TopicPartition> = assignments.iter().flatten().collect();
+        sizes == [1, 1, 2] && all.len() == 4
+    })
+    .await;
+
+    for (member, listener) in listeners.iter().enumerate().take(2) {
+        let after: BTreeSet<TopicPartition> = consumers[member].assignment().into_iter().collect();
+        assert!(
+            after.is_subset(&before[member]),
+            "member {member} gained partitions"
+        );
+        let events = listener.events().split_off(settled[member]);
+        assert!(
+            events.iter().all(|(kind, _)| *kind != "lost"),
+            "member {member}: {events:?}"
+        );
+        let revoked: BTreeSet<TopicPartition> = events
+            .iter()
+            .filter(|(kind, _)| *kind == "revoked")
+            .flat_map(|(_, partitions)| partitions.iter().cloned())
+            .collect();
+        let moved: BTreeSet<TopicPartition> = before[member].difference(&after).cloned().collect();
+        assert_eq!(
+            revoked, moved,
+            "member {member}: only moved partitions are revoked"
+        );
+    }
+    let third_assigned: BTreeSet<TopicPartition> = listeners[2]
+        .events()
+        .iter()
+        .filter(|(kind, _)| *kind == "assigned")
+        .flat_map(|(_, partitions)| partitions.iter().cloned())
+        .collect();
+    assert_eq!(
+        third_assigned,
+        consumers[2]
+            .assignment()
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
+    for consumer in &consumers {
+        consumer.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn kip848_commits_survive_close_and_a_new_member_resumes_from_them() {
+    let broker = kip848_broker().await;
+    create_topic(&broker, "kip848-ledger", 1).await;
+    let ledger = tp("kip848-ledger", 0);
+    let first = Consumer::connect(kip848_config(&broker, "kip848-accounts"))
+        .await
+        .expect("connect");
+    let cluster = first.cluster().clone();
+    produce(&cluster, "kip848-ledger", 0, now_ms(), &values("l", 0..50)).await;
+    first
+        .subscribe(&["kip848-ledger"])
+        .await
+        .expect("subscribe");
+    poll_records(&first, 50).await;
+    first.commit().await.expect("commit with the member epoch");
+    produce(&cluster, "kip848-ledger", 0, now_ms(), &values("l", 50..80)).await;
+    poll_records(&first, 30).await;
+    // Auto-commit is off: closing (leaving with epoch -1) does not commit the last 30.
+    first.close().await.expect("close");
+
+    let second = Consumer::connect(kip848_config(&broker, "kip848-accounts"))
+        .await
+        .expect("connect");
+    assert_eq!(
+        second
+            .committed(std::slice::from_ref(&ledger))
+            .await
+            .expect("committed"),
+        [(ledger.clone(), Some(50))]
+    );
+    second
+        .subscribe(&["kip848-ledger"])
+        .await
+        .expect("subscribe");
+    let records = poll_records(&second, 30).await;
+    assert_eq!(records[0].offset, 50);
+    second.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn kip848_a_member_the_restarted_coordinator_forgot_loses_its_partitions_and_rejoins() {
+    let mut broker = kip848_broker().await;
+    create_topic(&broker, "kip848-restart", 2).await;
+    let consumer = Consumer::connect(kip848_config(&broker, "kip848-restart"))
+        .await
+        .expect("connect");
+    let listener = Arc::new(Recorder::default());
+    consumer.set_rebalance_listener(listener.clone());
+    consumer
+        .subscribe(&["kip848-restart"])
+        .await
+        .expect("subscribe");
+    poll_until(&[&consumer], |assignments| assignments[0].len() == 2).await;
+
+    // Group state is not persisted: the next heartbeat is answered UNKNOWN_MEMBER_ID.
+    broker.restart().await;
+    let deadline = Instant::now() + WAIT;
+    while !listener.events().iter().any(|(kind, _)| *kind == "lost") {
+        assert!(Instant::now() < deadline, "{:?}", listener.events());
+        let _ = consumer.poll(Duration::from_millis(50)).await;
+    }
+    poll_until(&[&consumer], |assignments| assignments[0].len() == 2).await;
+    let kinds: Vec<&str> = listener.events().iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["assigned", "lost", "assigned"]);
+    consumer.close().await.expect("close");
 }

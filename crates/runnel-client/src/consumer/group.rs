@@ -36,7 +36,7 @@ use crate::error::{ClientError, Result};
 const PROTOCOL_TYPE: &str = "consumer";
 /// JoinGroup answers MEMBER_ID_REQUIRED at most once per join; more is a confused coordinator.
 const JOIN_ATTEMPTS_MAX: usize = 3;
-const GROUP_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const GROUP_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// This consumer's place in its group.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-fn is_coordinator_error(error: &ClientError) -> bool {
+pub(crate) fn is_coordinator_error(error: &ClientError) -> bool {
     matches!(
         error.code(),
         Some(
@@ -248,7 +248,7 @@ async fn handle_error(shared: &Shared, error: &ClientError) -> bool {
 
 /// The member is out of its generation: its partitions may be someone else's already, so they
 /// are dropped without a commit.
-fn lose_partitions(shared: &Shared, forget_member_id: bool) {
+pub(crate) fn lose_partitions(shared: &Shared, forget_member_id: bool) {
     let lost: Vec<TopicPartition> = {
         let mut state = shared.state();
         let lost: Vec<TopicPartition> = state.assigned_partitions().cloned().collect();
@@ -276,7 +276,7 @@ fn lose_partitions(shared: &Shared, forget_member_id: bool) {
 
 /// Removes `partitions` from the assignment and returns their positions, in one critical
 /// section: nothing read after the snapshot can be returned to the application.
-fn take_for_revocation(
+pub(crate) fn take_for_revocation(
     shared: &Shared,
     partitions: &[TopicPartition],
 ) -> (Vec<TopicPartition>, CommitOffsets) {
@@ -290,7 +290,11 @@ fn take_for_revocation(
 }
 
 /// Commits (if auto-commit is on) and tells the listener, for partitions just revoked.
-async fn finish_revocation(shared: &Shared, revoked: &[TopicPartition], offsets: &CommitOffsets) {
+pub(crate) async fn finish_revocation(
+    shared: &Shared,
+    revoked: &[TopicPartition],
+    offsets: &CommitOffsets,
+) {
     if shared.config.enable_auto_commit && !offsets.is_empty() {
         if let Err(error) = commit(shared, offsets).await {
             tracing::warn!(%error, "committing revoked partitions failed");
@@ -852,6 +856,6 @@ pub(crate) async fn fetch_committed(
     .await
 }
 
-fn millis(duration: Duration) -> i32 {
+pub(crate) fn millis(duration: Duration) -> i32 {
     i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
 }

@@ -6,7 +6,8 @@
 //! [`assignor`] (who gets which partitions), [`subscription`] (positions, resets, pauses) and
 //! [`records`] (record batches into [`ConsumerRecord`]s). This module and the two beside it are
 //! the I/O shell around them: `group` runs the classic group membership (JoinGroup, SyncGroup,
-//! heartbeats, commits) in a background task, `fetcher` looks positions up and fetches.
+//! heartbeats, commits) in a background task, `kip848` the KIP-848 one (ConsumerGroupHeartbeat,
+//! server-side assignment), `fetcher` looks positions up and fetches.
 //!
 //! Delivery is at-least-once: a position advances when [`Consumer::poll`] returns the records
 //! before it, and commits (explicit, automatic, or before partitions are revoked) store
@@ -14,8 +15,7 @@
 //! new owner looks the committed offset up, so a group that commits reads every record once
 //! unless a member fails between reading and committing.
 //!
-//! Not here: the KIP-848 `consumer` group protocol ([`GroupProtocol::Consumer`] is refused),
-//! fetch sessions (KIP-227; every Fetch is a full one), follower fetching (KIP-392), and
+//! Not here: KIP-848 client-side assignors (the coordinator assigns), fetch sessions (KIP-227; every Fetch is a full one), follower fetching (KIP-392), and
 //! `max.poll.interval.ms` enforcement on the client side (the coordinator's rebalance timeout
 //! still applies).
 //!
@@ -41,6 +41,7 @@
 pub mod assignor;
 mod fetcher;
 mod group;
+mod kip848;
 pub mod records;
 pub mod subscription;
 
@@ -70,8 +71,9 @@ pub enum GroupProtocol {
     /// JoinGroup/SyncGroup/Heartbeat, with client-side assignors (`group.protocol=classic`).
     #[default]
     Classic,
-    /// KIP-848's ConsumerGroupHeartbeat with server-side assignment (`group.protocol=consumer`).
-    /// Not implemented by this client yet: subscribing with it is an error.
+    /// KIP-848's ConsumerGroupHeartbeat with server-side assignment (`group.protocol=consumer`):
+    /// no group-wide rebalance, only the partitions that move are revoked. `assignors` are
+    /// not used; [`ConsumerConfig::server_assignor`] may name the coordinator's.
     Consumer,
 }
 
@@ -102,6 +104,9 @@ pub struct ConsumerConfig {
     /// as Java's default). The group uses the cooperative protocol only when every one of them
     /// is cooperative.
     pub assignors: Vec<Arc<dyn Assignor>>,
+    /// Under [`GroupProtocol::Consumer`]: the coordinator's assignor to use (`uniform`,
+    /// `range`; `group.remote.assignor`), or `None` for the coordinator's default.
+    pub server_assignor: Option<String>,
     /// Without a heartbeat for this long the coordinator drops the member (45 s).
     pub session_timeout: Duration,
     /// How often the member heartbeats (3 s).
@@ -139,6 +144,7 @@ impl fmt::Debug for ConsumerConfig {
                 "assignors",
                 &self.assignors.iter().map(|a| a.name()).collect::<Vec<_>>(),
             )
+            .field("server_assignor", &self.server_assignor)
             .field("session_timeout", &self.session_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("rebalance_timeout", &self.rebalance_timeout)
@@ -163,6 +169,7 @@ impl ConsumerConfig {
             group_instance_id: None,
             group_protocol: GroupProtocol::Classic,
             assignors: vec![Arc::new(RangeAssignor), Arc::new(CooperativeStickyAssignor)],
+            server_assignor: None,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
             rebalance_timeout: Duration::from_secs(300),
@@ -350,11 +357,6 @@ impl Consumer {
 
     fn check_group_protocol(&self) -> Result<()> {
         self.shared.group_id()?;
-        if self.shared.config.group_protocol == GroupProtocol::Consumer {
-            return Err(ClientError::InvalidArgument(
-                "group.protocol=consumer (KIP-848) is not supported by this client yet; use GroupProtocol::Classic".to_owned(),
-            ));
-        }
         Ok(())
     }
 
@@ -399,7 +401,11 @@ impl Consumer {
         self.shared.membership().rejoin_needed = true;
         let mut task = lock(&self.shared.task);
         if task.is_none() {
-            *task = Some(tokio::spawn(group::run(Arc::clone(&self.shared))));
+            let shared = Arc::clone(&self.shared);
+            *task = Some(match self.shared.config.group_protocol {
+                GroupProtocol::Classic => tokio::spawn(group::run(shared)),
+                GroupProtocol::Consumer => tokio::spawn(kip848::run(shared)),
+            });
         } else {
             self.shared.wake.notify_one();
         }
@@ -650,7 +656,11 @@ impl Consumer {
                     listener.on_partitions_revoked(&revoked);
                 }
             }
-            if let Err(error) = group::leave(&self.shared).await {
+            let left = match self.shared.config.group_protocol {
+                GroupProtocol::Classic => group::leave(&self.shared).await,
+                GroupProtocol::Consumer => kip848::leave(&self.shared).await,
+            };
+            if let Err(error) = left {
                 tracing::debug!(%error, "leaving the group failed; the session will expire");
             }
         }
