@@ -58,6 +58,7 @@ const GENERATION_NONE: i32 = -1;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
+    /// The topic's name.
     pub name: String,
     /// -1: the broker's `num.partitions`.
     pub partitions: i32,
@@ -78,11 +79,13 @@ impl NewTopic {
         }
     }
 
+    /// Sets how many replicas each partition has (`--replication-factor`).
     pub fn with_replication_factor(mut self, replication_factor: i16) -> Self {
         self.replication_factor = replication_factor;
         self
     }
 
+    /// Adds a topic config override, as `kafka-topics --config name=value`.
     pub fn with_config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.configs.push((name.into(), value.into()));
         self
@@ -90,19 +93,38 @@ impl NewTopic {
 }
 
 /// Where a config value comes from, as DescribeConfigs reports it.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// use runnel_client::ConfigSource;
+///
+/// // The configs set on the topic itself, as `kafka-configs --describe` lists them.
+/// for entry in admin.describe_topic_configs("orders").await? {
+///     if entry.source == ConfigSource::DynamicTopicConfig {
+///         println!("{}={}", entry.name, entry.value.as_deref().unwrap_or("(sensitive)"));
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigSource {
     /// Set on the topic.
     DynamicTopicConfig,
+    /// Set dynamically for this broker (`kafka-configs --entity-type brokers --entity-name N`).
     DynamicBrokerConfig,
+    /// Set dynamically as the default of every broker (`--entity-default`).
     DynamicDefaultBrokerConfig,
     /// The broker's config file.
     StaticBrokerConfig,
     /// The built-in default.
     DefaultConfig,
+    /// A broker logger's level, set dynamically.
     DynamicBrokerLoggerConfig,
+    /// A client metrics subscription (KIP-714).
     ClientMetricsConfig,
+    /// Set on a group (KIP-848 group configs).
     GroupConfig,
     /// A code this client does not know (or 0, unknown).
     Unknown(i8),
@@ -134,15 +156,33 @@ impl ConfigSource {
 }
 
 /// One config of a resource, with where its value comes from.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// let configs = admin.describe_topic_configs("orders").await?;
+/// let retention = configs.iter().find(|entry| entry.name == "retention.ms");
+/// if let Some(entry) = retention {
+///     println!("retention.ms = {:?} from {:?}", entry.value, entry.source);
+///     for synonym in &entry.synonyms {
+///         println!("  could come from {} = {:?}", synonym.name, synonym.value);
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The config's name, such as `retention.ms`.
     pub name: String,
     /// `None` for sensitive values.
     pub value: Option<String>,
+    /// Where the value comes from.
     pub source: ConfigSource,
+    /// Whether it cannot be changed with IncrementalAlterConfigs.
     pub read_only: bool,
     /// Whether the value is the built-in default (no topic or broker setting).
     pub is_default: bool,
+    /// Whether the value is a secret (a password); `value` is then `None`.
     pub is_sensitive: bool,
     /// The settings that could supply this config, highest precedence first.
     pub synonyms: Vec<ConfigSynonym>,
@@ -150,10 +190,30 @@ pub struct ConfigEntry {
 
 /// A setting that could supply a config's value, e.g. the broker's `log.retention.ms` for a
 /// topic's `retention.ms`.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// use runnel_client::ConfigSource;
+///
+/// for entry in admin.describe_topic_configs("orders").await? {
+///     let broker_default = entry
+///         .synonyms
+///         .iter()
+///         .find(|synonym| synonym.source == ConfigSource::StaticBrokerConfig);
+///     if let Some(synonym) = broker_default {
+///         println!("{}: broker sets {} = {:?}", entry.name, synonym.name, synonym.value);
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigSynonym {
+    /// The synonym's name, e.g. `log.retention.ms`.
     pub name: String,
+    /// Its value; `None` when sensitive or unset.
     pub value: Option<String>,
+    /// Where it is set.
     pub source: ConfigSource,
 }
 
@@ -170,11 +230,27 @@ pub struct ConfigSynonym {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlterConfigOp {
+    /// The config to change.
     pub name: String,
+    /// The change.
     pub op: ConfigOp,
 }
 
-/// What [`AlterConfigOp`] does.
+/// What [`AlterConfigOp`] does: IncrementalAlterConfigs' `SET`, `DELETE`, `APPEND` and
+/// `SUBTRACT`.
+///
+/// ```
+/// use runnel_client::{AlterConfigOp, ConfigOp};
+///
+/// // List-valued configs can be edited in place.
+/// let op = AlterConfigOp {
+///     name: "cleanup.policy".into(),
+///     op: ConfigOp::Append("compact".into()),
+/// };
+/// assert_eq!(AlterConfigOp::set("retention.ms", "1000").op, ConfigOp::Set("1000".into()));
+/// assert_eq!(AlterConfigOp::delete("retention.ms").op, ConfigOp::Delete);
+/// assert_ne!(op.op, ConfigOp::Subtract("compact".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigOp {
     /// Sets the value.
@@ -188,6 +264,7 @@ pub enum ConfigOp {
 }
 
 impl AlterConfigOp {
+    /// Sets `name` to `value` on the resource.
     pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
         AlterConfigOp {
             name: name.into(),
@@ -195,6 +272,7 @@ impl AlterConfigOp {
         }
     }
 
+    /// Removes the resource's override of `name`; the broker's value or the default applies.
     pub fn delete(name: impl Into<String>) -> Self {
         AlterConfigOp {
             name: name.into(),
@@ -213,6 +291,19 @@ impl AlterConfigOp {
 }
 
 /// Which offset [`Admin::list_offsets`] asks for.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// use runnel_client::OffsetSpec;
+///
+/// // Where partition 0 stood an hour ago, for reprocessing from then.
+/// let an_hour_ago_ms = 1_700_000_000_000 - 3_600_000;
+/// let offsets = admin.list_offsets("orders", &[0], OffsetSpec::Timestamp(an_hour_ago_ms)).await?;
+/// let earliest = admin.list_offsets("orders", &[0], OffsetSpec::Earliest).await?;
+/// println!("{offsets:?}, log start offset {}", earliest[0].1.offset);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
     /// The log start offset.
@@ -237,6 +328,19 @@ impl OffsetSpec {
 }
 
 /// A partition's offset as ListOffsets reports it.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// use runnel_client::OffsetSpec;
+///
+/// let latest = admin.list_offsets("orders", &[0, 1], OffsetSpec::MaxTimestamp).await?;
+/// for (partition, listed) in latest {
+///     let (offset, timestamp_ms) = (listed.offset, listed.timestamp);
+///     println!("{partition}: newest record at offset {offset} ({timestamp_ms} ms)");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListedOffset {
     /// -1 when no record matches (a timestamp after the last record).
@@ -244,12 +348,25 @@ pub struct ListedOffset {
     /// The matched record's timestamp; -1 for [`OffsetSpec::Earliest`] and
     /// [`OffsetSpec::Latest`].
     pub timestamp: i64,
+    /// The leader epoch of the matched offset; `None` when the broker does not say.
     pub leader_epoch: Option<i32>,
 }
 
 /// One group as ListGroups reports it.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// for group in admin.list_groups().await? {
+///     if group.protocol_type == "consumer" {
+///         println!("{} ({})", group.group_id, group.state.as_deref().unwrap_or("?"));
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
+    /// The group id (`group.id`).
     pub group_id: String,
     /// `consumer` for consumer groups; empty for groups that only commit offsets.
     pub protocol_type: String,
@@ -260,6 +377,19 @@ pub struct GroupListing {
 }
 
 /// Which rebalance protocol a group runs.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// use runnel_client::GroupType;
+///
+/// let group = admin.describe_group("billing").await?;
+/// match group.group_type {
+///     GroupType::Classic => println!("classic group, assignor {:?}", group.protocol),
+///     GroupType::Consumer => println!("KIP-848 group, server assignor {:?}", group.protocol),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupType {
     /// JoinGroup/SyncGroup, assignment computed by the group's leader (and simple groups).
@@ -269,9 +399,22 @@ pub enum GroupType {
 }
 
 /// A group's state and members.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// let group = admin.describe_group("billing").await?;
+/// println!("{} is {} on broker {}", group.group_id, group.state, group.coordinator_id);
+/// for member in &group.members {
+///     println!("  {} on {}: {:?}", member.client_id, member.host, member.assignment);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
+    /// The group id.
     pub group_id: String,
+    /// The rebalance protocol the group runs.
     pub group_type: GroupType,
     /// `Stable`, `Empty`, `PreparingRebalance`, `Reconciling`...
     pub state: String,
@@ -282,16 +425,35 @@ pub struct GroupDescription {
     pub protocol: Option<String>,
     /// The coordinator's node id.
     pub coordinator_id: i32,
+    /// The current members; empty for an `Empty` group.
     pub members: Vec<MemberDescription>,
 }
 
 /// One member of a group.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// let group = admin.describe_group("billing").await?;
+/// for member in group.members {
+///     let owned: usize = member.assignment.iter().map(|(_, partitions)| partitions.len()).sum();
+///     let id = member.instance_id.unwrap_or(member.member_id);
+///     println!("{id} owns {owned} partitions");
+///     if let Some(why) = member.assignment_error {
+///         println!("  (assignment unreadable: {why})");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDescription {
+    /// The member id the coordinator gave it.
     pub member_id: String,
     /// The static member id (KIP-345).
     pub instance_id: Option<String>,
+    /// The member's `client.id`.
     pub client_id: String,
+    /// The host the member connected from, as the coordinator saw it.
     pub host: String,
     /// By topic, the partitions the member owns.
     pub assignment: Vec<(String, Vec<i32>)>,
@@ -301,10 +463,24 @@ pub struct MemberDescription {
 }
 
 /// The cluster's id, controller and brokers.
+///
+/// ```no_run
+/// # async fn example(admin: runnel_client::Admin) -> runnel_client::Result<()> {
+/// let cluster = admin.describe_cluster().await?;
+/// println!("cluster {:?}, controller {:?}", cluster.cluster_id, cluster.controller_id);
+/// for broker in &cluster.brokers {
+///     println!("  {} at {}", broker.node_id, broker.address());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterDescription {
+    /// The cluster id; `None` from brokers too old to report one.
     pub cluster_id: Option<String>,
+    /// The active controller's node id, when the cluster names one.
     pub controller_id: Option<i32>,
+    /// Every live broker.
     pub brokers: Vec<BrokerInfo>,
 }
 

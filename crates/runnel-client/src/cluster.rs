@@ -27,11 +27,35 @@ const COORDINATOR_KEY_TYPE_GROUP: i8 = 0;
 const METADATA_VERSION_MIN: i16 = 1;
 
 /// A topic as Metadata describes it.
+///
+/// ```
+/// use runnel_client::{PartitionMetadata, TopicMetadata};
+///
+/// let partition = |partition, leader| PartitionMetadata {
+///     partition,
+///     leader,
+///     leader_epoch: 0,
+///     replicas: vec![1, 2, 3],
+///     isr: vec![1, 2, 3],
+///     error: None,
+/// };
+/// let topic = TopicMetadata {
+///     name: "orders".into(),
+///     id: uuid::Uuid::nil(),
+///     is_internal: false,
+///     partitions: vec![partition(0, 1), partition(1, 2)],
+///     error: None,
+/// };
+/// assert_eq!(topic.partition(1).map(|p| p.leader), Some(2));
+/// assert!(topic.partition(2).is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMetadata {
+    /// The topic's name.
     pub name: String,
     /// The topic id (KIP-516); nil from brokers older than Metadata v10.
     pub id: uuid::Uuid,
+    /// Whether it is one of the cluster's own topics, such as `__consumer_offsets`.
     pub is_internal: bool,
     /// By partition index, ascending.
     pub partitions: Vec<PartitionMetadata>,
@@ -48,13 +72,31 @@ impl TopicMetadata {
 }
 
 /// One partition of a topic.
+///
+/// ```
+/// use kafka_protocol::error::ResponseError;
+/// use runnel_client::PartitionMetadata;
+///
+/// // What a broker reports while a partition has no leader.
+/// let partition = PartitionMetadata {
+///     partition: 4,
+///     leader: -1,
+///     leader_epoch: 7,
+///     replicas: vec![1, 2, 3],
+///     isr: vec![],
+///     error: Some(ResponseError::LeaderNotAvailable),
+/// };
+/// assert!(partition.leader < 0 && partition.isr.len() < partition.replicas.len());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMetadata {
+    /// The partition index, from 0.
     pub partition: i32,
     /// The leader's node id; -1 when there is none.
     pub leader: i32,
     /// -1 from brokers older than Metadata v7.
     pub leader_epoch: i32,
+    /// The node ids of every replica, the preferred leader first.
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
@@ -63,11 +105,24 @@ pub struct PartitionMetadata {
 }
 
 /// A broker as Metadata names it.
+///
+/// ```no_run
+/// # async fn example(cluster: runnel_client::Cluster) {
+/// for broker in cluster.brokers().await {
+///     let rack = broker.rack.as_deref().unwrap_or("no rack");
+///     println!("node {} at {} ({rack})", broker.node_id, broker.address());
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
+    /// The broker's `node.id`.
     pub node_id: i32,
+    /// The host it advertises to clients.
     pub host: String,
+    /// The port it advertises to clients.
     pub port: i32,
+    /// Its `broker.rack`, if set.
     pub rack: Option<String>,
 }
 

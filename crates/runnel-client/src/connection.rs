@@ -55,7 +55,8 @@ const SOFTWARE_NAME: &str = "runnel-client";
 pub struct ClientConfig {
     /// `HOST:PORT` of brokers to learn the cluster from; the first reachable one is used.
     pub bootstrap: Vec<String>,
-    /// Sent in every request header; brokers log it and quotas key on it.
+    /// `client.id`, sent in every request header; brokers log it and quotas key on it
+    /// (`runnel-client`).
     pub client_id: String,
     /// How long one request waits for its answer (30 s).
     pub request_timeout: Duration,

@@ -26,6 +26,8 @@
 //! [`connection::RESPONSE_BYTES_MAX`], and an application that talks to untrusted brokers can
 //! also install `runnel_protocol::ClaimedSizeAllocator` as its global allocator.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod cluster;
 pub mod connection;

@@ -60,6 +60,15 @@ pub const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
 pub type TopicPartitions = Vec<(String, Vec<i32>)>;
 
 /// How members hand partitions over during a rebalance.
+///
+/// ```
+/// use runnel_client::consumer::assignor::{
+///     Assignor, CooperativeStickyAssignor, RangeAssignor, RebalanceProtocol,
+/// };
+///
+/// assert_eq!(RangeAssignor.protocol(), RebalanceProtocol::Eager);
+/// assert_eq!(CooperativeStickyAssignor.protocol(), RebalanceProtocol::Cooperative);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RebalanceProtocol {
     /// Every member gives up all its partitions before the group syncs (the original protocol).
@@ -70,6 +79,16 @@ pub enum RebalanceProtocol {
 }
 
 /// A `consumer` protocol payload that could not be read or written.
+///
+/// ```
+/// use runnel_client::consumer::assignor::{ConsumerProtocolError, Subscription};
+///
+/// let subscription = Subscription::new(["orders"]);
+/// assert_eq!(subscription.encode(4), Err(ConsumerProtocolError::UnsupportedVersion(4)));
+/// // Version 0, then a topic count of 1 and nothing after it.
+/// let error = Subscription::decode(&[0, 0, 0, 0, 0, 1]).unwrap_err();
+/// assert!(matches!(error, ConsumerProtocolError::Malformed { what: "subscription", .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumerProtocolError {
     /// A version this client cannot write (above [`CONSUMER_PROTOCOL_VERSION_MAX`]), or a
@@ -87,6 +106,22 @@ pub enum ConsumerProtocolError {
 }
 
 /// What one member sends when it joins: the topics it wants and what it owns now.
+///
+/// ```
+/// use runnel_client::consumer::assignor::Subscription;
+///
+/// let mut subscription = Subscription::new(["orders", "refunds"]);
+/// subscription.owned = vec![("orders".to_owned(), vec![0, 2])];
+/// subscription.generation = 7;
+/// subscription.rack = Some("eu-west-1a".to_owned());
+///
+/// // Version 3 carries every field.
+/// let bytes = subscription.encode(3).unwrap();
+/// assert_eq!(Subscription::decode(&bytes).unwrap(), subscription);
+/// // Version 0 knows only topics and user data.
+/// let v0 = Subscription::decode(&subscription.encode(0).unwrap()).unwrap();
+/// assert_eq!(v0, Subscription::new(["orders", "refunds"]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     /// The topics the member subscribes to (a regex subscription sends the matching names).
@@ -375,6 +410,60 @@ impl CountReader<'_> {
 /// appear in `partitions_per_topic` (subscribed topics missing from it are unknown and ignored);
 /// no partition goes to two members; under [`RebalanceProtocol::Eager`] every partition of a
 /// subscribed topic goes to exactly one member. The same input gives the same output.
+///
+/// A user-defined assignor that gives every partition to the member with the smallest id
+/// (a hot standby setup); offer it through
+/// [`ConsumerConfig::assignors`](crate::ConsumerConfig::assignors):
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::Arc;
+/// use runnel_client::consumer::assignor::{
+///     Assignor, RebalanceProtocol, Subscription, TopicPartitions,
+/// };
+/// use runnel_client::ConsumerConfig;
+///
+/// struct FirstTakesAll;
+///
+/// impl Assignor for FirstTakesAll {
+///     fn name(&self) -> &'static str {
+///         "first-takes-all"
+///     }
+///     fn protocol(&self) -> RebalanceProtocol {
+///         RebalanceProtocol::Eager
+///     }
+///     fn assign(
+///         &self,
+///         partitions_per_topic: &BTreeMap<String, i32>,
+///         members: &BTreeMap<String, Subscription>,
+///     ) -> BTreeMap<String, TopicPartitions> {
+///         let mut assignment: BTreeMap<String, TopicPartitions> =
+///             members.keys().map(|member| (member.clone(), Vec::new())).collect();
+///         if let Some((first, subscription)) = members.iter().next() {
+///             assignment.insert(
+///                 first.clone(),
+///                 partitions_per_topic
+///                     .iter()
+///                     .filter(|(topic, _)| subscription.topics.contains(topic))
+///                     .map(|(topic, &count)| (topic.clone(), (0..count).collect()))
+///                     .collect(),
+///             );
+///         }
+///         assignment
+///     }
+/// }
+///
+/// let members = BTreeMap::from([
+///     ("a".to_owned(), Subscription::new(["t"])),
+///     ("b".to_owned(), Subscription::new(["t"])),
+/// ]);
+/// let assignment = FirstTakesAll.assign(&BTreeMap::from([("t".to_owned(), 2)]), &members);
+/// assert_eq!(assignment["a"], [("t".to_owned(), vec![0, 1])]);
+/// assert!(assignment["b"].is_empty());
+///
+/// let mut config = ConsumerConfig::new("localhost:9092").group("standby");
+/// config.assignors = vec![Arc::new(FirstTakesAll)];
+/// ```
 pub trait Assignor: Send + Sync {
     /// The protocol name members advertise in JoinGroup (`partition.assignment.strategy`).
     fn name(&self) -> &'static str;
@@ -393,6 +482,22 @@ pub trait Assignor: Send + Sync {
 
 /// Kafka's `range` assignor: per topic, contiguous ranges by member id. Members subscribed to
 /// the same co-partitioned topics get the same partition numbers of each.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use runnel_client::consumer::assignor::{Assignor, RangeAssignor, Subscription};
+///
+/// let both = Subscription::new(["clicks", "views"]);
+/// let members = BTreeMap::from([("a".to_owned(), both.clone()), ("b".to_owned(), both)]);
+/// let topics = BTreeMap::from([("clicks".to_owned(), 3), ("views".to_owned(), 3)]);
+/// let assignment = RangeAssignor.assign(&topics, &members);
+/// // Co-partitioned: "a" reads partitions 0 and 1 of both topics.
+/// assert_eq!(
+///     assignment["a"],
+///     [("clicks".to_owned(), vec![0, 1]), ("views".to_owned(), vec![0, 1])],
+/// );
+/// assert_eq!(RangeAssignor.name(), "range");
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeAssignor;
 
@@ -442,6 +547,22 @@ impl Assignor for RangeAssignor {
 /// Kafka's `roundrobin` assignor: all subscribed partitions sorted by topic and partition,
 /// dealt to the members in member-id order, each partition to the next member subscribed to
 /// its topic.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use runnel_client::consumer::assignor::{Assignor, RoundRobinAssignor, Subscription};
+///
+/// let both = Subscription::new(["clicks", "views"]);
+/// let members = BTreeMap::from([("a".to_owned(), both.clone()), ("b".to_owned(), both)]);
+/// let topics = BTreeMap::from([("clicks".to_owned(), 3), ("views".to_owned(), 1)]);
+/// let assignment = RoundRobinAssignor.assign(&topics, &members);
+/// // clicks-0 to a, clicks-1 to b, clicks-2 to a, views-0 to b.
+/// assert_eq!(assignment["a"], [("clicks".to_owned(), vec![0, 2])]);
+/// assert_eq!(
+///     assignment["b"],
+///     [("clicks".to_owned(), vec![1]), ("views".to_owned(), vec![0])],
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundRobinAssignor;
 
@@ -499,6 +620,34 @@ impl Assignor for RoundRobinAssignor {
 /// withheld from its new owner in this rebalance. Its previous owner, finding it missing from
 /// its assignment, revokes it and rejoins; in that follow-up rebalance nobody owns it and it is
 /// assigned.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use runnel_client::consumer::assignor::{Assignor, CooperativeStickyAssignor, Subscription};
+///
+/// let topics = BTreeMap::from([("t".to_owned(), 4)]);
+/// let count = |partitions: &Vec<(String, Vec<i32>)>| -> usize {
+///     partitions.iter().map(|(_, p)| p.len()).sum()
+/// };
+///
+/// // "a" owns all four partitions; "b" joins.
+/// let mut a = Subscription::new(["t"]);
+/// a.owned = vec![("t".to_owned(), vec![0, 1, 2, 3])];
+/// a.generation = 1;
+/// let members = BTreeMap::from([("a".to_owned(), a), ("b".to_owned(), Subscription::new(["t"]))]);
+/// let first = CooperativeStickyAssignor.assign(&topics, &members);
+/// // "a" keeps two and must revoke the others; "b" gets nothing yet.
+/// assert_eq!((count(&first["a"]), count(&first["b"])), (2, 0));
+///
+/// // Follow-up rebalance: "a" owns only what it kept, so the rest goes to "b".
+/// let mut a = Subscription::new(["t"]);
+/// a.owned = first["a"].clone();
+/// a.generation = 2;
+/// let members = BTreeMap::from([("a".to_owned(), a), ("b".to_owned(), Subscription::new(["t"]))]);
+/// let second = CooperativeStickyAssignor.assign(&topics, &members);
+/// assert_eq!(second["a"], first["a"]);
+/// assert_eq!(count(&second["b"]), 2);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CooperativeStickyAssignor;
 

@@ -66,6 +66,15 @@ use subscription::{Subscribed, SubscriptionError, SubscriptionState};
 use group::Membership;
 
 /// Which group protocol a subscribing consumer speaks.
+///
+/// ```
+/// use runnel_client::{ConsumerConfig, GroupProtocol};
+///
+/// let mut config = ConsumerConfig::new("localhost:9092").group("billing");
+/// assert_eq!(config.group_protocol, GroupProtocol::Classic);
+/// config.group_protocol = GroupProtocol::Consumer; // KIP-848
+/// config.server_assignor = Some("uniform".to_owned());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupProtocol {
     /// JoinGroup/SyncGroup/Heartbeat, with client-side assignors (`group.protocol=classic`).
@@ -88,6 +97,13 @@ pub enum GroupProtocol {
 /// config.heartbeat_interval = Duration::from_secs(1);
 /// assert_eq!(config.group_id.as_deref(), Some("billing"));
 /// assert_eq!(config.assignors.iter().map(|a| a.name()).collect::<Vec<_>>(), ["range", "cooperative-sticky"]);
+///
+/// // Java's defaults.
+/// let defaults = ConsumerConfig::new("localhost:9092");
+/// assert_eq!(defaults.auto_offset_reset, OffsetReset::Latest);
+/// assert!(defaults.enable_auto_commit);
+/// assert_eq!(defaults.session_timeout, Duration::from_secs(45));
+/// assert_eq!(defaults.max_partition_fetch_bytes, 1024 * 1024);
 /// ```
 #[derive(Clone)]
 pub struct ConsumerConfig {
@@ -119,7 +135,8 @@ pub struct ConsumerConfig {
     /// Commit positions every `auto_commit_interval`, before partitions are revoked and on
     /// close (true).
     pub enable_auto_commit: bool,
-    /// 5 s.
+    /// `auto.commit.interval.ms`: how often positions are committed when
+    /// `enable_auto_commit` is on (5 s).
     pub auto_commit_interval: Duration,
     /// Read uncommitted (the default) or only committed transactional records.
     pub isolation_level: IsolationLevel,
@@ -238,7 +255,27 @@ pub trait RebalanceListener: Send + Sync {
 
 /// Reads records from a cluster. Every method takes `&self`; share it behind an `Arc`.
 ///
-/// See the [module docs](self) for an example.
+/// Reading two partitions by hand, as a stream, without a group:
+///
+/// ```no_run
+/// # async fn example() -> runnel_client::Result<()> {
+/// use futures::StreamExt;
+/// use runnel_client::{Consumer, ConsumerConfig, TopicPartition};
+///
+/// let consumer = Consumer::connect(ConsumerConfig::new("localhost:9092")).await?;
+/// let partitions = vec![TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)];
+/// consumer.assign(partitions.clone()).await?;
+/// consumer.seek_to_beginning(&partitions).await?;
+/// let mut records = Box::pin(consumer.stream());
+/// while let Some(record) = records.next().await {
+///     let record = record?;
+///     println!("{}-{}@{}", record.topic, record.partition, record.offset);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// See the [module docs](self) for reading in a group.
 pub struct Consumer {
     shared: Arc<Shared>,
 }

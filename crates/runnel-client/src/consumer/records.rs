@@ -42,6 +42,15 @@ use bytes::Bytes;
 use runnel_record::{decode_records, RecordBatch, RecordBatchHeader, RecordError, TimestampType};
 
 /// Which records of transactional producers a consumer sees (Kafka's `isolation.level`).
+///
+/// ```
+/// use runnel_client::{ConsumerConfig, IsolationLevel};
+///
+/// assert_eq!(IsolationLevel::default(), IsolationLevel::ReadUncommitted);
+/// assert_eq!(IsolationLevel::ReadCommitted.as_i8(), 1);
+/// let mut config = ConsumerConfig::new("localhost:9092");
+/// config.isolation_level = IsolationLevel::ReadCommitted; // skip aborted transactions
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum IsolationLevel {
     /// Everything, including records of open and aborted transactions.
@@ -62,23 +71,71 @@ impl IsolationLevel {
 }
 
 /// One record, as the application receives it.
+///
+/// ```
+/// use runnel_client::consumer::records::{records_from_fetch, IsolationLevel};
+/// use runnel_record::{BatchBuilder, RecordBatch, TimestampType};
+///
+/// let mut batch = BatchBuilder::new(1_700_000_000_000)
+///     .record(Some(b"customer-7"), Some(b"placed"), &[(b"trace-id", Some(b"abc"))])
+///     .build();
+/// RecordBatch::set_base_offset(&mut batch, 41);
+/// RecordBatch::set_partition_leader_epoch(&mut batch, 2);
+/// let isolation = IsolationLevel::ReadUncommitted;
+/// let fetched = records_from_fetch("orders", 3, 41, &batch, isolation, &[])?;
+///
+/// let record = &fetched.records[0];
+/// assert_eq!((&*record.topic, record.partition, record.offset), ("orders", 3, 41));
+/// assert_eq!(record.key.as_deref(), Some(&b"customer-7"[..]));
+/// assert_eq!(record.headers[0].0, "trace-id");
+/// assert_eq!(record.timestamp, 1_700_000_000_000);
+/// assert_eq!(record.timestamp_type, TimestampType::CreateTime);
+/// assert_eq!(record.leader_epoch, Some(2));
+/// # Ok::<(), runnel_record::RecordError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
     /// Shared by every record of one fetch.
     pub topic: Arc<str>,
+    /// The partition it was read from.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
     /// Milliseconds since the epoch; the broker's when `timestamp_type` is LogAppendTime.
     pub timestamp: i64,
+    /// Whether `timestamp` is the producer's CreateTime or the broker's LogAppendTime (the
+    /// topic's `message.timestamp.type`).
     pub timestamp_type: TimestampType,
+    /// The record key; `None` for a null key.
     pub key: Option<Bytes>,
+    /// The record value; `None` for a null value (a tombstone).
     pub value: Option<Bytes>,
+    /// Record headers in the order the producer wrote them.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// The leader epoch the record was appended under, if the producer's broker recorded one.
     pub leader_epoch: Option<i32>,
 }
 
 /// The records of one partition's fetch, and where the next fetch starts.
+///
+/// ```
+/// use runnel_client::consumer::records::{records_from_fetch, IsolationLevel};
+/// use runnel_record::{BatchBuilder, RecordBatch};
+///
+/// let mut first = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
+/// let mut second = BatchBuilder::new(0).record(None, Some(b"b"), &[]).build();
+/// RecordBatch::set_base_offset(&mut first, 0);
+/// RecordBatch::set_base_offset(&mut second, 1);
+/// // The fetch's size limit cut the second batch short.
+/// let mut bytes = first.to_vec();
+/// bytes.extend_from_slice(&second[..second.len() / 2]);
+///
+/// let fetched = records_from_fetch("t", 0, 0, &bytes, IsolationLevel::ReadUncommitted, &[])?;
+/// assert_eq!(fetched.records.len(), 1);
+/// assert!(fetched.truncated);
+/// assert_eq!(fetched.next_fetch_offset, 1); // the next fetch starts at the cut batch
+/// # Ok::<(), runnel_record::RecordError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecords {
     /// In offset order.
@@ -110,6 +167,16 @@ const CONTROL_TYPE_ABORT: i16 = 0;
 /// A batch that fails its CRC or does not decode is an error when it is the first whole batch;
 /// after earlier whole batches the walk stops before it and returns what came before, so the
 /// next fetch, starting at the bad batch, reports it. Never panics, whatever the bytes.
+///
+/// ```
+/// use runnel_client::consumer::records::{records_from_fetch, IsolationLevel};
+/// use runnel_record::BatchBuilder;
+///
+/// let mut batch = BatchBuilder::new(0).record(None, Some(b"x"), &[]).build();
+/// let last = batch.len() - 1;
+/// batch[last] ^= 0xff; // damage in the records: the CRC no longer matches
+/// assert!(records_from_fetch("t", 0, 0, &batch, IsolationLevel::ReadUncommitted, &[]).is_err());
+/// ```
 pub fn records_from_fetch(
     topic: &str,
     partition: i32,

@@ -40,13 +40,26 @@ use regex::{Regex, RegexBuilder};
 const PATTERN_SIZE_LIMIT_BYTES: usize = 1 << 20;
 
 /// One partition of one topic.
+///
+/// ```
+/// use runnel_client::TopicPartition;
+///
+/// let tp = TopicPartition::new("orders", 3);
+/// assert_eq!(tp.to_string(), "orders-3");
+/// // Ordered by topic, then partition.
+/// assert!(TopicPartition::new("orders", 10) > tp);
+/// assert!(TopicPartition::new("audit", 99) < tp);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
+    /// The topic's name.
     pub topic: String,
+    /// The partition index, from 0.
     pub partition: i32,
 }
 
 impl TopicPartition {
+    /// Partition `partition` of `topic`.
     pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
         TopicPartition {
             topic: topic.into(),
@@ -64,6 +77,14 @@ impl fmt::Display for TopicPartition {
 
 /// Where to start reading a partition that has no position: Kafka's `auto.offset.reset`, and
 /// what `seek_to_beginning`/`seek_to_end` ask for.
+///
+/// ```
+/// use runnel_client::OffsetReset;
+///
+/// assert_eq!(OffsetReset::from_config("earliest"), Some(OffsetReset::Earliest));
+/// assert_eq!(OffsetReset::from_config("smallest"), None); // the pre-0.9 name is not taken
+/// assert_eq!(OffsetReset::Latest.to_string(), "latest");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OffsetReset {
     /// The log start offset.
@@ -103,6 +124,17 @@ impl fmt::Display for OffsetReset {
 }
 
 /// How the consumer chose what to read.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{OffsetReset, Subscribed, SubscriptionState};
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Latest, true);
+/// assert!(matches!(state.subscribed(), Subscribed::Nothing));
+/// state.subscribe_pattern("orders-.*").unwrap();
+/// assert!(matches!(state.subscribed(), Subscribed::Pattern(_)));
+/// assert!(state.is_subscribed_to("orders-eu"));
+/// assert!(!state.is_subscribed_to("audit-orders-eu")); // the whole name must match
+/// ```
 #[derive(Debug, Clone, Default)]
 pub enum Subscribed {
     /// Nothing yet, or unsubscribed.
@@ -117,6 +149,18 @@ pub enum Subscribed {
 }
 
 /// A request the subscription's current mode cannot take.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{
+///     OffsetReset, SubscriptionError, SubscriptionState, TopicPartition,
+/// };
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Latest, false);
+/// state.assign([TopicPartition::new("orders", 0)]).unwrap();
+/// assert_eq!(state.subscribe(["orders"]), Err(SubscriptionError::Exclusive));
+/// let elsewhere = TopicPartition::new("orders", 1);
+/// assert_eq!(state.seek(&elsewhere, 0), Err(SubscriptionError::NotAssigned(elsewhere)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
     /// Topics, a pattern and manual assignment are exclusive.
@@ -138,6 +182,20 @@ pub enum SubscriptionError {
 }
 
 /// The consumer's state for one assigned partition.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{OffsetReset, SubscriptionState, TopicPartition};
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Earliest, false);
+/// let tp = TopicPartition::new("orders", 0);
+/// state.assign([tp.clone()]).unwrap();
+/// state.seek(&tp, 100).unwrap();
+/// state.pause(&[tp.clone()]).unwrap();
+/// let partition = state.partition(&tp).unwrap();
+/// assert_eq!(partition.position, Some(100));
+/// assert!(partition.paused);
+/// assert_eq!(partition.high_watermark, None);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionState {
     /// The next offset to fetch, once known.
@@ -160,6 +218,33 @@ pub struct PartitionState {
 }
 
 /// What a partition without a position needs before it can be fetched.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{
+///     OffsetReset, PositionNeeded, SubscriptionState, TopicPartition,
+/// };
+///
+/// // Without a group there are no committed offsets: `auto.offset.reset` decides at once.
+/// let mut state = SubscriptionState::new(OffsetReset::Latest, false);
+/// let tp = TopicPartition::new("orders", 0);
+/// state.assign([tp.clone()]).unwrap();
+/// assert_eq!(
+///     state.partitions_needing_position(),
+///     [(tp.clone(), PositionNeeded::Reset(OffsetReset::Latest))],
+/// );
+/// // ListOffsets answered 500: the partition starts there.
+/// state.seek(&tp, 500).unwrap();
+/// assert!(state.partitions_needing_position().is_empty());
+///
+/// // A user's `seek_to_beginning` is a pending reset, completed by its own lookup.
+/// state.seek_to_beginning(&[tp.clone()]).unwrap();
+/// assert_eq!(
+///     state.partitions_needing_position(),
+///     [(tp.clone(), PositionNeeded::Reset(OffsetReset::Earliest))],
+/// );
+/// assert!(state.complete_reset(&tp, OffsetReset::Earliest, 0));
+/// assert_eq!(state.position(&tp), Some(0));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PositionNeeded {
     /// Ask the group coordinator (OffsetFetch), then call
@@ -176,20 +261,67 @@ pub enum PositionNeeded {
 }
 
 /// The next offset to read and the leader epoch it was read under: what a commit sends.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{
+///     OffsetAndEpoch, OffsetReset, SubscriptionState, TopicPartition,
+/// };
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Earliest, true);
+/// let tp = TopicPartition::new("orders", 0);
+/// state.assign([tp.clone()]).unwrap();
+/// state.seek(&tp, 10).unwrap();
+/// state.update_position(&tp, 25, Some(3));
+/// let to_commit = state.all_consumed_offsets();
+/// assert_eq!(to_commit[&tp], OffsetAndEpoch { offset: 25, leader_epoch: Some(3) });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetAndEpoch {
+    /// The next offset to read: the last record consumed plus one, as Kafka commits it.
     pub offset: i64,
+    /// The leader epoch of the last batch read, when known (KIP-320).
     pub leader_epoch: Option<i32>,
 }
 
 /// Partitions an assignment adds and takes away, for the rebalance callbacks.
+///
+/// ```
+/// use runnel_client::consumer::subscription::{OffsetReset, SubscriptionState, TopicPartition};
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Latest, true);
+/// state.subscribe(["orders"]).unwrap();
+/// let tp = |p| TopicPartition::new("orders", p);
+/// state.assign_from_group([tp(0), tp(1)]).unwrap();
+/// let change = state.assign_from_group([tp(1), tp(2)]).unwrap();
+/// assert_eq!(change.added, [tp(2)]);
+/// assert_eq!(change.revoked, [tp(0)]);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssignmentChange {
+    /// Partitions newly assigned, sorted.
     pub added: Vec<TopicPartition>,
+    /// Partitions no longer assigned, sorted.
     pub revoked: Vec<TopicPartition>,
 }
 
-/// The consumer's subscription and its assigned partitions' positions. See the module docs.
+/// The consumer's subscription and its assigned partitions' positions. See the module docs
+/// for a group-driven walk-through; by hand:
+///
+/// ```
+/// use runnel_client::consumer::subscription::{OffsetReset, SubscriptionState, TopicPartition};
+///
+/// let mut state = SubscriptionState::new(OffsetReset::Earliest, false);
+/// let (a, b) = (TopicPartition::new("orders", 0), TopicPartition::new("orders", 1));
+/// state.assign([a.clone(), b.clone()]).unwrap();
+/// state.seek(&a, 0).unwrap();
+/// state.seek(&b, 7).unwrap();
+/// state.pause(&[b.clone()]).unwrap();
+/// // Paused partitions stay assigned but are not fetched.
+/// assert_eq!(state.fetchable_partitions().collect::<Vec<_>>(), [(&a, 0)]);
+/// assert!(state.has_all_positions());
+/// state.seek_to_end(&[a.clone()]).unwrap();
+/// assert_eq!(state.position(&a), None); // until ListOffsets answers
+/// ```
 #[derive(Debug, Clone)]
 pub struct SubscriptionState {
     subscribed: Subscribed,

@@ -43,19 +43,33 @@ use bytes::Bytes;
 use runnel_record::{BatchBuilder, Compression};
 
 /// Limits and batching settings, named and defaulted as the Java producer's.
+///
+/// ```
+/// use runnel_client::producer::accumulator::AccumulatorConfig;
+/// use runnel_record::Compression;
+///
+/// let config = AccumulatorConfig::default();
+/// assert_eq!(config.batch_size, 16_384); // batch.size
+/// assert_eq!(config.linger_ms, 5); // linger.ms
+/// assert_eq!(config.buffer_memory, 32 * 1024 * 1024); // buffer.memory
+/// assert_eq!(config.max_request_size, 1024 * 1024); // max.request.size
+/// assert_eq!(config.compression, Compression::None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccumulatorConfig {
     /// `batch.size`: most bytes (uncompressed, header included) one batch collects. A record
-    /// larger than this travels alone in its own batch.
+    /// larger than this travels alone in its own batch. Default 16 KiB.
     pub batch_size: usize,
-    /// `linger.ms`: how long a batch that is not full waits for more records.
+    /// `linger.ms`: how long, in milliseconds, a batch that is not full waits for more
+    /// records. Default 5.
     pub linger_ms: i64,
-    /// `buffer.memory`: most bytes held by queued and in-flight batches together.
+    /// `buffer.memory`: most bytes held by queued and in-flight batches together. Default
+    /// 32 MiB.
     pub buffer_memory: usize,
-    /// `compression.type`, applied to each batch's records.
+    /// `compression.type`, applied to each batch's records. Default none.
     pub compression: Compression,
     /// `max.request.size`: the largest record accepted (as a batch of one). Batches are also
-    /// kept below it.
+    /// kept below it. Default 1 MiB.
     pub max_request_size: usize,
 }
 
@@ -72,16 +86,32 @@ impl Default for AccumulatorConfig {
 }
 
 /// One record as the accumulator takes it: topic and partition are already chosen.
+///
+/// ```
+/// use bytes::Bytes;
+/// use runnel_client::producer::accumulator::ProducerRecord;
+///
+/// let mut record = ProducerRecord::new(None::<Bytes>, Some("hello"));
+/// record.headers.push(("trace-id".to_owned(), Some(Bytes::from_static(b"abc"))));
+/// record.timestamp_ms = Some(1_700_000_000_000);
+/// assert_eq!(record.key, None);
+/// assert_eq!(record.value.as_deref(), Some(&b"hello"[..]));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerRecord {
+    /// The record key, or `None` for a null key (which Kafka's partitioners and compaction
+    /// treat differently from an empty one).
     pub key: Option<Bytes>,
+    /// The record value, or `None` for a null value: a tombstone on a compacted topic.
     pub value: Option<Bytes>,
+    /// Record headers in order: a name (UTF-8) and an optional value. Names may repeat.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// CreateTime in milliseconds since the epoch; `None` takes the `now_ms` of the append.
     pub timestamp_ms: Option<i64>,
 }
 
 impl ProducerRecord {
+    /// A record with this key and value, no headers, stamped at append time.
     pub fn new(key: Option<impl Into<Bytes>>, value: Option<impl Into<Bytes>>) -> Self {
         ProducerRecord {
             key: key.map(Into::into),
@@ -93,6 +123,17 @@ impl ProducerRecord {
 }
 
 /// What an append did to its partition's queue.
+///
+/// ```
+/// use runnel_client::producer::accumulator::{Accumulator, AccumulatorConfig, ProducerRecord};
+///
+/// let mut accumulator = Accumulator::new(AccumulatorConfig::default());
+/// let record = || ProducerRecord::new(Some("k"), Some("v"));
+/// let first = accumulator.append("t", 0, record(), 0, ()).unwrap();
+/// assert!(first.new_batch_created && !first.batch_is_full);
+/// let second = accumulator.append("t", 0, record(), 0, ()).unwrap();
+/// assert!(!second.new_batch_created);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
     /// The partition now holds a full batch (this record filled it, or did not fit and closed
@@ -104,12 +145,28 @@ pub struct AppendOutcome {
 }
 
 /// Why a record was not taken.
+///
+/// ```
+/// use runnel_client::producer::accumulator::{
+///     Accumulator, AccumulatorConfig, AccumulatorError, ProducerRecord,
+/// };
+///
+/// let config = AccumulatorConfig { max_request_size: 100, ..Default::default() };
+/// let mut accumulator = Accumulator::new(config);
+/// let huge = ProducerRecord::new(None::<&'static [u8]>, Some(vec![0u8; 1_000]));
+/// let refused = accumulator.append("t", 0, huge, 0, "token").unwrap_err();
+/// assert!(matches!(refused.error, AccumulatorError::RecordTooLarge { limit_bytes: 100, .. }));
+/// assert!(!refused.error.is_retriable());
+/// assert_eq!(refused.delivery, "token");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccumulatorError {
     /// The buffer holds too much: wait until in-flight batches are released, then retry.
     #[error("producer buffer full: the record needs {needed_bytes} bytes, {available_bytes} of buffer.memory are free")]
     BufferFull {
+        /// Bytes the record would take (a new batch's header included, if it opens one).
         needed_bytes: usize,
+        /// Bytes of `buffer.memory` free now.
         available_bytes: usize,
     },
     /// The record can never be sent: as a batch of its own it is larger than `limit_bytes`
@@ -118,7 +175,9 @@ pub enum AccumulatorError {
         "record of {size_bytes} bytes (as a batch of one) exceeds the limit of {limit_bytes} bytes"
     )]
     RecordTooLarge {
+        /// The record's size as a batch of one, header included.
         size_bytes: usize,
+        /// The smaller of `max.request.size` and `buffer.memory`.
         limit_bytes: usize,
     },
 }
@@ -132,9 +191,30 @@ impl AccumulatorError {
 
 /// A refused append: why, and the record and delivery token handed back for a retry or for
 /// reporting the failure.
+///
+/// ```
+/// use runnel_client::producer::accumulator::{
+///     Accumulator, AccumulatorConfig, AccumulatorError, ProducerRecord,
+/// };
+///
+/// // Room for one small batch only.
+/// let config = AccumulatorConfig { buffer_memory: 100, ..Default::default() };
+/// let mut accumulator = Accumulator::new(config);
+/// accumulator.append("t", 0, ProducerRecord::new(Some("k"), Some("v")), 0, 1).unwrap();
+/// let refused = accumulator
+///     .append("t", 1, ProducerRecord::new(Some("k"), Some("v")), 0, 2)
+///     .unwrap_err();
+/// assert!(matches!(refused.error, AccumulatorError::BufferFull { .. }));
+/// assert!(refused.error.is_retriable());
+/// // The record and its token come back, to be appended again after a release.
+/// assert_eq!((refused.record.key.as_deref(), refused.delivery), (Some(&b"k"[..]), 2));
+/// ```
 pub struct AppendError<D> {
+    /// Why the record was refused.
     pub error: AccumulatorError,
+    /// The record, unchanged.
     pub record: ProducerRecord,
+    /// The record's delivery token, unchanged.
     pub delivery: D,
 }
 
@@ -159,12 +239,29 @@ impl<D> std::error::Error for AppendError<D> {
 }
 
 /// A batch to send: encoded and compressed, base offset 0, no producer id.
+///
+/// ```
+/// use runnel_client::producer::accumulator::{Accumulator, AccumulatorConfig, ProducerRecord};
+///
+/// let mut accumulator = Accumulator::new(AccumulatorConfig::default());
+/// for n in 0..3 {
+///     accumulator.append("t", 2, ProducerRecord::new(Some("k"), Some("v")), 10, n).unwrap();
+/// }
+/// let [batch] = <[_; 1]>::try_from(accumulator.drain_all()).unwrap();
+/// assert_eq!((batch.topic.as_str(), batch.partition, batch.record_count), ("t", 2, 3));
+/// assert_eq!(batch.deliveries, [0, 1, 2]);
+/// assert_eq!(batch.created_ms, 10);
+/// assert_eq!(runnel_record::decode_records(&batch.batch).unwrap().len(), 3);
+/// ```
 #[derive(Debug)]
 pub struct ReadyBatch<D> {
+    /// The topic the batch is for.
     pub topic: String,
+    /// The partition the batch is for.
     pub partition: i32,
     /// One whole magic-v2 record batch, as a Produce request's `records` carries it.
     pub batch: Bytes,
+    /// How many records the batch holds.
     pub record_count: usize,
     /// One token per record, in offset order: record `i` gets offset `base_offset + i`.
     pub deliveries: Vec<D>,
@@ -176,6 +273,32 @@ pub struct ReadyBatch<D> {
 }
 
 /// The producer's buffer: per-partition queues of batches. See the module documentation.
+///
+/// `D` is the delivery token carried for each record. Batches wait for `linger.ms` unless
+/// they fill up first:
+///
+/// ```
+/// use runnel_client::producer::accumulator::{Accumulator, AccumulatorConfig, ProducerRecord};
+///
+/// let config = AccumulatorConfig { linger_ms: 100, batch_size: 200, ..Default::default() };
+/// let mut accumulator = Accumulator::new(config);
+/// let mut full = false;
+/// let mut n = 0;
+/// while !full {
+///     let record = ProducerRecord::new(Some("key"), Some("a value of some length"));
+///     full = accumulator.append("t", 0, record, 0, n).unwrap().batch_is_full;
+///     n += 1;
+/// }
+/// // The last record did not fit: it opened a new batch and closed the full one, which is
+/// // due at once instead of after 100 ms.
+/// assert_eq!(accumulator.next_ready_ms(), Some(0));
+/// let batches = accumulator.ready(0);
+/// assert_eq!(batches.len(), 1);
+/// assert_eq!(batches[0].record_count, n - 1);
+/// // The new batch lingers.
+/// assert_eq!(accumulator.next_ready_ms(), Some(100));
+/// accumulator.release(batches[0].memory_bytes);
+/// ```
 #[derive(Debug)]
 pub struct Accumulator<D> {
     config: AccumulatorConfig,
@@ -204,6 +327,7 @@ impl<D> OpenBatch<D> {
 }
 
 impl<D> Accumulator<D> {
+    /// An empty buffer with these limits.
     pub fn new(config: AccumulatorConfig) -> Self {
         Accumulator {
             config,
@@ -215,6 +339,7 @@ impl<D> Accumulator<D> {
         }
     }
 
+    /// The limits it was built with.
     pub fn config(&self) -> &AccumulatorConfig {
         &self.config
     }

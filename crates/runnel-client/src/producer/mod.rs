@@ -77,6 +77,15 @@ use crate::connection::ClientConfig;
 use crate::error::{ClientError, Result};
 
 /// How many replicas must have a record before the producer counts it delivered (`acks`).
+///
+/// ```
+/// use runnel_client::producer::{Acks, ProducerConfig};
+///
+/// assert_eq!(Acks::default(), Acks::All);
+/// assert_eq!([Acks::None, Acks::Leader, Acks::All].map(Acks::as_i16), [0, 1, -1]);
+/// let mut config = ProducerConfig::new("localhost:9092");
+/// config.acks = Acks::Leader; // trade durability for latency
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Acks {
     /// `acks=0`: written to the socket is delivered; no offsets come back (they are -1).
@@ -218,12 +227,16 @@ fn random_seed() -> u64 {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProduceRecord {
+    /// The topic to write to.
     pub topic: String,
     /// `None`: the partitioner chooses.
     pub partition: Option<i32>,
+    /// The record key; `None` is a null key, which the default partitioner spreads stickily
+    /// instead of hashing.
     pub key: Option<Bytes>,
     /// `None` is a tombstone on a compacted topic.
     pub value: Option<Bytes>,
+    /// Record headers in order: a name and an optional value. Names may repeat.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// CreateTime in milliseconds since the epoch; `None`: when it is sent.
     pub timestamp_ms: Option<i64>,
@@ -238,11 +251,13 @@ impl ProduceRecord {
         }
     }
 
+    /// Sets the key, which picks the partition under the default partitioner.
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Sets the value (left unset, the record is a tombstone).
     pub fn value(mut self, value: impl Into<Bytes>) -> Self {
         self.value = Some(value.into());
         self
@@ -254,6 +269,7 @@ impl ProduceRecord {
         self
     }
 
+    /// Sends to this partition, bypassing the partitioner.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
         self
@@ -281,9 +297,21 @@ impl ProduceRecord {
 }
 
 /// Where a record was stored.
+///
+/// ```no_run
+/// # async fn example(producer: runnel_client::Producer) -> runnel_client::Result<()> {
+/// use runnel_client::ProduceRecord;
+///
+/// let metadata = producer.send_and_wait(ProduceRecord::new("orders").value("placed")).await?;
+/// println!("{}-{} at offset {}", metadata.topic, metadata.partition, metadata.offset);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The topic written to.
     pub topic: String,
+    /// The partition the record landed in.
     pub partition: i32,
     /// -1 with `acks=0`, where the broker does not answer.
     pub offset: i64,
@@ -293,6 +321,20 @@ pub struct RecordMetadata {
 
 /// Resolves once the record is acknowledged per [`Acks`], or with the error that stopped it
 /// (after retries, within `delivery_timeout`). Dropping it does not cancel the record.
+///
+/// ```no_run
+/// # async fn example(producer: runnel_client::Producer) -> runnel_client::Result<()> {
+/// use runnel_client::ProduceRecord;
+///
+/// // `send` returns once the record is buffered; the future resolves on acknowledgement.
+/// let delivery = producer.send(ProduceRecord::new("orders").key("k").value("v")).await?;
+/// match delivery.await {
+///     Ok(metadata) => println!("stored at offset {}", metadata.offset),
+///     Err(error) => eprintln!("lost: {error} (retriable: {})", error.is_retriable()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct DeliveryFuture {
     receiver: oneshot::Receiver<Result<RecordMetadata>>,
@@ -313,7 +355,19 @@ impl Future for DeliveryFuture {
 /// connections. Dropping the last clone lets the sender finish what is queued in the
 /// background; [`Producer::close`] waits for it.
 ///
-/// See the [module documentation](self) for an example.
+/// ```no_run
+/// # async fn example() -> runnel_client::Result<()> {
+/// use runnel_client::{ProduceRecord, Producer, ProducerConfig};
+///
+/// let producer = Producer::connect(ProducerConfig::new("localhost:9092")).await?;
+/// producer.send(ProduceRecord::new("orders").key("customer-7").value("placed")).await?;
+/// producer.flush().await?; // every record sent so far is acknowledged or failed
+/// producer.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// See the [module documentation](self) for more.
 #[derive(Clone)]
 pub struct Producer {
     handle: Arc<Handle>,
@@ -370,6 +424,7 @@ impl Producer {
         &self.handle.shared.cluster
     }
 
+    /// The settings it runs with (`client` being the cluster's own).
     pub fn config(&self) -> &ProducerConfig {
         &self.handle.shared.config
     }

@@ -35,6 +35,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 /// Where a partitioner sends a record.
+///
+/// ```
+/// use runnel_client::producer::partitioner::{PartitionChoice, Partitioner, RoundRobinPartitioner};
+///
+/// let choice = RoundRobinPartitioner::new().partition("orders", None, 4);
+/// assert_eq!(choice, PartitionChoice::Partition(0));
+/// assert_ne!(choice, PartitionChoice::Sticky);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionChoice {
     /// This partition, in `0..partition_count`.
@@ -52,14 +60,47 @@ pub enum PartitionChoice {
 /// - `on_new_batch(topic, partition_count, previous)` is called when the producer's batch for
 ///   partition `previous` of `topic` became full: a sticky implementation moves away from
 ///   `previous` if that is where it sticks. It may be called for partitions it never chose.
+///
+/// A user-defined partitioner that pins one tenant's records to partition 0 and lets the
+/// producer's sticky partition take the rest:
+///
+/// ```
+/// use runnel_client::producer::partitioner::{PartitionChoice, Partitioner};
+///
+/// struct PinTenant;
+///
+/// impl Partitioner for PinTenant {
+///     fn partition(&self, _topic: &str, key: Option<&[u8]>, _count: i32) -> PartitionChoice {
+///         match key {
+///             Some(key) if key.starts_with(b"tenant-0/") => PartitionChoice::Partition(0),
+///             _ => PartitionChoice::Sticky,
+///         }
+///     }
+/// }
+///
+/// assert_eq!(PinTenant.partition("t", Some(b"tenant-0/a"), 8), PartitionChoice::Partition(0));
+/// assert_eq!(PinTenant.partition("t", None, 8), PartitionChoice::Sticky);
+/// ```
 pub trait Partitioner: Send + Sync {
+    /// The partition for one record of `topic` with `key`, given the topic's
+    /// `partition_count` (at least 1).
     fn partition(&self, topic: &str, key: Option<&[u8]>, partition_count: i32) -> PartitionChoice;
 
+    /// The producer's batch for partition `previous` of `topic` became full; sticky
+    /// partitioners move on. Does nothing by default.
     fn on_new_batch(&self, _topic: &str, _partition_count: i32, _previous: i32) {}
 }
 
 /// Kafka's `Utils.murmur2`: 32-bit MurmurHash2 with seed `0x9747b28c`, reading the input as
 /// little-endian 4-byte words, bit for bit as the Java client computes it.
+///
+/// ```
+/// use runnel_client::producer::partitioner::murmur2;
+///
+/// // Test vectors from Kafka's `UtilsTest.testMurmur2`.
+/// assert_eq!(murmur2(b"21"), -973932308);
+/// assert_eq!(murmur2(b"foobar"), -790332482);
+/// ```
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
@@ -95,11 +136,32 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 /// The partition the Java client picks for a key: `toPositive(murmur2(key)) % partition_count`,
 /// where `toPositive` clears the sign bit (it is not `abs`).
+///
+/// ```
+/// use runnel_client::producer::partitioner::murmur2_partition;
+///
+/// // murmur2(b"foobar") is negative; the sign bit is cleared, not negated.
+/// assert_eq!(murmur2_partition(b"foobar", 12), (-790332482i32 & 0x7fff_ffff) % 12);
+/// assert_eq!(murmur2_partition(b"anything", 1), 0);
+/// ```
 pub fn murmur2_partition(key: &[u8], partition_count: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partition_count.max(1)
 }
 
 /// Kafka's default: murmur2 on keys, sticky per topic for records without a key (KIP-480).
+///
+/// ```
+/// use runnel_client::producer::partitioner::{
+///     murmur2_partition, DefaultPartitioner, PartitionChoice, Partitioner,
+/// };
+///
+/// let partitioner = DefaultPartitioner::new(7);
+/// // A key always lands where the Java client would put it, whatever the seed.
+/// assert_eq!(
+///     partitioner.partition("orders", Some(b"customer-7"), 6),
+///     PartitionChoice::Partition(murmur2_partition(b"customer-7", 6)),
+/// );
+/// ```
 #[derive(Debug)]
 pub struct DefaultPartitioner {
     sticky: StickyPartitions,
@@ -130,12 +192,23 @@ impl Partitioner for DefaultPartitioner {
 
 /// Every record to the next partition in turn, per topic, keys ignored (Java's
 /// `RoundRobinPartitioner`).
+///
+/// ```
+/// use runnel_client::producer::partitioner::{PartitionChoice, Partitioner, RoundRobinPartitioner};
+///
+/// let partitioner = RoundRobinPartitioner::new();
+/// let picks: Vec<_> = (0..4).map(|_| partitioner.partition("t", Some(b"same-key"), 3)).collect();
+/// assert_eq!(picks, [0, 1, 2, 0].map(PartitionChoice::Partition));
+/// // Each topic has its own turn.
+/// assert_eq!(partitioner.partition("other", None, 3), PartitionChoice::Partition(0));
+/// ```
 #[derive(Debug, Default)]
 pub struct RoundRobinPartitioner {
     next_by_topic: Mutex<HashMap<String, u32>>,
 }
 
 impl RoundRobinPartitioner {
+    /// A partitioner whose every topic starts at partition 0.
     pub fn new() -> Self {
         Self::default()
     }
@@ -161,6 +234,19 @@ impl Partitioner for RoundRobinPartitioner {
 /// [`on_new_batch`](Self::on_new_batch) reports its batch full, then a different one drawn
 /// from a seeded xorshift generator (as Java's `StickyPartitionCache`, with the randomness
 /// injected). Shared by threads through a mutex held for a map lookup.
+///
+/// ```
+/// use runnel_client::producer::partitioner::StickyPartitions;
+///
+/// let sticky = StickyPartitions::new(1);
+/// let first = sticky.partition("clicks", 8);
+/// assert_eq!(sticky.partition("clicks", 8), first);
+/// // A full batch elsewhere changes nothing; a full batch on the sticky partition moves it.
+/// sticky.on_new_batch("clicks", 8, (first + 1) % 8);
+/// assert_eq!(sticky.partition("clicks", 8), first);
+/// sticky.on_new_batch("clicks", 8, first);
+/// assert_ne!(sticky.partition("clicks", 8), first);
+/// ```
 #[derive(Debug)]
 pub struct StickyPartitions {
     state: Mutex<StickyState>,
@@ -173,6 +259,7 @@ struct StickyState {
 }
 
 impl StickyPartitions {
+    /// No topic stuck yet; `seed` drives every later choice, so equal seeds give equal choices.
     pub fn new(seed: u64) -> Self {
         StickyPartitions {
             state: Mutex::new(StickyState {

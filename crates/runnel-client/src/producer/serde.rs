@@ -32,7 +32,27 @@ use crate::error::{ClientError, Result};
 /// Contract for implementations: `serialize` is called from any task, once per record, and
 /// either returns the bytes or says why the value cannot be written
 /// ([`ClientError::InvalidArgument`] for the built-in ones); it does no I/O.
+///
+/// A user-defined one, for a type the built-ins do not cover:
+///
+/// ```
+/// use bytes::Bytes;
+/// use runnel_client::producer::Serializer;
+///
+/// /// A big-endian `u64`, as Kafka's `LongSerializer`.
+/// struct U64BigEndian;
+///
+/// impl Serializer<u64> for U64BigEndian {
+///     fn serialize(&self, value: &u64) -> runnel_client::Result<Bytes> {
+///         Ok(Bytes::copy_from_slice(&value.to_be_bytes()))
+///     }
+/// }
+///
+/// assert_eq!(&U64BigEndian.serialize(&258)?[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
+/// # Ok::<(), runnel_client::ClientError>(())
+/// ```
 pub trait Serializer<T: ?Sized>: Send + Sync {
+    /// The bytes for `value`, or why it cannot be written.
     fn serialize(&self, value: &T) -> Result<Bytes>;
 }
 
