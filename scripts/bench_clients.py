@@ -5,6 +5,9 @@ Run by scripts/bench.sh with the repo's .venv; usable alone:
     .venv/bin/python scripts/bench_clients.py run --bootstrap 127.0.0.1:9092 \
         --records 300000 [--broker-pid PID]
     .venv/bin/python scripts/bench_clients.py create-topic --bootstrap ... --topic T
+    .venv/bin/python scripts/bench_clients.py produce --bootstrap ... --topic T --acks 1 \
+        [--records N --size B --partitions P --latency --broker-pid PID]
+    .venv/bin/python scripts/bench_clients.py consume --bootstrap ... --topic T [--records N]
 
 `run` creates one 6-partition topic per acks setting (--acks, default "1,all": acks=1 then
 acks=all), produces `--records` records of `--size` bytes into each (linger.ms=5,
@@ -12,6 +15,17 @@ batch.size=1MB, no compression), timed from the first produce() to the end of th
 flush(), then fetches the first of those topics from the beginning with a manually assigned consumer (no consumer groups: the broker has none
 yet), timed from assign() to the last record. It prints progress to stderr and one JSON
 object to stdout. MB is 10^6 bytes of record values (keys, headers and framing not counted).
+
+`produce` and `consume` are the single runs that scripts/bench.sh sets beside `runnel bench
+produce|consume` (the "Rust client vs librdkafka" section of BENCHMARKS.md), with settings
+matched to the Rust client's: one topic (created if missing), records without a key and no
+`partition=` so librdkafka's own partitioner places them (sticky for null keys, like the Rust
+client's KIP-480 partitioner), linger.ms=5, batch.size=1000000, queue.buffering.max.kbytes=32768
+(the Rust client's 32 MiB buffer.memory), poll(0) every 1,000 records. With --latency every
+record gets a delivery report whose Message.latency() (produce() to the report being served)
+goes into p50/p95/p99/max, as `runnel bench` records send-to-acknowledgement for every record;
+without it only failed deliveries are reported (cheaper for the Python loop). Each prints one
+JSON object to stdout.
 
 With --broker-pid, the broker's CPU time over each phase is read from /proc, reported as a
 percentage of one core (200% = both cores of a 2-core machine), next to this client's.
@@ -21,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
@@ -98,48 +113,91 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     raise RuntimeError(f"topic {topic} not ready with {partitions} partitions")
 
 
-def produce(args, topic: str, acks: str) -> dict:
-    errors = []
+def percentile(ordered: list, fraction: float) -> float:
+    """The nearest-rank percentile of a sorted list."""
+    rank = math.ceil(fraction * len(ordered))
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
-    def on_error(err, msg):  # called only for failed deliveries (delivery.report.only.error)
+
+def produce(
+    args,
+    topic: str,
+    acks: str,
+    *,
+    round_robin: bool = True,
+    latency: bool = False,
+    poll_every: int = 10_000,
+    queue_kbytes: int | None = None,
+) -> dict:
+    """Produce args.records records into `topic`. round_robin: `partition=i % partitions` on
+    each produce() (scripts/bench.sh's first section); otherwise no partition and no key, so
+    librdkafka's partitioner picks (sticky for null keys)."""
+    errors = []
+    latencies = []
+
+    def on_delivery(err, msg):
         if err is not None:
             errors.append(err)
+        elif latency:
+            latencies.append(msg.latency())
 
-    producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "acks": acks,
-            "linger.ms": 5,
-            "batch.size": 1_000_000,
-            "compression.type": "none",
-            "delivery.report.only.error": True,
-            "on_delivery": on_error,
-        }
-    )
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "acks": acks,
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "compression.type": "none",
+        "delivery.report.only.error": not latency,
+        "on_delivery": on_delivery,
+    }
+    if queue_kbytes is not None:
+        config["queue.buffering.max.kbytes"] = queue_kbytes
+    producer = Producer(config)
     # Warm the connection and metadata outside the timed part.
     producer.list_topics(topic=topic, timeout=10)
     value = os.urandom(args.size)
     partitions = args.partitions
     records = args.records
     with Meter(args.broker_pid) as meter:
-        for i in range(records):
-            while True:
-                try:
-                    producer.produce(topic, value, partition=i % partitions)
-                    break
-                except BufferError:  # local queue full: let librdkafka send
-                    producer.poll(0.001)
-            if i % 10_000 == 0:
-                producer.poll(0)
+        if round_robin:
+            for i in range(records):
+                while True:
+                    try:
+                        producer.produce(topic, value, partition=i % partitions)
+                        break
+                    except BufferError:  # local queue full: let librdkafka send
+                        producer.poll(0.001)
+                if i % poll_every == 0:
+                    producer.poll(0)
+        else:
+            for i in range(records):
+                while True:
+                    try:
+                        producer.produce(topic, value)
+                        break
+                    except BufferError:
+                        producer.poll(0.001)
+                if i % poll_every == 0:
+                    producer.poll(0)
         remaining = producer.flush(120)
     if remaining or errors:
         raise RuntimeError(f"acks={acks}: {remaining} undelivered, {len(errors)} errors: {errors[:3]}")
     result = meter.result(records, args.size)
+    if latency:
+        ordered = sorted(x for x in latencies if x is not None and x >= 0)
+        if len(ordered) != records:
+            raise RuntimeError(f"{len(ordered)} latencies for {records} records")
+        result["latency_ms"] = {
+            name: round(percentile(ordered, q) * 1000, 3)
+            for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999))
+        }
+        result["latency_ms"]["max"] = round(ordered[-1] * 1000, 3)
     log(f"produce acks={acks}: {result}")
     return result
 
 
 def consume(args, topic: str) -> dict:
+    """Fetch all of `topic` (args.partitions partitions, args.records records) from the start."""
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -186,6 +244,26 @@ def run(args) -> None:
     print(json.dumps(results), flush=True)
 
 
+def produce_one(args) -> None:
+    create_topic_if_missing(args.bootstrap, args.topic, args.partitions)
+    result = produce(
+        args, args.topic, args.acks, round_robin=False, latency=args.latency,
+        poll_every=1_000, queue_kbytes=args.queue_kbytes,
+    )
+    print(json.dumps(result), flush=True)
+
+
+def consume_one(args) -> None:
+    print(json.dumps(consume(args, args.topic)), flush=True)
+
+
+def create_topic_if_missing(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or len(meta.partitions) == 0:
+        create_topic(bootstrap, topic, partitions)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,9 +278,30 @@ def main() -> None:
     topic_parser.add_argument("--bootstrap", required=True)
     topic_parser.add_argument("--topic", required=True)
     topic_parser.add_argument("--partitions", type=int, default=6)
+    one = sub.add_parser("produce", help="one produce run, settings matched to `runnel bench produce`")
+    one.add_argument("--bootstrap", required=True)
+    one.add_argument("--topic", required=True, help="created with --partitions if missing")
+    one.add_argument("--acks", default="1")
+    one.add_argument("--records", type=int, default=300_000)
+    one.add_argument("--size", type=int, default=1024)
+    one.add_argument("--partitions", type=int, default=6)
+    one.add_argument("--latency", action="store_true", help="a delivery report per record, for p50/p99")
+    one.add_argument("--queue-kbytes", type=int, default=32768, help="queue.buffering.max.kbytes")
+    one.add_argument("--broker-pid", type=int)
+    fetch = sub.add_parser("consume", help="one fetch of a whole topic from the beginning (assign, no group)")
+    fetch.add_argument("--bootstrap", required=True)
+    fetch.add_argument("--topic", required=True)
+    fetch.add_argument("--records", type=int, default=300_000, help="what the topic must hold")
+    fetch.add_argument("--size", type=int, default=1024, help="each record's value bytes")
+    fetch.add_argument("--partitions", type=int, default=6)
+    fetch.add_argument("--broker-pid", type=int)
     args = parser.parse_args()
     if args.command == "run":
         run(args)
+    elif args.command == "produce":
+        produce_one(args)
+    elif args.command == "consume":
+        consume_one(args)
     else:
         create_topic(args.bootstrap, args.topic, args.partitions)
 
