@@ -677,27 +677,34 @@ impl Admin {
     /// The topic's partitions, leaders and replicas, fresh from a broker. A missing topic is a
     /// [`ClientError::Broker`] with UNKNOWN_TOPIC_OR_PARTITION.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicMetadata> {
-        self.retrying(Scope::Topic(name), || async move {
-            let topics = self
-                .cluster
-                .metadata(Some(&[name.to_owned()]), false)
-                .await?;
-            let topic = topics
-                .into_iter()
-                .find(|topic| topic.name == name)
-                .ok_or_else(|| {
-                    ClientError::broker(
-                        ResponseError::UnknownTopicOrPartition,
-                        None,
-                        format!("topic {name:?}"),
-                    )
-                })?;
-            match topic.error {
-                Some(code) => Err(ClientError::broker(code, None, format!("topic {name:?}"))),
-                None => Ok(topic),
-            }
+        // A fresh Metadata answer that does not know the topic is final, as in Kafka's admin
+        // client: only other retriable errors (a leader election, say) are tried again.
+        let found = self
+            .retrying(Scope::Topic(name), || async move {
+                let topics = self
+                    .cluster
+                    .metadata(Some(&[name.to_owned()]), false)
+                    .await?;
+                match topics.into_iter().find(|topic| topic.name == name) {
+                    None
+                    | Some(TopicMetadata {
+                        error: Some(ResponseError::UnknownTopicOrPartition),
+                        ..
+                    }) => Ok(None),
+                    Some(TopicMetadata {
+                        error: Some(code), ..
+                    }) => Err(ClientError::broker(code, None, format!("topic {name:?}"))),
+                    Some(topic) => Ok(Some(topic)),
+                }
+            })
+            .await?;
+        found.ok_or_else(|| {
+            ClientError::broker(
+                ResponseError::UnknownTopicOrPartition,
+                None,
+                format!("topic {name:?}"),
+            )
         })
-        .await
     }
 
     /// Grows the topic to `total` partitions. Fewer than it has is a [`ClientError::Broker`]

@@ -388,6 +388,11 @@ impl<D> Accumulator<D> {
         let available_bytes = self.config.buffer_memory - self.memory_used_bytes();
         let queue = queue_mut(&mut self.queues_by_topic, topic, partition);
 
+        // Whether this append completes a batch: the signal a sticky partitioner moves on by
+        // (KIP-480). Only the append that fills or closes a batch reports it, not every append
+        // while a full batch waits for the sender, or null-key records would hop partitions on
+        // almost every send in a tight loop.
+        let mut closed_previous = false;
         if let Some(open) = queue.back_mut().filter(|batch| !batch.closed) {
             let record_bytes = open
                 .builder
@@ -406,7 +411,7 @@ impl<D> Accumulator<D> {
                 }
                 open.builder.push_record(timestamp, key, value, headers);
                 open.deliveries.push(delivery);
-                let batch_is_full = open.memory_bytes() >= batch_limit || queue.len() > 1;
+                let batch_is_full = open.memory_bytes() >= batch_limit;
                 self.queued_memory_bytes += record_bytes;
                 return Ok(AppendOutcome {
                     batch_is_full,
@@ -415,6 +420,7 @@ impl<D> Accumulator<D> {
             }
             // No room: the batch is complete, and can be sent without waiting for linger.
             open.closed = true;
+            closed_previous = true;
         }
 
         if alone_bytes > available_bytes {
@@ -437,7 +443,7 @@ impl<D> Accumulator<D> {
             created_ms: now_ms,
             closed: false,
         });
-        let batch_is_full = alone_bytes >= batch_limit || queue.len() > 1;
+        let batch_is_full = alone_bytes >= batch_limit || closed_previous;
         self.queued_batches += 1;
         self.queued_memory_bytes += alone_bytes;
         Ok(AppendOutcome {
@@ -617,6 +623,29 @@ mod tests {
         assert_eq!(accumulator.memory_used_bytes(), batches[0].memory_bytes);
         accumulator.release(batches[0].memory_bytes);
         assert_eq!(accumulator.memory_used_bytes(), 0);
+    }
+
+    #[test]
+    fn only_the_append_that_completes_a_batch_reports_it() {
+        // Regression: while a closed batch waited for the sender, every later append reported
+        // a full batch, so the sticky partitioner hopped partitions on almost every record.
+        let mut accumulator = Accumulator::new(config());
+        let full: Vec<bool> = (0..30)
+            .map(|id| {
+                accumulator
+                    .append("t", 0, value(100), 0, id)
+                    .unwrap()
+                    .batch_is_full
+            })
+            .collect();
+        // Eight 100-byte records fill a 1000-byte batch: three batches complete in 30 records,
+        // each reported once, by the record that closes it.
+        let reports = full.iter().filter(|full| **full).count();
+        assert_eq!(reports, 3, "{full:?}");
+        assert!(
+            full.windows(2).all(|pair| !(pair[0] && pair[1])),
+            "{full:?}"
+        );
     }
 
     #[test]
