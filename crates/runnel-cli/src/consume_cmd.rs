@@ -159,6 +159,9 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     if let Some(group) = &args.group {
         config = config.group(group.as_str());
+        // The consumer's auto-commit would commit what was fetched; `-n 3` must commit only
+        // the three records printed, so commits are ours (see `commit_printed`).
+        config.enable_auto_commit = false;
     }
     let consumer = Consumer::connect(config)
         .await
@@ -206,7 +209,11 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let result = consume_loop(&consumer, &args, &output, &ends).await;
+    let mut printed = Printed::default();
+    let result = consume_loop(&consumer, &args, &output, &ends, &mut printed).await;
+    if args.group.is_some() {
+        commit_printed(&consumer, &args.topic, &mut printed).await;
+    }
     let closed = consumer.close().await;
     result?;
     closed.context("closing the consumer")?;
@@ -239,12 +246,42 @@ async fn position_at(
     Ok(())
 }
 
+/// The next offset after the last record printed, per partition, not yet committed.
+#[derive(Debug, Default)]
+struct Printed {
+    next_offsets: HashMap<i32, i64>,
+    last_commit: Option<std::time::Instant>,
+}
+
+/// How often a group member commits what it has printed so far.
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Commits the printed progress of partitions this member still owns. A failure (a
+/// rebalance took the partition) only means those records may be printed again elsewhere.
+async fn commit_printed(consumer: &Consumer, topic: &str, printed: &mut Printed) {
+    let assigned = consumer.assignment();
+    let offsets: Vec<(TopicPartition, i64)> = printed
+        .next_offsets
+        .drain()
+        .map(|(partition, next)| (TopicPartition::new(topic, partition), next))
+        .filter(|(tp, _)| assigned.contains(tp))
+        .collect();
+    printed.last_commit = Some(std::time::Instant::now());
+    if offsets.is_empty() {
+        return;
+    }
+    if let Err(error) = consumer.commit_offsets(&offsets).await {
+        tracing::warn!(%error, "could not commit the printed offsets");
+    }
+}
+
 /// Polls and prints until `-n`, the end (`--exit-at-end`), Ctrl-C, or a closed stdout.
 async fn consume_loop(
     consumer: &Consumer,
     args: &ConsumeArgs,
     output: &Output,
     ends: &HashMap<i32, i64>,
+    progress: &mut Printed,
 ) -> anyhow::Result<()> {
     let mut printed: u64 = 0;
     let mut buffer = Vec::with_capacity(64 * 1024);
@@ -268,15 +305,26 @@ async fn consume_loop(
             }
             output.render(record, &mut buffer)?;
             printed += 1;
+            progress
+                .next_offsets
+                .insert(record.partition, record.offset + 1);
         }
         if buffer.is_empty() {
             continue;
         }
-        let mut out = stdout.lock();
-        match out.write_all(&buffer).and_then(|()| out.flush()) {
-            // The reader (`| head`) has what it wanted.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            result => result.context("cannot write to stdout")?,
+        {
+            let mut out = stdout.lock();
+            match out.write_all(&buffer).and_then(|()| out.flush()) {
+                // The reader (`| head`) has what it wanted.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                result => result.context("cannot write to stdout")?,
+            }
+        }
+        let commit_due = progress
+            .last_commit
+            .is_none_or(|at| at.elapsed() >= COMMIT_INTERVAL);
+        if args.group.is_some() && commit_due {
+            commit_printed(consumer, &args.topic, progress).await;
         }
     }
 }

@@ -432,6 +432,26 @@ fn group_reset_offsets_then_reconsume_from_the_reset_point() {
     assert_eq!(again, lines(5, 10));
     assert_eq!(committed(&broker, "replay"), 10);
 
+    // -n commits what was printed, not what was fetched (regression: it committed 10).
+    runnel_ok(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "replay",
+            "--topic",
+            "events",
+            "--to-offset",
+            "2",
+        ],
+    );
+    let three = runnel_ok(
+        &broker,
+        &["consume", "events", "--group", "replay", "-n", "3"],
+    );
+    assert_eq!(three, lines(3, 5));
+    assert_eq!(committed(&broker, "replay"), 5);
+
     let deleted = runnel_json(&broker, &["group", "delete", "replay"]);
     assert_eq!(deleted, json!({"deleted": ["replay"]}));
     let gone = runnel(&broker, &["group", "describe", "replay"]);
