@@ -466,7 +466,8 @@ impl Producer {
             timestamp_ms: 0,
             generation: 0,
         };
-        let blocked_until = tokio::time::Instant::now() + shared.config.max_block;
+        // Read the clock for max_block only once a send has to wait: most never do.
+        let mut blocked_until = None;
         loop {
             let released = shared.memory_released.notified();
             tokio::pin!(released);
@@ -513,10 +514,10 @@ impl Producer {
                         delivery = refused.delivery;
                         // The accumulator now counts as exhausted: the sender sends everything.
                         shared.wake_sender.notify_one();
-                        if tokio::time::timeout_at(blocked_until, released)
-                            .await
-                            .is_err()
-                        {
+                        let until = *blocked_until.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + shared.config.max_block
+                        });
+                        if tokio::time::timeout_at(until, released).await.is_err() {
                             return Err(ClientError::Timeout {
                                 what: format!("buffer space for a record to topic {topic:?}"),
                                 after: shared.config.max_block,
