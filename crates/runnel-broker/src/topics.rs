@@ -304,6 +304,16 @@ impl TopicRegistry {
             .cloned()
     }
 
+    /// The topic, or the UNKNOWN_TOPIC_OR_PARTITION answer admin requests give for it.
+    fn existing(&self, name: &str) -> Result<Arc<Topic>, ApiError> {
+        self.get(name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            )
+        })
+    }
+
     /// All topics, by name.
     pub(crate) fn list(&self) -> Vec<Arc<Topic>> {
         let mut topics: Vec<_> = read(&self.topics).values().cloned().collect();
@@ -378,9 +388,7 @@ impl TopicRegistry {
     /// Deletes a topic: its file first (so a crash cannot resurrect it), then its logs.
     pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
         let _admin = lock(&self.admin_lock);
-        let topic = self
-            .get(name)
-            .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        let topic = self.existing(name)?;
         refuse_internal(&topic, "delete")?;
         let file = self.topic_file(name);
         fs::remove_file(&file).map_err(|source| io_error(&file, "remove", source))?;
@@ -403,12 +411,7 @@ impl TopicRegistry {
         now_ms: i64,
     ) -> Result<(), ApiError> {
         let _admin = lock(&self.admin_lock);
-        let topic = self.get(name).ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Topic '{name}' does not exist."),
-            )
-        })?;
+        let topic = self.existing(name)?;
         refuse_internal(&topic, "add partitions to")?;
         let current = topic.partition_count();
         if total <= current || total > PARTITIONS_MAX {
@@ -449,12 +452,7 @@ impl TopicRegistry {
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
         let _admin = lock(&self.admin_lock);
-        let topic = self.get(name).ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Topic '{name}' does not exist."),
-            )
-        })?;
+        let topic = self.existing(name)?;
         let mut overrides = topic.overrides();
         change(&mut overrides)?;
         for (key, value) in &overrides {
