@@ -23,18 +23,18 @@ use kafka_protocol::messages::{
     consumer_group_describe_response, create_partitions_request, create_topics_request,
     delete_records_request, delete_topics_request, describe_configs_request,
     describe_groups_response, incremental_alter_configs_request, list_offsets_request,
-    offset_commit_request, offset_delete_request, offset_fetch_request, BrokerId,
-    ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest,
+    offset_delete_request, offset_fetch_request, BrokerId, ConsumerGroupDescribeRequest,
+    ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::{Decodable, Message, StrBytes};
 
-use crate::cluster::{topic_name, BrokerInfo, Cluster, TopicMetadata};
+use crate::cluster::{BrokerInfo, Cluster, TopicMetadata};
 use crate::connection::{ClientConfig, Connection};
 use crate::error::{ClientError, Result};
+use crate::wire::{group_id, offset_commit_request, topic_name, OffsetsByTopic};
 
 /// Tries per operation, the first included.
 const RETRY_ATTEMPTS_MAX: u32 = 6;
@@ -1299,40 +1299,17 @@ impl Admin {
         group: &str,
         offsets: &[((String, i32), i64)],
     ) -> Result<()> {
-        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+        let mut by_topic = OffsetsByTopic::new();
         for ((topic, partition), offset) in offsets {
             by_topic
                 .entry(topic.as_str())
                 .or_default()
-                .push((*partition, *offset));
+                .push((*partition, *offset, None));
         }
         self.retrying(Scope::Group(group), || async {
             let connection = self.cluster.coordinator(group).await?;
             let version = connection.version_at_least::<OffsetCommitRequest>(2)?;
-            let request = OffsetCommitRequest::default()
-                .with_group_id(group_id(group))
-                .with_generation_id_or_member_epoch(GENERATION_NONE)
-                .with_member_id(StrBytes::new())
-                .with_topics(
-                    by_topic
-                        .iter()
-                        .map(|(topic, partitions)| {
-                            offset_commit_request::OffsetCommitRequestTopic::default()
-                                .with_name(topic_name(topic))
-                                .with_partitions(
-                                    partitions
-                                        .iter()
-                                        .map(|&(partition, offset)| {
-                                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                                .with_partition_index(partition)
-                                                .with_committed_offset(offset)
-                                                .with_committed_metadata(Some(StrBytes::new()))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+            let request = offset_commit_request(group, GENERATION_NONE, "", &by_topic, version);
             let response = connection.send(request, version).await?;
             for topic in response.topics {
                 for partition in topic.partitions {
@@ -1739,10 +1716,6 @@ fn missing_from_response(api: &str, connection: &Connection, resource: &str) -> 
 
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
-}
-
-fn group_id(group: &str) -> GroupId {
-    GroupId(StrBytes::from_string(group.to_owned()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! them, and call [`Cluster::invalidate`] or [`Cluster::invalidate_coordinator`] when the broker
 //! says the metadata they used is stale.
 
+use crate::wire::topic_name;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    metadata_request, FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
+    metadata_request, FindCoordinatorRequest, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -698,10 +699,6 @@ impl Cluster {
     pub fn invalidate_coordinator(&self, group: &str) {
         lock(&self.inner.coordinators).remove(group);
     }
-}
-
-pub(crate) fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_owned()))
 }
 
 #[cfg(test)]

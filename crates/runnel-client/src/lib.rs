@@ -34,6 +34,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+mod wire;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigOp, ConfigSource, ConfigSynonym,

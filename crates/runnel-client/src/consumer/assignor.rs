@@ -43,6 +43,7 @@
 //! assert_eq!(decode_assignment(&sent).unwrap(), assignment["b"]);
 //! ```
 
+use crate::wire::str_bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -51,7 +52,7 @@ use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as 
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Message};
 
 /// The highest `ConsumerProtocolSubscription`/`ConsumerProtocolAssignment` version known here.
 pub const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
@@ -260,10 +261,6 @@ pub fn decode_assignment(bytes: &[u8]) -> Result<TopicPartitions, ConsumerProtoc
         .into_iter()
         .map(|assigned| (assigned.topic.0.as_str().to_owned(), assigned.partitions))
         .collect())
-}
-
-fn str_bytes(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_owned())
 }
 
 /// kafka-protocol's codec errors (`anyhow::Error`, taken as `Display` to keep `anyhow` out of

@@ -6,15 +6,15 @@
 //! moves only if it is still the one the fetch was sent for, so a `seek` or a revocation while
 //! a fetch is out wins and the fetched records are dropped.
 
+use crate::wire::topic_name;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    fetch_request, list_offsets_request, BrokerId, FetchRequest, ListOffsetsRequest, TopicName,
+    fetch_request, list_offsets_request, BrokerId, FetchRequest, ListOffsetsRequest,
 };
-use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use super::group;
@@ -29,10 +29,6 @@ const TIMESTAMP_EARLIEST: i64 = -2;
 const TIMESTAMP_LATEST: i64 = -1;
 /// The wait between rounds while nothing can be fetched (no assignment yet, no leader).
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
 
 /// Partition errors after which the partition's leader must be looked up again.
 fn is_stale_metadata(code: ResponseError) -> bool {

@@ -10,6 +10,7 @@
 //! drops its records. Positions of revoked partitions are snapshotted and removed in one
 //! critical section, so what is committed on revocation is exactly what was returned.
 
+use crate::wire::{group_id, offset_commit_request, str_bytes, topic_name, OffsetsByTopic};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -17,9 +18,9 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    join_group_request, leave_group_request, offset_commit_request, offset_fetch_request,
-    sync_group_request, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    join_group_request, leave_group_request, offset_fetch_request, sync_group_request,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -68,7 +69,6 @@ impl Default for Membership {
 
 /// Offsets to commit: partition, next offset to read, leader epoch.
 pub(crate) type CommitOffsets = Vec<(TopicPartition, i64, Option<i32>)>;
-type PartitionOffset = (i32, i64, Option<i32>);
 
 pub(crate) fn consumed_offsets(state: &SubscriptionState) -> CommitOffsets {
     state
@@ -76,18 +76,6 @@ pub(crate) fn consumed_offsets(state: &SubscriptionState) -> CommitOffsets {
         .into_iter()
         .map(|(tp, consumed)| (tp, consumed.offset, consumed.leader_epoch))
         .collect()
-}
-
-fn group_id(group: &str) -> GroupId {
-    GroupId(StrBytes::from_string(group.to_owned()))
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
-fn str_bytes(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_owned())
 }
 
 pub(crate) fn is_coordinator_error(error: &ClientError) -> bool {
@@ -650,7 +638,7 @@ pub(crate) async fn commit(
         return Ok(());
     }
     // Per topic: partition, offset, leader epoch.
-    let mut by_topic: BTreeMap<&str, Vec<PartitionOffset>> = BTreeMap::new();
+    let mut by_topic = OffsetsByTopic::new();
     for (tp, offset, epoch) in offsets {
         by_topic
             .entry(tp.topic.as_str())
@@ -671,33 +659,8 @@ pub(crate) async fn commit(
                 (-1, String::new())
             };
             let version = connection.version_at_least::<OffsetCommitRequest>(2)?;
-            let mut request = OffsetCommitRequest::default()
-                .with_group_id(group_id(group))
-                .with_generation_id_or_member_epoch(generation)
-                .with_member_id(str_bytes(&member_id))
-                .with_topics(
-                    by_topic
-                        .iter()
-                        .map(|(topic, partitions)| {
-                            offset_commit_request::OffsetCommitRequestTopic::default()
-                                .with_name(topic_name(topic))
-                                .with_partitions(
-                                    partitions
-                                        .iter()
-                                        .map(|&(partition, offset, epoch)| {
-                                            let mut p = offset_commit_request::OffsetCommitRequestPartition::default()
-                                                .with_partition_index(partition)
-                                                .with_committed_offset(offset);
-                                            if version >= 6 {
-                                                p.committed_leader_epoch = epoch.unwrap_or(-1);
-                                            }
-                                            p
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+            let mut request =
+                offset_commit_request(group, generation, &member_id, by_topic, version);
             if version >= 7 && grouped {
                 request.group_instance_id =
                     shared.config.group_instance_id.as_deref().map(str_bytes);

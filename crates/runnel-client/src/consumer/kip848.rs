@@ -28,7 +28,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as OwnedTopic;
 use kafka_protocol::messages::consumer_group_heartbeat_response::Assignment;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -102,7 +102,7 @@ impl HeartbeatState {
     ) -> ConsumerGroupHeartbeatRequest {
         let joining = self.member_epoch == JOIN_MEMBER_EPOCH;
         let mut request = ConsumerGroupHeartbeatRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_group_id(crate::wire::group_id(group))
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_member_epoch(self.member_epoch)
             .with_instance_id(
@@ -485,7 +485,7 @@ pub(crate) async fn leave(shared: &Shared) -> Result<()> {
     };
     let instance_id = shared.config.group_instance_id.as_deref();
     let request = ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_group_id(crate::wire::group_id(group))
         .with_member_id(StrBytes::from_string(member_id))
         .with_member_epoch(if instance_id.is_some() {
             LEAVE_STATIC_MEMBER_EPOCH

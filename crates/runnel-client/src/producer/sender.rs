@@ -31,9 +31,10 @@ use tokio::time::Instant;
 use super::accumulator::{Accumulator, ReadyBatch};
 use super::partitioner::StickyPartitions;
 use super::{ProducerConfig, RecordMetadata};
-use crate::cluster::{topic_name, Cluster};
+use crate::cluster::Cluster;
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::wire::topic_name;
 
 /// The last Produce version that names topics (v13 names them by id only).
 const PRODUCE_VERSION_BY_NAME_MAX: i16 = 12;
