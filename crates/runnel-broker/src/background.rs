@@ -1,11 +1,13 @@
 //! Periodic work: the time-based flush policy (`flush.ms`), segment rolling by age
-//! (`segment.ms`), retention (`retention.ms`, `retention.bytes`) and the group coordinators'
-//! timers.
+//! (`segment.ms`), recovery-point checkpoints (`log.flush.offset.checkpoint.interval.ms`),
+//! retention (`retention.ms`, `retention.bytes`) and the group coordinators' timers. The
+//! timers run here; the disk work they start runs on the I/O pool.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::partition::Partition;
 
 /// A fixed-interval tick that ends when the broker shuts down.
 struct Ticker {
@@ -32,23 +34,58 @@ impl Ticker {
     }
 }
 
-/// Flushes partitions whose flush policy is due and rolls segments that are old enough.
+/// Every partition on the broker.
+fn all_partitions(broker: &Broker) -> Vec<Arc<Partition>> {
+    broker
+        .topics
+        .list()
+        .iter()
+        .flat_map(|topic| topic.partitions())
+        .collect()
+}
+
+/// Rolls segments that are old enough and flushes partitions whose flush policy is due.
 pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
     let mut ticker = Ticker::new(&broker, broker.config.flush_check_interval_ms);
     while ticker.tick().await {
-        for topic in broker.topics.list() {
-            for partition in topic.partitions() {
-                let now = now_ms();
-                if let Err(error) = partition.with_log(|log| Ok(log.maybe_roll(now)?)) {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "segment roll failed");
-                }
-                if partition.flush_due(now) {
-                    let end = partition.high_watermark();
-                    if let Err(error) = partition.sync_to(end).await {
-                        tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "background flush failed");
+        let scanner = Arc::clone(&broker);
+        let due = broker.io.run(move || {
+            let now = scanner.now_ms();
+            all_partitions(&scanner)
+                .into_iter()
+                .filter(|partition| {
+                    if let Err(error) = partition.with_log(|log| log.maybe_roll(now)) {
+                        tracing::warn!(partition = %partition.name(), error = ?error.message, "segment roll failed");
                     }
+                    partition.flush_due(now)
+                })
+                .collect::<Vec<_>>()
+        });
+        let Ok(due) = due.await else { return };
+        for partition in due {
+            // Everything appended so far.
+            if let Err(error) = partition.sync_to(&broker.io, i64::MAX).await {
+                tracing::warn!(partition = %partition.name(), error = ?error.message, "background flush failed");
+            }
+        }
+    }
+}
+
+/// Writes each partition's recovery point and log start offset to its checkpoint file, so
+/// that recovery after a crash scans only what was appended since.
+pub(crate) async fn write_checkpoints(broker: Arc<Broker>) {
+    let mut ticker = Ticker::new(&broker, broker.config.flush_offset_checkpoint_interval_ms);
+    while ticker.tick().await {
+        let writer = Arc::clone(&broker);
+        let written = broker.io.run(move || {
+            for partition in all_partitions(&writer) {
+                if let Err(error) = partition.with_log(|log| log.checkpoint()) {
+                    tracing::warn!(partition = %partition.name(), error = ?error.message, "writing the recovery checkpoint failed");
                 }
             }
+        });
+        if written.await.is_err() {
+            return;
         }
     }
 }
@@ -57,21 +94,28 @@ pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
 pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
     let mut ticker = Ticker::new(&broker, broker.config.retention_check_interval_ms);
     while ticker.tick().await {
-        for topic in broker.topics.list() {
-            if !topic.settings().retention_deletes {
-                continue;
-            }
-            for partition in topic.partitions() {
-                match partition.with_log(|log| Ok(log.enforce_retention(now_ms())?)) {
-                    Ok(0) => {}
-                    Ok(deleted) => {
-                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
-                    }
-                    Err(error) => {
-                        tracing::warn!(topic = %topic.name, partition = partition.index, error = ?error.message, "retention failed")
+        let cleaner = Arc::clone(&broker);
+        let passed = broker.io.run(move || {
+            let now = cleaner.now_ms();
+            for topic in cleaner.topics.list() {
+                if !topic.settings().retention_deletes {
+                    continue;
+                }
+                for partition in topic.partitions() {
+                    match partition.with_log(|log| log.enforce_retention(now)) {
+                        Ok(0) => {}
+                        Ok(deleted) => {
+                            tracing::info!(partition = %partition.name(), deleted, "retention deleted segments")
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition = %partition.name(), error = ?error.message, "retention failed")
+                        }
                     }
                 }
             }
+        });
+        if passed.await.is_err() {
+            return;
         }
     }
 }
@@ -79,12 +123,23 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
 /// Drives the group coordinators' timers: session expiry, rebalance timeouts, offset expiry.
 pub(crate) async fn run_group_timers(broker: Arc<Broker>) {
     let mut shutdown = broker.shutdown_signal();
+    let mut wait = Duration::ZERO;
     loop {
-        let wait = broker.groups.next_wait();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => broker.groups.tick(&broker.topics),
+            _ = tokio::time::sleep(wait) => {}
             _ = broker.groups.deadline_changed() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        // Ticking may write group records, and waits for the coordinators' lock, which disk
+        // work holds: both belong on the I/O pool.
+        let ticker = Arc::clone(&broker);
+        let next = broker.io.run(move || {
+            ticker.groups.tick(&ticker.topics);
+            ticker.groups.next_wait()
+        });
+        match next.await {
+            Ok(next) => wait = next,
+            Err(_) => return,
         }
     }
 }

@@ -3,15 +3,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::{Request, RequestBody};
+use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically};
+use runnel_storage::{Clock, FileSystem, OsFileSystem, SystemClock};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::error::ApiError;
 use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
+use crate::io_pool::IoPool;
 use crate::topics::TopicRegistry;
 
 /// Why the broker cannot start.
@@ -29,6 +32,10 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Every blocking operation runs here, never on an async worker.
+    pub(crate) io: IoPool,
     pub(crate) topics: TopicRegistry,
     pub(crate) groups: GroupService,
     pub(crate) cluster_id: String,
@@ -50,8 +57,18 @@ pub(crate) enum Reply {
 }
 
 impl Broker {
-    /// Opens the data directory, recovering every partition log.
+    /// Opens the data directory on the real disk, recovering every partition log. Blocks.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, StartupError> {
+        Self::open_with(config, Arc::new(OsFileSystem), Arc::new(SystemClock))
+    }
+
+    /// Opens the data directory on `fs`, with `clock` for time: the simulation's entry point.
+    /// A partition that cannot be recovered is kept offline; the others serve. Blocks.
+    pub fn open_with(
+        config: BrokerConfig,
+        fs: Arc<dyn FileSystem>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Broker>, StartupError> {
         config.validate()?;
         let (advertised_host, advertised_port) =
             split_host_port(config.advertised()).ok_or_else(|| {
@@ -60,16 +77,31 @@ impl Broker {
                     config.advertised()
                 ))
             })?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|error| StartupError::DataDir {
+        create_dir_durably(&*fs, &config.data_dir).map_err(|error| StartupError::DataDir {
             dir: config.data_dir.display().to_string(),
             reason: error.to_string(),
         })?;
-        let cluster_id = load_or_create_identity(&config.data_dir, config.node_id)?;
-        let topics = TopicRegistry::open(&config.data_dir, config.topic_defaults(), now_ms())?;
-        let groups = GroupService::open(&topics, &config)?;
+        let cluster_id = load_or_create_identity(&*fs, &config.data_dir, config.node_id)?;
+        let topics = TopicRegistry::open(
+            Arc::clone(&fs),
+            &config.data_dir,
+            config.topic_defaults(),
+            config.partitions_max,
+            clock.now_ms(),
+        )?;
+        let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;
+        let io = IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
+            StartupError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                reason: format!("cannot start the I/O threads: {error}"),
+            }
+        })?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Broker {
             config,
+            fs,
+            clock,
+            io,
             topics,
             groups,
             cluster_id,
@@ -91,22 +123,42 @@ impl Broker {
         self.config.node_id
     }
 
-    /// Tells connections and background tasks to stop.
+    /// Tells connections and background tasks to stop, and answers every parked JoinGroup
+    /// and SyncGroup (long-polling fetches return by themselves).
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+        self.groups.shutdown();
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs a blocking handler on the I/O pool.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        handler: impl FnOnce(&Broker) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let broker = Arc::clone(self);
+        Ok(self.io.run(move || handler(&broker)).await?)
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
-    /// Flushes and closes every partition log. Call after connections have stopped.
+    /// Flushes and closes every partition log. Call after connections have stopped. Blocks.
     pub fn close(&self) {
         self.topics.close_all();
     }
 
-    /// Serves one parsed request.
-    pub(crate) async fn handle(&self, request: Request, peer: std::net::IpAddr) -> Reply {
+    /// Serves one parsed request. Whatever touches the disk runs on the I/O pool.
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        request: Request,
+        request_bytes: usize,
+        peer: std::net::IpAddr,
+    ) -> Reply {
         let version = request.api_version();
         let client = ClientInfo {
             client_id: request
@@ -127,111 +179,147 @@ impl Broker {
             }
             RequestBody::Kafka(body) => *body,
         };
+        // Handlers that touch the disk, or locks that disk work holds, run on the I/O pool.
         let response = match body {
-            RequestKind::ApiVersions(req) => {
-                ResponseKind::ApiVersions(handlers::cluster::api_versions(version, req))
-            }
-            RequestKind::Metadata(req) => {
-                ResponseKind::Metadata(handlers::cluster::metadata(self, version, req))
-            }
-            RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(
+            RequestKind::ApiVersions(req) => Ok(ResponseKind::ApiVersions(
+                handlers::cluster::api_versions(version, req),
+            )),
+            // Metadata may create topics (auto.create.topics.enable).
+            RequestKind::Metadata(req) => self
+                .blocking(move |broker| handlers::cluster::metadata(broker, version, req))
+                .await
+                .map(ResponseKind::Metadata),
+            RequestKind::DescribeCluster(req) => Ok(ResponseKind::DescribeCluster(
                 handlers::cluster::describe_cluster(self, version, req),
-            ),
-            RequestKind::Produce(req) => match handlers::produce::produce(self, version, req).await
-            {
-                Some(response) => ResponseKind::Produce(response),
-                None => return Reply::None,
-            },
-            RequestKind::Fetch(req) => {
-                ResponseKind::Fetch(handlers::fetch::fetch(self, version, req).await)
+            )),
+            RequestKind::Produce(req) => {
+                match handlers::produce::produce(self, version, req, request_bytes).await {
+                    Some(response) => Ok(ResponseKind::Produce(response)),
+                    None => return Reply::None,
+                }
             }
-            RequestKind::ListOffsets(req) => {
-                ResponseKind::ListOffsets(handlers::offsets::list_offsets(self, version, req))
-            }
-            RequestKind::OffsetForLeaderEpoch(req) => ResponseKind::OffsetForLeaderEpoch(
-                handlers::offsets::offset_for_leader_epoch(self, req),
-            ),
-            RequestKind::DeleteRecords(req) => {
-                ResponseKind::DeleteRecords(handlers::offsets::delete_records(self, req))
-            }
-            RequestKind::CreateTopics(req) => {
-                ResponseKind::CreateTopics(handlers::topics::create_topics(self, version, req))
-            }
-            RequestKind::DeleteTopics(req) => {
-                ResponseKind::DeleteTopics(handlers::topics::delete_topics(self, version, req))
-            }
-            RequestKind::CreatePartitions(req) => {
-                ResponseKind::CreatePartitions(handlers::topics::create_partitions(self, req))
-            }
-            RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(
+            RequestKind::Fetch(req) => Ok(ResponseKind::Fetch(
+                handlers::fetch::fetch(self, version, req).await,
+            )),
+            RequestKind::ListOffsets(req) => self
+                .blocking(move |broker| handlers::offsets::list_offsets(broker, version, req))
+                .await
+                .map(ResponseKind::ListOffsets),
+            RequestKind::OffsetForLeaderEpoch(req) => self
+                .blocking(move |broker| handlers::offsets::offset_for_leader_epoch(broker, req))
+                .await
+                .map(ResponseKind::OffsetForLeaderEpoch),
+            RequestKind::DeleteRecords(req) => self
+                .blocking(move |broker| handlers::offsets::delete_records(broker, req))
+                .await
+                .map(ResponseKind::DeleteRecords),
+            RequestKind::CreateTopics(req) => self
+                .blocking(move |broker| handlers::topics::create_topics(broker, version, req))
+                .await
+                .map(ResponseKind::CreateTopics),
+            RequestKind::DeleteTopics(req) => self
+                .blocking(move |broker| handlers::topics::delete_topics(broker, version, req))
+                .await
+                .map(ResponseKind::DeleteTopics),
+            RequestKind::CreatePartitions(req) => self
+                .blocking(move |broker| handlers::topics::create_partitions(broker, req))
+                .await
+                .map(ResponseKind::CreatePartitions),
+            RequestKind::DescribeConfigs(req) => Ok(ResponseKind::DescribeConfigs(
                 handlers::configs::describe_configs(self, version, req),
-            ),
-            RequestKind::AlterConfigs(req) => {
-                ResponseKind::AlterConfigs(handlers::configs::alter_configs(self, req))
-            }
-            RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
-                handlers::configs::incremental_alter_configs(self, req),
-            ),
-            RequestKind::DescribeLogDirs(req) => ResponseKind::DescribeLogDirs(
-                handlers::log_dirs::describe_log_dirs(self, version, req),
-            ),
-            RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(
+            )),
+            RequestKind::AlterConfigs(req) => self
+                .blocking(move |broker| handlers::configs::alter_configs(broker, req))
+                .await
+                .map(ResponseKind::AlterConfigs),
+            RequestKind::IncrementalAlterConfigs(req) => self
+                .blocking(move |broker| handlers::configs::incremental_alter_configs(broker, req))
+                .await
+                .map(ResponseKind::IncrementalAlterConfigs),
+            RequestKind::DescribeLogDirs(req) => self
+                .blocking(move |broker| handlers::log_dirs::describe_log_dirs(broker, version, req))
+                .await
+                .map(ResponseKind::DescribeLogDirs),
+            RequestKind::FindCoordinator(req) => Ok(ResponseKind::FindCoordinator(
                 handlers::groups::find_coordinator(self, version, req),
-            ),
-            RequestKind::JoinGroup(req) => {
-                ResponseKind::JoinGroup(self.groups.join_group(version, &client, req).await)
-            }
-            RequestKind::SyncGroup(req) => {
-                ResponseKind::SyncGroup(self.groups.sync_group(version, req).await)
-            }
-            RequestKind::Heartbeat(req) => {
-                ResponseKind::Heartbeat(self.groups.heartbeat(version, req))
-            }
-            RequestKind::LeaveGroup(req) => {
-                ResponseKind::LeaveGroup(self.groups.leave_group(version, req))
-            }
-            RequestKind::OffsetCommit(req) => {
-                ResponseKind::OffsetCommit(self.groups.offset_commit(version, req))
-            }
-            RequestKind::OffsetFetch(req) => {
-                ResponseKind::OffsetFetch(self.groups.offset_fetch(version, req))
-            }
-            RequestKind::OffsetDelete(req) => {
-                ResponseKind::OffsetDelete(self.groups.offset_delete(req))
-            }
-            RequestKind::ListGroups(req) => {
-                ResponseKind::ListGroups(self.groups.list_groups(version, req))
-            }
-            RequestKind::DescribeGroups(req) => {
-                ResponseKind::DescribeGroups(self.groups.describe_groups(version, req))
-            }
-            RequestKind::DeleteGroups(req) => {
-                ResponseKind::DeleteGroups(self.groups.delete_groups(version, req))
-            }
-            RequestKind::ConsumerGroupHeartbeat(req) => ResponseKind::ConsumerGroupHeartbeat(
-                self.groups
-                    .consumer_group_heartbeat(&self.topics, &client, version, req),
-            ),
-            RequestKind::ConsumerGroupDescribe(req) => ResponseKind::ConsumerGroupDescribe(
-                self.groups
-                    .consumer_group_describe(&self.topics, version, req),
-            ),
+            )),
+            RequestKind::JoinGroup(req) => self
+                .groups
+                .join_group(self, version, client, req)
+                .await
+                .map(ResponseKind::JoinGroup),
+            RequestKind::SyncGroup(req) => self
+                .groups
+                .sync_group(self, version, req)
+                .await
+                .map(ResponseKind::SyncGroup),
+            RequestKind::Heartbeat(req) => self
+                .blocking(move |broker| broker.groups.heartbeat(version, req))
+                .await
+                .map(ResponseKind::Heartbeat),
+            RequestKind::LeaveGroup(req) => self
+                .blocking(move |broker| broker.groups.leave_group(version, req))
+                .await
+                .map(ResponseKind::LeaveGroup),
+            RequestKind::OffsetCommit(req) => self
+                .groups
+                .offset_commit(self, version, req)
+                .await
+                .map(ResponseKind::OffsetCommit),
+            RequestKind::OffsetFetch(req) => self
+                .blocking(move |broker| broker.groups.offset_fetch(version, req))
+                .await
+                .map(ResponseKind::OffsetFetch),
+            RequestKind::OffsetDelete(req) => self
+                .blocking(move |broker| broker.groups.offset_delete(req))
+                .await
+                .map(ResponseKind::OffsetDelete),
+            RequestKind::ListGroups(req) => self
+                .blocking(move |broker| broker.groups.list_groups(version, req))
+                .await
+                .map(ResponseKind::ListGroups),
+            RequestKind::DescribeGroups(req) => self
+                .blocking(move |broker| broker.groups.describe_groups(version, req))
+                .await
+                .map(ResponseKind::DescribeGroups),
+            RequestKind::DeleteGroups(req) => self
+                .blocking(move |broker| broker.groups.delete_groups(version, req))
+                .await
+                .map(ResponseKind::DeleteGroups),
+            RequestKind::ConsumerGroupHeartbeat(req) => self
+                .blocking(move |broker| {
+                    broker
+                        .groups
+                        .consumer_group_heartbeat(&broker.topics, &client, version, req)
+                })
+                .await
+                .map(ResponseKind::ConsumerGroupHeartbeat),
+            RequestKind::ConsumerGroupDescribe(req) => self
+                .blocking(move |broker| {
+                    broker
+                        .groups
+                        .consumer_group_describe(&broker.topics, version, req)
+                })
+                .await
+                .map(ResponseKind::ConsumerGroupDescribe),
             _ => {
                 // parse_request admits only the APIs in the version table, all handled above.
                 tracing::error!(api_key = ?request.api_key, "request passed the version table but has no handler");
                 return Reply::Close;
             }
         };
-        Reply::Response(Box::new(response))
+        match response {
+            Ok(response) => Reply::Response(Box::new(response)),
+            Err(error) => unanswerable(error),
+        }
     }
 }
 
-/// Milliseconds since the Unix epoch: the clock record timestamps use.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
+/// A request whose handler could not run (the broker is stopping, or a bug panicked): the
+/// connection is closed, which every client treats as a retriable network error.
+fn unanswerable(error: ApiError) -> Reply {
+    tracing::warn!(error = ?error.message, "closing a connection: its request could not be served");
+    Reply::Close
 }
 
 fn split_host_port(address: &str) -> Option<(String, i32)> {
@@ -243,16 +331,21 @@ fn split_host_port(address: &str) -> Option<(String, i32)> {
     ))
 }
 
-/// Reads `meta.properties` (cluster id and node id), writing it on first start. A data
-/// directory from another node is refused, as Kafka does.
-fn load_or_create_identity(data_dir: &Path, node_id: i32) -> Result<String, StartupError> {
+/// Reads `meta.properties` (cluster id and node id), writing it atomically on first start. A
+/// data directory from another node is refused, as Kafka does.
+fn load_or_create_identity(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    node_id: i32,
+) -> Result<String, StartupError> {
     let path = data_dir.join("meta.properties");
     let fail = |reason: String| StartupError::DataDir {
         dir: data_dir.display().to_string(),
         reason,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    match read_optional(fs, &path).map_err(|error| fail(error.to_string()))? {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
             let value = |key: &str| {
                 text.lines()
                     .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
@@ -267,13 +360,13 @@ fn load_or_create_identity(data_dir: &Path, node_id: i32) -> Result<String, Star
             }
             value("cluster.id").ok_or_else(|| fail("meta.properties has no cluster.id".into()))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             let cluster_id = new_cluster_id();
             let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-            std::fs::write(&path, text).map_err(|error| fail(error.to_string()))?;
+            write_atomically(fs, data_dir, "meta.properties", text.as_bytes())
+                .map_err(|error| fail(format!("cannot write meta.properties: {error}")))?;
             Ok(cluster_id)
         }
-        Err(error) => Err(fail(error.to_string())),
     }
 }
 

@@ -26,6 +26,37 @@ pub struct BrokerConfig {
     pub request_max_bytes: usize,
     /// `max.connections`: connections beyond this wait for a slot.
     pub connections_max: usize,
+    /// `max.connections.per.ip`: connections from one address beyond this are closed at once;
+    /// defaults to `connections_max`.
+    pub connections_max_per_ip: Option<usize>,
+    /// `connections.max.idle.ms`: a connection with no request in flight and no byte read for
+    /// this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// Once a request's first byte has arrived, the rest must follow within this long, or the
+    /// connection is closed (a client that sends 3 bytes and waits holds nothing for long).
+    /// Kafka has no such setting; its clients' `request.timeout.ms` is 30 s.
+    pub request_read_timeout_ms: u64,
+    /// `queued.max.request.bytes`: bytes of requests read but not yet answered, across all
+    /// connections; a connection waits (reads nothing) while this is used up. At least
+    /// `request_max_bytes`.
+    pub queued_max_request_bytes: usize,
+    /// `queued.max.requests`: disk jobs waiting for an I/O thread before callers wait.
+    pub queued_max_requests: usize,
+    /// `num.io.threads`: threads that do every disk operation.
+    pub num_io_threads: usize,
+    /// `fetch.max.bytes`: the most record bytes one fetch response carries, whatever the
+    /// request asks (one batch may exceed it, so a consumer always progresses).
+    pub fetch_max_bytes: usize,
+    /// The most partitions this broker holds (KIP-578's `max.broker.partitions`). Each keeps
+    /// at least three files open.
+    pub partitions_max: usize,
+    /// `group.max.size`: members of one classic group.
+    pub group_max_size: usize,
+    /// `group.consumer.max.size`: members of one KIP-848 consumer group.
+    pub group_consumer_max_size: usize,
+    /// `log.flush.offset.checkpoint.interval.ms`: how often each partition's recovery point is
+    /// written to `partition.checkpoint`.
+    pub flush_offset_checkpoint_interval_ms: u64,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
     /// How often the flush policy (`flush.ms`) and `segment.ms` are checked.
@@ -42,6 +73,12 @@ pub struct BrokerConfig {
     pub log_retention_bytes: Option<i64>,
     /// `message.max.bytes`.
     pub message_max_bytes: Option<i64>,
+    /// `compression.type`: the codec batches are stored with (`producer` keeps the client's).
+    pub compression_type: Option<String>,
+    /// `log.message.timestamp.before.max.ms`.
+    pub log_message_timestamp_before_max_ms: Option<i64>,
+    /// `log.message.timestamp.after.max.ms`.
+    pub log_message_timestamp_after_max_ms: Option<i64>,
     /// `group.initial.rebalance.delay.ms`: how long a classic group starting from empty waits
     /// for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: i64,
@@ -70,6 +107,17 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             request_max_bytes: 100 * 1024 * 1024,
             connections_max: 10_000,
+            connections_max_per_ip: None,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+            queued_max_requests: 500,
+            num_io_threads: 8,
+            fetch_max_bytes: 57_671_680,
+            partitions_max: 10_000,
+            group_max_size: 1000,
+            group_consumer_max_size: 1000,
+            flush_offset_checkpoint_interval_ms: 60_000,
             retention_check_interval_ms: 300_000,
             flush_check_interval_ms: 100,
             flush_messages: None,
@@ -78,6 +126,9 @@ impl Default for BrokerConfig {
             log_retention_ms: None,
             log_retention_bytes: None,
             message_max_bytes: None,
+            compression_type: None,
+            log_message_timestamp_before_max_ms: None,
+            log_message_timestamp_after_max_ms: None,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -123,6 +174,11 @@ impl BrokerConfig {
         self.advertised_listener.as_deref().unwrap_or(&self.listen)
     }
 
+    /// `max.connections.per.ip`, resolved.
+    pub fn connections_max_per_ip(&self) -> usize {
+        self.connections_max_per_ip.unwrap_or(self.connections_max)
+    }
+
     /// Checks values that serde cannot, with messages that name the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.num_partitions < 1 {
@@ -145,11 +201,40 @@ impl BrokerConfig {
                 "group-min-session-timeout-ms must not exceed group-max-session-timeout-ms".into(),
             ));
         }
-        if self.connections_max == 0 {
+        if self.connections_max == 0 || self.connections_max_per_ip() == 0 {
             return Err(ConfigError::Invalid(
-                "connections-max must be at least 1".into(),
+                "connections-max and connections-max-per-ip must be at least 1".into(),
             ));
         }
+        if self.queued_max_request_bytes < self.request_max_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "queued-max-request-bytes ({}) must be at least request-max-bytes ({}), or the \
+                 largest request could never be read",
+                self.queued_max_request_bytes, self.request_max_bytes
+            )));
+        }
+        if self.queued_max_request_bytes > u32::MAX as usize {
+            return Err(ConfigError::Invalid(
+                "queued-max-request-bytes must be at most 4294967295".into(),
+            ));
+        }
+        for (name, value) in [
+            ("num-io-threads", self.num_io_threads),
+            ("queued-max-requests", self.queued_max_requests),
+            ("partitions-max", self.partitions_max),
+            ("group-max-size", self.group_max_size),
+            ("group-consumer-max-size", self.group_consumer_max_size),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.fetch_max_bytes < 1024 || self.fetch_max_bytes > i32::MAX as usize / 2 {
+            return Err(ConfigError::Invalid(
+                "fetch-max-bytes must be between 1024 and 1073741823".into(),
+            ));
+        }
+        check_routable(self.advertised())?;
         for (name, value) in self.topic_default_pairs() {
             crate::topic_config::validate_entry(name, &value)
                 .map_err(|reason| ConfigError::Invalid(format!("broker default: {reason}")))?;
@@ -188,8 +273,39 @@ impl BrokerConfig {
             "max.message.bytes",
             self.message_max_bytes.map(|v| v.to_string()),
         );
+        push("compression.type", self.compression_type.clone());
+        push(
+            "message.timestamp.before.max.ms",
+            self.log_message_timestamp_before_max_ms
+                .map(|v| v.to_string()),
+        );
+        push(
+            "message.timestamp.after.max.ms",
+            self.log_message_timestamp_after_max_ms
+                .map(|v| v.to_string()),
+        );
         pairs
     }
+}
+
+/// Refuses an advertised address clients cannot connect to, as Kafka does: the "any" address
+/// is for listening only.
+fn check_routable(advertised: &str) -> Result<(), ConfigError> {
+    let host = advertised
+        .rsplit_once(':')
+        .map_or(advertised, |(host, _)| host)
+        .trim_matches(|c| c == '[' || c == ']');
+    let unspecified = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if unspecified {
+        return Err(ConfigError::Invalid(format!(
+            "the advertised listener {advertised} uses the non-routable meta-address {host}, \
+             which clients cannot connect to: set --advertised-listener to a routable \
+             HOST:PORT (listening on {host} is fine)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,6 +321,26 @@ mod tests {
         assert_eq!(config.flush_messages, Some(1));
         assert_eq!(config.advertised(), "0.0.0.0:9999");
         assert!(toml::from_str::<BrokerConfig>("no-such-key = 1").is_err());
+    }
+
+    #[test]
+    fn any_address_is_not_advertised() {
+        let listening_everywhere = BrokerConfig {
+            listen: "0.0.0.0:9092".into(),
+            ..BrokerConfig::default()
+        };
+        let error = listening_everywhere.validate().unwrap_err().to_string();
+        assert!(error.contains("--advertised-listener"), "{error}");
+        let advertised = BrokerConfig {
+            advertised_listener: Some("broker1.example.com:9092".into()),
+            ..listening_everywhere
+        };
+        assert!(advertised.validate().is_ok());
+        let ipv6 = BrokerConfig {
+            listen: "[::]:9092".into(),
+            ..BrokerConfig::default()
+        };
+        assert!(ipv6.validate().is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_record::RecordError;
 use runnel_storage::StorageError;
 
+use crate::io_pool::PoolError;
+
 /// A Kafka error code with an optional message for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiError {
@@ -48,8 +50,20 @@ impl From<StorageError> for ApiError {
             StorageError::OffsetOutOfRange { .. } => {
                 ApiError::new(ResponseError::OffsetOutOfRange, error.to_string())
             }
+            StorageError::InvalidBatch(record) => record.into(),
             other => ApiError::storage(other.to_string()),
         }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> Self {
+        let code = match error {
+            // Only while the broker stops: the client retries, on another broker in a cluster.
+            PoolError::Stopped => ResponseError::NotLeaderOrFollower,
+            PoolError::Panicked => ResponseError::UnknownServerError,
+        };
+        ApiError::new(code, error.to_string())
     }
 }
 
@@ -61,9 +75,11 @@ impl From<RecordError> for ApiError {
             RecordError::CorruptCrc { .. }
             | RecordError::Truncated { .. }
             | RecordError::InvalidLength(_) => ResponseError::CorruptMessage,
-            RecordError::UnsupportedMagic(_) | RecordError::Invalid(_) => {
-                ResponseError::InvalidRecord
-            }
+            RecordError::TimestampOutOfRange { .. } => ResponseError::InvalidTimestamp,
+            RecordError::UnsupportedMagic(_)
+            | RecordError::Invalid(_)
+            | RecordError::Malformed(_)
+            | RecordError::DecompressedTooLarge { .. } => ResponseError::InvalidRecord,
         };
         ApiError::new(code, error.to_string())
     }

@@ -10,7 +10,7 @@
 //! maps to is already Kafka's, so in a cluster the coordinator becomes that partition's leader.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,15 +19,18 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_group::consumer::{ConsumerGroupConfig, ConsumerGroups, TopicView};
-use runnel_group::{GroupConfig, GroupCoordinator, GroupState as ClassicState, Output, Token};
+use runnel_group::{
+    GroupConfig, GroupCoordinator, GroupState as ClassicState, Output, PendingCommit, Token,
+};
 use runnel_record::{decode_records, BatchBuilder, RecordBatch};
-use runnel_storage::StorageError;
+use runnel_storage::{Clock, StorageError};
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
-use crate::broker::now_ms;
+use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
+use crate::partition::Partition;
 use crate::topics::{Topic, TopicRegistry};
 
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -52,12 +55,31 @@ struct GroupsState {
     parked: HashMap<Token, Parked>,
 }
 
+/// What writing an offset commit left to do.
+enum CommitWritten {
+    /// Answered: applied, or refused.
+    Done(OffsetCommitResponse),
+    /// Written; the flush policy wants an fsync before it is applied and acknowledged.
+    AwaitingSync {
+        partition: Arc<Partition>,
+        end_offset: i64,
+        response: OffsetCommitResponse,
+        pending: PendingCommit,
+    },
+}
+
 pub(crate) struct GroupService {
     state: Mutex<GroupsState>,
     next_token: AtomicU64,
     /// Poked when a call may have moved the coordinators' next deadline earlier.
     deadline_changed: Notify,
     offsets_topic: Arc<Topic>,
+    clock: Arc<dyn Clock>,
+    /// One per `__consumer_offsets` partition: the commits of its groups are written, fsynced
+    /// (when the flush policy asks) and applied in one order, the log's.
+    commit_order: Vec<tokio::sync::Mutex<()>>,
+    /// Set by shutdown: new JoinGroup/SyncGroup requests are turned away.
+    stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for GroupService {
@@ -94,6 +116,7 @@ impl GroupService {
     pub(crate) fn open(
         topics: &TopicRegistry,
         config: &BrokerConfig,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StorageError> {
         let offsets_topic = match topics.get(OFFSETS_TOPIC) {
             Some(topic) => topic,
@@ -108,7 +131,7 @@ impl GroupService {
                         config.offsets_topic_num_partitions,
                         configs,
                         false,
-                        now_ms(),
+                        clock.now_ms(),
                     )
                     .map_err(|error| {
                         StorageError::Corrupt(format!("cannot create {OFFSETS_TOPIC}: {error:?}"))
@@ -122,6 +145,7 @@ impl GroupService {
             group_min_session_timeout_ms: config.group_min_session_timeout_ms,
             group_max_session_timeout_ms: config.group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            group_max_size: config.group_max_size,
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             ..GroupConfig::default()
         });
@@ -134,8 +158,12 @@ impl GroupService {
         let consumer = ConsumerGroups::new(ConsumerGroupConfig {
             session_timeout_ms: config.group_consumer_session_timeout_ms,
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            max_size: config.group_consumer_max_size,
             ..ConsumerGroupConfig::default()
         });
+        let commit_order = (0..offsets_topic.partition_count())
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
         Ok(GroupService {
             state: Mutex::new(GroupsState {
                 classic,
@@ -145,7 +173,31 @@ impl GroupService {
             next_token: AtomicU64::new(1),
             deadline_changed: Notify::new(),
             offsets_topic,
+            clock,
+            commit_order,
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Answers every parked JoinGroup and SyncGroup with NOT_COORDINATOR, so clients look for
+    /// the coordinator elsewhere (or after the restart), and turns new ones away.
+    pub(crate) fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let parked = std::mem::take(&mut self.lock().parked);
+        for (_, parked) in parked {
+            match parked {
+                Parked::Join(reply) => {
+                    let _ = reply.send(join_error(ResponseError::NotCoordinator));
+                }
+                Parked::Sync(reply) => {
+                    let _ = reply.send(sync_error(ResponseError::NotCoordinator));
+                }
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, GroupsState> {
@@ -185,10 +237,15 @@ impl GroupService {
         self.deadline_changed.notify_one();
     }
 
-    /// Appends records to the group's partition of `__consumer_offsets`.
-    fn persist(&self, group: &str, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ApiError> {
+    /// Appends records to the group's partition of `__consumer_offsets`. Blocks. Returns the
+    /// partition and what the append did, unless there was nothing to write.
+    fn persist(
+        &self,
+        group: &str,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<Option<(Arc<Partition>, crate::partition::Appended)>, ApiError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let partitions = self.offsets_topic.partition_count();
         let index = GroupCoordinator::partition_for(group, partitions);
@@ -196,80 +253,116 @@ impl GroupService {
             .offsets_topic
             .partition(index)
             .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))?;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut batch = records
             .iter()
             .fold(BatchBuilder::new(now), |batch, (key, value)| {
                 batch.record(Some(key), value.as_deref(), &[])
             })
             .build();
-        partition.append(&mut batch, now)?;
-        Ok(())
+        let appended = partition.append(&mut batch, now)?;
+        Ok(Some((partition, appended)))
     }
 
+    /// JoinGroup: parks the request with the coordinator until the rebalance answers it.
     pub(crate) async fn join_group(
+        &self,
+        broker: &Arc<Broker>,
+        version: i16,
+        client: ClientInfo,
+        request: JoinGroupRequest,
+    ) -> Result<JoinGroupResponse, ApiError> {
+        let answer = broker
+            .io
+            .run({
+                let broker = Arc::clone(broker);
+                move || broker.groups.start_join(version, &client, request)
+            })
+            .await?;
+        Ok(answer
+            .await
+            .unwrap_or_else(|_| join_error(ResponseError::CoordinatorNotAvailable)))
+    }
+
+    /// Blocks (it may write group metadata).
+    fn start_join(
         &self,
         version: i16,
         client: &ClientInfo,
         request: JoinGroupRequest,
-    ) -> JoinGroupResponse {
-        let token = self.token();
+    ) -> oneshot::Receiver<JoinGroupResponse> {
         let (reply, answer) = oneshot::channel();
-        {
-            let mut state = self.lock();
-            if state.consumer.contains(&request.group_id) {
-                // The id belongs to a KIP-848 group; a classic member cannot join it.
-                let mut response = JoinGroupResponse::default();
-                response.error_code = ResponseError::InconsistentGroupProtocol.code();
-                return response;
-            }
-            state.parked.insert(token, Parked::Join(reply));
-            let mut out = Vec::new();
-            state.classic.join_group(
-                now_ms(),
-                token,
-                version,
-                &client.client_id,
-                &client.host,
-                Uuid::new_v4(),
-                request,
-                &mut out,
-            );
-            self.dispatch(&mut state, out);
+        let mut state = self.lock();
+        if self.stopping.load(Ordering::Acquire) {
+            let _ = reply.send(join_error(ResponseError::NotCoordinator));
+            return answer;
         }
-        answer.await.unwrap_or_else(|_| {
-            let mut response = JoinGroupResponse::default();
-            response.error_code = ResponseError::CoordinatorNotAvailable.code();
-            response
-        })
+        if state.consumer.contains(&request.group_id) {
+            // The id belongs to a KIP-848 group; a classic member cannot join it.
+            let _ = reply.send(join_error(ResponseError::InconsistentGroupProtocol));
+            return answer;
+        }
+        let token = self.token();
+        state.parked.insert(token, Parked::Join(reply));
+        let mut out = Vec::new();
+        state.classic.join_group(
+            self.now_ms(),
+            token,
+            version,
+            &client.client_id,
+            &client.host,
+            Uuid::new_v4(),
+            request,
+            &mut out,
+        );
+        self.dispatch(&mut state, out);
+        answer
     }
 
+    /// SyncGroup: parks the request until the leader's assignment arrives.
     pub(crate) async fn sync_group(
+        &self,
+        broker: &Arc<Broker>,
+        version: i16,
+        request: SyncGroupRequest,
+    ) -> Result<SyncGroupResponse, ApiError> {
+        let answer = broker
+            .io
+            .run({
+                let broker = Arc::clone(broker);
+                move || broker.groups.start_sync(version, request)
+            })
+            .await?;
+        Ok(answer
+            .await
+            .unwrap_or_else(|_| sync_error(ResponseError::CoordinatorNotAvailable)))
+    }
+
+    /// Blocks (it may write group metadata).
+    fn start_sync(
         &self,
         version: i16,
         request: SyncGroupRequest,
-    ) -> SyncGroupResponse {
-        let token = self.token();
+    ) -> oneshot::Receiver<SyncGroupResponse> {
         let (reply, answer) = oneshot::channel();
-        {
-            let mut state = self.lock();
-            state.parked.insert(token, Parked::Sync(reply));
-            let mut out = Vec::new();
-            state
-                .classic
-                .sync_group(now_ms(), token, version, request, &mut out);
-            self.dispatch(&mut state, out);
+        let mut state = self.lock();
+        if self.stopping.load(Ordering::Acquire) {
+            let _ = reply.send(sync_error(ResponseError::NotCoordinator));
+            return answer;
         }
-        answer.await.unwrap_or_else(|_| {
-            let mut response = SyncGroupResponse::default();
-            response.error_code = ResponseError::CoordinatorNotAvailable.code();
-            response
-        })
+        let token = self.token();
+        state.parked.insert(token, Parked::Sync(reply));
+        let mut out = Vec::new();
+        state
+            .classic
+            .sync_group(self.now_ms(), token, version, request, &mut out);
+        self.dispatch(&mut state, out);
+        answer
     }
 
     pub(crate) fn heartbeat(&self, version: i16, request: HeartbeatRequest) -> HeartbeatResponse {
         let mut state = self.lock();
-        let response = state.classic.heartbeat(now_ms(), version, request);
+        let response = state.classic.heartbeat(self.now_ms(), version, request);
         self.deadline_changed.notify_one();
         response
     }
@@ -283,18 +376,63 @@ impl GroupService {
         let mut out = Vec::new();
         let response = state
             .classic
-            .leave_group(now_ms(), version, request, &mut out);
+            .leave_group(self.now_ms(), version, request, &mut out);
         self.dispatch(&mut state, out);
         response
     }
 
-    /// Validates, writes the commit to `__consumer_offsets`, then applies it: a commit is
-    /// acknowledged only once it is in the log.
-    pub(crate) fn offset_commit(
+    /// Validates, writes the commit to `__consumer_offsets`, fsyncs it when the flush policy
+    /// asks (as for a produce), then applies it: a commit is acknowledged, and visible to
+    /// OffsetFetch, only once it is in the log as durably as the policy promises.
+    pub(crate) async fn offset_commit(
         &self,
+        broker: &Arc<Broker>,
         version: i16,
-        mut request: OffsetCommitRequest,
-    ) -> OffsetCommitResponse {
+        request: OffsetCommitRequest,
+    ) -> Result<OffsetCommitResponse, ApiError> {
+        let index = GroupCoordinator::partition_for(
+            &request.group_id,
+            self.offsets_topic.partition_count(),
+        );
+        let _order = match usize::try_from(index)
+            .ok()
+            .and_then(|index| self.commit_order.get(index))
+        {
+            Some(order) => order.lock().await,
+            None => return Err(ApiError::code(ResponseError::CoordinatorNotAvailable)),
+        };
+        let written = broker
+            .io
+            .run({
+                let broker = Arc::clone(broker);
+                move || broker.groups.write_offset_commit(version, request)
+            })
+            .await?;
+        let (partition, end_offset, response, pending) = match written {
+            CommitWritten::Done(response) => return Ok(response),
+            CommitWritten::AwaitingSync {
+                partition,
+                end_offset,
+                response,
+                pending,
+            } => (partition, end_offset, response, pending),
+        };
+        match partition.sync_to(&broker.io, end_offset).await {
+            Ok(()) => {
+                let applier = Arc::clone(broker);
+                broker
+                    .io
+                    .run(move || applier.groups.lock().classic.apply_offset_commit(pending))
+                    .await?;
+                Ok(response)
+            }
+            Err(error) => Ok(with_commit_error(response, &error)),
+        }
+    }
+
+    /// Blocks: validates and appends an offset commit, applying it at once unless an fsync
+    /// must come first.
+    fn write_offset_commit(&self, version: i16, mut request: OffsetCommitRequest) -> CommitWritten {
         let mut state = self.lock();
         if state.consumer.contains(&request.group_id) {
             // A KIP-848 group: its members are fenced by member epoch, not generation.
@@ -303,7 +441,7 @@ impl GroupService {
                 &request.member_id,
                 request.generation_id_or_member_epoch,
             ) {
-                return offset_commit_error(&request, code);
+                return CommitWritten::Done(offset_commit_error(&request, code));
             }
             request.generation_id_or_member_epoch = -1;
             request.member_id = StrBytes::default();
@@ -311,23 +449,21 @@ impl GroupService {
         }
         let plan = state
             .classic
-            .prepare_offset_commit(now_ms(), version, request);
+            .prepare_offset_commit(self.now_ms(), version, request);
         match self.persist(&plan.group, &plan.records) {
-            Ok(()) => {
-                state.classic.apply_offset_commit(plan.pending);
-                plan.response
-            }
-            Err(error) => {
-                let mut response = plan.response;
-                for topic in &mut response.topics {
-                    for partition in &mut topic.partitions {
-                        if partition.error_code == 0 {
-                            partition.error_code = error.error_code();
-                        }
-                    }
+            Ok(Some((partition, appended))) if appended.sync_required => {
+                CommitWritten::AwaitingSync {
+                    partition,
+                    end_offset: appended.info.last_offset + 1,
+                    response: plan.response,
+                    pending: plan.pending,
                 }
-                response
             }
+            Ok(_) => {
+                state.classic.apply_offset_commit(plan.pending);
+                CommitWritten::Done(plan.response)
+            }
+            Err(error) => CommitWritten::Done(with_commit_error(plan.response, &error)),
         }
     }
 
@@ -511,7 +647,7 @@ impl GroupService {
             client_host: &client.host,
         };
         let response = state.consumer.heartbeat_with_client(
-            now_ms(),
+            self.now_ms(),
             version,
             Uuid::new_v4(),
             request,
@@ -547,7 +683,7 @@ impl GroupService {
         .min();
         match next {
             Some(deadline) => {
-                let millis = (deadline - now_ms()).clamp(0, IDLE_TICK.as_millis() as i64);
+                let millis = (deadline - self.now_ms()).clamp(0, IDLE_TICK.as_millis() as i64);
                 Duration::from_millis(millis as u64)
             }
             None => IDLE_TICK,
@@ -563,12 +699,36 @@ impl GroupService {
     /// reassignment after topic changes.
     pub(crate) fn tick(&self, topics: &TopicRegistry) {
         let mut state = self.lock();
-        let now = now_ms();
+        let now = self.now_ms();
         let mut out = Vec::new();
         state.classic.tick(now, &mut out);
         state.consumer.tick(now, &RegistryView(topics));
         self.dispatch(&mut state, out);
     }
+}
+
+fn join_error(error: ResponseError) -> JoinGroupResponse {
+    let mut response = JoinGroupResponse::default();
+    response.error_code = error.code();
+    response
+}
+
+fn sync_error(error: ResponseError) -> SyncGroupResponse {
+    let mut response = SyncGroupResponse::default();
+    response.error_code = error.code();
+    response
+}
+
+/// Marks every partition a commit accepted with the error that kept it from being written.
+fn with_commit_error(mut response: OffsetCommitResponse, error: &ApiError) -> OffsetCommitResponse {
+    for topic in &mut response.topics {
+        for partition in &mut topic.partitions {
+            if partition.error_code == 0 {
+                partition.error_code = error.error_code();
+            }
+        }
+    }
+    response
 }
 
 fn offset_commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
@@ -608,7 +768,7 @@ fn replay(topic: &Topic, coordinator: &mut GroupCoordinator) -> Result<usize, St
         let end = partition.high_watermark();
         while offset < end {
             let slice = partition
-                .with_log(|log| Ok(log.read(offset, end, REPLAY_READ_BYTES, true)?))
+                .with_log(|log| log.read(offset, end, REPLAY_READ_BYTES, true))
                 .map_err(api_to_storage)?;
             if slice.is_empty() {
                 break;

@@ -18,6 +18,8 @@ mod config;
 mod error;
 mod groups;
 mod handlers;
+mod io_pool;
+mod partition;
 mod server;
 mod topic_config;
 mod topics;
@@ -25,6 +27,7 @@ mod topics;
 use std::future::Future;
 
 pub use broker::{Broker, StartupError};
+pub use io_pool::{IoPool, PoolError};
 pub use config::{BrokerConfig, ConfigError};
 pub use topic_config::TOPIC_CONFIGS;
 
@@ -69,13 +72,14 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
         "runnel ready"
     );
     let flusher = tokio::spawn(background::flush_and_roll(broker.clone()));
+    let checkpoints = tokio::spawn(background::write_checkpoints(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
     let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));
     let server = tokio::spawn(server::serve(broker.clone(), listener));
     stop.await;
     tracing::info!("shutting down");
     broker.begin_shutdown();
-    let _ = tokio::join!(server, flusher, retention, group_timers);
+    let _ = tokio::join!(server, flusher, checkpoints, retention, group_timers);
     tokio::task::spawn_blocking(move || broker.close())
         .await
         .ok();

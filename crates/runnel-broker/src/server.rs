@@ -1,31 +1,105 @@
 //! The network shell: accept connections, split bytes into frames, hand requests to the broker
 //! in order, write responses in order. Everything protocol-shaped happens in `runnel-protocol`
-//! and the handlers; this file only moves bytes and enforces limits.
+//! and the handlers; this file moves bytes and enforces the limits a hostile or broken client
+//! meets:
+//!
+//! - `max.connections` (connections beyond it wait to be accepted) and
+//!   `max.connections.per.ip` (connections beyond it are closed at once, as Kafka does);
+//! - `connections.max.idle.ms`: a connection that sends nothing, or reads no response, for
+//!   that long is closed;
+//! - `request-read-timeout-ms`: once a request's first byte has arrived, the rest must follow
+//!   in time (a client that sends 3 bytes and waits is cut off);
+//! - `queued.max.request.bytes`: the bytes of requests read but not yet answered, across all
+//!   connections. A connection reserves its next request's size before reading its body, and
+//!   reads nothing while the budget is used up. Its buffer grows as bytes arrive, never to what
+//!   the size prefix claims;
+//! - accept errors (EMFILE when out of file descriptors) back off instead of spinning.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use kafka_protocol::messages::ApiKey;
 use runnel_protocol::{
     encode_api_versions_fallback, encode_raw_response, encode_response, parse_request,
     FrameDecoder, RequestError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::broker::{Broker, Reply};
-use kafka_protocol::messages::ApiKey;
 
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Room made in a connection's buffer before each read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A connection's first buffer: most requests are small.
+const INITIAL_BUFFER_BYTES: usize = 8 * 1024;
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Connections per client address.
+#[derive(Debug)]
+struct PerIpCounts {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in [`PerIpCounts`], given back on drop.
+struct IpSlot {
+    counts: Arc<PerIpCounts>,
+    ip: IpAddr,
+}
+
+impl PerIpCounts {
+    fn try_register(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            counts: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Serves connections on `listener` until the broker's shutdown signal, then waits for the
 /// requests in flight to finish.
 pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let per_ip = Arc::new(PerIpCounts {
+        max: broker.config.connections_max_per_ip(),
+        counts: Mutex::new(HashMap::new()),
+    });
+    let queued_bytes = Arc::new(Semaphore::new(broker.config.queued_max_request_bytes));
     let mut shutdown = broker.shutdown_signal();
     let mut connections = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
@@ -34,20 +108,36 @@ pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
             },
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                accepted
+            }
+            Err(error) => {
+                // Out of file descriptors, most often: retrying at once would spin.
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let Some(ip_slot) = per_ip.try_register(peer.ip()) else {
+            tracing::warn!(
+                %peer,
+                max = per_ip.max,
+                "rejected connection: this address already has the configured maximum of connections (connections-max-per-ip)"
+            );
+            continue;
+        };
         let broker = broker.clone();
+        let queued_bytes = queued_bytes.clone();
         connections.spawn(async move {
-            let _permit = permit;
-            if let Err(error) = serve_connection(&broker, stream, peer).await {
+            let _slots = (permit, ip_slot);
+            if let Err(error) = serve_connection(&broker, stream, peer, &queued_bytes).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
         });
@@ -72,70 +162,128 @@ enum ConnectionError {
     Shutdown,
     #[error("no handler could answer")]
     Unanswerable,
+    #[error("idle for longer than connections.max.idle.ms")]
+    Idle,
+    #[error("a request did not arrive whole within request-read-timeout-ms")]
+    SlowRequest,
 }
 
 /// One client connection: requests are answered one at a time, in the order they arrived, as
 /// Kafka does; pipelined requests simply wait in the read buffer.
 async fn serve_connection(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    queued_bytes: &Arc<Semaphore>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
-    let mut decoder = FrameDecoder::new(broker.config.request_max_bytes);
-    let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let idle_timeout = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
+    let decoder = FrameDecoder::new(broker.config.request_max_bytes);
+    let mut input = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     let mut shutdown = broker.shutdown_signal();
+    // The queued-bytes reservation of the frame at the front of `input`.
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    let mut last_activity = Instant::now();
+    // When the first byte of the frame at the front of `input` arrived.
+    let mut request_started: Option<Instant> = None;
     loop {
-        while let Some(frame) = decoder.decode(&mut input).inspect_err(|error| {
+        while let Some(size) = decoder.next_frame_size(&input).inspect_err(|error| {
             tracing::warn!(%peer, %error, "closing connection: bad frame");
         })? {
-            let request = match parse_request(frame) {
-                Ok(request) => request,
-                Err(RequestError::UnsupportedVersion {
-                    api_key: ApiKey::ApiVersions,
-                    correlation_id,
-                    ..
-                }) => {
-                    stream
-                        .write_all(&encode_api_versions_fallback(correlation_id))
-                        .await?;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "closing connection: request not served");
-                    return Err(error.into());
-                }
-            };
-            let correlation_id = request.correlation_id();
-            let api_key = request.api_key;
-            let version = request.api_version();
-            tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-            match broker.handle(request, peer.ip()).await {
-                Reply::Response(body) => {
-                    let frame = encode_response(correlation_id, api_key, version, &body)
-                        .inspect_err(
-                            |error| tracing::error!(%peer, %error, "bug: response does not encode"),
-                        )?;
-                    stream.write_all(&frame).await?;
-                }
-                Reply::Raw(body) => {
-                    stream
-                        .write_all(&encode_raw_response(correlation_id, &body))
-                        .await?;
-                }
-                Reply::None => {}
-                Reply::Close => return Err(ConnectionError::Unanswerable),
+            if reserved.is_none() {
+                // Validated against request-max-bytes, itself at most queued-max-request-bytes.
+                let claim = u32::try_from(size).unwrap_or(u32::MAX);
+                reserved = tokio::select! {
+                    permit = queued_bytes.clone().acquire_many_owned(claim) => {
+                        Some(permit.map_err(|_| ConnectionError::Shutdown)?)
+                    }
+                    _ = shutdown.wait_for(|stop| *stop) => return Err(ConnectionError::Shutdown),
+                };
             }
+            let Some(frame) = decoder.decode(&mut input)? else {
+                break;
+            };
+            let reply = handle_frame(broker, frame, peer).await?;
+            // The request's bytes are gone once it is answered; the response is not counted.
+            reserved = None;
+            request_started = None;
+            if let Some(response) = reply {
+                write_timed(&mut stream, &response, idle_timeout).await?;
+            }
+            last_activity = Instant::now();
         }
-        if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
-            input.reserve(READ_BUFFER_BYTES);
+        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
+            input.reserve(READ_CHUNK_BYTES);
         }
+        let deadline = if input.is_empty() {
+            last_activity + idle_timeout
+        } else {
+            *request_started.get_or_insert_with(Instant::now) + request_timeout
+        };
         let read = tokio::select! {
             read = stream.read_buf(&mut input) => read?,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(if input.is_empty() {
+                    ConnectionError::Idle
+                } else {
+                    tracing::warn!(%peer, buffered = input.len(), "closing connection: a request did not arrive in time");
+                    ConnectionError::SlowRequest
+                });
+            }
             _ = shutdown.wait_for(|stop| *stop) => return Err(ConnectionError::Shutdown),
         };
         if read == 0 {
             return Ok(());
         }
+        last_activity = Instant::now();
     }
+}
+
+/// Parses and serves one frame; the bytes to send back, if any.
+async fn handle_frame(
+    broker: &Arc<Broker>,
+    frame: bytes::Bytes,
+    peer: SocketAddr,
+) -> Result<Option<bytes::Bytes>, ConnectionError> {
+    let request_bytes = frame.len();
+    let request = match parse_request(frame) {
+        Ok(request) => request,
+        Err(RequestError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            ..
+        }) => return Ok(Some(encode_api_versions_fallback(correlation_id))),
+        Err(error) => {
+            tracing::warn!(%peer, %error, "closing connection: request not served");
+            return Err(error.into());
+        }
+    };
+    let correlation_id = request.correlation_id();
+    let api_key = request.api_key;
+    let version = request.api_version();
+    tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+    match broker.handle(request, request_bytes, peer.ip()).await {
+        Reply::Response(body) => {
+            let frame = encode_response(correlation_id, api_key, version, &body).inspect_err(
+                |error| tracing::error!(%peer, %error, "bug: response does not encode"),
+            )?;
+            Ok(Some(frame))
+        }
+        Reply::Raw(body) => Ok(Some(encode_raw_response(correlation_id, &body))),
+        Reply::None => Ok(None),
+        Reply::Close => Err(ConnectionError::Unanswerable),
+    }
+}
+
+/// Writes a response; a client that reads none of it for the idle timeout is gone.
+async fn write_timed(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnectionError> {
+    tokio::time::timeout(timeout, stream.write_all(bytes))
+        .await
+        .map_err(|_| ConnectionError::Idle)??;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use runnel_record::Compression;
 use runnel_storage::LogConfig;
 
 /// How a config value is typed, numbered as DescribeConfigs v3+ reports it.
@@ -60,7 +61,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::String,
         default: "producer",
         validate: validate_compression_type,
-        doc: "Runnel stores batches as the producer compressed them; only 'producer' is supported.",
+        doc: "producer stores batches as the producer compressed them; uncompressed, gzip, snappy, lz4 or zstd makes the broker recompress batches that use another codec.",
     },
     ConfigDef {
         name: "delete.retention.ms",
@@ -109,6 +110,22 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "1048588",
         validate: non_negative_int,
         doc: "Largest record batch the topic accepts.",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_synonym: "log.message.timestamp.after.max.ms",
+        kind: ConfigType::Long,
+        default: "3600000",
+        validate: non_negative_long,
+        doc: "How far ahead of the broker's clock a CreateTime record timestamp may be; later ones are refused with INVALID_TIMESTAMP.",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_synonym: "log.message.timestamp.before.max.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        validate: non_negative_long,
+        doc: "How far behind the broker's clock a CreateTime record timestamp may be; older ones are refused with INVALID_TIMESTAMP.",
     },
     ConfigDef {
         name: "message.timestamp.type",
@@ -240,6 +257,12 @@ pub(crate) struct TopicSettings {
     pub min_insync_replicas: i32,
     /// Whether retention may delete old segments (cleanup.policy contains delete).
     pub retention_deletes: bool,
+    /// Whether every record needs a key (cleanup.policy contains compact).
+    pub keys_required: bool,
+    /// The codec batches are stored with; `None` keeps the producer's (`compression.type`).
+    pub compression: Option<Compression>,
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl TopicSettings {
@@ -273,8 +296,27 @@ impl TopicSettings {
             retention_deletes: get("cleanup.policy")
                 .split(',')
                 .any(|p| p.trim() == "delete"),
+            keys_required: get("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim() == "compact"),
+            compression: parse_compression_type(get("compression.type")).unwrap_or(None),
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
         }
     }
+}
+
+/// `compression.type` as a codec to store with: `None` for `producer`.
+fn parse_compression_type(value: &str) -> Result<Option<Compression>, String> {
+    Ok(Some(match value {
+        "producer" => return Ok(None),
+        "uncompressed" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => return Err("must be one of producer, uncompressed, gzip, snappy, lz4, zstd".into()),
+    }))
 }
 
 fn parse_long(value: &str) -> Result<i64, String> {
@@ -340,13 +382,7 @@ fn validate_timestamp_type(value: &str) -> Result<(), String> {
 }
 
 fn validate_compression_type(value: &str) -> Result<(), String> {
-    match value {
-        "producer" => Ok(()),
-        "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
-            Err("Runnel stores batches as produced; only 'producer' is supported".into())
-        }
-        _ => Err("must be one of producer, uncompressed, gzip, snappy, lz4, zstd".into()),
-    }
+    parse_compression_type(value).map(drop)
 }
 
 fn validate_cleanup_policy(value: &str) -> Result<(), String> {
@@ -411,5 +447,9 @@ mod tests {
         assert!(validate_entry("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_entry("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_entry("max.message.bytes", "99999999999").is_err());
+        for codec in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            assert!(validate_entry("compression.type", codec).is_ok(), "{codec}");
+        }
+        assert!(validate_entry("compression.type", "brotli").is_err());
     }
 }

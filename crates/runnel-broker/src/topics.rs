@@ -1,153 +1,37 @@
-//! Topics and partitions held by this broker: the registry, its persistence, and the per-partition
-//! state the handlers share (the log behind a mutex, the high watermark, group-commit fsync).
+//! Topics held by this broker: the registry, its persistence, and the lifecycle of their
+//! partitions' directories. The per-partition state lives in `partition`.
 //!
 //! Layout under the data directory:
 //! ```text
-//! topics/<name>.json      topic id, partition count, config overrides (written atomically)
-//! <name>-<partition>/     one partition log (runnel-storage)
+//! meta.properties                 cluster id and node id
+//! topics/<name>.json              topic id, partition count, config overrides
+//! <name>-<partition>/             one partition log (runnel-storage), with partition.metadata
+//! <name>-<partition>.<id>-delete/ a deleted topic's partition, being removed
 //! ```
-//! A topic exists once its JSON file exists; partition directories without one are leftovers of
-//! an interrupted create or delete and are removed at start-up.
+//! A topic exists once its JSON file is durable (written atomically). Creation makes each
+//! partition directory durable, and stamps it with the topic id (`partition.metadata`), before
+//! the JSON; deletion removes the JSON durably first, then renames the directories away and
+//! removes them. A crash at any point can neither resurrect a deleted topic nor hand its data
+//! to a new topic of the same name: directories without a topic file, or stamped with another
+//! topic's id, are removed at start.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
-use runnel_storage::{AppendInfo, PartitionLog, StorageError};
+use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically, TEMP_SUFFIX};
+use runnel_storage::{FileSystem, PartitionLog, StorageError, PARTITION_METADATA};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::partition::{Partition, LEADER_EPOCH};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
 
-/// A single node leads every partition in epoch 0; replication (later) moves this.
-pub(crate) const LEADER_EPOCH: i32 = 0;
 const TOPIC_NAME_MAX_LEN: usize = 249;
 const PARTITIONS_MAX: i32 = 100_000;
-
-/// One partition of a topic on this broker.
-#[derive(Debug)]
-pub(crate) struct Partition {
-    pub topic: Arc<str>,
-    pub index: i32,
-    /// `None` once the topic is deleted: holders of an `Arc<Partition>` then see it as unknown.
-    log: Mutex<Option<PartitionLog>>,
-    /// Consumers read below this. On a single node it is the log end offset.
-    high_watermark: watch::Sender<i64>,
-    /// Held while an fsync runs, so concurrent acknowledgements share one fsync.
-    sync_lock: tokio::sync::Mutex<()>,
-    /// Everything below is fsynced; read without the log lock on the acknowledgement path.
-    flushed_offset: AtomicI64,
-}
-
-impl Partition {
-    fn new(topic: Arc<str>, index: i32, log: PartitionLog) -> Self {
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
-        Partition {
-            topic,
-            index,
-            flushed_offset: AtomicI64::new(log.recovery_point()),
-            log: Mutex::new(Some(log)),
-            high_watermark,
-            sync_lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Runs `f` on the log, or answers UNKNOWN_TOPIC_OR_PARTITION if the topic was deleted.
-    pub(crate) fn with_log<T>(
-        &self,
-        f: impl FnOnce(&mut PartitionLog) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let mut guard = self.lock();
-        match guard.as_mut() {
-            Some(log) => f(log),
-            None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
-        match self.log.lock() {
-            Ok(guard) => guard,
-            // A panic while appending may have left the log half-updated: crashing beats
-            // serving a log that may diverge from what is on disk.
-            Err(_) => {
-                tracing::error!(topic = %self.topic, partition = self.index, "partition log lock poisoned by a panic; stopping");
-                std::process::abort();
-            }
-        }
-    }
-
-    pub(crate) fn high_watermark(&self) -> i64 {
-        *self.high_watermark.borrow()
-    }
-
-    pub(crate) fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
-    }
-
-    /// Appends validated batches, giving them offsets; moves the high watermark.
-    pub(crate) fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, ApiError> {
-        self.with_log(|log| {
-            let info = log.append(batches, LEADER_EPOCH, now_ms)?;
-            self.high_watermark.send_replace(log.log_end_offset());
-            Ok(info)
-        })
-    }
-
-    /// Whether the flush policy asks for an fsync now.
-    pub(crate) fn flush_due(&self, now_ms: i64) -> bool {
-        self.with_log(|log| Ok(log.flush_due(now_ms)))
-            .unwrap_or(false)
-    }
-
-    /// Whether `flush.messages` requires an fsync before acknowledging what was appended.
-    pub(crate) fn sync_required_before_ack(&self) -> bool {
-        self.with_log(|log| Ok(log.flush_due_by_count()))
-            .unwrap_or(false)
-    }
-
-    /// Makes every offset below `offset` durable. Appenders that arrive while an fsync runs
-    /// wait for it and then usually find their data already covered: one fsync, many acks.
-    pub(crate) async fn sync_to(&self, offset: i64) -> Result<(), ApiError> {
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
-            return Ok(());
-        }
-        let _sync = self.sync_lock.lock().await;
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
-            return Ok(());
-        }
-        let handle = self.with_log(|log| Ok(log.unflushed()))?;
-        let synced_offset = handle.offset;
-        tokio::task::spawn_blocking(move || handle.sync())
-            .await
-            .map_err(|join| ApiError::storage(format!("fsync task failed: {join}")))?
-            .map_err(|error| ApiError::storage(format!("fsync failed: {error}")))?;
-        self.with_log(|log| Ok(log.mark_flushed(synced_offset)?))?;
-        self.flushed_offset
-            .fetch_max(synced_offset, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Flushes and closes the log (clean shutdown).
-    fn close(&self) -> Result<(), StorageError> {
-        match self.lock().take() {
-            Some(log) => log.close(),
-            None => Ok(()),
-        }
-    }
-
-    fn delete(&self) -> Result<(), StorageError> {
-        match self.lock().take() {
-            Some(log) => log.delete(),
-            None => Ok(()),
-        }
-    }
-}
+const DELETE_SUFFIX: &str = "-delete";
 
 /// A topic: its identity, partitions and configs.
 #[derive(Debug)]
@@ -201,47 +85,64 @@ struct TopicRecord {
 /// Every topic on this broker.
 #[derive(Debug)]
 pub(crate) struct TopicRegistry {
+    fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
     broker_defaults: BrokerTopicDefaults,
+    /// The most partitions this broker holds, over all topics.
+    partitions_max: usize,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// Serialises create, delete, alter and add-partitions so the files and the map agree.
     admin_lock: Mutex<()>,
 }
 
 impl TopicRegistry {
-    /// Loads every topic and recovers its partition logs.
+    /// Loads every topic and recovers its partition logs. A partition that cannot be opened is
+    /// kept offline; the others serve. Blocks.
     pub(crate) fn open(
+        fs: Arc<dyn FileSystem>,
         data_dir: &Path,
         broker_defaults: BrokerTopicDefaults,
+        partitions_max: usize,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
         let topics_dir = data_dir.join("topics");
-        fs::create_dir_all(&topics_dir)
-            .map_err(|source| io_error(&topics_dir, "create", source))?;
+        create_dir_durably(&*fs, &topics_dir).map_err(|source| io_error(&topics_dir, "create", source))?;
         let registry = TopicRegistry {
+            fs,
             data_dir: data_dir.to_path_buf(),
             broker_defaults,
+            partitions_max,
             topics: RwLock::new(HashMap::new()),
             admin_lock: Mutex::new(()),
         };
         let mut known_dirs = Vec::new();
-        let entries =
-            fs::read_dir(&topics_dir).map_err(|source| io_error(&topics_dir, "list", source))?;
+        let entries = registry
+            .fs
+            .list(&topics_dir)
+            .map_err(|source| io_error(&topics_dir, "list", source))?;
         for entry in entries {
-            let path = entry
-                .map_err(|source| io_error(&topics_dir, "list", source))?
-                .path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            let path = topics_dir.join(&entry.name);
+            let name = entry.name.to_string_lossy();
+            if name.ends_with(TEMP_SUFFIX) {
+                // An interrupted atomic write; the file it was replacing is intact.
+                registry
+                    .fs
+                    .remove_file(&path)
+                    .map_err(|source| io_error(&path, "remove", source))?;
                 continue;
             }
-            let text =
-                fs::read_to_string(&path).map_err(|source| io_error(&path, "read", source))?;
-            let record: TopicRecord = serde_json::from_str(&text)
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let text = read_optional(&*registry.fs, &path)
+                .map_err(|source| io_error(&path, "read", source))?
+                .unwrap_or_default();
+            let record: TopicRecord = serde_json::from_slice(&text)
                 .map_err(|error| StorageError::Corrupt(format!("{}: {error}", path.display())))?;
             for index in 0..record.partitions {
                 known_dirs.push(partition_dir_name(&record.name, index));
             }
-            let topic = registry.open_topic(record, now_ms)?;
+            let topic = registry.load_topic(record, now_ms);
             tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "loaded topic");
             write(&registry.topics).insert(topic.name.clone(), topic);
         }
@@ -249,40 +150,79 @@ impl TopicRegistry {
         Ok(registry)
     }
 
-    fn open_topic(&self, record: TopicRecord, now_ms: i64) -> Result<Arc<Topic>, StorageError> {
+    /// A topic read at start: partitions that fail to open are kept offline.
+    fn load_topic(&self, record: TopicRecord, now_ms: i64) -> Arc<Topic> {
         let settings = TopicSettings::resolve(&record.configs, &self.broker_defaults);
         let name: Arc<str> = Arc::from(record.name.as_str());
-        let mut partitions = Vec::new();
-        for index in 0..record.partitions {
-            let dir = self.data_dir.join(partition_dir_name(&name, index));
-            let mut log = PartitionLog::open(&dir, settings.log.clone(), now_ms)?;
-            if log.latest_leader_epoch().is_none() {
-                log.assign_leader_epoch(LEADER_EPOCH, log.log_end_offset())?;
-            }
-            partitions.push(Arc::new(Partition::new(name.clone(), index, log)));
-        }
-        Ok(Arc::new(Topic {
+        let partitions = (0..record.partitions)
+            .map(|index| {
+                let dir = self.partition_dir(&name, index);
+                let partition = match self.open_partition_log(&dir, record.id, &settings, now_ms) {
+                    Ok(log) => Partition::online(name.clone(), index, log),
+                    Err(error) => Partition::offline(name.clone(), index, &dir, error.to_string()),
+                };
+                Arc::new(partition)
+            })
+            .collect();
+        Arc::new(Topic {
             name,
             id: record.id,
             partitions: RwLock::new(partitions),
             overrides: RwLock::new(record.configs),
             settings: RwLock::new(Arc::new(settings)),
-        }))
+        })
     }
 
-    /// Partition directories with no topic file: an interrupted create or delete.
+    /// Opens (or creates) one partition's log, checking that the directory belongs to topic
+    /// `id`: a directory left by an older topic of the same name is removed first.
+    fn open_partition_log(
+        &self,
+        dir: &Path,
+        id: Uuid,
+        settings: &TopicSettings,
+        now_ms: i64,
+    ) -> Result<PartitionLog, StorageError> {
+        let fs = &*self.fs;
+        let metadata_path = dir.join(PARTITION_METADATA);
+        let stamped = read_optional(fs, &metadata_path)
+            .map_err(|source| io_error(&metadata_path, "read", source))?
+            .map(|bytes| parse_partition_metadata(&bytes));
+        if let Some(stamp) = &stamped {
+            if *stamp != Some(id) {
+                tracing::warn!(dir = %dir.display(), "removing a partition directory left by an earlier topic of the same name");
+                fs.remove_dir_all(dir)
+                    .map_err(|source| io_error(dir, "remove", source))?;
+                fs.sync_dir(&self.data_dir)
+                    .map_err(|source| io_error(&self.data_dir, "fsync", source))?;
+            }
+        }
+        let mut log = PartitionLog::open(Arc::clone(&self.fs), dir, settings.log.clone(), now_ms)?;
+        if stamped != Some(Some(id)) {
+            let text = format!("version: 0\ntopic_id: {id}\n");
+            write_atomically(fs, dir, PARTITION_METADATA, text.as_bytes())
+                .map_err(|source| io_error(&metadata_path, "write", source))?;
+        }
+        if log.latest_leader_epoch().is_none() {
+            log.assign_leader_epoch(LEADER_EPOCH, log.log_end_offset())?;
+        }
+        Ok(log)
+    }
+
+    /// Partition directories with no topic file (an interrupted create or delete), and
+    /// deleted topics' directories still being removed.
     fn remove_leftover_dirs(&self, known: &[String]) {
-        let Ok(entries) = fs::read_dir(&self.data_dir) else {
+        let Ok(entries) = self.fs.list(&self.data_dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for entry in entries.iter().filter(|entry| entry.is_dir) {
+            let name = entry.name.to_string_lossy().into_owned();
             let is_partition_dir = name
                 .rsplit_once('-')
                 .is_some_and(|(_, index)| index.parse::<u32>().is_ok());
-            if entry.path().is_dir() && is_partition_dir && !known.contains(&name) {
-                tracing::warn!(dir = %name, "removing partition directory of a topic that no longer exists");
-                if let Err(error) = fs::remove_dir_all(entry.path()) {
+            let being_deleted = name.ends_with(DELETE_SUFFIX);
+            if (is_partition_dir && !known.contains(&name)) || being_deleted {
+                tracing::warn!(dir = %name, "removing the directory of a partition whose topic no longer exists");
+                if let Err(error) = self.fs.remove_dir_all(&self.data_dir.join(&name)) {
                     tracing::warn!(dir = %name, %error, "could not remove leftover directory");
                 }
             }
@@ -321,7 +261,25 @@ impl TopicRegistry {
         topics
     }
 
-    /// Creates a topic, or with `validate_only` checks that it could be created.
+    /// Refuses a change that would take the broker past `partitions_max` partitions.
+    fn check_partition_budget(&self, adding: i32) -> Result<(), ApiError> {
+        let held: usize = read(&self.topics)
+            .values()
+            .map(|topic| topic.partition_count() as usize)
+            .sum();
+        if held + adding as usize > self.partitions_max {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "This broker holds {held} partitions; {adding} more would exceed its limit of {} (partitions-max).",
+                    self.partitions_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic, or with `validate_only` checks that it could be created. Blocks.
     pub(crate) fn create(
         &self,
         name: &str,
@@ -358,51 +316,79 @@ impl TopicRegistry {
                 format!("Topic '{name}' collides with existing topic '{other}': '.' and '_' are treated alike in metric names."),
             ));
         }
+        self.check_partition_budget(partitions)?;
         if validate_only {
             return Ok(None);
         }
-        let record = TopicRecord {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
-        let topic = self.open_topic(
-            TopicRecord {
-                configs: record.configs.clone(),
-                ..record
-            },
-            now_ms,
-        )?;
+        let id = Uuid::new_v4();
+        let settings = TopicSettings::resolve(&configs, &self.broker_defaults);
+        let topic_name: Arc<str> = Arc::from(name);
+        let mut opened = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            let dir = self.partition_dir(name, index);
+            let log = self.open_partition_log(&dir, id, &settings, now_ms)?;
+            opened.push(Arc::new(Partition::online(topic_name.clone(), index, log)));
+        }
         self.persist(&TopicRecord {
             name: name.to_string(),
-            id: topic.id,
+            id,
             partitions,
-            configs: topic.overrides(),
+            configs: configs.clone(),
         })?;
+        let topic = Arc::new(Topic {
+            name: topic_name,
+            id,
+            partitions: RwLock::new(opened),
+            overrides: RwLock::new(configs),
+            settings: RwLock::new(Arc::new(settings)),
+        });
         write(&self.topics).insert(topic.name.clone(), topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         Ok(Some(topic))
     }
 
-    /// Deletes a topic: its file first (so a crash cannot resurrect it), then its logs.
+    /// Deletes a topic: its file first, durably (so a crash cannot resurrect it), then its
+    /// partition directories, renamed away before they are removed. Blocks.
     pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
         let _admin = lock(&self.admin_lock);
         let topic = self.existing(name)?;
         refuse_internal(&topic, "delete")?;
         let file = self.topic_file(name);
-        fs::remove_file(&file).map_err(|source| io_error(&file, "remove", source))?;
+        let topics_dir = self.data_dir.join("topics");
+        self.fs
+            .remove_file(&file)
+            .and_then(|()| self.fs.sync_dir(&topics_dir))
+            .map_err(|source| io_error(&file, "remove", source))?;
         write(&self.topics).remove(name);
+        let mut doomed = Vec::new();
         for partition in topic.partitions() {
-            if let Err(error) = partition.delete() {
-                tracing::warn!(topic = name, partition = partition.index, %error, "could not remove partition data; it is removed at next start");
+            partition.detach();
+            let dir = self.partition_dir(name, partition.index);
+            let away = self.data_dir.join(format!(
+                "{}.{}{DELETE_SUFFIX}",
+                partition_dir_name(name, partition.index),
+                topic.id.simple()
+            ));
+            match self.fs.rename(&dir, &away) {
+                Ok(()) => doomed.push(away),
+                Err(error) => {
+                    tracing::warn!(partition = %partition.name(), %error, "could not rename partition directory; it is removed at next start");
+                }
+            }
+        }
+        if let Err(error) = self.fs.sync_dir(&self.data_dir) {
+            tracing::warn!(%error, "could not fsync the data directory after renaming deleted partitions");
+        }
+        for away in doomed {
+            if let Err(error) = self.fs.remove_dir_all(&away) {
+                tracing::warn!(dir = %away.display(), %error, "could not remove a deleted partition; it is removed at next start");
             }
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
-    /// Grows a topic to `total` partitions.
+    /// Grows a topic to `total` partitions. Blocks.
     pub(crate) fn add_partitions(
         &self,
         name: &str,
@@ -422,16 +408,16 @@ impl TopicRegistry {
                 ),
             ));
         }
+        self.check_partition_budget(total - current)?;
         if validate_only {
             return Ok(());
         }
         let settings = topic.settings();
         let mut added = Vec::new();
         for index in current..total {
-            let dir = self.data_dir.join(partition_dir_name(name, index));
-            let mut log = PartitionLog::open(&dir, settings.log.clone(), now_ms)?;
-            log.assign_leader_epoch(LEADER_EPOCH, 0)?;
-            added.push(Arc::new(Partition::new(topic.name.clone(), index, log)));
+            let dir = self.partition_dir(name, index);
+            let log = self.open_partition_log(&dir, topic.id, &settings, now_ms)?;
+            added.push(Arc::new(Partition::online(topic.name.clone(), index, log)));
         }
         self.persist(&TopicRecord {
             name: name.to_string(),
@@ -444,7 +430,7 @@ impl TopicRegistry {
     }
 
     /// Replaces a topic's overrides (AlterConfigs), or applies a change to them
-    /// (IncrementalAlterConfigs) via `change`. Validates every resulting value.
+    /// (IncrementalAlterConfigs) via `change`. Validates every resulting value. Blocks.
     pub(crate) fn alter_configs(
         &self,
         name: &str,
@@ -480,15 +466,19 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Flushes and closes every log (clean shutdown).
+    /// Flushes and closes every log (clean shutdown). Blocks.
     pub(crate) fn close_all(&self) {
         for topic in self.list() {
             for partition in topic.partitions() {
                 if let Err(error) = partition.close() {
-                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "could not close partition log");
+                    tracing::error!(partition = %partition.name(), %error, "could not close partition log");
                 }
             }
         }
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.data_dir.join(partition_dir_name(topic, index))
     }
 
     fn topic_file(&self, name: &str) -> PathBuf {
@@ -497,20 +487,22 @@ impl TopicRegistry {
 
     /// Writes a topic file atomically: temp file, fsync, rename, fsync the directory.
     fn persist(&self, record: &TopicRecord) -> Result<(), StorageError> {
-        let path = self.topic_file(&record.name);
-        let temp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(record).map_err(|error| {
             StorageError::Corrupt(format!("cannot encode topic {}: {error}", record.name))
         })?;
-        let write_temp = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temp)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            fs::rename(&temp, &path)?;
-            fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-        };
-        write_temp().map_err(|source| io_error(&path, "write", source))
+        let topics_dir = self.data_dir.join("topics");
+        let name = format!("{}.json", record.name);
+        write_atomically(&*self.fs, &topics_dir, &name, &json)
+            .map_err(|source| io_error(&topics_dir.join(&name), "write", source))
     }
+}
+
+/// The topic id in a `partition.metadata` file; `None` if it does not parse.
+fn parse_partition_metadata(bytes: &[u8]) -> Option<Uuid> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .and_then(|id| id.trim().parse().ok())
 }
 
 /// Internal topics (`__consumer_offsets`) map keys to partitions by count; deleting or growing

@@ -27,13 +27,14 @@ impl FrameDecoder {
         FrameDecoder { frame_max_bytes }
     }
 
-    /// Takes the next whole frame's body off the front of `input`, if it has arrived.
-    /// When only part has arrived, reserves room for the rest (the size is already checked).
-    pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if input.len() < SIZE_PREFIX_LEN {
+    /// The body size the frame at the front of `input` claims, checked against the limit,
+    /// once its 4-byte prefix has arrived. Nothing is reserved for it: the caller's buffer grows
+    /// as bytes arrive, never to what a client merely claims.
+    pub fn next_frame_size(&self, input: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(prefix) = input.get(..SIZE_PREFIX_LEN) else {
             return Ok(None);
-        }
-        let size = i32::from_be_bytes([input[0], input[1], input[2], input[3]]);
+        };
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         let size = usize::try_from(size).map_err(|_| FrameError::NegativeSize(size))?;
         if size > self.frame_max_bytes {
             return Err(FrameError::TooLarge {
@@ -41,9 +42,15 @@ impl FrameDecoder {
                 limit: self.frame_max_bytes,
             });
         }
-        let needed = SIZE_PREFIX_LEN + size;
-        if input.len() < needed {
-            input.reserve(needed - input.len());
+        Ok(Some(size))
+    }
+
+    /// Takes the next whole frame's body off the front of `input`, if it has all arrived.
+    pub fn decode(&self, input: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.next_frame_size(input)? else {
+            return Ok(None);
+        };
+        if input.len() < SIZE_PREFIX_LEN + size {
             return Ok(None);
         }
         input.advance(SIZE_PREFIX_LEN);
@@ -58,7 +65,7 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_refused_before_buffering() {
-        let mut decoder = FrameDecoder::new(100);
+        let decoder = FrameDecoder::new(100);
         let mut input = BytesMut::from(&0x7fff_ffffi32.to_be_bytes()[..]);
         assert_eq!(
             decoder.decode(&mut input),
@@ -71,8 +78,18 @@ mod tests {
     }
 
     #[test]
+    fn a_claimed_size_reserves_nothing() {
+        let decoder = FrameDecoder::new(100 << 20);
+        let mut input = BytesMut::from(&(100i32 << 20).to_be_bytes()[..]);
+        input.extend_from_slice(b"abc");
+        assert_eq!(decoder.next_frame_size(&input), Ok(Some(100 << 20)));
+        assert_eq!(decoder.decode(&mut input), Ok(None));
+        assert!(input.capacity() < 1000, "capacity {}", input.capacity());
+    }
+
+    #[test]
     fn negative_size_is_refused() {
-        let mut decoder = FrameDecoder::new(100);
+        let decoder = FrameDecoder::new(100);
         let mut input = BytesMut::from(&(-5i32).to_be_bytes()[..]);
         assert_eq!(
             decoder.decode(&mut input),
@@ -88,7 +105,7 @@ mod tests {
                 wire.extend_from_slice(&(body.len() as i32).to_be_bytes());
                 wire.extend_from_slice(body);
             }
-            let mut decoder = FrameDecoder::new(1000);
+            let decoder = FrameDecoder::new(1000);
             let mut input = BytesMut::new();
             let mut frames = Vec::new();
             for chunk in wire.chunks(split) {

@@ -9,7 +9,7 @@
 //! use bytes::BytesMut;
 //! use runnel_protocol::FrameDecoder;
 //!
-//! let mut decoder = FrameDecoder::new(1024);
+//! let decoder = FrameDecoder::new(1024);
 //! let mut input = BytesMut::from(&[0, 0, 0, 2, 0xab][..]);
 //! assert_eq!(decoder.decode(&mut input).unwrap(), None); // one byte of two so far
 //! input.extend_from_slice(&[0xcd]);

@@ -56,6 +56,24 @@ pub enum RecordError {
     /// The header is self-inconsistent or a record inside does not parse.
     #[error("invalid record batch: {0}")]
     Invalid(&'static str),
+    /// As `Invalid`, with details of this batch.
+    #[error("invalid record batch: {0}")]
+    Malformed(String),
+    /// A record's timestamp lies outside what the topic accepts
+    /// (`message.timestamp.before.max.ms`, `message.timestamp.after.max.ms`).
+    #[error(
+        "timestamp {timestamp} of the record at offset delta {offset_delta} is out of range: \
+         it must lie within [{lowest}, {highest}]"
+    )]
+    TimestampOutOfRange {
+        timestamp: i64,
+        offset_delta: i32,
+        lowest: i64,
+        highest: i64,
+    },
+    /// Compressed records would expand beyond the decompression budget.
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge { limit: u64 },
 }
 
 /// The codec named in a batch's attributes.
@@ -77,6 +95,19 @@ impl Compression {
             3 => Ok(Compression::Lz4),
             4 => Ok(Compression::Zstd),
             _ => Err(RecordError::Invalid("unknown compression codec")),
+        }
+    }
+}
+
+impl Compression {
+    /// The codec's number in the low three bits of a batch's attributes.
+    pub(crate) fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
         }
     }
 }
@@ -124,14 +155,16 @@ impl RecordBatchHeader {
         LOG_OVERHEAD + self.batch_length as usize
     }
 
-    /// The offset of the batch's last record.
+    /// The offset of the batch's last record. Saturates: a client's batch may carry any base
+    /// offset (the broker overwrites it), and reading one must not overflow.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after the batch: where the next batch starts.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     pub fn compression(&self) -> Compression {
@@ -254,7 +287,42 @@ impl RecordBatch {
     pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
         let attributes = read_i16(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
         batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        Self::set_max_timestamp(batch, timestamp_ms);
+    }
+
+    /// Writes the max timestamp, as Kafka's validator does with the records' true maximum, and
+    /// recomputes the CRC. `batch` must hold exactly one whole, validated batch.
+    pub fn set_max_timestamp(batch: &mut [u8], timestamp_ms: i64) {
         batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+        Self::update_crc(batch);
+    }
+
+    /// Rebuilds one whole, validated batch with its records section compressed by `codec`
+    /// instead (the topic's `compression.type`). Every header field but the codec bits, the
+    /// length and the CRC is kept: producer id, epoch and sequence, the transactional bit,
+    /// timestamps. Decompression draws on `budget`.
+    pub fn recompress(
+        batch: &[u8],
+        codec: Compression,
+        budget: &crate::DecompressionBudget,
+    ) -> Result<Vec<u8>, RecordError> {
+        let header = Self::parse_header(batch)?;
+        let section = &batch[BATCH_HEADER_LEN..header.total_len()];
+        let plain = budget.decompress(header.compression(), section)?;
+        let section = crate::compress(codec, &plain);
+        let batch_length = i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + section.len())
+            .map_err(|_| RecordError::Invalid("recompressed batch exceeds 2 GiB"))?;
+        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + section.len());
+        out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let attributes = (header.attributes & !COMPRESSION_MASK) | codec.attribute_bits();
+        out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        out.extend_from_slice(&section);
+        Self::update_crc(&mut out);
+        Ok(out)
+    }
+
+    fn update_crc(batch: &mut [u8]) {
         let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
         batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }

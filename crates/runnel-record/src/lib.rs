@@ -5,8 +5,13 @@
 //! partition leader epoch, log-append time) and encodes/decodes uncompressed records. It does no
 //! I/O and never re-encodes a batch a client sent: the broker stores batches as they came.
 //!
-//! Decompression (gzip, snappy, lz4, zstd; pure Rust, output capped) is here for reading records
-//! back, and compression with the same codecs for producers building batches
+//! It also checks a client's batch record by record before the broker stores it, as Kafka's
+//! `LogValidator` does ([`RecordPolicy::validate`]), decompressing within a
+//! [`DecompressionBudget`] so that a few KiB cannot expand into gigabytes, and rebuilds a batch
+//! with the topic's codec ([`RecordBatch::recompress`]).
+//!
+//! Decompression (gzip, snappy, lz4, zstd; pure Rust, streamed and capped) is here for reading
+//! records back, and compression with the same codecs for producers building batches
 //! ([`BatchBuilder::compression`]). Where a batch is stored is not this crate's.
 //!
 //! ```
@@ -25,7 +30,9 @@ mod batch;
 mod compress;
 mod compression;
 mod records;
+mod validate;
 mod varint;
+mod walk;
 
 pub use batch::{
     Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
@@ -33,5 +40,7 @@ pub use batch::{
 };
 pub use compress::compress;
 pub use compression::decompress;
-pub use records::{decode_records, BatchBuilder, Record, DECOMPRESSED_BATCH_MAX_BYTES};
+pub use records::{decode_records, BatchBuilder, Record};
+pub use validate::{RecordPolicy, ValidatedBatch, NO_TIMESTAMP};
+pub use walk::{DecompressionBudget, DECOMPRESSED_BATCH_MAX_BYTES};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};

@@ -1,13 +1,12 @@
 //! Records inside a batch: building batches, compressed or not (for tests, tools and the
 //! client), and decoding them (for validation and for reading back).
 
-use crate::batch::{
-    Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
-    LOG_OVERHEAD, MAGIC_V2,
-};
+use std::ops::ControlFlow;
+
+use crate::batch::{Compression, RecordBatch, RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 use crate::compress::compress;
-use crate::compression::decompress;
-use crate::varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
+use crate::varint::{encode_varint, encode_varlong};
+use crate::walk::{walk_records, DecompressionBudget};
 
 /// One decoded record, with absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +195,7 @@ impl BatchBuilder {
                 &compressed
             }
         };
-        let mut attributes = codec_bits(self.compression);
+        let mut attributes = self.compression.attribute_bits();
         if self.transactional {
             attributes |= TRANSACTIONAL_BIT;
         }
@@ -224,17 +223,6 @@ impl BatchBuilder {
 
 /// Transactional bit of a batch's attributes.
 const TRANSACTIONAL_BIT: i16 = 0x10;
-
-/// The codec's number in the low three bits of a batch's attributes.
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
 
 fn bytes_len(bytes: Option<&[u8]>) -> usize {
     match bytes {
@@ -266,104 +254,37 @@ fn encode_bytes(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
-/// Most bytes one batch may decompress to: far above `max.message.bytes`, far below memory.
-pub const DECOMPRESSED_BATCH_MAX_BYTES: usize = 128 * 1024 * 1024;
-
-/// Decodes the records of one batch, decompressing if needed. Checks that the record count,
-/// the offset deltas and every length agree with the bytes, so a batch that passes can be
-/// read back by any client.
+/// Decodes the records of one batch, decompressing if needed (within
+/// [`DecompressionBudget::for_stored_batch`]). Checks that the record count, the offset deltas
+/// and every length agree with the bytes, so a batch that passes can be read back by any client.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
     let header = RecordBatch::parse_header(batch)?;
-    let section = &batch[BATCH_HEADER_LEN..header.total_len()];
-    match header.compression() {
-        Compression::None => parse_records(&header, section),
-        codec => {
-            let plain = decompress(codec, section, DECOMPRESSED_BATCH_MAX_BYTES)?;
-            parse_records(&header, &plain)
-        }
-    }
-}
-
-fn parse_records(header: &RecordBatchHeader, mut input: &[u8]) -> Result<Vec<Record>, RecordError> {
-    let timestamp_is_log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     // Every record takes at least 7 bytes, so the count cannot ask for more than the input.
-    let mut records = Vec::with_capacity((header.records_count as usize).min(input.len() / 7));
-    for expected_delta in 0..header.records_count {
-        let (length, used) = decode_varint(input).ok_or(INVALID_RECORD)?;
-        input = &input[used..];
-        let length = usize::try_from(length).map_err(|_| INVALID_RECORD)?;
-        if length > input.len() {
-            return Err(INVALID_RECORD);
-        }
-        let (mut body, rest) = input.split_at(length);
-        input = rest;
-        body = body.get(1..).ok_or(INVALID_RECORD)?; // attributes
-        let (timestamp_delta, used) = decode_varlong(body).ok_or(INVALID_RECORD)?;
-        body = &body[used..];
-        let (offset_delta, used) = decode_varint(body).ok_or(INVALID_RECORD)?;
-        body = &body[used..];
-        if offset_delta != expected_delta {
-            return Err(RecordError::Invalid(
-                "record offset deltas are not consecutive",
-            ));
-        }
-        let key = take_bytes(&mut body)?;
-        let value = take_bytes(&mut body)?;
-        let (header_count, used) = decode_varint(body).ok_or(INVALID_RECORD)?;
-        body = &body[used..];
-        let header_count = usize::try_from(header_count).map_err(|_| INVALID_RECORD)?;
-        let mut headers = Vec::with_capacity(header_count.min(body.len()));
-        for _ in 0..header_count {
-            let name = take_bytes(&mut body)?.ok_or(INVALID_RECORD)?;
-            let name = String::from_utf8(name).map_err(|_| INVALID_RECORD)?;
-            headers.push((name, take_bytes(&mut body)?));
-        }
-        if !body.is_empty() {
-            return Err(INVALID_RECORD);
-        }
+    let mut records = Vec::with_capacity(
+        usize::try_from(header.records_count)
+            .unwrap_or(0)
+            .min(batch.len() / 7),
+    );
+    let budget = DecompressionBudget::for_stored_batch();
+    walk_records(batch, &header, &budget, true, |record| {
         records.push(Record {
-            offset: header.base_offset + i64::from(offset_delta),
-            timestamp: if timestamp_is_log_append {
-                header.max_timestamp
-            } else {
-                header.base_timestamp + timestamp_delta
-            },
-            key,
-            value,
-            headers,
+            offset: header
+                .base_offset
+                .saturating_add(i64::from(record.offset_delta)),
+            timestamp: record.timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
         });
-    }
-    if !input.is_empty() {
-        return Err(RecordError::Invalid("bytes after the last record"));
-    }
-    if header.records_count > 0 && header.last_offset_delta != header.records_count - 1 {
-        return Err(RecordError::Invalid(
-            "last offset delta does not match record count",
-        ));
-    }
+        ControlFlow::Continue(())
+    })?;
     Ok(records)
-}
-
-const INVALID_RECORD: RecordError = RecordError::Invalid("malformed record");
-
-fn take_bytes(input: &mut &[u8]) -> Result<Option<Vec<u8>>, RecordError> {
-    let (length, used) = decode_varint(input).ok_or(INVALID_RECORD)?;
-    *input = &input[used..];
-    if length < 0 {
-        return Ok(None);
-    }
-    let length = length as usize;
-    if length > input.len() {
-        return Err(INVALID_RECORD);
-    }
-    let (bytes, rest) = input.split_at(length);
-    *input = rest;
-    Ok(Some(bytes.to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TimestampType;
     use proptest::prelude::*;
 
     const CODECS: [Compression; 5] = [

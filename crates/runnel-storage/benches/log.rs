@@ -6,11 +6,12 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use runnel_record::BatchBuilder;
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::{LogConfig, OsFileSystem, PartitionLog};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -41,7 +42,7 @@ fn batch(records: usize, record_bytes: usize) -> Vec<u8> {
 }
 
 fn open(dir: &Path, config: LogConfig) -> PartitionLog {
-    PartitionLog::open(dir, config, NOW_MS).expect("open the partition log")
+    PartitionLog::open(Arc::new(OsFileSystem), dir, config, NOW_MS).expect("open the partition log")
 }
 
 /// A log in a fresh temp dir holding about `bytes` of copies of `batch`.

@@ -11,17 +11,15 @@
 //!                             <epoch> <start offset>   (one line each)
 //! ```
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use crate::epoch::EpochEntry;
 use crate::error::{IoContext, StorageError};
+use crate::fs::{self, FileSystem};
 
 pub(crate) const PARTITION_CHECKPOINT: &str = "partition.checkpoint";
 pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 pub(crate) const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
-pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 const VERSION: &str = "0";
 
 /// What `partition.checkpoint` records.
@@ -35,8 +33,8 @@ pub(crate) struct PartitionCheckpoint {
 impl PartitionCheckpoint {
     /// `None` if the file is missing or unreadable; the caller then recovers the whole log,
     /// which is slow but loses nothing.
-    pub(crate) fn read(dir: &Path) -> Result<Option<Self>, StorageError> {
-        let Some(text) = read_optional(&dir.join(PARTITION_CHECKPOINT))? else {
+    pub(crate) fn read(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Self>, StorageError> {
+        let Some(text) = read_optional(fs, &dir.join(PARTITION_CHECKPOINT))? else {
             return Ok(None);
         };
         let parsed = (|| {
@@ -58,20 +56,20 @@ impl PartitionCheckpoint {
         Ok(parsed)
     }
 
-    pub(crate) fn write(&self, dir: &Path) -> Result<(), StorageError> {
+    pub(crate) fn write(&self, fs: &dyn FileSystem, dir: &Path) -> Result<(), StorageError> {
         let text = format!(
             "{VERSION}\n{} {}\n",
             self.log_start_offset, self.recovery_point
         );
-        write_atomically(dir, PARTITION_CHECKPOINT, text.as_bytes())
+        write_atomically(fs, dir, PARTITION_CHECKPOINT, text.as_bytes())
     }
 }
 
 /// Reads the leader epoch entries; an empty list if the file is missing. An unreadable file is
 /// corruption: guessing epochs could make a follower keep records the leader does not have.
-pub(crate) fn read_epochs(dir: &Path) -> Result<Vec<EpochEntry>, StorageError> {
+pub(crate) fn read_epochs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<EpochEntry>, StorageError> {
     let path = dir.join(LEADER_EPOCH_CHECKPOINT);
-    let Some(text) = read_optional(&path)? else {
+    let Some(text) = read_optional(fs, &path)? else {
         return Ok(Vec::new());
     };
     let corrupt = |why: &str| StorageError::Corrupt(format!("{}: {why}", path.display()));
@@ -102,47 +100,36 @@ pub(crate) fn read_epochs(dir: &Path) -> Result<Vec<EpochEntry>, StorageError> {
     Ok(entries)
 }
 
-pub(crate) fn write_epochs(dir: &Path, entries: &[EpochEntry]) -> Result<(), StorageError> {
+pub(crate) fn write_epochs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    entries: &[EpochEntry],
+) -> Result<(), StorageError> {
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for entry in entries {
         text.push_str(&format!("{} {}\n", entry.epoch, entry.start_offset));
     }
-    write_atomically(dir, LEADER_EPOCH_CHECKPOINT, text.as_bytes())
+    write_atomically(fs, dir, LEADER_EPOCH_CHECKPOINT, text.as_bytes())
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, StorageError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(StorageError::Io {
-            context: format!("reading {}", path.display()),
-            source: error,
-        }),
-    }
+fn read_optional(fs: &dyn FileSystem, path: &Path) -> Result<Option<String>, StorageError> {
+    let bytes = fs::read_optional(fs, path).context(|| format!("reading {}", path.display()))?;
+    Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// Replaces `dir/name` with `contents` so that a crash at any point leaves either the old or
-/// the new file.
+/// [`fs::write_atomically`], with the file named in any error.
 pub(crate) fn write_atomically(
+    fs: &dyn FileSystem,
     dir: &Path,
     name: &str,
     contents: &[u8],
 ) -> Result<(), StorageError> {
-    let path = dir.join(name);
-    let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let mut file = File::create(&temp).context(|| format!("creating {}", temp.display()))?;
-    file.write_all(contents)
-        .context(|| format!("writing {}", temp.display()))?;
-    file.sync_all()
-        .context(|| format!("fsync of {}", temp.display()))?;
-    fs::rename(&temp, &path)
-        .context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
-    sync_dir(dir)
+    fs::write_atomically(fs, dir, name, contents)
+        .context(|| format!("writing {}", dir.join(name).display()))
 }
 
 /// Makes creations, renames and removals in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
+pub(crate) fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir)
         .context(|| format!("fsync of directory {}", dir.display()))
 }

@@ -1,18 +1,21 @@
 //! The sparse offset index and the time index of one segment.
 //!
-//! Both are plain append-only files of fixed-size big-endian entries whose contents are also held
-//! in memory, so lookups never touch the disk. This module owns their byte format, loading,
-//! appending with rollback, and lookups; it does not decide when entries are added or whether a
-//! loaded index can be trusted (the segment does, against the log file).
+//! Both are plain append-only files of fixed-size big-endian entries. Memory holds only the
+//! newest entries (the "warm" tail, where lookups of recent offsets and times land); older ones
+//! are found by a binary search that reads the file, so a broker's index memory does not grow
+//! with the data it stores. This module owns the byte format, loading, appending with rollback,
+//! and lookups; it does not decide when entries are added or whether a loaded index can be
+//! trusted (the segment does, against the log file).
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{IoContext, StorageError};
+use crate::fs::{DataFile, FileSystem, OpenMode};
 
+/// How many of the newest entries each index keeps in memory: 1 KiB of offset entries,
+/// covering the last 512 KiB of the log at the default `index.interval.bytes`.
+const WARM_ENTRIES: usize = 128;
 /// One fixed-size index entry.
 pub(crate) trait Entry: Copy + std::fmt::Debug {
     const LEN: usize;
@@ -68,69 +71,116 @@ impl Entry for TimeEntry {
 
 const _: () = assert!(OffsetEntry::LEN == 8 && TimeEntry::LEN == 12);
 
-/// An index file and its entries in memory. The file holds exactly `entries` once any
-/// operation returns `Ok`.
+/// An index file, its entry count and its newest entries. The file holds exactly `len`
+/// entries once any operation returns `Ok`.
 #[derive(Debug)]
 pub(crate) struct IndexFile<E> {
     path: PathBuf,
-    file: Arc<File>,
-    entries: Vec<E>,
+    file: Arc<dyn DataFile>,
+    len: usize,
+    /// Entries `len - warm.len() .. len`.
+    warm: Vec<E>,
     /// The file's length was not a whole number of entries when it was loaded.
     pub(crate) torn: bool,
 }
 
 impl<E: Entry> IndexFile<E> {
     /// Creates the file empty, replacing whatever was there.
-    pub(crate) fn create(path: &Path) -> Result<Self, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+    pub(crate) fn create(fs: &dyn FileSystem, path: &Path) -> Result<Self, StorageError> {
+        let file = fs
+            .open(path, OpenMode::Truncate)
             .context(|| format!("creating index file {}", path.display()))?;
         Ok(IndexFile {
             path: path.to_path_buf(),
-            file: Arc::new(file),
-            entries: Vec::new(),
+            file,
+            len: 0,
+            warm: Vec::new(),
             torn: false,
         })
     }
 
-    /// Opens the file, creating it empty if missing, and loads every whole entry. Returns
+    /// Opens the file, creating it empty if missing, and reads its newest entries. Returns
     /// whether the file existed: a missing index must be rebuilt.
-    pub(crate) fn load(path: &Path) -> Result<(Self, bool), StorageError> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
+    pub(crate) fn load(fs: &dyn FileSystem, path: &Path) -> Result<(Self, bool), StorageError> {
+        let existed = fs
+            .exists(path)
+            .context(|| format!("looking for index file {}", path.display()))?;
+        let file = fs
+            .open(path, OpenMode::Create)
             .context(|| format!("opening index file {}", path.display()))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .context(|| format!("reading index file {}", path.display()))?;
-        let torn = bytes.len() % E::LEN != 0;
-        let entries = bytes.chunks_exact(E::LEN).map(E::decode).collect();
-        let index = IndexFile {
+        let bytes = file
+            .size()
+            .context(|| format!("reading the size of index file {}", path.display()))?;
+        let len = usize::try_from(bytes / E::LEN as u64).unwrap_or(usize::MAX);
+        let mut index = IndexFile {
             path: path.to_path_buf(),
-            file: Arc::new(file),
-            entries,
-            torn,
+            file,
+            len,
+            warm: Vec::new(),
+            torn: bytes % E::LEN as u64 != 0,
         };
+        index.warm = index.read_entries(len.saturating_sub(WARM_ENTRIES), len)?;
         Ok((index, existed))
     }
 
-    pub(crate) fn entries(&self) -> &[E] {
-        &self.entries
+    fn read_entries(&self, from: usize, to: usize) -> Result<Vec<E>, StorageError> {
+        let mut bytes = vec![0u8; (to - from) * E::LEN];
+        self.file
+            .read_exact_at(&mut bytes, Self::byte_len(from))
+            .context(|| format!("reading index file {}", self.path.display()))?;
+        Ok(bytes.chunks_exact(E::LEN).map(E::decode).collect())
+    }
+
+    /// The entry at `position` (`< len`), from memory if warm.
+    fn entry(&self, position: usize) -> Result<E, StorageError> {
+        let warm_start = self.len - self.warm.len();
+        if position >= warm_start {
+            return Ok(self.warm[position - warm_start]);
+        }
+        let mut bytes = [0u8; 16];
+        let bytes = &mut bytes[..E::LEN];
+        self.file
+            .read_exact_at(bytes, Self::byte_len(position))
+            .context(|| format!("reading index file {}", self.path.display()))?;
+        Ok(E::decode(bytes))
+    }
+
+    /// The last entry for which `at_or_below` holds, given that it holds for a prefix of the
+    /// entries. Searches the warm tail first; reads the file only for older entries.
+    fn floor(&self, at_or_below: impl Fn(&E) -> bool) -> Result<Option<E>, StorageError> {
+        let warm_start = self.len - self.warm.len();
+        let in_warm = self.warm.partition_point(&at_or_below);
+        if in_warm > 0 || warm_start == 0 {
+            return Ok(in_warm.checked_sub(1).map(|n| self.warm[n]));
+        }
+        // Binary search over the entries on disk: the answer is below `warm_start`.
+        let (mut low, mut high) = (0, warm_start);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if at_or_below(&self.entry(middle)?) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low.checked_sub(1).map(|n| self.entry(n)).transpose()
+    }
+
+    /// The newest entries, for the cheap sanity check of a loaded index.
+    pub(crate) fn warm_entries(&self) -> &[E] {
+        &self.warm
+    }
+
+    #[cfg(test)]
+    pub(crate) fn all_entries(&self) -> Result<Vec<E>, StorageError> {
+        self.read_entries(0, self.len)
     }
 
     pub(crate) fn last(&self) -> Option<E> {
-        self.entries.last().copied()
+        self.warm.last().copied()
     }
 
-    pub(crate) fn file(&self) -> &Arc<File> {
+    pub(crate) fn file(&self) -> &Arc<dyn DataFile> {
         &self.file
     }
 
@@ -153,17 +203,21 @@ impl<E: Entry> IndexFile<E> {
             entry.encode(&mut bytes);
         }
         self.file
-            .write_all_at(&bytes, Self::byte_len(self.entries.len()))
+            .write_all_at(&bytes, Self::byte_len(self.len))
             .context(|| format!("appending to index file {}", self.path.display()))
     }
 
     pub(crate) fn commit(&mut self, new: &[E]) {
-        self.entries.extend_from_slice(new);
+        self.len += new.len();
+        self.warm.extend_from_slice(new);
+        if self.warm.len() > WARM_ENTRIES {
+            self.warm.drain(..self.warm.len() - WARM_ENTRIES);
+        }
     }
 
     /// Cuts the file back to the committed entries after a failed append.
     pub(crate) fn rollback(&self) {
-        truncate_after_failure(&self.file, Self::byte_len(self.entries.len()), &self.path);
+        truncate_after_failure(&*self.file, Self::byte_len(self.len), &self.path);
     }
 
     /// Replaces the whole index, as after a rebuild from the log.
@@ -171,10 +225,11 @@ impl<E: Entry> IndexFile<E> {
         self.file
             .set_len(0)
             .context(|| format!("truncating index file {}", self.path.display()))?;
-        self.entries.clear();
+        self.len = 0;
+        self.warm.clear();
         self.torn = false;
         self.write_pending(&entries)?;
-        self.entries = entries;
+        self.commit(&entries);
         Ok(())
     }
 
@@ -188,32 +243,25 @@ impl<E: Entry> IndexFile<E> {
 impl IndexFile<OffsetEntry> {
     /// The position of the last indexed batch whose base offset is at most `relative_offset`:
     /// a place to start scanning for it. 0 (the segment's start) when no entry qualifies.
-    pub(crate) fn lookup(&self, relative_offset: u32) -> u32 {
-        let after = self
-            .entries
-            .partition_point(|entry| entry.relative_offset <= relative_offset);
-        match after {
-            0 => 0,
-            n => self.entries[n - 1].position,
-        }
+    pub(crate) fn lookup(&self, relative_offset: u32) -> Result<u32, StorageError> {
+        Ok(self
+            .floor(|entry| entry.relative_offset <= relative_offset)?
+            .map_or(0, |entry| entry.position))
     }
 }
 
 impl IndexFile<TimeEntry> {
     /// The last entry with a timestamp at most `timestamp`: every batch before its offset has
     /// a smaller max timestamp, so a search for `timestamp` may start there.
-    pub(crate) fn lookup(&self, timestamp: i64) -> Option<TimeEntry> {
-        let after = self
-            .entries
-            .partition_point(|entry| entry.timestamp <= timestamp);
-        after.checked_sub(1).map(|n| self.entries[n])
+    pub(crate) fn lookup(&self, timestamp: i64) -> Result<Option<TimeEntry>, StorageError> {
+        self.floor(|entry| entry.timestamp <= timestamp)
     }
 }
 
 /// Truncates a file back to `len` after a failed write. If even that fails, the in-memory
 /// state still ends at `len`: the next write overwrites the leftover bytes, and recovery
 /// discards any that remain past the last whole batch.
-pub(crate) fn truncate_after_failure(file: &File, len: u64, path: &Path) {
+pub(crate) fn truncate_after_failure(file: &dyn DataFile, len: u64, path: &Path) {
     if let Err(error) = file.set_len(len) {
         tracing::error!(
             path = %path.display(),
@@ -227,31 +275,39 @@ pub(crate) fn truncate_after_failure(file: &File, len: u64, path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::OsFileSystem;
+
+    fn entries(count: u32) -> Vec<OffsetEntry> {
+        (1..=count)
+            .map(|n| OffsetEntry {
+                relative_offset: n * 10,
+                position: n * 100,
+            })
+            .collect()
+    }
 
     #[test]
-    fn offset_lookup_finds_floor_entry() -> Result<(), StorageError> {
+    fn offset_lookup_finds_floor_entry_in_memory_and_on_disk() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let mut index = IndexFile::<OffsetEntry>::create(&dir.path().join("x.index"))?;
-        let new = [
-            OffsetEntry {
-                relative_offset: 10,
-                position: 100,
-            },
-            OffsetEntry {
-                relative_offset: 20,
-                position: 200,
-            },
-        ];
+        let path = dir.path().join("x.index");
+        let mut index = IndexFile::<OffsetEntry>::create(&OsFileSystem, &path)?;
+        let new = entries(1000);
         index.write_pending(&new)?;
         index.commit(&new);
-        assert_eq!(index.lookup(0), 0);
-        assert_eq!(index.lookup(9), 0);
-        assert_eq!(index.lookup(10), 100);
-        assert_eq!(index.lookup(19), 100);
-        assert_eq!(index.lookup(25), 200);
-        let (loaded, existed) = IndexFile::<OffsetEntry>::load(&dir.path().join("x.index"))?;
+        let (loaded, existed) = IndexFile::<OffsetEntry>::load(&OsFileSystem, &path)?;
         assert!(existed && !loaded.torn);
-        assert_eq!(loaded.entries(), &new);
+        assert_eq!(loaded.warm_entries().len(), WARM_ENTRIES);
+        assert_eq!(loaded.all_entries()?, new);
+        for index in [&index, &loaded] {
+            assert_eq!(index.lookup(0)?, 0);
+            assert_eq!(index.lookup(9)?, 0);
+            assert_eq!(index.lookup(10)?, 100);
+            assert_eq!(index.lookup(19)?, 100);
+            assert_eq!(index.lookup(25)?, 200);
+            assert_eq!(index.lookup(5_555)?, 55_500);
+            assert_eq!(index.lookup(9_999)?, 99_900);
+            assert_eq!(index.lookup(u32::MAX)?, 100_000);
+        }
         Ok(())
     }
 
@@ -259,7 +315,7 @@ mod tests {
     fn rollback_discards_pending_entries() -> Result<(), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let path = dir.path().join("x.timeindex");
-        let mut index = IndexFile::<TimeEntry>::create(&path)?;
+        let mut index = IndexFile::<TimeEntry>::create(&OsFileSystem, &path)?;
         let first = [TimeEntry {
             timestamp: 5,
             relative_offset: 1,
@@ -271,10 +327,10 @@ mod tests {
             relative_offset: 2,
         }])?;
         index.rollback();
-        let (loaded, _) = IndexFile::<TimeEntry>::load(&path)?;
-        assert_eq!(loaded.entries(), &first);
-        assert_eq!(loaded.lookup(4), None);
-        assert_eq!(loaded.lookup(7), Some(first[0]));
+        let (loaded, _) = IndexFile::<TimeEntry>::load(&OsFileSystem, &path)?;
+        assert_eq!(loaded.all_entries()?, first);
+        assert_eq!(loaded.lookup(4)?, None);
+        assert_eq!(loaded.lookup(7)?, Some(first[0]));
         Ok(())
     }
 }

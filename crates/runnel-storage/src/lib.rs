@@ -4,9 +4,11 @@
 //!
 //! [`PartitionLog`] owns appends (offset assignment, segment rolling, index upkeep), reads by
 //! offset and by timestamp, crash recovery, retention, DeleteRecords, replica truncation and
-//! flush bookkeeping. It does synchronous file I/O and takes the time as an argument; it does
-//! not lock (the broker holds each log behind a mutex), validate client batches (the broker
-//! does, with `runnel-record`), or know about high watermarks, ISR or transactions.
+//! flush bookkeeping. It does synchronous file I/O through the [`FileSystem`] trait (the real
+//! disk, or [`sim::SimFileSystem`], which loses what a power cut loses) and takes the time as an
+//! argument; it does not lock (the broker holds each log behind a mutex and calls it from I/O
+//! threads), validate client batches (the broker does, with `runnel-record`), or know about
+//! high watermarks, ISR or transactions.
 //!
 //! Slow work is split off so it can run outside the partition lock: [`PartitionLog::read`]
 //! returns a [`FetchSlice`] to copy afterwards, and [`PartitionLog::unflushed`] returns a
@@ -17,17 +19,18 @@
 //! 00000000000000000000.log        batches, back to back
 //! 00000000000000000000.index      (relative offset u32, position u32), big-endian
 //! 00000000000000000000.timeindex  (timestamp i64, relative offset u32), big-endian
-//! partition.checkpoint            log start offset, recovery point
+//! partition.checkpoint            log start offset, recovery point (rewritten periodically)
 //! leader-epoch-checkpoint         (epoch, start offset) entries
 //! .clean-shutdown                 written by close(), removed by open()
 //! ```
 //!
 //! ```
+//! use std::sync::Arc;
 //! use runnel_record::BatchBuilder;
-//! use runnel_storage::{LogConfig, PartitionLog};
+//! use runnel_storage::{LogConfig, OsFileSystem, PartitionLog};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 1_000)?;
+//! let mut log = PartitionLog::open(Arc::new(OsFileSystem), dir.path(), LogConfig::default(), 1_000)?;
 //! let mut batch = BatchBuilder::new(1_000).record(None, Some(b"hello"), &[]).build();
 //! let info = log.append(&mut batch, 0, 1_000)?;
 //! assert_eq!((info.base_offset, log.log_end_offset()), (0, 1));
@@ -42,16 +45,19 @@ mod checkpoint;
 mod config;
 mod epoch;
 mod error;
+pub mod fs;
 mod index;
 mod log;
 mod segment;
+pub mod sim;
 
 pub use config::{
     LogConfig, DEFAULT_FLUSH_MS, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_MS,
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS,
 };
 pub use error::StorageError;
-pub use log::{AppendInfo, FetchSlice, FlushHandle, PartitionLog};
+pub use fs::{Clock, DataFile, FileSystem, OpenMode, OsFileSystem, SystemClock};
+pub use log::{AppendInfo, FetchSlice, FlushHandle, PartitionLog, PARTITION_METADATA};
 
 #[cfg(test)]
 mod tests;

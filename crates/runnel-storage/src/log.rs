@@ -9,18 +9,16 @@
 //! - Every segment but the active one is sealed: its time index ends with its max timestamp.
 //! - An append is all or nothing: on failure the files are cut back and nothing in memory moves.
 
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use runnel_record::{RecordBatch, RecordError};
+use runnel_record::{DecompressionBudget, RecordBatch, RecordError};
 
 use crate::checkpoint::{
     self, PartitionCheckpoint, CLEAN_SHUTDOWN, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
-    TEMP_SUFFIX,
 };
+use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
@@ -28,6 +26,14 @@ use crate::segment::{
     BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, SEGMENT_BYTES_MAX,
     TIME_INDEX_SUFFIX,
 };
+
+/// The most offsets one append may span: comfortably inside what a segment's 32-bit relative
+/// offsets can index, whatever the segment's base.
+const APPEND_OFFSETS_MAX: i64 = i32::MAX as i64;
+
+/// The file the broker keeps in each partition directory to name the topic it belongs to
+/// (KIP-516's `partition.metadata`). The log leaves it alone.
+pub const PARTITION_METADATA: &str = "partition.metadata";
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +53,7 @@ pub struct AppendInfo {
 /// The file handle keeps the data readable even if retention deletes the segment meanwhile.
 #[derive(Debug, Clone)]
 pub struct FetchSlice {
-    file: Option<Arc<File>>,
+    file: Option<Arc<dyn DataFile>>,
     position: u64,
     len: usize,
 }
@@ -89,7 +95,7 @@ impl FetchSlice {
 #[derive(Debug, Clone)]
 pub struct FlushHandle {
     pub offset: i64,
-    files: Vec<Arc<File>>,
+    files: Vec<Arc<dyn DataFile>>,
 }
 
 impl FlushHandle {
@@ -106,6 +112,7 @@ impl FlushHandle {
 /// after releasing it.
 #[derive(Debug)]
 pub struct PartitionLog {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     config: LogConfig,
     /// Sorted by base offset, never empty; the last is the active segment.
@@ -115,6 +122,8 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     /// When the oldest append not yet covered by a flush happened.
     oldest_unflushed_append_ms: Option<i64>,
+    /// What `partition.checkpoint` holds now.
+    checkpointed: PartitionCheckpoint,
 }
 
 impl PartitionLog {
@@ -127,28 +136,52 @@ impl PartitionLog {
     /// is cut off at the last whole batch and later segments are deleted. A segment that fails
     /// the cheap check is scanned too; a bad batch below the recovery point is
     /// [`StorageError::Corrupt`].
-    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog, StorageError> {
-        fs::create_dir_all(dir).context(|| format!("creating directory {}", dir.display()))?;
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog, StorageError> {
+        let fs_ref = &*fs;
+        create_dir_durably(fs_ref, dir)
+            .context(|| format!("creating directory {}", dir.display()))?;
         let marker = dir.join(CLEAN_SHUTDOWN);
-        let marker_found = marker.exists();
+        let marker_found = fs_ref
+            .exists(&marker)
+            .context(|| format!("looking for {}", marker.display()))?;
         if marker_found {
             // Removed durably before anything else: if this run crashes, the next open must
             // not believe the log was closed cleanly.
-            fs::remove_file(&marker).context(|| format!("removing {}", marker.display()))?;
-            checkpoint::sync_dir(dir)?;
+            fs_ref
+                .remove_file(&marker)
+                .context(|| format!("removing {}", marker.display()))?;
+            checkpoint::sync_dir(fs_ref, dir)?;
         }
-        let bases = scan_directory(dir)?;
-        let stored = PartitionCheckpoint::read(dir)?;
+        let bases = scan_directory(fs_ref, dir)?;
+        let stored = PartitionCheckpoint::read(fs_ref, dir)?;
         let clean = marker_found && stored.is_some();
         let index_interval_bytes = u64::from(config.index_interval_bytes);
 
-        let mut segments = Vec::with_capacity(bases.len());
-        for &base in &bases {
-            segments.push(Segment::open(dir, base)?);
+        // Segments wholly below the log start offset were being deleted (retention,
+        // DeleteRecords, truncation) when the process stopped: their removal was not yet
+        // durable, and their contents no longer matter.
+        let stored_start = stored.map_or(i64::MIN, |stored| stored.log_start_offset);
+        let deleted = bases
+            .windows(2)
+            .take_while(|pair| pair[1] <= stored_start)
+            .count();
+        for &base in &bases[..deleted] {
+            tracing::info!(dir = %dir.display(), base, "finishing the deletion of a segment below the log start offset");
+            Segment::open(fs_ref, dir, base)?.delete_files(fs_ref)?;
+        }
+        let mut segments = Vec::with_capacity(bases.len() - deleted);
+        for &base in &bases[deleted..] {
+            segments.push(Segment::open(fs_ref, dir, base)?);
         }
         if segments.is_empty() {
             let base = stored.map_or(0, |stored| stored.log_start_offset.max(0));
-            segments.push(Segment::create(dir, base)?);
+            segments.push(Segment::create(fs_ref, dir, base)?);
+            checkpoint::sync_dir(fs_ref, dir)?;
         }
         let first_base = segments[0].base_offset;
         let mut recovery_point = stored.map_or(first_base, |stored| stored.recovery_point);
@@ -196,13 +229,26 @@ impl PartitionLog {
             } else {
                 segment.recover(recovery_point, next_base, index_interval_bytes)?
             };
-            if truncated {
+            // Segments are contiguous: each starts where the previous ended. A gap means the
+            // end of this segment was lost after the next one was created; that is an unflushed
+            // tail unless it lies below the recovery point.
+            let segment_end = segments[index].next_offset;
+            let gap = next_base.is_some_and(|next_base| next_base != segment_end);
+            if gap && segment_end < recovery_point {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {} ends at offset {segment_end}, below the recovery point \
+                     {recovery_point}, but the next segment starts at {}",
+                    segments[index].path().display(),
+                    next_base.unwrap_or_default()
+                )));
+            }
+            if truncated || gap {
                 for later in segments.drain(index + 1..) {
                     tracing::warn!(
                         segment = %later.path().display(),
                         "deleting a segment that follows a torn tail"
                     );
-                    later.delete_files()?;
+                    later.delete_files(fs_ref)?;
                 }
             }
             index += 1;
@@ -226,7 +272,7 @@ impl PartitionLog {
             recovery_point = log_end_offset;
         }
         let mut epochs =
-            LeaderEpochCache::from_entries(checkpoint::read_epochs(dir)?).map_err(|why| {
+            LeaderEpochCache::from_entries(checkpoint::read_epochs(fs_ref, dir)?).map_err(|why| {
                 StorageError::Corrupt(format!(
                     "{}: {why}",
                     dir.join(LEADER_EPOCH_CHECKPOINT).display()
@@ -248,7 +294,7 @@ impl PartitionLog {
             }));
         }
 
-        let log = PartitionLog {
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             segments,
@@ -256,11 +302,16 @@ impl PartitionLog {
             recovery_point,
             epochs,
             oldest_unflushed_append_ms: (log_end_offset > recovery_point).then_some(now_ms),
+            checkpointed: stored.unwrap_or(PartitionCheckpoint {
+                log_start_offset: -1,
+                recovery_point: -1,
+            }),
+            fs,
         };
         if epochs_changed {
             log.write_epochs()?;
         }
-        log.write_checkpoint()?;
+        log.checkpoint()?;
         Ok(log)
     }
 
@@ -310,8 +361,12 @@ impl PartitionLog {
     }
 
     /// Appends batches produced to this leader. `batches` holds whole batches, back to back,
-    /// already validated by the caller; their base offsets and partition leader epochs are
-    /// rewritten in place. All batches go into one segment with one write.
+    /// already validated by the caller (records included); their base offsets and partition
+    /// leader epochs are rewritten in place. All batches go into one segment with one write.
+    ///
+    /// The offsets a batch takes come from its `last_offset_delta`, which a client wrote: an
+    /// append that would carry the log past what a segment can index is refused with
+    /// [`StorageError::InvalidBatch`] before anything is written, never asserted on.
     pub fn append(
         &mut self,
         batches: &mut [u8],
@@ -320,17 +375,23 @@ impl PartitionLog {
     ) -> Result<AppendInfo, StorageError> {
         let mut summaries = Vec::new();
         let mut position = 0;
-        let mut next_offset = self.log_end_offset();
+        let first_offset = self.log_end_offset();
+        let mut next_offset = first_offset;
         while position < batches.len() {
             let batch = &mut batches[position..];
             let header = RecordBatch::parse_header(batch).map_err(StorageError::InvalidBatch)?;
             let len = header.total_len();
-            RecordBatch::set_base_offset(&mut batch[..len], next_offset);
-            RecordBatch::set_partition_leader_epoch(&mut batch[..len], leader_epoch);
             let mut summary = BatchSummary::from_header(&header);
             summary.base_offset = next_offset;
-            summary.last_offset = next_offset + (header.last_offset() - header.base_offset);
+            summary.last_offset = next_offset + i64::from(header.last_offset_delta);
             summary.partition_leader_epoch = leader_epoch;
+            if summary.last_offset - first_offset > APPEND_OFFSETS_MAX {
+                return Err(StorageError::InvalidBatch(RecordError::Malformed(format!(
+                    "an append may span at most {APPEND_OFFSETS_MAX} offsets"
+                ))));
+            }
+            RecordBatch::set_base_offset(&mut batch[..len], next_offset);
+            RecordBatch::set_partition_leader_epoch(&mut batch[..len], leader_epoch);
             next_offset = summary.next_offset();
             summaries.push(summary);
             position += len;
@@ -346,7 +407,8 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let headers = RecordBatch::validate_all(batches).map_err(StorageError::InvalidBatch)?;
-        let mut expected = self.log_end_offset();
+        let first_offset = self.log_end_offset();
+        let mut expected = first_offset;
         let mut summaries = Vec::with_capacity(headers.len());
         for (index, header) in headers.iter().enumerate() {
             let contiguous = if index == 0 {
@@ -359,6 +421,11 @@ impl PartitionLog {
                     expected,
                     got: header.base_offset,
                 });
+            }
+            if header.last_offset() - first_offset > APPEND_OFFSETS_MAX {
+                return Err(StorageError::InvalidBatch(RecordError::Malformed(format!(
+                    "an append may span at most {APPEND_OFFSETS_MAX} offsets"
+                ))));
             }
             expected = header.next_offset();
             summaries.push(BatchSummary::from_header(header));
@@ -391,6 +458,11 @@ impl PartitionLog {
         self.assign_batch_epochs(batches)?;
 
         let len = bytes.len() as u64;
+        if len > SEGMENT_BYTES_MAX {
+            return Err(StorageError::InvalidBatch(RecordError::Malformed(format!(
+                "an append of {len} bytes does not fit in a segment"
+            ))));
+        }
         let active = self.active();
         let relative_end = last.last_offset - active.base_offset;
         let would_overflow = active.size + len > self.config.segment_bytes.min(SEGMENT_BYTES_MAX)
@@ -537,7 +609,7 @@ impl PartitionLog {
             }
             let start_offset = segment
                 .time_index
-                .lookup(timestamp_ms)
+                .lookup(timestamp_ms)?
                 .map_or(segment.base_offset, |entry| {
                     segment.base_offset + i64::from(entry.relative_offset)
                 })
@@ -552,14 +624,11 @@ impl PartitionLog {
                     let bytes = reader
                         .bytes_at(position, batch.len as usize)
                         .context(|| format!("reading segment {}", segment.path().display()))?;
-                    let found = decode_records(bytes, segment.path(), position)?
-                        .into_iter()
-                        .find(|record| {
-                            record.offset >= self.log_start_offset
-                                && record.timestamp >= timestamp_ms
-                        });
-                    if let Some(record) = found {
-                        return Ok(Some((record.offset, record.timestamp)));
+                    let found = find_record(bytes, segment.path(), position, self.log_start_offset, |timestamp| {
+                        timestamp >= timestamp_ms
+                    })?;
+                    if found.is_some() {
+                        return Ok(found);
                     }
                 }
                 position += batch.len;
@@ -596,10 +665,10 @@ impl PartitionLog {
         let bytes = reader
             .bytes_at(position, batch.len as usize)
             .context(|| format!("reading segment {}", segment.path().display()))?;
-        let offset = decode_records(bytes, segment.path(), position)?
-            .into_iter()
-            .find(|record| record.timestamp == max_timestamp)
-            .map_or(batch.last_offset, |record| record.offset);
+        let offset = find_record(bytes, segment.path(), position, i64::MIN, |timestamp| {
+            timestamp == max_timestamp
+        })?
+        .map_or(batch.last_offset, |(offset, _)| offset);
         Ok(Some((offset, max_timestamp)))
     }
 
@@ -655,11 +724,13 @@ impl PartitionLog {
         let first_base = self.segments[0].base_offset;
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.recovery_point = self.recovery_point.max(first_base);
+        // The new log start offset is durable before any data below it goes.
+        self.checkpoint()?;
         for segment in &deleted {
             tracing::info!(segment = %segment.path().display(), "deleting segment");
-            segment.delete_files()?;
+            segment.delete_files(&*self.fs)?;
         }
-        self.write_checkpoint()
+        Ok(())
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (the caller has checked it is
@@ -680,7 +751,7 @@ impl PartitionLog {
         if count > 0 {
             self.delete_segments(count)?;
         } else {
-            self.write_checkpoint()?;
+            self.checkpoint()?;
         }
         Ok(self.log_start_offset)
     }
@@ -707,11 +778,11 @@ impl PartitionLog {
         assert!(!old.is_empty(), "rolling an empty segment");
         old.seal()?;
         old.sync_indexes()?;
-        let segment = Segment::create(&self.dir, log_end_offset)?;
-        checkpoint::sync_dir(&self.dir)?;
+        let segment = Segment::create(&*self.fs, &self.dir, log_end_offset)?;
+        checkpoint::sync_dir(&*self.fs, &self.dir)?;
         tracing::debug!(segment = %segment.path().display(), "rolled a new segment");
         self.segments.push(segment);
-        Ok(())
+        self.checkpoint()
     }
 
     /// Truncates the log so it ends at `offset` (a batch boundary; a batch holding `offset`
@@ -723,16 +794,17 @@ impl PartitionLog {
         }
         if offset < self.log_start_offset || offset <= self.segments[0].base_offset {
             for segment in self.segments.drain(..) {
-                segment.delete_files()?;
+                segment.delete_files(&*self.fs)?;
             }
-            self.segments.push(Segment::create(&self.dir, offset)?);
-            checkpoint::sync_dir(&self.dir)?;
+            self.segments
+                .push(Segment::create(&*self.fs, &self.dir, offset)?);
+            checkpoint::sync_dir(&*self.fs, &self.dir)?;
             self.log_start_offset = offset;
             self.recovery_point = offset;
         } else {
             while self.segments.len() > 1 && self.active().base_offset >= offset {
                 if let Some(segment) = self.segments.pop() {
-                    segment.delete_files()?;
+                    segment.delete_files(&*self.fs)?;
                 }
             }
             let index_interval_bytes = u64::from(self.config.index_interval_bytes);
@@ -752,7 +824,7 @@ impl PartitionLog {
         if self.epochs.truncate_from_end(log_end_offset) {
             self.write_epochs()?;
         }
-        self.write_checkpoint()
+        self.checkpoint()
     }
 
     /// The files a flush must fsync now, and the offset it will cover. Includes the segment
@@ -772,20 +844,18 @@ impl PartitionLog {
     }
 
     /// Records that a [`FlushHandle`] was synced: everything below `offset` is durable.
-    /// Moves the recovery point and rewrites `partition.checkpoint`. If the log was truncated
+    /// Moves the recovery point in memory only: `partition.checkpoint` follows periodically
+    /// ([`Self::checkpoint`]), on roll and on close, so an acknowledgement never waits for it.
+    /// A stale checkpoint is safe: recovery then scans a little more. If the log was truncated
     /// since the handle was taken, the recovery point stops at the new log end.
-    pub fn mark_flushed(&mut self, offset: i64) -> Result<(), StorageError> {
+    pub fn mark_flushed(&mut self, offset: i64) {
         let offset = offset.min(self.log_end_offset());
         if offset >= self.log_end_offset() {
             self.oldest_unflushed_append_ms = None;
         }
         // Appends made after the handle was taken keep the older time; that only makes the
         // next flush come a little early.
-        if offset > self.recovery_point {
-            self.recovery_point = offset;
-            self.write_checkpoint()?;
-        }
-        Ok(())
+        self.recovery_point = self.recovery_point.max(offset);
     }
 
     /// Fsyncs everything appended so far.
@@ -794,7 +864,8 @@ impl PartitionLog {
         handle
             .sync()
             .context(|| format!("fsync of partition {}", self.dir.display()))?;
-        self.mark_flushed(handle.offset)
+        self.mark_flushed(handle.offset);
+        Ok(())
     }
 
     /// Whether `flush.messages` or `flush.ms` calls for a flush now.
@@ -827,17 +898,13 @@ impl PartitionLog {
         let last = self.segments.len() - 1;
         self.segments[last].seal()?;
         self.flush()?;
+        self.checkpoint()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
-        File::create(&marker)
-            .and_then(|file| file.sync_all())
+        self.fs
+            .open(&marker, OpenMode::Truncate)
+            .and_then(|file| file.sync_data())
             .context(|| format!("writing {}", marker.display()))?;
-        checkpoint::sync_dir(&self.dir)
-    }
-
-    /// Removes the partition's directory (topic deletion).
-    pub fn delete(self) -> Result<(), StorageError> {
-        fs::remove_dir_all(&self.dir)
-            .context(|| format!("deleting partition directory {}", self.dir.display()))
+        checkpoint::sync_dir(&*self.fs, &self.dir)
     }
 
     /// Records that leader epoch `epoch` starts at `start_offset` (KIP-101). A no-op if it is
@@ -869,16 +936,23 @@ impl PartitionLog {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
-    fn write_checkpoint(&self) -> Result<(), StorageError> {
-        PartitionCheckpoint {
+    /// Writes `partition.checkpoint` (log start offset, recovery point) if either moved since
+    /// it was last written: two fsyncs, so the broker calls this periodically
+    /// (`log.flush.offset.checkpoint.interval.ms`), not per append.
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        let current = PartitionCheckpoint {
             log_start_offset: self.log_start_offset,
             recovery_point: self.recovery_point,
+        };
+        if current != self.checkpointed {
+            current.write(&*self.fs, &self.dir)?;
+            self.checkpointed = current;
         }
-        .write(&self.dir)
+        Ok(())
     }
 
     fn write_epochs(&self) -> Result<(), StorageError> {
-        checkpoint::write_epochs(&self.dir, self.epochs.entries())
+        checkpoint::write_epochs(&*self.fs, &self.dir, self.epochs.entries())
     }
 
     #[cfg(test)]
@@ -893,50 +967,61 @@ impl PartitionLog {
     }
 }
 
-/// Decodes one batch read from a segment.
-fn decode_records(
+/// The first record at or after offset `from` of one stored batch whose timestamp satisfies
+/// `wanted`, as `(offset, timestamp)`. Decoding stops at the match and stays within a stored
+/// batch's decompression budget.
+fn find_record(
     batch: &[u8],
     path: &Path,
     position: u64,
-) -> Result<Vec<runnel_record::Record>, StorageError> {
-    runnel_record::decode_records(batch).map_err(|error| {
-        StorageError::Corrupt(format!(
-            "segment {} at position {position}: cannot decode records: {error}",
-            path.display()
-        ))
-    })
+    from: i64,
+    wanted: impl FnMut(i64) -> bool,
+) -> Result<Option<(i64, i64)>, StorageError> {
+    RecordBatch::find_record(batch, from, &DecompressionBudget::for_stored_batch(), wanted).map_err(
+        |error| {
+            StorageError::Corrupt(format!(
+                "segment {} at position {position}: cannot decode records: {error}",
+                path.display()
+            ))
+        },
+    )
 }
 
 /// Lists the segment base offsets in `dir`, sorted, and removes leftovers of interrupted
 /// operations: temporary files and index files without a log.
-fn scan_directory(dir: &Path) -> Result<Vec<i64>, StorageError> {
+fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
-    let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
+    let entries = fs
+        .list(dir)
+        .context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
-        let entry = entry.context(|| format!("listing {}", dir.display()))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.ends_with(TEMP_SUFFIX) {
-            let path = entry.path();
-            fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        let Some(name) = entry.name.to_str() else { continue };
+        let path = dir.join(name);
+        if entry.is_dir {
+            tracing::warn!(file = %path.display(), "ignoring a directory inside a partition directory");
+        } else if name.ends_with(TEMP_SUFFIX) {
+            fs.remove_file(&path)
+                .context(|| format!("removing {}", path.display()))?;
         } else if let Some(base) = parse_base(name, LOG_SUFFIX) {
             bases.push(base);
         } else if let Some(base) =
             parse_base(name, INDEX_SUFFIX).or_else(|| parse_base(name, TIME_INDEX_SUFFIX))
         {
-            index_files.push((base, entry.path()));
+            index_files.push((base, path));
         } else if name != PARTITION_CHECKPOINT
             && name != LEADER_EPOCH_CHECKPOINT
             && name != CLEAN_SHUTDOWN
+            && name != PARTITION_METADATA
         {
-            tracing::warn!(file = %entry.path().display(), "ignoring unknown file in partition directory");
+            tracing::warn!(file = %path.display(), "ignoring unknown file in partition directory");
         }
     }
     bases.sort_unstable();
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
-            fs::remove_file(&path).context(|| format!("removing orphan {}", path.display()))?;
+            fs.remove_file(&path)
+                .context(|| format!("removing orphan {}", path.display()))?;
         }
     }
     Ok(bases)

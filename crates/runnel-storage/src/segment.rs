@@ -4,15 +4,14 @@
 //! and the full validating scan of untrusted ones. Which segments exist, and which of them to
 //! trust, is the partition log's business.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runnel_record::{RecordBatch, RecordBatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 
 use crate::error::{IoContext, StorageError};
+use crate::fs::{DataFile, FileSystem, OpenMode};
 use crate::index::{truncate_after_failure, IndexFile, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
@@ -126,14 +125,14 @@ pub(crate) enum Peek {
 /// Never reads past `file_len`, the log's committed length.
 #[derive(Debug)]
 pub(crate) struct LogReader<'a> {
-    file: &'a File,
+    file: &'a dyn DataFile,
     file_len: u64,
     buffer: Vec<u8>,
     buffer_start: u64,
 }
 
 impl<'a> LogReader<'a> {
-    pub(crate) fn new(file: &'a File, file_len: u64) -> Self {
+    pub(crate) fn new(file: &'a dyn DataFile, file_len: u64) -> Self {
         LogReader {
             file,
             file_len,
@@ -279,7 +278,7 @@ pub(crate) enum Fault {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     log_path: PathBuf,
-    pub(crate) log: Arc<File>,
+    pub(crate) log: Arc<dyn DataFile>,
     /// Committed bytes of the log file: everything below is whole batches.
     pub(crate) size: u64,
     /// The offset after the last batch; `base_offset` when empty.
@@ -296,24 +295,25 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment, replacing any files with its names.
-    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+    /// Creates an empty segment, replacing any files with its names. The names are durable
+    /// once the caller syncs `dir`.
+    pub(crate) fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
+        let log = fs
+            .open(&log_path, OpenMode::Truncate)
             .context(|| format!("creating segment {}", log_path.display()))?;
         Ok(Segment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size: 0,
             next_offset: base_offset,
-            offset_index: IndexFile::create(&segment_path(dir, base_offset, INDEX_SUFFIX))?,
-            time_index: IndexFile::create(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?,
+            offset_index: IndexFile::create(fs, &segment_path(dir, base_offset, INDEX_SUFFIX))?,
+            time_index: IndexFile::create(fs, &segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?,
             state: IndexState::new(),
             rolling_clock_ms: None,
             index_missing: false,
@@ -324,25 +324,26 @@ impl Segment {
 
     /// Opens an existing segment's files. Its offsets and timestamps are unknown until
     /// [`Self::check`] or [`Self::recover`] has run.
-    pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+    pub(crate) fn open(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
+        let log = fs
+            .open(&log_path, OpenMode::Existing)
             .context(|| format!("opening segment {}", log_path.display()))?;
         let size = log
-            .metadata()
-            .context(|| format!("reading the size of {}", log_path.display()))?
-            .len();
+            .size()
+            .context(|| format!("reading the size of {}", log_path.display()))?;
         let (offset_index, offset_existed) =
-            IndexFile::load(&segment_path(dir, base_offset, INDEX_SUFFIX))?;
+            IndexFile::load(fs, &segment_path(dir, base_offset, INDEX_SUFFIX))?;
         let (time_index, time_existed) =
-            IndexFile::load(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
+            IndexFile::load(fs, &segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
         Ok(Segment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size,
             next_offset: base_offset,
             offset_index,
@@ -378,7 +379,9 @@ impl Segment {
         if self.offset_index.torn || self.time_index.torn {
             return Ok(Err("an index file ends in a partial entry".to_string()));
         }
-        let entries = self.offset_index.entries();
+        // Only the newest entries are checked: everything below the recovery point was
+        // fsynced, and a torn or stale index shows at its end.
+        let entries = self.offset_index.warm_entries();
         for pair in entries.windows(2) {
             if pair[1].relative_offset <= pair[0].relative_offset
                 || pair[1].position <= pair[0].position
@@ -395,7 +398,7 @@ impl Segment {
                 )));
             }
         }
-        let mut reader = LogReader::new(&self.log, self.size);
+        let mut reader = LogReader::new(&*self.log, self.size);
         let mut position = last_entry.map_or(0, |entry| u64::from(entry.position));
         let mut next_offset = self.base_offset;
         let mut expected_base =
@@ -427,7 +430,7 @@ impl Segment {
         if next_segment_base.is_some_and(|next_base| next_offset > next_base) {
             return Ok(Err("offsets overlap the next segment".to_string()));
         }
-        let time_entries = self.time_index.entries();
+        let time_entries = self.time_index.warm_entries();
         for pair in time_entries.windows(2) {
             if pair[1].timestamp <= pair[0].timestamp
                 || pair[1].relative_offset <= pair[0].relative_offset
@@ -469,7 +472,7 @@ impl Segment {
         next_segment_base: Option<i64>,
         index_interval_bytes: u64,
     ) -> Result<bool, StorageError> {
-        let mut reader = LogReader::new(&self.log, self.size);
+        let mut reader = LogReader::new(&*self.log, self.size);
         let mut state = IndexState::new();
         let mut offset_entries = Vec::new();
         let mut time_entries = Vec::new();
@@ -582,14 +585,14 @@ impl Segment {
         );
 
         if let Err(error) = self.write_log(bytes, start) {
-            truncate_after_failure(&self.log, start, &self.log_path);
+            truncate_after_failure(&*self.log, start, &self.log_path);
             return Err(error);
         }
         let indexed = self
             .write_offset_index(&offset_entries)
             .and_then(|()| self.write_time_index(&time_entries));
         if let Err(error) = indexed {
-            truncate_after_failure(&self.log, start, &self.log_path);
+            truncate_after_failure(&*self.log, start, &self.log_path);
             self.offset_index.rollback();
             self.time_index.rollback();
             return Err(error);
@@ -667,7 +670,7 @@ impl Segment {
         offset: i64,
     ) -> Result<Option<(u64, BatchSummary)>, StorageError> {
         let relative_offset = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
-        let mut position = u64::from(self.offset_index.lookup(relative_offset));
+        let mut position = u64::from(self.offset_index.lookup(relative_offset)?);
         loop {
             match self.peek(reader, position)? {
                 None => return Ok(None),
@@ -697,7 +700,7 @@ impl Segment {
     }
 
     pub(crate) fn reader(&self) -> LogReader<'_> {
-        LogReader::new(&self.log, self.size)
+        LogReader::new(&*self.log, self.size)
     }
 
     /// Cuts the segment so it ends before the batch holding `offset`, and rebuilds its
@@ -735,7 +738,7 @@ impl Segment {
     }
 
     /// The files a flush must fsync for this segment.
-    pub(crate) fn files(&self) -> [Arc<File>; 3] {
+    pub(crate) fn files(&self) -> [Arc<dyn DataFile>; 3] {
         [
             Arc::clone(&self.log),
             Arc::clone(self.offset_index.file()),
@@ -754,32 +757,23 @@ impl Segment {
         if self.state.max_timestamp >= 0 {
             return Ok(self.state.max_timestamp);
         }
-        let modified = self
-            .log
-            .metadata()
-            .and_then(|metadata| metadata.modified())
-            .context(|| {
-                format!(
-                    "reading the modification time of {}",
-                    self.log_path.display()
-                )
-            })?;
-        Ok(modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            }))
+        self.log.modified_ms().context(|| {
+            format!(
+                "reading the modification time of {}",
+                self.log_path.display()
+            )
+        })
     }
 
     /// Removes the segment's files. Readers holding the log file keep reading it until they
     /// drop it.
-    pub(crate) fn delete_files(&self) -> Result<(), StorageError> {
+    pub(crate) fn delete_files(&self, fs: &dyn FileSystem) -> Result<(), StorageError> {
         for path in [
             &self.log_path,
             self.offset_index.path(),
             self.time_index.path(),
         ] {
-            match fs::remove_file(path) {
+            match fs.remove_file(path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => {

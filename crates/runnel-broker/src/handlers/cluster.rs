@@ -15,7 +15,8 @@ use runnel_protocol::supported_versions;
 
 use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::broker::Broker;
-use crate::topics::{validate_topic_name, Topic, LEADER_EPOCH};
+use crate::partition::LEADER_EPOCH;
+use crate::topics::{validate_topic_name, Topic};
 
 pub(crate) fn api_versions(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
@@ -131,15 +132,24 @@ fn describe_topic(broker: &Broker, topic: &Topic, version: i16) -> MetadataRespo
     }
     answer.is_internal = topic.is_internal();
     answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-    answer.partitions = (0..topic.partition_count())
-        .map(|index| {
+    answer.partitions = topic
+        .partitions()
+        .iter()
+        .map(|held| {
             let mut partition = MetadataResponsePartition::default();
-            partition.partition_index = index;
+            partition.partition_index = held.index;
+            partition.replica_nodes = vec![node];
+            if held.is_offline() {
+                // Its only replica's disk failed: no leader, as Kafka reports it.
+                partition.error_code = ResponseError::LeaderNotAvailable.code();
+                partition.leader_id = BrokerId(-1);
+                partition.offline_replicas = vec![node];
+                return partition;
+            }
             partition.leader_id = node;
             if version >= 7 {
                 partition.leader_epoch = LEADER_EPOCH;
             }
-            partition.replica_nodes = vec![node];
             partition.isr_nodes = vec![node];
             partition
         })

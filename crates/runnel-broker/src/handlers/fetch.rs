@@ -1,27 +1,54 @@
 //! Fetch: read whole batches below the high watermark, long-polling until `min_bytes` have
 //! arrived or `max_wait_ms` has passed. Waiting costs nothing: the fetch sleeps on the
-//! partitions' high-watermark channels, woken by the append that moves one.
+//! partitions' high-watermark channels, woken by the append (or fsync) that moves one. Reads
+//! run on the I/O pool.
+//!
+//! A response carries at most `min(request max_bytes, fetch.max.bytes)` bytes of records,
+//! except that the first partition with data returns one whole batch even if it is larger
+//! (KIP-74), so a consumer always progresses. A request with `max_bytes <= 0`, or one naming a
+//! partition a thousand times, gets no more.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use runnel_storage::FetchSlice;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::find_topic;
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::topics::{Topic, LEADER_EPOCH};
+use crate::partition::{Partition, LEADER_EPOCH};
 
 const READ_COMMITTED: i8 = 1;
 
-pub(crate) async fn fetch(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
+/// The partitions a fetch asked for, resolved once.
+struct FetchPlan {
+    version: i16,
+    isolation_level: i8,
+    max_bytes: usize,
+    topics: Vec<PlannedTopic>,
+}
+
+struct PlannedTopic {
+    name: TopicName,
+    id: Uuid,
+    partitions: Vec<PlannedPartition>,
+}
+
+struct PlannedPartition {
+    index: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    target: Result<Arc<Partition>, ApiError>,
+}
+
+pub(crate) async fn fetch(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
     if version >= 7 {
         // Runnel creates no fetch sessions (KIP-227 lets a broker decline), so a client only
         // ever sends full requests; a session it names cannot exist.
@@ -34,16 +61,15 @@ pub(crate) async fn fetch(broker: &Broker, version: i16, request: FetchRequest) 
     }
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes > 0 {
-        request.max_bytes as usize
-    } else {
-        usize::MAX
-    };
+    let plan = Arc::new(plan(broker, version, &request));
+    let mut watchers = subscribe(&plan);
     let mut shutdown = broker.shutdown_signal();
     loop {
-        let mut watchers = Vec::new();
-        let (response, bytes, has_error) =
-            read_once(broker, version, &request, max_bytes, &mut watchers);
+        let pass = Arc::clone(&plan);
+        let (response, bytes, has_error) = match broker.io.run(move || read_once(&pass)).await {
+            Ok(read) => read,
+            Err(error) => return error_response(&plan, &error.into()),
+        };
         if bytes >= min_bytes || has_error || watchers.is_empty() || Instant::now() >= deadline {
             return response;
         }
@@ -56,98 +82,153 @@ pub(crate) async fn fetch(broker: &Broker, version: i16, request: FetchRequest) 
     }
 }
 
+/// Resolves topics and partitions and the byte limits, without touching the disk.
+fn plan(broker: &Broker, version: i16, request: &FetchRequest) -> FetchPlan {
+    let request_max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let topics = request
+        .topics
+        .iter()
+        .map(|wanted| {
+            let topic = find_topic(broker, &wanted.topic, wanted.topic_id);
+            let partitions = wanted
+                .partitions
+                .iter()
+                .map(|fetch_partition| {
+                    let target = match &topic {
+                        Some(topic) => check_leader_epoch(fetch_partition.current_leader_epoch)
+                            .and_then(|()| {
+                                topic.partition(fetch_partition.partition).ok_or(
+                                    ApiError::code(ResponseError::UnknownTopicOrPartition),
+                                )
+                            }),
+                        None => Err(ApiError::code(if version >= 13 {
+                            ResponseError::UnknownTopicId
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        })),
+                    };
+                    PlannedPartition {
+                        index: fetch_partition.partition,
+                        fetch_offset: fetch_partition.fetch_offset,
+                        partition_max_bytes: usize::try_from(fetch_partition.partition_max_bytes)
+                            .unwrap_or(0),
+                        target,
+                    }
+                })
+                .collect();
+            PlannedTopic {
+                name: wanted.topic.clone(),
+                id: wanted.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    FetchPlan {
+        version,
+        isolation_level: request.isolation_level,
+        max_bytes: request_max_bytes.min(broker.config.fetch_max_bytes),
+        topics,
+    }
+}
+
+/// One high-watermark receiver per distinct partition, taken before the first read so that an
+/// append between a read and the wait still wakes the fetch.
+fn subscribe(plan: &FetchPlan) -> Vec<watch::Receiver<i64>> {
+    let mut seen: Vec<*const Partition> = Vec::new();
+    let mut watchers = Vec::new();
+    for partition in plan
+        .topics
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .filter_map(|planned| planned.target.as_ref().ok())
+    {
+        if !seen.contains(&Arc::as_ptr(partition)) {
+            seen.push(Arc::as_ptr(partition));
+            watchers.push(partition.subscribe_high_watermark());
+        }
+    }
+    watchers
+}
+
 fn session_error(error: ResponseError) -> FetchResponse {
     let mut response = FetchResponse::default();
     response.error_code = error.code();
     response
 }
 
-/// One pass over the requested partitions. Subscribes to each partition's high watermark
-/// before reading it, so an append between the read and the wait still wakes the fetch.
-fn read_once(
-    broker: &Broker,
-    version: i16,
-    request: &FetchRequest,
-    max_bytes: usize,
-    watchers: &mut Vec<watch::Receiver<i64>>,
-) -> (FetchResponse, usize, bool) {
+/// Every partition answered with `error` (the read could not run).
+fn error_response(plan: &FetchPlan, error: &ApiError) -> FetchResponse {
+    respond(plan, |planned| {
+        let mut data = empty_partition(planned.index);
+        data.error_code = error.error_code();
+        data
+    })
+}
+
+fn respond(plan: &FetchPlan, mut answer: impl FnMut(&PlannedPartition) -> PartitionData) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    response.responses = plan
+        .topics
+        .iter()
+        .map(|planned_topic| {
+            let mut topic_response = FetchableTopicResponse::default();
+            topic_response.topic = planned_topic.name.clone();
+            topic_response.topic_id = planned_topic.id;
+            topic_response.partitions = planned_topic.partitions.iter().map(&mut answer).collect();
+            topic_response
+        })
+        .collect();
+    response
+}
+
+/// One pass over the requested partitions. Blocks: runs on the I/O pool.
+fn read_once(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
     let mut total_bytes = 0usize;
     let mut has_error = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for wanted in &request.topics {
-        let topic = find_topic(broker, &wanted.topic, wanted.topic_id);
-        let mut partitions = Vec::with_capacity(wanted.partitions.len());
-        for fetch_partition in &wanted.partitions {
-            let data = match &topic {
-                Some(topic) => read_partition(
-                    topic,
-                    fetch_partition,
-                    request.isolation_level,
-                    max_bytes.saturating_sub(total_bytes),
-                    total_bytes == 0,
-                    version,
-                    watchers,
-                ),
-                None => Err(ApiError::code(if version >= 13 {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                })),
-            };
-            let data = data.unwrap_or_else(|error| {
-                has_error = true;
-                let mut data = empty_partition(fetch_partition.partition);
-                data.error_code = error.error_code();
-                data
-            });
-            total_bytes += data.records.as_ref().map_or(0, Bytes::len);
-            partitions.push(data);
-        }
-        let mut topic_response = FetchableTopicResponse::default();
-        topic_response.topic = wanted.topic.clone();
-        topic_response.topic_id = wanted.topic_id;
-        topic_response.partitions = partitions;
-        topics.push(topic_response);
-    }
-    let mut response = FetchResponse::default();
-    response.responses = topics;
+    let response = respond(plan, |planned| {
+        let data = planned.target.clone().and_then(|partition| {
+            read_partition(
+                plan,
+                &partition,
+                planned,
+                plan.max_bytes.saturating_sub(total_bytes),
+                total_bytes == 0,
+            )
+        });
+        let data = data.unwrap_or_else(|error| {
+            has_error = true;
+            let mut data = empty_partition(planned.index);
+            data.error_code = error.error_code();
+            data
+        });
+        total_bytes += data.records.as_ref().map_or(0, Bytes::len);
+        data
+    });
     (response, total_bytes, has_error)
 }
 
 fn read_partition(
-    topic: &Topic,
-    wanted: &FetchPartition,
-    isolation_level: i8,
+    plan: &FetchPlan,
+    partition: &Partition,
+    planned: &PlannedPartition,
     bytes_left: usize,
     first_with_data: bool,
-    version: i16,
-    watchers: &mut Vec<watch::Receiver<i64>>,
 ) -> Result<PartitionData, ApiError> {
-    let partition = topic
-        .partition(wanted.partition)
-        .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))?;
-    check_leader_epoch(wanted.current_leader_epoch)?;
-    watchers.push(partition.subscribe_high_watermark());
     let high_watermark = partition.high_watermark();
-    let limit = bytes_left.min(wanted.partition_max_bytes.max(0) as usize);
-    let (slice, log_start_offset): (FetchSlice, i64) = partition.with_log(|log| {
-        let slice = log.read(wanted.fetch_offset, high_watermark, limit, first_with_data)?;
+    let limit = bytes_left.min(planned.partition_max_bytes);
+    let (slice, log_start_offset) = partition.with_log(|log| {
+        let slice = log.read(planned.fetch_offset, high_watermark, limit, first_with_data)?;
         Ok((slice, log.log_start_offset()))
     })?;
-    // The read happens outside the partition lock: appends need not wait for it.
-    let records = slice.read().map_err(|error| {
-        ApiError::storage(format!(
-            "reading {}-{}: {error}",
-            topic.name, wanted.partition
-        ))
-    })?;
-    let mut data = empty_partition(wanted.partition);
+    // The copy happens outside the partition lock: appends need not wait for it.
+    let records = partition.read_slice(&slice)?;
+    let mut data = empty_partition(planned.index);
     data.high_watermark = high_watermark;
     data.last_stable_offset = high_watermark;
-    if version >= 5 {
+    if plan.version >= 5 {
         data.log_start_offset = log_start_offset;
     }
-    if isolation_level == READ_COMMITTED {
+    if plan.isolation_level == READ_COMMITTED {
         data.aborted_transactions = Some(Vec::new());
     }
     data.records = Some(records);

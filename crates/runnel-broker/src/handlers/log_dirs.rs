@@ -48,9 +48,9 @@ pub(crate) fn describe_log_dirs(
     let mut result = DescribeLogDirsResult::default();
     result.log_dir = StrBytes::from_string(absolute(broker).display().to_string());
     result.topics = topics;
-    if let (Some((total, usable)), true) = (disk_space(&broker.config.data_dir), version >= 4) {
-        result.total_bytes = total;
-        result.usable_bytes = usable;
+    if let (Ok(space), true) = (broker.fs.space(&broker.config.data_dir), version >= 4) {
+        result.total_bytes = i64::try_from(space.total_bytes).unwrap_or(i64::MAX);
+        result.usable_bytes = i64::try_from(space.usable_bytes).unwrap_or(i64::MAX);
     }
     let mut response = DescribeLogDirsResponse::default();
     response.results = vec![result];
@@ -60,11 +60,4 @@ pub(crate) fn describe_log_dirs(
 fn absolute(broker: &Broker) -> std::path::PathBuf {
     std::fs::canonicalize(&broker.config.data_dir)
         .unwrap_or_else(|_| broker.config.data_dir.clone())
-}
-
-/// (total, usable) bytes of the file system holding `dir`.
-fn disk_space(dir: &std::path::Path) -> Option<(i64, i64)> {
-    let stats = rustix::fs::statvfs(dir).ok()?;
-    let block = stats.f_frsize as i64;
-    Some((stats.f_blocks as i64 * block, stats.f_bavail as i64 * block))
 }

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::topics::{Partition, Topic};
+use crate::partition::Partition;
+use crate::topics::Topic;
 
 /// "Not requested" for authorized-operations fields.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -40,7 +41,7 @@ pub(crate) fn find_partition(
 
 /// Finds a topic by name, creating it with `num.partitions` partitions when
 /// `auto.create.topics.enable` is on and the name is valid. `None` if it does not exist and
-/// may not be created.
+/// may not be created. Blocks (creation writes files): call it on the I/O pool.
 pub(crate) fn find_or_create_topic(broker: &Broker, name: &str) -> Option<Arc<Topic>> {
     if let Some(topic) = broker.topics.get(name) {
         return Some(topic);
@@ -53,7 +54,7 @@ pub(crate) fn find_or_create_topic(broker: &Broker, name: &str) -> Option<Arc<To
         broker.config.num_partitions,
         Default::default(),
         false,
-        crate::broker::now_ms(),
+        broker.now_ms(),
     );
     match created {
         Ok(topic) => topic,

@@ -1,5 +1,6 @@
 //! ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions about and moves of a
-//! partition's offsets.
+//! partition's offsets. Each handler blocks (index scans, decoding a batch to find a record by
+//! time, segment deletion) and runs on the I/O pool.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -20,7 +21,7 @@ use super::fetch::check_leader_epoch;
 use super::find_partition;
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::topics::LEADER_EPOCH;
+use crate::partition::{Partition, LEADER_EPOCH};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -73,25 +74,34 @@ pub(crate) fn list_offsets(
     response
 }
 
-/// The (offset, timestamp) a ListOffsets query names; (-1, -1) when no record matches.
-fn lookup(
-    partition: &crate::topics::Partition,
-    timestamp: i64,
-    version: i16,
-) -> Result<(i64, i64), ApiError> {
+/// The (offset, timestamp) a ListOffsets query names; (-1, -1) when no record matches. A
+/// search by time trusts each batch's max timestamp (validated when it was produced) and the
+/// time index, and decodes at most the batches that may hold the answer.
+fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i64), ApiError> {
     let high_watermark = partition.high_watermark();
-    partition.with_log(|log| match timestamp {
+    let none = (-1, -1);
+    match timestamp {
         LATEST_TIMESTAMP => Ok((high_watermark, -1)),
-        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset(), -1)),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+            partition.with_log(|log| Ok((log.log_start_offset(), -1)))
+        }
         // No tiered storage yet: nothing is uploaded or pending, so both answer "none".
-        LATEST_TIERED_TIMESTAMP | EARLIEST_PENDING_UPLOAD_TIMESTAMP => Ok((-1, -1)),
-        MAX_TIMESTAMP if version >= 7 => Ok(log.max_timestamp()?.unwrap_or((-1, -1))),
-        timestamp if timestamp >= 0 => Ok(log.offset_for_timestamp(timestamp)?.unwrap_or((-1, -1))),
+        LATEST_TIERED_TIMESTAMP | EARLIEST_PENDING_UPLOAD_TIMESTAMP => Ok(none),
+        MAX_TIMESTAMP if version >= 7 => {
+            partition.with_log(|log| Ok(log.max_timestamp()?.unwrap_or(none)))
+        }
+        timestamp if timestamp >= 0 => partition.with_log(|log| {
+            // Records above the high watermark are not yet visible to consumers.
+            Ok(log
+                .offset_for_timestamp(timestamp)?
+                .filter(|(offset, _)| *offset < high_watermark)
+                .unwrap_or(none))
+        }),
         _ => Err(ApiError::new(
             ResponseError::InvalidRequest,
             format!("ListOffsets v{version} does not know timestamp {timestamp}"),
         )),
-    })
+    }
 }
 
 pub(crate) fn offset_for_leader_epoch(
@@ -154,7 +164,8 @@ pub(crate) fn delete_records(
                 .map(|wanted| {
                     let mut answer = DeleteRecordsPartitionResult::default();
                     answer.partition_index = wanted.partition_index;
-                    let moved = find_partition(broker, &topic.name, wanted.partition_index)
+                    let moved = refuse_internal(&topic.name)
+                        .and_then(|()| find_partition(broker, &topic.name, wanted.partition_index))
                         .and_then(|partition| {
                             let high_watermark = partition.high_watermark();
                             // -1 means "up to the high watermark", as Kafka's admin tools send it.
@@ -165,7 +176,7 @@ pub(crate) fn delete_records(
                                     format!("cannot delete records before {target}: the high watermark is {high_watermark}"),
                                 ));
                             }
-                            partition.with_log(|log| Ok(log.delete_records_before(target)?))
+                            partition.with_log(|log| log.delete_records_before(target))
                         });
                     match moved {
                         Ok(low_watermark) => answer.low_watermark = low_watermark,
@@ -182,4 +193,15 @@ pub(crate) fn delete_records(
         })
         .collect();
     response
+}
+
+/// Records of internal topics are the broker's own; a client may not delete them.
+fn refuse_internal(topic: &str) -> Result<(), ApiError> {
+    if topic == crate::groups::OFFSETS_TOPIC {
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("Cannot delete records of internal topic {topic}"),
+        ));
+    }
+    Ok(())
 }

@@ -1,15 +1,26 @@
-//! Produce: validate each partition's batches, give them offsets, append, and acknowledge per
-//! `acks` (fsyncing first where the flush policy asks for it).
+//! Produce: validate each partition's records as Kafka's `LogValidator` does, give them offsets,
+//! append, and acknowledge per `acks` (fsyncing first where the flush policy asks for it).
+//!
+//! Partitions of one request are handled concurrently: each validates and appends on the I/O
+//! pool and waits for its own fsync. A partition whose records fail validation is refused
+//! whole, with the error Kafka gives for that case, and nothing of it is written; the other
+//! partitions of the request are unaffected. Decompression for the whole request draws on one
+//! budget, so a few KiB of compressed zeros cannot buy gigabytes of work.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use runnel_record::{RecordBatch, RecordBatchHeader};
+use runnel_record::{DecompressionBudget, RecordBatch, RecordBatchHeader, RecordPolicy};
 
 use super::{find_or_create_topic, find_topic};
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::topic_config::TopicSettings;
 use crate::topics::Topic;
 
 /// The replicas a partition has in sync on a single node.
@@ -17,36 +28,58 @@ const IN_SYNC_REPLICAS: i32 = 1;
 
 /// Returns `None` for acks=0, where the client expects no response.
 pub(crate) async fn produce(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     version: i16,
     request: ProduceRequest,
+    request_bytes: usize,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let budget = Arc::new(DecompressionBudget::for_request(request_bytes));
+    let now_ms = broker.now_ms();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         // Kafka creates missing topics from Metadata; Runnel also does from Produce (by name),
         // so a producer that skips the metadata round trip still lands its records.
         let topic = if topic_data.topic_id.is_nil() {
-            find_or_create_topic(broker, &topic_data.name)
+            match broker.topics.get(&topic_data.name) {
+                Some(topic) => Some(topic),
+                None => {
+                    let name = topic_data.name.clone();
+                    let creator = Arc::clone(broker);
+                    broker
+                        .io
+                        .run(move || find_or_create_topic(&creator, &name))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            }
         } else {
             find_topic(broker, &topic_data.name, topic_data.topic_id)
         };
-        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
-        for data in topic_data.partition_data {
-            let index = data.index;
-            let result = match &topic {
-                Some(topic) => produce_partition(topic, acks, data).await,
-                None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
-                None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
-            };
-            partition_responses.push(partition_response(version, index, result));
-        }
+        let partitions = topic_data.partition_data.into_iter().map(|data| {
+            let topic = topic.clone();
+            let budget = Arc::clone(&budget);
+            async move {
+                let index = data.index;
+                let result = match topic {
+                    Some(topic) => produce_partition(broker, topic, acks, data, budget, now_ms).await,
+                    None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
+                    None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
+                };
+                partition_response(version, index, result)
+            }
+        });
         let mut topic_response = TopicProduceResponse::default();
         topic_response.name = topic_data.name;
         topic_response.topic_id = topic_data.topic_id;
-        topic_response.partition_responses = partition_responses;
-        responses.push(topic_response);
+        topics.push((topic_response, join_all(partitions)));
     }
+    let responses = join_all(topics.into_iter().map(|(mut topic_response, partitions)| async {
+        topic_response.partition_responses = partitions.await;
+        topic_response
+    }))
+    .await;
     if acks == 0 {
         return None;
     }
@@ -62,9 +95,12 @@ struct Appended {
 }
 
 async fn produce_partition(
-    topic: &Topic,
+    broker: &Arc<Broker>,
+    topic: Arc<Topic>,
     acks: i16,
     data: PartitionProduceData,
+    budget: Arc<DecompressionBudget>,
+    now_ms: i64,
 ) -> Result<Appended, ApiError> {
     if topic.is_internal() {
         return Err(ApiError::new(
@@ -100,68 +136,102 @@ async fn produce_partition(
                 "produce request carries no records",
             )
         })?;
-    let headers = RecordBatch::validate_all(&records)?;
-    check_batches(&headers, settings.max_message_bytes)?;
-
-    // Offsets are written into the batches, so they need a private, mutable copy.
-    let mut batches = records.to_vec();
-    let now = now_ms();
     let log_append_time_ms = if settings.log_append_time {
-        let mut position = 0;
-        for header in &headers {
-            let end = position + header.total_len();
-            RecordBatch::set_log_append_time(&mut batches[position..end], now);
-            position = end;
-        }
-        now
+        now_ms
     } else {
         -1
     };
-    let info = partition.append(&mut batches, now)?;
-    if acks != 0 && partition.sync_required_before_ack() {
-        partition.sync_to(info.last_offset + 1).await?;
+    let appender = Arc::clone(&partition);
+    let appended = broker
+        .io
+        .run(move || {
+            let mut batches = validate_records(&records, &settings, now_ms, &budget)?;
+            appender.append(&mut batches, now_ms)
+        })
+        .await??;
+    if appended.sync_required {
+        partition
+            .sync_to(&broker.io, appended.info.last_offset + 1)
+            .await?;
     }
-    let log_start_offset = partition.with_log(|log| Ok(log.log_start_offset()))?;
     Ok(Appended {
-        base_offset: info.base_offset,
+        base_offset: appended.info.base_offset,
         log_append_time_ms,
-        log_start_offset,
+        log_start_offset: appended.log_start_offset,
     })
 }
 
-/// Checks beyond framing and CRC: sizes and header consistency.
-fn check_batches(headers: &[RecordBatchHeader], max_message_bytes: usize) -> Result<(), ApiError> {
-    for header in headers {
-        if header.total_len() > max_message_bytes {
-            return Err(ApiError::new(
-                ResponseError::MessageTooLarge,
-                format!(
-                    "record batch of {} bytes exceeds max.message.bytes ({max_message_bytes})",
-                    header.total_len()
-                ),
-            ));
+/// Kafka's `LogValidator` for one partition's records set, before anything is written: every
+/// batch framed and checksummed, its header consistent, its records walked (decompressed
+/// within `budget`). Returns the bytes to append: the batches as sent, rebuilt with the topic's
+/// codec where it differs, stamped with the broker's time for LogAppendTime topics, and with a
+/// max timestamp that is the records' true maximum. Blocks (decompression): call it on the I/O
+/// pool.
+fn validate_records(
+    records: &Bytes,
+    settings: &TopicSettings,
+    now_ms: i64,
+    budget: &DecompressionBudget,
+) -> Result<Vec<u8>, ApiError> {
+    let headers = RecordBatch::validate_all(records)?;
+    let policy = RecordPolicy {
+        now_ms,
+        timestamp_before_max_ms: settings.timestamp_before_max_ms,
+        timestamp_after_max_ms: settings.timestamp_after_max_ms,
+        log_append_time: settings.log_append_time,
+        keys_required: settings.keys_required,
+    };
+    let mut stored = Vec::with_capacity(records.len());
+    let mut position = 0;
+    for header in &headers {
+        let batch = &records[position..position + header.total_len()];
+        position += header.total_len();
+        check_header(header, settings.max_message_bytes)?;
+        let validated = policy.validate(batch, header, budget)?;
+        let start = stored.len();
+        match settings.compression {
+            Some(codec) if codec != header.compression() => {
+                stored.extend(RecordBatch::recompress(batch, codec, budget)?);
+                check_size(stored.len() - start, settings.max_message_bytes)?;
+            }
+            _ => stored.extend_from_slice(batch),
         }
-        if header.records_count == 0 || header.last_offset_delta != header.records_count - 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                format!(
-                    "record batch claims {} records but a last offset delta of {}",
-                    header.records_count, header.last_offset_delta
-                ),
-            ));
+        let batch = &mut stored[start..];
+        if settings.log_append_time {
+            RecordBatch::set_log_append_time(batch, now_ms);
+        } else if validated.max_timestamp != header.max_timestamp {
+            RecordBatch::set_max_timestamp(batch, validated.max_timestamp);
         }
-        if header.is_control() {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                "clients may not produce control batches",
-            ));
-        }
-        if header.producer_id >= 0 || header.is_transactional() {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                "idempotent and transactional producers are not supported yet; set enable.idempotence=false",
-            ));
-        }
+    }
+    Ok(stored)
+}
+
+/// The checks of a batch header that need no records: size, and what clients may not send.
+fn check_header(header: &RecordBatchHeader, max_message_bytes: usize) -> Result<(), ApiError> {
+    check_size(header.total_len(), max_message_bytes)?;
+    if header.is_control() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRecord,
+            "clients may not produce control batches",
+        ));
+    }
+    if header.producer_id >= 0 || header.is_transactional() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRecord,
+            "idempotent and transactional producers are not supported yet; set enable.idempotence=false",
+        ));
+    }
+    Ok(())
+}
+
+fn check_size(batch_bytes: usize, max_message_bytes: usize) -> Result<(), ApiError> {
+    if batch_bytes > max_message_bytes {
+        return Err(ApiError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "record batch of {batch_bytes} bytes exceeds max.message.bytes ({max_message_bytes})"
+            ),
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::topic_config::resolve_all;
 
@@ -137,7 +137,7 @@ fn create_one(
         partitions,
         configs.clone(),
         validate_only,
-        now_ms(),
+        broker.now_ms(),
     )?;
     Ok((partitions, configs, created.map(|topic| topic.id)))
 }
@@ -263,7 +263,7 @@ pub(crate) fn create_partitions(
                         &topic.name,
                         topic.count,
                         request.validate_only,
-                        now_ms(),
+                        broker.now_ms(),
                     )
                 });
             if let Err(error) = outcome {

@@ -1,0 +1,129 @@
+//! The I/O pool: a fixed set of threads (`num.io.threads`) that run every blocking operation the
+//! broker does, off the async workers: partition appends, fsyncs, fetch reads, index scans,
+//! ListOffsets decoding, record validation and decompression, retention, topic files.
+//!
+//! Jobs wait in one bounded queue (`queued.max.requests`): a connection that submits while it is
+//! full waits, which is the back-pressure. A job that is slow (a stalled disk) holds one thread;
+//! the others keep serving, and no async worker ever blocks, so connections that do not touch
+//! that disk are not stalled. Work for one partition is ordered by the partition's lock, not by
+//! the queue.
+//!
+//! Why a pool of our own rather than `tokio::task::spawn_blocking`: the blocking pool grows to
+//! hundreds of threads with an unbounded queue, so it has no back-pressure of its own, and it
+//! measured slower for the small jobs that dominate here (BENCHMARKS.md, "I/O dispatch").
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Why a job did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("the I/O pool has stopped")]
+    Stopped,
+    #[error("an I/O job panicked (a bug; see the log)")]
+    Panicked,
+}
+
+/// See the module documentation. The threads stop once the pool is dropped and the jobs
+/// already queued have run.
+#[derive(Debug)]
+pub struct IoPool {
+    queue: mpsc::Sender<Job>,
+}
+
+impl IoPool {
+    /// Starts `threads` threads sharing a queue of at most `queue_max` waiting jobs.
+    pub fn new(threads: usize, queue_max: usize) -> std::io::Result<Self> {
+        let (queue, receiver) = mpsc::channel::<Job>(queue_max.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads.max(1) {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("runnel-io-{index}"))
+                .spawn(move || loop {
+                    // Only the thread holding the lock waits on the queue; the others wait for
+                    // the lock. Either way an idle thread sleeps.
+                    let job = {
+                        let mut receiver = receiver
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        receiver.blocking_recv()
+                    };
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                })?;
+        }
+        Ok(IoPool { queue })
+    }
+
+    /// Runs `job` on a pool thread and waits for its result, without blocking the caller's
+    /// async worker. Waits for room in the queue first.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let wrapped: Job = Box::new(move || {
+            // A panic is a bug; it is logged by the panic hook and reported to the waiter. A
+            // partition whose lock it poisoned stops the process when next locked.
+            let _ = reply.send(catch_unwind(AssertUnwindSafe(job)));
+        });
+        self.queue
+            .send(wrapped)
+            .await
+            .map_err(|_| PoolError::Stopped)?;
+        match answer.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(PoolError::Panicked),
+            Err(_) => Err(PoolError::Stopped),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_off_the_caller_and_return_their_results() {
+        let pool = IoPool::new(2, 4).unwrap();
+        let caller = std::thread::current().id();
+        let (value, thread) = pool
+            .run(|| (21 * 2, std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_eq!(value, 42);
+        assert_ne!(thread, caller);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_pool_survives() {
+        let pool = IoPool::new(1, 4).unwrap();
+        assert_eq!(
+            pool.run(|| -> () { panic!("a bug") }).await,
+            Err(PoolError::Panicked)
+        );
+        assert_eq!(pool.run(|| 7).await, Ok(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_job_does_not_stall_the_others() {
+        let pool = Arc::new(IoPool::new(2, 4).unwrap());
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move { pool.run(move || wait.recv().is_ok()).await })
+        };
+        let quick = tokio::time::timeout(std::time::Duration::from_secs(5), pool.run(|| 1)).await;
+        assert_eq!(quick.unwrap(), Ok(1));
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap(), Ok(true));
+    }
+}

@@ -1,0 +1,274 @@
+//! One partition on this broker: its log behind a lock, its high watermark, and the rules that
+//! tie them to durability and to disk failures.
+//!
+//! - Every method that touches the log blocks: it runs on the I/O pool, never on an async
+//!   worker. Appends, reads and flushes of one partition are serialised by its lock; the
+//!   fsync itself and the copy of fetched bytes happen outside it.
+//! - The high watermark is what consumers may read. When the flush policy makes an append wait
+//!   for an fsync before it is acknowledged (`flush.messages=1`), the high watermark moves only
+//!   to the fsynced offset: no consumer ever reads a record that a power cut could still take.
+//!   Otherwise it follows the log end offset. It never moves back.
+//! - A disk error (EIO, a failed fsync, corruption found while reading) takes the partition
+//!   offline for the life of the process: every later request gets KAFKA_STORAGE_ERROR and
+//!   nothing is retried over pages the kernel may already have dropped. A restart recovers it
+//!   from its last fsync, as Kafka does for a failed log directory.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use runnel_storage::{AppendInfo, FetchSlice, PartitionLog, StorageError};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::io_pool::IoPool;
+
+/// A single node leads every partition in epoch 0; replication (later) moves this.
+pub(crate) const LEADER_EPOCH: i32 = 0;
+
+#[derive(Debug)]
+enum LogState {
+    Online(PartitionLog),
+    /// After a disk error; the files are left as they were.
+    Offline,
+    /// The topic was deleted: holders of an `Arc<Partition>` see it as unknown.
+    Deleted,
+}
+
+/// What an append did, and what the acknowledgement must wait for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Appended {
+    pub info: AppendInfo,
+    pub log_start_offset: i64,
+    /// The flush policy wants an fsync before the acknowledgement (and before consumers see
+    /// the records): call [`Partition::sync_to`] with `info.last_offset + 1`.
+    pub sync_required: bool,
+}
+
+/// One partition of a topic on this broker.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub topic: Arc<str>,
+    pub index: i32,
+    log: Mutex<LogState>,
+    /// Why the partition went offline; set once.
+    offline_reason: OnceLock<String>,
+    /// Consumers read below this.
+    high_watermark: watch::Sender<i64>,
+    /// Held while an fsync runs, so concurrent acknowledgements share one fsync.
+    sync_lock: tokio::sync::Mutex<()>,
+    /// Everything below is fsynced; read without the log lock on the acknowledgement path.
+    flushed_offset: AtomicI64,
+}
+
+impl Partition {
+    pub(crate) fn online(topic: Arc<str>, index: i32, log: PartitionLog) -> Self {
+        // What recovery kept is on disk, but only what is below the recovery point is known
+        // to be fsynced; the rest was acknowledged (if at all) under a policy that allowed it.
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Partition {
+            topic,
+            index,
+            flushed_offset: AtomicI64::new(log.recovery_point()),
+            log: Mutex::new(LogState::Online(log)),
+            offline_reason: OnceLock::new(),
+            high_watermark,
+            sync_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A partition whose log could not be opened. Logs why, and what an operator can do.
+    pub(crate) fn offline(topic: Arc<str>, index: i32, dir: &Path, reason: String) -> Self {
+        let (high_watermark, _) = watch::channel(0);
+        let partition = Partition {
+            topic,
+            index,
+            log: Mutex::new(LogState::Offline),
+            offline_reason: OnceLock::new(),
+            high_watermark,
+            sync_lock: tokio::sync::Mutex::new(()),
+            flushed_offset: AtomicI64::new(0),
+        };
+        partition.report_offline(dir, &reason);
+        partition
+    }
+
+    pub(crate) fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+
+    pub(crate) fn is_offline(&self) -> bool {
+        self.offline_reason.get().is_some()
+    }
+
+    fn report_offline(&self, dir: &Path, reason: &str) {
+        if self.offline_reason.set(reason.to_string()).is_ok() {
+            tracing::error!(
+                partition = %self.name(),
+                dir = %dir.display(),
+                reason,
+                "partition is OFFLINE: every request for it gets KAFKA_STORAGE_ERROR until the \
+                 broker restarts; other partitions keep serving. Check the disk (dmesg, SMART), \
+                 then restart: the partition recovers from its last fsync. If its files are \
+                 damaged beyond recovery, restore the directory from a backup, or move it away \
+                 to start the partition empty (its records are then lost)."
+            );
+        }
+    }
+
+    fn storage_error(&self) -> ApiError {
+        ApiError::new(
+            ResponseError::KafkaStorageError,
+            format!(
+                "partition {} is offline after a disk error: {}",
+                self.name(),
+                self.offline_reason.get().map_or("", String::as_str)
+            ),
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        match self.log.lock() {
+            Ok(guard) => guard,
+            // A panic while appending may have left the log half-updated: crashing beats
+            // serving a log that may diverge from what is on disk.
+            Err(_) => {
+                tracing::error!(partition = %self.name(), "partition log lock poisoned by a panic; stopping");
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Runs `f` on the log. Blocks: call it from the I/O pool. A disk error takes the partition
+    /// offline; errors about the request (an offset out of range) are answered as they are.
+    pub(crate) fn with_log<T>(
+        &self,
+        f: impl FnOnce(&mut PartitionLog) -> Result<T, StorageError>,
+    ) -> Result<T, ApiError> {
+        let mut state = self.lock();
+        let log = match &mut *state {
+            LogState::Online(log) => log,
+            LogState::Offline => return Err(self.storage_error()),
+            LogState::Deleted => return Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
+        };
+        match f(log) {
+            Ok(value) => Ok(value),
+            Err(error @ (StorageError::Io { .. } | StorageError::Corrupt(_))) => {
+                self.report_offline(log.dir(), &error.to_string());
+                *state = LogState::Offline;
+                Err(self.storage_error())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub(crate) fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub(crate) fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|high_watermark| {
+            let moved = offset > *high_watermark;
+            if moved {
+                *high_watermark = offset;
+            }
+            moved
+        });
+    }
+
+    /// Appends validated batches, giving them offsets. Blocks: call it from the I/O pool.
+    pub(crate) fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<Appended, ApiError> {
+        let (appended, log_end_offset) = self.with_log(|log| {
+            let info = log.append(batches, LEADER_EPOCH, now_ms)?;
+            let appended = Appended {
+                info,
+                log_start_offset: log.log_start_offset(),
+                sync_required: log.flush_due_by_count(),
+            };
+            Ok((appended, log.log_end_offset()))
+        })?;
+        if !appended.sync_required {
+            self.advance_high_watermark(log_end_offset);
+        }
+        Ok(appended)
+    }
+
+    /// Makes every offset below `offset` durable, then lets consumers see it. Appenders that
+    /// arrive while an fsync runs wait for it and then usually find their data already
+    /// covered: one fsync, many acknowledgements. A failed fsync takes the partition offline.
+    pub(crate) async fn sync_to(self: &Arc<Self>, pool: &IoPool, offset: i64) -> Result<(), ApiError> {
+        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _sync = self.sync_lock.lock().await;
+        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let partition = Arc::clone(self);
+        let synced_offset = pool.run(move || partition.flush()).await??;
+        self.flushed_offset
+            .fetch_max(synced_offset, Ordering::AcqRel);
+        self.advance_high_watermark(synced_offset);
+        Ok(())
+    }
+
+    /// Fsyncs what the log holds, outside the log lock, and returns the offset now durable.
+    /// Blocks: call it from the I/O pool.
+    pub(crate) fn flush(&self) -> Result<i64, ApiError> {
+        let (handle, dir) = self.with_log(|log| Ok((log.unflushed(), log.dir().to_path_buf())))?;
+        if let Err(error) = handle.sync() {
+            // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
+            // and a second fsync would "succeed" over data that is gone.
+            let mut state = self.lock();
+            self.report_offline(&dir, &format!("fsync failed: {error}"));
+            *state = LogState::Offline;
+            return Err(self.storage_error());
+        }
+        self.with_log(|log| {
+            log.mark_flushed(handle.offset);
+            Ok(())
+        })?;
+        Ok(handle.offset)
+    }
+
+    /// Whether the flush policy asks for an fsync now (`flush.ms`, `flush.messages`).
+    pub(crate) fn flush_due(&self, now_ms: i64) -> bool {
+        self.with_log(|log| Ok(log.flush_due(now_ms)))
+            .unwrap_or(false)
+    }
+
+    /// Copies the bytes of a slice taken under the lock. Blocks: call it from the I/O pool.
+    pub(crate) fn read_slice(&self, slice: &FetchSlice) -> Result<Bytes, ApiError> {
+        slice.read().map_err(|error| {
+            if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                // A truncation shortened the file after the slice was taken: ask again.
+                return ApiError::new(ResponseError::UnknownServerError, error.to_string());
+            }
+            let mut state = self.lock();
+            if let LogState::Online(log) = &*state {
+                self.report_offline(log.dir(), &format!("read failed: {error}"));
+                *state = LogState::Offline;
+            }
+            self.storage_error()
+        })
+    }
+
+    /// Flushes and closes the log (clean shutdown).
+    pub(crate) fn close(&self) -> Result<(), StorageError> {
+        match std::mem::replace(&mut *self.lock(), LogState::Deleted) {
+            LogState::Online(log) => log.close(),
+            LogState::Offline | LogState::Deleted => Ok(()),
+        }
+    }
+
+    /// Drops the log (topic deletion): its files close, requests see an unknown partition.
+    pub(crate) fn detach(&self) {
+        *self.lock() = LogState::Deleted;
+    }
+}
