@@ -90,12 +90,13 @@ impl Broker {
             clock.now_ms(),
         )?;
         let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;
-        let io = IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
-            StartupError::DataDir {
-                dir: config.data_dir.display().to_string(),
-                reason: format!("cannot start the I/O threads: {error}"),
-            }
-        })?;
+        let io =
+            IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
+                StartupError::DataDir {
+                    dir: config.data_dir.display().to_string(),
+                    reason: format!("cannot start the I/O threads: {error}"),
+                }
+            })?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Broker {
             config,

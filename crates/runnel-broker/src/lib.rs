@@ -27,8 +27,8 @@ mod topics;
 use std::future::Future;
 
 pub use broker::{Broker, StartupError};
-pub use io_pool::{IoPool, PoolError};
 pub use config::{BrokerConfig, ConfigError};
+pub use io_pool::{IoPool, PoolError};
 pub use topic_config::TOPIC_CONFIGS;
 
 /// Why the broker stopped with an error.

@@ -151,7 +151,9 @@ impl Partition {
         let log = match &mut *state {
             LogState::Online(log) => log,
             LogState::Offline => return Err(self.storage_error()),
-            LogState::Deleted => return Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
+            LogState::Deleted => {
+                return Err(ApiError::code(ResponseError::UnknownTopicOrPartition))
+            }
         };
         match f(log) {
             Ok(value) => Ok(value),
@@ -202,7 +204,11 @@ impl Partition {
     /// Makes every offset below `offset` durable, then lets consumers see it. Appenders that
     /// arrive while an fsync runs wait for it and then usually find their data already
     /// covered: one fsync, many acknowledgements. A failed fsync takes the partition offline.
-    pub(crate) async fn sync_to(self: &Arc<Self>, pool: &IoPool, offset: i64) -> Result<(), ApiError> {
+    pub(crate) async fn sync_to(
+        self: &Arc<Self>,
+        pool: &IoPool,
+        offset: i64,
+    ) -> Result<(), ApiError> {
         if self.flushed_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }

@@ -106,7 +106,8 @@ impl TopicRegistry {
         now_ms: i64,
     ) -> Result<Self, StorageError> {
         let topics_dir = data_dir.join("topics");
-        create_dir_durably(&*fs, &topics_dir).map_err(|source| io_error(&topics_dir, "create", source))?;
+        create_dir_durably(&*fs, &topics_dir)
+            .map_err(|source| io_error(&topics_dir, "create", source))?;
         let registry = TopicRegistry {
             fs,
             data_dir: data_dir.to_path_buf(),

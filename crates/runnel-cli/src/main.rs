@@ -87,6 +87,52 @@ struct ServerArgs {
     /// Most client connections served at once (max.connections).
     #[arg(long, env = "RUNNEL_CONNECTIONS_MAX")]
     connections_max: Option<usize>,
+    /// Most connections from one client address; more are closed at once
+    /// (max.connections.per.ip, default: connections-max).
+    #[arg(long, env = "RUNNEL_CONNECTIONS_MAX_PER_IP")]
+    connections_max_per_ip: Option<usize>,
+    /// Close connections idle this long (connections.max.idle.ms, default 600000).
+    #[arg(long, env = "RUNNEL_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    /// Close a connection whose request has started but not arrived whole within this long
+    /// (default 30000).
+    #[arg(long, env = "RUNNEL_REQUEST_READ_TIMEOUT_MS")]
+    request_read_timeout_ms: Option<u64>,
+    /// Bytes of requests read but not yet answered, over all connections
+    /// (queued.max.request.bytes, default 536870912).
+    #[arg(long, env = "RUNNEL_QUEUED_MAX_REQUEST_BYTES")]
+    queued_max_request_bytes: Option<usize>,
+    /// Disk jobs waiting for an I/O thread (queued.max.requests, default 500).
+    #[arg(long, env = "RUNNEL_QUEUED_MAX_REQUESTS")]
+    queued_max_requests: Option<usize>,
+    /// Threads doing disk work (num.io.threads, default 8).
+    #[arg(long, env = "RUNNEL_NUM_IO_THREADS")]
+    num_io_threads: Option<usize>,
+    /// Most record bytes in one fetch response (fetch.max.bytes, default 57671680).
+    #[arg(long, env = "RUNNEL_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<usize>,
+    /// Most partitions this broker holds (default 10000).
+    #[arg(long, env = "RUNNEL_PARTITIONS_MAX")]
+    partitions_max: Option<usize>,
+    /// Most members of one classic group (group.max.size, default 1000).
+    #[arg(long, env = "RUNNEL_GROUP_MAX_SIZE")]
+    group_max_size: Option<usize>,
+    /// Most members of one KIP-848 consumer group (group.consumer.max.size, default 1000).
+    #[arg(long, env = "RUNNEL_GROUP_CONSUMER_MAX_SIZE")]
+    group_consumer_max_size: Option<usize>,
+    /// How often recovery points are checkpointed (log.flush.offset.checkpoint.interval.ms,
+    /// default 60000).
+    #[arg(long, env = "RUNNEL_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS")]
+    flush_offset_checkpoint_interval_ms: Option<u64>,
+    /// Default compression.type of topics: producer, uncompressed, gzip, snappy, lz4, zstd.
+    #[arg(long, env = "RUNNEL_COMPRESSION_TYPE")]
+    compression_type: Option<String>,
+    /// Default message.timestamp.before.max.ms of topics.
+    #[arg(long, env = "RUNNEL_LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS")]
+    log_message_timestamp_before_max_ms: Option<i64>,
+    /// Default message.timestamp.after.max.ms of topics (default 3600000).
+    #[arg(long, env = "RUNNEL_LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS")]
+    log_message_timestamp_after_max_ms: Option<i64>,
     /// fsync after this many unflushed records; 1 = fsync before every acknowledgement.
     #[arg(long, env = "RUNNEL_FLUSH_MESSAGES")]
     flush_messages: Option<u64>,
@@ -152,6 +198,16 @@ impl ServerArgs {
             auto_create_topics,
             request_max_bytes,
             connections_max,
+            connections_max_idle_ms,
+            request_read_timeout_ms,
+            queued_max_request_bytes,
+            queued_max_requests,
+            num_io_threads,
+            fetch_max_bytes,
+            partitions_max,
+            group_max_size,
+            group_consumer_max_size,
+            flush_offset_checkpoint_interval_ms,
             retention_check_interval_ms,
             group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms,
@@ -163,6 +219,10 @@ impl ServerArgs {
         );
         take_optional!(
             advertised_listener,
+            connections_max_per_ip,
+            compression_type,
+            log_message_timestamp_before_max_ms,
+            log_message_timestamp_after_max_ms,
             flush_messages,
             flush_ms,
             log_segment_bytes,

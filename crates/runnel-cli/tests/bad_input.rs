@@ -4,85 +4,10 @@
 
 mod support;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use runnel_record::BatchBuilder;
-use support::BrokerProcess;
-
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
-}
-
-fn code(error: ResponseError) -> i16 {
-    error.code()
-}
-
-fn create_topic(
-    broker: &BrokerProcess,
-    topic: &str,
-    partitions: i32,
-    configs: &[(&str, &str)],
-) -> CreateTopicsResponse {
-    let request = CreateTopicsRequest::default().with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            ),
-    ]);
-    broker.connect().request(ApiKey::CreateTopics, 7, &request)
-}
-
-fn produce(
-    broker: &BrokerProcess,
-    version: i16,
-    topic: &str,
-    records: Vec<u8>,
-) -> produce_response::PartitionProduceResponse {
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_records(Some(Bytes::from(records))),
-            ])]);
-    let response: ProduceResponse = broker.connect().request(ApiKey::Produce, version, &request);
-    response.responses[0].partition_responses[0].clone()
-}
-
-fn log_end_offset(broker: &BrokerProcess, topic: &str) -> i64 {
-    let request = ListOffsetsRequest::default().with_topics(vec![
-        list_offsets_request::ListOffsetsTopic::default()
-            .with_name(name(topic))
-            .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
-            ]),
-    ]);
-    let response: ListOffsetsResponse = broker.connect().request(ApiKey::ListOffsets, 7, &request);
-    response.topics[0].partitions[0].offset
-}
-
-fn batch(values: &[&[u8]]) -> Vec<u8> {
-    values
-        .iter()
-        .fold(BatchBuilder::new(1_700_000_000_000), |b, v| {
-            b.record(None, Some(v), &[])
-        })
-        .build()
-}
+use support::{batch, code, create_topic, log_end_offset, name, produce, BrokerProcess};
 
 #[test]
 fn unknown_api_key_closes_the_connection() {

@@ -42,5 +42,5 @@ pub use compress::compress;
 pub use compression::decompress;
 pub use records::{decode_records, BatchBuilder, Record};
 pub use validate::{RecordPolicy, ValidatedBatch, NO_TIMESTAMP};
-pub use walk::{DecompressionBudget, DECOMPRESSED_BATCH_MAX_BYTES};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
+pub use walk::{DecompressionBudget, DECOMPRESSED_BATCH_MAX_BYTES};

@@ -3,7 +3,9 @@
 
 use std::ops::ControlFlow;
 
-use crate::batch::{Compression, RecordBatch, RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use crate::batch::{
+    Compression, RecordBatch, RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+};
 use crate::compress::compress;
 use crate::varint::{encode_varint, encode_varlong};
 use crate::walk::{walk_records, DecompressionBudget};

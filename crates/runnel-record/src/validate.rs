@@ -76,8 +76,8 @@ impl RecordPolicy {
         let mut max_timestamp = NO_TIMESTAMP;
         let mut failure = None;
         walk_records(batch, header, budget, false, |record| {
-            let out_of_range = record.timestamp != NO_TIMESTAMP
-                && !(lowest..=highest).contains(&record.timestamp);
+            let out_of_range =
+                record.timestamp != NO_TIMESTAMP && !(lowest..=highest).contains(&record.timestamp);
             if out_of_range && !self.log_append_time {
                 failure = Some(RecordError::TimestampOutOfRange {
                     timestamp: record.timestamp,
@@ -152,13 +152,20 @@ mod tests {
 
     fn check(batch: &[u8]) -> Result<ValidatedBatch, RecordError> {
         let header = RecordBatch::validate(batch)?;
-        policy().validate(batch, &header, &DecompressionBudget::for_request(batch.len()))
+        policy().validate(
+            batch,
+            &header,
+            &DecompressionBudget::for_request(batch.len()),
+        )
     }
 
     /// Rewrites header fields and fixes the CRC, as a lying client would.
     fn forge(batch: &mut [u8], at: usize, bytes: &[u8]) {
         batch[at..at + bytes.len()].copy_from_slice(bytes);
-        RecordBatch::set_max_timestamp(batch, i64::from_be_bytes(batch[35..43].try_into().unwrap()));
+        RecordBatch::set_max_timestamp(
+            batch,
+            i64::from_be_bytes(batch[35..43].try_into().unwrap()),
+        );
     }
 
     fn two_records(codec: Compression) -> Vec<u8> {
@@ -221,7 +228,9 @@ mod tests {
         };
         let budget = DecompressionBudget::for_request(future.len());
         assert!(stamped.validate(&future, &header, &budget).is_ok());
-        let old = BatchBuilder::new(NOW - 10).record(None, Some(b"v"), &[]).build();
+        let old = BatchBuilder::new(NOW - 10)
+            .record(None, Some(b"v"), &[])
+            .build();
         let strict = RecordPolicy {
             timestamp_before_max_ms: 5,
             ..policy()

@@ -341,9 +341,9 @@ impl Bounded<'_, '_> {
             return Err(RecordError::Invalid("record fields run past its length"));
         }
         self.remaining -= 1;
-        self.input
-            .byte_or_end()?
-            .ok_or(RecordError::Invalid("the records section ends inside a record"))
+        self.input.byte_or_end()?.ok_or(RecordError::Invalid(
+            "the records section ends inside a record",
+        ))
     }
 
     fn varint(&mut self) -> Result<i32, RecordError> {
@@ -373,10 +373,9 @@ impl Bounded<'_, '_> {
         let mut collected = collect.then(Vec::new);
         let mut left = length as usize;
         while left > 0 {
-            let run = self
-                .input
-                .run(left)?
-                .ok_or(RecordError::Invalid("the records section ends inside a record"))?;
+            let run = self.input.run(left)?.ok_or(RecordError::Invalid(
+                "the records section ends inside a record",
+            ))?;
             left -= run.len();
             if let Some(collected) = &mut collected {
                 collected.extend_from_slice(run);

@@ -67,7 +67,10 @@ impl PartitionCheckpoint {
 
 /// Reads the leader epoch entries; an empty list if the file is missing. An unreadable file is
 /// corruption: guessing epochs could make a follower keep records the leader does not have.
-pub(crate) fn read_epochs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<EpochEntry>, StorageError> {
+pub(crate) fn read_epochs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+) -> Result<Vec<EpochEntry>, StorageError> {
     let path = dir.join(LEADER_EPOCH_CHECKPOINT);
     let Some(text) = read_optional(fs, &path)? else {
         return Ok(Vec::new());

@@ -18,10 +18,10 @@ use runnel_record::{DecompressionBudget, RecordBatch, RecordError};
 use crate::checkpoint::{
     self, PartitionCheckpoint, CLEAN_SHUTDOWN, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
 };
-use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
+use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
 use crate::segment::{
     BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, SEGMENT_BYTES_MAX,
     TIME_INDEX_SUFFIX,
@@ -271,8 +271,8 @@ impl PartitionLog {
             );
             recovery_point = log_end_offset;
         }
-        let mut epochs =
-            LeaderEpochCache::from_entries(checkpoint::read_epochs(fs_ref, dir)?).map_err(|why| {
+        let mut epochs = LeaderEpochCache::from_entries(checkpoint::read_epochs(fs_ref, dir)?)
+            .map_err(|why| {
                 StorageError::Corrupt(format!(
                     "{}: {why}",
                     dir.join(LEADER_EPOCH_CHECKPOINT).display()
@@ -624,9 +624,13 @@ impl PartitionLog {
                     let bytes = reader
                         .bytes_at(position, batch.len as usize)
                         .context(|| format!("reading segment {}", segment.path().display()))?;
-                    let found = find_record(bytes, segment.path(), position, self.log_start_offset, |timestamp| {
-                        timestamp >= timestamp_ms
-                    })?;
+                    let found = find_record(
+                        bytes,
+                        segment.path(),
+                        position,
+                        self.log_start_offset,
+                        |timestamp| timestamp >= timestamp_ms,
+                    )?;
                     if found.is_some() {
                         return Ok(found);
                     }
@@ -977,14 +981,18 @@ fn find_record(
     from: i64,
     wanted: impl FnMut(i64) -> bool,
 ) -> Result<Option<(i64, i64)>, StorageError> {
-    RecordBatch::find_record(batch, from, &DecompressionBudget::for_stored_batch(), wanted).map_err(
-        |error| {
-            StorageError::Corrupt(format!(
-                "segment {} at position {position}: cannot decode records: {error}",
-                path.display()
-            ))
-        },
+    RecordBatch::find_record(
+        batch,
+        from,
+        &DecompressionBudget::for_stored_batch(),
+        wanted,
     )
+    .map_err(|error| {
+        StorageError::Corrupt(format!(
+            "segment {} at position {position}: cannot decode records: {error}",
+            path.display()
+        ))
+    })
 }
 
 /// Lists the segment base offsets in `dir`, sorted, and removes leftovers of interrupted
@@ -996,7 +1004,9 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageEr
         .list(dir)
         .context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
-        let Some(name) = entry.name.to_str() else { continue };
+        let Some(name) = entry.name.to_str() else {
+            continue;
+        };
         let path = dir.join(name);
         if entry.is_dir {
             tracing::warn!(file = %path.display(), "ignoring a directory inside a partition directory");

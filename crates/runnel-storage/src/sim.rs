@@ -371,7 +371,11 @@ impl SimFileSystem {
     pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.lock();
         match state.resolve(path)? {
-            Node::File(id) => Ok(state.files.get(&id).map(|f| f.data.clone()).unwrap_or_default()),
+            Node::File(id) => Ok(state
+                .files
+                .get(&id)
+                .map(|f| f.data.clone())
+                .unwrap_or_default()),
             Node::Dir(_) => Err(io::Error::new(
                 io::ErrorKind::IsADirectory,
                 format!("{} is a directory", path.display()),
@@ -394,7 +398,11 @@ impl FileSystem for SimFileSystem {
         let mut state = self.lock();
         state.check(SimOp::Open, path)?;
         let (dir, name) = state.parent_of(path)?;
-        let existing = state.dirs.get(&dir).and_then(|entries| entries.get(&name)).copied();
+        let existing = state
+            .dirs
+            .get(&dir)
+            .and_then(|entries| entries.get(&name))
+            .copied();
         let id = match (existing, mode) {
             (Some(Node::Dir(_)), _) => {
                 return Err(io::Error::new(
@@ -445,7 +453,11 @@ impl FileSystem for SimFileSystem {
             let Component::Normal(name) = component else {
                 continue;
             };
-            let entry = state.dirs.get(&dir).and_then(|entries| entries.get(name)).copied();
+            let entry = state
+                .dirs
+                .get(&dir)
+                .and_then(|entries| entries.get(name))
+                .copied();
             dir = match entry {
                 Some(Node::Dir(id)) => id,
                 Some(Node::File(_)) => {
@@ -694,10 +706,16 @@ mod tests {
             fs.sync_dir(Path::new("d")).unwrap();
             file.write_all_at(b" world", 5).unwrap();
             let after = fs.crash(seed);
-            assert!(file.write_all_at(b"x", 0).is_err(), "the crashed disk is off");
+            assert!(
+                file.write_all_at(b"x", 0).is_err(),
+                "the crashed disk is off"
+            );
             let contents = after.contents(Path::new("d/f")).unwrap();
             assert!(contents.starts_with(b"hello"), "seed {seed}: {contents:?}");
-            assert!(b"hello world".starts_with(&contents), "seed {seed}: {contents:?}");
+            assert!(
+                b"hello world".starts_with(&contents),
+                "seed {seed}: {contents:?}"
+            );
         }
     }
 
@@ -747,7 +765,10 @@ mod tests {
             let _ = file.sync_data();
             fs.clear_faults();
             file.sync_data().unwrap();
-            assert_eq!(fs.crash(seed).contents(Path::new("f")).unwrap(), vec![7; 100]);
+            assert_eq!(
+                fs.crash(seed).contents(Path::new("f")).unwrap(),
+                vec![7; 100]
+            );
         }
     }
 
@@ -756,7 +777,8 @@ mod tests {
         for seed in 0..50 {
             let fs = fs();
             fs.put(Path::new("t-0/a.log"), b"data").unwrap();
-            fs.rename(Path::new("t-0"), Path::new("t-0.x-delete")).unwrap();
+            fs.rename(Path::new("t-0"), Path::new("t-0.x-delete"))
+                .unwrap();
             let after = fs.crash(seed);
             let old = after.exists(Path::new("t-0/a.log")).unwrap();
             let new = after.exists(Path::new("t-0.x-delete/a.log")).unwrap();

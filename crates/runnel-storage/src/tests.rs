@@ -861,7 +861,10 @@ fn a_failed_write_leaves_nothing_visible() -> TestResult {
             "{fault:?}"
         );
         let active = log.active_mut();
-        assert_eq!(active.offset_index.all_entries().unwrap().len(), offset_entries);
+        assert_eq!(
+            active.offset_index.all_entries().unwrap().len(),
+            offset_entries
+        );
         assert_eq!(active.time_index.all_entries().unwrap().len(), time_entries);
         let log_file = segment_files(dir.path(), ".log")?.remove(0);
         assert_eq!(
@@ -916,7 +919,11 @@ fn flush_policy_and_split_flush() -> TestResult {
     log.mark_flushed(3); // a stale handle never moves the recovery point back
     assert_eq!(log.recovery_point(), 6);
     let checkpoint = || fs::read_to_string(dir.path().join("partition.checkpoint"));
-    assert_eq!(checkpoint()?, "0\n0 0\n", "a flush does not rewrite the checkpoint");
+    assert_eq!(
+        checkpoint()?,
+        "0\n0 0\n",
+        "a flush does not rewrite the checkpoint"
+    );
     log.checkpoint()?;
     assert_eq!(checkpoint()?, "0\n0 6\n");
 

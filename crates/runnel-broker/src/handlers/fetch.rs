@@ -48,7 +48,11 @@ struct PlannedPartition {
     target: Result<Arc<Partition>, ApiError>,
 }
 
-pub(crate) async fn fetch(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
+pub(crate) async fn fetch(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: FetchRequest,
+) -> FetchResponse {
     if version >= 7 {
         // Runnel creates no fetch sessions (KIP-227 lets a broker decline), so a client only
         // ever sends full requests; a session it names cannot exist.
@@ -97,9 +101,9 @@ fn plan(broker: &Broker, version: i16, request: &FetchRequest) -> FetchPlan {
                     let target = match &topic {
                         Some(topic) => check_leader_epoch(fetch_partition.current_leader_epoch)
                             .and_then(|()| {
-                                topic.partition(fetch_partition.partition).ok_or(
-                                    ApiError::code(ResponseError::UnknownTopicOrPartition),
-                                )
+                                topic
+                                    .partition(fetch_partition.partition)
+                                    .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
                             }),
                         None => Err(ApiError::code(if version >= 13 {
                             ResponseError::UnknownTopicId
@@ -165,7 +169,10 @@ fn error_response(plan: &FetchPlan, error: &ApiError) -> FetchResponse {
     })
 }
 
-fn respond(plan: &FetchPlan, mut answer: impl FnMut(&PlannedPartition) -> PartitionData) -> FetchResponse {
+fn respond(
+    plan: &FetchPlan,
+    mut answer: impl FnMut(&PlannedPartition) -> PartitionData,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     response.responses = plan
         .topics

@@ -63,7 +63,9 @@ pub(crate) async fn produce(
             async move {
                 let index = data.index;
                 let result = match topic {
-                    Some(topic) => produce_partition(broker, topic, acks, data, budget, now_ms).await,
+                    Some(topic) => {
+                        produce_partition(broker, topic, acks, data, budget, now_ms).await
+                    }
                     None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
                     None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
                 };
@@ -75,10 +77,14 @@ pub(crate) async fn produce(
         topic_response.topic_id = topic_data.topic_id;
         topics.push((topic_response, join_all(partitions)));
     }
-    let responses = join_all(topics.into_iter().map(|(mut topic_response, partitions)| async {
-        topic_response.partition_responses = partitions.await;
-        topic_response
-    }))
+    let responses = join_all(
+        topics
+            .into_iter()
+            .map(|(mut topic_response, partitions)| async {
+                topic_response.partition_responses = partitions.await;
+                topic_response
+            }),
+    )
     .await;
     if acks == 0 {
         return None;
@@ -136,11 +142,7 @@ async fn produce_partition(
                 "produce request carries no records",
             )
         })?;
-    let log_append_time_ms = if settings.log_append_time {
-        now_ms
-    } else {
-        -1
-    };
+    let log_append_time_ms = if settings.log_append_time { now_ms } else { -1 };
     let appender = Arc::clone(&partition);
     let appended = broker
         .io

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use runnel_record::BatchBuilder;
 
 /// A broker process on a free loopback port with its own data directory. Killed on drop,
 /// whatever the test's outcome.
@@ -19,6 +21,7 @@ pub struct BrokerProcess {
     pub port: u16,
     pub data_dir: PathBuf,
     log_path: PathBuf,
+    args: Vec<String>,
     _temp: tempfile::TempDir,
 }
 
@@ -32,26 +35,70 @@ impl BrokerProcess {
     fn start_in(temp: tempfile::TempDir, data_dir: PathBuf, extra_args: &[&str]) -> Self {
         let port = free_port();
         let log_path = temp.path().join(format!("broker-{port}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
-            .args(["server", "--listen", &address, "--data-dir"])
-            .arg(&data_dir)
-            .args(extra_args)
-            .env("RUNNEL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn runnel");
+        let args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
+        let child = spawn_broker(port, &data_dir, &args, &log_path);
         let broker = BrokerProcess {
             child,
             port,
             data_dir,
             log_path,
+            args,
             _temp: temp,
         };
         broker.wait_ready();
         broker
+    }
+
+    /// Stops the broker as an operator does (SIGTERM) and checks it shut down cleanly within
+    /// `within`.
+    pub fn stop(&mut self, within: Duration) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "broker exited with {status}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not stop within {within:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker cleanly and starts it again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.stop(Duration::from_secs(20));
+        self.start_again();
+    }
+
+    /// Starts the broker again after [`Self::stop`], on the same data directory and port.
+    pub fn start_again(&mut self) {
+        self.child = spawn_broker(self.port, &self.data_dir, &self.args, &self.log_path);
+        self.wait_ready();
+    }
+
+    /// A connection to the broker listening on `port`, for threads that do not hold the
+    /// process.
+    pub fn connect_to(port: u16) -> Connection {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        Connection {
+            stream,
+            correlation_id: 0,
+        }
     }
 
     fn wait_ready(&self) {
@@ -119,6 +166,28 @@ impl Drop for BrokerProcess {
             eprintln!("--- broker log ---\n{}", self.log());
         }
     }
+}
+
+fn spawn_broker(port: u16, data_dir: &Path, args: &[String], log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(args)
+        .env("RUNNEL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn runnel")
 }
 
 pub fn free_port() -> u16 {
@@ -223,4 +292,84 @@ impl Connection {
     pub fn read_correlation_id(body: &mut bytes::Bytes) -> i32 {
         body.get_i32()
     }
+}
+
+// --- Requests every test file builds -----------------------------------------------------
+
+pub fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+pub fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+pub fn create_topic(
+    broker: &BrokerProcess,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]);
+    broker.connect().request(ApiKey::CreateTopics, 7, &request)
+}
+
+pub fn produce(
+    broker: &BrokerProcess,
+    version: i16,
+    topic: &str,
+    records: Vec<u8>,
+) -> produce_response::PartitionProduceResponse {
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_records(Some(Bytes::from(records))),
+            ])]);
+    let response: ProduceResponse = broker.connect().request(ApiKey::Produce, version, &request);
+    response.responses[0].partition_responses[0].clone()
+}
+
+pub fn log_end_offset(broker: &BrokerProcess, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+            ]),
+    ]);
+    let response: ListOffsetsResponse = broker.connect().request(ApiKey::ListOffsets, 7, &request);
+    response.topics[0].partitions[0].offset
+}
+
+/// A batch of `values`, stamped now: retention keeps it, and the broker's timestamp bounds
+/// accept it.
+pub fn batch(values: &[&[u8]]) -> Vec<u8> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    values
+        .iter()
+        .fold(BatchBuilder::new(now_ms), |b, v| {
+            b.record(None, Some(v), &[])
+        })
+        .build()
 }
