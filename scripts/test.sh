@@ -58,6 +58,10 @@ if [[ $quick -eq 0 ]]; then
 fi
 
 # --- Rust ----------------------------------------------------------------------------------
+step "cargo fmt --check and cargo clippy -D warnings"
+cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt --all"
+cargo clippy --workspace --all-targets -- -D warnings
+
 step "cargo build -p runnel-cli"
 cargo build -p runnel-cli
 runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"

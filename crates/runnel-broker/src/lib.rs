@@ -20,6 +20,8 @@ mod groups;
 mod handlers;
 mod io_pool;
 mod partition;
+#[cfg(test)]
+mod power_loss;
 mod server;
 mod topic_config;
 mod topics;

@@ -166,6 +166,8 @@ struct State {
     pending_meta: Vec<MetaOp>,
     next_id: NodeId,
     crashed: bool,
+    /// Mutating operations left before the power goes (see `SimFileSystem::cut_power_after`).
+    power_left: Option<u64>,
     faults: Vec<Fault>,
 }
 
@@ -202,6 +204,18 @@ impl State {
             return Err(io::Error::other("simulated power loss: the machine is off"));
         }
         Ok(())
+    }
+
+    /// Accounts for one operation that changes the disk; fails once the power is out.
+    fn spend_power(&mut self) -> io::Result<()> {
+        if let Some(left) = &mut self.power_left {
+            if *left == 0 {
+                self.crashed = true;
+            } else {
+                *left -= 1;
+            }
+        }
+        self.check_alive()
     }
 
     /// The directory holding `path`'s last component, and that component.
@@ -299,6 +313,18 @@ impl SimFileSystem {
         self.lock().faults.clear();
     }
 
+    /// The power goes out just before the `operations + 1`-th operation that would change the
+    /// disk: that one and every later call fail, as on a machine that stopped mid-request.
+    /// [`Self::crash`] then gives what the next boot finds.
+    pub fn cut_power_after(&self, operations: u64) {
+        self.lock().power_left = Some(operations);
+    }
+
+    /// Whether the power is out.
+    pub fn is_off(&self) -> bool {
+        self.lock().crashed
+    }
+
     /// Cuts the power. This file system fails every call from now on; the returned one is
     /// what the next boot finds: everything synced, plus a subset of the rest chosen by
     /// `seed`, each write kept whole, torn at a random byte, or lost.
@@ -345,6 +371,7 @@ impl SimFileSystem {
                 pending_meta: Vec::new(),
                 next_id: state.next_id,
                 crashed: false,
+                power_left: None,
                 faults: Vec::new(),
             })),
             clock: Arc::clone(&self.clock),
@@ -397,6 +424,9 @@ impl FileSystem for SimFileSystem {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn DataFile>> {
         let mut state = self.lock();
         state.check(SimOp::Open, path)?;
+        if mode != OpenMode::Existing {
+            state.spend_power()?;
+        }
         let (dir, name) = state.parent_of(path)?;
         let existing = state
             .dirs
@@ -447,7 +477,7 @@ impl FileSystem for SimFileSystem {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.check_alive()?;
+        state.spend_power()?;
         let mut dir = ROOT;
         for component in path.components() {
             let Component::Normal(name) = component else {
@@ -508,7 +538,7 @@ impl FileSystem for SimFileSystem {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.check_alive()?;
+        state.spend_power()?;
         let (dir, name) = state.parent_of(path)?;
         match state.dirs[&dir].get(&name) {
             Some(Node::File(_)) => {
@@ -525,7 +555,7 @@ impl FileSystem for SimFileSystem {
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.check_alive()?;
+        state.spend_power()?;
         let (dir, name) = state.parent_of(path)?;
         if !state.dirs[&dir].contains_key(&name) {
             return Err(not_found(path));
@@ -536,7 +566,7 @@ impl FileSystem for SimFileSystem {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.check_alive()?;
+        state.spend_power()?;
         let (from_dir, from_name) = state.parent_of(from)?;
         let (to_dir, to_name) = state.parent_of(to)?;
         if !state.dirs[&from_dir].contains_key(&from_name) {
@@ -559,7 +589,7 @@ impl FileSystem for SimFileSystem {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
-        state.check_alive()?;
+        state.spend_power()?;
         let Node::Dir(id) = state.resolve(dir)? else {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
@@ -609,6 +639,7 @@ impl DataFile for SimFile {
         let now = self.fs.clock.now_ms();
         let mut state = self.fs.lock();
         state.check(SimOp::Write, &self.path)?;
+        state.spend_power()?;
         let file = state.file(self.id);
         write_into(&mut file.data, offset, buf);
         file.pending.push(DataOp::Write {
@@ -622,6 +653,7 @@ impl DataFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut state = self.fs.lock();
         state.check(SimOp::Write, &self.path)?;
+        state.spend_power()?;
         let file = state.file(self.id);
         file.data.resize(len as usize, 0);
         file.pending.push(DataOp::SetLen(len));
@@ -636,6 +668,7 @@ impl DataFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.fs.lock();
+        state.spend_power()?;
         let failed = state.check(SimOp::SyncData, &self.path);
         let file = state.file(self.id);
         if let Err(error) = failed {
