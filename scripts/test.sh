@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command: installs what the tests need (idempotently), builds the
-# `runnel` binary, runs the Rust tests, then the compat suite of real Kafka clients
+# The project's test command: installs what the tests need (idempotently), checks formatting
+# and clippy, builds the `runnel` binary, runs the Rust tests, runs each fuzz target for a
+# fixed time (FUZZ_SECONDS, default 20), then the compat suite of real Kafka clients
 # (tests/compat) against that binary.
 #
 #   bash scripts/test.sh           everything
-#   bash scripts/test.sh --quick   skip the compat suite (Rust build and tests only)
+#   bash scripts/test.sh --quick   skip the fuzzers and the compat suite
 #
 # Extra arguments after `--` go to pytest, e.g. `bash scripts/test.sh -- -k kcat -x`.
 set -euo pipefail
@@ -70,11 +71,15 @@ runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"
 step "cargo test --workspace"
 cargo test --workspace
 
-# --- Real clients against the real binary ------------------------------------------------
+# --- Fuzzing: each target a fixed time from the checked-in corpus; any crash or hang fails --
 if [[ $quick -eq 1 ]]; then
-    echo "test.sh: --quick: compat suite skipped"
+    echo "test.sh: --quick: fuzzers and compat suite skipped"
     exit 0
 fi
+step "fuzz targets, ${FUZZ_SECONDS:=20}s each (scripts/fuzz.sh)"
+FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
+
+# --- Real clients against the real binary ------------------------------------------------
 
 step "compat suite: .venv/bin/python -m pytest tests/compat"
 export RUNNEL_BIN="$runnel_bin"

@@ -16,6 +16,8 @@ mod background;
 mod broker;
 mod config;
 mod error;
+#[cfg(test)]
+mod fuzz_seeds;
 mod groups;
 mod handlers;
 mod io_pool;

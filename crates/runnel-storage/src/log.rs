@@ -23,8 +23,8 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
 use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
 use crate::segment::{
-    BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, SEGMENT_BYTES_MAX,
-    TIME_INDEX_SUFFIX,
+    BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, OFFSET_MAX,
+    SEGMENT_BYTES_MAX, TIME_INDEX_SUFFIX,
 };
 
 /// The most offsets one append may span: comfortably inside what a segment's 32-bit relative
@@ -385,9 +385,11 @@ impl PartitionLog {
             summary.base_offset = next_offset;
             summary.last_offset = next_offset + i64::from(header.last_offset_delta);
             summary.partition_leader_epoch = leader_epoch;
-            if summary.last_offset - first_offset > APPEND_OFFSETS_MAX {
+            if summary.last_offset - first_offset > APPEND_OFFSETS_MAX
+                || summary.last_offset > OFFSET_MAX
+            {
                 return Err(StorageError::InvalidBatch(RecordError::Malformed(format!(
-                    "an append may span at most {APPEND_OFFSETS_MAX} offsets"
+                    "an append may span at most {APPEND_OFFSETS_MAX} offsets and end below {OFFSET_MAX}"
                 ))));
             }
             RecordBatch::set_base_offset(&mut batch[..len], next_offset);
@@ -422,9 +424,11 @@ impl PartitionLog {
                     got: header.base_offset,
                 });
             }
-            if header.last_offset() - first_offset > APPEND_OFFSETS_MAX {
+            if header.last_offset() - first_offset > APPEND_OFFSETS_MAX
+                || header.last_offset() > OFFSET_MAX
+            {
                 return Err(StorageError::InvalidBatch(RecordError::Malformed(format!(
-                    "an append may span at most {APPEND_OFFSETS_MAX} offsets"
+                    "an append may span at most {APPEND_OFFSETS_MAX} offsets and end below {OFFSET_MAX}"
                 ))));
             }
             expected = header.next_offset();
@@ -1014,6 +1018,12 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageEr
             fs.remove_file(&path)
                 .context(|| format!("removing {}", path.display()))?;
         } else if let Some(base) = parse_base(name, LOG_SUFFIX) {
+            if base > OFFSET_MAX {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {} names a base offset beyond the largest a log may reach ({OFFSET_MAX})",
+                    path.display()
+                )));
+            }
             bases.push(base);
         } else if let Some(base) =
             parse_base(name, INDEX_SUFFIX).or_else(|| parse_base(name, TIME_INDEX_SUFFIX))

@@ -29,6 +29,12 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// The largest a segment's log may grow: index entries hold positions as u32.
 pub(crate) const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 
+/// The largest offset a log may reach. Far beyond any real log (a million records a second
+/// for 290,000 years), it leaves room for a segment's 32-bit relative offsets and any append
+/// above every base, so offset arithmetic on what a segment file's name or contents claim
+/// cannot overflow.
+pub(crate) const OFFSET_MAX: i64 = i64::MAX - (1 << 40);
+
 const _: () = assert!(BATCH_HEADER_LEN >= LOG_OVERHEAD + 4 && READ_CHUNK_BYTES >= BATCH_HEADER_LEN);
 
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -49,7 +55,7 @@ pub(crate) struct BatchSummary {
 
 impl BatchSummary {
     pub(crate) fn next_offset(&self) -> i64 {
-        self.last_offset + 1
+        self.last_offset.saturating_add(1)
     }
 
     pub(crate) fn from_header(header: &RecordBatchHeader) -> Self {

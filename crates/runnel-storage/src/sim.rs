@@ -394,6 +394,59 @@ impl SimFileSystem {
         Ok(())
     }
 
+    /// The files directly in `dir`, as one byte string: for each, its name's length (u8), the
+    /// name, its contents' length (u32, big-endian) and the contents. The fuzzer's and the
+    /// simulator's format for a directory image.
+    pub fn image(&self, dir: &Path) -> io::Result<Vec<u8>> {
+        let mut image = Vec::new();
+        for entry in self.list(dir)? {
+            let name = entry.name.to_string_lossy().into_owned();
+            if entry.is_dir || name.len() > usize::from(u8::MAX) {
+                continue;
+            }
+            let contents = self.contents(&dir.join(&name))?;
+            image.push(name.len() as u8);
+            image.extend_from_slice(name.as_bytes());
+            image.extend_from_slice(&(contents.len() as u32).to_be_bytes());
+            image.extend_from_slice(&contents);
+        }
+        Ok(image)
+    }
+
+    /// A disk holding, durably, the files an [`Self::image`] describes in `dir`. Any bytes
+    /// make some image: a name or contents cut short by the end of the input are taken as they
+    /// are, names that are not plain file names are skipped.
+    pub fn from_image(dir: &Path, image: &[u8], clock: Arc<dyn Clock>) -> io::Result<Self> {
+        let fs = SimFileSystem::new(clock);
+        fs.create_dir_all(dir)?;
+        let mut rest = image;
+        while let Some((&name_len, after)) = rest.split_first() {
+            let (name, after) = after.split_at(usize::from(name_len).min(after.len()));
+            let (len, after) = after.split_at(4.min(after.len()));
+            let mut len_bytes = [0u8; 4];
+            len_bytes[..len.len()].copy_from_slice(len);
+            let len = (u32::from_be_bytes(len_bytes) as usize).min(after.len());
+            let (contents, after) = after.split_at(len);
+            rest = after;
+            let name = String::from_utf8_lossy(name);
+            let plain = !name.is_empty()
+                && !name.contains('/')
+                && name != "."
+                && name != ".."
+                && !name.contains('\0');
+            if plain {
+                fs.put(&dir.join(name.as_ref()), contents)?;
+            }
+        }
+        let mut state = fs.lock();
+        let pending = std::mem::take(&mut state.pending_meta);
+        for op in &pending {
+            op.apply(&mut state.durable_dirs);
+        }
+        drop(state);
+        Ok(fs)
+    }
+
     /// A file's contents as the running process sees them.
     pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.lock();
@@ -802,6 +855,28 @@ mod tests {
                 fs.crash(seed).contents(Path::new("f")).unwrap(),
                 vec![7; 100]
             );
+        }
+    }
+
+    #[test]
+    fn images_round_trip_and_any_bytes_make_one() {
+        let fs = fs();
+        fs.put(Path::new("p/a.log"), b"batches").unwrap();
+        fs.put(Path::new("p/partition.checkpoint"), b"0\n0 0\n")
+            .unwrap();
+        let image = fs.image(Path::new("p")).unwrap();
+        let copy = SimFileSystem::from_image(Path::new("q"), &image, Arc::new(ManualClock::new(0)))
+            .unwrap();
+        assert_eq!(copy.contents(Path::new("q/a.log")).unwrap(), b"batches");
+        assert_eq!(copy.image(Path::new("q")).unwrap(), image);
+        for garbage in [
+            &b""[..],
+            b"\x05ab",
+            b"\x02..\x00\x00\x00\x01x",
+            b"\xff\xff\xff",
+        ] {
+            SimFileSystem::from_image(Path::new("q"), garbage, Arc::new(ManualClock::new(0)))
+                .unwrap();
         }
     }
 

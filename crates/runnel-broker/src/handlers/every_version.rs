@@ -16,7 +16,7 @@ fn topic_name() -> TopicName {
     TopicName(StrBytes::from_static_str("t"))
 }
 
-fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
+pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
     let name = topic_name();
     match key {
         ApiKey::Produce => {

@@ -11,7 +11,7 @@ pub(crate) mod produce;
 pub(crate) mod topics;
 
 #[cfg(test)]
-mod every_version;
+pub(crate) mod every_version;
 
 use std::sync::Arc;
 
