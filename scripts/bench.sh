@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end throughput of a release `runnel server`, against the loopback limit measured by
-# iperf3 in the same run (see BENCHMARKS.md and shared TESTING.md "Benchmarks").
+# iperf3 in the same run (see BENCHMARKS.md).
 #
 #   bash scripts/bench.sh [--records N] [--rounds R] [--clients-only] [--no-build]
 #       (defaults: 300000 records of 1024 bytes, 3 rounds)
