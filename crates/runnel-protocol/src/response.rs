@@ -24,6 +24,14 @@ pub fn encode_response(
         .map_err(|error| EncodeError(error.to_string()))?;
     body.encode(&mut out, version)
         .map_err(|error| EncodeError(format!("{api_key:?} v{version}: {error}")))?;
+    // The handlers bound what they put in a response (fetch.max.bytes); a size that does
+    // not fit the prefix is refused rather than sent wrapped.
+    if i32::try_from(out.len() - 4).is_err() {
+        return Err(EncodeError(format!(
+            "{api_key:?} v{version} response of {} bytes exceeds the 2 GiB a frame can carry",
+            out.len() - 4
+        )));
+    }
     Ok(finish_frame(out))
 }
 
@@ -68,8 +76,9 @@ fn start_frame() -> BytesMut {
     out
 }
 
+/// Writes the size prefix. Responses are small or checked by the caller against i32.
 fn finish_frame(mut out: BytesMut) -> Bytes {
-    let size = (out.len() - 4) as i32;
+    let size = i32::try_from(out.len() - 4).unwrap_or(i32::MAX);
     out[..4].copy_from_slice(&size.to_be_bytes());
     out.freeze()
 }
