@@ -12,7 +12,7 @@ machine's load falls on both alike):
    broker's CPU-seconds per GB of record values (from /proc/PID/stat);
 2. a broker with `--flush-messages 1` (fsync before every acknowledgement); `runnel bench
    produce` sends `--latency-records` records of 1 KiB at `--rate` records/s with acks=all,
-   one partition, and reports send-to-acknowledgement latency (p50, p99).
+   `linger.ms=0`, one partition, and reports send-to-acknowledgement latency (p50, p99).
 
 Once per round, fio measures this disk's own fsync latency in the same temp directory
 (4 KiB writes, each followed by fsync, for 5 s): the floor the fsync mode stands on.
@@ -114,7 +114,7 @@ def fsync_latency(binary: str, runnel: str, work: Path, records: int, rate: int)
         result = json_line([
             runnel, "bench", "produce", "--bootstrap", broker.bootstrap, "--topic", "latency",
             "--partitions", "1", "--records", str(records), "--rate", str(rate),
-            "--acks", "all", "--format", "json",
+            "--acks", "all", "--linger-ms", "0", "--format", "json",
         ])
     latency = result["latency_ms"]
     return {"fsync_mode_p50_ms": latency["p50"], "fsync_mode_p99_ms": latency["p99"]}

@@ -121,20 +121,24 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
 }
 
 /// Drives the group coordinators' timers: session expiry, rebalance timeouts, offset expiry.
+/// A request that may move the next deadline earlier wakes the loop to look again; only an
+/// elapsed deadline ticks (a tick itself announces a new deadline).
 pub(crate) async fn run_group_timers(broker: Arc<Broker>) {
     let mut shutdown = broker.shutdown_signal();
     let mut wait = Duration::ZERO;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = broker.groups.deadline_changed() => {}
+        let due = tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = broker.groups.deadline_changed() => false,
             _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        // Ticking may write group records, and waits for the coordinators' lock, which disk
-        // work holds: both belong on the I/O pool.
+        };
+        // Ticking may write group records, and both it and reading the next deadline wait for
+        // the coordinators' lock, which disk work holds: they belong on the I/O pool.
         let ticker = Arc::clone(&broker);
         let next = broker.io.run(move || {
-            ticker.groups.tick(&ticker.topics);
+            if due {
+                ticker.groups.tick(&ticker.topics);
+            }
             ticker.groups.next_wait()
         });
         match next.await {

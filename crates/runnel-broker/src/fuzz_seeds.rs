@@ -73,13 +73,7 @@ fn write_fuzz_seeds() {
     }
     std::fs::write(corpus("frame_decoding").join("every-api"), &stream).expect("write");
 
-    for codec in [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ] {
+    for codec in Compression::ALL {
         std::fs::write(
             corpus("batch_validation").join(codec.to_string()),
             batch(codec, 3),

@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -45,21 +45,8 @@ fn produce(broker: &BrokerProcess, topic: &str, partition: i32, count: usize) {
             batch.record(None, Some(format!("record {i}").as_bytes()), &[])
         })
         .build();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(Bytes::from(records))),
-            ])]);
-    let response: ProduceResponse = broker.connect().request(ApiKey::Produce, 9, &request);
-    assert_eq!(
-        response.responses[0].partition_responses[0].error_code, 0,
-        "produce to {topic}-{partition}"
-    );
+    let answers = support::produce_to(broker, 9, topic, vec![(partition, records)]);
+    assert_eq!(answers[0].error_code, 0, "produce to {topic}-{partition}");
 }
 
 /// Sends `request` until its error code is not retriable (the coordinator may still be

@@ -17,7 +17,7 @@ use runnel_record::{
     decode_records, encode_varint, BatchBuilder, Compression, RecordBatch, BATCH_HEADER_LEN,
     LOG_OVERHEAD,
 };
-use support::{batch, code, create_topic, name, BrokerProcess};
+use support::{batch, code, create_topic, name, produce_to, BrokerProcess};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -47,32 +47,6 @@ fn empty_batch_claiming_billions() -> Vec<u8> {
     forge(&mut batch, 23, &(i32::MAX - 1).to_be_bytes());
     forge(&mut batch, 57, &i32::MAX.to_be_bytes());
     batch
-}
-
-/// One Produce (v3, acks=1) writing `records` to each listed partition; the answers in order.
-fn produce_to(
-    broker: &BrokerProcess,
-    version: i16,
-    topic: &str,
-    partitions: Vec<(i32, Vec<u8>)>,
-) -> Vec<produce_response::PartitionProduceResponse> {
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(
-                partitions
-                    .into_iter()
-                    .map(|(index, records)| {
-                        produce_request::PartitionProduceData::default()
-                            .with_index(index)
-                            .with_records(Some(Bytes::from(records)))
-                    })
-                    .collect(),
-            )]);
-    let response: ProduceResponse = broker.connect().request(ApiKey::Produce, version, &request);
-    response.responses[0].partition_responses.clone()
 }
 
 fn fetch(broker: &BrokerProcess, topic: &str, partitions: &[i32], max_bytes: i32) -> FetchResponse {

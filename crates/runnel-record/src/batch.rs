@@ -100,6 +100,15 @@ impl Compression {
 }
 
 impl Compression {
+    /// Every codec, in the order of their attribute numbers.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The codec's number in the low three bits of a batch's attributes.
     pub(crate) fn attribute_bits(self) -> i16 {
         match self {

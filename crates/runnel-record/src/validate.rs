@@ -176,13 +176,7 @@ mod tests {
             .build()
     }
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] = Compression::ALL;
 
     #[test]
     fn well_formed_batches_pass_with_their_max_timestamp() {

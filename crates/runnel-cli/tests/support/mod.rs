@@ -329,23 +329,40 @@ pub fn create_topic(
     broker.connect().request(ApiKey::CreateTopics, 7, &request)
 }
 
+/// One Produce (acks=1) of `records` to partition 0; its answer.
 pub fn produce(
     broker: &BrokerProcess,
     version: i16,
     topic: &str,
     records: Vec<u8>,
 ) -> produce_response::PartitionProduceResponse {
+    produce_to(broker, version, topic, vec![(0, records)]).remove(0)
+}
+
+/// One Produce (acks=1) writing each `(partition, records)`; the answers in order.
+pub fn produce_to(
+    broker: &BrokerProcess,
+    version: i16,
+    topic: &str,
+    partitions: Vec<(i32, Vec<u8>)>,
+) -> Vec<produce_response::PartitionProduceResponse> {
     let request = ProduceRequest::default()
         .with_acks(1)
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(name(topic))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_records(Some(Bytes::from(records))),
-            ])]);
+            .with_partition_data(
+                partitions
+                    .into_iter()
+                    .map(|(index, records)| {
+                        produce_request::PartitionProduceData::default()
+                            .with_index(index)
+                            .with_records(Some(Bytes::from(records)))
+                    })
+                    .collect(),
+            )]);
     let response: ProduceResponse = broker.connect().request(ApiKey::Produce, version, &request);
-    response.responses[0].partition_responses[0].clone()
+    response.responses[0].partition_responses.clone()
 }
 
 pub fn log_end_offset(broker: &BrokerProcess, topic: &str) -> i64 {
