@@ -590,3 +590,17 @@ fn topic_compression_type_recompresses() {
     assert_eq!(header.compression(), Compression::Zstd);
     assert_eq!(values(&broker, "squeezed", 0), [b"value value value"]);
 }
+
+/// Regression: the group timer loop ticked on its own notification and kept a core busy.
+#[test]
+fn an_idle_broker_uses_almost_no_cpu() {
+    let broker = BrokerProcess::start(&[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = broker.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = broker.cpu_seconds() - before;
+    assert!(
+        used < 0.3,
+        "an idle broker used {used:.2} CPU seconds in 3 s"
+    );
+}

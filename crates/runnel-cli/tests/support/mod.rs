@@ -153,6 +153,21 @@ impl BrokerProcess {
         );
     }
 
+    /// CPU seconds (user and system) the broker process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: f64 =
+            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+        // Linux reports in USER_HZ, 100 per second on every architecture it supports.
+        ticks / 100.0
+    }
+
     pub fn data_path(&self) -> &Path {
         &self.data_dir
     }
