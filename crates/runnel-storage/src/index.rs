@@ -180,10 +180,6 @@ impl<E: Entry> IndexFile<E> {
         self.warm.last().copied()
     }
 
-    pub(crate) fn file(&self) -> &Arc<dyn DataFile> {
-        &self.file
-    }
-
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -92,6 +92,11 @@ impl FetchSlice {
 /// durable. Taken under the partition lock, synced outside it, then reported back with
 /// [`PartitionLog::mark_flushed`]: one fsync covers every append made before it was taken
 /// (group commit).
+///
+/// Only log files are synced: one fsync per acknowledgement, not three. The indexes of the
+/// segment holding the recovery point, and of every later one, are rebuilt by an unclean
+/// recovery anyway; a sealed segment's indexes are synced when it rolls, and the active
+/// one's on a clean close, before the marker that lets the next start trust them.
 #[derive(Debug, Clone)]
 pub struct FlushHandle {
     pub offset: i64,
@@ -843,7 +848,7 @@ impl PartitionLog {
             .segments
             .iter()
             .filter(|segment| segment.next_offset >= self.recovery_point)
-            .flat_map(Segment::files)
+            .map(Segment::log_file)
             .collect();
         FlushHandle {
             offset: self.log_end_offset(),
@@ -905,6 +910,7 @@ impl PartitionLog {
     pub fn close(mut self) -> Result<(), StorageError> {
         let last = self.segments.len() - 1;
         self.segments[last].seal()?;
+        self.segments[last].sync_indexes()?;
         self.flush()?;
         self.checkpoint()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);

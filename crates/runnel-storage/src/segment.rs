@@ -744,12 +744,8 @@ impl Segment {
     }
 
     /// The files a flush must fsync for this segment.
-    pub(crate) fn files(&self) -> [Arc<dyn DataFile>; 3] {
-        [
-            Arc::clone(&self.log),
-            Arc::clone(self.offset_index.file()),
-            Arc::clone(self.time_index.file()),
-        ]
+    pub(crate) fn log_file(&self) -> Arc<dyn DataFile> {
+        Arc::clone(&self.log)
     }
 
     pub(crate) fn sync_indexes(&self) -> Result<(), StorageError> {
