@@ -8,6 +8,7 @@ Run by scripts/bench.sh with the repo's .venv; usable alone:
     .venv/bin/python scripts/bench_clients.py produce --bootstrap ... --topic T --acks 1 \
         [--records N --size B --partitions P --latency --broker-pid PID]
     .venv/bin/python scripts/bench_clients.py consume --bootstrap ... --topic T [--records N]
+    .venv/bin/python scripts/bench_clients.py steady --bootstrap ... --topic T [--rate 5000]
 
 `run` creates one 6-partition topic per acks setting (--acks, default "1,all": acks=1 then
 acks=all), produces `--records` records of `--size` bytes into each (linger.ms=5,
@@ -26,6 +27,10 @@ record gets a delivery report whose Message.latency() (produce() to the report b
 goes into p50/p95/p99/max, as `runnel bench` records send-to-acknowledgement for every record;
 without it only failed deliveries are reported (cheaper for the Python loop). Each prints one
 JSON object to stdout.
+
+`steady` is the latency probe: one record per request (linger.ms=0, acks=all, idempotence off)
+at --rate records/s, round-robin over --partitions partitions, reporting produce()-to-delivery
+latency p50/p99/p99.9/max. librdkafka pipelines these requests on its one connection.
 
 With --broker-pid, the broker's CPU time over each phase is read from /proc, reported as a
 percentage of one core (200% = both cores of a 2-core machine), next to this client's.
@@ -196,6 +201,55 @@ def produce(
     return result
 
 
+def steady(args) -> None:
+    """A steady producer: args.rate single-record requests per second (linger.ms=0, acks=all,
+    round-robin over args.partitions partitions), args.records records. Prints the
+    produce()-to-delivery-report latency percentiles as JSON."""
+    create_topic_if_missing(args.bootstrap, args.topic, args.partitions)
+    latencies = []
+    errors = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            latencies.append(msg.latency())
+
+    producer = Producer({
+        "bootstrap.servers": args.bootstrap,
+        "acks": "all",
+        "linger.ms": 0,
+        "compression.type": "none",
+        "enable.idempotence": False,
+        "on_delivery": on_delivery,
+    })
+    producer.list_topics(topic=args.topic, timeout=10)
+    value = os.urandom(args.size)
+    interval = 1.0 / args.rate
+    start = time.monotonic()
+    with Meter(args.broker_pid) as meter:
+        for i in range(args.records):
+            due = start + i * interval
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            producer.produce(args.topic, value, partition=i % args.partitions)
+            producer.poll(0)
+        remaining = producer.flush(120)
+    if remaining or errors:
+        raise RuntimeError(f"steady: {remaining} undelivered, {len(errors)} errors: {errors[:3]}")
+    ordered = sorted(x for x in latencies if x is not None and x >= 0)
+    result = meter.result(args.records, args.size)
+    result["rate"] = args.rate
+    result["latency_ms"] = {
+        name: round(percentile(ordered, q) * 1000, 3)
+        for name, q in (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999))
+    }
+    result["latency_ms"]["max"] = round(ordered[-1] * 1000, 3)
+    log(f"steady {args.rate}/s: {result}")
+    print(json.dumps(result), flush=True)
+
+
 def consume(args, topic: str) -> dict:
     """Fetch all of `topic` (args.partitions partitions, args.records records) from the start."""
     consumer = Consumer(
@@ -295,8 +349,18 @@ def main() -> None:
     fetch.add_argument("--size", type=int, default=1024, help="each record's value bytes")
     fetch.add_argument("--partitions", type=int, default=6)
     fetch.add_argument("--broker-pid", type=int)
+    paced = sub.add_parser("steady", help="single-record requests at a steady rate; latency percentiles")
+    paced.add_argument("--bootstrap", required=True)
+    paced.add_argument("--topic", required=True, help="created with --partitions if missing")
+    paced.add_argument("--rate", type=int, default=5000, help="records (= requests) per second")
+    paced.add_argument("--records", type=int, default=50_000)
+    paced.add_argument("--size", type=int, default=1024)
+    paced.add_argument("--partitions", type=int, default=6)
+    paced.add_argument("--broker-pid", type=int)
     args = parser.parse_args()
-    if args.command == "run":
+    if args.command == "steady":
+        steady(args)
+    elif args.command == "run":
         run(args)
     elif args.command == "produce":
         produce_one(args)

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
 use crate::io_pool::IoPool;
+use crate::pipeline::Turn;
 use crate::topics::TopicRegistry;
 
 /// Why the broker cannot start.
@@ -153,12 +154,15 @@ impl Broker {
         self.topics.close_all();
     }
 
-    /// Serves one parsed request. Whatever touches the disk runs on the I/O pool.
+    /// Serves one parsed request. Whatever touches the disk runs on the I/O pool. `turn` is
+    /// the request's place in its connection's order (see `pipeline`): a Produce appends in
+    /// its turn; every other request waits for the turns before it, then starts.
     pub(crate) async fn handle(
         self: &Arc<Self>,
         request: Request,
         request_bytes: usize,
         peer: std::net::IpAddr,
+        turn: Turn,
     ) -> Reply {
         let version = request.api_version();
         let client = ClientInfo {
@@ -180,6 +184,31 @@ impl Broker {
             }
             RequestBody::Kafka(body) => *body,
         };
+        let body = match body {
+            RequestKind::Produce(req) => {
+                // A task of its own: once started, a Produce appends and syncs to the end
+                // even if its connection goes away meanwhile, as in Kafka; records appended
+                // but never synced would otherwise wait for the next flush to become visible.
+                let broker = Arc::clone(self);
+                let produce = tokio::spawn(async move {
+                    handlers::produce::produce(&broker, version, req, request_bytes, turn).await
+                });
+                return match produce.await {
+                    Ok(Some(response)) => {
+                        Reply::Response(Box::new(ResponseKind::Produce(response)))
+                    }
+                    Ok(None) => Reply::None,
+                    Err(error) => unanswerable(ApiError::new(
+                        kafka_protocol::error::ResponseError::UnknownServerError,
+                        format!("produce task failed: {error}"),
+                    )),
+                };
+            }
+            other => {
+                turn.pass().await;
+                other
+            }
+        };
         // Handlers that touch the disk, or locks that disk work holds, run on the I/O pool.
         let response = match body {
             RequestKind::ApiVersions(req) => Ok(ResponseKind::ApiVersions(
@@ -193,12 +222,6 @@ impl Broker {
             RequestKind::DescribeCluster(req) => Ok(ResponseKind::DescribeCluster(
                 handlers::cluster::describe_cluster(self, version, req),
             )),
-            RequestKind::Produce(req) => {
-                match handlers::produce::produce(self, version, req, request_bytes).await {
-                    Some(response) => Ok(ResponseKind::Produce(response)),
-                    None => return Reply::None,
-                }
-            }
             RequestKind::Fetch(req) => Ok(ResponseKind::Fetch(
                 handlers::fetch::fetch(self, version, req).await,
             )),

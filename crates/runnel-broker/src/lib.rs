@@ -22,6 +22,7 @@ mod groups;
 mod handlers;
 mod io_pool;
 mod partition;
+mod pipeline;
 #[cfg(test)]
 mod power_loss;
 mod server;

@@ -28,6 +28,7 @@ use runnel_storage::sim::{ManualClock, SimFileSystem, SplitMix64};
 
 use crate::broker::{Broker, Reply};
 use crate::config::BrokerConfig;
+use crate::pipeline::Turn;
 
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 2;
@@ -56,7 +57,10 @@ async fn call(broker: &Arc<Broker>, key: ApiKey, version: i16, body: RequestKind
         api_key: key,
         body: RequestBody::Kafka(Box::new(body)),
     };
-    match broker.handle(request, 0, Ipv4Addr::LOCALHOST.into()).await {
+    match broker
+        .handle(request, 0, Ipv4Addr::LOCALHOST.into(), Turn::first())
+        .await
+    {
         Reply::Response(response) => *response,
         _ => panic!("{key:?} was not answered"),
     }
@@ -392,6 +396,8 @@ fn a_failed_fsync_takes_only_its_partition_offline() {
 
 /// The rule behind "nobody read what the crash took", pinned without a crash: with one I/O
 /// thread, a fetch queued behind a produce's append runs before that produce's fsync.
+/// (Without fsync before ack the fetch sees the record, which shows the fetch did run after
+/// the append.)
 #[test]
 fn consumers_never_see_a_record_before_its_fsync() {
     for fsync_before_ack in [true, false] {
@@ -410,10 +416,14 @@ fn consumers_never_see_a_record_before_its_fsync() {
                 .expect("create");
             let mut observed = Observed::default();
             let values = [b"young".to_vec()];
-            let ((), (error, records)) = tokio::join!(
-                produce(&broker, 0, &values, &mut observed),
-                fetch(&broker, 0, 0)
-            );
+            let ((), (error, records)) =
+                tokio::join!(produce(&broker, 0, &values, &mut observed), async {
+                    // Produce runs as a task of its own: let it queue its append first.
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                    fetch(&broker, 0, 0).await
+                });
             assert_eq!((error, observed.acked.len()), (0, 1));
             records.len()
         });

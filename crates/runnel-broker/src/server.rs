@@ -9,10 +9,12 @@
 //!   that long is closed;
 //! - `request-read-timeout-ms`: once a request's first byte has arrived, the rest must follow
 //!   in time (a client that sends 3 bytes and waits is cut off);
-//! - `queued.max.request.bytes`: the bytes of requests read but not yet answered, across all
-//!   connections. A connection reserves its next request's size before reading its body, and
-//!   reads nothing while the budget is used up. Its buffer grows as bytes arrive, never to what
-//!   the size prefix claims;
+//! - `queued.max.request.bytes` and `queued.max.requests`: the bytes and the number of requests
+//!   read but not yet answered, across all connections. A connection reserves its next
+//!   request's share before reading its body, and reads nothing while the budget is used up.
+//!   Its buffer grows as bytes arrive, never to what the size prefix claims;
+//! - at most [`CONNECTION_IN_FLIGHT_MAX`] requests of one connection run at once (see
+//!   `pipeline` for which run beside each other); answers go out in request order;
 //! - accept errors (EMFILE when out of file descriptors) back off instead of spinning.
 
 use std::collections::HashMap;
@@ -20,7 +22,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use runnel_protocol::{
     encode_api_versions_fallback, encode_raw_response, encode_response, parse_request,
@@ -33,6 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, Reply};
+use crate::pipeline::{Concurrency, Turn, TurnChain};
 
 /// Room made in a connection's buffer before each read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -96,7 +101,7 @@ pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
         max: broker.config.connections_max_per_ip(),
         counts: Mutex::new(HashMap::new()),
     });
-    let queued_bytes = Arc::new(Semaphore::new(broker.config.queued_max_request_bytes));
+    let budget = Arc::new(RequestBudget::new(&broker.config));
     let mut shutdown = broker.shutdown_signal();
     let mut connections = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -134,10 +139,10 @@ pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
             continue;
         };
         let broker = broker.clone();
-        let queued_bytes = queued_bytes.clone();
+        let budget = Arc::clone(&budget);
         connections.spawn(async move {
             let _slots = (permit, ip_slot);
-            if let Err(error) = serve_connection(&broker, stream, peer, &queued_bytes).await {
+            if let Err(error) = serve_connection(&broker, stream, peer, &budget).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
         });
@@ -168,13 +173,80 @@ enum ConnectionError {
     SlowRequest,
 }
 
-/// One client connection: requests are answered one at a time, in the order they arrived, as
-/// Kafka does; pipelined requests simply wait in the read buffer.
+/// Requests of one connection served at once. Beyond it the connection reads nothing more
+/// until the oldest is answered: the client waits, and its requests wait in its socket buffer.
+const CONNECTION_IN_FLIGHT_MAX: usize = 64;
+
+/// What requests read but not yet answered may hold, across all connections
+/// (`queued.max.request.bytes`, `queued.max.requests`).
+struct RequestBudget {
+    bytes: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+}
+
+/// One request's share of the [`RequestBudget`], given back when it is answered.
+struct Reservation {
+    _bytes: OwnedSemaphorePermit,
+    _request: OwnedSemaphorePermit,
+}
+
+impl RequestBudget {
+    fn new(config: &crate::config::BrokerConfig) -> Self {
+        RequestBudget {
+            bytes: Arc::new(Semaphore::new(config.queued_max_request_bytes)),
+            requests: Arc::new(Semaphore::new(config.queued_max_requests.max(1))),
+        }
+    }
+
+    /// `size` was validated against request-max-bytes, itself at most the byte budget.
+    fn claim(size: usize) -> u32 {
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
+
+    fn try_reserve(&self, size: usize) -> Option<Reservation> {
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(Self::claim(size))
+            .ok()?;
+        let request = self.requests.clone().try_acquire_owned().ok()?;
+        Some(Reservation {
+            _bytes: bytes,
+            _request: request,
+        })
+    }
+
+    async fn reserve(&self, size: usize) -> Result<Reservation, ConnectionError> {
+        let closed = |_| ConnectionError::Shutdown;
+        let bytes = self
+            .bytes
+            .clone()
+            .acquire_many_owned(Self::claim(size))
+            .await
+            .map_err(closed)?;
+        let request = self
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        Ok(Reservation {
+            _bytes: bytes,
+            _request: request,
+        })
+    }
+}
+
+/// What a request's handling ends in: the frame to send back, if any.
+type Answer = Result<Option<Bytes>, ConnectionError>;
+
+/// One client connection. Whole requests in the buffer start at once, as far as
+/// [`Concurrency`] and the limits allow; answers are written strictly in request order.
 async fn serve_connection(
     broker: &Arc<Broker>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    queued_bytes: &Arc<Semaphore>,
+    budget: &RequestBudget,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let idle_timeout = Duration::from_millis(broker.config.connections_max_idle_ms);
@@ -182,48 +254,115 @@ async fn serve_connection(
     let decoder = FrameDecoder::new(broker.config.request_max_bytes);
     let mut input = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     let mut shutdown = broker.shutdown_signal();
-    // The queued-bytes reservation of the frame at the front of `input`.
-    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    let mut in_flight: FuturesOrdered<BoxFuture<'_, Answer>> = FuturesOrdered::new();
+    let mut turns = TurnChain::default();
+    // The request in flight runs alone: start nothing until it is answered.
+    let mut exclusive_in_flight = false;
+    // The budget reservation of the frame at the front of `input`.
+    let mut reserved: Option<Reservation> = None;
+    let mut stopping = false;
     let mut last_activity = Instant::now();
     // When the first byte of the frame at the front of `input` arrived.
     let mut request_started: Option<Instant> = None;
     loop {
-        while let Some(size) = decoder.next_frame_size(&input).inspect_err(|error| {
-            tracing::warn!(%peer, %error, "closing connection: bad frame");
-        })? {
+        // Start every whole request the buffer holds, as far as the limits allow.
+        let mut blocked = stopping;
+        let mut awaiting_budget = None;
+        while !blocked {
+            if exclusive_in_flight || in_flight.len() >= CONNECTION_IN_FLIGHT_MAX {
+                blocked = true;
+                break;
+            }
+            let Some(size) = decoder.next_frame_size(&input).inspect_err(|error| {
+                tracing::warn!(%peer, %error, "closing connection: bad frame");
+            })?
+            else {
+                break;
+            };
             if reserved.is_none() {
-                // Validated against request-max-bytes, itself at most queued-max-request-bytes.
-                let claim = u32::try_from(size).unwrap_or(u32::MAX);
-                reserved = tokio::select! {
-                    permit = queued_bytes.clone().acquire_many_owned(claim) => {
-                        Some(permit.map_err(|_| ConnectionError::Shutdown)?)
-                    }
-                    _ = shutdown.wait_for(|stop| *stop) => return Err(ConnectionError::Shutdown),
-                };
+                reserved = budget.try_reserve(size);
+                if reserved.is_none() {
+                    awaiting_budget = Some(size);
+                    break;
+                }
+            }
+            let Some(api_key) = input.get(4..6) else {
+                break;
+            };
+            let concurrency = if size >= 2 {
+                Concurrency::of(i16::from_be_bytes([api_key[0], api_key[1]]))
+            } else {
+                Concurrency::Exclusive
+            };
+            if concurrency == Concurrency::Exclusive && !in_flight.is_empty() {
+                blocked = true;
+                break;
             }
             let Some(frame) = decoder.decode(&mut input)? else {
                 break;
             };
-            let reply = handle_frame(broker, frame, peer).await?;
-            // The request's bytes are gone once it is answered; the response is not counted.
-            reserved = None;
             request_started = None;
-            if let Some(response) = reply {
-                write_timed(&mut stream, &response, idle_timeout).await?;
-            }
-            last_activity = Instant::now();
+            exclusive_in_flight = concurrency == Concurrency::Exclusive;
+            let reservation = reserved.take();
+            let turn = turns.next_turn();
+            in_flight.push_back(
+                async move {
+                    // The request's bytes count against the budget until it is answered.
+                    let _reservation = reservation;
+                    handle_frame(broker, frame, peer, turn).await
+                }
+                .boxed(),
+            );
         }
-        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
+        if stopping && in_flight.is_empty() {
+            return Err(ConnectionError::Shutdown);
+        }
+        let may_read = !blocked && awaiting_budget.is_none();
+        if may_read && input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
             input.reserve(READ_CHUNK_BYTES);
         }
-        let deadline = if input.is_empty() {
-            last_activity + idle_timeout
+        // A started frame must complete in time; a connection with nothing to do may idle
+        // only so long. While requests run, the client is waiting for us, not we for it.
+        let deadline = if !may_read {
+            None
+        } else if !input.is_empty() {
+            Some(*request_started.get_or_insert_with(Instant::now) + request_timeout)
+        } else if in_flight.is_empty() {
+            Some(last_activity + idle_timeout)
         } else {
-            *request_started.get_or_insert_with(Instant::now) + request_timeout
+            None
         };
-        let read = tokio::select! {
-            read = stream.read_buf(&mut input) => read?,
-            _ = tokio::time::sleep_until(deadline) => {
+        tokio::select! {
+            biased;
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if in_flight.is_empty() {
+                    exclusive_in_flight = false;
+                }
+                if let Some(response) = answer? {
+                    write_timed(&mut stream, &response, idle_timeout).await?;
+                }
+                last_activity = Instant::now();
+            }
+            reservation = async {
+                match awaiting_budget {
+                    Some(size) => budget.reserve(size).await,
+                    None => std::future::pending().await,
+                }
+            }, if awaiting_budget.is_some() => {
+                reserved = Some(reservation?);
+            }
+            read = stream.read_buf(&mut input), if may_read => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                last_activity = Instant::now();
+            }
+            _ = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            }, if deadline.is_some() => {
                 return Err(if input.is_empty() {
                     ConnectionError::Idle
                 } else {
@@ -231,21 +370,15 @@ async fn serve_connection(
                     ConnectionError::SlowRequest
                 });
             }
-            _ = shutdown.wait_for(|stop| *stop) => return Err(ConnectionError::Shutdown),
-        };
-        if read == 0 {
-            return Ok(());
+            // Requests in flight are answered (long polls and parked joins return at
+            // shutdown); nothing new is read.
+            _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() }, if !stopping => stopping = true,
         }
-        last_activity = Instant::now();
     }
 }
 
 /// Parses and serves one frame; the bytes to send back, if any.
-async fn handle_frame(
-    broker: &Arc<Broker>,
-    frame: bytes::Bytes,
-    peer: SocketAddr,
-) -> Result<Option<bytes::Bytes>, ConnectionError> {
+async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn: Turn) -> Answer {
     let request_bytes = frame.len();
     let request = match parse_request(frame) {
         Ok(request) => request,
@@ -263,7 +396,7 @@ async fn handle_frame(
     let api_key = request.api_key;
     let version = request.api_version();
     tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-    match broker.handle(request, request_bytes, peer.ip()).await {
+    match broker.handle(request, request_bytes, peer.ip(), turn).await {
         Reply::Response(body) => {
             let frame = encode_response(correlation_id, api_key, version, &body).inspect_err(
                 |error| tracing::error!(%peer, %error, "bug: response does not encode"),

@@ -14,10 +14,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_record::{
-    decode_records, encode_varint, BatchBuilder, Compression, RecordBatch, BATCH_HEADER_LEN,
-    LOG_OVERHEAD,
+    encode_varint, BatchBuilder, Compression, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD,
 };
-use support::{batch, code, create_topic, name, produce_to, BrokerProcess};
+use support::{batch, code, create_topic, fetch, name, produce_to, values, BrokerProcess};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -47,45 +46,6 @@ fn empty_batch_claiming_billions() -> Vec<u8> {
     forge(&mut batch, 23, &(i32::MAX - 1).to_be_bytes());
     forge(&mut batch, 57, &i32::MAX.to_be_bytes());
     batch
-}
-
-fn fetch(broker: &BrokerProcess, topic: &str, partitions: &[i32], max_bytes: i32) -> FetchResponse {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(max_bytes)
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|&partition| {
-                        fetch_request::FetchPartition::default()
-                            .with_partition(partition)
-                            .with_partition_max_bytes(1 << 20)
-                    })
-                    .collect(),
-            )]);
-    broker.connect().request(ApiKey::Fetch, 12, &request)
-}
-
-/// The values stored in one partition, read back through Fetch.
-fn values(broker: &BrokerProcess, topic: &str, partition: i32) -> Vec<Vec<u8>> {
-    let response = fetch(broker, topic, &[partition], 1 << 20);
-    let data = &response.responses[0].partitions[0];
-    assert_eq!(data.error_code, 0, "fetch {topic}-{partition}");
-    let mut bytes = data.records.clone().unwrap_or_default();
-    let mut values = Vec::new();
-    while !bytes.is_empty() {
-        let header = RecordBatch::validate(&bytes).expect("test setup");
-        let batch = bytes.split_to(header.total_len());
-        values.extend(
-            decode_records(&batch)
-                .expect("test setup")
-                .into_iter()
-                .filter_map(|r| r.value),
-        );
-    }
-    values
 }
 
 fn list_offset(broker: &BrokerProcess, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {

@@ -273,7 +273,12 @@ async fn every_advertised_version_encodes() {
                 body: RequestBody::Kafka(Box::new(request_for(key, topic_id))),
             };
             match broker
-                .handle(request, 0, std::net::Ipv4Addr::LOCALHOST.into())
+                .handle(
+                    request,
+                    0,
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                    crate::pipeline::Turn::first(),
+                )
                 .await
             {
                 Reply::Response(body) => {

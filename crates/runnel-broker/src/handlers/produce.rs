@@ -2,7 +2,7 @@
 //! append, and acknowledge per `acks` (fsyncing first where the flush policy asks for it).
 //!
 //! Partitions of one request are handled concurrently: each validates and appends on the I/O
-//! pool and waits for its own fsync. A partition whose records fail validation is refused
+//! pool, then waits for its fsync. A partition whose records fail validation is refused
 //! whole, with the error Kafka gives for that case, and nothing of it is written; the other
 //! partitions of the request are unaffected. Decompression for the whole request draws on one
 //! budget, so a few KiB of compressed zeros cannot buy gigabytes of work.
@@ -20,6 +20,8 @@ use runnel_record::{DecompressionBudget, RecordBatch, RecordBatchHeader, RecordP
 use super::{find_or_create_topic, find_topic};
 use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::partition::{self, Partition};
+use crate::pipeline::Turn;
 use crate::topic_config::TopicSettings;
 use crate::topics::Topic;
 
@@ -27,11 +29,16 @@ use crate::topics::Topic;
 const IN_SYNC_REPLICAS: i32 = 1;
 
 /// Returns `None` for acks=0, where the client expects no response.
+///
+/// Appends happen in the request's `turn`, so that appends to a partition follow the order of
+/// the requests that carried them; the fsyncs that acknowledgements wait for come after the
+/// turn, so they overlap with later requests' appends and one fsync covers many of them.
 pub(crate) async fn produce(
     broker: &Arc<Broker>,
     version: i16,
     request: ProduceRequest,
     request_bytes: usize,
+    mut turn: Turn,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let budget = Arc::new(DecompressionBudget::for_request(request_bytes));
@@ -57,34 +64,50 @@ pub(crate) async fn produce(
         } else {
             find_topic(broker, &topic_data.name, topic_data.topic_id)
         };
-        let partitions = topic_data.partition_data.into_iter().map(|data| {
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic_data.name;
+        topic_response.topic_id = topic_data.topic_id;
+        topics.push((topic_response, topic, topic_data.partition_data));
+    }
+
+    turn.wait().await;
+    let appends = topics.iter_mut().map(|(_, topic, partitions)| {
+        let topic = topic.clone();
+        let partitions = std::mem::take(partitions);
+        let budget = &budget;
+        join_all(partitions.into_iter().map(move |data| {
             let topic = topic.clone();
-            let budget = Arc::clone(&budget);
+            let budget = Arc::clone(budget);
             async move {
                 let index = data.index;
-                let result = match topic {
+                let appended = match topic {
                     Some(topic) => {
-                        produce_partition(broker, topic, acks, data, budget, now_ms).await
+                        append_partition(broker, topic, acks, data, budget, now_ms).await
                     }
                     None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
                     None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
                 };
-                partition_response(version, index, result)
+                (index, appended)
             }
-        });
-        let mut topic_response = TopicProduceResponse::default();
-        topic_response.name = topic_data.name;
-        topic_response.topic_id = topic_data.topic_id;
-        topics.push((topic_response, join_all(partitions)));
-    }
-    let responses = join_all(
-        topics
-            .into_iter()
-            .map(|(mut topic_response, partitions)| async {
-                topic_response.partition_responses = partitions.await;
-                topic_response
-            }),
-    )
+        }))
+    });
+    let appended = join_all(appends).await;
+    drop(turn);
+
+    let responses = join_all(topics.into_iter().zip(appended).map(
+        |((mut topic_response, _, _), partitions)| async move {
+            topic_response.partition_responses =
+                join_all(partitions.into_iter().map(|(index, appended)| async move {
+                    let acknowledged = match appended {
+                        Ok(pending) => acknowledge(broker, pending).await,
+                        Err(error) => Err(error),
+                    };
+                    partition_response(version, index, acknowledged)
+                }))
+                .await;
+            topic_response
+        },
+    ))
     .await;
     if acks == 0 {
         return None;
@@ -94,20 +117,28 @@ pub(crate) async fn produce(
     Some(response)
 }
 
-struct Appended {
+/// Records appended, their acknowledgement perhaps waiting for an fsync.
+struct PendingAck {
+    partition: Arc<Partition>,
+    appended: partition::Appended,
+    log_append_time_ms: i64,
+}
+
+struct Acknowledged {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
 }
 
-async fn produce_partition(
+/// Checks, validates and appends one partition's records (on the I/O pool).
+async fn append_partition(
     broker: &Arc<Broker>,
     topic: Arc<Topic>,
     acks: i16,
     data: PartitionProduceData,
     budget: Arc<DecompressionBudget>,
     now_ms: i64,
-) -> Result<Appended, ApiError> {
+) -> Result<PendingAck, ApiError> {
     if topic.is_internal() {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
@@ -151,12 +182,26 @@ async fn produce_partition(
             appender.append(&mut batches, now_ms)
         })
         .await??;
+    Ok(PendingAck {
+        partition,
+        appended,
+        log_append_time_ms,
+    })
+}
+
+/// Waits for the fsync the flush policy asks for before an acknowledgement.
+async fn acknowledge(broker: &Broker, pending: PendingAck) -> Result<Acknowledged, ApiError> {
+    let PendingAck {
+        partition,
+        appended,
+        log_append_time_ms,
+    } = pending;
     if appended.sync_required {
         partition
             .sync_to(&broker.io, appended.info.last_offset + 1)
             .await?;
     }
-    Ok(Appended {
+    Ok(Acknowledged {
         base_offset: appended.info.base_offset,
         log_append_time_ms,
         log_start_offset: appended.log_start_offset,
@@ -241,7 +286,7 @@ fn check_size(batch_bytes: usize, max_message_bytes: usize) -> Result<(), ApiErr
 fn partition_response(
     version: i16,
     index: i32,
-    result: Result<Appended, ApiError>,
+    result: Result<Acknowledged, ApiError>,
 ) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default();
     response.index = index;

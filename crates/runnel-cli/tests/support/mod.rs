@@ -392,6 +392,51 @@ pub fn log_end_offset(broker: &BrokerProcess, topic: &str) -> i64 {
     response.topics[0].partitions[0].offset
 }
 
+/// One Fetch (v12, no wait) of `partitions` from offset 0.
+pub fn fetch(
+    broker: &BrokerProcess,
+    topic: &str,
+    partitions: &[i32],
+    max_bytes: i32,
+) -> FetchResponse {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&partition| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(partition)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    broker.connect().request(ApiKey::Fetch, 12, &request)
+}
+
+/// The values stored in one partition, read back through Fetch.
+pub fn values(broker: &BrokerProcess, topic: &str, partition: i32) -> Vec<Vec<u8>> {
+    let response = fetch(broker, topic, &[partition], 1 << 20);
+    let data = &response.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0, "fetch {topic}-{partition}");
+    let mut bytes = data.records.clone().unwrap_or_default();
+    let mut values = Vec::new();
+    while !bytes.is_empty() {
+        let header = runnel_record::RecordBatch::validate(&bytes).expect("test setup");
+        let batch = bytes.split_to(header.total_len());
+        values.extend(
+            runnel_record::decode_records(&batch)
+                .expect("test setup")
+                .into_iter()
+                .filter_map(|r| r.value),
+        );
+    }
+    values
+}
+
 /// A batch of `values`, stamped now: retention keeps it, and the broker's timestamp bounds
 /// accept it.
 pub fn batch(values: &[&[u8]]) -> Vec<u8> {
