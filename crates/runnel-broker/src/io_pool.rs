@@ -12,10 +12,11 @@
 //! hundreds of threads with an unbounded queue, so it has no back-pressure of its own, and it
 //! measured slower for the small jobs that dominate here (BENCHMARKS.md, "I/O dispatch").
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -32,34 +33,85 @@ pub enum PoolError {
 /// already queued have run.
 #[derive(Debug)]
 pub struct IoPool {
-    queue: mpsc::Sender<Job>,
+    queue: Arc<JobQueue>,
+    /// One permit per free place in the queue: submitters wait here, not on a lock.
+    room: Arc<Semaphore>,
+}
+
+/// The jobs waiting for a thread. One condition variable wakes exactly one sleeping thread
+/// per job: a job costs one wake-up, not a hand-over of a lock between threads.
+#[derive(Default)]
+struct JobQueue {
+    state: Mutex<QueueState>,
+    job_ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue").finish_non_exhaustive()
+    }
+}
+
+impl JobQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Jobs run outside the lock and catch their panics: a poisoned lock held only a queue.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        self.lock().jobs.push_back(job);
+        self.job_ready.notify_one();
+    }
+
+    /// The next job, waiting for one; `None` once the pool stopped and the queue is empty.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.stopped {
+                return None;
+            }
+            state = self
+                .job_ready
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.job_ready.notify_all();
+    }
 }
 
 impl IoPool {
     /// Starts `threads` threads sharing a queue of at most `queue_max` waiting jobs.
     pub fn new(threads: usize, queue_max: usize) -> std::io::Result<Self> {
-        let (queue, receiver) = mpsc::channel::<Job>(queue_max.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        let queue = Arc::new(JobQueue::default());
         for index in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
+            let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("runnel-io-{index}"))
-                .spawn(move || loop {
-                    // Only the thread holding the lock waits on the queue; the others wait for
-                    // the lock. Either way an idle thread sleeps.
-                    let job = {
-                        let mut receiver = receiver
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner());
-                        receiver.blocking_recv()
-                    };
-                    match job {
-                        Some(job) => job(),
-                        None => return,
+                .spawn(move || {
+                    while let Some(job) = queue.next() {
+                        job();
                     }
                 })?;
         }
-        Ok(IoPool { queue })
+        Ok(IoPool {
+            queue,
+            room: Arc::new(Semaphore::new(queue_max.max(1))),
+        })
     }
 
     /// Runs `job` on a pool thread and waits for its result, without blocking the caller's
@@ -69,21 +121,31 @@ impl IoPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        let place = Arc::clone(&self.room)
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolError::Stopped)?;
         let (reply, answer) = oneshot::channel();
         let wrapped: Job = Box::new(move || {
+            // Taken off the queue: its place is free for the next submitter.
+            drop(place);
             // A panic is a bug; it is logged by the panic hook and reported to the waiter. A
             // partition whose lock it poisoned stops the process when next locked.
             let _ = reply.send(catch_unwind(AssertUnwindSafe(job)));
         });
-        self.queue
-            .send(wrapped)
-            .await
-            .map_err(|_| PoolError::Stopped)?;
+        self.queue.push(wrapped);
         match answer.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(PoolError::Panicked),
             Err(_) => Err(PoolError::Stopped),
         }
+    }
+}
+
+impl Drop for IoPool {
+    fn drop(&mut self) {
+        self.room.close();
+        self.queue.stop();
     }
 }
 
