@@ -18,6 +18,7 @@
 //! - accept errors (EMFILE when out of file descriptors) back off instead of spinning.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use runnel_protocol::{
     encode_api_versions_fallback, encode_raw_response, encode_response, parse_request,
-    FrameDecoder, RequestError,
+    FrameDecoder, RequestError, ResponseFrame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +44,8 @@ use crate::pipeline::{Concurrency, Turn, TurnChain};
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A connection's first buffer: most requests are small.
 const INITIAL_BUFFER_BYTES: usize = 8 * 1024;
+/// Pieces handed to one vectored write (the kernel takes at most IOV_MAX, 1024 on Linux).
+const WRITE_PIECES_MAX: usize = 256;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -238,7 +241,7 @@ impl RequestBudget {
 }
 
 /// What a request's handling ends in: the frame to send back, if any.
-type Answer = Result<Option<Bytes>, ConnectionError>;
+type Answer = Result<Option<ResponseFrame>, ConnectionError>;
 
 /// One client connection. Whole requests in the buffer start at once, as far as
 /// [`Concurrency`] and the limits allow; answers are written strictly in request order.
@@ -386,7 +389,7 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
             api_key: ApiKey::ApiVersions,
             correlation_id,
             ..
-        }) => return Ok(Some(encode_api_versions_fallback(correlation_id))),
+        }) => return Ok(Some(encode_api_versions_fallback(correlation_id).into())),
         Err(error) => {
             tracing::warn!(%peer, %error, "closing connection: request not served");
             return Err(error.into());
@@ -403,20 +406,95 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
             )?;
             Ok(Some(frame))
         }
-        Reply::Raw(body) => Ok(Some(encode_raw_response(correlation_id, &body))),
+        Reply::Raw(body) => Ok(Some(encode_raw_response(correlation_id, &body).into())),
         Reply::None => Ok(None),
         Reply::Close => Err(ConnectionError::Unanswerable),
     }
 }
 
-/// Writes a response; a client that reads none of it for the idle timeout is gone.
+/// Writes a response, its pieces gathered by vectored writes; a client that reads none of it
+/// for the idle timeout is gone.
 async fn write_timed(
     stream: &mut TcpStream,
-    bytes: &[u8],
+    frame: &ResponseFrame,
     timeout: Duration,
 ) -> Result<(), ConnectionError> {
-    tokio::time::timeout(timeout, stream.write_all(bytes))
+    tokio::time::timeout(timeout, write_frame(stream, frame))
         .await
         .map_err(|_| ConnectionError::Idle)??;
     Ok(())
+}
+
+async fn write_frame(stream: &mut TcpStream, frame: &ResponseFrame) -> std::io::Result<()> {
+    let chunks = frame.chunks();
+    let mut chunk = 0;
+    let mut offset = 0;
+    while chunk < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[chunk][offset..])
+            .chain(chunks[chunk + 1..].iter().map(|piece| &piece[..]))
+            .take(WRITE_PIECES_MAX)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = stream.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while chunk < chunks.len() && written >= chunks[chunk].len() - offset {
+            written -= chunks[chunk].len() - offset;
+            chunk += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseKind};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A frame of many pieces, larger than the socket buffers, arrives whole and in order
+    /// through short vectored writes.
+    #[tokio::test]
+    async fn a_frame_of_many_pieces_arrives_whole() {
+        let partitions = (0..300)
+            .map(|index| {
+                PartitionData::default()
+                    .with_partition_index(index)
+                    .with_records(Some(Bytes::from(vec![
+                        index as u8;
+                        50_000 + index as usize
+                    ])))
+            })
+            .collect();
+        let body = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default().with_partitions(partitions),
+        ]));
+        let frame = encode_response(7, ApiKey::Fetch, 12, &body).unwrap();
+        assert!(frame.chunks().len() > WRITE_PIECES_MAX);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let mut buffer = vec![0u8; 7000];
+            loop {
+                // A slow reader: the writer meets a full socket buffer again and again.
+                tokio::task::yield_now().await;
+                match socket.read(&mut buffer).await.unwrap() {
+                    0 => return received,
+                    read => received.extend_from_slice(&buffer[..read]),
+                }
+            }
+        });
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        write_frame(&mut stream, &frame).await.unwrap();
+        drop(stream);
+        assert_eq!(reader.await.unwrap(), frame.to_bytes().to_vec());
+    }
 }

@@ -18,6 +18,7 @@
 
 mod claimed_size_allocator;
 mod frame;
+mod frame_buf;
 mod legacy_produce;
 mod request;
 mod response;
@@ -28,7 +29,8 @@ pub use frame::{FrameDecoder, FrameError};
 pub use legacy_produce::LegacyProduceRequest;
 pub use request::{parse_request, Request, RequestBody, RequestError};
 pub use response::{
-    encode_api_versions_fallback, encode_raw_response, encode_response, EncodeError,
+    encode_api_versions_fallback, encode_raw_response, encode_response, EncodeError, ResponseFrame,
+    BY_REFERENCE_MIN_BYTES,
 };
 pub use versions::{supported_versions, PRODUCE_MIN_DECODABLE_VERSION};
 
