@@ -68,20 +68,38 @@ pub(crate) async fn fetch(
     let plan = Arc::new(plan(broker, version, &request));
     let mut watchers = subscribe(&plan);
     let mut shutdown = broker.shutdown_signal();
+    // Every partition is read on the first pass; after a wake-up, only those whose high
+    // watermark moved, the others keep their answer.
+    let mut answers: Vec<Option<PartitionData>> = Vec::new();
+    let mut changed: Vec<usize> = Vec::new();
     loop {
         let pass = Arc::clone(&plan);
-        let (response, bytes, has_error) = match broker.io.run(move || read_once(&pass)).await {
+        let reread = std::mem::take(&mut changed);
+        let previous = std::mem::take(&mut answers);
+        let read = broker
+            .io
+            .run(move || read_pass(&pass, previous, &reread))
+            .await;
+        let (read_answers, bytes, has_error) = match read {
             Ok(read) => read,
             Err(error) => return error_response(&plan, &error.into()),
         };
+        answers = read_answers;
         if bytes >= min_bytes || has_error || watchers.is_empty() || Instant::now() >= deadline {
-            return response;
+            return assemble(&plan, answers);
         }
-        let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.receiver.changed())));
         tokio::select! {
             _ = woken => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return response,
+            _ = shutdown.wait_for(|stop| *stop) => return assemble(&plan, answers),
+        }
+        // Seen before the read, so that an append during it wakes the next wait.
+        for watcher in &mut watchers {
+            if watcher.receiver.has_changed().unwrap_or(true) {
+                watcher.receiver.borrow_and_update();
+                changed.push(watcher.partition);
+            }
         }
     }
 }
@@ -135,20 +153,31 @@ fn plan(broker: &Broker, version: i16, request: &FetchRequest) -> FetchPlan {
     }
 }
 
+/// A partition's high-watermark receiver, and which partition it is (by address).
+struct Watcher {
+    partition: usize,
+    receiver: watch::Receiver<i64>,
+}
+
+fn address(partition: &Arc<Partition>) -> usize {
+    Arc::as_ptr(partition) as usize
+}
+
 /// One high-watermark receiver per distinct partition, taken before the first read so that an
 /// append between a read and the wait still wakes the fetch.
-fn subscribe(plan: &FetchPlan) -> Vec<watch::Receiver<i64>> {
-    let mut seen: Vec<*const Partition> = Vec::new();
-    let mut watchers = Vec::new();
+fn subscribe(plan: &FetchPlan) -> Vec<Watcher> {
+    let mut watchers: Vec<Watcher> = Vec::new();
     for partition in plan
         .topics
         .iter()
         .flat_map(|topic| &topic.partitions)
         .filter_map(|planned| planned.target.as_ref().ok())
     {
-        if !seen.contains(&Arc::as_ptr(partition)) {
-            seen.push(Arc::as_ptr(partition));
-            watchers.push(partition.subscribe_high_watermark());
+        if !watchers.iter().any(|w| w.partition == address(partition)) {
+            watchers.push(Watcher {
+                partition: address(partition),
+                receiver: partition.subscribe_high_watermark(),
+            });
         }
     }
     watchers
@@ -188,30 +217,58 @@ fn respond(
     response
 }
 
-/// One pass over the requested partitions. Blocks: runs on the I/O pool.
-fn read_once(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
+/// One pass over the requested partitions, in request order: those without an answer yet, or
+/// in `reread`, are read; the others keep the answer of the previous pass. Returns the
+/// answers, the record bytes they carry and whether any is an error. Blocks: runs on the I/O
+/// pool.
+fn read_pass(
+    plan: &FetchPlan,
+    mut previous: Vec<Option<PartitionData>>,
+    reread: &[usize],
+) -> (Vec<Option<PartitionData>>, usize, bool) {
+    let planned = plan.topics.iter().flat_map(|topic| &topic.partitions);
+    previous.resize(planned.clone().count(), None);
     let mut total_bytes = 0usize;
     let mut has_error = false;
-    let response = respond(plan, |planned| {
-        let data = planned.target.clone().and_then(|partition| {
-            read_partition(
-                plan,
-                &partition,
-                planned,
-                plan.max_bytes.saturating_sub(total_bytes),
-                total_bytes == 0,
-            )
-        });
-        let data = data.unwrap_or_else(|error| {
-            has_error = true;
-            let mut data = empty_partition(planned.index);
-            data.error_code = error.error_code();
-            data
-        });
-        total_bytes += data.records.as_ref().map_or(0, Bytes::len);
-        data
-    });
-    (response, total_bytes, has_error)
+    for (planned, answer) in planned.zip(previous.iter_mut()) {
+        let keep = match (&*answer, &planned.target) {
+            (Some(_), Ok(partition)) => !reread.contains(&address(partition)),
+            (Some(_), Err(_)) => true,
+            (None, _) => false,
+        };
+        if !keep {
+            let data = planned.target.clone().and_then(|partition| {
+                read_partition(
+                    plan,
+                    &partition,
+                    planned,
+                    plan.max_bytes.saturating_sub(total_bytes),
+                    total_bytes == 0,
+                )
+            });
+            *answer = Some(data.unwrap_or_else(|error| {
+                let mut data = empty_partition(planned.index);
+                data.error_code = error.error_code();
+                data
+            }));
+        }
+        if let Some(data) = answer {
+            has_error |= data.error_code != 0;
+            total_bytes += data.records.as_ref().map_or(0, Bytes::len);
+        }
+    }
+    (previous, total_bytes, has_error)
+}
+
+/// The response from the answers of the last pass, in request order.
+fn assemble(plan: &FetchPlan, answers: Vec<Option<PartitionData>>) -> FetchResponse {
+    let mut answers = answers.into_iter();
+    respond(plan, |planned| {
+        answers
+            .next()
+            .flatten()
+            .unwrap_or_else(|| empty_partition(planned.index))
+    })
 }
 
 fn read_partition(
