@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use runnel_storage::{AppendInfo, FetchSlice, PartitionLog, StorageError};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedMutexGuard};
 
 use crate::error::ApiError;
 use crate::io_pool::IoPool;
@@ -58,7 +58,7 @@ pub(crate) struct Partition {
     /// Consumers read below this.
     high_watermark: watch::Sender<i64>,
     /// Held while an fsync runs, so concurrent acknowledgements share one fsync.
-    sync_lock: tokio::sync::Mutex<()>,
+    sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// Everything below is fsynced; read without the log lock on the acknowledgement path.
     flushed_offset: AtomicI64,
 }
@@ -75,7 +75,7 @@ impl Partition {
             log: Mutex::new(LogState::Online(log)),
             offline_reason: OnceLock::new(),
             high_watermark,
-            sync_lock: tokio::sync::Mutex::new(()),
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -88,7 +88,7 @@ impl Partition {
             log: Mutex::new(LogState::Offline),
             offline_reason: OnceLock::new(),
             high_watermark,
-            sync_lock: tokio::sync::Mutex::new(()),
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
             flushed_offset: AtomicI64::new(0),
         };
         partition.report_offline(dir, &reason);
@@ -212,12 +212,17 @@ impl Partition {
         if self.flushed_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let _sync = self.sync_lock.lock().await;
+        let sync = Arc::clone(&self.sync_lock).lock_owned().await;
         if self.flushed_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
         let partition = Arc::clone(self);
-        let synced_offset = pool.run(move || partition.flush()).await??;
+        pool.run(move || partition.flush_and_publish(sync)).await?
+    }
+
+    /// Flushes while holding the sync lock, then lets consumers see what is now durable.
+    fn flush_and_publish(&self, _sync: OwnedMutexGuard<()>) -> Result<(), ApiError> {
+        let synced_offset = self.flush()?;
         self.flushed_offset
             .fetch_max(synced_offset, Ordering::AcqRel);
         self.advance_high_watermark(synced_offset);

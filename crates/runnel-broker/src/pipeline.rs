@@ -18,9 +18,11 @@
 //!
 //! The network layer answers requests in the order they arrived whatever order they finish in.
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
 use kafka_protocol::messages::ApiKey;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 /// How a request runs relative to the others of its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,47 +53,51 @@ impl Concurrency {
     }
 }
 
-/// A turn's end: its own ordered part finished and every earlier one's too.
-type TurnEnd = Shared<BoxFuture<'static, ()>>;
-
 /// The connection's chain of turns: each request's turn comes after its predecessor's.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct TurnChain {
-    last: Option<TurnEnd>,
+    issued: u64,
+    state: Arc<ChainState>,
+}
+
+/// Which turns have ended, shared by the turns of one connection.
+#[derive(Debug)]
+struct ChainState {
+    /// Every turn numbered below this has ended.
+    ended_below: watch::Sender<u64>,
+    /// Turns that ended while an earlier one had not.
+    ended_early: Mutex<BTreeSet<u64>>,
+}
+
+impl Default for ChainState {
+    fn default() -> Self {
+        ChainState {
+            ended_below: watch::Sender::new(0),
+            ended_early: Mutex::new(BTreeSet::new()),
+        }
+    }
 }
 
 impl TurnChain {
     /// The turn of the next request read from the connection.
     pub(crate) fn next_turn(&mut self) -> Turn {
-        let (done, finished) = oneshot::channel::<()>();
-        let previous = self.last.take();
-        // A turn ends when its holder drops it *and* the turn before it has ended: a request
-        // that fails before its ordered part must not let its successor overtake its
-        // predecessor.
-        let after_previous = previous.clone();
-        let end: TurnEnd = async move {
-            if let Some(previous) = after_previous {
-                previous.await;
-            }
-            // Err means dropped, which is how every turn ends.
-            let _ = finished.await;
-        }
-        .boxed()
-        .shared();
-        self.last = Some(end);
+        let number = self.issued;
+        self.issued += 1;
         Turn {
-            previous,
-            _done: done,
+            number,
+            chain: Arc::clone(&self.state),
         }
     }
 }
 
 /// One request's place in its connection's order of side effects. The request's ordered part
-/// runs between [`Turn::wait`] and dropping the turn, which lets the next request's begin (a
-/// handler that fails early drops it too, so one failed request never holds up the others).
+/// runs between [`Turn::wait`] and dropping the turn, which lets the next request's begin once
+/// every earlier turn has ended too (a handler that fails early drops its turn, so one failed
+/// request never holds up the others, and never lets them overtake the ones before it).
+#[derive(Debug)]
 pub(crate) struct Turn {
-    previous: Option<TurnEnd>,
-    _done: oneshot::Sender<()>,
+    number: u64,
+    chain: Arc<ChainState>,
 }
 
 impl Turn {
@@ -103,9 +109,10 @@ impl Turn {
 
     /// Waits until every earlier request of the connection has finished its ordered part.
     pub(crate) async fn wait(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            previous.await;
-        }
+        let number = self.number;
+        let mut ended_below = self.chain.ended_below.subscribe();
+        // The sender lives in `self.chain`, so the channel cannot close while we wait.
+        let _ = ended_below.wait_for(|&ended| ended >= number).await;
     }
 
     /// For a request with no ordered part of its own: waits for its predecessors, then lets
@@ -115,10 +122,28 @@ impl Turn {
     }
 }
 
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut ended_early = self
+            .chain
+            .ended_early
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ended_below = *self.chain.ended_below.borrow();
+        if self.number != ended_below {
+            ended_early.insert(self.number);
+            return;
+        }
+        ended_below += 1;
+        while ended_early.remove(&ended_below) {
+            ended_below += 1;
+        }
+        self.chain.ended_below.send_replace(ended_below);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use futures::stream::{FuturesOrdered, StreamExt};
     use proptest::prelude::*;
 
