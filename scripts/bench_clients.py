@@ -205,7 +205,8 @@ def steady(args) -> None:
     """A steady producer: args.rate single-record requests per second (linger.ms=0, acks=all,
     round-robin over args.partitions partitions), args.records records. Prints the
     produce()-to-delivery-report latency percentiles as JSON."""
-    create_topic_if_missing(args.bootstrap, args.topic, args.partitions)
+    topic = f"{args.topic}-{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic, args.partitions)
     latencies = []
     errors = []
 
@@ -214,6 +215,8 @@ def steady(args) -> None:
             errors.append(err)
         else:
             latencies.append(msg.latency())
+            if os.environ.get("STEADY_TRACE"):
+                print(f"{time.monotonic():.4f} {msg.partition()} {msg.latency()*1000:.2f}", file=sys.stderr)
 
     producer = Producer({
         "bootstrap.servers": args.bootstrap,
@@ -223,7 +226,7 @@ def steady(args) -> None:
         "enable.idempotence": False,
         "on_delivery": on_delivery,
     })
-    producer.list_topics(topic=args.topic, timeout=10)
+    producer.list_topics(topic=topic, timeout=10)
     value = os.urandom(args.size)
     interval = 1.0 / args.rate
     start = time.monotonic()
@@ -233,7 +236,7 @@ def steady(args) -> None:
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
-            producer.produce(args.topic, value, partition=i % args.partitions)
+            producer.produce(topic, value, partition=i % args.partitions)
             producer.poll(0)
         remaining = producer.flush(120)
     if remaining or errors:
@@ -351,7 +354,7 @@ def main() -> None:
     fetch.add_argument("--broker-pid", type=int)
     paced = sub.add_parser("steady", help="single-record requests at a steady rate; latency percentiles")
     paced.add_argument("--bootstrap", required=True)
-    paced.add_argument("--topic", required=True, help="created with --partitions if missing")
+    paced.add_argument("--topic", default="steady", help="prefix of the new topic's name")
     paced.add_argument("--rate", type=int, default=5000, help="records (= requests) per second")
     paced.add_argument("--records", type=int, default=50_000)
     paced.add_argument("--size", type=int, default=1024)

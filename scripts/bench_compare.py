@@ -1,18 +1,23 @@
 """Two `runnel` broker binaries side by side, in one session, as ratios.
 
     .venv/bin/python scripts/bench_compare.py --before OLD/runnel --after target/release/runnel \
-        [--rounds 3] [--records 200000] [--latency-records 20000] [--rate 1000]
+        [--rounds 3] [--records 200000] [--latency-records 20000] [--rate 1000] \
+        [--steady-rate 5000] [--steady-records 25000]
 
 Each round runs, for each binary in turn (the order swaps every round, so drift in the
-machine's load falls on both alike):
+machine's load falls on both alike), once with default settings and once with
+`--flush-messages 1` (fsync before every acknowledgement), each on a fresh broker:
 
-1. a broker with default settings in a fresh temp dir; confluent-kafka (scripts/
-   bench_clients.py `run --acks all`) produces `--records` records of 1 KiB round-robin into
-   a new 6-partition topic with acks=all, then fetches them all back. Reported: MB/s and the
-   broker's CPU-seconds per GB of record values (from /proc/PID/stat);
-2. a broker with `--flush-messages 1` (fsync before every acknowledgement); `runnel bench
-   produce` sends `--latency-records` records of 1 KiB at `--rate` records/s with acks=all,
-   `linger.ms=0`, one partition, and reports send-to-acknowledgement latency (p50, p99).
+1. throughput: confluent-kafka (scripts/bench_clients.py `run --acks all`) produces
+   `--records` records of 1 KiB round-robin into a new 6-partition topic with acks=all, then
+   fetches them all back. Reported: MB/s and the broker's CPU-seconds per GB of record values
+   (from /proc/PID/stat);
+2. steady latency: confluent-kafka sends one record per request (linger.ms=0, acks=all) at
+   `--steady-rate` records/s over 6 partitions (`bench_clients.py steady`); p50 and p99 of
+   produce()-to-acknowledgement.
+
+Then, in fsync mode, `runnel bench produce` sends `--latency-records` records of 1 KiB at
+`--rate` records/s with acks=all, `linger.ms=0`, one partition (p50, p99).
 
 Once per round, fio measures this disk's own fsync latency in the same temp directory
 (4 KiB writes, each followed by fsync, for 5 s): the floor the fsync mode stands on.
@@ -93,8 +98,9 @@ def json_line(command: list[str]) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def throughput(binary: str, work: Path, records: int) -> dict:
-    with Broker(binary, work, []) as broker:
+def throughput(binary: str, work: Path, records: int, mode: str) -> dict:
+    extra = ["--flush-messages", "1"] if mode == "fsync" else []
+    with Broker(binary, work, extra) as broker:
         result = json_line([
             sys.executable, str(CLIENTS), "run", "--bootstrap", broker.bootstrap,
             "--records", str(records), "--acks", "all", "--broker-pid", str(broker.process.pid),
@@ -104,9 +110,25 @@ def throughput(binary: str, work: Path, records: int) -> dict:
         figures = result[key]
         gb = figures["records"] * figures["record_bytes"] / 1e9
         cpu_s = figures["broker_cpu_pct"] / 100 * figures["seconds"]
-        out[f"{phase}_mb_per_s"] = figures["mb_per_s"]
-        out[f"{phase}_broker_cpu_s_per_gb"] = round(cpu_s / gb, 3)
+        out[f"{mode}_{phase}_mb_per_s"] = figures["mb_per_s"]
+        out[f"{mode}_{phase}_broker_cpu_s_per_gb"] = round(cpu_s / gb, 3)
     return out
+
+
+def steady_latency(binary: str, work: Path, records: int, rate: int, mode: str) -> dict:
+    """confluent-kafka sending one record per request at `rate`/s over 6 partitions."""
+    extra = ["--flush-messages", "1"] if mode == "fsync" else []
+    with Broker(binary, work, extra) as broker:
+        result = json_line([
+            sys.executable, str(CLIENTS), "steady", "--bootstrap", broker.bootstrap,
+            "--rate", str(rate), "--records", str(records), "--partitions", "6",
+            "--broker-pid", str(broker.process.pid),
+        ])
+    latency = result["latency_ms"]
+    return {
+        f"{mode}_steady_{rate}_p50_ms": latency["p50"],
+        f"{mode}_steady_{rate}_p99_ms": latency["p99"],
+    }
 
 
 def fsync_latency(binary: str, runnel: str, work: Path, records: int, rate: int) -> dict:
@@ -142,6 +164,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--latency-records", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--steady-rate", type=int, default=5000)
+    parser.add_argument("--steady-records", type=int, default=25_000)
     args = parser.parse_args()
     runnel = args.runnel or args.after
     work = Path(tempfile.mkdtemp(prefix="runnel-compare-"))
@@ -155,7 +179,10 @@ def main() -> None:
             if round_index % 2:
                 order.reverse()
             for label, binary in order:
-                result = throughput(binary, work, args.records)
+                result = {}
+                for mode in ("default", "fsync"):
+                    result.update(throughput(binary, work, args.records, mode))
+                    result.update(steady_latency(binary, work, args.steady_records, args.steady_rate, mode))
                 result.update(fsync_latency(binary, runnel, work, args.latency_records, args.rate))
                 log(f"round {round_index + 1} {label}: {result}")
                 figures[label].append(result)
