@@ -18,11 +18,11 @@
 //!
 //! The network layer answers requests in the order they arrived whatever order they finish in.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::messages::ApiKey;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 /// How a request runs relative to the others of its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,20 +61,23 @@ pub(crate) struct TurnChain {
 }
 
 /// Which turns have ended, shared by the turns of one connection.
-#[derive(Debug)]
-struct ChainState {
+#[derive(Debug, Default)]
+struct ChainState(Mutex<Progress>);
+
+#[derive(Debug, Default)]
+struct Progress {
     /// Every turn numbered below this has ended.
-    ended_below: watch::Sender<u64>,
+    ended_below: u64,
     /// Turns that ended while an earlier one had not.
-    ended_early: Mutex<BTreeSet<u64>>,
+    ended_early: BTreeSet<u64>,
+    /// Turns waiting for their predecessors, woken one at a time: only the turn numbered
+    /// `ended_below` can go, so an ending turn wakes at most one other, never all of them.
+    waiting: HashMap<u64, oneshot::Sender<()>>,
 }
 
-impl Default for ChainState {
-    fn default() -> Self {
-        ChainState {
-            ended_below: watch::Sender::new(0),
-            ended_early: Mutex::new(BTreeSet::new()),
-        }
+impl ChainState {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -109,10 +112,17 @@ impl Turn {
 
     /// Waits until every earlier request of the connection has finished its ordered part.
     pub(crate) async fn wait(&mut self) {
-        let number = self.number;
-        let mut ended_below = self.chain.ended_below.subscribe();
-        // The sender lives in `self.chain`, so the channel cannot close while we wait.
-        let _ = ended_below.wait_for(|&ended| ended >= number).await;
+        let woken = {
+            let mut progress = self.chain.lock();
+            if progress.ended_below >= self.number {
+                return;
+            }
+            let (wake, woken) = oneshot::channel();
+            progress.waiting.insert(self.number, wake);
+            woken
+        };
+        // The sender is dropped only after waking us, or with this turn itself.
+        let _ = woken.await;
     }
 
     /// For a request with no ordered part of its own: waits for its predecessors, then lets
@@ -124,21 +134,24 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut ended_early = self
-            .chain
-            .ended_early
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut ended_below = *self.chain.ended_below.borrow();
-        if self.number != ended_below {
-            ended_early.insert(self.number);
+        let mut progress = self.chain.lock();
+        progress.waiting.remove(&self.number);
+        if self.number != progress.ended_below {
+            progress.ended_early.insert(self.number);
             return;
         }
-        ended_below += 1;
-        while ended_early.remove(&ended_below) {
-            ended_below += 1;
+        progress.ended_below += 1;
+        loop {
+            let next = progress.ended_below;
+            if !progress.ended_early.remove(&next) {
+                break;
+            }
+            progress.ended_below += 1;
         }
-        self.chain.ended_below.send_replace(ended_below);
+        let next = progress.ended_below;
+        if let Some(wake) = progress.waiting.remove(&next) {
+            let _ = wake.send(());
+        }
     }
 }
 
