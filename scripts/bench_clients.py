@@ -30,7 +30,9 @@ JSON object to stdout.
 
 `steady` is the latency probe: one record per request (linger.ms=0, acks=all, idempotence off)
 at --rate records/s, round-robin over --partitions partitions, reporting produce()-to-delivery
-latency p50/p99/p99.9/max. librdkafka pipelines these requests on its one connection.
+latency p50/p99/p99.9/max. librdkafka pipelines these requests on its one connection. With
+STEADY_TRACE=1 in the environment, every delivery is also printed to stderr as
+"monotonic-seconds partition latency-ms", to see when a tail happened.
 
 With --broker-pid, the broker's CPU time over each phase is read from /proc, reported as a
 percentage of one core (200% = both cores of a 2-core machine), next to this client's.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
+use crate::fetch_sessions::FetchSessions;
 use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
 use crate::io_pool::IoPool;
@@ -38,6 +39,7 @@ pub struct Broker {
     /// Every blocking operation runs here, never on an async worker.
     pub(crate) io: IoPool,
     pub(crate) topics: TopicRegistry,
+    pub(crate) fetch_sessions: FetchSessions,
     pub(crate) groups: GroupService,
     pub(crate) cluster_id: String,
     pub(crate) advertised_host: String,
@@ -99,11 +101,16 @@ impl Broker {
                 }
             })?;
         let (shutdown, _) = watch::channel(false);
+        let fetch_sessions = FetchSessions::new(
+            config.max_incremental_fetch_session_cache_slots,
+            config.partitions_max,
+        );
         Ok(Arc::new(Broker {
             config,
             fs,
             clock,
             io,
+            fetch_sessions,
             topics,
             groups,
             cluster_id,

@@ -50,6 +50,9 @@ pub struct BrokerConfig {
     /// The most partitions this broker holds (KIP-578's `max.broker.partitions`). Each keeps
     /// at least three files open.
     pub partitions_max: usize,
+    /// `max.incremental.fetch.session.cache.slots`: open incremental fetch sessions (KIP-227);
+    /// 0 turns them off (clients then send full fetches).
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// `group.max.size`: members of one classic group.
     pub group_max_size: usize,
     /// `group.consumer.max.size`: members of one KIP-848 consumer group.
@@ -115,6 +118,7 @@ impl Default for BrokerConfig {
             num_io_threads: 8,
             fetch_max_bytes: 57_671_680,
             partitions_max: 10_000,
+            max_incremental_fetch_session_cache_slots: 1000,
             group_max_size: 1000,
             group_consumer_max_size: 1000,
             flush_offset_checkpoint_interval_ms: 60_000,

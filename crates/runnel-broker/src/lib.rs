@@ -16,6 +16,7 @@ mod background;
 mod broker;
 mod config;
 mod error;
+mod fetch_sessions;
 #[cfg(test)]
 mod fuzz_seeds;
 mod groups;

@@ -114,6 +114,10 @@ struct ServerArgs {
     /// Most partitions this broker holds (default 10000).
     #[arg(long, env = "RUNNEL_PARTITIONS_MAX")]
     partitions_max: Option<usize>,
+    /// Most open incremental fetch sessions, KIP-227
+    /// (max.incremental.fetch.session.cache.slots, default 1000; 0 turns them off).
+    #[arg(long, env = "RUNNEL_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS")]
+    max_incremental_fetch_session_cache_slots: Option<usize>,
     /// Most members of one classic group (group.max.size, default 1000).
     #[arg(long, env = "RUNNEL_GROUP_MAX_SIZE")]
     group_max_size: Option<usize>,
@@ -205,6 +209,7 @@ impl ServerArgs {
             num_io_threads,
             fetch_max_bytes,
             partitions_max,
+            max_incremental_fetch_session_cache_slots,
             group_max_size,
             group_consumer_max_size,
             flush_offset_checkpoint_interval_ms,

@@ -23,7 +23,9 @@ use uuid::Uuid;
 use super::find_topic;
 use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::fetch_sessions::{Answered, Begun, WantedPartition};
 use crate::partition::{Partition, LEADER_EPOCH};
+use crate::topics::Topic;
 
 const READ_COMMITTED: i8 = 1;
 
@@ -53,19 +55,14 @@ pub(crate) async fn fetch(
     version: i16,
     request: FetchRequest,
 ) -> FetchResponse {
-    if version >= 7 {
-        // Runnel creates no fetch sessions (KIP-227 lets a broker decline), so a client only
-        // ever sends full requests; a session it names cannot exist.
-        if request.session_id != 0 {
-            return session_error(ResponseError::FetchSessionIdNotFound);
-        }
-        if request.session_epoch > 0 {
-            return session_error(ResponseError::InvalidFetchSessionEpoch);
-        }
-    }
+    // Requests before v7 carry session id 0 and epoch -1: sessionless.
+    let begun = match broker.fetch_sessions.begin(&request, broker.now_ms()) {
+        Ok(begun) => begun,
+        Err(error) => return session_error(error),
+    };
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let plan = Arc::new(plan(broker, version, &request));
+    let plan = Arc::new(plan(broker, version, &request, &begun.wanted));
     let mut watchers = subscribe(&plan);
     let mut shutdown = broker.shutdown_signal();
     // Every partition is read on the first pass; after a wake-up, only those whose high
@@ -86,13 +83,13 @@ pub(crate) async fn fetch(
         };
         answers = read_answers;
         if bytes >= min_bytes || has_error || watchers.is_empty() || Instant::now() >= deadline {
-            return assemble(&plan, answers);
+            return finish(broker, &plan, &begun, answers);
         }
         let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.receiver.changed())));
         tokio::select! {
             _ = woken => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return assemble(&plan, answers),
+            _ = shutdown.wait_for(|stop| *stop) => return finish(broker, &plan, &begun, answers),
         }
         // Seen before the read, so that an append during it wakes the next wait.
         for watcher in &mut watchers {
@@ -104,47 +101,50 @@ pub(crate) async fn fetch(
     }
 }
 
-/// Resolves topics and partitions and the byte limits, without touching the disk.
-fn plan(broker: &Broker, version: i16, request: &FetchRequest) -> FetchPlan {
+/// Resolves topics and partitions and the byte limits, without touching the disk. `wanted`
+/// (the request's partitions, or its session's) is grouped into topics as it runs.
+fn plan(
+    broker: &Broker,
+    version: i16,
+    request: &FetchRequest,
+    wanted: &[WantedPartition],
+) -> FetchPlan {
     let request_max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
-    let topics = request
-        .topics
-        .iter()
-        .map(|wanted| {
-            let topic = find_topic(broker, &wanted.topic, wanted.topic_id);
-            let partitions = wanted
-                .partitions
-                .iter()
-                .map(|fetch_partition| {
-                    let target = match &topic {
-                        Some(topic) => check_leader_epoch(fetch_partition.current_leader_epoch)
-                            .and_then(|()| {
-                                topic
-                                    .partition(fetch_partition.partition)
-                                    .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
-                            }),
-                        None => Err(ApiError::code(if version >= 13 {
-                            ResponseError::UnknownTopicId
-                        } else {
-                            ResponseError::UnknownTopicOrPartition
-                        })),
-                    };
-                    PlannedPartition {
-                        index: fetch_partition.partition,
-                        fetch_offset: fetch_partition.fetch_offset,
-                        partition_max_bytes: usize::try_from(fetch_partition.partition_max_bytes)
-                            .unwrap_or(0),
-                        target,
-                    }
-                })
-                .collect();
-            PlannedTopic {
+    let mut topics: Vec<PlannedTopic> = Vec::new();
+    let mut topic: Option<Arc<Topic>> = None;
+    for wanted in wanted {
+        let same_topic = topics
+            .last()
+            .is_some_and(|last| last.name == wanted.topic && last.id == wanted.topic_id);
+        if !same_topic {
+            topic = find_topic(broker, &wanted.topic, wanted.topic_id);
+            topics.push(PlannedTopic {
                 name: wanted.topic.clone(),
                 id: wanted.topic_id,
-                partitions,
-            }
-        })
-        .collect();
+                partitions: Vec::new(),
+            });
+        }
+        let target = match &topic {
+            Some(topic) => check_leader_epoch(wanted.current_leader_epoch).and_then(|()| {
+                topic
+                    .partition(wanted.partition)
+                    .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
+            }),
+            None => Err(ApiError::code(if version >= 13 {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            })),
+        };
+        if let Some(planned_topic) = topics.last_mut() {
+            planned_topic.partitions.push(PlannedPartition {
+                index: wanted.partition,
+                fetch_offset: wanted.fetch_offset,
+                partition_max_bytes: usize::try_from(wanted.partition_max_bytes).unwrap_or(0),
+                target,
+            });
+        }
+    }
     FetchPlan {
         version,
         isolation_level: request.isolation_level,
@@ -260,15 +260,56 @@ fn read_pass(
     (previous, total_bytes, has_error)
 }
 
-/// The response from the answers of the last pass, in request order.
-fn assemble(plan: &FetchPlan, answers: Vec<Option<PartitionData>>) -> FetchResponse {
-    let mut answers = answers.into_iter();
-    respond(plan, |planned| {
-        answers
-            .next()
-            .flatten()
-            .unwrap_or_else(|| empty_partition(planned.index))
-    })
+/// The response from the answers of the last pass, in request order: all of them, or for an
+/// incremental fetch session those with news. Records what the session's client now knows.
+fn finish(
+    broker: &Broker,
+    plan: &FetchPlan,
+    begun: &Begun,
+    answers: Vec<Option<PartitionData>>,
+) -> FetchResponse {
+    let answers: Vec<PartitionData> = plan
+        .topics
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .zip(answers.into_iter().chain(std::iter::repeat(None)))
+        .map(|(planned, answer)| answer.unwrap_or_else(|| empty_partition(planned.index)))
+        .collect();
+    let answered: Vec<Answered> = answers
+        .iter()
+        .map(|data| Answered {
+            high_watermark: data.high_watermark,
+            log_start_offset: data.log_start_offset,
+            newsworthy: data.error_code != 0
+                || data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        })
+        .collect();
+    let finished =
+        broker
+            .fetch_sessions
+            .finish(begun.session, &begun.wanted, &answered, broker.now_ms());
+    let mut answers = answers.into_iter().zip(finished.include);
+    let mut response = FetchResponse::default();
+    response.session_id = finished.session_id;
+    response.responses = plan
+        .topics
+        .iter()
+        .filter_map(|planned_topic| {
+            let partitions: Vec<PartitionData> = answers
+                .by_ref()
+                .take(planned_topic.partitions.len())
+                .filter_map(|(data, include)| include.then_some(data))
+                .collect();
+            (!partitions.is_empty()).then(|| {
+                let mut topic_response = FetchableTopicResponse::default();
+                topic_response.topic = planned_topic.name.clone();
+                topic_response.topic_id = planned_topic.id;
+                topic_response.partitions = partitions;
+                topic_response
+            })
+        })
+        .collect();
+    response
 }
 
 fn read_partition(
