@@ -11,8 +11,10 @@
 //!   clocks).
 //!
 //! Progress goes to stderr every second; the summary (throughput in records/s and MB/s, where
-//! MB is 2^20 bytes as in Kafka's tools, and latency percentiles from an HDR histogram) goes to
-//! stdout, as one JSON object on the last line with `--format json`.
+//! MB is 2^20 bytes as in Kafka's tools, latency percentiles from an HDR histogram, and CPU
+//! seconds per GB of 10^9 bytes for this process and, with `--broker-pid`, the broker) goes to
+//! stdout, as one JSON object on the last line with `--format json`. `--warmup` leaves the
+//! first seconds out of the summary.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,6 +90,13 @@ struct LoadArgs {
     /// Stop after this many seconds, even if --records are not done.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+    /// Run this long before measuring: records sent (produce) or read (consume) during the
+    /// warm-up count toward --records but not toward the summary.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    warmup: f64,
+    /// The broker's process id, to report its CPU-seconds per GB (Linux, same host).
+    #[arg(long, value_name = "PID")]
+    broker_pid: Option<u32>,
     #[command(flatten)]
     producer: ProducerArgs,
     #[command(flatten)]
@@ -137,6 +146,9 @@ struct Counters {
     consumed: AtomicU64,
     consumed_bytes: AtomicU64,
     errors: AtomicU64,
+    /// Records (and their bytes) after the warm-up: what the summary reports.
+    measured: AtomicU64,
+    measured_bytes: AtomicU64,
     /// Sum and count of latencies (µs) since the last report.
     latency_sum_us: AtomicU64,
     latency_count: AtomicU64,
@@ -156,8 +168,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let admin = args.output.cluster.admin().await?;
     let partitions = prepare_topic(&admin, &args, mode).await?;
 
+    if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
+        bail!("--warmup must be a number of seconds, at least 0");
+    }
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
+    let measure_from = started + Duration::from_secs_f64(args.warmup);
+    let cpu_at_start = {
+        let broker_pid = args.broker_pid;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            CpuTimes::now(broker_pid)
+        })
+    };
     let deadline = args
         .duration
         .map(|seconds| started + Duration::from_secs_f64(seconds.max(0.0)));
@@ -228,6 +251,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Arc::clone(&counters),
                 consume_target,
                 mode == Mode::E2e,
+                measure_from,
                 ready_sender,
             )));
         }
@@ -266,6 +290,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 share,
                 rate,
                 index as u64,
+                measure_from,
                 Arc::clone(&counters),
             )));
         }
@@ -285,19 +310,28 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         e2e_histogram.add(&histogram).context("merging latencies")?;
     }
     let elapsed = started.elapsed();
+    let cpu_at_end = CpuTimes::now(args.broker_pid);
     watchdog.abort();
     reporter.abort();
+    if elapsed <= measure_from - started {
+        bail!("the run ended during the --warmup: nothing was measured");
+    }
+    let cpu_at_start = cpu_at_start.await.context("the CPU sampler failed")?;
 
     let summary = Summary::new(
         mode,
         &args,
         partitions.len(),
         &counters,
-        if mode == Mode::Produce {
-            produced_at
-        } else {
-            elapsed
-        },
+        (
+            if mode == Mode::Produce {
+                produced_at
+            } else {
+                elapsed
+            }
+            .saturating_sub(measure_from - started),
+            cpu_at_end.since(&cpu_at_start),
+        ),
         (mode != Mode::Consume).then_some(&produce_histogram),
         (mode == Mode::E2e).then_some(&e2e_histogram),
     );
@@ -381,6 +415,7 @@ async fn produce(
     records: Option<u64>,
     rate: Option<f64>,
     seed: u64,
+    measure_from: Instant,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Histogram<u64>> {
     let (sender, mut in_flight) = mpsc::channel::<(DeliveryFuture, Instant)>(DELIVERIES_QUEUED_MAX);
@@ -403,7 +438,11 @@ async fn produce(
                         match result {
                             Ok(_) => {
                                 let micros = sent_at.elapsed().as_micros() as u64;
-                                histogram.saturating_record(micros.max(1));
+                                if sent_at >= measure_from {
+                                    histogram.saturating_record(micros.max(1));
+                                    counters.measured.fetch_add(1, Ordering::Relaxed);
+                                    counters.measured_bytes.fetch_add(record_bytes, Ordering::Relaxed);
+                                }
                                 counters.produced.fetch_add(1, Ordering::Relaxed);
                                 counters.produced_bytes.fetch_add(record_bytes, Ordering::Relaxed);
                                 counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
@@ -496,6 +535,7 @@ async fn consume(
     counters: Arc<Counters>,
     target: Option<u64>,
     end_to_end: bool,
+    measure_from: Instant,
     ready: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<Histogram<u64>> {
     let _ = ready.send(());
@@ -523,6 +563,7 @@ async fn consume(
             continue;
         }
         last_record = Instant::now();
+        let measured = last_record >= measure_from;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -530,7 +571,7 @@ async fn consume(
         for record in &records {
             bytes += record.value.as_ref().map_or(0, |v| v.len() as u64)
                 + record.key.as_ref().map_or(0, |k| k.len() as u64);
-            if end_to_end {
+            if end_to_end && measured {
                 let micros = (now_ms - record.timestamp).max(0) as u64 * 1000;
                 histogram.saturating_record(micros.max(1));
                 counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
@@ -541,6 +582,12 @@ async fn consume(
             .consumed
             .fetch_add(records.len() as u64, Ordering::AcqRel);
         counters.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if measured {
+            counters
+                .measured
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            counters.measured_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
     };
     consumer.close().await?;
     result?;
@@ -605,10 +652,67 @@ struct Summary {
     mb_per_sec: f64,
     /// Records that failed to produce.
     errors: u64,
+    warmup_s: f64,
+    /// This process's CPU time per 10^9 bytes measured.
+    client_cpu_s_per_gb: f64,
+    /// The broker's (with --broker-pid).
+    broker_cpu_s_per_gb: Option<f64>,
     /// Send to acknowledgement (produce, e2e).
     latency_ms: Option<Latency>,
     /// Record timestamp to consumption (e2e).
     e2e_latency_ms: Option<Latency>,
+}
+
+/// CPU time used so far, in clock ticks, by this process and the broker's.
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    client: u64,
+    broker: Option<u64>,
+}
+
+/// CPU seconds between two [`CpuTimes`].
+#[derive(Debug, Clone, Copy)]
+struct CpuSeconds {
+    client: f64,
+    broker: Option<f64>,
+}
+
+/// `/proc` reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuTimes {
+    fn now(broker_pid: Option<u32>) -> CpuTimes {
+        CpuTimes {
+            client: process_ticks("self").unwrap_or(0),
+            broker: broker_pid.and_then(|pid| process_ticks(&pid.to_string())),
+        }
+    }
+
+    fn since(&self, start: &CpuTimes) -> CpuSeconds {
+        let seconds = |end: u64, start: u64| end.saturating_sub(start) as f64 / TICKS_PER_SECOND;
+        CpuSeconds {
+            client: seconds(self.client, start.client),
+            broker: self
+                .broker
+                .zip(start.broker)
+                .map(|(end, start)| seconds(end, start)),
+        }
+    }
+}
+
+/// User plus system time of a process from `/proc/<pid>/stat`; `None` where there is none.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ticks(&stat)
+}
+
+/// Fields 14 and 15 (utime, stime), counted after the command name, which may hold spaces.
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 #[derive(Debug, Serialize)]
@@ -652,21 +756,15 @@ impl Summary {
         args: &LoadArgs,
         partitions: usize,
         counters: &Counters,
-        elapsed: Duration,
+        (elapsed, cpu): (Duration, CpuSeconds),
         produce: Option<&Histogram<u64>>,
         end_to_end: Option<&Histogram<u64>>,
     ) -> Summary {
-        let (records, bytes) = match mode {
-            Mode::Produce => (
-                counters.produced.load(Ordering::Acquire),
-                counters.produced_bytes.load(Ordering::Acquire),
-            ),
-            Mode::Consume | Mode::E2e => (
-                counters.consumed.load(Ordering::Acquire),
-                counters.consumed_bytes.load(Ordering::Acquire),
-            ),
-        };
+        let records = counters.measured.load(Ordering::Acquire);
+        let bytes = counters.measured_bytes.load(Ordering::Acquire);
         let seconds = elapsed.as_secs_f64().max(1e-9);
+        let gigabytes = (bytes as f64 / 1e9).max(1e-12);
+        let per_gb = |cpu_seconds: f64| (cpu_seconds / gigabytes * 1000.0).round() / 1000.0;
         Summary {
             mode: mode.as_str(),
             topic: args.topic.clone(),
@@ -690,6 +788,9 @@ impl Summary {
             records_per_sec: (records as f64 / seconds).round(),
             mb_per_sec: (bytes as f64 / MB / seconds * 100.0).round() / 100.0,
             errors: counters.errors.load(Ordering::Acquire),
+            warmup_s: args.warmup,
+            client_cpu_s_per_gb: per_gb(cpu.client),
+            broker_cpu_s_per_gb: cpu.broker.map(per_gb),
             latency_ms: produce.and_then(Latency::of),
             e2e_latency_ms: end_to_end.and_then(Latency::of),
         }
@@ -716,6 +817,17 @@ impl Summary {
         if let Some(latency) = &self.e2e_latency_ms {
             text.push_str(&format!("End-to-end latency ms: {}\n", latency.line()));
         }
+        text.push_str(&format!(
+            "CPU-seconds per GB: client {:.3}",
+            self.client_cpu_s_per_gb
+        ));
+        if let Some(broker) = self.broker_cpu_s_per_gb {
+            text.push_str(&format!(", broker {broker:.3}"));
+        }
+        if self.warmup_s > 0.0 {
+            text.push_str(&format!(" (after a {:.1} s warm-up)", self.warmup_s));
+        }
+        text.push('\n');
         if self.errors > 0 {
             text.push_str(&format!("Failed records: {}\n", self.errors));
         }
@@ -742,6 +854,17 @@ mod tests {
         assert_eq!(bytes.len(), 4096);
         assert!(bytes.iter().all(u8::is_ascii_uppercase));
         assert!(bytes.iter().collect::<std::collections::HashSet<_>>().len() > 20);
+    }
+
+    #[test]
+    fn cpu_times_come_from_proc_stat() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9";
+        assert_eq!(parse_stat_ticks(stat), Some(325));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+        assert!(
+            process_ticks("self").is_some(),
+            "this process has a /proc entry"
+        );
     }
 
     #[test]
