@@ -241,6 +241,7 @@ impl ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    ClaimedSizeAllocator::tune_system_allocator();
     let command = Cli::parse().command;
     // The broker logs its life at info; a tool's stderr is for the tool's own messages.
     let default_log = match command {
