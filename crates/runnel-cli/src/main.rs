@@ -10,6 +10,7 @@ mod cluster_cmd;
 mod consume_cmd;
 mod datetime;
 mod group_cmd;
+mod open_files;
 mod output;
 mod produce_cmd;
 mod template;
@@ -259,6 +260,19 @@ fn main() -> anyhow::Result<()> {
     match command {
         Command::Server(args) => {
             let config = args.into_config()?;
+            let needed = open_files::needed_for(config.partitions_max);
+            match open_files::raise_open_files_limit() {
+                Some(limit) if limit < needed => tracing::warn!(
+                    limit,
+                    needed,
+                    partitions_max = config.partitions_max,
+                    "the open-files limit is below what partitions-max partitions need (three \
+                     files each); raise it (ulimit -n, LimitNOFILE= in systemd) or lower \
+                     --partitions-max, or partitions will fail with EMFILE"
+                ),
+                Some(limit) => tracing::info!(limit, "open-files limit"),
+                None => {}
+            }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(runnel_broker::run(config, stop_signal()))?;
