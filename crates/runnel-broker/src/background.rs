@@ -1,5 +1,4 @@
-//! Periodic work: the time-based flush policy (`flush.ms`), segment rolling by age
-//! (`segment.ms`), recovery-point checkpoints (`log.flush.offset.checkpoint.interval.ms`),
+//! Periodic work: the time-based flush policy (`flush.ms`), recovery-point checkpoints (`log.flush.offset.checkpoint.interval.ms`),
 //! retention (`retention.ms`, `retention.bytes`) and the group coordinators' timers. The
 //! timers run here; the disk work they start runs on the I/O pool.
 
@@ -44,22 +43,27 @@ fn all_partitions(broker: &Broker) -> Vec<Arc<Partition>> {
         .collect()
 }
 
-/// Rolls segments that are old enough and flushes partitions whose flush policy is due.
-pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
+/// Flushes partitions whose flush policy (`flush.ms`, `flush.messages`) is due. Only the
+/// partitions with unflushed appends are looked at ([`crate::partition::FlushSchedule`]): an idle partition
+/// costs nothing here, however many there are. (`segment.ms` rolls a segment on the next
+/// append, as in Kafka; retention rolls an expired active segment itself.)
+pub(crate) async fn flush_due_partitions(broker: Arc<Broker>) {
     let mut ticker = Ticker::new(&broker, broker.config.flush_check_interval_ms);
     while ticker.tick().await {
+        let scheduled = broker.topics.flush_schedule().take();
+        if scheduled.is_empty() {
+            continue;
+        }
         let scanner = Arc::clone(&broker);
         let due = broker.io.run(move || {
             let now = scanner.now_ms();
-            all_partitions(&scanner)
+            let (due, waiting): (Vec<_>, Vec<_>) = scheduled
                 .into_iter()
-                .filter(|partition| {
-                    if let Err(error) = partition.with_log(|log| log.maybe_roll(now)) {
-                        tracing::warn!(partition = %partition.name(), error = ?error.message, "segment roll failed");
-                    }
-                    partition.flush_due(now)
-                })
-                .collect::<Vec<_>>()
+                .partition(|partition| partition.flush_due(now));
+            for partition in waiting {
+                partition.keep_scheduled_if_unflushed();
+            }
+            due
         });
         let Ok(due) = due.await else { return };
         for partition in due {
@@ -67,6 +71,7 @@ pub(crate) async fn flush_and_roll(broker: Arc<Broker>) {
             if let Err(error) = partition.sync_to(&broker.io, i64::MAX).await {
                 tracing::warn!(partition = %partition.name(), error = ?error.message, "background flush failed");
             }
+            partition.keep_scheduled_if_unflushed();
         }
     }
 }
@@ -145,5 +150,59 @@ pub(crate) async fn run_group_timers(broker: Arc<Broker>) {
             Ok(next) => wait = next,
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use runnel_record::BatchBuilder;
+    use runnel_storage::sim::{ManualClock, SimFileSystem};
+
+    use crate::broker::Broker;
+    use crate::config::BrokerConfig;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    /// The flusher's list holds the partitions that were written and are not yet flushed;
+    /// idle partitions are never on it, so they cost the flusher nothing.
+    #[test]
+    fn only_written_partitions_are_scheduled_for_a_flush() {
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let disk = SimFileSystem::new(clock.clone());
+        let config = BrokerConfig {
+            data_dir: "data".into(),
+            offsets_topic_num_partitions: 1,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open_with(config, Arc::new(disk), clock).expect("start");
+        let topic = broker
+            .topics
+            .create("idle-and-busy", 100, Default::default(), false, NOW_MS)
+            .expect("create")
+            .expect("not validate-only");
+        assert!(broker.topics.flush_schedule().take().is_empty());
+
+        let busy = topic.partition(7).expect("partition 7");
+        let mut batch = BatchBuilder::new(NOW_MS)
+            .record(None, Some(b"x"), &[])
+            .build();
+        busy.append(&mut batch, NOW_MS).expect("append");
+        let mut again = BatchBuilder::new(NOW_MS)
+            .record(None, Some(b"y"), &[])
+            .build();
+        busy.append(&mut again, NOW_MS).expect("append");
+        let scheduled = broker.topics.flush_schedule().take();
+        assert_eq!(scheduled.len(), 1, "scheduled once, however many appends");
+        assert_eq!(scheduled[0].index, 7);
+
+        // Not flushed yet: it goes back on the list.
+        scheduled[0].keep_scheduled_if_unflushed();
+        let scheduled = broker.topics.flush_schedule().take();
+        assert_eq!(scheduled.len(), 1);
+        scheduled[0].flush().expect("flush");
+        scheduled[0].keep_scheduled_if_unflushed();
+        assert!(broker.topics.flush_schedule().take().is_empty());
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
         cluster_id = %broker.cluster_id(),
         "runnel ready"
     );
-    let flusher = tokio::spawn(background::flush_and_roll(broker.clone()));
+    let flusher = tokio::spawn(background::flush_due_partitions(broker.clone()));
     let checkpoints = tokio::spawn(background::write_checkpoints(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
     let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));

@@ -14,7 +14,7 @@
 //!   from its last fsync, as Kafka does for a failed log directory.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -27,6 +27,33 @@ use crate::io_pool::IoPool;
 
 /// A single node leads every partition in epoch 0; replication (later) moves this.
 pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// The partitions that have appends not yet fsynced: all the background flusher looks at, so
+/// its cost follows the partitions being written, not every partition on the broker.
+#[derive(Debug, Default)]
+pub(crate) struct FlushSchedule {
+    pending: Mutex<Vec<Arc<Partition>>>,
+}
+
+impl FlushSchedule {
+    fn add(&self, partition: Arc<Partition>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(partition);
+    }
+
+    /// Takes the scheduled partitions; the flusher puts back (with
+    /// [`Partition::keep_scheduled_if_unflushed`]) those it leaves unflushed.
+    pub(crate) fn take(&self) -> Vec<Arc<Partition>> {
+        std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
 
 #[derive(Debug)]
 enum LogState {
@@ -61,14 +88,23 @@ pub(crate) struct Partition {
     sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// Everything below is fsynced; read without the log lock on the acknowledgement path.
     flushed_offset: AtomicI64,
+    schedule: Arc<FlushSchedule>,
+    /// In `schedule`'s list (or being looked at by the flusher).
+    scheduled: AtomicBool,
 }
 
 impl Partition {
-    pub(crate) fn online(topic: Arc<str>, index: i32, log: PartitionLog) -> Self {
+    pub(crate) fn online(
+        topic: Arc<str>,
+        index: i32,
+        log: PartitionLog,
+        schedule: &Arc<FlushSchedule>,
+    ) -> Arc<Self> {
         // What recovery kept is on disk, but only what is below the recovery point is known
         // to be fsynced; the rest was acknowledged (if at all) under a policy that allowed it.
         let (high_watermark, _) = watch::channel(log.log_end_offset());
-        Partition {
+        let unflushed = log.unflushed_records() > 0;
+        let partition = Arc::new(Partition {
             topic,
             index,
             flushed_offset: AtomicI64::new(log.recovery_point()),
@@ -76,11 +112,23 @@ impl Partition {
             offline_reason: OnceLock::new(),
             high_watermark,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+            schedule: Arc::clone(schedule),
+            scheduled: AtomicBool::new(false),
+        });
+        if unflushed {
+            partition.schedule_flush();
         }
+        partition
     }
 
     /// A partition whose log could not be opened. Logs why, and what an operator can do.
-    pub(crate) fn offline(topic: Arc<str>, index: i32, dir: &Path, reason: String) -> Self {
+    pub(crate) fn offline(
+        topic: Arc<str>,
+        index: i32,
+        dir: &Path,
+        reason: String,
+        schedule: &Arc<FlushSchedule>,
+    ) -> Arc<Self> {
         let (high_watermark, _) = watch::channel(0);
         let partition = Partition {
             topic,
@@ -90,9 +138,31 @@ impl Partition {
             high_watermark,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
             flushed_offset: AtomicI64::new(0),
+            schedule: Arc::clone(schedule),
+            scheduled: AtomicBool::new(false),
         };
         partition.report_offline(dir, &reason);
-        partition
+        Arc::new(partition)
+    }
+
+    /// Puts the partition on the flusher's list unless it is on it already.
+    fn schedule_flush(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.schedule.add(Arc::clone(self));
+        }
+    }
+
+    /// For the flusher, after looking at a partition it took off the list: puts it back if
+    /// records remain unflushed. The mark is cleared first, so an append racing with this
+    /// either is seen here or schedules the partition itself.
+    pub(crate) fn keep_scheduled_if_unflushed(self: &Arc<Self>) {
+        self.scheduled.store(false, Ordering::Release);
+        let unflushed = self
+            .with_log(|log| Ok(log.unflushed_records() > 0))
+            .unwrap_or(false);
+        if unflushed {
+            self.schedule_flush();
+        }
     }
 
     pub(crate) fn name(&self) -> String {
@@ -185,7 +255,11 @@ impl Partition {
     }
 
     /// Appends validated batches, giving them offsets. Blocks: call it from the I/O pool.
-    pub(crate) fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<Appended, ApiError> {
+    pub(crate) fn append(
+        self: &Arc<Self>,
+        batches: &mut [u8],
+        now_ms: i64,
+    ) -> Result<Appended, ApiError> {
         let (appended, log_end_offset) = self.with_log(|log| {
             let info = log.append(batches, LEADER_EPOCH, now_ms)?;
             let appended = Appended {
@@ -195,6 +269,7 @@ impl Partition {
             };
             Ok((appended, log.log_end_offset()))
         })?;
+        self.schedule_flush();
         if !appended.sync_required {
             self.advance_high_watermark(log_end_offset);
         }

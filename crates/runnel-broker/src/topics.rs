@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::partition::{Partition, LEADER_EPOCH};
+use crate::partition::{FlushSchedule, Partition, LEADER_EPOCH};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
 
 const TOPIC_NAME_MAX_LEN: usize = 249;
@@ -91,6 +91,8 @@ pub(crate) struct TopicRegistry {
     /// The most partitions this broker holds, over all topics.
     partitions_max: usize,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// The partitions with appends not yet fsynced, for the background flusher.
+    flush_schedule: Arc<FlushSchedule>,
     /// Serialises create, delete, alter and add-partitions so the files and the map agree.
     admin_lock: Mutex<()>,
 }
@@ -114,6 +116,7 @@ impl TopicRegistry {
             broker_defaults,
             partitions_max,
             topics: RwLock::new(HashMap::new()),
+            flush_schedule: Arc::default(),
             admin_lock: Mutex::new(()),
         };
         let mut known_dirs = Vec::new();
@@ -158,11 +161,16 @@ impl TopicRegistry {
         let partitions = (0..record.partitions)
             .map(|index| {
                 let dir = self.partition_dir(&name, index);
-                let partition = match self.open_partition_log(&dir, record.id, &settings, now_ms) {
-                    Ok(log) => Partition::online(name.clone(), index, log),
-                    Err(error) => Partition::offline(name.clone(), index, &dir, error.to_string()),
-                };
-                Arc::new(partition)
+                match self.open_partition_log(&dir, record.id, &settings, now_ms) {
+                    Ok(log) => Partition::online(name.clone(), index, log, &self.flush_schedule),
+                    Err(error) => Partition::offline(
+                        name.clone(),
+                        index,
+                        &dir,
+                        error.to_string(),
+                        &self.flush_schedule,
+                    ),
+                }
             })
             .collect();
         Arc::new(Topic {
@@ -255,6 +263,11 @@ impl TopicRegistry {
         })
     }
 
+    /// The partitions with appends not yet fsynced.
+    pub(crate) fn flush_schedule(&self) -> &FlushSchedule {
+        &self.flush_schedule
+    }
+
     /// All topics, by name.
     pub(crate) fn list(&self) -> Vec<Arc<Topic>> {
         let mut topics: Vec<_> = read(&self.topics).values().cloned().collect();
@@ -328,7 +341,12 @@ impl TopicRegistry {
         for index in 0..partitions {
             let dir = self.partition_dir(name, index);
             let log = self.open_partition_log(&dir, id, &settings, now_ms)?;
-            opened.push(Arc::new(Partition::online(topic_name.clone(), index, log)));
+            opened.push(Partition::online(
+                topic_name.clone(),
+                index,
+                log,
+                &self.flush_schedule,
+            ));
         }
         self.persist(&TopicRecord {
             name: name.to_string(),
@@ -418,7 +436,12 @@ impl TopicRegistry {
         for index in current..total {
             let dir = self.partition_dir(name, index);
             let log = self.open_partition_log(&dir, topic.id, &settings, now_ms)?;
-            added.push(Arc::new(Partition::online(topic.name.clone(), index, log)));
+            added.push(Partition::online(
+                topic.name.clone(),
+                index,
+                log,
+                &self.flush_schedule,
+            ));
         }
         self.persist(&TopicRecord {
             name: name.to_string(),

@@ -769,18 +769,6 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
-    /// Rolls the active segment if `segment.ms` has passed since its first append.
-    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
-        let active = self.active();
-        let due = active
-            .rolling_clock_ms
-            .is_some_and(|started| now_ms.saturating_sub(started) >= self.config.segment_ms);
-        if due && !active.is_empty() {
-            self.roll()?;
-        }
-        Ok(())
-    }
-
     /// Starts a new active segment at the log end offset. The old one is sealed and its
     /// indexes fsynced now, because once the recovery point passes it, recovery trusts them
     /// without a scan.
