@@ -90,6 +90,7 @@ impl Broker {
             &config.data_dir,
             config.topic_defaults(),
             config.partitions_max,
+            config.num_io_threads,
             clock.now_ms(),
         )?;
         let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;

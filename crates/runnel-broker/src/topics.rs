@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
@@ -90,6 +91,9 @@ pub(crate) struct TopicRegistry {
     broker_defaults: BrokerTopicDefaults,
     /// The most partitions this broker holds, over all topics.
     partitions_max: usize,
+    /// Threads that open partitions at start and close them at shutdown: each waits on
+    /// fsyncs, so several keep the disk busy (`num.io.threads`).
+    threads: usize,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// The partitions with appends not yet fsynced, for the background flusher.
     flush_schedule: Arc<FlushSchedule>,
@@ -105,6 +109,7 @@ impl TopicRegistry {
         data_dir: &Path,
         broker_defaults: BrokerTopicDefaults,
         partitions_max: usize,
+        threads: usize,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
         let topics_dir = data_dir.join("topics");
@@ -115,11 +120,13 @@ impl TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker_defaults,
             partitions_max,
+            threads: threads.max(1),
             topics: RwLock::new(HashMap::new()),
             flush_schedule: Arc::default(),
             admin_lock: Mutex::new(()),
         };
         let mut known_dirs = Vec::new();
+        let mut records = Vec::new();
         let entries = registry
             .fs
             .list(&topics_dir)
@@ -146,40 +153,57 @@ impl TopicRegistry {
             for index in 0..record.partitions {
                 known_dirs.push(partition_dir_name(&record.name, index));
             }
-            let topic = registry.load_topic(record, now_ms);
-            tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "loaded topic");
-            write(&registry.topics).insert(topic.name.clone(), topic);
+            records.push(record);
         }
+        registry.load_topics(records, now_ms);
         registry.remove_leftover_dirs(&known_dirs);
         Ok(registry)
     }
 
-    /// A topic read at start: partitions that fail to open are kept offline.
-    fn load_topic(&self, record: TopicRecord, now_ms: i64) -> Arc<Topic> {
-        let settings = TopicSettings::resolve(&record.configs, &self.broker_defaults);
-        let name: Arc<str> = Arc::from(record.name.as_str());
-        let partitions = (0..record.partitions)
-            .map(|index| {
-                let dir = self.partition_dir(&name, index);
-                match self.open_partition_log(&dir, record.id, &settings, now_ms) {
-                    Ok(log) => Partition::online(name.clone(), index, log, &self.flush_schedule),
-                    Err(error) => Partition::offline(
-                        name.clone(),
-                        index,
-                        &dir,
-                        error.to_string(),
-                        &self.flush_schedule,
-                    ),
-                }
-            })
+    /// The topics read at start, their partitions opened (recovered) on `threads` threads:
+    /// partitions that fail to open are kept offline.
+    fn load_topics(&self, records: Vec<TopicRecord>, now_ms: i64) {
+        let settings: Vec<TopicSettings> = records
+            .iter()
+            .map(|record| TopicSettings::resolve(&record.configs, &self.broker_defaults))
             .collect();
-        Arc::new(Topic {
-            name,
-            id: record.id,
-            partitions: RwLock::new(partitions),
-            overrides: RwLock::new(record.configs),
-            settings: RwLock::new(Arc::new(settings)),
+        let names: Vec<Arc<str>> = records
+            .iter()
+            .map(|record| Arc::from(record.name.as_str()))
+            .collect();
+        let jobs: Vec<(usize, i32)> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(topic, record)| (0..record.partitions).map(move |index| (topic, index)))
+            .collect();
+        let mut opened = in_parallel(&jobs, self.threads, |&(topic, index)| {
+            let name = &names[topic];
+            let dir = self.partition_dir(name, index);
+            match self.open_partition_log(&dir, records[topic].id, &settings[topic], now_ms) {
+                Ok(log) => Partition::online(name.clone(), index, log, &self.flush_schedule),
+                Err(error) => Partition::offline(
+                    name.clone(),
+                    index,
+                    &dir,
+                    error.to_string(),
+                    &self.flush_schedule,
+                ),
+            }
         })
+        .into_iter();
+        for ((record, settings), name) in records.into_iter().zip(settings).zip(names) {
+            let partitions: Vec<Arc<Partition>> =
+                opened.by_ref().take(record.partitions as usize).collect();
+            let topic = Arc::new(Topic {
+                name,
+                id: record.id,
+                partitions: RwLock::new(partitions),
+                overrides: RwLock::new(record.configs),
+                settings: RwLock::new(Arc::new(settings)),
+            });
+            tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "loaded topic");
+            write(&self.topics).insert(topic.name.clone(), topic);
+        }
     }
 
     /// Opens (or creates) one partition's log, checking that the directory belongs to topic
@@ -492,13 +516,16 @@ impl TopicRegistry {
 
     /// Flushes and closes every log (clean shutdown). Blocks.
     pub(crate) fn close_all(&self) {
-        for topic in self.list() {
-            for partition in topic.partitions() {
-                if let Err(error) = partition.close() {
-                    tracing::error!(partition = %partition.name(), %error, "could not close partition log");
-                }
+        let partitions: Vec<Arc<Partition>> = self
+            .list()
+            .iter()
+            .flat_map(|topic| topic.partitions())
+            .collect();
+        in_parallel(&partitions, self.threads, |partition| {
+            if let Err(error) = partition.close() {
+                tracing::error!(partition = %partition.name(), %error, "could not close partition log");
             }
-        }
+        });
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
@@ -589,4 +616,57 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `work` applied to every item on up to `threads` threads; the results in the items' order.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let threads = threads.clamp(1, items.len().max(1));
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(index) else {
+                            return done;
+                        };
+                        done.push((index, work(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            // A worker that panicked takes the process down, as the panic would have on the
+            // calling thread.
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    results.sort_unstable_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_work_keeps_the_items_order() {
+        let items: Vec<u64> = (0..1000).collect();
+        for threads in [1, 3, 8, 5000] {
+            let squares = in_parallel(&items, threads, |item| item * item);
+            assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
+        }
+        assert!(in_parallel(&[] as &[u64], 8, |item| *item).is_empty());
+    }
 }
