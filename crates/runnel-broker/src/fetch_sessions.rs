@@ -428,6 +428,14 @@ mod tests {
         Ok((finished.session_id, included))
     }
 
+    /// A session over partition a-0, opened by a full fetch.
+    fn open_session(sessions: &FetchSessions) -> i32 {
+        let full = request(0, 0, &[("a", 0, 0)]);
+        let (id, _) = fetch(sessions, &full, &HashMap::new(), 0).unwrap();
+        assert!(id > 0);
+        id
+    }
+
     #[test]
     fn sessionless_fetches_create_nothing() {
         let sessions = FetchSessions::new(10, 100);
@@ -510,13 +518,7 @@ mod tests {
     #[test]
     fn news_is_always_sent() {
         let sessions = FetchSessions::new(10, 100);
-        let (id, _) = fetch(
-            &sessions,
-            &request(0, 0, &[("a", 0, 0)]),
-            &HashMap::new(),
-            0,
-        )
-        .unwrap();
+        let id = open_session(&sessions);
         let begun = sessions.begin(&request(id, 1, &[]), 1).unwrap();
         let answered = [Answered {
             newsworthy: true,
@@ -529,13 +531,7 @@ mod tests {
     #[test]
     fn wrong_epochs_and_unknown_sessions_are_refused() {
         let sessions = FetchSessions::new(10, 100);
-        let (id, _) = fetch(
-            &sessions,
-            &request(0, 0, &[("a", 0, 0)]),
-            &HashMap::new(),
-            0,
-        )
-        .unwrap();
+        let id = open_session(&sessions);
         assert_eq!(
             sessions.begin(&request(id, 2, &[]), 1).unwrap_err(),
             ResponseError::InvalidFetchSessionEpoch
