@@ -294,6 +294,51 @@ async fn a_tiny_buffer_pushes_back_and_still_delivers_everything() {
 }
 
 #[tokio::test]
+async fn batches_larger_than_the_topic_allows_are_split_not_failed() {
+    let broker = BrokerProcess::start(&[]).await;
+    let admin = Admin::connect(broker.config()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("small-messages", 1).with_config("max.message.bytes", "3000"))
+        .await
+        .expect("create topic");
+    let mut config = config(&broker);
+    // Batches of up to 64 KiB, lingering long enough to fill: far over 3,000 bytes.
+    config.linger = Duration::from_millis(50);
+    let producer = Producer::connect(config).await.expect("producer");
+    let mut deliveries = Vec::new();
+    for index in 0..40u32 {
+        let record =
+            ProduceRecord::new("small-messages").value(vec![b'0' + (index % 10) as u8; 1000]);
+        deliveries.push(producer.send(record).await.expect("queued"));
+    }
+    let mut offsets = Vec::new();
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("delivered after splitting").offset);
+    }
+    assert_eq!(
+        offsets,
+        (0..40).collect::<Vec<i64>>(),
+        "in order, each once"
+    );
+    let cluster = Cluster::connect(broker.config()).await.expect("cluster");
+    let stored = read_partition(&cluster, "small-messages", 0, 40).await;
+    for (index, record) in stored.iter().enumerate() {
+        let expected = vec![b'0' + (index % 10) as u8; 1000];
+        assert_eq!(record.value.as_deref(), Some(expected.as_slice()));
+    }
+    // A single record over the limit still fails, with the broker's error.
+    let refused = producer
+        .send_and_wait(ProduceRecord::new("small-messages").value(vec![0u8; 4000]))
+        .await
+        .expect_err("one record too large");
+    assert_eq!(
+        refused.code(),
+        Some(kafka_protocol::error::ResponseError::MessageTooLarge)
+    );
+    producer.close().await.expect("close");
+}
+
+#[tokio::test]
 async fn a_record_over_max_request_size_fails_at_once() {
     let broker = BrokerProcess::start(&[]).await;
     create_topic(&broker, "large", 1).await;

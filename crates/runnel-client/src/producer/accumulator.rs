@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use bytes::Bytes;
-use runnel_record::{BatchBuilder, Compression};
+use runnel_record::{decode_records, BatchBuilder, Compression, Record, RecordBatch};
 
 /// Limits and batching settings, named and defaulted as the Java producer's.
 ///
@@ -270,6 +270,63 @@ pub struct ReadyBatch<D> {
     /// Buffer memory the batch holds; pass it to [`Accumulator::release`] once the batch is
     /// acknowledged or has failed for good.
     pub memory_bytes: usize,
+}
+
+impl<D> ReadyBatch<D> {
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE) into two, the first
+    /// and second halves of its records in order, each with its deliveries and a share of the
+    /// buffer memory, as the Java producer does; the records keep their timestamps, keys,
+    /// values, headers and the batch's codec. `Err(self)` for a single record (nothing smaller
+    /// can be sent) or bytes that do not decode as the batch's records.
+    pub fn split(self) -> Result<(ReadyBatch<D>, ReadyBatch<D>), ReadyBatch<D>> {
+        if self.record_count < 2 || self.deliveries.len() != self.record_count {
+            return Err(self);
+        }
+        let Ok(header) = RecordBatch::validate(&self.batch) else {
+            return Err(self);
+        };
+        let records = match decode_records(&self.batch) {
+            Ok(records) if records.len() == self.record_count => records,
+            _ => return Err(self),
+        };
+        let codec = header.compression();
+        let build = |records: &[Record]| -> Bytes {
+            let base_timestamp = records.first().map_or(0, |record| record.timestamp);
+            let mut builder = BatchBuilder::new(base_timestamp).compression(codec);
+            for record in records {
+                builder.push_record(
+                    record.timestamp,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    &record.headers,
+                );
+            }
+            Bytes::from(builder.build())
+        };
+        let half = records.len() / 2;
+        let mut first_deliveries = self.deliveries;
+        let second_deliveries = first_deliveries.split_off(half);
+        let first_memory = self.memory_bytes / 2;
+        let first = ReadyBatch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            batch: build(&records[..half]),
+            record_count: half,
+            deliveries: first_deliveries,
+            created_ms: self.created_ms,
+            memory_bytes: first_memory,
+        };
+        let second = ReadyBatch {
+            topic: self.topic,
+            partition: self.partition,
+            batch: build(&records[half..]),
+            record_count: records.len() - half,
+            deliveries: second_deliveries,
+            created_ms: self.created_ms,
+            memory_bytes: self.memory_bytes - first_memory,
+        };
+        Ok((first, second))
+    }
 }
 
 /// The producer's buffer: per-partition queues of batches. See the module documentation.
@@ -581,7 +638,6 @@ fn queue_mut<'a, D>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use runnel_record::{decode_records, RecordBatch};
 
     fn config() -> AccumulatorConfig {
         AccumulatorConfig {
@@ -595,6 +651,55 @@ mod tests {
 
     fn value(len: usize) -> ProducerRecord {
         ProducerRecord::new(None::<Bytes>, Some(vec![b'v'; len]))
+    }
+
+    #[test]
+    fn a_batch_too_large_splits_into_halves_that_keep_every_record() {
+        let mut accumulator = Accumulator::new(AccumulatorConfig {
+            compression: Compression::Lz4,
+            ..config()
+        });
+        for id in 0..5u32 {
+            let mut record = ProducerRecord::new(
+                Some(Bytes::from(format!("k{id}"))),
+                Some(vec![b'v'; 20 + id as usize]),
+            );
+            record.headers = vec![("h".to_string(), Some(Bytes::from(vec![id as u8])))];
+            record.timestamp_ms = Some(1_000 + i64::from(id));
+            accumulator.append("t", 3, record, 100, id).unwrap();
+        }
+        let mut batches = accumulator.ready(110);
+        let whole = batches.remove(0);
+        let original = decode_records(&whole.batch).unwrap();
+        let memory = whole.memory_bytes;
+        let (first, second) = whole.split().unwrap_or_else(|_| panic!("splits"));
+        assert_eq!((first.record_count, second.record_count), (2, 3));
+        assert_eq!(
+            (first.deliveries.clone(), second.deliveries.clone()),
+            (vec![0, 1], vec![2, 3, 4])
+        );
+        assert_eq!(first.memory_bytes + second.memory_bytes, memory);
+        assert_eq!((first.partition, second.created_ms), (3, 100));
+        for half in [&first, &second] {
+            let header = RecordBatch::validate(&half.batch).unwrap();
+            assert_eq!(header.compression(), Compression::Lz4, "the codec is kept");
+        }
+        let mut rejoined = decode_records(&first.batch).unwrap();
+        let second_records = decode_records(&second.batch).unwrap();
+        rejoined.extend(second_records);
+        let strip = |records: Vec<runnel_record::Record>| {
+            records
+                .into_iter()
+                .map(|r| (r.timestamp, r.key, r.value, r.headers))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(rejoined), strip(original));
+
+        // One record cannot be split.
+        let (single, _) = first
+            .split()
+            .unwrap_or_else(|_| panic!("two records split"));
+        assert!(single.split().is_err());
     }
 
     #[test]

@@ -16,13 +16,18 @@
 //! Memory: a batch's buffer memory is released once it is acknowledged or has failed for
 //! good, and `send` calls blocked on a full buffer are woken.
 //!
-//! Does not: split a batch the broker finds too large, or use idempotence or transactions.
+//! Too large: a batch the broker refuses with MESSAGE_TOO_LARGE (the topic's
+//! `max.message.bytes` is below the producer's `batch.size`) is split in two and both halves
+//! go first, in order; a single record too large fails.
+//!
+//! Does not: use idempotence or transactions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -319,8 +324,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 let mut next = Some(completion);
                 while let Some(completion) = next {
                     requests_in_flight -= 1;
-                    if handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms) {
-                        batches_held -= 1;
+                    match handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms) {
+                        Handled::Completed => batches_held -= 1,
+                        Handled::Requeued => {}
+                        Handled::Split => batches_held += 1,
                     }
                     next = completions.try_recv().ok();
                 }
@@ -336,13 +343,23 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Completes the batch, or queues it again for a retry. Returns whether it was completed.
+/// What became of a batch whose request was answered.
+enum Handled {
+    /// Delivered or failed for good: the sender no longer holds it.
+    Completed,
+    /// Queued again for a retry.
+    Requeued,
+    /// Queued again as two batches.
+    Split,
+}
+
+/// Completes the batch, queues it again for a retry, or splits it.
 fn handle_completion(
     shared: &Shared,
     partitions: &mut HashMap<(String, i32), PartitionQueue>,
     completion: Completion,
     delivery_timeout_ms: i64,
-) -> bool {
+) -> Handled {
     let Completion {
         mut attempt,
         outcome,
@@ -353,7 +370,33 @@ fn handle_completion(
     match outcome {
         Ok(acknowledged) => {
             shared.complete(attempt.batch, Ok(acknowledged));
-            true
+            Handled::Completed
+        }
+        // Too large for the topic's max.message.bytes: send it again as two halves, first
+        // half first, ahead of the partition's other batches. A single record fails.
+        Err(error) if error.code() == Some(ResponseError::MessageTooLarge) => {
+            match attempt.batch.split() {
+                Ok((first, second)) => {
+                    tracing::debug!(
+                        topic = %first.topic,
+                        partition = first.partition,
+                        records = first.record_count + second.record_count,
+                        "splitting a batch the broker found too large"
+                    );
+                    for batch in [second, first] {
+                        queue.waiting.push_front(Attempt {
+                            batch,
+                            retry_at: None,
+                            last_error: None,
+                        });
+                    }
+                    Handled::Split
+                }
+                Err(batch) => {
+                    shared.complete(batch, Err(error));
+                    Handled::Completed
+                }
+            }
         }
         Err(error)
             if error.is_retriable()
@@ -369,11 +412,11 @@ fn handle_completion(
             attempt.retry_at = Some(Instant::now() + shared.config.retry_backoff);
             attempt.last_error = Some(error);
             queue.waiting.push_front(attempt);
-            false
+            Handled::Requeued
         }
         Err(error) => {
             shared.complete(attempt.batch, Err(error));
-            true
+            Handled::Completed
         }
     }
 }
@@ -551,7 +594,6 @@ fn duplicate(error: &ClientError) -> ClientError {
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::error::ResponseError;
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
