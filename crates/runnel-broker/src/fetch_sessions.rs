@@ -27,6 +27,7 @@ use std::sync::Mutex;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 /// `min.incremental.fetch.session.eviction.ms`: an idle session may be replaced after this.
@@ -79,6 +80,8 @@ pub(crate) struct Answered {
     pub log_start_offset: i64,
     /// It carries records or an error: always sent.
     pub newsworthy: bool,
+    /// It carries records: it goes to the back of its session's order.
+    pub has_records: bool,
 }
 
 /// How to answer: the session id to return and which wanted partitions to include.
@@ -190,17 +193,21 @@ impl FetchSessions {
                 !(same_topic && forgotten.partitions.contains(&held.wanted.partition))
             });
         }
+        let mut held_at: HashMap<(TopicName, Uuid, i32), usize> = session
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(position, held)| (held.wanted.key(), position))
+            .collect();
         for wanted in listed {
-            let key = wanted.key();
-            match session
-                .partitions
-                .iter_mut()
-                .find(|held| held.wanted.key() == key)
-            {
-                Some(held) => held.wanted = wanted,
-                None => session
-                    .partitions
-                    .push(SessionPartition { wanted, told: None }),
+            match held_at.get(&wanted.key()) {
+                Some(&position) => session.partitions[position].wanted = wanted,
+                None => {
+                    held_at.insert(wanted.key(), session.partitions.len());
+                    session
+                        .partitions
+                        .push(SessionPartition { wanted, told: None });
+                }
             }
         }
         if session.partitions.len() > self.max_partitions {
@@ -225,13 +232,13 @@ impl FetchSessions {
         wanted: &[WantedPartition],
         answered: &[Answered],
         now_ms: i64,
-    ) -> Finished {
+    ) -> Result<Finished, ResponseError> {
         let everything = || vec![true; answered.len()];
         match session {
-            SessionUse::None => Finished {
+            SessionUse::None => Ok(Finished {
                 session_id: NO_SESSION,
                 include: everything(),
-            },
+            }),
             SessionUse::Create => {
                 let partitions = wanted
                     .iter()
@@ -242,10 +249,10 @@ impl FetchSessions {
                     })
                     .collect();
                 let session_id = self.create(partitions, now_ms);
-                Finished {
+                Ok(Finished {
                     session_id,
                     include: everything(),
-                }
+                })
             }
             SessionUse::Incremental { id, epoch } => {
                 let mut cache = self.lock();
@@ -254,13 +261,10 @@ impl FetchSessions {
                     .get_mut(&id)
                     .filter(|session| session.next_epoch == next_epoch(epoch))
                 else {
-                    // Closed or moved on by a later request meanwhile: answer in full.
-                    return Finished {
-                        session_id: id,
-                        include: everything(),
-                    };
+                    // Closed, or moved on by a later request meanwhile: as Kafka does.
+                    return Err(ResponseError::InvalidFetchSessionEpoch);
                 };
-                let include = session
+                let include: Vec<bool> = session
                     .partitions
                     .iter_mut()
                     .zip(answered)
@@ -271,10 +275,21 @@ impl FetchSessions {
                         send
                     })
                     .collect();
-                Finished {
+                // Partitions that returned records go to the back, so that the next fetch's
+                // byte budget goes first to the others (Kafka's fairness rule).
+                let (served, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut session.partitions)
+                    .into_iter()
+                    .zip(answered)
+                    .partition(|(_, answered)| answered.has_records);
+                session.partitions = rest
+                    .into_iter()
+                    .chain(served)
+                    .map(|(held, _)| held)
+                    .collect();
+                Ok(Finished {
                     session_id: id,
                     include,
-                }
+                })
             }
         }
     }
@@ -338,14 +353,20 @@ fn listed_partitions(request: &FetchRequest) -> Vec<WantedPartition> {
         .topics
         .iter()
         .flat_map(|topic| {
-            topic.partitions.iter().map(|partition| WantedPartition {
-                topic: topic.topic.clone(),
-                topic_id: topic.topic_id,
-                partition: partition.partition,
-                fetch_offset: partition.fetch_offset,
-                partition_max_bytes: partition.partition_max_bytes,
-                current_leader_epoch: partition.current_leader_epoch,
-            })
+            // A copy: the decoded name shares the request frame's buffer, which a session
+            // would otherwise keep alive.
+            let name = TopicName(StrBytes::from_string(topic.topic.to_string()));
+            topic
+                .partitions
+                .iter()
+                .map(move |partition| WantedPartition {
+                    topic: name.clone(),
+                    topic_id: topic.topic_id,
+                    partition: partition.partition,
+                    fetch_offset: partition.fetch_offset,
+                    partition_max_bytes: partition.partition_max_bytes,
+                    current_leader_epoch: partition.current_leader_epoch,
+                })
         })
         .collect()
 }
@@ -388,6 +409,7 @@ mod tests {
             high_watermark,
             log_start_offset: 0,
             newsworthy: false,
+            has_records: false,
         }
     }
 
@@ -411,7 +433,7 @@ mod tests {
                 quiet(high_watermarks.get(&key).copied().unwrap_or(0))
             })
             .collect();
-        let finished = sessions.finish(begun.session, &begun.wanted, &answered, now_ms);
+        let finished = sessions.finish(begun.session, &begun.wanted, &answered, now_ms)?;
         let included = begun
             .wanted
             .iter()
@@ -524,8 +546,50 @@ mod tests {
             newsworthy: true,
             ..quiet(0)
         }];
-        let finished = sessions.finish(begun.session, &begun.wanted, &answered, 1);
+        let finished = sessions
+            .finish(begun.session, &begun.wanted, &answered, 1)
+            .unwrap();
         assert_eq!(finished.include, vec![true]);
+    }
+
+    #[test]
+    fn partitions_that_returned_records_go_to_the_back() {
+        let sessions = FetchSessions::new(10, 100);
+        let full = request(0, 0, &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0)]);
+        let (id, _) = fetch(&sessions, &full, &HashMap::new(), 0).unwrap();
+        let begun = sessions.begin(&request(id, 1, &[]), 1).unwrap();
+        let answered: Vec<Answered> = [true, false, false]
+            .into_iter()
+            .map(|has_records| Answered {
+                newsworthy: has_records,
+                has_records,
+                ..quiet(0)
+            })
+            .collect();
+        sessions
+            .finish(begun.session, &begun.wanted, &answered, 1)
+            .unwrap();
+        let order: Vec<i32> = sessions
+            .begin(&request(id, 2, &[]), 2)
+            .unwrap()
+            .wanted
+            .iter()
+            .map(|wanted| wanted.partition)
+            .collect();
+        assert_eq!(order, vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_session_moved_on_during_a_fetch_is_an_epoch_error() {
+        let sessions = FetchSessions::new(10, 100);
+        let id = open_session(&sessions);
+        let slow = sessions.begin(&request(id, 1, &[]), 1).unwrap();
+        // A second request of the session overtakes the first.
+        sessions.begin(&request(id, 2, &[]), 2).unwrap();
+        assert_eq!(
+            sessions.finish(slow.session, &slow.wanted, &[quiet(0)], 3),
+            Err(ResponseError::InvalidFetchSessionEpoch)
+        );
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! - Produce, Fetch, Metadata and the other read-only requests are [`Concurrency::Pipelined`]:
 //!   they start while earlier requests of the connection are still running. Each takes a
 //!   [`Turn`]; its ordered part (a Produce's appends) runs after the ordered parts of every
-//!   earlier request, so appends to a partition follow request order and a Fetch sees the
-//!   appends of the Produce requests sent before it. The slow part (the fsync a Produce waits
-//!   for, a Fetch's long poll) overlaps.
+//!   earlier request, so appends to a partition follow request order and a Fetch starts after
+//!   the appends of the Produce requests sent before it (it sees them once they are below the
+//!   high watermark: at once, or after their fsync when the flush policy asks for one). The
+//!   slow part (the fsync a Produce waits for, a Fetch's long poll) overlaps.
 //! - Everything else (group membership, offset commits, topic and config changes) is
 //!   [`Concurrency::Exclusive`]: it starts once every earlier request is answered, and nothing
 //!   after it starts until it is answered, exactly as Kafka serves a connection.

@@ -9,12 +9,13 @@
 //!   that long is closed;
 //! - `request-read-timeout-ms`: once a request's first byte has arrived, the rest must follow
 //!   in time (a client that sends 3 bytes and waits is cut off);
-//! - `queued.max.request.bytes` and `queued.max.requests`: the bytes and the number of requests
-//!   read but not yet answered, across all connections. A connection reserves its next
-//!   request's share before reading its body, and reads nothing while the budget is used up.
-//!   Its buffer grows as bytes arrive, never to what the size prefix claims;
-//! - at most [`CONNECTION_IN_FLIGHT_MAX`] requests of one connection run at once (see
-//!   `pipeline` for which run beside each other); answers go out in request order;
+//! - `queued.max.request.bytes`: the bytes of requests read but not yet answered, across all
+//!   connections. A connection reserves its next request's share before reading its body, and
+//!   reads nothing while the budget is used up. Its buffer grows as bytes arrive, never to
+//!   what the size prefix claims;
+//! - at most [`CONNECTION_IN_FLIGHT_MAX`] requests of one connection run at once, and at most
+//!   one Fetch, whose answer may be as large as `fetch.max.bytes` (see `pipeline` for which
+//!   requests run beside each other); answers go out in request order;
 //! - accept errors (EMFILE when out of file descriptors) back off instead of spinning.
 
 use std::collections::HashMap;
@@ -181,23 +182,19 @@ enum ConnectionError {
 const CONNECTION_IN_FLIGHT_MAX: usize = 64;
 
 /// What requests read but not yet answered may hold, across all connections
-/// (`queued.max.request.bytes`, `queued.max.requests`).
+/// (`queued.max.request.bytes`). Only bytes are counted: a count of requests would let parked
+/// JoinGroups or long-poll fetches, which wait for other clients, starve every connection.
 struct RequestBudget {
     bytes: Arc<Semaphore>,
-    requests: Arc<Semaphore>,
 }
 
 /// One request's share of the [`RequestBudget`], given back when it is answered.
-struct Reservation {
-    _bytes: OwnedSemaphorePermit,
-    _request: OwnedSemaphorePermit,
-}
+type Reservation = OwnedSemaphorePermit;
 
 impl RequestBudget {
     fn new(config: &crate::config::BrokerConfig) -> Self {
         RequestBudget {
             bytes: Arc::new(Semaphore::new(config.queued_max_request_bytes)),
-            requests: Arc::new(Semaphore::new(config.queued_max_requests.max(1))),
         }
     }
 
@@ -207,36 +204,18 @@ impl RequestBudget {
     }
 
     fn try_reserve(&self, size: usize) -> Option<Reservation> {
-        let bytes = self
-            .bytes
+        self.bytes
             .clone()
             .try_acquire_many_owned(Self::claim(size))
-            .ok()?;
-        let request = self.requests.clone().try_acquire_owned().ok()?;
-        Some(Reservation {
-            _bytes: bytes,
-            _request: request,
-        })
+            .ok()
     }
 
     async fn reserve(&self, size: usize) -> Result<Reservation, ConnectionError> {
-        let closed = |_| ConnectionError::Shutdown;
-        let bytes = self
-            .bytes
+        self.bytes
             .clone()
             .acquire_many_owned(Self::claim(size))
             .await
-            .map_err(closed)?;
-        let request = self
-            .requests
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
-        Ok(Reservation {
-            _bytes: bytes,
-            _request: request,
-        })
+            .map_err(|_| ConnectionError::Shutdown)
     }
 }
 
@@ -257,10 +236,12 @@ async fn serve_connection(
     let decoder = FrameDecoder::new(broker.config.request_max_bytes);
     let mut input = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
     let mut shutdown = broker.shutdown_signal();
-    let mut in_flight: FuturesOrdered<BoxFuture<'_, Answer>> = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<BoxFuture<'_, (bool, Answer)>> = FuturesOrdered::new();
     let mut turns = TurnChain::default();
     // The request in flight runs alone: start nothing until it is answered.
     let mut exclusive_in_flight = false;
+    // A Fetch's answer may be as large as fetch.max.bytes: one at a time per connection.
+    let mut fetch_in_flight = false;
     // The budget reservation of the frame at the front of `input`.
     let mut reserved: Option<Reservation> = None;
     let mut stopping = false;
@@ -292,12 +273,12 @@ async fn serve_connection(
             let Some(api_key) = input.get(4..6) else {
                 break;
             };
-            let concurrency = if size >= 2 {
-                Concurrency::of(i16::from_be_bytes([api_key[0], api_key[1]]))
-            } else {
-                Concurrency::Exclusive
-            };
-            if concurrency == Concurrency::Exclusive && !in_flight.is_empty() {
+            let key = (size >= 2).then(|| i16::from_be_bytes([api_key[0], api_key[1]]));
+            let concurrency = key.map_or(Concurrency::Exclusive, Concurrency::of);
+            let is_fetch = key == Some(ApiKey::Fetch as i16);
+            if (concurrency == Concurrency::Exclusive && !in_flight.is_empty())
+                || (is_fetch && fetch_in_flight)
+            {
                 blocked = true;
                 break;
             }
@@ -306,13 +287,14 @@ async fn serve_connection(
             };
             request_started = None;
             exclusive_in_flight = concurrency == Concurrency::Exclusive;
+            fetch_in_flight |= is_fetch;
             let reservation = reserved.take();
             let turn = turns.next_turn();
             in_flight.push_back(
                 async move {
                     // The request's bytes count against the budget until it is answered.
                     let _reservation = reservation;
-                    handle_frame(broker, frame, peer, turn).await
+                    (is_fetch, handle_frame(broker, frame, peer, turn).await)
                 }
                 .boxed(),
             );
@@ -326,6 +308,11 @@ async fn serve_connection(
         }
         // A started frame must complete in time; a connection with nothing to do may idle
         // only so long. While requests run, the client is waiting for us, not we for it.
+        if !may_read {
+            // Not reading is our doing, not the client's: its partial request's clock starts
+            // when we read again.
+            request_started = None;
+        }
         let deadline = if !may_read {
             None
         } else if !input.is_empty() {
@@ -337,9 +324,12 @@ async fn serve_connection(
         };
         tokio::select! {
             biased;
-            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((was_fetch, answer)) = in_flight.next(), if !in_flight.is_empty() => {
                 if in_flight.is_empty() {
                     exclusive_in_flight = false;
+                }
+                if was_fetch {
+                    fetch_in_flight = false;
                 }
                 if let Some(response) = answer? {
                     write_timed(&mut stream, &response, idle_timeout).await?;

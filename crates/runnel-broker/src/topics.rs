@@ -192,8 +192,9 @@ impl TopicRegistry {
         })
         .into_iter();
         for ((record, settings), name) in records.into_iter().zip(settings).zip(names) {
-            let partitions: Vec<Arc<Partition>> =
-                opened.by_ref().take(record.partitions as usize).collect();
+            // Non-negative: a count below zero opened nothing above.
+            let count = usize::try_from(record.partitions).unwrap_or(0);
+            let partitions: Vec<Arc<Partition>> = opened.by_ref().take(count).collect();
             let topic = Arc::new(Topic {
                 name,
                 id: record.id,

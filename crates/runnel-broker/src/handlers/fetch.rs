@@ -277,17 +277,24 @@ fn finish(
         .collect();
     let answered: Vec<Answered> = answers
         .iter()
-        .map(|data| Answered {
-            high_watermark: data.high_watermark,
-            log_start_offset: data.log_start_offset,
-            newsworthy: data.error_code != 0
-                || data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        .map(|data| {
+            let has_records = data.records.as_ref().is_some_and(|r| !r.is_empty());
+            Answered {
+                high_watermark: data.high_watermark,
+                log_start_offset: data.log_start_offset,
+                newsworthy: data.error_code != 0 || has_records,
+                has_records,
+            }
         })
         .collect();
     let finished =
-        broker
+        match broker
             .fetch_sessions
-            .finish(begun.session, &begun.wanted, &answered, broker.now_ms());
+            .finish(begun.session, &begun.wanted, &answered, broker.now_ms())
+        {
+            Ok(finished) => finished,
+            Err(error) => return session_error(error),
+        };
     let mut answers = answers.into_iter().zip(finished.include);
     let mut response = FetchResponse::default();
     response.session_id = finished.session_id;
