@@ -18,7 +18,8 @@
 //!
 //! Bounded: at most `max.incremental.fetch.session.cache.slots` sessions; when full, a new
 //! session replaces the least recently used one if that has been idle for two minutes
-//! (`min.incremental.fetch.session.eviction.ms`), and is otherwise not created. A session
+//! (`min.incremental.fetch.session.eviction.ms`), else the smallest one if the new session
+//! holds more partitions, and is otherwise not created. A session
 //! holds at most `partitions-max` partitions: an incremental request that would take it past
 //! that closes it with INVALID_REQUEST (the client starts over with a full fetch).
 
@@ -301,16 +302,29 @@ impl FetchSessions {
             return NO_SESSION;
         }
         if cache.sessions.len() >= self.max_sessions {
+            // As Kafka's cache: first a session idle for the eviction time, else the smallest
+            // (then least recently used) one if the new session is larger, so that a client
+            // opening many small sessions cannot keep a consumer of many partitions out.
             let idlest = cache
                 .sessions
                 .iter()
                 .min_by_key(|(_, session)| session.last_used_ms)
                 .map(|(&id, session)| (id, session.last_used_ms));
-            match idlest {
-                Some((id, last_used)) if now_ms - last_used >= EVICTION_IDLE_MS => {
+            let smallest = cache
+                .sessions
+                .iter()
+                .min_by_key(|(_, session)| (session.partitions.len(), session.last_used_ms))
+                .map(|(&id, session)| (id, session.partitions.len()));
+            let evicted = match (idlest, smallest) {
+                (Some((id, last_used)), _) if now_ms - last_used >= EVICTION_IDLE_MS => Some(id),
+                (_, Some((id, size))) if partitions.len() > size => Some(id),
+                _ => None,
+            };
+            match evicted {
+                Some(id) => {
                     cache.sessions.remove(&id);
                 }
-                _ => return NO_SESSION,
+                None => return NO_SESSION,
             }
         }
         let id = loop {
@@ -640,6 +654,26 @@ mod tests {
             ResponseError::FetchSessionIdNotFound,
             "the idlest session made room"
         );
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_for_a_larger_session() {
+        let sessions = FetchSessions::new(2, 100);
+        let none = HashMap::new();
+        let small = request(0, 0, &[("a", 0, 0)]);
+        let (first, _) = fetch(&sessions, &small, &none, 0).unwrap();
+        let (second, _) = fetch(&sessions, &small, &none, 10).unwrap();
+        let (refused, _) = fetch(&sessions, &small, &none, 20).unwrap();
+        assert_eq!(refused, 0, "no larger than those it would replace");
+        let larger = request(0, 0, &[("a", 0, 0), ("a", 1, 0)]);
+        let (third, _) = fetch(&sessions, &larger, &none, 30).unwrap();
+        assert!(third > 0);
+        assert_eq!(
+            sessions.begin(&request(first, 1, &[]), 40).unwrap_err(),
+            ResponseError::FetchSessionIdNotFound,
+            "the smallest, least recently used session made room"
+        );
+        assert!(sessions.begin(&request(second, 1, &[]), 40).is_ok());
     }
 
     #[test]
