@@ -79,7 +79,14 @@ pub(crate) async fn fetch(
             .await;
         let (read_answers, bytes, has_error) = match read {
             Ok(read) => read,
-            Err(error) => return error_response(&plan, &error.into()),
+            Err(error) => {
+                return finish(
+                    broker,
+                    &plan,
+                    &begun,
+                    every_partition_failed(&plan, &error.into()),
+                )
+            }
         };
         answers = read_answers;
         if bytes >= min_bytes || has_error || watchers.is_empty() || Instant::now() >= deadline {
@@ -189,32 +196,18 @@ fn session_error(error: ResponseError) -> FetchResponse {
     response
 }
 
-/// Every partition answered with `error` (the read could not run).
-fn error_response(plan: &FetchPlan, error: &ApiError) -> FetchResponse {
-    respond(plan, |planned| {
-        let mut data = empty_partition(planned.index);
-        data.error_code = error.error_code();
-        data
-    })
-}
-
-fn respond(
-    plan: &FetchPlan,
-    mut answer: impl FnMut(&PlannedPartition) -> PartitionData,
-) -> FetchResponse {
-    let mut response = FetchResponse::default();
-    response.responses = plan
-        .topics
+/// Every partition answered with `error` (the read could not run). It goes through
+/// [`finish`] like any answer, so a session's state stays in step with its epoch.
+fn every_partition_failed(plan: &FetchPlan, error: &ApiError) -> Vec<Option<PartitionData>> {
+    plan.topics
         .iter()
-        .map(|planned_topic| {
-            let mut topic_response = FetchableTopicResponse::default();
-            topic_response.topic = planned_topic.name.clone();
-            topic_response.topic_id = planned_topic.id;
-            topic_response.partitions = planned_topic.partitions.iter().map(&mut answer).collect();
-            topic_response
+        .flat_map(|topic| &topic.partitions)
+        .map(|planned| {
+            let mut data = empty_partition(planned.index);
+            data.error_code = error.error_code();
+            Some(data)
         })
-        .collect();
-    response
+        .collect()
 }
 
 /// One pass over the requested partitions, in request order: those without an answer yet, or
