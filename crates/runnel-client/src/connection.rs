@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -245,6 +246,68 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// A request on the writer's queue: its slot, and where its answer will come.
+struct Queued<'a> {
+    guard: PendingGuard<'a>,
+    answer: oneshot::Receiver<Result<Bytes>>,
+    /// Frees the in-flight slot once the answer is in (or the caller gives up).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Queued<'_> {
+    /// The whole response frame body (header included) and the correlation id.
+    async fn answer(mut self) -> Result<(Bytes, i32)> {
+        let body = (&mut self.answer)
+            .await
+            // The reader dropped the sender without answering: the connection is gone.
+            .unwrap_or_else(|_| Err(self.guard.shared.closed_error()));
+        self.guard.done = true;
+        Ok((body?, self.guard.correlation_id))
+    }
+}
+
+/// A request [queued](Connection::queue) on a connection, whose answer is still to come.
+pub struct PendingAnswer<'a, Req> {
+    connection: &'a Connection,
+    queued: Queued<'a>,
+    version: i16,
+    deadline: tokio::time::Instant,
+    request: PhantomData<fn() -> Req>,
+}
+
+impl<Req> fmt::Debug for PendingAnswer<'_, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingAnswer")
+            .field("broker", &self.connection.address)
+            .field("correlation_id", &self.queued.guard.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req> PendingAnswer<'_, Req>
+where
+    Req: Request,
+    Req::Response: Decodable,
+{
+    /// Waits for the answer until the request's deadline and decodes it.
+    pub async fn response(self) -> Result<Req::Response> {
+        let PendingAnswer {
+            connection,
+            queued,
+            version,
+            deadline,
+            ..
+        } = self;
+        match tokio::time::timeout_at(deadline, queued.answer()).await {
+            Ok(answer) => {
+                let (body, correlation_id) = answer?;
+                connection.decode::<Req>(body, version, correlation_id)
+            }
+            Err(_) => Err(connection.timeout_error::<Req>(version)),
+        }
+    }
+}
+
 impl Connection {
     /// Opens a connection to `address` (`HOST:PORT`) and asks which API versions the broker
     /// serves, all within `config.connect_timeout`.
@@ -343,24 +406,47 @@ impl Connection {
         Req: Request + Encodable + Send,
         Req::Response: Decodable,
     {
-        let timeout = self.request_timeout;
-        match tokio::time::timeout(timeout, self.send_inner(&request, version)).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout {
-                what: format!("{} v{version} to {}", api_name(Req::KEY), self.address),
-                after: timeout,
+        self.queue(request, version).await?.response().await
+    }
+
+    /// Puts `request` on the wire after every request queued before it on this connection and
+    /// returns the wait for its answer, so that requests queued one after another from one
+    /// task reach the broker in that order while several are in flight. Queueing and the
+    /// answer together take at most `request_timeout` (the wait for an in-flight slot
+    /// included).
+    pub async fn queue<Req>(&self, request: Req, version: i16) -> Result<PendingAnswer<'_, Req>>
+    where
+        Req: Request + Encodable + Send,
+        Req::Response: Decodable,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        match tokio::time::timeout_at(deadline, self.enqueue(&request, version)).await {
+            Ok(queued) => Ok(PendingAnswer {
+                connection: self,
+                queued: queued?,
+                version,
+                deadline,
+                request: PhantomData,
             }),
+            Err(_) => Err(self.timeout_error::<Req>(version)),
         }
     }
 
-    async fn send_inner<Req: Request>(&self, request: &Req, version: i16) -> Result<Req::Response> {
-        let (body, correlation_id) = self.exchange(request, version).await?;
-        self.decode::<Req>(body, version, correlation_id)
+    fn timeout_error<Req: Request>(&self, version: i16) -> ClientError {
+        ClientError::Timeout {
+            what: format!("{} v{version} to {}", api_name(Req::KEY), self.address),
+            after: self.request_timeout,
+        }
     }
 
     /// Sends `request` and returns its whole response frame body (header included) and the
     /// correlation id it was sent with.
     async fn exchange<Req: Request>(&self, request: &Req, version: i16) -> Result<(Bytes, i32)> {
+        self.enqueue(request, version).await?.answer().await
+    }
+
+    /// Takes an in-flight slot and puts `request` on the writer's queue.
+    async fn enqueue<Req: Request>(&self, request: &Req, version: i16) -> Result<Queued<'_>> {
         let permit = self.acquire_slot().await?;
         let (waiter, answer) = oneshot::channel();
         let (frame, correlation_id) = {
@@ -388,13 +474,11 @@ impl Connection {
             return Err(self.shared.closed_error());
         }
         guard.queued = true;
-        let body = answer
-            .await
-            // The reader dropped the sender without answering: the connection is gone.
-            .unwrap_or_else(|_| Err(self.shared.closed_error()));
-        guard.done = true;
-        drop(permit);
-        Ok((body?, correlation_id))
+        Ok(Queued {
+            guard,
+            answer,
+            _permit: permit,
+        })
     }
 
     /// For requests the broker does not answer (Produce with `acks=0`): sends `request` and

@@ -42,7 +42,7 @@ pub use admin::{
     OffsetSpec,
 };
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
-pub use connection::{ClientConfig, Connection};
+pub use connection::{ClientConfig, Connection, PendingAnswer};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, IsolationLevel, OffsetReset,
     RebalanceListener, TopicPartition,

@@ -1,5 +1,5 @@
 //! The producer against the real broker binary: partitioning as the Java client, order per
-//! partition, every codec, headers and nulls, each `acks`, flush, back-pressure, records too
+//! partition (with several batches in flight), every codec, headers and nulls, each `acks`, flush, back-pressure, records too
 //! large, a topic deleted under the producer, and many tasks sending at once. Records are read
 //! back with raw Fetch requests, so these tests do not depend on the consumer.
 
@@ -137,6 +137,44 @@ async fn ten_thousand_keyed_records_land_where_murmur2_says_in_order() {
             assert_eq!(record.value.as_deref(), Some(value.as_bytes()));
             assert_eq!(record.timestamp, metadata.timestamp_ms);
         }
+    }
+    producer.close().await.expect("close");
+}
+
+// Several worker threads, so that the requests' tasks race each other as in an application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_batches_in_flight_to_one_partition_land_in_send_order() {
+    let broker = BrokerProcess::start(&[]).await;
+    create_topic(&broker, "pipelined", 1).await;
+    let mut config = config(&broker);
+    // Batches of about ten records, no lingering: many batches of the one partition are
+    // ready at once and up to `max_in_flight` of them travel together.
+    config.batch_size = 1_500;
+    config.linger = Duration::ZERO;
+    assert!(config.client.max_in_flight > 1);
+    let producer = Producer::connect(config).await.expect("producer");
+    let mut deliveries = Vec::new();
+    for index in 0..5_000u32 {
+        let record = ProduceRecord::new("pipelined").value(format!("{index:0>100}"));
+        deliveries.push(producer.send(record).await.expect("send"));
+    }
+    let mut offsets = Vec::new();
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("acknowledged").offset);
+    }
+    assert_eq!(
+        offsets,
+        (0..5_000).collect::<Vec<i64>>(),
+        "in send order, once each"
+    );
+    let stored = read_partition(producer.cluster(), "pipelined", 0, 5_000).await;
+    for (index, record) in stored.iter().enumerate() {
+        let expected = format!("{index:0>100}");
+        assert_eq!(
+            record.value.as_deref(),
+            Some(expected.as_bytes()),
+            "offset {index}"
+        );
     }
     producer.close().await.expect("close");
 }

@@ -1,11 +1,17 @@
 //! The producer's sender task: takes due batches out of the accumulator, sends them to their
 //! partitions' leaders, and completes each record's delivery from the answer.
 //!
-//! Ordering: each partition has at most one batch in flight, and a batch that failed with a
-//! retriable error goes back to the front of its partition's queue, so records reach a
-//! partition in the order they were sent, retries included (Kafka's `max.in.flight = 1`,
-//! per partition; different partitions are in flight at once). Batches for partitions led by
-//! the same broker travel in one Produce request.
+//! Ordering: up to `max_in_flight` (5) batches of a partition are in flight at once, one per
+//! Produce request; each request goes on its leader's connection only after the requests
+//! holding the partition's earlier batches are on theirs, and a broker answers a
+//! connection's requests in order, so batches reach a partition in the order they were
+//! sent. A batch that failed with a retriable error (or was split) goes back into its
+//! partition's queue in its place (by the position of its first record), and the partition
+//! sends one batch at a time until that batch and every one put back before it is written. Without idempotence (not yet served) a retry can still
+//! reorder: when a batch fails and the batches behind it, already in flight, succeed, it
+//! lands after them; the producer logs a warning when that happens, as Kafka's does with
+//! `enable.idempotence=false`. Batches for partitions led by the same broker travel in one
+//! Produce request.
 //!
 //! Retries: a retriable error (a moved leader, an unknown topic, a timeout, a broken
 //! connection) drops the topic's cached metadata and resends the same batch bytes after
@@ -30,14 +36,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::accumulator::{Accumulator, ReadyBatch};
 use super::partitioner::StickyPartitions;
 use super::{ProducerConfig, RecordMetadata};
 use crate::cluster::Cluster;
-use crate::connection::Connection;
+use crate::connection::{Connection, PendingAnswer};
 use crate::error::{ClientError, Result};
 use crate::wire::topic_name;
 
@@ -200,18 +206,43 @@ struct Acknowledged {
 /// A batch on its way, and what befell its earlier tries.
 struct Attempt {
     batch: ReadyBatch<Delivery>,
+    /// The place of the batch's first record among every record sent to the partition: the
+    /// batch's place in the partition's order, kept through retries and splits.
+    first_record: u64,
     /// Not to be sent again before this (retry backoff).
     retry_at: Option<Instant>,
     /// Why the last try failed.
     last_error: Option<ClientError>,
 }
 
-/// A batch's partition queue in the sender: waiting batches, oldest first, and whether one is
+/// A partition's queue in the sender: its batches waiting, in the partition's order, and those
 /// in flight.
 #[derive(Default)]
 struct PartitionQueue {
     waiting: VecDeque<Attempt>,
-    in_flight: bool,
+    in_flight: usize,
+    /// Records taken out of the accumulator for the partition so far (numbers the batches).
+    records_taken: u64,
+    /// Batches were put back (to be retried, or split): until the batch holding the record
+    /// before this one succeeds, the partition sends one batch at a time, so that nothing
+    /// overtakes them. Zero when nothing was put back.
+    careful_until_record: u64,
+    /// Closed once the request holding the partition's latest batch in flight is on its
+    /// connection: the next request for the partition is queued after that.
+    queued_before: Option<watch::Receiver<()>>,
+}
+
+impl PartitionQueue {
+    /// Puts `attempt` back among the waiting batches, in its place; the partition sends one
+    /// batch at a time until it and those before it are written.
+    fn put_back(&mut self, attempt: Attempt) {
+        let end = attempt.first_record + attempt.batch.record_count as u64;
+        self.careful_until_record = self.careful_until_record.max(end);
+        let place = self
+            .waiting
+            .partition_point(|waiting| waiting.first_record < attempt.first_record);
+        self.waiting.insert(place, attempt);
+    }
 }
 
 /// A batch and the id of its topic, on its way to the partition's leader.
@@ -237,6 +268,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut requests_in_flight = 0usize;
     let delivery_timeout_ms =
         i64::try_from(shared.config.delivery_timeout.as_millis()).unwrap_or(i64::MAX);
+    let max_in_flight = shared.config.client.max_in_flight.max(1);
     loop {
         let now = now_ms();
         let (ready, next_ready_ms, closed) = {
@@ -250,25 +282,42 @@ pub(super) async fn run(shared: Arc<Shared>) {
         };
         batches_held += ready.len();
         for batch in ready {
-            partitions
+            let queue = partitions
                 .entry((batch.topic.clone(), batch.partition))
-                .or_default()
-                .waiting
-                .push_back(Attempt {
-                    batch,
-                    retry_at: None,
-                    last_error: None,
-                });
+                .or_default();
+            let first_record = queue.records_taken;
+            queue.records_taken += batch.record_count as u64;
+            queue.waiting.push_back(Attempt {
+                batch,
+                first_record,
+                retry_at: None,
+                last_error: None,
+            });
         }
 
         let instant = Instant::now();
         let mut next_retry: Option<Instant> = None;
-        let mut to_send = Vec::new();
+        // Each round is sent as one request per leader: it holds at most one batch per
+        // partition, each partition's batches in later rounds than its earlier ones, and
+        // about `max_request_size` bytes (one batch at least).
+        let mut rounds: Vec<Vec<Attempt>> = Vec::new();
+        let mut round_bytes: Vec<usize> = Vec::new();
+        let mut gates: Vec<Vec<watch::Receiver<()>>> = Vec::new();
+        let mut queued_signals: Vec<watch::Sender<()>> = Vec::new();
         for queue in partitions.values_mut() {
-            if queue.in_flight {
-                continue;
-            }
-            while let Some(front) = queue.waiting.front() {
+            let mut round = 0;
+            loop {
+                let limit = if queue.careful_until_record > 0 {
+                    1
+                } else {
+                    max_in_flight
+                };
+                if queue.in_flight >= limit {
+                    break;
+                }
+                let Some(front) = queue.waiting.front() else {
+                    break;
+                };
                 if front.batch.created_ms.saturating_add(delivery_timeout_ms) <= now {
                     let attempt = queue.waiting.pop_front().expect("front exists");
                     let error = attempt.last_error.unwrap_or_else(|| ClientError::Timeout {
@@ -284,23 +333,41 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     batches_held -= 1;
                     continue;
                 }
-                match front.retry_at {
-                    Some(retry_at) if retry_at > instant => {
-                        next_retry = Some(next_retry.map_or(retry_at, |next| next.min(retry_at)));
-                    }
-                    _ => {
-                        queue.in_flight = true;
-                        to_send.push(queue.waiting.pop_front().expect("front exists"));
-                    }
+                if let Some(retry_at) = front.retry_at.filter(|&at| at > instant) {
+                    next_retry = Some(next_retry.map_or(retry_at, |next| next.min(retry_at)));
+                    break;
                 }
-                break;
+                let attempt = queue.waiting.pop_front().expect("front exists");
+                queue.in_flight += 1;
+                let bytes = attempt.batch.batch.len();
+                while round_bytes.get(round).is_some_and(|&used| {
+                    used > 0 && used.saturating_add(bytes) > shared.config.max_request_size
+                }) {
+                    round += 1;
+                }
+                if rounds.len() == round {
+                    rounds.push(Vec::new());
+                    round_bytes.push(0);
+                    gates.push(Vec::new());
+                    queued_signals.push(watch::channel(()).0);
+                }
+                round_bytes[round] += bytes;
+                rounds[round].push(attempt);
+                // Wait for the request that holds the partition's previous batch.
+                if let Some(previous) = queue.queued_before.take() {
+                    gates[round].push(previous);
+                }
+                queue.queued_before = Some(queued_signals[round].subscribe());
+                round += 1;
             }
         }
-        if !to_send.is_empty() {
-            requests_in_flight += to_send.len();
+        for ((attempts, waits), queued) in rounds.into_iter().zip(gates).zip(queued_signals) {
+            requests_in_flight += attempts.len();
             tokio::spawn(dispatch(
                 Arc::clone(&shared),
-                to_send,
+                attempts,
+                waits,
+                queued,
                 completions_tx.clone(),
             ));
         }
@@ -366,9 +433,26 @@ fn handle_completion(
     } = completion;
     let key = (attempt.batch.topic.clone(), attempt.batch.partition);
     let queue = partitions.entry(key).or_default();
-    queue.in_flight = false;
+    queue.in_flight -= 1;
     match outcome {
         Ok(acknowledged) => {
+            let end = attempt.first_record + attempt.batch.record_count as u64;
+            if end >= queue.careful_until_record {
+                queue.careful_until_record = 0;
+            }
+            if queue
+                .waiting
+                .front()
+                .is_some_and(|waiting| waiting.first_record < attempt.first_record)
+            {
+                tracing::warn!(
+                    topic = %attempt.batch.topic,
+                    partition = attempt.batch.partition,
+                    "a batch was written while an earlier one of the partition waits for a retry: \
+                     the partition's records are out of send order (set max_in_flight to 1 to \
+                     keep order across retries until idempotence is served)"
+                );
+            }
             shared.complete(attempt.batch, Ok(acknowledged));
             Handled::Completed
         }
@@ -383,9 +467,13 @@ fn handle_completion(
                         records = first.record_count + second.record_count,
                         "splitting a batch the broker found too large"
                     );
-                    for batch in [second, first] {
-                        queue.waiting.push_front(Attempt {
+                    let second_record = attempt.first_record + first.record_count as u64;
+                    for (batch, first_record) in
+                        [(first, attempt.first_record), (second, second_record)]
+                    {
+                        queue.put_back(Attempt {
                             batch,
+                            first_record,
                             retry_at: None,
                             last_error: None,
                         });
@@ -411,7 +499,7 @@ fn handle_completion(
             shared.cluster.invalidate(&attempt.batch.topic);
             attempt.retry_at = Some(Instant::now() + shared.config.retry_backoff);
             attempt.last_error = Some(error);
-            queue.waiting.push_front(attempt);
+            queue.put_back(attempt);
             Handled::Requeued
         }
         Err(error) => {
@@ -422,12 +510,20 @@ fn handle_completion(
 }
 
 /// Finds each batch's leader and sends one Produce request per leader; reports each batch's
-/// outcome as soon as its leader answers.
+/// outcome as soon as its leader answers. The requests go on their connections once those
+/// holding the partitions' earlier batches are on theirs (`after` closed); then `queued`
+/// closes, for the requests behind these.
 async fn dispatch(
     shared: Arc<Shared>,
     attempts: Vec<Attempt>,
+    after: Vec<watch::Receiver<()>>,
+    queued: watch::Sender<()>,
     completions: mpsc::UnboundedSender<Completion>,
 ) {
+    for mut earlier in after {
+        // Nothing is ever sent on these channels: `changed` returns when the sender is gone.
+        let _ = earlier.changed().await;
+    }
     let mut by_leader: BTreeMap<i32, (Arc<Connection>, Vec<Routed>)> = BTreeMap::new();
     for attempt in attempts {
         let topic = attempt.batch.topic.as_str();
@@ -452,29 +548,70 @@ async fn dispatch(
             }
         }
     }
-    let requests = by_leader.into_values().map(|(connection, attempts)| {
-        let shared = &shared;
-        let completions = &completions;
-        async move {
-            let outcomes = match produce(shared, &connection, &attempts).await {
-                Ok(outcomes) => outcomes,
-                Err(error) => attempts.iter().map(|_| Err(duplicate(&error))).collect(),
-            };
-            for (Routed { attempt, .. }, outcome) in attempts.into_iter().zip(outcomes) {
-                let _ = completions.send(Completion { attempt, outcome });
+    let (connections, attempt_groups): (Vec<Arc<Connection>>, Vec<Vec<Routed>>) =
+        by_leader.into_values().unzip();
+    let mut started = Vec::with_capacity(connections.len());
+    for (connection, attempts) in connections.iter().zip(&attempt_groups) {
+        started.push(start_produce(&shared, connection, attempts).await);
+    }
+    // Every request is on its connection: the requests behind these may go.
+    drop(queued);
+    let requests = connections.iter().zip(attempt_groups).zip(started).map(
+        |((connection, attempts), started)| {
+            let completions = &completions;
+            async move {
+                let outcomes = match started {
+                    Ok(started) => started.outcomes(connection.address(), &attempts).await,
+                    Err(error) => attempts.iter().map(|_| Err(duplicate(&error))).collect(),
+                };
+                for (Routed { attempt, .. }, outcome) in attempts.into_iter().zip(outcomes) {
+                    let _ = completions.send(Completion { attempt, outcome });
+                }
             }
-        }
-    });
+        },
+    );
     futures::future::join_all(requests).await;
 }
 
-/// One Produce request to `connection` with a batch per partition; the outcome of each, in
-/// the order of `attempts`.
-async fn produce(
+/// A Produce request on its connection.
+enum Started<'a> {
+    /// Its answer is to come.
+    Answer {
+        pending: PendingAnswer<'a, ProduceRequest>,
+        by_id: bool,
+    },
+    /// Written with `acks=0`: no answer comes.
+    Written,
+}
+
+impl Started<'_> {
+    /// The outcome for each batch of the request, in the order of `attempts`.
+    async fn outcomes(self, broker: &str, attempts: &[Routed]) -> Vec<Result<Acknowledged>> {
+        match self {
+            Started::Answer { pending, by_id } => match pending.response().await {
+                Ok(response) => attempts
+                    .iter()
+                    .map(|routed| outcome(&response, by_id, routed, broker))
+                    .collect(),
+                Err(error) => attempts.iter().map(|_| Err(duplicate(&error))).collect(),
+            },
+            Started::Written => {
+                let unanswered = Acknowledged {
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                };
+                attempts.iter().map(|_| Ok(unanswered)).collect()
+            }
+        }
+    }
+}
+
+/// Puts one Produce request with a batch per partition on `connection`.
+async fn start_produce<'a>(
     shared: &Shared,
-    connection: &Connection,
+    connection: &'a Connection,
     attempts: &[Routed],
-) -> Result<Vec<Result<Acknowledged>>> {
+) -> Result<Started<'a>> {
     let mut version = connection.version_for(ApiKey::Produce).ok_or_else(|| {
         ClientError::Protocol(format!(
             "{} serves no Produce version this client speaks",
@@ -516,17 +653,10 @@ async fn produce(
         .with_topic_data(topic_data);
     if acks == 0 {
         connection.send_no_response(request, version).await?;
-        let unanswered = Acknowledged {
-            base_offset: -1,
-            log_append_time_ms: -1,
-        };
-        return Ok(attempts.iter().map(|_| Ok(unanswered)).collect());
+        return Ok(Started::Written);
     }
-    let response = connection.send(request, version).await?;
-    Ok(attempts
-        .iter()
-        .map(|routed| outcome(&response, by_id, routed, connection.address()))
-        .collect())
+    let pending = connection.queue(request, version).await?;
+    Ok(Started::Answer { pending, by_id })
 }
 
 /// What `response` says about `attempt`'s partition.
@@ -603,6 +733,7 @@ mod tests {
     fn routed(topic: &str, partition: i32, topic_id: uuid::Uuid) -> Routed {
         Routed {
             attempt: Attempt {
+                first_record: 0,
                 batch: ReadyBatch {
                     topic: topic.to_owned(),
                     partition,
@@ -677,6 +808,26 @@ mod tests {
             matches!(&missing, ClientError::Protocol(message) if message.contains("b:1") && message.contains("orders-2")),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn batches_put_back_take_their_place_in_the_partition_order() {
+        let mut queue = PartitionQueue::default();
+        let place = |first_record: u64| Attempt {
+            first_record,
+            ..routed("orders", 0, uuid::Uuid::nil()).attempt
+        };
+        queue.waiting.push_back(place(30));
+        queue.waiting.push_back(place(40));
+        // Failures come back in any order: the batch of records 10.. before that of 20..,
+        // and both before the batches never sent.
+        queue.put_back(place(20));
+        queue.put_back(place(10));
+        queue.put_back(place(0));
+        let order: Vec<u64> = queue.waiting.iter().map(|a| a.first_record).collect();
+        assert_eq!(order, [0, 10, 20, 30, 40]);
+        // One batch at a time until the batch ending furthest along is written.
+        assert_eq!(queue.careful_until_record, 20);
     }
 
     #[test]
