@@ -16,6 +16,7 @@
 //! stdout, as one JSON object on the last line with `--format json`. `--warmup` leaves the
 //! first seconds out of the summary.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use hdrhistogram::Histogram;
 use kafka_protocol::error::ResponseError;
 use runnel_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
@@ -424,34 +426,71 @@ async fn produce(
         let record_bytes = payload.len() as u64;
         tokio::spawn(async move {
             let mut histogram = new_histogram();
-            let mut pending = FuturesUnordered::new();
+            let mut record =
+                |result: runnel_client::Result<_>, sent_at: Instant, now: Instant| match result {
+                    Ok(_) => {
+                        let micros = now.saturating_duration_since(sent_at).as_micros() as u64;
+                        if sent_at >= measure_from {
+                            histogram.saturating_record(micros.max(1));
+                            counters.measured.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .measured_bytes
+                                .fetch_add(record_bytes, Ordering::Relaxed);
+                        }
+                        counters.produced.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .produced_bytes
+                            .fetch_add(record_bytes, Ordering::Relaxed);
+                        counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+                        counters.latency_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("runnel: a record failed: {error}");
+                        }
+                    }
+                };
+            // A partition's records are answered in send order, a batch at a time: only the
+            // oldest unanswered record of each partition is awaited, and once it is answered
+            // those behind it that are answered too are taken with the same clock reading.
+            let mut waiting: HashMap<i32, VecDeque<(DeliveryFuture, Instant)>> = HashMap::new();
+            let mut oldest = FuturesUnordered::new();
+            let await_oldest = |delivery: DeliveryFuture, sent_at: Instant| async move {
+                let partition = delivery.partition();
+                (partition, delivery.await, sent_at)
+            };
             let mut open = true;
-            while open || !pending.is_empty() {
+            while open || !oldest.is_empty() {
                 tokio::select! {
                     next = in_flight.recv(), if open => match next {
-                        Some((delivery, sent_at)) => pending.push(async move {
-                            (delivery.await, sent_at)
-                        }),
+                        Some((delivery, sent_at)) => {
+                            match waiting.get_mut(&delivery.partition()) {
+                                Some(queue) => queue.push_back((delivery, sent_at)),
+                                None => {
+                                    waiting.insert(delivery.partition(), VecDeque::new());
+                                    oldest.push(await_oldest(delivery, sent_at));
+                                }
+                            }
+                        }
                         None => open = false,
                     },
-                    Some((result, sent_at)) = pending.next(), if !pending.is_empty() => {
-                        match result {
-                            Ok(_) => {
-                                let micros = sent_at.elapsed().as_micros() as u64;
-                                if sent_at >= measure_from {
-                                    histogram.saturating_record(micros.max(1));
-                                    counters.measured.fetch_add(1, Ordering::Relaxed);
-                                    counters.measured_bytes.fetch_add(record_bytes, Ordering::Relaxed);
-                                }
-                                counters.produced.fetch_add(1, Ordering::Relaxed);
-                                counters.produced_bytes.fetch_add(record_bytes, Ordering::Relaxed);
-                                counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
-                                counters.latency_count.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(error) => {
-                                if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                                    eprintln!("runnel: a record failed: {error}");
-                                }
+                    Some((partition, result, sent_at)) = oldest.next(), if !oldest.is_empty() => {
+                        let now = Instant::now();
+                        record(result, sent_at, now);
+                        let Some(queue) = waiting.get_mut(&partition) else {
+                            continue;
+                        };
+                        while let Some((delivery, _)) = queue.front_mut() {
+                            let Some(result) = delivery.now_or_never() else {
+                                break;
+                            };
+                            let (_, sent_at) = queue.pop_front().expect("front exists");
+                            record(result, sent_at, now);
+                        }
+                        match queue.pop_front() {
+                            Some((delivery, sent_at)) => oldest.push(await_oldest(delivery, sent_at)),
+                            None => {
+                                waiting.remove(&partition);
                             }
                         }
                     }

@@ -16,6 +16,7 @@ use anyhow::{anyhow, Context};
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use runnel_client::producer::accumulator::AccumulatorConfig;
 use runnel_client::producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig};
 use runnel_client::ClientError;
 use runnel_record::Compression;
@@ -69,7 +70,7 @@ pub(crate) struct ProducerArgs {
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub(crate) linger_ms: u64,
     /// Most bytes of records in one batch (batch.size).
-    #[arg(long, value_name = "BYTES", default_value_t = 16_384)]
+    #[arg(long, value_name = "BYTES", default_value_t = AccumulatorConfig::default().batch_size)]
     pub(crate) batch_size: usize,
 }
 

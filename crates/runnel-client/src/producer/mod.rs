@@ -119,7 +119,7 @@ impl Acks {
 /// config.acks = Acks::Leader;
 /// config.linger = Duration::from_millis(20);
 /// config.compression = Compression::Zstd;
-/// assert_eq!(config.batch_size, 16_384);
+/// assert_eq!(config.batch_size, 1_000_000);
 /// assert_eq!(config.delivery_timeout, Duration::from_secs(120));
 /// ```
 #[derive(Clone)]
@@ -131,7 +131,8 @@ pub struct ProducerConfig {
     pub acks: Acks,
     /// `linger.ms`: how long a batch that is not full waits for more records (5 ms).
     pub linger: Duration,
-    /// `batch.size`: most bytes of records one batch collects (16 KiB).
+    /// `batch.size`: most bytes of records one batch collects (1,000,000 as librdkafka's; the
+    /// Java producer's 16 KiB holds a partition to 16 KiB per request in flight).
     pub batch_size: usize,
     /// `buffer.memory`: most bytes held by batches waiting or in flight (32 MiB); `send`
     /// waits for room beyond it.
@@ -338,6 +339,15 @@ pub struct RecordMetadata {
 #[derive(Debug)]
 pub struct DeliveryFuture {
     receiver: oneshot::Receiver<Result<RecordMetadata>>,
+    partition: i32,
+}
+
+impl DeliveryFuture {
+    /// The partition the record was sent to. A partition's records are answered in the order
+    /// they were sent, unless a retry reordered them (see the producer's ordering rules).
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
 }
 
 impl Future for DeliveryFuture {
@@ -468,10 +478,12 @@ impl Producer {
         };
         // Read the clock for max_block only once a send has to wait: most never do.
         let mut blocked_until = None;
+        // Registered for buffer releases only after a send found the buffer full (registering
+        // takes the Notify's lock: too dear for every record); the append is then tried once
+        // more before waiting, so a release in between is not missed.
+        let mut released = std::pin::pin!(shared.memory_released.notified());
+        let mut registered = false;
         loop {
-            let released = shared.memory_released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
             let now = now_ms();
             let appended = {
                 let mut state = shared.state();
@@ -506,7 +518,10 @@ impl Producer {
                     if outcome.batch_is_full || outcome.new_batch_created {
                         shared.wake_sender.notify_one();
                     }
-                    return Ok(DeliveryFuture { receiver });
+                    return Ok(DeliveryFuture {
+                        receiver,
+                        partition,
+                    });
                 }
                 Err(refused) => match refused.error {
                     AccumulatorError::BufferFull { .. } => {
@@ -514,15 +529,26 @@ impl Producer {
                         delivery = refused.delivery;
                         // The accumulator now counts as exhausted: the sender sends everything.
                         shared.wake_sender.notify_one();
+                        if !registered {
+                            released.as_mut().enable();
+                            registered = true;
+                            continue;
+                        }
                         let until = *blocked_until.get_or_insert_with(|| {
                             tokio::time::Instant::now() + shared.config.max_block
                         });
-                        if tokio::time::timeout_at(until, released).await.is_err() {
+                        if tokio::time::timeout_at(until, released.as_mut())
+                            .await
+                            .is_err()
+                        {
                             return Err(ClientError::Timeout {
                                 what: format!("buffer space for a record to topic {topic:?}"),
                                 after: shared.config.max_block,
                             });
                         }
+                        // Spent: the next wait needs a fresh registration.
+                        released.set(shared.memory_released.notified());
+                        registered = false;
                     }
                     AccumulatorError::RecordTooLarge { .. } => {
                         return Err(ClientError::InvalidArgument(format!(
@@ -691,11 +717,11 @@ mod tests {
     }
 
     #[test]
-    fn config_defaults_are_the_java_producers() {
+    fn config_defaults_are_the_java_producers_but_for_the_batch_size() {
         let config = ProducerConfig::new("a:1");
         assert_eq!(config.acks, Acks::All);
         assert_eq!(config.linger, Duration::from_millis(5));
-        assert_eq!(config.batch_size, 16_384);
+        assert_eq!(config.batch_size, 1_000_000);
         assert_eq!(config.buffer_memory, 32 * 1024 * 1024);
         assert_eq!(config.max_request_size, 1024 * 1024);
         assert_eq!(config.compression, Compression::None);
@@ -703,7 +729,7 @@ mod tests {
         assert_eq!(config.retry_backoff, Duration::from_millis(100));
         let accumulator = config.accumulator_config();
         assert_eq!(accumulator.linger_ms, 5);
-        assert!(format!("{config:?}").contains("batch_size: 16384"));
+        assert!(format!("{config:?}").contains("batch_size: 1000000"));
     }
 
     #[test]
