@@ -177,15 +177,15 @@ impl PartitionLog {
             .count();
         for &base in &bases[..deleted] {
             tracing::info!(dir = %dir.display(), base, "finishing the deletion of a segment below the log start offset");
-            Segment::open(fs_ref, dir, base)?.delete_files(fs_ref)?;
+            Segment::open(&fs, dir, base)?.delete_files(fs_ref)?;
         }
         let mut segments = Vec::with_capacity(bases.len() - deleted);
         for &base in &bases[deleted..] {
-            segments.push(Segment::open(fs_ref, dir, base)?);
+            segments.push(Segment::open(&fs, dir, base)?);
         }
         if segments.is_empty() {
             let base = stored.map_or(0, |stored| stored.log_start_offset.max(0));
-            segments.push(Segment::create(fs_ref, dir, base)?);
+            segments.push(Segment::create(&fs, dir, base)?);
             checkpoint::sync_dir(fs_ref, dir)?;
         }
         let first_base = segments[0].base_offset;
@@ -779,7 +779,7 @@ impl PartitionLog {
         assert!(!old.is_empty(), "rolling an empty segment");
         old.seal()?;
         old.sync_indexes()?;
-        let segment = Segment::create(&*self.fs, &self.dir, log_end_offset)?;
+        let segment = Segment::create(&self.fs, &self.dir, log_end_offset)?;
         checkpoint::sync_dir(&*self.fs, &self.dir)?;
         tracing::debug!(segment = %segment.path().display(), "rolled a new segment");
         self.segments.push(segment);
@@ -798,7 +798,7 @@ impl PartitionLog {
                 segment.delete_files(&*self.fs)?;
             }
             self.segments
-                .push(Segment::create(&*self.fs, &self.dir, offset)?);
+                .push(Segment::create(&self.fs, &self.dir, offset)?);
             checkpoint::sync_dir(&*self.fs, &self.dir)?;
             self.log_start_offset = offset;
             self.recovery_point = offset;

@@ -304,7 +304,7 @@ impl Segment {
     /// Creates an empty segment, replacing any files with its names. The names are durable
     /// once the caller syncs `dir`.
     pub(crate) fn create(
-        fs: &dyn FileSystem,
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Segment, StorageError> {
@@ -331,7 +331,7 @@ impl Segment {
     /// Opens an existing segment's files. Its offsets and timestamps are unknown until
     /// [`Self::check`] or [`Self::recover`] has run.
     pub(crate) fn open(
-        fs: &dyn FileSystem,
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Segment, StorageError> {
@@ -595,12 +595,10 @@ impl Segment {
             return Err(error);
         }
         let indexed = self
-            .write_offset_index(&offset_entries)
-            .and_then(|()| self.write_time_index(&time_entries));
+            .prepare_offset_index(&offset_entries)
+            .and_then(|()| self.prepare_time_index(&time_entries));
         if let Err(error) = indexed {
             truncate_after_failure(&*self.log, start, &self.log_path);
-            self.offset_index.rollback();
-            self.time_index.rollback();
             return Err(error);
         }
         self.offset_index.commit(&offset_entries);
@@ -625,21 +623,21 @@ impl Segment {
             .context(|| format!("appending to segment {}", self.log_path.display()))
     }
 
-    fn write_offset_index(&self, entries: &[OffsetEntry]) -> Result<(), StorageError> {
+    fn prepare_offset_index(&mut self, entries: &[OffsetEntry]) -> Result<(), StorageError> {
         #[cfg(test)]
         if self.fault == Some(Fault::OffsetIndex) {
             return Err(injected_failure());
         }
-        self.offset_index.write_pending(entries)
+        self.offset_index.prepare(entries)
     }
 
-    fn write_time_index(&self, entries: &[TimeEntry]) -> Result<(), StorageError> {
+    fn prepare_time_index(&mut self, entries: &[TimeEntry]) -> Result<(), StorageError> {
         #[cfg(test)]
         if self.fault == Some(Fault::TimeIndex) {
-            self.time_index.write_pending(entries)?;
+            self.time_index.prepare(entries)?;
             return Err(injected_failure());
         }
-        self.time_index.write_pending(entries)
+        self.time_index.prepare(entries)
     }
 
     /// Ends the time index with the segment's max timestamp, so that a later open can take
@@ -660,9 +658,7 @@ impl Segment {
             timestamp: self.state.max_timestamp,
             relative_offset: relative(self.base_offset, self.state.max_timestamp_batch),
         }];
-        self.time_index
-            .write_pending(&entry)
-            .inspect_err(|_| self.time_index.rollback())?;
+        self.time_index.prepare(&entry)?;
         self.time_index.commit(&entry);
         self.state.bytes_since_time_entry = 0;
         Ok(())
@@ -748,7 +744,7 @@ impl Segment {
         Arc::clone(&self.log)
     }
 
-    pub(crate) fn sync_indexes(&self) -> Result<(), StorageError> {
+    pub(crate) fn sync_indexes(&mut self) -> Result<(), StorageError> {
         self.offset_index.sync()?;
         self.time_index.sync()
     }

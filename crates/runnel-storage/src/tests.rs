@@ -872,8 +872,10 @@ fn a_failed_write_leaves_nothing_visible() -> TestResult {
             size,
             "{fault:?}: the file was cut back"
         );
+        // The index file never holds the failed append's entries (new entries stay in memory
+        // until they leave the warm tail or the segment is synced).
         let index_file = segment_files(dir.path(), ".timeindex")?.remove(0);
-        assert_eq!(fs::metadata(&index_file)?.len(), 12 * time_entries as u64);
+        assert!(fs::metadata(&index_file)?.len() <= 12 * time_entries as u64);
         active.fault = None;
         assert!(log.read(2, 10, 100, true)?.is_empty());
         let info = log.append(&mut batch(NOW + 10, 2), 0, NOW)?;
