@@ -113,6 +113,56 @@ fn crc_mismatch_is_corrupt_message_and_nothing_is_written() {
 }
 
 #[test]
+fn a_request_to_many_partitions_answers_each_and_writes_only_the_good_ones() {
+    let broker = BrokerProcess::start(&[]);
+    create_topic(&broker, "wide", 200, &[]);
+    // 1 KiB per partition: the broker appends these in several jobs of about 64 KiB.
+    let value = vec![b'v'; 1024];
+    let mut corrupt = batch(&[&value]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    let bad = [7, 120, 199];
+    let mut partitions: Vec<(i32, Vec<u8>)> = (0..200)
+        .map(|index| {
+            let records = if bad.contains(&index) {
+                corrupt.clone()
+            } else {
+                batch(&[&value])
+            };
+            (index, records)
+        })
+        .collect();
+    // A partition the topic lacks, in the middle.
+    partitions.insert(100, (500, batch(&[&value])));
+    for round in 0..2i64 {
+        let answers = support::produce_to(&broker, 9, "wide", partitions.clone());
+        assert_eq!(answers.len(), partitions.len());
+        for ((index, _), answer) in partitions.iter().zip(&answers) {
+            assert_eq!(answer.index, *index, "answers keep the request's order");
+            let (expected_code, expected_offset) = if *index == 500 {
+                (code(ResponseError::UnknownTopicOrPartition), -1)
+            } else if bad.contains(index) {
+                (code(ResponseError::CorruptMessage), -1)
+            } else {
+                (0, round)
+            };
+            assert_eq!(
+                (answer.error_code, answer.base_offset),
+                (expected_code, expected_offset),
+                "partition {index}, round {round}"
+            );
+        }
+    }
+    for index in bad {
+        assert!(
+            support::values(&broker, "wide", index).is_empty(),
+            "nothing of a refused partition is written"
+        );
+    }
+    assert_eq!(support::values(&broker, "wide", 0).len(), 2);
+}
+
+#[test]
 fn truncated_batch_is_corrupt_message() {
     let broker = BrokerProcess::start(&[]);
     create_topic(&broker, "torn", 1, &[]);

@@ -1,8 +1,10 @@
 //! Produce: validate each partition's records as Kafka's `LogValidator` does, give them offsets,
 //! append, and acknowledge per `acks` (fsyncing first where the flush policy asks for it).
 //!
-//! Partitions of one request are handled concurrently: each validates and appends on the I/O
-//! pool, then waits for its fsync. A partition whose records fail validation is refused
+//! Partitions of one request are checked first (no I/O), then validated and appended on the
+//! I/O pool in jobs of about [`APPEND_JOB_BYTES`] each, run concurrently: a job per partition
+//! would wake a pool thread per partition, and a producer of a thousand partitions sends a
+//! thousand small batches per request. Then each partition waits for its fsync. A partition whose records fail validation is refused
 //! whole, with the error Kafka gives for that case, and nothing of it is written; the other
 //! partitions of the request are unaffected. Decompression for the whole request draws on one
 //! budget, so a few KiB of compressed zeros cannot buy gigabytes of work.
@@ -27,6 +29,11 @@ use crate::topics::Topic;
 
 /// The replicas a partition has in sync on a single node.
 const IN_SYNC_REPLICAS: i32 = 1;
+
+/// Records one I/O job validates and appends before the next partitions go to another job:
+/// enough to amortize a thread wake-up over many small batches, small enough that a request
+/// of large batches is spread over the pool.
+const APPEND_JOB_BYTES: usize = 64 * 1024;
 
 /// Returns `None` for acks=0, where the client expects no response.
 ///
@@ -71,28 +78,69 @@ pub(crate) async fn produce(
     }
 
     turn.wait().await;
-    let appends = topics.iter_mut().map(|(_, topic, partitions)| {
-        let topic = topic.clone();
-        let partitions = std::mem::take(partitions);
-        let budget = &budget;
-        join_all(partitions.into_iter().map(move |data| {
-            let topic = topic.clone();
-            let budget = Arc::clone(budget);
-            async move {
-                let index = data.index;
-                let appended = match topic {
-                    Some(topic) => {
-                        append_partition(broker, topic, acks, data, budget, now_ms).await
+    // Per topic, per partition in request order: its index and what became of it.
+    let mut appended: Vec<Vec<(i32, Result<PendingAck, ApiError>)>> =
+        Vec::with_capacity(topics.len());
+    let mut jobs: Vec<Vec<Checked>> = Vec::new();
+    let mut job_places: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut job_bytes = 0;
+    for (topic_place, (_, topic, partitions)) in topics.iter_mut().enumerate() {
+        let mut outcomes = Vec::with_capacity(partitions.len());
+        for data in std::mem::take(partitions) {
+            let index = data.index;
+            let checked = match topic {
+                Some(topic) => check_partition(topic, acks, data, now_ms),
+                None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
+                None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
+            };
+            match checked {
+                Ok(checked) => {
+                    if jobs.is_empty() || job_bytes >= APPEND_JOB_BYTES {
+                        jobs.push(Vec::new());
+                        job_places.push(Vec::new());
+                        job_bytes = 0;
                     }
-                    None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
-                    None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
-                };
-                (index, appended)
+                    job_bytes += checked.records.len();
+                    jobs.last_mut().expect("a job was pushed").push(checked);
+                    job_places
+                        .last_mut()
+                        .expect("a job was pushed")
+                        .push((topic_place, outcomes.len()));
+                    // Replaced by the job's outcome below.
+                    outcomes.push((
+                        index,
+                        Err(ApiError::code(ResponseError::UnknownServerError)),
+                    ));
+                }
+                Err(error) => outcomes.push((index, Err(error))),
             }
-        }))
-    });
-    let appended = join_all(appends).await;
+        }
+        appended.push(outcomes);
+    }
+    let finished = join_all(jobs.into_iter().map(|job| {
+        let budget = Arc::clone(&budget);
+        broker.io.run(move || {
+            job.into_iter()
+                .map(|checked| append_checked(checked, &budget, now_ms))
+                .collect::<Vec<_>>()
+        })
+    }))
+    .await;
     drop(turn);
+    for (places, outcome) in job_places.into_iter().zip(finished) {
+        match outcome {
+            Ok(results) => {
+                for ((topic_place, place), result) in places.into_iter().zip(results) {
+                    appended[topic_place][place].1 = result;
+                }
+            }
+            Err(error) => {
+                for (topic_place, place) in places {
+                    appended[topic_place][place].1 = Err(ApiError::from(error));
+                }
+            }
+        }
+    }
 
     let responses = join_all(topics.into_iter().zip(appended).map(
         |((mut topic_response, _, _), partitions)| async move {
@@ -130,15 +178,22 @@ struct Acknowledged {
     log_start_offset: i64,
 }
 
-/// Checks, validates and appends one partition's records (on the I/O pool).
-async fn append_partition(
-    broker: &Arc<Broker>,
-    topic: Arc<Topic>,
+/// One partition's records, checked and ready to validate and append.
+struct Checked {
+    partition: Arc<Partition>,
+    records: Bytes,
+    settings: Arc<TopicSettings>,
+    log_append_time_ms: i64,
+}
+
+/// The checks of one partition's data that need no I/O: the topic takes appends, the
+/// partition exists, `acks` is valid and can be met, and there are records.
+fn check_partition(
+    topic: &Topic,
     acks: i16,
     data: PartitionProduceData,
-    budget: Arc<DecompressionBudget>,
     now_ms: i64,
-) -> Result<PendingAck, ApiError> {
+) -> Result<Checked, ApiError> {
     if topic.is_internal() {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
@@ -174,14 +229,28 @@ async fn append_partition(
             )
         })?;
     let log_append_time_ms = if settings.log_append_time { now_ms } else { -1 };
-    let appender = Arc::clone(&partition);
-    let appended = broker
-        .io
-        .run(move || {
-            let mut batches = validate_records(&records, &settings, now_ms, &budget)?;
-            appender.append(&mut batches, now_ms)
-        })
-        .await??;
+    Ok(Checked {
+        partition,
+        records,
+        settings,
+        log_append_time_ms,
+    })
+}
+
+/// Validates and appends one partition's records. Blocks: call it on the I/O pool.
+fn append_checked(
+    checked: Checked,
+    budget: &DecompressionBudget,
+    now_ms: i64,
+) -> Result<PendingAck, ApiError> {
+    let Checked {
+        partition,
+        records,
+        settings,
+        log_append_time_ms,
+    } = checked;
+    let mut batches = validate_records(&records, &settings, now_ms, budget)?;
+    let appended = partition.append(&mut batches, now_ms)?;
     Ok(PendingAck {
         partition,
         appended,
