@@ -1,6 +1,6 @@
 """Produce and fetch throughput against a running Runnel broker with confluent-kafka.
 
-Run by scripts/bench.sh with the repo's .venv; usable alone:
+Run by scripts/bench_matrix.py (through scripts/bench.sh) with the repo's .venv; usable alone:
 
     .venv/bin/python scripts/bench_clients.py run --bootstrap 127.0.0.1:9092 \
         --records 300000 [--broker-pid PID]
@@ -17,12 +17,14 @@ flush(), then fetches the first of those topics from the beginning with a manual
 yet), timed from assign() to the last record. It prints progress to stderr and one JSON
 object to stdout. MB is 10^6 bytes of record values (keys, headers and framing not counted).
 
-`produce` and `consume` are the single runs that scripts/bench.sh sets beside `runnel bench
-produce|consume` (the "Rust client vs librdkafka" section of BENCHMARKS.md), with settings
-matched to the Rust client's: one topic (created if missing), records without a key and no
-`partition=` so librdkafka's own partitioner places them (sticky for null keys, like the Rust
-client's KIP-480 partitioner), linger.ms=5, batch.size=1000000, queue.buffering.max.kbytes=32768
-(the Rust client's 32 MiB buffer.memory), poll(0) every 1,000 records. With --latency every
+`produce` and `consume` are the single runs that scripts/bench_matrix.py sets beside `runnel
+bench produce|consume`, with settings matched to the Rust client's defaults: one topic (created
+if missing; create it first, since librdkafka's metadata request auto-creates it with one
+partition), records without a key and no `partition=` so librdkafka's own partitioner places
+them (sticky for null keys, like the Rust client's KIP-480 partitioner; `--round-robin` sets
+`partition=i % partitions` instead), linger.ms=5, batch.size=1000000,
+queue.buffering.max.kbytes=32768 (the Rust client's 32 MiB buffer.memory), poll(0) every 1,000
+records. With --latency every
 record gets a delivery report whose Message.latency() (produce() to the report being served)
 goes into p50/p95/p99/max, as `runnel bench` records send-to-acknowledgement for every record;
 without it only failed deliveries are reported (cheaper for the Python loop). Each prints one
@@ -137,7 +139,7 @@ def produce(
     queue_kbytes: int | None = None,
 ) -> dict:
     """Produce args.records records into `topic`. round_robin: `partition=i % partitions` on
-    each produce() (scripts/bench.sh's first section); otherwise no partition and no key, so
+    each produce(); otherwise no partition and no key, so
     librdkafka's partitioner picks (sticky for null keys)."""
     errors = []
     latencies = []
@@ -306,7 +308,7 @@ def run(args) -> None:
 def produce_one(args) -> None:
     create_topic_if_missing(args.bootstrap, args.topic, args.partitions)
     result = produce(
-        args, args.topic, args.acks, round_robin=False, latency=args.latency,
+        args, args.topic, args.acks, round_robin=args.round_robin, latency=args.latency,
         poll_every=1_000, queue_kbytes=args.queue_kbytes,
     )
     print(json.dumps(result), flush=True)
@@ -345,6 +347,7 @@ def main() -> None:
     one.add_argument("--size", type=int, default=1024)
     one.add_argument("--partitions", type=int, default=6)
     one.add_argument("--latency", action="store_true", help="a delivery report per record, for p50/p99")
+    one.add_argument("--round-robin", action="store_true", help="partition=i %% partitions instead of librdkafka's partitioner")
     one.add_argument("--queue-kbytes", type=int, default=32768, help="queue.buffering.max.kbytes")
     one.add_argument("--broker-pid", type=int)
     fetch = sub.add_parser("consume", help="one fetch of a whole topic from the beginning (assign, no group)")
