@@ -383,13 +383,12 @@ async fn a_record_over_max_request_size_fails_at_once() {
     let mut config = config(&broker);
     config.max_request_size = 10_000;
     let producer = Producer::connect(config).await.expect("producer");
-    let started = Instant::now();
+    // `send` itself refuses it: nothing is queued, no delivery to wait for.
     let refused = producer
         .send(ProduceRecord::new("large").value(vec![0u8; 20_000]))
         .await
         .map(|_| ())
         .expect_err("too large");
-    assert!(started.elapsed() < Duration::from_secs(1));
     assert!(
         matches!(&refused, ClientError::InvalidArgument(message) if message.contains("exceeds")),
         "{refused}"
