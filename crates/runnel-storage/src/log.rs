@@ -260,7 +260,11 @@ impl PartitionLog {
         }
         let last = segments.len() - 1;
         for segment in &mut segments[..last] {
-            segment.seal()?;
+            // Only segments rebuilt above need it; their new last entry must reach the file,
+            // or every later open would take a stale max timestamp from the index.
+            if segment.seal()? {
+                segment.sync_indexes()?;
+            }
         }
 
         let log_end_offset = segments[last].next_offset;

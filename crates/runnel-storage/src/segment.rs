@@ -642,17 +642,19 @@ impl Segment {
 
     /// Ends the time index with the segment's max timestamp, so that a later open can take
     /// the segment's max timestamp from the index without scanning. Done when the segment
-    /// stops being active (roll, close) and after rebuilding an inactive segment.
-    pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
+    /// stops being active (roll, close) and after rebuilding an inactive segment. Returns
+    /// whether it added the entry, which then waits in memory like any new index entry: the
+    /// caller syncs the indexes (roll, close, open) so that the next open finds it.
+    pub(crate) fn seal(&mut self) -> Result<bool, StorageError> {
         if self.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let covered = self
             .time_index
             .last()
             .is_some_and(|entry| entry.timestamp >= self.state.max_timestamp);
         if covered {
-            return Ok(());
+            return Ok(false);
         }
         let entry = [TimeEntry {
             timestamp: self.state.max_timestamp,
@@ -661,7 +663,7 @@ impl Segment {
         self.time_index.prepare(&entry)?;
         self.time_index.commit(&entry);
         self.state.bytes_since_time_entry = 0;
-        Ok(())
+        Ok(true)
     }
 
     /// Position of the batch holding `offset` (the first batch ending at or after it), or

@@ -595,6 +595,14 @@ fn timestamps_survive_reopen() -> TestResult {
         Ok(())
     };
     check(&log)?;
+    // Unclean: the reopen rebuilds the segments' indexes and seals them again.
+    drop(log);
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    check(&log)?;
+    // Unclean again, but with everything below the recovery point: the next open trusts the
+    // indexes the last one wrote, sealing entries included.
+    log.flush()?;
+    log.checkpoint()?;
     drop(log);
     let log = open_log(dir.path(), small_config(), NOW)?;
     check(&log)?;
@@ -604,6 +612,36 @@ fn timestamps_survive_reopen() -> TestResult {
     // The log start offset hides earlier records.
     log.delete_records_before(3)?;
     assert_eq!(log.offset_for_timestamp(NOW)?, Some((3, NOW + 260)));
+    Ok(())
+}
+
+#[test]
+fn a_segment_sealed_at_open_has_its_time_entry_on_disk() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // No time index entries from appends: a sealed segment's only one is its sealing entry.
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let mut log = open_log(dir.path(), config.clone(), NOW)?;
+    for index in 0..20 {
+        append(&mut log, NOW + index, 2)?;
+    }
+    assert!(log.segments().len() > 2);
+    // Unclean: the reopen rebuilds every segment's indexes and seals the inactive ones.
+    drop(log);
+    let log = open_log(dir.path(), config, NOW)?;
+    let sealed = log.segments().len() - 1;
+    let time_indexes = segment_files(dir.path(), ".timeindex")?;
+    for path in &time_indexes[..sealed] {
+        assert_eq!(
+            fs::metadata(path)?.len(),
+            12,
+            "{}: the sealing entry is in the file",
+            path.display()
+        );
+    }
     Ok(())
 }
 
