@@ -664,11 +664,15 @@ async fn throughput_of_100k_1kib_records_acks_1() {
     producer.close().await.expect("close");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_sent_while_the_broker_is_down_are_delivered_in_order_after_it_returns() {
     let mut broker = BrokerProcess::start(&[]).await;
     create_topic(&broker, "outage", 2).await;
-    let producer = Producer::connect(config(&broker)).await.expect("producer");
+    let mut config = config(&broker);
+    // A few records per batch: each partition has several batches to send, and in flight,
+    // while the broker is away and when it returns.
+    config.batch_size = 200;
+    let producer = Producer::connect(config).await.expect("producer");
     let mut deliveries = Vec::new();
     for i in 0..100 {
         let record = ProduceRecord::new("outage")

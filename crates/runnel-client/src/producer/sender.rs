@@ -5,13 +5,16 @@
 //! Produce request; each request goes on its leader's connection only after the requests
 //! holding the partition's earlier batches are on theirs, and a broker answers a
 //! connection's requests in order, so batches reach a partition in the order they were
-//! sent. A batch that failed with a retriable error (or was split) goes back into its
-//! partition's queue in its place (by the position of its first record), and the partition
-//! sends one batch at a time until that batch and every one put back before it is written. Without idempotence (not yet served) a retry can still
+//! sent. If a request could not be put on its connection (no leader known, no connection
+//! slot in time), the requests behind it for the same partitions are not sent either: their
+//! batches go back in their places. A batch that failed with a retriable error (or was
+//! split) goes back into its partition's queue in its place (by the position of its first
+//! record), and the partition sends one batch at a time until that batch and every one put
+//! back before it is written. Without idempotence (not yet served) a retry can still
 //! reorder: when a batch fails and the batches behind it, already in flight, succeed, it
 //! lands after them; the producer logs a warning when that happens, as Kafka's does with
 //! `enable.idempotence=false`. Batches for partitions led by the same broker travel in one
-//! Produce request.
+//! Produce request; the requests to different brokers are queued side by side.
 //!
 //! Retries: a retriable error (a moved leader, an unknown topic, a timeout, a broken
 //! connection) drops the topic's cached metadata and resends the same batch bytes after
@@ -227,9 +230,20 @@ struct PartitionQueue {
     /// before this one succeeds, the partition sends one batch at a time, so that nothing
     /// overtakes them. Zero when nothing was put back.
     careful_until_record: u64,
-    /// Closed once the request holding the partition's latest batch in flight is on its
-    /// connection: the next request for the partition is queued after that.
-    queued_before: Option<watch::Receiver<()>>,
+    /// The end of the furthest batch written so far: a batch put back below it was overtaken.
+    written_up_to: u64,
+    /// Settled once the request holding the partition's latest batch in flight is on its
+    /// connection, or known not to be: the next request for the partition waits for that.
+    queued_before: Option<watch::Receiver<Queued>>,
+}
+
+/// What a dispatch tells the dispatches behind it, on a watch channel: it sends `NotSent` if a
+/// batch of its did not reach its connection (no leader, no connection slot in time), and
+/// otherwise closes the channel once its requests are on their connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    Pending,
+    NotSent,
 }
 
 impl PartitionQueue {
@@ -238,6 +252,9 @@ impl PartitionQueue {
     fn put_back(&mut self, attempt: Attempt) {
         let end = attempt.first_record + attempt.batch.record_count as u64;
         self.careful_until_record = self.careful_until_record.max(end);
+        if attempt.first_record < self.written_up_to {
+            warn_reordered(&attempt.batch.topic, attempt.batch.partition);
+        }
         let place = self
             .waiting
             .partition_point(|waiting| waiting.first_record < attempt.first_record);
@@ -254,7 +271,15 @@ struct Routed {
 
 struct Completion {
     attempt: Attempt,
-    outcome: Result<Acknowledged>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// The broker's answer, or why the request failed.
+    Answered(Result<Acknowledged>),
+    /// Not sent, because a batch ahead of it in its partition was not: it goes back in its
+    /// place, behind that one.
+    HeldBack,
 }
 
 /// The sender task. Returns once the producer is closed and every record has been completed.
@@ -302,8 +327,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
         // about `max_request_size` bytes (one batch at least).
         let mut rounds: Vec<Vec<Attempt>> = Vec::new();
         let mut round_bytes: Vec<usize> = Vec::new();
-        let mut gates: Vec<Vec<watch::Receiver<()>>> = Vec::new();
-        let mut queued_signals: Vec<watch::Sender<()>> = Vec::new();
+        let mut gates: Vec<Vec<watch::Receiver<Queued>>> = Vec::new();
+        let mut queued_signals: Vec<watch::Sender<Queued>> = Vec::new();
         for queue in partitions.values_mut() {
             let mut round = 0;
             loop {
@@ -349,7 +374,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     rounds.push(Vec::new());
                     round_bytes.push(0);
                     gates.push(Vec::new());
-                    queued_signals.push(watch::channel(()).0);
+                    queued_signals.push(watch::channel(Queued::Pending).0);
                 }
                 round_bytes[round] += bytes;
                 rounds[round].push(attempt);
@@ -410,6 +435,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+fn warn_reordered(topic: &str, partition: i32) {
+    tracing::warn!(
+        %topic,
+        partition,
+        "a batch was written while an earlier one of the partition waits for a retry: the \
+         partition's records are out of send order (set max_in_flight to 1 to keep order across \
+         retries until idempotence is served)"
+    );
+}
+
 /// What became of a batch whose request was answered.
 enum Handled {
     /// Delivered or failed for good: the sender no longer holds it.
@@ -434,24 +469,39 @@ fn handle_completion(
     let key = (attempt.batch.topic.clone(), attempt.batch.partition);
     let queue = partitions.entry(key).or_default();
     queue.in_flight -= 1;
+    if queue.in_flight == 0 {
+        // Every earlier request of the partition is answered (or was never sent): the next
+        // one waits for nothing, and a NotSent from the past must not hold it back.
+        queue.queued_before = None;
+    }
+    let outcome = match outcome {
+        Outcome::Answered(outcome) => outcome,
+        Outcome::HeldBack => {
+            queue.put_back(attempt);
+            return Handled::Requeued;
+        }
+    };
     match outcome {
         Ok(acknowledged) => {
             let end = attempt.first_record + attempt.batch.record_count as u64;
-            if end >= queue.careful_until_record {
-                queue.careful_until_record = 0;
-            }
-            if queue
+            queue.written_up_to = queue.written_up_to.max(end);
+            let earlier_waiting = queue
                 .waiting
                 .front()
-                .is_some_and(|waiting| waiting.first_record < attempt.first_record)
+                .is_some_and(|waiting| waiting.first_record < attempt.first_record);
+            if earlier_waiting {
+                warn_reordered(&attempt.batch.topic, attempt.batch.partition);
+            }
+            // Back to several in flight once everything put back is written: no batch below
+            // the mark still waits.
+            let careful = queue.careful_until_record;
+            if end >= careful
+                && !queue
+                    .waiting
+                    .iter()
+                    .any(|waiting| waiting.first_record < careful)
             {
-                tracing::warn!(
-                    topic = %attempt.batch.topic,
-                    partition = attempt.batch.partition,
-                    "a batch was written while an earlier one of the partition waits for a retry: \
-                     the partition's records are out of send order (set max_in_flight to 1 to \
-                     keep order across retries until idempotence is served)"
-                );
+                queue.careful_until_record = 0;
             }
             shared.complete(attempt.batch, Ok(acknowledged));
             Handled::Completed
@@ -516,14 +566,28 @@ fn handle_completion(
 async fn dispatch(
     shared: Arc<Shared>,
     attempts: Vec<Attempt>,
-    after: Vec<watch::Receiver<()>>,
-    queued: watch::Sender<()>,
+    after: Vec<watch::Receiver<Queued>>,
+    queued: watch::Sender<Queued>,
     completions: mpsc::UnboundedSender<Completion>,
 ) {
+    let mut held_back = false;
     for mut earlier in after {
-        // Nothing is ever sent on these channels: `changed` returns when the sender is gone.
+        // Returns once the earlier dispatch has sent NotSent or is gone.
         let _ = earlier.changed().await;
+        held_back |= *earlier.borrow() == Queued::NotSent;
     }
+    if held_back {
+        // Sending these now would put them ahead of a batch that did not go out.
+        queued.send_replace(Queued::NotSent);
+        for attempt in attempts {
+            let _ = completions.send(Completion {
+                attempt,
+                outcome: Outcome::HeldBack,
+            });
+        }
+        return;
+    }
+    let mut not_sent = false;
     let mut by_leader: BTreeMap<i32, (Arc<Connection>, Vec<Routed>)> = BTreeMap::new();
     for attempt in attempts {
         let topic = attempt.batch.topic.as_str();
@@ -541,20 +605,30 @@ async fn dispatch(
                 .1
                 .push(Routed { attempt, topic_id }),
             Err(error) => {
+                not_sent = true;
                 let _ = completions.send(Completion {
                     attempt,
-                    outcome: Err(error),
+                    outcome: Outcome::Answered(Err(error)),
                 });
             }
         }
     }
     let (connections, attempt_groups): (Vec<Arc<Connection>>, Vec<Vec<Routed>>) =
         by_leader.into_values().unzip();
-    let mut started = Vec::with_capacity(connections.len());
-    for (connection, attempts) in connections.iter().zip(&attempt_groups) {
-        started.push(start_produce(&shared, connection, attempts).await);
+    // Each leader's request on its own connection, side by side: a busy broker does not hold
+    // back the others.
+    let started = futures::future::join_all(
+        connections
+            .iter()
+            .zip(&attempt_groups)
+            .map(|(connection, attempts)| start_produce(&shared, connection, attempts)),
+    )
+    .await;
+    not_sent |= started.iter().any(Result::is_err);
+    // The requests behind these may go (or, if a batch did not go out, be held back).
+    if not_sent {
+        queued.send_replace(Queued::NotSent);
     }
-    // Every request is on its connection: the requests behind these may go.
     drop(queued);
     let requests = connections.iter().zip(attempt_groups).zip(started).map(
         |((connection, attempts), started)| {
@@ -565,7 +639,10 @@ async fn dispatch(
                     Err(error) => attempts.iter().map(|_| Err(duplicate(&error))).collect(),
                 };
                 for (Routed { attempt, .. }, outcome) in attempts.into_iter().zip(outcomes) {
-                    let _ = completions.send(Completion { attempt, outcome });
+                    let _ = completions.send(Completion {
+                        attempt,
+                        outcome: Outcome::Answered(outcome),
+                    });
                 }
             }
         },
