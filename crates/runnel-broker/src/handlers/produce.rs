@@ -9,6 +9,7 @@
 //! partitions of the request are unaffected. Decompression for the whole request draws on one
 //! budget, so a few KiB of compressed zeros cannot buy gigabytes of work.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use runnel_record::{DecompressionBudget, RecordBatch, RecordBatchHeader, RecordP
 use super::{find_or_create_topic, find_topic};
 use crate::broker::Broker;
 use crate::error::ApiError;
+use crate::io_pool::PoolError;
 use crate::partition::{self, Partition};
 use crate::pipeline::Turn;
 use crate::topic_config::TopicSettings;
@@ -121,7 +123,14 @@ pub(crate) async fn produce(
         let budget = Arc::clone(&budget);
         broker.io.run(move || {
             job.into_iter()
-                .map(|checked| append_checked(checked, &budget, now_ms))
+                .map(|checked| {
+                    // A panic (a bug) fails its own partition only: the job's other
+                    // partitions were or will be appended, and must be answered as such.
+                    catch_unwind(AssertUnwindSafe(|| {
+                        append_checked(checked, &budget, now_ms)
+                    }))
+                    .unwrap_or_else(|_| Err(ApiError::from(PoolError::Panicked)))
+                })
                 .collect::<Vec<_>>()
         })
     }))
