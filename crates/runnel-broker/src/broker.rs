@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::{Request, RequestBody};
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically};
-use runnel_storage::{Clock, FileSystem, OsFileSystem, SystemClock};
+use runnel_storage::{Clock, FileHandles, FileSystem, OsFileSystem, SystemClock};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
@@ -90,6 +90,7 @@ impl Broker {
             &config.data_dir,
             config.topic_defaults(),
             config.partitions_max,
+            FileHandles::new(config.sealed_segment_files_max),
             config.num_io_threads,
             clock.now_ms(),
         )?;

@@ -48,8 +48,12 @@ pub struct BrokerConfig {
     /// request asks (one batch may exceed it, so a consumer always progresses).
     pub fetch_max_bytes: usize,
     /// The most partitions this broker holds (KIP-578's `max.broker.partitions`). Each keeps
-    /// at least three files open.
+    /// one file open, its active segment's log.
     pub partitions_max: usize,
+    /// Sealed segments whose files stay open between uses, over all partitions; beyond it
+    /// the least recently opened is closed (only once its data is fsynced) and opened again
+    /// when read.
+    pub sealed_segment_files_max: usize,
     /// `max.incremental.fetch.session.cache.slots`: open incremental fetch sessions (KIP-227);
     /// 0 turns them off (clients then send full fetches).
     pub max_incremental_fetch_session_cache_slots: usize,
@@ -118,6 +122,7 @@ impl Default for BrokerConfig {
             num_io_threads: 8,
             fetch_max_bytes: 57_671_680,
             partitions_max: 10_000,
+            sealed_segment_files_max: 4096,
             max_incremental_fetch_session_cache_slots: 1000,
             group_max_size: 1000,
             group_consumer_max_size: 1000,
@@ -226,6 +231,7 @@ impl BrokerConfig {
             ("num-io-threads", self.num_io_threads),
             ("queued-max-requests", self.queued_max_requests),
             ("partitions-max", self.partitions_max),
+            ("sealed-segment-files-max", self.sealed_segment_files_max),
             ("group-max-size", self.group_max_size),
             ("group-consumer-max-size", self.group_consumer_max_size),
         ] {

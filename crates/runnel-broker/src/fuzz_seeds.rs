@@ -12,7 +12,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use runnel_protocol::supported_versions;
 use runnel_record::{BatchBuilder, Compression};
 use runnel_storage::sim::{ManualClock, SimFileSystem};
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::{FileHandles, LogConfig, PartitionLog};
 
 use crate::handlers::every_version::request_for;
 
@@ -89,8 +89,14 @@ fn write_fuzz_seeds() {
             index_interval_bytes: 64,
             ..LogConfig::default()
         };
-        let mut log =
-            PartitionLog::open(Arc::new(disk.clone()), dir, config, NOW_MS).expect("open");
+        let mut log = PartitionLog::open(
+            Arc::new(disk.clone()),
+            FileHandles::new(2),
+            dir,
+            config,
+            NOW_MS,
+        )
+        .expect("open");
         for round in 0..12 {
             let codec = if round % 3 == 0 {
                 Compression::Lz4

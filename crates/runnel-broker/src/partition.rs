@@ -307,7 +307,7 @@ impl Partition {
     /// Fsyncs what the log holds, outside the log lock, and returns the offset now durable.
     /// Blocks: call it from the I/O pool.
     pub(crate) fn flush(&self) -> Result<i64, ApiError> {
-        let (handle, dir) = self.with_log(|log| Ok((log.unflushed(), log.dir().to_path_buf())))?;
+        let (handle, dir) = self.with_log(|log| Ok((log.unflushed()?, log.dir().to_path_buf())))?;
         if let Err(error) = handle.sync() {
             // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
             // and a second fsync would "succeed" over data that is gone.

@@ -45,6 +45,8 @@ fn config(fsync_before_ack: bool) -> BrokerConfig {
         // One I/O thread runs jobs in the order they were queued: the run replays from its
         // seed even when a fetch overlaps a produce.
         num_io_threads: 1,
+        // Sealed segments' files are closed and reopened as the run goes.
+        sealed_segment_files_max: 2,
         ..BrokerConfig::default()
     }
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically, TEMP_SUFFIX};
-use runnel_storage::{FileSystem, PartitionLog, StorageError, PARTITION_METADATA};
+use runnel_storage::{FileHandles, FileSystem, PartitionLog, StorageError, PARTITION_METADATA};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -91,6 +91,8 @@ pub(crate) struct TopicRegistry {
     broker_defaults: BrokerTopicDefaults,
     /// The most partitions this broker holds, over all topics.
     partitions_max: usize,
+    /// The pool of segment file handles every partition's log shares.
+    handles: Arc<FileHandles>,
     /// Threads that open partitions at start and close them at shutdown: each waits on
     /// fsyncs, so several keep the disk busy (`num.io.threads`).
     threads: usize,
@@ -109,6 +111,7 @@ impl TopicRegistry {
         data_dir: &Path,
         broker_defaults: BrokerTopicDefaults,
         partitions_max: usize,
+        handles: Arc<FileHandles>,
         threads: usize,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
@@ -120,6 +123,7 @@ impl TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker_defaults,
             partitions_max,
+            handles,
             threads: threads.max(1),
             topics: RwLock::new(HashMap::new()),
             flush_schedule: Arc::default(),
@@ -230,7 +234,13 @@ impl TopicRegistry {
                     .map_err(|source| io_error(&self.data_dir, "fsync", source))?;
             }
         }
-        let mut log = PartitionLog::open(Arc::clone(&self.fs), dir, settings.log.clone(), now_ms)?;
+        let mut log = PartitionLog::open(
+            Arc::clone(&self.fs),
+            Arc::clone(&self.handles),
+            dir,
+            settings.log.clone(),
+            now_ms,
+        )?;
         if stamped != Some(Some(id)) {
             let text = format!("version: 0\ntopic_id: {id}\n");
             write_atomically(fs, dir, PARTITION_METADATA, text.as_bytes())

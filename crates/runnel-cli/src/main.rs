@@ -115,6 +115,10 @@ struct ServerArgs {
     /// Most partitions this broker holds (default 10000).
     #[arg(long, env = "RUNNEL_PARTITIONS_MAX")]
     partitions_max: Option<usize>,
+    /// Sealed segments whose files stay open between reads, over all partitions (default
+    /// 4096); the least recently opened fsynced one is closed beyond it.
+    #[arg(long, env = "RUNNEL_SEALED_SEGMENT_FILES_MAX")]
+    sealed_segment_files_max: Option<usize>,
     /// Most open incremental fetch sessions, KIP-227
     /// (max.incremental.fetch.session.cache.slots, default 1000; 0 turns them off).
     #[arg(long, env = "RUNNEL_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS")]
@@ -210,6 +214,7 @@ impl ServerArgs {
             num_io_threads,
             fetch_max_bytes,
             partitions_max,
+            sealed_segment_files_max,
             max_incremental_fetch_session_cache_slots,
             group_max_size,
             group_consumer_max_size,
@@ -260,15 +265,17 @@ fn main() -> anyhow::Result<()> {
     match command {
         Command::Server(args) => {
             let config = args.into_config()?;
-            let needed = open_files::needed_for(config.partitions_max);
+            let needed =
+                open_files::needed_for(config.partitions_max, config.sealed_segment_files_max);
             match open_files::raise_open_files_limit() {
                 Some(limit) if limit < needed => tracing::warn!(
                     limit,
                     needed,
                     partitions_max = config.partitions_max,
-                    "the open-files limit is below what partitions-max partitions need (three \
-                     files each); raise it (ulimit -n, LimitNOFILE= in systemd) or lower \
-                     --partitions-max, or partitions will fail with EMFILE"
+                    "the open-files limit is below what partitions-max partitions need (one \
+                     file each, and sealed-segment-files-max more); raise it (ulimit -n, \
+                     LimitNOFILE= in systemd) or lower --partitions-max, or partitions will \
+                     fail with EMFILE"
                 ),
                 Some(limit) => tracing::info!(limit, "open-files limit"),
                 None => {}

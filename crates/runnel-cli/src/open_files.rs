@@ -1,6 +1,6 @@
-//! The open-files limit a broker needs: each partition keeps at least three files open (its
-//! active segment's log and two indexes) and each sealed segment three more, so the common
-//! default soft limit of 1,024 stops a broker at a few hundred partitions with EMFILE.
+//! The open-files limit a broker needs: each partition keeps its active segment's log open,
+//! and up to `--sealed-segment-files-max` sealed segments' logs stay open besides, so the
+//! common default soft limit of 1,024 stops a broker at a few hundred partitions with EMFILE.
 //!
 //! At start the soft limit is raised to the hard limit, as Go programs and many servers do,
 //! and a limit still too small for `--partitions-max` is logged. This module calls
@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 /// Files a partition keeps open at the least, and a margin for sockets and everything else.
-const FILES_PER_PARTITION: u64 = 3;
+const FILES_PER_PARTITION: u64 = 1;
 const FILES_BESIDES_PARTITIONS: u64 = 1024;
 
 /// Raises the soft open-files limit to the hard one; returns the limit now in force.
@@ -36,9 +36,13 @@ pub(crate) fn raise_open_files_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
-/// The open-files limit `partitions_max` partitions need, at the least.
-pub(crate) fn needed_for(partitions_max: usize) -> u64 {
-    (partitions_max as u64).saturating_mul(FILES_PER_PARTITION) + FILES_BESIDES_PARTITIONS
+/// The open-files limit `partitions_max` partitions need, with `sealed_files_max` sealed
+/// segments' files open besides.
+pub(crate) fn needed_for(partitions_max: usize, sealed_files_max: usize) -> u64 {
+    (partitions_max as u64)
+        .saturating_mul(FILES_PER_PARTITION)
+        .saturating_add(sealed_files_max as u64)
+        .saturating_add(FILES_BESIDES_PARTITIONS)
 }
 
 #[cfg(test)]
@@ -54,6 +58,6 @@ mod tests {
             Some(limit),
             "already at the hard limit"
         );
-        assert_eq!(needed_for(10_000), 31_024);
+        assert_eq!(needed_for(10_000, 4096), 15_120);
     }
 }

@@ -1,6 +1,7 @@
 //! The `runnel` tools against the real broker binary, read back through their JSON output:
-//! topics, the cluster, producing and consuming lines, resetting a group's offsets, and the
-//! benchmark's one-line summary.
+//! topics, the cluster, producing and consuming lines (across segments whose files the
+//! broker closes and reopens), resetting a group's offsets, and the benchmark's one-line
+//! summary.
 
 mod support;
 
@@ -266,6 +267,65 @@ fn unreachable_bootstrap_fails_with_one_line() {
 
 fn lines(from: u64, to: u64) -> String {
     (from..=to).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn sealed_segment_files_close_beyond_the_pool_and_reopen_when_read() {
+    // fsync before every acknowledgement: each rolled segment is fsynced, so closable.
+    let broker = BrokerProcess::start(&[
+        "--sealed-segment-files-max",
+        "2",
+        "--flush-messages",
+        "1",
+        "--auto-create-topics",
+        "false",
+    ]);
+    runnel_ok(
+        &broker,
+        &[
+            "topic",
+            "create",
+            "rolled",
+            "--partitions",
+            "1",
+            "--config",
+            "segment.bytes=1024",
+        ],
+    );
+    let input = lines(1, 3_000);
+    let produced = runnel_with_input(
+        &broker,
+        &["produce", "rolled", "--batch-size", "600"],
+        Some(input.as_bytes()),
+    );
+    assert!(produced.success, "{}", produced.stderr);
+    let segments = std::fs::read_dir(broker.data_path().join("rolled-0"))
+        .expect("partition directory")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        })
+        .count();
+    assert!(segments > 10, "{segments} segments");
+    let open_logs = |broker: &BrokerProcess| {
+        broker
+            .open_files_ending(".log")
+            .into_iter()
+            .filter(|path| path.to_string_lossy().contains("rolled-0"))
+            .count()
+    };
+    assert!(
+        open_logs(&broker) <= 3,
+        "the active segment and two sealed ones"
+    );
+    // Reading from the start opens each closed file again, in turn.
+    let consumed = runnel_ok(
+        &broker,
+        &["consume", "rolled", "--offset", "earliest", "--exit-at-end"],
+    );
+    assert!(consumed == input, "every line, in order");
+    assert!(open_logs(&broker) <= 3, "still bounded after reading");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use runnel_record::BatchBuilder;
-use runnel_storage::{LogConfig, OsFileSystem, PartitionLog};
+use runnel_storage::{FileHandles, LogConfig, OsFileSystem, PartitionLog};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -42,7 +42,14 @@ fn batch(records: usize, record_bytes: usize) -> Vec<u8> {
 }
 
 fn open(dir: &Path, config: LogConfig) -> PartitionLog {
-    PartitionLog::open(Arc::new(OsFileSystem), dir, config, NOW_MS).expect("open the partition log")
+    PartitionLog::open(
+        Arc::new(OsFileSystem),
+        FileHandles::new(1024),
+        dir,
+        config,
+        NOW_MS,
+    )
+    .expect("open the partition log")
 }
 
 /// A log in a fresh temp dir holding about `bytes` of copies of `batch`.

@@ -27,10 +27,11 @@
 //! ```
 //! use std::sync::Arc;
 //! use runnel_record::BatchBuilder;
-//! use runnel_storage::{LogConfig, OsFileSystem, PartitionLog};
+//! use runnel_storage::{FileHandles, LogConfig, OsFileSystem, PartitionLog};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let mut log = PartitionLog::open(Arc::new(OsFileSystem), dir.path(), LogConfig::default(), 1_000)?;
+//! let handles = FileHandles::new(1024);
+//! let mut log = PartitionLog::open(Arc::new(OsFileSystem), handles, dir.path(), LogConfig::default(), 1_000)?;
 //! let mut batch = BatchBuilder::new(1_000).record(None, Some(b"hello"), &[]).build();
 //! let info = log.append(&mut batch, 0, 1_000)?;
 //! assert_eq!((info.base_offset, log.log_end_offset()), (0, 1));
@@ -46,6 +47,7 @@ mod config;
 mod epoch;
 mod error;
 pub mod fs;
+mod handles;
 mod index;
 mod log;
 mod segment;
@@ -57,6 +59,7 @@ pub use config::{
 };
 pub use error::StorageError;
 pub use fs::{Clock, DataFile, FileSystem, OpenMode, OsFileSystem, SystemClock};
+pub use handles::FileHandles;
 pub use log::{AppendInfo, FetchSlice, FlushHandle, PartitionLog, PARTITION_METADATA};
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
 use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
+use crate::handles::FileHandles;
 use crate::segment::{
     BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, OFFSET_MAX,
     SEGMENT_BYTES_MAX, TIME_INDEX_SUFFIX,
@@ -118,6 +119,8 @@ impl FlushHandle {
 #[derive(Debug)]
 pub struct PartitionLog {
     fs: Arc<dyn FileSystem>,
+    /// The broker's pool of segment file handles.
+    handles: Arc<FileHandles>,
     dir: PathBuf,
     config: LogConfig,
     /// Sorted by base offset, never empty; the last is the active segment.
@@ -141,8 +144,12 @@ impl PartitionLog {
     /// is cut off at the last whole batch and later segments are deleted. A segment that fails
     /// the cheap check is scanned too; a bad batch below the recovery point is
     /// [`StorageError::Corrupt`].
+    ///
+    /// Sealed segments whose data is all fsynced may have their files closed by `handles`
+    /// between uses (see [`FileHandles`]).
     pub fn open(
         fs: Arc<dyn FileSystem>,
+        handles: Arc<FileHandles>,
         dir: &Path,
         config: LogConfig,
         now_ms: i64,
@@ -177,15 +184,15 @@ impl PartitionLog {
             .count();
         for &base in &bases[..deleted] {
             tracing::info!(dir = %dir.display(), base, "finishing the deletion of a segment below the log start offset");
-            Segment::open(&fs, dir, base)?.delete_files(fs_ref)?;
+            Segment::open(&fs, &handles, dir, base)?.delete_files(fs_ref)?;
         }
         let mut segments = Vec::with_capacity(bases.len() - deleted);
         for &base in &bases[deleted..] {
-            segments.push(Segment::open(&fs, dir, base)?);
+            segments.push(Segment::open(&fs, &handles, dir, base)?);
         }
         if segments.is_empty() {
             let base = stored.map_or(0, |stored| stored.log_start_offset.max(0));
-            segments.push(Segment::create(&fs, dir, base)?);
+            segments.push(Segment::create(&fs, &handles, dir, base)?);
             checkpoint::sync_dir(fs_ref, dir)?;
         }
         let first_base = segments[0].base_offset;
@@ -292,7 +299,7 @@ impl PartitionLog {
         let active = &mut segments[last];
         if !active.is_empty() {
             // Like Kafka, restart the segment.ms clock from the first batch's timestamp.
-            let mut reader = active.reader();
+            let mut reader = active.reader()?;
             let first = active.peek(&mut reader, 0)?;
             active.rolling_clock_ms = Some(first.map_or(now_ms, |batch| {
                 if batch.max_timestamp >= 0 {
@@ -316,7 +323,9 @@ impl PartitionLog {
                 recovery_point: -1,
             }),
             fs,
+            handles,
         };
+        log.release_flushed_segments();
         if epochs_changed {
             log.write_epochs()?;
         }
@@ -562,7 +571,7 @@ impl PartitionLog {
         else {
             return Ok(FetchSlice::empty());
         };
-        let mut reader = segment.reader();
+        let mut reader = segment.reader()?;
         let Some((start, _)) = segment.find_batch(&mut reader, offset)? else {
             return Ok(FetchSlice::empty());
         };
@@ -584,7 +593,7 @@ impl PartitionLog {
             return Ok(FetchSlice::empty());
         }
         Ok(FetchSlice {
-            file: Some(Arc::clone(&segment.log)),
+            file: Some(segment.log_file()?),
             position: start,
             len: len as usize,
         })
@@ -627,7 +636,7 @@ impl PartitionLog {
                     segment.base_offset + i64::from(entry.relative_offset)
                 })
                 .max(self.log_start_offset);
-            let mut reader = segment.reader();
+            let mut reader = segment.reader()?;
             let Some((mut position, _)) = segment.find_batch(&mut reader, start_offset)? else {
                 continue;
             };
@@ -670,7 +679,7 @@ impl PartitionLog {
             return Ok(None);
         };
         let max_timestamp = segment.state.max_timestamp;
-        let mut reader = segment.reader();
+        let mut reader = segment.reader()?;
         let Some((position, batch)) =
             segment.find_batch(&mut reader, segment.state.max_timestamp_batch)?
         else {
@@ -783,7 +792,7 @@ impl PartitionLog {
         assert!(!old.is_empty(), "rolling an empty segment");
         old.seal()?;
         old.sync_indexes()?;
-        let segment = Segment::create(&self.fs, &self.dir, log_end_offset)?;
+        let segment = Segment::create(&self.fs, &self.handles, &self.dir, log_end_offset)?;
         checkpoint::sync_dir(&*self.fs, &self.dir)?;
         tracing::debug!(segment = %segment.path().display(), "rolled a new segment");
         self.segments.push(segment);
@@ -802,7 +811,7 @@ impl PartitionLog {
                 segment.delete_files(&*self.fs)?;
             }
             self.segments
-                .push(Segment::create(&self.fs, &self.dir, offset)?);
+                .push(Segment::create(&self.fs, &self.handles, &self.dir, offset)?);
             checkpoint::sync_dir(&*self.fs, &self.dir)?;
             self.log_start_offset = offset;
             self.recovery_point = offset;
@@ -815,6 +824,8 @@ impl PartitionLog {
             let index_interval_bytes = u64::from(self.config.index_interval_bytes);
             let recovery_point = self.recovery_point;
             let last = self.segments.len() - 1;
+            // Active again: it will be written, so its file stays open.
+            self.segments[last].pin();
             self.segments[last].truncate_to(offset, recovery_point, index_interval_bytes)?;
             self.recovery_point = self.recovery_point.min(self.log_end_offset());
         }
@@ -835,17 +846,17 @@ impl PartitionLog {
     /// The files a flush must fsync now, and the offset it will cover. Includes the segment
     /// ending exactly at the recovery point, whose final time-index entry may be newer than
     /// its data.
-    pub fn unflushed(&self) -> FlushHandle {
+    pub fn unflushed(&self) -> Result<FlushHandle, StorageError> {
         let files = self
             .segments
             .iter()
             .filter(|segment| segment.next_offset >= self.recovery_point)
             .map(Segment::log_file)
-            .collect();
-        FlushHandle {
+            .collect::<Result<_, _>>()?;
+        Ok(FlushHandle {
             offset: self.log_end_offset(),
             files,
-        }
+        })
     }
 
     /// Records that a [`FlushHandle`] was synced: everything below `offset` is durable.
@@ -861,11 +872,27 @@ impl PartitionLog {
         // Appends made after the handle was taken keep the older time; that only makes the
         // next flush come a little early.
         self.recovery_point = self.recovery_point.max(offset);
+        self.release_flushed_segments();
+    }
+
+    /// Lets the pool close the files of sealed segments whose data is all fsynced (newest
+    /// first; the recovery point only moves up, so an already released one ends the walk).
+    fn release_flushed_segments(&self) {
+        let last = self.segments.len() - 1;
+        for segment in self.segments[..last].iter().rev() {
+            if segment.next_offset > self.recovery_point {
+                continue;
+            }
+            if segment.is_closable() {
+                break;
+            }
+            segment.set_closable();
+        }
     }
 
     /// Fsyncs everything appended so far.
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        let handle = self.unflushed();
+        let handle = self.unflushed()?;
         handle
             .sync()
             .context(|| format!("fsync of partition {}", self.dir.display()))?;

@@ -12,6 +12,7 @@ use runnel_record::{RecordBatch, RecordBatchHeader, BATCH_HEADER_LEN, LOG_OVERHE
 
 use crate::error::{IoContext, StorageError};
 use crate::fs::{DataFile, FileSystem, OpenMode};
+use crate::handles::{FileHandles, SegmentFile};
 use crate::index::{truncate_after_failure, IndexFile, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
@@ -130,15 +131,15 @@ pub(crate) enum Peek {
 /// Reads a log file through a buffer, so that walking many small batches takes few syscalls.
 /// Never reads past `file_len`, the log's committed length.
 #[derive(Debug)]
-pub(crate) struct LogReader<'a> {
-    file: &'a dyn DataFile,
+pub(crate) struct LogReader {
+    file: Arc<dyn DataFile>,
     file_len: u64,
     buffer: Vec<u8>,
     buffer_start: u64,
 }
 
-impl<'a> LogReader<'a> {
-    pub(crate) fn new(file: &'a dyn DataFile, file_len: u64) -> Self {
+impl LogReader {
+    pub(crate) fn new(file: Arc<dyn DataFile>, file_len: u64) -> Self {
         LogReader {
             file,
             file_len,
@@ -284,7 +285,8 @@ pub(crate) enum Fault {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     log_path: PathBuf,
-    pub(crate) log: Arc<dyn DataFile>,
+    /// Open while active and until fsynced; then the pool may close it between uses.
+    log: Arc<SegmentFile>,
     /// Committed bytes of the log file: everything below is whole batches.
     pub(crate) size: u64,
     /// The offset after the last batch; `base_offset` when empty.
@@ -305,12 +307,12 @@ impl Segment {
     /// once the caller syncs `dir`.
     pub(crate) fn create(
         fs: &Arc<dyn FileSystem>,
+        handles: &Arc<FileHandles>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = fs
-            .open(&log_path, OpenMode::Truncate)
+        let log = SegmentFile::open(fs, handles, &log_path, OpenMode::Truncate)
             .context(|| format!("creating segment {}", log_path.display()))?;
         Ok(Segment {
             base_offset,
@@ -332,15 +334,16 @@ impl Segment {
     /// [`Self::check`] or [`Self::recover`] has run.
     pub(crate) fn open(
         fs: &Arc<dyn FileSystem>,
+        handles: &Arc<FileHandles>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = fs
-            .open(&log_path, OpenMode::Existing)
+        let log = SegmentFile::open(fs, handles, &log_path, OpenMode::Existing)
             .context(|| format!("opening segment {}", log_path.display()))?;
         let size = log
-            .size()
+            .get()
+            .and_then(|file| file.size())
             .context(|| format!("reading the size of {}", log_path.display()))?;
         let (offset_index, offset_existed) =
             IndexFile::load(fs, &segment_path(dir, base_offset, INDEX_SUFFIX))?;
@@ -404,7 +407,7 @@ impl Segment {
                 )));
             }
         }
-        let mut reader = LogReader::new(&*self.log, self.size);
+        let mut reader = LogReader::new(self.log.get()?, self.size);
         let mut position = last_entry.map_or(0, |entry| u64::from(entry.position));
         let mut next_offset = self.base_offset;
         let mut expected_base =
@@ -478,7 +481,7 @@ impl Segment {
         next_segment_base: Option<i64>,
         index_interval_bytes: u64,
     ) -> Result<bool, StorageError> {
-        let mut reader = LogReader::new(&*self.log, self.size);
+        let mut reader = self.reader()?;
         let mut state = IndexState::new();
         let mut offset_entries = Vec::new();
         let mut time_entries = Vec::new();
@@ -537,7 +540,7 @@ impl Segment {
                     reason = %why,
                     "truncating an unflushed or torn log tail"
                 );
-                self.log
+                self.file()?
                     .set_len(position)
                     .context(|| format!("truncating segment {}", self.log_path.display()))?;
                 true
@@ -590,15 +593,16 @@ impl Segment {
             "batch summaries do not cover the bytes"
         );
 
-        if let Err(error) = self.write_log(bytes, start) {
-            truncate_after_failure(&*self.log, start, &self.log_path);
+        let log = self.file()?;
+        if let Err(error) = self.write_log(&*log, bytes, start) {
+            truncate_after_failure(&*log, start, &self.log_path);
             return Err(error);
         }
         let indexed = self
             .prepare_offset_index(&offset_entries)
             .and_then(|()| self.prepare_time_index(&time_entries));
         if let Err(error) = indexed {
-            truncate_after_failure(&*self.log, start, &self.log_path);
+            truncate_after_failure(&*log, start, &self.log_path);
             return Err(error);
         }
         self.offset_index.commit(&offset_entries);
@@ -609,17 +613,15 @@ impl Segment {
         Ok(())
     }
 
-    fn write_log(&self, bytes: &[u8], at: u64) -> Result<(), StorageError> {
+    fn write_log(&self, log: &dyn DataFile, bytes: &[u8], at: u64) -> Result<(), StorageError> {
         #[cfg(test)]
         if self.fault == Some(Fault::TornLog) {
             let half = &bytes[..bytes.len() / 2];
-            self.log
-                .write_all_at(half, at)
+            log.write_all_at(half, at)
                 .context(|| "injected".to_string())?;
             return Err(injected_failure());
         }
-        self.log
-            .write_all_at(bytes, at)
+        log.write_all_at(bytes, at)
             .context(|| format!("appending to segment {}", self.log_path.display()))
     }
 
@@ -670,7 +672,7 @@ impl Segment {
     /// `None` if the segment ends before it.
     pub(crate) fn find_batch(
         &self,
-        reader: &mut LogReader<'_>,
+        reader: &mut LogReader,
         offset: i64,
     ) -> Result<Option<(u64, BatchSummary)>, StorageError> {
         let relative_offset = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
@@ -687,7 +689,7 @@ impl Segment {
     /// The batch header at `position` of committed data, which must be well-formed.
     pub(crate) fn peek(
         &self,
-        reader: &mut LogReader<'_>,
+        reader: &mut LogReader,
         position: u64,
     ) -> Result<Option<BatchSummary>, StorageError> {
         let peeked = reader
@@ -703,8 +705,30 @@ impl Segment {
         }
     }
 
-    pub(crate) fn reader(&self) -> LogReader<'_> {
-        LogReader::new(&*self.log, self.size)
+    /// The log file, opened again if the pool closed it.
+    fn file(&self) -> Result<Arc<dyn DataFile>, StorageError> {
+        self.log
+            .get()
+            .context(|| format!("opening segment {}", self.log_path.display()))
+    }
+
+    pub(crate) fn reader(&self) -> Result<LogReader, StorageError> {
+        Ok(LogReader::new(self.file()?, self.size))
+    }
+
+    /// Lets the pool close the log file between uses: the segment is sealed and every byte
+    /// of it fsynced.
+    pub(crate) fn set_closable(&self) {
+        self.log.set_closable();
+    }
+
+    pub(crate) fn is_closable(&self) -> bool {
+        self.log.is_closable()
+    }
+
+    /// Keeps the log file open from now on: the segment is active again.
+    pub(crate) fn pin(&self) {
+        self.log.pin();
     }
 
     /// Cuts the segment so it ends before the batch holding `offset`, and rebuilds its
@@ -715,7 +739,7 @@ impl Segment {
         recovery_point: i64,
         index_interval_bytes: u64,
     ) -> Result<i64, StorageError> {
-        let mut reader = self.reader();
+        let mut reader = self.reader()?;
         let Some((position, batch)) = self.find_batch(&mut reader, offset)? else {
             return Ok(self.next_offset);
         };
@@ -727,7 +751,7 @@ impl Segment {
                 "truncation point is inside a batch; removing the whole batch"
             );
         }
-        self.log
+        self.file()?
             .set_len(position)
             .context(|| format!("truncating segment {}", self.log_path.display()))?;
         self.size = position;
@@ -741,9 +765,9 @@ impl Segment {
         Ok(self.next_offset)
     }
 
-    /// The files a flush must fsync for this segment.
-    pub(crate) fn log_file(&self) -> Arc<dyn DataFile> {
-        Arc::clone(&self.log)
+    /// The file a flush must fsync for this segment, or a read must read.
+    pub(crate) fn log_file(&self) -> Result<Arc<dyn DataFile>, StorageError> {
+        self.file()
     }
 
     pub(crate) fn sync_indexes(&mut self) -> Result<(), StorageError> {
@@ -757,7 +781,7 @@ impl Segment {
         if self.state.max_timestamp >= 0 {
             return Ok(self.state.max_timestamp);
         }
-        self.log.modified_ms().context(|| {
+        self.file()?.modified_ms().context(|| {
             format!(
                 "reading the modification time of {}",
                 self.log_path.display()

@@ -12,12 +12,19 @@ use proptest::prelude::*;
 use runnel_record::{decode_records, BatchBuilder, Record, RecordBatch, RecordBatchHeader};
 
 use crate::segment::Fault;
-use crate::{LogConfig, OsFileSystem, PartitionLog, StorageError};
+use crate::{FileHandles, LogConfig, OsFileSystem, PartitionLog, StorageError};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
 fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog, StorageError> {
-    PartitionLog::open(Arc::new(OsFileSystem), dir, config, now_ms)
+    // A pool of two: every test also runs with sealed segments' files closed and reopened.
+    PartitionLog::open(
+        Arc::new(OsFileSystem),
+        FileHandles::new(2),
+        dir,
+        config,
+        now_ms,
+    )
 }
 
 const NOW: i64 = 1_700_000_000_000;
@@ -270,7 +277,7 @@ fn check_random_log(
             }
             // The index-assisted lookup agrees with a linear scan, segment by segment.
             for segment in log.segments() {
-                let mut reader = segment.reader();
+                let mut reader = segment.reader()?;
                 let found = segment
                     .find_batch(&mut reader, offset)?
                     .map(|(_, b)| (b.base_offset, b.last_offset));
@@ -945,7 +952,7 @@ fn flush_policy_and_split_flush() -> TestResult {
     append(&mut log, NOW, 2)?;
     assert!(log.flush_due(NOW), "five records are unflushed");
 
-    let handle = log.unflushed();
+    let handle = log.unflushed()?;
     assert_eq!(handle.offset, 5);
     append(&mut log, NOW + 10, 1)?; // arrives while the fsync runs
     handle.sync()?;
@@ -1080,7 +1087,7 @@ proptest! {
             retention_bytes: 2_000,
             ..small_config()
         };
-        let mut log = PartitionLog::open(Arc::new(fs.clone()), dir, config.clone(), NOW).unwrap();
+        let mut log = PartitionLog::open(Arc::new(fs.clone()), FileHandles::new(2), dir, config.clone(), NOW).unwrap();
         let mut written: Vec<Record> = Vec::new();
         for (index, step) in steps.iter().enumerate() {
             match step {
@@ -1102,7 +1109,7 @@ proptest! {
         let log_start = log.log_start_offset();
         let after = fs.crash(seed);
         drop(log);
-        let recovered = PartitionLog::open(Arc::new(after), dir, config, NOW);
+        let recovered = PartitionLog::open(Arc::new(after), FileHandles::new(2), dir, config, NOW);
         let recovered = match recovered {
             Ok(log) => log,
             Err(error) => return Err(TestCaseError::fail(format!("recovery failed: {error}"))),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use runnel_record::BatchBuilder;
 use runnel_storage::sim::{ManualClock, SimFileSystem};
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::{FileHandles, LogConfig, PartitionLog};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         index_interval_bytes: 64,
         ..LogConfig::default()
     };
-    let Ok(mut log) = PartitionLog::open(Arc::new(disk), dir, config, NOW_MS) else {
+    let Ok(mut log) = PartitionLog::open(Arc::new(disk), FileHandles::new(2), dir, config, NOW_MS) else {
         return;
     };
     let mut offset = log.log_start_offset();

@@ -171,6 +171,16 @@ impl BrokerProcess {
     pub fn data_path(&self) -> &Path {
         &self.data_dir
     }
+
+    /// Paths of the files the broker process holds open whose names end with `suffix`.
+    pub fn open_files_ending(&self, suffix: &str) -> Vec<PathBuf> {
+        let dir = format!("/proc/{}/fd", self.child.id());
+        std::fs::read_dir(&dir)
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().ends_with(suffix))
+            .collect()
+    }
 }
 
 impl Drop for BrokerProcess {
