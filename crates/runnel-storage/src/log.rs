@@ -843,14 +843,14 @@ impl PartitionLog {
         self.checkpoint()
     }
 
-    /// The files a flush must fsync now, and the offset it will cover. Includes the segment
-    /// ending exactly at the recovery point, whose final time-index entry may be newer than
-    /// its data.
+    /// The files a flush must fsync now (the logs of segments with data at or above the
+    /// recovery point; a sealed segment's indexes were synced when it rolled), and the offset
+    /// it will cover.
     pub fn unflushed(&self) -> Result<FlushHandle, StorageError> {
         let files = self
             .segments
             .iter()
-            .filter(|segment| segment.next_offset >= self.recovery_point)
+            .filter(|segment| segment.next_offset > self.recovery_point)
             .map(Segment::log_file)
             .collect::<Result<_, _>>()?;
         Ok(FlushHandle {
