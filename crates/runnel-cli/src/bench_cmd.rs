@@ -408,6 +408,83 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).unwrap_or_else(|_| unreachable!())
 }
 
+/// What a producer's delivery collector has seen since it last published to the shared
+/// counters: published once per batch of answers, not per record, so the progress reporter's
+/// counters are not a contended cache line.
+struct Tally {
+    histogram: Histogram<u64>,
+    record_bytes: u64,
+    measure_from: Instant,
+    measured: u64,
+    produced: u64,
+    latency_sum_us: u64,
+}
+
+impl Tally {
+    fn new(record_bytes: u64, measure_from: Instant) -> Self {
+        Tally {
+            histogram: new_histogram(),
+            record_bytes,
+            measure_from,
+            measured: 0,
+            produced: 0,
+            latency_sum_us: 0,
+        }
+    }
+
+    fn record<T>(
+        &mut self,
+        result: runnel_client::Result<T>,
+        sent_at: Instant,
+        now: Instant,
+        counters: &Counters,
+    ) {
+        match result {
+            Ok(_) => {
+                let micros = now.saturating_duration_since(sent_at).as_micros() as u64;
+                if sent_at >= self.measure_from {
+                    self.histogram.saturating_record(micros.max(1));
+                    self.measured += 1;
+                }
+                self.produced += 1;
+                self.latency_sum_us += micros;
+            }
+            Err(error) => {
+                if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("runnel: a record failed: {error}");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, counters: &Counters) {
+        if self.produced == 0 {
+            return;
+        }
+        counters
+            .measured
+            .fetch_add(self.measured, Ordering::Relaxed);
+        counters
+            .measured_bytes
+            .fetch_add(self.measured * self.record_bytes, Ordering::Relaxed);
+        counters
+            .produced
+            .fetch_add(self.produced, Ordering::Relaxed);
+        counters
+            .produced_bytes
+            .fetch_add(self.produced * self.record_bytes, Ordering::Relaxed);
+        counters
+            .latency_sum_us
+            .fetch_add(self.latency_sum_us, Ordering::Relaxed);
+        counters
+            .latency_count
+            .fetch_add(self.produced, Ordering::Relaxed);
+        self.measured = 0;
+        self.produced = 0;
+        self.latency_sum_us = 0;
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one worker's whole brief, spawned once
 async fn produce(
     producer: Producer,
@@ -425,31 +502,7 @@ async fn produce(
         let counters = Arc::clone(&counters);
         let record_bytes = payload.len() as u64;
         tokio::spawn(async move {
-            let mut histogram = new_histogram();
-            let mut record =
-                |result: runnel_client::Result<_>, sent_at: Instant, now: Instant| match result {
-                    Ok(_) => {
-                        let micros = now.saturating_duration_since(sent_at).as_micros() as u64;
-                        if sent_at >= measure_from {
-                            histogram.saturating_record(micros.max(1));
-                            counters.measured.fetch_add(1, Ordering::Relaxed);
-                            counters
-                                .measured_bytes
-                                .fetch_add(record_bytes, Ordering::Relaxed);
-                        }
-                        counters.produced.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .produced_bytes
-                            .fetch_add(record_bytes, Ordering::Relaxed);
-                        counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
-                        counters.latency_count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error) => {
-                        if counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("runnel: a record failed: {error}");
-                        }
-                    }
-                };
+            let mut tally = Tally::new(record_bytes, measure_from);
             // A partition's records are answered in send order, a batch at a time: only the
             // oldest unanswered record of each partition is awaited, and once it is answered
             // those behind it that are answered too are taken with the same clock reading.
@@ -476,8 +529,9 @@ async fn produce(
                     },
                     Some((partition, result, sent_at)) = oldest.next(), if !oldest.is_empty() => {
                         let now = Instant::now();
-                        record(result, sent_at, now);
+                        tally.record(result, sent_at, now, &counters);
                         let Some(queue) = waiting.get_mut(&partition) else {
+                            tally.publish(&counters);
                             continue;
                         };
                         while let Some((delivery, _)) = queue.front_mut() {
@@ -485,8 +539,9 @@ async fn produce(
                                 break;
                             };
                             let (_, sent_at) = queue.pop_front().expect("front exists");
-                            record(result, sent_at, now);
+                            tally.record(result, sent_at, now, &counters);
                         }
+                        tally.publish(&counters);
                         match queue.pop_front() {
                             Some((delivery, sent_at)) => oldest.push(await_oldest(delivery, sent_at)),
                             None => {
@@ -496,7 +551,7 @@ async fn produce(
                     }
                 }
             }
-            histogram
+            tally.histogram
         })
     };
 
