@@ -44,13 +44,13 @@ fn all_partitions(broker: &Broker) -> Vec<Arc<Partition>> {
 }
 
 /// Flushes partitions whose flush policy (`flush.ms`, `flush.messages`) is due. Only the
-/// partitions with unflushed appends are looked at ([`crate::partition::FlushSchedule`]): an idle partition
+/// partitions with unflushed appends are looked at ([`crate::partition::Schedule`]): an idle partition
 /// costs nothing here, however many there are. (`segment.ms` rolls a segment on the next
 /// append, as in Kafka; retention rolls an expired active segment itself.)
 pub(crate) async fn flush_due_partitions(broker: Arc<Broker>) {
     let mut ticker = Ticker::new(&broker, broker.config.flush_check_interval_ms);
     while ticker.tick().await {
-        let scheduled = broker.topics.flush_schedule().take();
+        let scheduled = broker.topics.schedule().take();
         if scheduled.is_empty() {
             continue;
         }
@@ -95,18 +95,21 @@ pub(crate) async fn write_checkpoints(broker: Arc<Broker>) {
     }
 }
 
-/// Deletes segments past retention, every `retention_check_interval_ms`.
+/// Deletes segments past retention, every `retention_check_interval_ms`. Only the partitions
+/// on retention's schedule are looked at ([`crate::partition::Schedule`]): those written to or
+/// reconfigured since their last check, and those whose oldest data has expired by now.
 pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
     let mut ticker = Ticker::new(&broker, broker.config.retention_check_interval_ms);
     while ticker.tick().await {
         let cleaner = Arc::clone(&broker);
         let passed = broker.io.run(move || {
             let now = cleaner.now_ms();
-            for topic in cleaner.topics.list() {
-                if !topic.settings().retention_deletes {
-                    continue;
-                }
-                for partition in topic.partitions() {
+            for partition in cleaner.topics.schedule().take_retention_due(now) {
+                let deletes = cleaner
+                    .topics
+                    .get(partition.topic())
+                    .is_some_and(|topic| topic.settings().retention_deletes);
+                if deletes {
                     match partition.with_log(|log| log.enforce_retention(now)) {
                         Ok(0) => {}
                         Ok(deleted) => {
@@ -117,6 +120,7 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
                         }
                     }
                 }
+                partition.retention_checked(deletes);
             }
         });
         if passed.await.is_err() {
@@ -182,7 +186,7 @@ mod tests {
             .create("idle-and-busy", 100, Default::default(), false, NOW_MS)
             .expect("create")
             .expect("not validate-only");
-        assert!(broker.topics.flush_schedule().take().is_empty());
+        assert!(broker.topics.schedule().take().is_empty());
 
         let busy = topic.partition(7).expect("partition 7");
         let mut batch = BatchBuilder::new(NOW_MS)
@@ -193,16 +197,71 @@ mod tests {
             .record(None, Some(b"y"), &[])
             .build();
         busy.append(&mut again, NOW_MS).expect("append");
-        let scheduled = broker.topics.flush_schedule().take();
+        let scheduled = broker.topics.schedule().take();
         assert_eq!(scheduled.len(), 1, "scheduled once, however many appends");
         assert_eq!(scheduled[0].index, 7);
 
         // Not flushed yet: it goes back on the list.
         scheduled[0].keep_scheduled_if_unflushed();
-        let scheduled = broker.topics.flush_schedule().take();
+        let scheduled = broker.topics.schedule().take();
         assert_eq!(scheduled.len(), 1);
         scheduled[0].flush().expect("flush");
         scheduled[0].keep_scheduled_if_unflushed();
-        assert!(broker.topics.flush_schedule().take().is_empty());
+        assert!(broker.topics.schedule().take().is_empty());
+    }
+
+    /// Retention looks at a partition after it is written to, and again when its oldest data
+    /// expires; idle partitions with nothing to expire are never looked at.
+    #[test]
+    fn retention_looks_only_at_written_and_expiring_partitions() {
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let disk = SimFileSystem::new(clock.clone());
+        let config = BrokerConfig {
+            data_dir: "data".into(),
+            offsets_topic_num_partitions: 1,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open_with(config, Arc::new(disk), clock).expect("start");
+        let configs = [("retention.ms".to_string(), "1000".to_string())].into();
+        let topic = broker
+            .topics
+            .create("expiring", 100, configs, false, NOW_MS)
+            .expect("create")
+            .expect("not validate-only");
+        let schedule = broker.topics.schedule();
+        // New (and, at start, opened) partitions are looked at once.
+        let first = schedule.take_retention_due(NOW_MS);
+        assert_eq!(
+            first.len(),
+            101,
+            "the topic's and __consumer_offsets' partitions"
+        );
+        for partition in &first {
+            partition.retention_checked(true);
+        }
+        assert!(
+            schedule.take_retention_due(NOW_MS + 1_000_000).is_empty(),
+            "all empty: nothing expires"
+        );
+
+        let busy = topic.partition(7).expect("partition 7");
+        let mut batch = BatchBuilder::new(NOW_MS)
+            .record(None, Some(b"x"), &[])
+            .build();
+        busy.append(&mut batch, NOW_MS).expect("append");
+        let written = schedule.take_retention_due(NOW_MS);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].index, 7);
+        written[0].retention_checked(true);
+        assert!(
+            schedule.take_retention_due(NOW_MS + 1_000).is_empty(),
+            "not expired yet"
+        );
+        let expired = schedule.take_retention_due(NOW_MS + 1_001);
+        assert_eq!(expired.len(), 1, "expired: looked at again");
+        assert!(
+            schedule.take_retention_due(NOW_MS + 1_001).is_empty(),
+            "once"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //!   nothing is retried over pages the kernel may already have dropped. A restart recovers it
 //!   from its last fsync, as Kafka does for a failed log directory.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -28,31 +29,59 @@ use crate::io_pool::IoPool;
 /// A single node leads every partition in epoch 0; replication (later) moves this.
 pub(crate) const LEADER_EPOCH: i32 = 0;
 
-/// The partitions that have appends not yet fsynced: all the background flusher looks at, so
-/// its cost follows the partitions being written, not every partition on the broker.
+/// The partitions the background loops must look at, so that their cost follows the
+/// partitions being written, not every partition on the broker:
+/// - the flusher's list: partitions with appends not yet fsynced;
+/// - retention's: partitions written to (or reconfigured) since their last check, and, by
+///   time, when each partition's oldest segment next expires. An idle partition whose data
+///   does not expire is on neither.
 #[derive(Debug, Default)]
-pub(crate) struct FlushSchedule {
+pub(crate) struct Schedule {
     pending: Mutex<Vec<Arc<Partition>>>,
+    retention_soon: Mutex<Vec<Arc<Partition>>>,
+    /// By the time (ms) a partition's oldest segment expires. An entry whose time is no
+    /// longer its partition's `retention_due_ms` is stale and skipped.
+    retention_at: Mutex<BTreeMap<i64, Vec<Arc<Partition>>>>,
 }
 
-impl FlushSchedule {
+impl Schedule {
     fn add(&self, partition: Arc<Partition>) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(partition);
+        lock_list(&self.pending).push(partition);
     }
 
     /// Takes the scheduled partitions; the flusher puts back (with
     /// [`Partition::keep_scheduled_if_unflushed`]) those it leaves unflushed.
     pub(crate) fn take(&self) -> Vec<Arc<Partition>> {
-        std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        std::mem::take(&mut *lock_list(&self.pending))
     }
+
+    /// Takes the partitions retention must look at `now_ms`: written to since their last
+    /// check, or with data expiring by now. Each once; the caller reports each back with
+    /// [`Partition::retention_checked`].
+    pub(crate) fn take_retention_due(&self, now_ms: i64) -> Vec<Arc<Partition>> {
+        let mut due = std::mem::take(&mut *lock_list(&self.retention_soon));
+        {
+            let mut by_time = lock_list(&self.retention_at);
+            let later = by_time.split_off(&now_ms.saturating_add(1));
+            for (at, partitions) in std::mem::replace(&mut *by_time, later) {
+                // Taken off the map: the check that follows enters it again.
+                due.extend(partitions.into_iter().filter(|partition| {
+                    partition
+                        .retention_due_ms
+                        .compare_exchange(at, i64::MAX, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                }));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        due.retain(|partition| seen.insert(Arc::as_ptr(partition)));
+        due
+    }
+}
+
+fn lock_list<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is one push, take or map operation.
+    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug)]
@@ -88,9 +117,13 @@ pub(crate) struct Partition {
     sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// Everything below is fsynced; read without the log lock on the acknowledgement path.
     flushed_offset: AtomicI64,
-    schedule: Arc<FlushSchedule>,
+    schedule: Arc<Schedule>,
     /// In `schedule`'s list (or being looked at by the flusher).
     scheduled: AtomicBool,
+    /// In `schedule`'s list of partitions retention looks at next.
+    retention_soon: AtomicBool,
+    /// When the oldest segment expires, as entered in `schedule` (`i64::MAX`: not entered).
+    retention_due_ms: AtomicI64,
 }
 
 impl Partition {
@@ -98,7 +131,7 @@ impl Partition {
         topic: Arc<str>,
         index: i32,
         log: PartitionLog,
-        schedule: &Arc<FlushSchedule>,
+        schedule: &Arc<Schedule>,
     ) -> Arc<Self> {
         // What recovery kept is on disk, but only what is below the recovery point is known
         // to be fsynced; the rest was acknowledged (if at all) under a policy that allowed it.
@@ -114,10 +147,13 @@ impl Partition {
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
             schedule: Arc::clone(schedule),
             scheduled: AtomicBool::new(false),
+            retention_soon: AtomicBool::new(false),
+            retention_due_ms: AtomicI64::new(i64::MAX),
         });
         if unflushed {
             partition.schedule_flush();
         }
+        partition.schedule_retention_check();
         partition
     }
 
@@ -127,7 +163,7 @@ impl Partition {
         index: i32,
         dir: &Path,
         reason: String,
-        schedule: &Arc<FlushSchedule>,
+        schedule: &Arc<Schedule>,
     ) -> Arc<Self> {
         let (high_watermark, _) = watch::channel(0);
         let partition = Partition {
@@ -140,6 +176,8 @@ impl Partition {
             flushed_offset: AtomicI64::new(0),
             schedule: Arc::clone(schedule),
             scheduled: AtomicBool::new(false),
+            retention_soon: AtomicBool::new(false),
+            retention_due_ms: AtomicI64::new(i64::MAX),
         };
         partition.report_offline(dir, &reason);
         Arc::new(partition)
@@ -163,6 +201,40 @@ impl Partition {
         if unflushed {
             self.schedule_flush();
         }
+    }
+
+    /// Puts the partition on retention's next list unless it is on it already: it was
+    /// written to, its topic's retention changed, or records were deleted before an offset.
+    pub(crate) fn schedule_retention_check(self: &Arc<Self>) {
+        if !self.retention_soon.swap(true, Ordering::AcqRel) {
+            lock_list(&self.schedule.retention_soon).push(Arc::clone(self));
+        }
+    }
+
+    /// For the retention loop, after enforcing retention on a partition it took: enters when
+    /// its oldest data next expires. The mark is cleared first, so an append racing with
+    /// this either is seen here or schedules the partition itself.
+    /// `deletes`: the topic deletes by retention (`cleanup.policy` has `delete`); if not,
+    /// nothing is entered by time.
+    pub(crate) fn retention_checked(self: &Arc<Self>, deletes: bool) {
+        self.retention_soon.store(false, Ordering::Release);
+        let due = if deletes {
+            self.with_log(|log| log.retention_due_ms()).ok().flatten()
+        } else {
+            None
+        };
+        let due = due.unwrap_or(i64::MAX);
+        let previous = self.retention_due_ms.swap(due, Ordering::AcqRel);
+        if due != i64::MAX && due != previous {
+            lock_list(&self.schedule.retention_at)
+                .entry(due)
+                .or_default()
+                .push(Arc::clone(self));
+        }
+    }
+
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 
     pub(crate) fn name(&self) -> String {
@@ -270,6 +342,7 @@ impl Partition {
             Ok((appended, log.log_end_offset()))
         })?;
         self.schedule_flush();
+        self.schedule_retention_check();
         if !appended.sync_required {
             self.advance_high_watermark(log_end_offset);
         }

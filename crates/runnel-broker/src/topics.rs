@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::partition::{FlushSchedule, Partition, LEADER_EPOCH};
+use crate::partition::{Partition, Schedule, LEADER_EPOCH};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
 
 const TOPIC_NAME_MAX_LEN: usize = 249;
@@ -98,7 +98,7 @@ pub(crate) struct TopicRegistry {
     threads: usize,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// The partitions with appends not yet fsynced, for the background flusher.
-    flush_schedule: Arc<FlushSchedule>,
+    schedule: Arc<Schedule>,
     /// Serialises create, delete, alter and add-partitions so the files and the map agree.
     admin_lock: Mutex<()>,
 }
@@ -126,7 +126,7 @@ impl TopicRegistry {
             handles,
             threads: threads.max(1),
             topics: RwLock::new(HashMap::new()),
-            flush_schedule: Arc::default(),
+            schedule: Arc::default(),
             admin_lock: Mutex::new(()),
         };
         let mut known_dirs = Vec::new();
@@ -184,14 +184,10 @@ impl TopicRegistry {
             let name = &names[topic];
             let dir = self.partition_dir(name, index);
             match self.open_partition_log(&dir, records[topic].id, &settings[topic], now_ms) {
-                Ok(log) => Partition::online(name.clone(), index, log, &self.flush_schedule),
-                Err(error) => Partition::offline(
-                    name.clone(),
-                    index,
-                    &dir,
-                    error.to_string(),
-                    &self.flush_schedule,
-                ),
+                Ok(log) => Partition::online(name.clone(), index, log, &self.schedule),
+                Err(error) => {
+                    Partition::offline(name.clone(), index, &dir, error.to_string(), &self.schedule)
+                }
             }
         })
         .into_iter();
@@ -299,8 +295,8 @@ impl TopicRegistry {
     }
 
     /// The partitions with appends not yet fsynced.
-    pub(crate) fn flush_schedule(&self) -> &FlushSchedule {
-        &self.flush_schedule
+    pub(crate) fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
     /// All topics, by name.
@@ -380,7 +376,7 @@ impl TopicRegistry {
                 topic_name.clone(),
                 index,
                 log,
-                &self.flush_schedule,
+                &self.schedule,
             ));
         }
         self.persist(&TopicRecord {
@@ -475,7 +471,7 @@ impl TopicRegistry {
                 topic.name.clone(),
                 index,
                 log,
-                &self.flush_schedule,
+                &self.schedule,
             ));
         }
         self.persist(&TopicRecord {
@@ -522,6 +518,10 @@ impl TopicRegistry {
         }
         *write(&topic.overrides) = overrides;
         *write(&topic.settings) = settings;
+        // Retention may have changed: look at every partition once more.
+        for partition in topic.partitions() {
+            partition.schedule_retention_check();
+        }
         Ok(())
     }
 

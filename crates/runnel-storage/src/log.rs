@@ -739,6 +739,23 @@ impl PartitionLog {
         Ok(count)
     }
 
+    /// When [`Self::enforce_retention`] will next find something to delete by time, if no
+    /// record is appended meanwhile (an append changes it, and the caller checks again): the
+    /// oldest segment's largest timestamp plus `retention.ms`. `None` when nothing expires
+    /// (time retention is off, or the log is empty).
+    pub fn retention_due_ms(&self) -> Result<Option<i64>, StorageError> {
+        let oldest = &self.segments[0];
+        if self.config.retention_ms < 0 || oldest.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            oldest
+                .largest_timestamp()?
+                .saturating_add(self.config.retention_ms)
+                .saturating_add(1),
+        ))
+    }
+
     /// Drops the oldest `count` segments (never the active one) and persists the new log
     /// start offset.
     fn delete_segments(&mut self, count: usize) -> Result<(), StorageError> {

@@ -176,7 +176,10 @@ pub(crate) fn delete_records(
                                     format!("cannot delete records before {target}: the high watermark is {high_watermark}"),
                                 ));
                             }
-                            partition.with_log(|log| log.delete_records_before(target))
+                            let moved = partition.with_log(|log| log.delete_records_before(target));
+                            // Segments wholly below the new log start go at the next check.
+                            partition.schedule_retention_check();
+                            moved
                         });
                     match moved {
                         Ok(low_watermark) => answer.low_watermark = low_watermark,
