@@ -159,6 +159,7 @@ pub(crate) async fn run_group_timers(broker: Arc<Broker>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use runnel_record::BatchBuilder;
@@ -166,13 +167,16 @@ mod tests {
 
     use crate::broker::Broker;
     use crate::config::BrokerConfig;
+    use crate::topics::Topic;
 
     const NOW_MS: i64 = 1_700_000_000_000;
 
-    /// The flusher's list holds the partitions that were written and are not yet flushed;
-    /// idle partitions are never on it, so they cost the flusher nothing.
-    #[test]
-    fn only_written_partitions_are_scheduled_for_a_flush() {
+    /// A broker on a simulated disk (one `__consumer_offsets` partition) with a topic of
+    /// 100 partitions.
+    fn broker_with_topic(
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> (Arc<Broker>, Arc<Topic>) {
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let disk = SimFileSystem::new(clock.clone());
         let config = BrokerConfig {
@@ -183,20 +187,28 @@ mod tests {
         let broker = Broker::open_with(config, Arc::new(disk), clock).expect("start");
         let topic = broker
             .topics
-            .create("idle-and-busy", 100, Default::default(), false, NOW_MS)
+            .create(name, 100, configs, false, NOW_MS)
             .expect("create")
             .expect("not validate-only");
+        (broker, topic)
+    }
+
+    fn one_record(value: &[u8]) -> Vec<u8> {
+        BatchBuilder::new(NOW_MS)
+            .record(None, Some(value), &[])
+            .build()
+    }
+
+    /// The flusher's list holds the partitions that were written and are not yet flushed;
+    /// idle partitions are never on it, so they cost the flusher nothing.
+    #[test]
+    fn only_written_partitions_are_scheduled_for_a_flush() {
+        let (broker, topic) = broker_with_topic("idle-and-busy", BTreeMap::new());
         assert!(broker.topics.schedule().take().is_empty());
 
         let busy = topic.partition(7).expect("partition 7");
-        let mut batch = BatchBuilder::new(NOW_MS)
-            .record(None, Some(b"x"), &[])
-            .build();
-        busy.append(&mut batch, NOW_MS).expect("append");
-        let mut again = BatchBuilder::new(NOW_MS)
-            .record(None, Some(b"y"), &[])
-            .build();
-        busy.append(&mut again, NOW_MS).expect("append");
+        busy.append(&mut one_record(b"x"), NOW_MS).expect("append");
+        busy.append(&mut one_record(b"y"), NOW_MS).expect("append");
         let scheduled = broker.topics.schedule().take();
         assert_eq!(scheduled.len(), 1, "scheduled once, however many appends");
         assert_eq!(scheduled[0].index, 7);
@@ -214,20 +226,8 @@ mod tests {
     /// expires; idle partitions with nothing to expire are never looked at.
     #[test]
     fn retention_looks_only_at_written_and_expiring_partitions() {
-        let clock = Arc::new(ManualClock::new(NOW_MS));
-        let disk = SimFileSystem::new(clock.clone());
-        let config = BrokerConfig {
-            data_dir: "data".into(),
-            offsets_topic_num_partitions: 1,
-            ..BrokerConfig::default()
-        };
-        let broker = Broker::open_with(config, Arc::new(disk), clock).expect("start");
         let configs = [("retention.ms".to_string(), "1000".to_string())].into();
-        let topic = broker
-            .topics
-            .create("expiring", 100, configs, false, NOW_MS)
-            .expect("create")
-            .expect("not validate-only");
+        let (broker, topic) = broker_with_topic("expiring", configs);
         let schedule = broker.topics.schedule();
         // New (and, at start, opened) partitions are looked at once.
         let first = schedule.take_retention_due(NOW_MS);
@@ -245,10 +245,7 @@ mod tests {
         );
 
         let busy = topic.partition(7).expect("partition 7");
-        let mut batch = BatchBuilder::new(NOW_MS)
-            .record(None, Some(b"x"), &[])
-            .build();
-        busy.append(&mut batch, NOW_MS).expect("append");
+        busy.append(&mut one_record(b"x"), NOW_MS).expect("append");
         let written = schedule.take_retention_due(NOW_MS);
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].index, 7);
