@@ -540,7 +540,7 @@ impl Segment {
                     reason = %why,
                     "truncating an unflushed or torn log tail"
                 );
-                self.file()?
+                self.log_file()?
                     .set_len(position)
                     .context(|| format!("truncating segment {}", self.log_path.display()))?;
                 true
@@ -593,7 +593,7 @@ impl Segment {
             "batch summaries do not cover the bytes"
         );
 
-        let log = self.file()?;
+        let log = self.log_file()?;
         if let Err(error) = self.write_log(&*log, bytes, start) {
             truncate_after_failure(&*log, start, &self.log_path);
             return Err(error);
@@ -705,15 +705,9 @@ impl Segment {
         }
     }
 
-    /// The log file, opened again if the pool closed it.
-    fn file(&self) -> Result<Arc<dyn DataFile>, StorageError> {
-        self.log
-            .get()
-            .context(|| format!("opening segment {}", self.log_path.display()))
-    }
 
     pub(crate) fn reader(&self) -> Result<LogReader, StorageError> {
-        Ok(LogReader::new(self.file()?, self.size))
+        Ok(LogReader::new(self.log_file()?, self.size))
     }
 
     /// Lets the pool close the log file between uses: the segment is sealed and every byte
@@ -751,7 +745,7 @@ impl Segment {
                 "truncation point is inside a batch; removing the whole batch"
             );
         }
-        self.file()?
+        self.log_file()?
             .set_len(position)
             .context(|| format!("truncating segment {}", self.log_path.display()))?;
         self.size = position;
@@ -765,9 +759,11 @@ impl Segment {
         Ok(self.next_offset)
     }
 
-    /// The file a flush must fsync for this segment, or a read must read.
+    /// The log file (to append to, read, or fsync), opened again if the pool closed it.
     pub(crate) fn log_file(&self) -> Result<Arc<dyn DataFile>, StorageError> {
-        self.file()
+        self.log
+            .get()
+            .context(|| format!("opening segment {}", self.log_path.display()))
     }
 
     pub(crate) fn sync_indexes(&mut self) -> Result<(), StorageError> {
@@ -781,7 +777,7 @@ impl Segment {
         if self.state.max_timestamp >= 0 {
             return Ok(self.state.max_timestamp);
         }
-        self.file()?.modified_ms().context(|| {
+        self.log_file()?.modified_ms().context(|| {
             format!(
                 "reading the modification time of {}",
                 self.log_path.display()
