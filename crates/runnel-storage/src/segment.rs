@@ -705,7 +705,6 @@ impl Segment {
         }
     }
 
-
     pub(crate) fn reader(&self) -> Result<LogReader, StorageError> {
         Ok(LogReader::new(self.log_file()?, self.size))
     }

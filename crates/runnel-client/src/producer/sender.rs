@@ -269,6 +269,29 @@ struct Routed {
     topic_id: uuid::Uuid,
 }
 
+/// Batches sent together as one request per leader: at most one batch per partition, each
+/// partition's batches in later rounds than its earlier ones, and about `max_request_size`
+/// bytes (one batch at least).
+struct Round {
+    attempts: Vec<Attempt>,
+    bytes: usize,
+    /// The signals of the rounds holding these partitions' previous batches.
+    after: Vec<watch::Receiver<Queued>>,
+    /// This round's signal, for the rounds behind it.
+    queued: watch::Sender<Queued>,
+}
+
+impl Default for Round {
+    fn default() -> Self {
+        Round {
+            attempts: Vec::new(),
+            bytes: 0,
+            after: Vec::new(),
+            queued: watch::channel(Queued::Pending).0,
+        }
+    }
+}
+
 struct Completion {
     attempt: Attempt,
     outcome: Outcome,
@@ -322,13 +345,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
         let instant = Instant::now();
         let mut next_retry: Option<Instant> = None;
-        // Each round is sent as one request per leader: it holds at most one batch per
-        // partition, each partition's batches in later rounds than its earlier ones, and
-        // about `max_request_size` bytes (one batch at least).
-        let mut rounds: Vec<Vec<Attempt>> = Vec::new();
-        let mut round_bytes: Vec<usize> = Vec::new();
-        let mut gates: Vec<Vec<watch::Receiver<Queued>>> = Vec::new();
-        let mut queued_signals: Vec<watch::Sender<Queued>> = Vec::new();
+        let mut rounds: Vec<Round> = Vec::new();
         for queue in partitions.values_mut() {
             let mut round = 0;
             loop {
@@ -365,36 +382,29 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 let attempt = queue.waiting.pop_front().expect("front exists");
                 queue.in_flight += 1;
                 let bytes = attempt.batch.batch.len();
-                while round_bytes.get(round).is_some_and(|&used| {
-                    used > 0 && used.saturating_add(bytes) > shared.config.max_request_size
+                while rounds.get(round).is_some_and(|existing| {
+                    existing.bytes > 0
+                        && existing.bytes.saturating_add(bytes) > shared.config.max_request_size
                 }) {
                     round += 1;
                 }
                 if rounds.len() == round {
-                    rounds.push(Vec::new());
-                    round_bytes.push(0);
-                    gates.push(Vec::new());
-                    queued_signals.push(watch::channel(Queued::Pending).0);
+                    rounds.push(Round::default());
                 }
-                round_bytes[round] += bytes;
-                rounds[round].push(attempt);
+                let this_round = &mut rounds[round];
+                this_round.bytes += bytes;
+                this_round.attempts.push(attempt);
                 // Wait for the request that holds the partition's previous batch.
                 if let Some(previous) = queue.queued_before.take() {
-                    gates[round].push(previous);
+                    this_round.after.push(previous);
                 }
-                queue.queued_before = Some(queued_signals[round].subscribe());
+                queue.queued_before = Some(this_round.queued.subscribe());
                 round += 1;
             }
         }
-        for ((attempts, waits), queued) in rounds.into_iter().zip(gates).zip(queued_signals) {
-            requests_in_flight += attempts.len();
-            tokio::spawn(dispatch(
-                Arc::clone(&shared),
-                attempts,
-                waits,
-                queued,
-                completions_tx.clone(),
-            ));
+        for round in rounds {
+            requests_in_flight += round.attempts.len();
+            tokio::spawn(dispatch(Arc::clone(&shared), round, completions_tx.clone()));
         }
 
         if closed && batches_held == 0 && next_ready_ms.is_none() {
@@ -561,15 +571,19 @@ fn handle_completion(
 
 /// Finds each batch's leader and sends one Produce request per leader; reports each batch's
 /// outcome as soon as its leader answers. The requests go on their connections once those
-/// holding the partitions' earlier batches are on theirs (`after` closed); then `queued`
-/// closes, for the requests behind these.
+/// holding the partitions' earlier batches are on theirs (the round's `after` settled); then
+/// its `queued` signal settles, for the requests behind these.
 async fn dispatch(
     shared: Arc<Shared>,
-    attempts: Vec<Attempt>,
-    after: Vec<watch::Receiver<Queued>>,
-    queued: watch::Sender<Queued>,
+    round: Round,
     completions: mpsc::UnboundedSender<Completion>,
 ) {
+    let Round {
+        attempts,
+        after,
+        queued,
+        ..
+    } = round;
     let mut held_back = false;
     for mut earlier in after {
         // Returns once the earlier dispatch has sent NotSent or is gone.
