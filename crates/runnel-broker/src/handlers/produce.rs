@@ -83,8 +83,8 @@ pub(crate) async fn produce(
     // Per topic, per partition in request order: its index and what became of it.
     let mut appended: Vec<Vec<(i32, Result<PendingAck, ApiError>)>> =
         Vec::with_capacity(topics.len());
-    let mut jobs: Vec<Vec<Checked>> = Vec::new();
-    let mut job_places: Vec<Vec<(usize, usize)>> = Vec::new();
+    // Each job: the partitions it appends, with their places in `appended`.
+    let mut jobs: Vec<Vec<((usize, usize), Checked)>> = Vec::new();
     let mut job_bytes = 0;
     for (topic_place, (_, topic, partitions)) in topics.iter_mut().enumerate() {
         let mut outcomes = Vec::with_capacity(partitions.len());
@@ -99,15 +99,12 @@ pub(crate) async fn produce(
                 Ok(checked) => {
                     if jobs.is_empty() || job_bytes >= APPEND_JOB_BYTES {
                         jobs.push(Vec::new());
-                        job_places.push(Vec::new());
                         job_bytes = 0;
                     }
                     job_bytes += checked.records.len();
-                    jobs.last_mut().expect("a job was pushed").push(checked);
-                    job_places
-                        .last_mut()
+                    jobs.last_mut()
                         .expect("a job was pushed")
-                        .push((topic_place, outcomes.len()));
+                        .push(((topic_place, outcomes.len()), checked));
                     // Replaced by the job's outcome below.
                     outcomes.push((
                         index,
@@ -121,7 +118,8 @@ pub(crate) async fn produce(
     }
     let finished = join_all(jobs.into_iter().map(|job| {
         let budget = Arc::clone(&budget);
-        broker.io.run(move || {
+        let (places, job): (Vec<_>, Vec<_>) = job.into_iter().unzip();
+        let run = broker.io.run(move || {
             job.into_iter()
                 .map(|checked| {
                     // A panic (a bug) fails its own partition only: the job's other
@@ -132,11 +130,12 @@ pub(crate) async fn produce(
                     .unwrap_or_else(|_| Err(ApiError::from(PoolError::Panicked)))
                 })
                 .collect::<Vec<_>>()
-        })
+        });
+        async move { (places, run.await) }
     }))
     .await;
     drop(turn);
-    for (places, outcome) in job_places.into_iter().zip(finished) {
+    for (places, outcome) in finished {
         match outcome {
             Ok(results) => {
                 for ((topic_place, place), result) in places.into_iter().zip(results) {
