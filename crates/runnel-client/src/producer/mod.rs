@@ -649,7 +649,7 @@ impl Producer {
 
     /// The topic's metadata, cached or fresh. A topic the cluster does not know is asked for
     /// with auto-creation allowed, as Kafka's producer does, and waited for (within
-    /// `max_block`) while the broker reports a retriable error for it.
+    /// `max_block`) while the broker reports a retriable error for it or cannot be reached.
     async fn topic_metadata(&self, topic: &str) -> Result<Arc<TopicMetadata>> {
         let shared = &self.handle.shared;
         let error = match shared.cluster.topic(topic).await {
@@ -666,20 +666,26 @@ impl Producer {
         let deadline = tokio::time::Instant::now() + shared.config.max_block;
         let names = [topic.to_owned()];
         loop {
-            let found = shared
-                .cluster
-                .metadata(Some(&names), true)
-                .await?
-                .into_iter()
-                .find(|metadata| metadata.name == topic);
-            let code = match found {
-                Some(metadata) if metadata.error.is_none() && partition_count(&metadata) > 0 => {
-                    return Ok(Arc::new(metadata));
+            // A broker that cannot be reached is waited for too, as Java's producer waits for
+            // metadata up to max.block.ms.
+            let error = match shared.cluster.metadata(Some(&names), true).await {
+                Ok(all) => {
+                    let found = all.into_iter().find(|metadata| metadata.name == topic);
+                    let code = match found {
+                        Some(metadata)
+                            if metadata.error.is_none() && partition_count(&metadata) > 0 =>
+                        {
+                            return Ok(Arc::new(metadata));
+                        }
+                        Some(metadata) => {
+                            metadata.error.unwrap_or(ResponseError::LeaderNotAvailable)
+                        }
+                        None => ResponseError::UnknownTopicOrPartition,
+                    };
+                    ClientError::broker(code, None, format!("topic {topic:?}"))
                 }
-                Some(metadata) => metadata.error.unwrap_or(ResponseError::LeaderNotAvailable),
-                None => ResponseError::UnknownTopicOrPartition,
+                Err(error) => error,
             };
-            let error = ClientError::broker(code, None, format!("topic {topic:?}"));
             if !error.is_retriable()
                 || tokio::time::Instant::now() + shared.config.retry_backoff >= deadline
             {
