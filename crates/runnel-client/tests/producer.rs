@@ -39,6 +39,25 @@ async fn create_topic(broker: &BrokerProcess, name: &str, partitions: i32) -> Ad
     admin
 }
 
+/// Sends a record of each value to `topic` (no key), then waits for every acknowledgement;
+/// the offsets in send order.
+async fn send_all(
+    producer: &Producer,
+    topic: &str,
+    values: impl IntoIterator<Item = Vec<u8>>,
+) -> Vec<i64> {
+    let mut deliveries = Vec::new();
+    for value in values {
+        let record = ProduceRecord::new(topic).value(value);
+        deliveries.push(producer.send(record).await.expect("queued"));
+    }
+    let mut offsets = Vec::new();
+    for delivery in deliveries {
+        offsets.push(delivery.await.expect("acknowledged").offset);
+    }
+    offsets
+}
+
 /// Every record of the partition from offset 0, waiting (up to 10 s) until there are `count`.
 async fn read_partition(
     cluster: &Cluster,
@@ -153,15 +172,8 @@ async fn several_batches_in_flight_to_one_partition_land_in_send_order() {
     config.linger = Duration::ZERO;
     assert!(config.client.max_in_flight > 1);
     let producer = Producer::connect(config).await.expect("producer");
-    let mut deliveries = Vec::new();
-    for index in 0..5_000u32 {
-        let record = ProduceRecord::new("pipelined").value(format!("{index:0>100}"));
-        deliveries.push(producer.send(record).await.expect("send"));
-    }
-    let mut offsets = Vec::new();
-    for delivery in deliveries {
-        offsets.push(delivery.await.expect("acknowledged").offset);
-    }
+    let values = (0..5_000u32).map(|index| format!("{index:0>100}").into_bytes());
+    let offsets = send_all(&producer, "pipelined", values).await;
     assert_eq!(
         offsets,
         (0..5_000).collect::<Vec<i64>>(),
@@ -343,16 +355,8 @@ async fn batches_larger_than_the_topic_allows_are_split_not_failed() {
     // Batches of up to 64 KiB, lingering long enough to fill: far over 3,000 bytes.
     config.linger = Duration::from_millis(50);
     let producer = Producer::connect(config).await.expect("producer");
-    let mut deliveries = Vec::new();
-    for index in 0..40u32 {
-        let record =
-            ProduceRecord::new("small-messages").value(vec![b'0' + (index % 10) as u8; 1000]);
-        deliveries.push(producer.send(record).await.expect("queued"));
-    }
-    let mut offsets = Vec::new();
-    for delivery in deliveries {
-        offsets.push(delivery.await.expect("delivered after splitting").offset);
-    }
+    let values = (0..40u32).map(|index| vec![b'0' + (index % 10) as u8; 1000]);
+    let offsets = send_all(&producer, "small-messages", values).await;
     assert_eq!(
         offsets,
         (0..40).collect::<Vec<i64>>(),
