@@ -32,11 +32,16 @@ const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+/// Attributes bit of a batch written in a transaction.
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attributes bit of a control batch (a transaction marker).
+pub const CONTROL_BIT: i16 = 0x20;
 
 /// Why a batch was refused. Each maps to one Kafka error code in the broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,6 +201,19 @@ impl RecordBatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
     }
+
+    /// The sequence number of the batch's last record, for a batch with a producer id.
+    pub fn last_sequence(&self) -> i32 {
+        last_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// The sequence number `offset_delta` records after `base_sequence`. Sequences wrap from
+/// `i32::MAX` to 0, as Kafka's producers number them.
+pub fn last_sequence(base_sequence: i32, offset_delta: i32) -> i32 {
+    let sum = i64::from(base_sequence) + i64::from(offset_delta.max(0));
+    // i32::MAX is followed by 0: sequences take i32::MAX + 1 values.
+    (sum % (i64::from(i32::MAX) + 1)) as i32
 }
 
 /// Operations on one encoded batch held in a byte slice.
@@ -306,6 +324,22 @@ impl RecordBatch {
         Self::update_crc(batch);
     }
 
+    /// Stamps an idempotent producer's id, epoch and first sequence number, as a producer does
+    /// when it sends the batch, and recomputes the CRC. `batch` must hold exactly one whole
+    /// batch.
+    pub fn set_producer(
+        batch: &mut [u8],
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) {
+        batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
+        batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
+            .copy_from_slice(&producer_epoch.to_be_bytes());
+        batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        Self::update_crc(batch);
+    }
+
     /// Rebuilds one whole, validated batch with its records section compressed by `codec`
     /// instead (the topic's `compression.type`). Every header field but the codec bits, the
     /// length and the CRC is kept: producer id, epoch and sequence, the transactional bit,
@@ -381,6 +415,19 @@ mod tests {
         assert_eq!(header.total_len(), batch.len());
         assert_eq!(header.compression(), Compression::None);
         assert_eq!(header.timestamp_type(), TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn a_stamped_producer_is_read_back_with_a_valid_crc() {
+        let mut batch = sample();
+        RecordBatch::set_producer(&mut batch, 42, 3, i32::MAX);
+        let header = RecordBatch::validate(&batch).unwrap();
+        assert_eq!((header.producer_id, header.producer_epoch), (42, 3));
+        assert_eq!(
+            (header.base_sequence, header.last_sequence()),
+            (i32::MAX, 0)
+        );
+        assert_eq!(last_sequence(5, 0), 5);
     }
 
     #[test]

@@ -35,8 +35,8 @@ mod varint;
 mod walk;
 
 pub use batch::{
-    Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType, BATCH_HEADER_LEN,
-    LOG_OVERHEAD, MAGIC_V2,
+    last_sequence, Compression, RecordBatch, RecordBatchHeader, RecordError, TimestampType,
+    BATCH_HEADER_LEN, CONTROL_BIT, LOG_OVERHEAD, MAGIC_V2, TRANSACTIONAL_BIT,
 };
 pub use compress::compress;
 pub use compression::decompress;
