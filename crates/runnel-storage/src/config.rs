@@ -21,6 +21,9 @@ pub struct LogConfig {
     pub flush_messages: u64,
     /// `flush.ms`: fsync once the oldest unflushed append is this old.
     pub flush_ms: i64,
+    /// `producer.id.expiration.ms` (a broker setting in Kafka): forget an idempotent producer
+    /// that has not appended for this long.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// 1 GiB, Kafka's `segment.bytes` default.
@@ -49,6 +52,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             flush_messages: u64::MAX,
             flush_ms: DEFAULT_FLUSH_MS,
+            producer_id_expiration_ms: crate::producers::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }

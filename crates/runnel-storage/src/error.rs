@@ -5,6 +5,8 @@ use std::io;
 
 use runnel_record::RecordError;
 
+use crate::producers::ProducerError;
+
 /// Why a partition log operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -35,6 +37,9 @@ pub enum StorageError {
     /// Bytes handed to an append that are not whole, well-formed batches.
     #[error("cannot append: {0}")]
     InvalidBatch(#[source] RecordError),
+    /// A produced batch that breaks its producer's epoch or sequence.
+    #[error("cannot append: {0}")]
+    Producer(#[source] ProducerError),
 }
 
 /// Attaches a description of the file operation to an I/O error.

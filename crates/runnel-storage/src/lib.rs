@@ -2,7 +2,8 @@
 //! produced, a sparse offset index and a time index per segment, a checkpoint of the log start
 //! offset and recovery point, and the leader epoch cache.
 //!
-//! [`PartitionLog`] owns appends (offset assignment, segment rolling, index upkeep), reads by
+//! [`PartitionLog`] owns appends (offset assignment, segment rolling, index upkeep, the
+//! idempotent producers' sequence checks and duplicate detection), reads by
 //! offset and by timestamp, crash recovery, retention, DeleteRecords, replica truncation and
 //! flush bookkeeping. It does synchronous file I/O through the [`FileSystem`] trait (the real
 //! disk, or [`sim::SimFileSystem`], which loses what a power cut loses) and takes the time as an
@@ -21,6 +22,7 @@
 //! 00000000000000000000.timeindex  (timestamp i64, relative offset u32), big-endian
 //! partition.checkpoint            log start offset, recovery point (rewritten periodically)
 //! leader-epoch-checkpoint         (epoch, start offset) entries
+//! 00000000000000000000.snapshot   producer state as of that offset (at each roll and clean close)
 //! .clean-shutdown                 written by close(), removed by open()
 //! ```
 //!
@@ -50,6 +52,7 @@ pub mod fs;
 mod handles;
 mod index;
 mod log;
+mod producers;
 mod segment;
 pub mod sim;
 
@@ -61,6 +64,10 @@ pub use error::StorageError;
 pub use fs::{Clock, DataFile, FileSystem, OpenMode, OsFileSystem, SystemClock};
 pub use handles::FileHandles;
 pub use log::{AppendInfo, FetchSlice, FlushHandle, PartitionLog, PARTITION_METADATA};
+pub use producers::{
+    ProducerBatch, ProducerEntry, ProducerError, ProducerStates, BATCHES_KEPT,
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+};
 
 #[cfg(test)]
 mod tests;

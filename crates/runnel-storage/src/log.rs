@@ -23,6 +23,7 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
 use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX};
 use crate::handles::FileHandles;
+use crate::producers::{snapshot_name, ProducerStates, SequenceCheck, SNAPSHOT_SUFFIX};
 use crate::segment::{
     BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, OFFSET_MAX,
     SEGMENT_BYTES_MAX, TIME_INDEX_SUFFIX,
@@ -48,6 +49,9 @@ pub struct AppendInfo {
     /// exact record.
     pub offset_of_max_timestamp: i64,
     pub records: u64,
+    /// The batch was a retry of an idempotent producer's batch already in the log: nothing
+    /// was written, and the offsets are the original batch's.
+    pub duplicate: bool,
 }
 
 /// A range of whole batches in a segment file, to be read without holding the partition lock.
@@ -132,6 +136,10 @@ pub struct PartitionLog {
     oldest_unflushed_append_ms: Option<i64>,
     /// What `partition.checkpoint` holds now.
     checkpointed: PartitionCheckpoint,
+    /// Idempotent producers' epochs and recent batches, as of the log end.
+    producers: ProducerStates,
+    /// Offsets of the producer-state snapshots on disk, ascending.
+    snapshots: Vec<i64>,
 }
 
 impl PartitionLog {
@@ -169,7 +177,7 @@ impl PartitionLog {
                 .context(|| format!("removing {}", marker.display()))?;
             checkpoint::sync_dir(fs_ref, dir)?;
         }
-        let bases = scan_directory(fs_ref, dir)?;
+        let Contents { bases, snapshots } = scan_directory(fs_ref, dir)?;
         let stored = PartitionCheckpoint::read(fs_ref, dir)?;
         let clean = marker_found && stored.is_some();
         let index_interval_bytes = u64::from(config.index_interval_bytes);
@@ -322,6 +330,8 @@ impl PartitionLog {
                 log_start_offset: -1,
                 recovery_point: -1,
             }),
+            producers: ProducerStates::default(),
+            snapshots,
             fs,
             handles,
         };
@@ -329,8 +339,87 @@ impl PartitionLog {
         if epochs_changed {
             log.write_epochs()?;
         }
+        log.rebuild_producers(now_ms)?;
         log.checkpoint()?;
         Ok(log)
+    }
+
+    /// Rebuilds the producer state from the newest readable snapshot at or below the log end
+    /// and the batches after it (all of the log when there is none). Snapshots above the log
+    /// end describe batches that are gone (a lost tail, a truncation) and are deleted.
+    fn rebuild_producers(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        while let Some(&offset) = self.snapshots.last() {
+            if offset <= log_end_offset {
+                break;
+            }
+            self.snapshots.pop();
+            self.remove_snapshot(offset)?;
+        }
+        self.producers = ProducerStates::default();
+        let mut replay_from = self.segments[0].base_offset;
+        while let Some(&offset) = self.snapshots.last() {
+            let path = self.dir.join(snapshot_name(offset));
+            let bytes = crate::fs::read_optional(&*self.fs, &path)
+                .context(|| format!("reading {}", path.display()))?
+                .unwrap_or_default();
+            match ProducerStates::decode_snapshot(&bytes, offset) {
+                Ok(states) => {
+                    self.producers = states;
+                    replay_from = offset.max(replay_from);
+                    break;
+                }
+                Err(why) => {
+                    tracing::warn!(snapshot = %path.display(), reason = %why, "ignoring an unreadable producer-state snapshot");
+                    self.snapshots.pop();
+                    self.remove_snapshot(offset)?;
+                }
+            }
+        }
+        for segment in &self.segments {
+            if segment.next_offset <= replay_from {
+                continue;
+            }
+            let mut reader = segment.reader()?;
+            let Some((mut position, _)) = segment.find_batch(&mut reader, replay_from)? else {
+                continue;
+            };
+            while let Some(batch) = segment.peek(&mut reader, position)? {
+                if batch.base_offset >= replay_from {
+                    self.producers.record(&batch, now_ms);
+                }
+                position += batch.len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the producer state as of the log end, durably. Called where a start would
+    /// otherwise read much log to rebuild it: at each roll and at a clean close.
+    fn write_producer_snapshot(&mut self) -> Result<(), StorageError> {
+        let offset = self.log_end_offset();
+        checkpoint::write_atomically(
+            &*self.fs,
+            &self.dir,
+            &snapshot_name(offset),
+            &self.producers.encode_snapshot(offset),
+        )?;
+        if self.snapshots.last() != Some(&offset) {
+            self.snapshots.push(offset);
+        }
+        Ok(())
+    }
+
+    fn remove_snapshot(&self, offset: i64) -> Result<(), StorageError> {
+        let path = self.dir.join(snapshot_name(offset));
+        self.fs
+            .remove_file(&path)
+            .context(|| format!("removing {}", path.display()))
+    }
+
+    /// The producers of this partition, for DescribeProducers and the broker's checks.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
     }
 
     pub fn dir(&self) -> &Path {
@@ -391,7 +480,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let mut summaries = Vec::new();
+        let mut summaries: Vec<BatchSummary> = Vec::new();
         let mut position = 0;
         let first_offset = self.log_end_offset();
         let mut next_offset = first_offset;
@@ -416,7 +505,42 @@ impl PartitionLog {
             summaries.push(summary);
             position += len;
         }
+        if let Some(duplicate) = self.check_producers(&summaries, now_ms)? {
+            return Ok(duplicate);
+        }
         self.write_batches(batches, &summaries, now_ms)
+    }
+
+    /// The idempotent producer's checks of a leader append: a records set with a producer id
+    /// is one batch (as Kafka requires of every produce since v3), in sequence and of a
+    /// current epoch. A retry of a batch already written is answered with its offsets.
+    fn check_producers(
+        &mut self,
+        summaries: &[BatchSummary],
+        now_ms: i64,
+    ) -> Result<Option<AppendInfo>, StorageError> {
+        let Some(batch) = summaries.iter().find(|batch| batch.has_producer()) else {
+            return Ok(None);
+        };
+        if summaries.len() > 1 {
+            return Err(StorageError::InvalidBatch(RecordError::Invalid(
+                "the records of an idempotent or transactional producer must be one batch",
+            )));
+        }
+        let expiration_ms = self.config.producer_id_expiration_ms;
+        self.producers.sweep_expired(now_ms, expiration_ms);
+        match self.producers.check(batch, now_ms, expiration_ms) {
+            Ok(SequenceCheck::Append) => Ok(None),
+            Ok(SequenceCheck::Duplicate(original)) => Ok(Some(AppendInfo {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                max_timestamp: original.max_timestamp,
+                offset_of_max_timestamp: original.last_offset,
+                records: 0,
+                duplicate: true,
+            })),
+            Err(error) => Err(StorageError::Producer(error)),
+        }
     }
 
     /// Appends batches fetched from the leader, which already carry their offsets and leader
@@ -509,6 +633,7 @@ impl PartitionLog {
             max_timestamp: NO_BATCH_TIMESTAMP,
             offset_of_max_timestamp: -1,
             records: 0,
+            duplicate: false,
         };
         for batch in batches {
             if batch.max_timestamp > info.max_timestamp {
@@ -516,6 +641,7 @@ impl PartitionLog {
                 info.offset_of_max_timestamp = batch.last_offset;
             }
             info.records += batch.records;
+            self.producers.record(batch, now_ms);
         }
         assert_eq!(
             self.log_end_offset(),
@@ -773,6 +899,15 @@ impl PartitionLog {
             tracing::info!(segment = %segment.path().display(), "deleting segment");
             segment.delete_files(&*self.fs)?;
         }
+        // Snapshots of offsets whose segments are gone serve no rebuild; the newest stays,
+        // whatever its offset, so a start never has to read the whole log.
+        let stale = self.snapshots[..self.snapshots.len().saturating_sub(1)]
+            .iter()
+            .take_while(|offset| **offset < first_base)
+            .count();
+        for offset in self.snapshots.drain(..stale).collect::<Vec<_>>() {
+            self.remove_snapshot(offset)?;
+        }
         Ok(())
     }
 
@@ -813,13 +948,14 @@ impl PartitionLog {
         checkpoint::sync_dir(&*self.fs, &self.dir)?;
         tracing::debug!(segment = %segment.path().display(), "rolled a new segment");
         self.segments.push(segment);
+        self.write_producer_snapshot()?;
         self.checkpoint()
     }
 
     /// Truncates the log so it ends at `offset` (a batch boundary; a batch holding `offset`
     /// is removed whole). For replicas whose log diverged from the leader's. Below the log start
     /// offset, the whole log is emptied and restarted at `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), StorageError> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -857,6 +993,7 @@ impl PartitionLog {
         if self.epochs.truncate_from_end(log_end_offset) {
             self.write_epochs()?;
         }
+        self.rebuild_producers(now_ms)?;
         self.checkpoint()
     }
 
@@ -948,6 +1085,7 @@ impl PartitionLog {
         self.segments[last].seal()?;
         self.segments[last].sync_indexes()?;
         self.flush()?;
+        self.write_producer_snapshot()?;
         self.checkpoint()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         self.fs
@@ -1041,10 +1179,19 @@ fn find_record(
     })
 }
 
-/// Lists the segment base offsets in `dir`, sorted, and removes leftovers of interrupted
+/// What a partition directory holds, each list sorted.
+struct Contents {
+    /// Segment base offsets.
+    bases: Vec<i64>,
+    /// Producer-state snapshot offsets.
+    snapshots: Vec<i64>,
+}
+
+/// Lists the segments and snapshots in `dir` and removes leftovers of interrupted
 /// operations: temporary files and index files without a log.
-fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageError> {
+fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Contents, StorageError> {
     let mut bases = Vec::new();
+    let mut snapshots = Vec::new();
     let mut index_files = Vec::new();
     let entries = fs
         .list(dir)
@@ -1071,6 +1218,8 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageEr
             parse_base(name, INDEX_SUFFIX).or_else(|| parse_base(name, TIME_INDEX_SUFFIX))
         {
             index_files.push((base, path));
+        } else if let Some(offset) = parse_base(name, SNAPSHOT_SUFFIX) {
+            snapshots.push(offset);
         } else if name != PARTITION_CHECKPOINT
             && name != LEADER_EPOCH_CHECKPOINT
             && name != CLEAN_SHUTDOWN
@@ -1080,13 +1229,14 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<i64>, StorageEr
         }
     }
     bases.sort_unstable();
+    snapshots.sort_unstable();
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
             fs.remove_file(&path)
                 .context(|| format!("removing orphan {}", path.display()))?;
         }
     }
-    Ok(bases)
+    Ok(Contents { bases, snapshots })
 }
 
 fn parse_base(name: &str, suffix: &str) -> Option<i64> {

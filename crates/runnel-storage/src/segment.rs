@@ -8,7 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runnel_record::{RecordBatch, RecordBatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use runnel_record::{
+    last_sequence, RecordBatch, RecordBatchHeader, BATCH_HEADER_LEN, CONTROL_BIT, LOG_OVERHEAD,
+    MAGIC_V2, TRANSACTIONAL_BIT,
+};
 
 use crate::error::{IoContext, StorageError};
 use crate::fs::{DataFile, FileSystem, OpenMode};
@@ -52,6 +55,12 @@ pub(crate) struct BatchSummary {
     pub(crate) max_timestamp: i64,
     pub(crate) records: u64,
     pub(crate) partition_leader_epoch: i32,
+    /// -1 for a batch of no idempotent or transactional producer.
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+    pub(crate) last_offset_delta: i32,
+    pub(crate) attributes: i16,
 }
 
 impl BatchSummary {
@@ -67,7 +76,28 @@ impl BatchSummary {
             max_timestamp: header.max_timestamp,
             records: u64::try_from(header.records_count).unwrap_or(0),
             partition_leader_epoch: header.partition_leader_epoch,
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            last_offset_delta: header.last_offset_delta,
+            attributes: header.attributes,
         }
+    }
+
+    pub(crate) fn has_producer(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    pub(crate) fn last_sequence(&self) -> i32 {
+        last_sequence(self.base_sequence, self.last_offset_delta)
+    }
+
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
     }
 
     /// Parses the fields the log needs from the 61-byte fixed header. The CRC is not checked:
@@ -83,6 +113,7 @@ impl BatchSummary {
         let i32_at = |at: usize| {
             i32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
+        let i16_at = |at: usize| i16::from_be_bytes([header[at], header[at + 1]]);
         let i64_at = |at: usize| {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&header[at..at + 8]);
@@ -93,8 +124,12 @@ impl BatchSummary {
         let batch_length = i32_at(8);
         let partition_leader_epoch = i32_at(12);
         let magic = header[16] as i8;
+        let attributes = i16_at(21);
         let last_offset_delta = i32_at(23);
         let max_timestamp = i64_at(35);
+        let producer_id = i64_at(43);
+        let producer_epoch = i16_at(51);
+        let base_sequence = i32_at(53);
         let records_count = i32_at(57);
         if magic != MAGIC_V2 {
             return Err(format!("batch magic {magic} is not 2"));
@@ -114,6 +149,11 @@ impl BatchSummary {
             max_timestamp,
             records: records_count as u64,
             partition_leader_epoch,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            last_offset_delta,
+            attributes,
         })
     }
 }

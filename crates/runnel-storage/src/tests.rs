@@ -47,6 +47,16 @@ fn batch(timestamp: i64, records: usize) -> Vec<u8> {
     builder.build()
 }
 
+/// A batch of idempotent producer `producer_id` (epoch 0) from `sequence`.
+fn producer_batch(producer_id: i64, sequence: i32, records: usize) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(NOW).producer(producer_id, 0, sequence);
+    for index in 0..records {
+        let value = format!("producer-{producer_id}-{}", sequence + index as i32);
+        builder = builder.record(None, Some(value.as_bytes()), &[]);
+    }
+    builder.build()
+}
+
 fn append(log: &mut PartitionLog, timestamp: i64, records: usize) -> Result<Vec<u8>, StorageError> {
     let mut bytes = batch(timestamp, records);
     log.append(&mut bytes, 0, NOW)?;
@@ -771,7 +781,7 @@ fn truncate_to_cuts_segments_indexes_and_epochs() -> TestResult {
     assert_eq!(log.end_offset_for_epoch(1), (1, 12));
     log.flush()?;
     let segments = log.segment_count();
-    log.truncate_to(9)?; // inside the batch 8..=9: the whole batch goes
+    log.truncate_to(9, NOW)?; // inside the batch 8..=9: the whole batch goes
     assert_eq!(log.log_end_offset(), 8);
     assert!(log.segment_count() < segments);
     assert_eq!(log.recovery_point(), 8);
@@ -782,14 +792,14 @@ fn truncate_to_cuts_segments_indexes_and_epochs() -> TestResult {
     let info = log.append(&mut batch(NOW, 1), 3, NOW)?;
     assert_eq!(info.base_offset, 8);
     assert_eq!(read_all(&log, 0)?.len(), 5);
-    log.truncate_to(100)?; // beyond the end: nothing
+    log.truncate_to(100, NOW)?; // beyond the end: nothing
     assert_eq!(log.log_end_offset(), 9);
     drop(log);
     let mut log = open_log(dir.path(), small_config(), NOW)?;
     assert_eq!(log.log_end_offset(), 9);
     assert_eq!(log.end_offset_for_epoch(3), (3, 9));
     // Truncating to the very start empties the log.
-    log.truncate_to(0)?;
+    log.truncate_to(0, NOW)?;
     assert_eq!(
         (
             log.log_start_offset(),
@@ -1052,6 +1062,108 @@ fn a_missing_checkpoint_means_a_full_scan() -> TestResult {
 }
 
 /// What the workload of the power-loss property does between crashes.
+/// Appends a batch of `producer_id` and returns what the log made of it.
+fn produce(
+    log: &mut PartitionLog,
+    producer_id: i64,
+    sequence: i32,
+    records: usize,
+) -> Result<crate::AppendInfo, StorageError> {
+    log.append(&mut producer_batch(producer_id, sequence, records), 0, NOW)
+}
+
+#[test]
+fn a_retried_batch_gets_its_original_offsets_and_is_not_written_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut log = open_log(dir.path(), LogConfig::default(), NOW)?;
+    let first = produce(&mut log, 7, 0, 3)?;
+    append(&mut log, NOW, 2)?;
+    produce(&mut log, 7, 3, 1)?;
+    let end = log.log_end_offset();
+    let retry = produce(&mut log, 7, 0, 3)?;
+    assert!(retry.duplicate);
+    assert_eq!(
+        (retry.base_offset, retry.last_offset),
+        (first.base_offset, first.last_offset)
+    );
+    assert_eq!(log.log_end_offset(), end, "a duplicate writes nothing");
+    assert!(matches!(
+        produce(&mut log, 7, 9, 1),
+        Err(StorageError::Producer(
+            crate::ProducerError::OutOfOrderSequence { expected: 4, .. }
+        ))
+    ));
+    let mut two = producer_batch(8, 0, 1);
+    two.extend(producer_batch(8, 1, 1));
+    assert!(
+        matches!(
+            log.append(&mut two, 0, NOW),
+            Err(StorageError::InvalidBatch(_))
+        ),
+        "an idempotent producer's records are one batch"
+    );
+    assert_eq!(log.log_end_offset(), end);
+    Ok(())
+}
+
+/// The last sequence the log remembers for each of producers 1..=3.
+fn last_sequences(log: &PartitionLog) -> Vec<Option<i32>> {
+    (1..=3)
+        .map(|id| {
+            log.producers()
+                .get(id)
+                .and_then(|entry| entry.last_sequence())
+        })
+        .collect()
+}
+
+#[test]
+fn producer_state_survives_reopening_and_follows_truncation() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    let mut ends = Vec::new();
+    for round in 0..12 {
+        for producer in 1..=3 {
+            produce(&mut log, producer, round * 2, 2)?;
+        }
+        ends.push(log.log_end_offset());
+    }
+    assert!(log.segment_count() > 3, "the test wants several rolls");
+    assert!(
+        !segment_files(dir.path(), ".snapshot")?.is_empty(),
+        "rolls write snapshots"
+    );
+    let expected = last_sequences(&log);
+    assert_eq!(expected, vec![Some(23); 3]);
+
+    // Clean: the close's snapshot is all there is to read.
+    log.close()?;
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    assert_eq!(last_sequences(&log), expected);
+    assert!(produce(&mut log, 2, 22, 2)?.duplicate);
+
+    // Unclean: the roll snapshots plus the log after the newest.
+    produce(&mut log, 1, 24, 2)?;
+    drop(log);
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    assert_eq!(last_sequences(&log), vec![Some(25), Some(23), Some(23)]);
+    assert!(produce(&mut log, 1, 24, 2)?.duplicate);
+
+    // A damaged snapshot is passed over for an older one (or the whole log).
+    drop(log);
+    for snapshot in segment_files(dir.path(), ".snapshot")? {
+        fs::write(&snapshot, b"garbage")?;
+    }
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    assert_eq!(last_sequences(&log), vec![Some(25), Some(23), Some(23)]);
+
+    // Truncation forgets what it removes: the batch may be written again.
+    log.truncate_to(ends[5], NOW)?;
+    assert_eq!(last_sequences(&log), vec![Some(11); 3]);
+    assert!(!produce(&mut log, 3, 12, 2)?.duplicate);
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Append { records: usize },
@@ -1089,11 +1201,24 @@ proptest! {
         };
         let mut log = PartitionLog::open(Arc::new(fs.clone()), FileHandles::new(2), dir, config.clone(), NOW).unwrap();
         let mut written: Vec<Record> = Vec::new();
+        // Producers 1 and 2 write every third batch each: (producer, last offset, last sequence).
+        let mut producer_batches: Vec<(i64, i64, i32)> = Vec::new();
+        let mut next_sequence = [0i32; 3];
         for (index, step) in steps.iter().enumerate() {
             match step {
                 Step::Append { records } => {
-                    let mut bytes = batch(NOW + index as i64, *records);
+                    let producer = (index % 3) as i64;
+                    let mut bytes = if producer == 0 {
+                        batch(NOW + index as i64, *records)
+                    } else {
+                        let sequence = next_sequence[producer as usize];
+                        next_sequence[producer as usize] += *records as i32;
+                        producer_batch(producer, sequence, *records)
+                    };
                     let info = log.append(&mut bytes, 0, NOW).unwrap();
+                    if producer != 0 {
+                        producer_batches.push((producer, info.last_offset, next_sequence[producer as usize] - 1));
+                    }
                     let mut decoded = decode_records(&bytes).unwrap();
                     prop_assert_eq!(decoded[0].offset, info.base_offset);
                     written.append(&mut decoded);
@@ -1125,6 +1250,17 @@ proptest! {
             if let Some(original) = written.iter().find(|r| r.offset == record.offset) {
                 prop_assert_eq!(record, original);
             }
+        }
+        // Producer state is what the surviving log says, including batches retention deleted:
+        // nothing lost is remembered, nothing kept is forgotten.
+        for producer in [1, 2] {
+            let expected = producer_batches
+                .iter()
+                .filter(|(id, last_offset, _)| *id == producer && *last_offset < recovered.log_end_offset())
+                .map(|(_, _, sequence)| *sequence)
+                .next_back();
+            let found = recovered.producers().get(producer).and_then(|entry| entry.last_sequence());
+            prop_assert_eq!(found, expected, "producer {}'s last sequence", producer);
         }
     }
 }
