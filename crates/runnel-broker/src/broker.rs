@@ -17,6 +17,7 @@ use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
 use crate::io_pool::IoPool;
 use crate::pipeline::Turn;
+use crate::producer_ids::ProducerIds;
 use crate::topics::TopicRegistry;
 
 /// Why the broker cannot start.
@@ -41,6 +42,7 @@ pub struct Broker {
     pub(crate) topics: TopicRegistry,
     pub(crate) fetch_sessions: FetchSessions,
     pub(crate) groups: GroupService,
+    pub(crate) producer_ids: ProducerIds,
     pub(crate) cluster_id: String,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
@@ -85,6 +87,13 @@ impl Broker {
             reason: error.to_string(),
         })?;
         let cluster_id = load_or_create_identity(&*fs, &config.data_dir, config.node_id)?;
+        let producer_ids =
+            ProducerIds::open(Arc::clone(&fs), &config.data_dir).map_err(|reason| {
+                StartupError::DataDir {
+                    dir: config.data_dir.display().to_string(),
+                    reason,
+                }
+            })?;
         let topics = TopicRegistry::open(
             Arc::clone(&fs),
             &config.data_dir,
@@ -115,6 +124,7 @@ impl Broker {
             fetch_sessions,
             topics,
             groups,
+            producer_ids,
             cluster_id,
             advertised_host,
             advertised_port,
@@ -335,6 +345,14 @@ impl Broker {
                 })
                 .await
                 .map(ResponseKind::ConsumerGroupDescribe),
+            RequestKind::InitProducerId(req) => self
+                .blocking(move |broker| handlers::producers::init_producer_id(broker, req))
+                .await
+                .map(ResponseKind::InitProducerId),
+            RequestKind::DescribeProducers(req) => self
+                .blocking(move |broker| handlers::producers::describe_producers(broker, req))
+                .await
+                .map(ResponseKind::DescribeProducers),
             _ => {
                 // parse_request admits only the APIs in the version table, all handled above.
                 tracing::error!(api_key = ?request.api_key, "request passed the version table but has no handler");

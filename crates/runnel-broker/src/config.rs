@@ -101,6 +101,9 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes`: how long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
+    /// written to it for this long.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -145,6 +148,7 @@ impl Default for BrokerConfig {
             group_consumer_heartbeat_interval_ms: 5000,
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
+            producer_id_expiration_ms: runnel_storage::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }
@@ -205,6 +209,11 @@ impl BrokerConfig {
                 "offsets-topic-num-partitions must be at least 1".into(),
             ));
         }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(ConfigError::Invalid(
+                "producer-id-expiration-ms must be at least 1".into(),
+            ));
+        }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(ConfigError::Invalid(
                 "group-min-session-timeout-ms must not exceed group-max-session-timeout-ms".into(),
@@ -255,6 +264,7 @@ impl BrokerConfig {
     /// Broker-wide defaults for topic configs, as set by the operator.
     pub fn topic_defaults(&self) -> BrokerTopicDefaults {
         let mut defaults = BrokerTopicDefaults::default();
+        defaults.producer_id_expiration_ms = self.producer_id_expiration_ms;
         for (name, value) in self.topic_default_pairs() {
             defaults.set(name, value);
         }

@@ -4,7 +4,7 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 use runnel_record::RecordError;
-use runnel_storage::StorageError;
+use runnel_storage::{ProducerError, StorageError};
 
 use crate::io_pool::PoolError;
 
@@ -51,6 +51,16 @@ impl From<StorageError> for ApiError {
                 ApiError::new(ResponseError::OffsetOutOfRange, error.to_string())
             }
             StorageError::InvalidBatch(record) => record.into(),
+            StorageError::Producer(producer) => {
+                let code = match producer {
+                    ProducerError::InvalidEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                    ProducerError::OutOfOrderSequence { .. } => {
+                        ResponseError::OutOfOrderSequenceNumber
+                    }
+                    ProducerError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+                };
+                ApiError::new(code, producer.to_string())
+            }
             other => ApiError::storage(other.to_string()),
         }
     }

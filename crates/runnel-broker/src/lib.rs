@@ -26,6 +26,7 @@ mod partition;
 mod pipeline;
 #[cfg(test)]
 mod power_loss;
+mod producer_ids;
 mod server;
 mod topic_config;
 mod topics;

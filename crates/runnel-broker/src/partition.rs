@@ -86,7 +86,7 @@ fn lock_list<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Debug)]
 enum LogState {
-    Online(PartitionLog),
+    Online(Box<PartitionLog>),
     /// After a disk error; the files are left as they were.
     Offline,
     /// The topic was deleted: holders of an `Arc<Partition>` see it as unknown.
@@ -141,7 +141,7 @@ impl Partition {
             topic,
             index,
             flushed_offset: AtomicI64::new(log.recovery_point()),
-            log: Mutex::new(LogState::Online(log)),
+            log: Mutex::new(LogState::Online(Box::new(log))),
             offline_reason: OnceLock::new(),
             high_watermark,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -337,10 +337,19 @@ impl Partition {
             let appended = Appended {
                 info,
                 log_start_offset: log.log_start_offset(),
-                sync_required: log.flush_due_by_count(),
+                // A retry already in the log is answered as its original would be: once
+                // consumers may see it, which under fsync-before-ack means once it is synced.
+                sync_required: if info.duplicate {
+                    self.high_watermark() <= info.last_offset
+                } else {
+                    log.flush_due_by_count()
+                },
             };
             Ok((appended, log.log_end_offset()))
         })?;
+        if appended.info.duplicate {
+            return Ok(appended);
+        }
         self.schedule_flush();
         self.schedule_retention_check();
         if !appended.sync_required {
@@ -421,7 +430,7 @@ impl Partition {
     /// Flushes and closes the log (clean shutdown).
     pub(crate) fn close(&self) -> Result<(), StorageError> {
         match std::mem::replace(&mut *self.lock(), LogState::Deleted) {
-            LogState::Online(log) => log.close(),
+            LogState::Online(log) => (*log).close(),
             LogState::Offline | LogState::Deleted => Ok(()),
         }
     }

@@ -199,10 +199,22 @@ pub(crate) fn validate_entry(name: &str, value: &str) -> Result<(), String> {
         .map_err(|reason| format!("Invalid value {value} for configuration {name}: {reason}"))
 }
 
-/// Broker-wide defaults for topic configs, set by the operator (`--flush-messages` etc.).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Broker-wide defaults for topic configs, set by the operator (`--flush-messages` etc.),
+/// and the broker settings every partition log follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerTopicDefaults {
     overrides: BTreeMap<&'static str, String>,
+    /// `producer.id.expiration.ms`.
+    pub producer_id_expiration_ms: i64,
+}
+
+impl Default for BrokerTopicDefaults {
+    fn default() -> Self {
+        BrokerTopicDefaults {
+            overrides: BTreeMap::new(),
+            producer_id_expiration_ms: runnel_storage::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        }
+    }
 }
 
 impl BrokerTopicDefaults {
@@ -289,6 +301,7 @@ impl TopicSettings {
                 retention_bytes: long("retention.bytes"),
                 flush_messages: get("flush.messages").parse::<u64>().unwrap_or(u64::MAX),
                 flush_ms: long("flush.ms"),
+                producer_id_expiration_ms: broker.producer_id_expiration_ms,
             },
             max_message_bytes: long("max.message.bytes").max(0) as usize,
             log_append_time: get("message.timestamp.type") == "LogAppendTime",

@@ -185,6 +185,10 @@ struct ServerArgs {
     /// How long an empty group's committed offsets are kept (default 10080 = 7 days).
     #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES")]
     offsets_retention_minutes: Option<i64>,
+    /// How long a partition remembers an idempotent producer that stopped writing to it
+    /// (default 86400000 = 1 day).
+    #[arg(long, env = "RUNNEL_PRODUCER_ID_EXPIRATION_MS")]
+    producer_id_expiration_ms: Option<i64>,
 }
 
 impl ServerArgs {
@@ -226,7 +230,8 @@ impl ServerArgs {
             group_consumer_session_timeout_ms,
             group_consumer_heartbeat_interval_ms,
             offsets_topic_num_partitions,
-            offsets_retention_minutes
+            offsets_retention_minutes,
+            producer_id_expiration_ms
         );
         take_optional!(
             advertised_listener,

@@ -55,6 +55,8 @@ fn decodable_versions(key: ApiKey) -> VersionRange {
         ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
+        ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+        ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
         other => other.valid_versions(),
     };
     key.valid_versions().intersect(&request)
@@ -96,6 +98,8 @@ const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetDelete,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeProducers,
 ];
 
 #[cfg(test)]

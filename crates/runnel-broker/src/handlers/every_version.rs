@@ -229,6 +229,18 @@ pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
                 GroupId(StrBytes::from_static_str("missing")),
             ]),
         ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name())
+                    .with_partition_indexes(vec![0, 9]),
+            ]))
+        }
         other => panic!("no sample request for {other:?}: add one when adding the API"),
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod groups;
 pub(crate) mod log_dirs;
 pub(crate) mod offsets;
 pub(crate) mod produce;
+pub(crate) mod producers;
 pub(crate) mod topics;
 
 #[cfg(test)]

@@ -339,10 +339,19 @@ fn check_header(header: &RecordBatchHeader, max_message_bytes: usize) -> Result<
             "clients may not produce control batches",
         ));
     }
-    if header.producer_id >= 0 || header.is_transactional() {
+    if header.is_transactional() {
         return Err(ApiError::new(
             ResponseError::InvalidRecord,
-            "idempotent and transactional producers are not supported yet; set enable.idempotence=false",
+            "transactional producers are not supported yet",
+        ));
+    }
+    if header.producer_id >= 0 && (header.base_sequence < 0 || header.producer_epoch < 0) {
+        return Err(ApiError::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "a batch of producer {} needs a sequence and an epoch, got {} and {}",
+                header.producer_id, header.base_sequence, header.producer_epoch
+            ),
         ));
     }
     Ok(())
