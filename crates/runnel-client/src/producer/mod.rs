@@ -5,16 +5,18 @@
 //! returns a [`DeliveryFuture`] that resolves once the partition's leader has acknowledged
 //! the record per [`Acks`], or with the error that stopped it. A sender task sends batches
 //! when they are full (`batch_size`), have waited `linger`, or a [`Producer::flush`] asks;
-//! one batch per partition is in flight at a time, so retries never reorder a partition's
-//! records. When the buffer (`buffer_memory`) is full, `send` waits for room: back-pressure
-//! rather than unbounded memory.
+//! up to 5 batches per partition are in flight, queued in the partition's order. The producer
+//! is idempotent by default (`enable_idempotence`, with [`Acks::All`]): it gets a producer id
+//! from the broker and numbers each partition's records, so the broker writes a retried batch
+//! once and never out of order. When the buffer (`buffer_memory`) is full, `send` waits for
+//! room: back-pressure rather than unbounded memory.
 //!
 //! The pieces underneath are plain data structures, tested without sockets:
 //! [`partitioner`] (murmur2 as the Java client, sticky partitions for records without a key)
 //! and [`accumulator`] (the per-partition batches and the memory bound). Serializers for
 //! typed keys and values live in [`serde`].
 //!
-//! Does not (yet): idempotence or transactions, splitting a batch the broker finds too large.
+//! Does not (yet): transactions.
 //!
 //! ```no_run
 //! # async fn example() -> runnel_client::Result<()> {
@@ -120,6 +122,7 @@ impl Acks {
 /// config.linger = Duration::from_millis(20);
 /// config.compression = Compression::Zstd;
 /// assert_eq!(config.batch_size, 1_000_000);
+/// assert!(config.enable_idempotence);
 /// assert_eq!(config.delivery_timeout, Duration::from_secs(120));
 /// ```
 #[derive(Clone)]
@@ -152,6 +155,11 @@ pub struct ProducerConfig {
     /// `partitioner.class`: where records without an explicit partition go
     /// ([`DefaultPartitioner`], seeded at random).
     pub partitioner: Arc<dyn Partitioner>,
+    /// `enable.idempotence` (on, as in the Java producer since Kafka 3.0): the broker writes
+    /// each batch once, in order, however often it is retried. Takes effect with
+    /// [`Acks::All`] only, as the Java producer turns it off for other acks; with it, at most
+    /// 5 batches per partition are in flight.
+    pub enable_idempotence: bool,
 }
 
 impl fmt::Debug for ProducerConfig {
@@ -167,6 +175,7 @@ impl fmt::Debug for ProducerConfig {
             .field("delivery_timeout", &self.delivery_timeout)
             .field("retry_backoff", &self.retry_backoff)
             .field("max_block", &self.max_block)
+            .field("enable_idempotence", &self.enable_idempotence)
             .finish_non_exhaustive()
     }
 }
@@ -192,7 +201,13 @@ impl ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             max_block: Duration::from_secs(60),
             partitioner: Arc::new(DefaultPartitioner::new(random_seed())),
+            enable_idempotence: true,
         }
+    }
+
+    /// Whether batches carry a producer id and sequence numbers.
+    pub(crate) fn idempotent(&self) -> bool {
+        self.enable_idempotence && self.acks == Acks::All
     }
 
     fn accumulator_config(&self) -> AccumulatorConfig {

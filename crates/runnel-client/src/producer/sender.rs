@@ -10,11 +10,22 @@
 //! batches go back in their places. A batch that failed with a retriable error (or was
 //! split) goes back into its partition's queue in its place (by the position of its first
 //! record), and the partition sends one batch at a time until that batch and every one put
-//! back before it is written. Without idempotence (not yet served) a retry can still
-//! reorder: when a batch fails and the batches behind it, already in flight, succeed, it
-//! lands after them; the producer logs a warning when that happens, as Kafka's does with
-//! `enable.idempotence=false`. Batches for partitions led by the same broker travel in one
+//! back before it is written. Batches for partitions led by the same broker travel in one
 //! Produce request; the requests to different brokers are queued side by side.
+//!
+//! Idempotence (the default, with acks=all): the sender gets a producer id from
+//! InitProducerId and stamps each batch, when it is first sent, with the id, its epoch and the
+//! sequence number of its first record (its place among the partition's records since the
+//! id was taken). A retry resends the same stamp, so the broker answers a batch it already
+//! has with its original offsets, and refuses (OUT_OF_ORDER_SEQUENCE_NUMBER) a batch that
+//! overtook an earlier one, which then goes back in its place behind it. A partition that
+//! forgot the producer (UNKNOWN_PRODUCER_ID: it expired there) has its records numbered
+//! afresh from the refused batch. A batch that fails for good leaves a gap in its partition's
+//! sequence, so the sender then takes a new producer id and numbers every partition afresh
+//! (Java's epoch bump for idempotent producers). Without idempotence a retry can reorder: when
+//! a batch fails and the batches behind it, already in flight, succeed, it lands after them;
+//! the producer logs a warning when that happens, as Kafka's does with
+//! `enable.idempotence=false`.
 //!
 //! Retries: a retriable error (a moved leader, an unknown topic, a timeout, a broken
 //! connection) drops the topic's cached metadata and resends the same batch bytes after
@@ -29,7 +40,7 @@
 //! `max.message.bytes` is below the producer's `batch.size`) is split in two and both halves
 //! go first, in order; a single record too large fails.
 //!
-//! Does not: use idempotence or transactions.
+//! Does not: transactions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -38,7 +49,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId,
+};
+use runnel_record::RecordBatch;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
@@ -206,12 +220,30 @@ struct Acknowledged {
     log_append_time_ms: i64,
 }
 
+/// The producer id and epoch an idempotent producer stamps its batches with, and which
+/// of the sender's successive ids it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    producer_id: i64,
+    epoch: i16,
+    generation: u64,
+}
+
+/// What a batch was stamped with when it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    generation: u64,
+    sequence: i32,
+}
+
 /// A batch on its way, and what befell its earlier tries.
 struct Attempt {
     batch: ReadyBatch<Delivery>,
     /// The place of the batch's first record among every record sent to the partition: the
     /// batch's place in the partition's order, kept through retries and splits.
     first_record: u64,
+    /// The idempotent producer's stamp, from its first send; kept through retries.
+    stamp: Option<Stamp>,
     /// Not to be sent again before this (retry backoff).
     retry_at: Option<Instant>,
     /// Why the last try failed.
@@ -232,6 +264,11 @@ struct PartitionQueue {
     careful_until_record: u64,
     /// The end of the furthest batch written so far: a batch put back below it was overtaken.
     written_up_to: u64,
+    /// The end of the furthest batch written or failed for good: a batch that starts beyond
+    /// it has an earlier one still unresolved.
+    settled_up_to: u64,
+    /// The record that sequence 0 stands for under the identity of this generation.
+    sequence_base: Option<(u64, u64)>,
     /// Settled once the request holding the partition's latest batch in flight is on its
     /// connection, or known not to be: the next request for the partition waits for that.
     queued_before: Option<watch::Receiver<Queued>>,
@@ -247,6 +284,41 @@ enum Queued {
 }
 
 impl PartitionQueue {
+    /// Stamps the batch for `identity` unless it already carries this identity's stamp:
+    /// a retry resends the bytes the broker may already have.
+    fn stamp(&mut self, attempt: &mut Attempt, identity: Identity) {
+        if attempt
+            .stamp
+            .is_some_and(|stamp| stamp.generation == identity.generation)
+        {
+            return;
+        }
+        let base = match self.sequence_base {
+            Some((generation, base)) if generation == identity.generation => base,
+            _ => {
+                // Every record before the unsettled ones is written or given up: sequence 0
+                // stands for the first unsettled record.
+                let base = self.settled_up_to.min(attempt.first_record);
+                self.sequence_base = Some((identity.generation, base));
+                base
+            }
+        };
+        // Sequences wrap from i32::MAX to 0.
+        let sequence = ((attempt.first_record - base) % (1 << 31)) as i32;
+        let mut bytes = bytes::BytesMut::from(std::mem::take(&mut attempt.batch.batch));
+        RecordBatch::set_producer(&mut bytes, identity.producer_id, identity.epoch, sequence);
+        attempt.batch.batch = bytes.freeze();
+        attempt.stamp = Some(Stamp {
+            generation: identity.generation,
+            sequence,
+        });
+    }
+
+    fn settle(&mut self, attempt: &Attempt) {
+        let end = attempt.first_record + attempt.batch.record_count as u64;
+        self.settled_up_to = self.settled_up_to.max(end);
+    }
+
     /// Puts `attempt` back among the waiting batches, in its place; the partition sends one
     /// batch at a time until it and those before it are written.
     fn put_back(&mut self, attempt: Attempt) {
@@ -316,7 +388,17 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut requests_in_flight = 0usize;
     let delivery_timeout_ms =
         i64::try_from(shared.config.delivery_timeout.as_millis()).unwrap_or(i64::MAX);
-    let max_in_flight = shared.config.client.max_in_flight.max(1);
+    let idempotent = shared.config.idempotent();
+    let max_in_flight = if idempotent {
+        // The broker remembers a producer's last 5 batches per partition: a retry of any
+        // batch in flight must be among them to be recognised.
+        shared.config.client.max_in_flight.clamp(1, 5)
+    } else {
+        shared.config.client.max_in_flight.max(1)
+    };
+    let mut identity: Option<Identity> = None;
+    let mut generations = 0u64;
+    let mut identity_retry_at: Option<Instant> = None;
     loop {
         let now = now_ms();
         let (ready, next_ready_ms, closed) = {
@@ -338,12 +420,35 @@ pub(super) async fn run(shared: Arc<Shared>) {
             queue.waiting.push_back(Attempt {
                 batch,
                 first_record,
+                stamp: None,
                 retry_at: None,
                 last_error: None,
             });
         }
 
         let instant = Instant::now();
+        if idempotent
+            && identity.is_none()
+            && identity_retry_at.is_none_or(|at| at <= instant)
+            && partitions.values().any(|queue| !queue.waiting.is_empty())
+        {
+            match init_producer_id(&shared).await {
+                Ok((producer_id, epoch)) => {
+                    generations += 1;
+                    tracing::debug!(producer_id, epoch, "idempotent producer id");
+                    identity = Some(Identity {
+                        producer_id,
+                        epoch,
+                        generation: generations,
+                    });
+                    identity_retry_at = None;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "no producer id yet; retrying");
+                    identity_retry_at = Some(Instant::now() + shared.config.retry_backoff);
+                }
+            }
+        }
         let mut next_retry: Option<Instant> = None;
         let mut rounds: Vec<Round> = Vec::new();
         for queue in partitions.values_mut() {
@@ -361,16 +466,26 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     break;
                 };
                 if front.batch.created_ms.saturating_add(delivery_timeout_ms) <= now {
-                    let attempt = queue.waiting.pop_front().expect("front exists");
-                    let error = attempt.last_error.unwrap_or_else(|| ClientError::Timeout {
-                        what: format!(
-                            "delivery of {} records to {}-{}",
-                            attempt.batch.record_count,
-                            attempt.batch.topic,
-                            attempt.batch.partition
-                        ),
-                        after: shared.config.delivery_timeout,
-                    });
+                    let mut attempt = queue.waiting.pop_front().expect("front exists");
+                    let error = attempt
+                        .last_error
+                        .take()
+                        .unwrap_or_else(|| ClientError::Timeout {
+                            what: format!(
+                                "delivery of {} records to {}-{}",
+                                attempt.batch.record_count,
+                                attempt.batch.topic,
+                                attempt.batch.partition
+                            ),
+                            after: shared.config.delivery_timeout,
+                        });
+                    queue.settle(&attempt);
+                    if attempt.stamp.is_some_and(|stamp| {
+                        identity.is_some_and(|current| current.generation == stamp.generation)
+                    }) {
+                        // Its sequence numbers are a gap now (if it was never written).
+                        identity = None;
+                    }
                     shared.complete(attempt.batch, Err(error));
                     batches_held -= 1;
                     continue;
@@ -379,7 +494,17 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     next_retry = Some(next_retry.map_or(retry_at, |next| next.min(retry_at)));
                     break;
                 }
-                let attempt = queue.waiting.pop_front().expect("front exists");
+                let mut attempt = queue.waiting.pop_front().expect("front exists");
+                if idempotent {
+                    let Some(identity) = identity else {
+                        queue.waiting.push_front(attempt);
+                        // Come back when the next InitProducerId may go (at once after a reset).
+                        let at = identity_retry_at.unwrap_or(instant);
+                        next_retry = Some(next_retry.map_or(at, |next| next.min(at)));
+                        break;
+                    };
+                    queue.stamp(&mut attempt, identity);
+                }
                 queue.in_flight += 1;
                 let bytes = attempt.batch.batch.len();
                 while rounds.get(round).is_some_and(|existing| {
@@ -426,7 +551,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 let mut next = Some(completion);
                 while let Some(completion) = next {
                     requests_in_flight -= 1;
-                    match handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms) {
+                    match handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms, &mut identity) {
                         Handled::Completed => batches_held -= 1,
                         Handled::Requeued => {}
                         Handled::Split => batches_held += 1,
@@ -471,11 +596,22 @@ fn handle_completion(
     partitions: &mut HashMap<(String, i32), PartitionQueue>,
     completion: Completion,
     delivery_timeout_ms: i64,
+    identity: &mut Option<Identity>,
 ) -> Handled {
     let Completion {
         mut attempt,
         outcome,
     } = completion;
+    // A batch of the current identity that fails for good leaves a gap in its partition's
+    // sequence: the next batch would be refused. A new producer id numbers afresh.
+    let mut reset_identity = |attempt: &Attempt| {
+        if attempt.stamp.is_some_and(|stamp| {
+            identity.is_some_and(|current| current.generation == stamp.generation)
+        }) {
+            *identity = None;
+        }
+    };
+    let in_time = attempt.batch.created_ms.saturating_add(delivery_timeout_ms) > now_ms();
     let key = (attempt.batch.topic.clone(), attempt.batch.partition);
     let queue = partitions.entry(key).or_default();
     queue.in_flight -= 1;
@@ -491,10 +627,21 @@ fn handle_completion(
             return Handled::Requeued;
         }
     };
+    let outcome = match outcome {
+        // Written before, so long ago that the broker no longer has its offsets.
+        Err(error) if error.code() == Some(ResponseError::DuplicateSequenceNumber) => {
+            Ok(Acknowledged {
+                base_offset: -1,
+                log_append_time_ms: -1,
+            })
+        }
+        other => other,
+    };
     match outcome {
         Ok(acknowledged) => {
             let end = attempt.first_record + attempt.batch.record_count as u64;
             queue.written_up_to = queue.written_up_to.max(end);
+            queue.settle(&attempt);
             let earlier_waiting = queue
                 .waiting
                 .front()
@@ -534,6 +681,8 @@ fn handle_completion(
                         queue.put_back(Attempt {
                             batch,
                             first_record,
+                            // Restamped when sent: the halves' sequences follow the split.
+                            stamp: None,
                             retry_at: None,
                             last_error: None,
                         });
@@ -541,15 +690,52 @@ fn handle_completion(
                     Handled::Split
                 }
                 Err(batch) => {
-                    shared.complete(batch, Err(error));
+                    let attempt = Attempt { batch, ..attempt };
+                    queue.settle(&attempt);
+                    reset_identity(&attempt);
+                    shared.complete(attempt.batch, Err(error));
                     Handled::Completed
                 }
             }
         }
+        // Refused for its sequence while an earlier batch of the partition is unresolved (it
+        // failed and waits for its retry, or this request overtook it): behind it, in place.
         Err(error)
-            if error.is_retriable()
-                && attempt.batch.created_ms.saturating_add(delivery_timeout_ms) > now_ms() =>
+            if in_time
+                && attempt.stamp.is_some()
+                && matches!(
+                    error.code(),
+                    Some(
+                        ResponseError::OutOfOrderSequenceNumber | ResponseError::UnknownProducerId
+                    )
+                )
+                && attempt.first_record > queue.settled_up_to =>
         {
+            attempt.retry_at = Some(Instant::now() + shared.config.retry_backoff);
+            attempt.last_error = Some(error);
+            queue.put_back(attempt);
+            Handled::Requeued
+        }
+        // The partition forgot this producer (it expired there), and everything before this
+        // batch is settled: number the partition's records afresh from it.
+        Err(error)
+            if in_time
+                && attempt.stamp.is_some()
+                && error.code() == Some(ResponseError::UnknownProducerId) =>
+        {
+            tracing::debug!(
+                topic = %attempt.batch.topic,
+                partition = attempt.batch.partition,
+                "the partition forgot this producer; its sequence starts again"
+            );
+            if let Some(stamp) = attempt.stamp.take() {
+                queue.sequence_base = Some((stamp.generation, attempt.first_record));
+            }
+            attempt.last_error = Some(error);
+            queue.put_back(attempt);
+            Handled::Requeued
+        }
+        Err(error) if error.is_retriable() && in_time => {
             tracing::debug!(
                 topic = %attempt.batch.topic,
                 partition = attempt.batch.partition,
@@ -563,10 +749,26 @@ fn handle_completion(
             Handled::Requeued
         }
         Err(error) => {
+            queue.settle(&attempt);
+            reset_identity(&attempt);
             shared.complete(attempt.batch, Err(error));
             Handled::Completed
         }
     }
+}
+
+/// A producer id and epoch for an idempotent producer, from any broker.
+async fn init_producer_id(shared: &Shared) -> Result<(i64, i16)> {
+    let connection = shared.cluster.any_connection().await?;
+    let version = connection.version_at_least::<InitProducerIdRequest>(0)?;
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(i32::MAX)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = connection.send(request, version).await?;
+    ClientError::check(response.error_code, None, || "InitProducerId".to_string())?;
+    Ok((response.producer_id.0, response.producer_epoch))
 }
 
 /// Finds each batch's leader and sends one Produce request per leader; reports each batch's
@@ -825,6 +1027,7 @@ mod tests {
         Routed {
             attempt: Attempt {
                 first_record: 0,
+                stamp: None,
                 batch: ReadyBatch {
                     topic: topic.to_owned(),
                     partition,
@@ -899,6 +1102,55 @@ mod tests {
             matches!(&missing, ClientError::Protocol(message) if message.contains("b:1") && message.contains("orders-2")),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn batches_are_stamped_once_per_identity_with_their_place_in_the_sequence() {
+        let mut queue = PartitionQueue::default();
+        let first = Identity {
+            producer_id: 7,
+            epoch: 0,
+            generation: 1,
+        };
+        let attempt = |first_record: u64, stamp: Option<Stamp>| {
+            let mut attempt = Attempt {
+                first_record,
+                stamp,
+                ..routed("orders", 0, uuid::Uuid::nil()).attempt
+            };
+            attempt.batch.batch = runnel_record::BatchBuilder::new(0)
+                .record(None, Some(b"a"), &[])
+                .record(None, Some(b"b"), &[])
+                .record(None, Some(b"c"), &[])
+                .build()
+                .into();
+            attempt.batch.record_count = 3;
+            attempt
+        };
+        let header = |attempt: &Attempt| RecordBatch::validate(&attempt.batch.batch).unwrap();
+        let mut a = attempt(0, None);
+        queue.stamp(&mut a, first);
+        let mut b = attempt(3, None);
+        queue.stamp(&mut b, first);
+        assert_eq!((header(&a).producer_id, header(&a).base_sequence), (7, 0));
+        assert_eq!(header(&b).base_sequence, 3);
+        // A retry keeps its stamp, even if the partition's numbering moved on since.
+        queue.sequence_base = Some((1, 2));
+        queue.stamp(&mut b, first);
+        assert_eq!(header(&b).base_sequence, 3);
+        // A new id numbers from the first record not yet settled.
+        queue.settled_up_to = 3;
+        let second = Identity {
+            producer_id: 8,
+            generation: 2,
+            ..first
+        };
+        queue.stamp(&mut b, second);
+        assert_eq!((header(&b).producer_id, header(&b).base_sequence), (8, 0));
+        // Sequences wrap after i32::MAX.
+        let mut far = attempt(3 + (1 << 31) + 5, None);
+        queue.stamp(&mut far, second);
+        assert_eq!(header(&far).base_sequence, 5);
     }
 
     #[test]
