@@ -113,6 +113,8 @@ class Broker:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # The address clients are told to use; a fault-injecting proxy's, for example.
+        self.advertised: str | None = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -126,7 +128,7 @@ class Broker:
             "--listen",
             self.bootstrap,
             "--advertised-listener",
-            self.bootstrap,
+            self.advertised or self.bootstrap,
             "--data-dir",
             str(self.data_dir),
             "--node-id",
@@ -231,10 +233,14 @@ class BrokerFactory:
         self.base_dir = base_dir
         self.brokers: list[Broker] = []
 
-    def start(self, *extra_args: str | int) -> Broker:
+    def create(self, *extra_args: str | int) -> Broker:
+        """A broker not started yet, to be configured first."""
         broker = Broker(self.base_dir / f"broker{len(self.brokers)}", tuple(str(a) for a in extra_args))
         self.brokers.append(broker)
-        return broker.start()
+        return broker
+
+    def start(self, *extra_args: str | int) -> Broker:
+        return self.create(*extra_args).start()
 
     def runnel_brokers(self) -> list[Broker]:
         return self.brokers

@@ -284,7 +284,7 @@ def test_kafka_python_producer_read_by_runnel_consume(broker, codec):
     topic = unique_topic(f"ix-in-kp-{codec}")
     create_topic(broker.bootstrap, topic, partitions=3)
     count = 400
-    # kafka-python 3 defaults to an idempotent producer, which needs InitProducerId (not served yet).
+    # The plain produce path; kafka-python's idempotent default is tested in test_kafka_python.py.
     kp = KafkaProducer(
         bootstrap_servers=broker.bootstrap,
         acks="all",

@@ -27,8 +27,8 @@ def create_topic(broker, name: str, partitions: int) -> None:
 
 
 def new_producer(broker, **config) -> KafkaProducer:
-    # kafka-python 3 turns idempotence on by default, which needs InitProducerId; Runnel does not
-    # have it yet (see test_default_producer_is_idempotent), so the other tests turn it off.
+    # kafka-python 3 turns idempotence on by default (test_default_producer_is_idempotent);
+    # these tests check the plain produce path, as older clients and librdkafka's default use it.
     return KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False, **config)
 
 
@@ -149,11 +149,6 @@ def test_compressed_round_trip(broker, codec):
     assert [r.offset for r in records] == list(range(len(values)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KafkaError,
-    reason="InitProducerId (api 22) is not implemented: kafka-python 3's default producer is idempotent",
-)
 def test_default_producer_is_idempotent(broker):
     topic = unique_topic("kp-idempotent")
     create_topic(broker, topic, partitions=1)
