@@ -29,6 +29,7 @@
 mod batch;
 mod compress;
 mod compression;
+pub mod control;
 mod records;
 mod validate;
 mod varint;
@@ -40,6 +41,7 @@ pub use batch::{
 };
 pub use compress::compress;
 pub use compression::decompress;
+pub use control::{ControlType, TransactionMarker};
 pub use records::{decode_records, BatchBuilder, Record};
 pub use validate::{RecordPolicy, ValidatedBatch, NO_TIMESTAMP};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};

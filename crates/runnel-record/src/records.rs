@@ -4,7 +4,8 @@
 use std::ops::ControlFlow;
 
 use crate::batch::{
-    Compression, RecordBatch, RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    Compression, RecordBatch, RecordError, BATCH_HEADER_LEN, CONTROL_BIT, LOG_OVERHEAD, MAGIC_V2,
+    TRANSACTIONAL_BIT,
 };
 use crate::compress::compress;
 use crate::varint::{encode_varint, encode_varlong};
@@ -50,6 +51,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     transactional: bool,
+    control: bool,
 }
 
 impl BatchBuilder {
@@ -66,6 +68,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             transactional: false,
+            control: false,
         }
     }
 
@@ -87,6 +90,12 @@ impl BatchBuilder {
     /// Sets the transactional bit of the attributes.
     pub fn transactional(mut self, transactional: bool) -> Self {
         self.transactional = transactional;
+        self
+    }
+
+    /// Sets the control bit: the batch is a transaction marker (see [`crate::control`]).
+    pub fn control(mut self, control: bool) -> Self {
+        self.control = control;
         self
     }
 
@@ -201,6 +210,9 @@ impl BatchBuilder {
         if self.transactional {
             attributes |= TRANSACTIONAL_BIT;
         }
+        if self.control {
+            attributes |= CONTROL_BIT;
+        }
         let mut out = Vec::with_capacity(BATCH_HEADER_LEN + section.len());
         out.extend_from_slice(&0i64.to_be_bytes());
         let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD + section.len()) as i32;
@@ -222,9 +234,6 @@ impl BatchBuilder {
         out
     }
 }
-
-/// Transactional bit of a batch's attributes.
-const TRANSACTIONAL_BIT: i16 = 0x10;
 
 fn bytes_len(bytes: Option<&[u8]>) -> usize {
     match bytes {
