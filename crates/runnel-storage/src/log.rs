@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use runnel_record::{DecompressionBudget, RecordBatch, RecordError};
+use runnel_record::{DecompressionBudget, RecordBatch, RecordError, TransactionMarker};
 
 use crate::checkpoint::{
     self, PartitionCheckpoint, CLEAN_SHUTDOWN, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
@@ -36,6 +36,15 @@ const APPEND_OFFSETS_MAX: i64 = i32::MAX as i64;
 /// The file the broker keeps in each partition directory to name the topic it belongs to
 /// (KIP-516's `partition.metadata`). The log leaves it alone.
 pub const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Who wrote the batches of an append, which decides what is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A producer: sequence numbers and epochs (idempotence), duplicates answered.
+    Client,
+    /// A coordinator of this broker: epochs only.
+    Coordinator,
+}
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,8 +394,21 @@ impl PartitionLog {
                 continue;
             };
             while let Some(batch) = segment.peek(&mut reader, position)? {
-                if batch.base_offset >= replay_from {
-                    self.producers.record(&batch, now_ms);
+                if batch.base_offset >= replay_from && batch.has_producer() {
+                    let marker = if batch.is_control() {
+                        let bytes = reader
+                            .bytes_at(position, batch.len as usize)
+                            .context(|| format!("reading {}", segment.path().display()))?;
+                        TransactionMarker::parse(bytes).map_err(|error| {
+                            StorageError::Corrupt(format!(
+                                "segment {} at position {position}: unreadable transaction marker: {error}",
+                                segment.path().display()
+                            ))
+                        })?
+                    } else {
+                        None
+                    };
+                    self.producers.record(&batch, marker, now_ms);
                 }
                 position += batch.len;
             }
@@ -417,9 +439,37 @@ impl PartitionLog {
             .context(|| format!("removing {}", path.display()))
     }
 
-    /// The producers of this partition, for DescribeProducers and the broker's checks.
+    /// The producers of this partition, for DescribeProducers, the last stable offset and
+    /// read_committed fetches.
     pub fn producers(&self) -> &ProducerStates {
         &self.producers
+    }
+
+    /// Writes a transaction marker (a control batch) for `producer_id`, as the transaction
+    /// coordinator asks through WriteTxnMarkers: it ends the producer's open transaction here,
+    /// committed or aborted. Refused if the producer has a newer epoch, or a newer
+    /// coordinator wrote before.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TransactionMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.producers
+            .check_marker(producer_id, producer_epoch, &marker)
+            .map_err(StorageError::Producer)?;
+        let mut batch = marker.build(producer_id, producer_epoch, now_ms);
+        let header = RecordBatch::parse_header(&batch).map_err(StorageError::InvalidBatch)?;
+        let offset = self.log_end_offset();
+        RecordBatch::set_base_offset(&mut batch, offset);
+        RecordBatch::set_partition_leader_epoch(&mut batch, leader_epoch);
+        let mut summary = BatchSummary::from_header(&header);
+        summary.base_offset = offset;
+        summary.last_offset = offset + i64::from(header.last_offset_delta);
+        summary.partition_leader_epoch = leader_epoch;
+        self.write_batches(&batch, &[summary], now_ms)
     }
 
     pub fn dir(&self) -> &Path {
@@ -480,6 +530,28 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        self.append_from(batches, leader_epoch, Origin::Client, now_ms)
+    }
+
+    /// [`Self::append`] for batches a coordinator of this broker wrote in a producer's
+    /// transaction (offsets committed with TxnOffsetCommit): they carry no sequence numbers,
+    /// so only the producer's epoch is checked, as Kafka does for its coordinators' appends.
+    pub fn append_from_coordinator(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_from(batches, leader_epoch, Origin::Coordinator, now_ms)
+    }
+
+    fn append_from(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        origin: Origin,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let mut summaries: Vec<BatchSummary> = Vec::new();
         let mut position = 0;
         let first_offset = self.log_end_offset();
@@ -505,8 +577,19 @@ impl PartitionLog {
             summaries.push(summary);
             position += len;
         }
-        if let Some(duplicate) = self.check_producers(&summaries, now_ms)? {
-            return Ok(duplicate);
+        match origin {
+            Origin::Client => {
+                if let Some(duplicate) = self.check_producers(&summaries, now_ms)? {
+                    return Ok(duplicate);
+                }
+            }
+            Origin::Coordinator => {
+                for batch in summaries.iter().filter(|batch| batch.has_producer()) {
+                    self.producers
+                        .check_epoch(batch.producer_id, batch.producer_epoch)
+                        .map_err(StorageError::Producer)?;
+                }
+            }
         }
         self.write_batches(batches, &summaries, now_ms)
     }
@@ -635,13 +718,24 @@ impl PartitionLog {
             records: 0,
             duplicate: false,
         };
+        let mut position = 0usize;
         for batch in batches {
             if batch.max_timestamp > info.max_timestamp {
                 info.max_timestamp = batch.max_timestamp;
                 info.offset_of_max_timestamp = batch.last_offset;
             }
             info.records += batch.records;
-            self.producers.record(batch, now_ms);
+            let len = batch.len as usize;
+            let marker = if batch.is_control() {
+                // Validated before the write (leader appends build it; replicas check CRCs).
+                TransactionMarker::parse(&bytes[position..position + len])
+                    .ok()
+                    .flatten()
+            } else {
+                None
+            };
+            self.producers.record(batch, marker, now_ms);
+            position += len;
         }
         assert_eq!(
             self.log_end_offset(),
@@ -893,6 +987,7 @@ impl PartitionLog {
         let first_base = self.segments[0].base_offset;
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.recovery_point = self.recovery_point.max(first_base);
+        self.producers.forget_aborted_before(self.log_start_offset);
         // The new log start offset is durable before any data below it goes.
         self.checkpoint()?;
         for segment in &deleted {
@@ -922,6 +1017,7 @@ impl PartitionLog {
             return Ok(self.log_start_offset);
         }
         self.log_start_offset = offset;
+        self.producers.forget_aborted_before(offset);
         let count = self.segments[..self.segments.len() - 1]
             .iter()
             .take_while(|segment| segment.next_offset <= offset)

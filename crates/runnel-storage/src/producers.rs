@@ -1,8 +1,11 @@
-//! The producer state of one partition (KIP-98 idempotence): for each producer id, its epoch
-//! and the sequence numbers and offsets of its last [`BATCHES_KEPT`] batches. It decides
-//! whether a produced batch is the next in sequence, a duplicate of one already written (to be
-//! answered with its original offsets and not appended again), out of order, or from an old
-//! epoch. The log rebuilds it from batch headers at open and after truncation, starting from
+//! The producer state of one partition (KIP-98 idempotence and transactions): for each
+//! producer id, its epoch, the sequence numbers and offsets of its last [`BATCHES_KEPT`]
+//! batches and its open transaction; the partition's open transactions (the first bounds the
+//! last stable offset) and the transactions that ended in an abort (read_committed consumers
+//! skip their records). It decides whether a produced batch is the next in sequence, a
+//! duplicate of one already written (to be answered with its original offsets and not
+//! appended again), out of order, or from an old epoch, and whether a transaction marker may
+//! be written. The log rebuilds it from batch headers at open and after truncation, starting from
 //! the newest snapshot at or below the log end (`<offset>.snapshot`, written at each segment
 //! roll and at a clean close), so a start reads only the log after the last snapshot.
 //!
@@ -10,7 +13,9 @@
 //! A snapshot is a cache of what the log says: one that fails its checks is ignored and the
 //! log after the previous one (or the whole log) is read instead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use runnel_record::{ControlType, TransactionMarker};
 
 use crate::segment::BatchSummary;
 
@@ -36,6 +41,17 @@ const SNAPSHOT_HEADER_LEN: usize = 2 + 4 + 8 + 4;
 const ENTRY_FIXED_LEN: usize = 8 + 2 + 8 + 8 + 4 + 8 + 1;
 /// first sequence i32, last sequence i32, base offset i64, last offset i64, max timestamp i64.
 const BATCH_LEN: usize = 4 + 4 + 8 + 8 + 8;
+/// producer id i64, first offset i64, last offset i64.
+const ABORTED_LEN: usize = 8 + 8 + 8;
+
+/// A transaction that ended in an abort: read_committed consumers drop the records of
+/// `producer_id` from `first_offset` up to the marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
 
 /// One remembered batch of a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +123,20 @@ pub enum ProducerError {
          {sequence}, not 0"
     )]
     UnknownProducer { producer_id: i64, sequence: i32 },
+    /// INVALID_TXN_STATE: a batch outside a transaction while the producer has one open.
+    #[error("producer {producer_id} has a transaction open and sent a non-transactional batch")]
+    InvalidTxnState { producer_id: i64 },
+    /// TRANSACTION_COORDINATOR_FENCED: a marker from a coordinator older than one that
+    /// already wrote here.
+    #[error(
+        "a marker for producer {producer_id} comes from coordinator epoch {coordinator_epoch}, \
+         older than {current}"
+    )]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
 }
 
 /// What to do with a produced batch of an idempotent producer.
@@ -123,6 +153,10 @@ pub(crate) enum SequenceCheck {
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     last_sweep_ms: i64,
+    /// Open transactions: first offset → producer id.
+    open: BTreeMap<i64, i64>,
+    /// Aborted transactions, by the offset of their marker.
+    aborted: Vec<AbortedTransaction>,
 }
 
 impl ProducerStates {
@@ -140,6 +174,66 @@ impl ProducerStates {
             .iter()
             .filter(move |(_, entry)| !is_expired(entry, now_ms, expiration_ms))
             .map(|(id, entry)| (*id, entry))
+    }
+
+    /// The first offset of the oldest open transaction: consumers reading committed data
+    /// stop below it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open.keys().next().copied()
+    }
+
+    /// The aborted transactions with records in `from..to`, for a read_committed fetch.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
+        let start = self
+            .aborted
+            .partition_point(|aborted| aborted.last_offset < from);
+        self.aborted[start..]
+            .iter()
+            .filter(|aborted| aborted.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start: no record of theirs is left.
+    pub(crate) fn forget_aborted_before(&mut self, log_start_offset: i64) {
+        let gone = self
+            .aborted
+            .partition_point(|aborted| aborted.last_offset < log_start_offset);
+        self.aborted.drain(..gone);
+    }
+
+    /// Whether `producer_id` may still write at `epoch` (not fenced by a newer one).
+    pub(crate) fn check_epoch(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(ProducerError::InvalidEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a transaction marker of `producer_id` at `epoch` may be written: the epoch is
+    /// not older than the producer's, nor the coordinator older than the last that wrote one.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: &TransactionMarker,
+    ) -> Result<(), ProducerError> {
+        self.check_epoch(producer_id, epoch)?;
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if marker.coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch: marker.coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
     }
 
     /// Kafka's rules for a batch a client produced, checked before it is written. An expired
@@ -178,6 +272,9 @@ impl ProducerStates {
         if let Some(duplicate) = entry.find_duplicate(batch) {
             return Ok(SequenceCheck::Duplicate(duplicate));
         }
+        if entry.transaction_first_offset.is_some() && !batch.is_transactional() {
+            return Err(ProducerError::InvalidTxnState { producer_id });
+        }
         // A new epoch starts its sequence at 0; within an epoch each batch follows the last
         // (an entry with no batch yet, made by a transaction marker, expects 0 too).
         let expected = match entry.last_sequence() {
@@ -195,8 +292,14 @@ impl ProducerStates {
     }
 
     /// Takes in a batch that is now in the log: appended by this leader after [`Self::check`],
-    /// replicated, or read back at open. Batches without a producer id are ignored.
-    pub(crate) fn record(&mut self, batch: &BatchSummary, now_ms: i64) {
+    /// replicated, or read back at open; `marker` is what a control batch says. Batches
+    /// without a producer id are ignored.
+    pub(crate) fn record(
+        &mut self,
+        batch: &BatchSummary,
+        marker: Option<TransactionMarker>,
+        now_ms: i64,
+    ) {
         if !batch.has_producer() {
             return;
         }
@@ -219,11 +322,25 @@ impl ProducerStates {
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
         if batch.is_control() {
             // A transaction marker ends the producer's transaction.
-            entry.transaction_first_offset = None;
+            let Some(marker) = marker else {
+                return;
+            };
+            entry.coordinator_epoch = marker.coordinator_epoch;
+            if let Some(first_offset) = entry.transaction_first_offset.take() {
+                self.open.remove(&first_offset);
+                if marker.control == ControlType::Abort {
+                    self.aborted.push(AbortedTransaction {
+                        producer_id: batch.producer_id,
+                        first_offset,
+                        last_offset: batch.base_offset,
+                    });
+                }
+            }
             return;
         }
         if batch.is_transactional() && entry.transaction_first_offset.is_none() {
             entry.transaction_first_offset = Some(batch.base_offset);
+            self.open.insert(batch.base_offset, batch.producer_id);
         }
         entry.batches.push_back(ProducerBatch {
             first_sequence: batch.base_sequence,
@@ -273,6 +390,12 @@ impl ProducerStates {
                 body.extend_from_slice(&batch.last_offset.to_be_bytes());
                 body.extend_from_slice(&batch.max_timestamp.to_be_bytes());
             }
+        }
+        body.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for aborted in &self.aborted {
+            body.extend_from_slice(&aborted.producer_id.to_be_bytes());
+            body.extend_from_slice(&aborted.first_offset.to_be_bytes());
+            body.extend_from_slice(&aborted.last_offset.to_be_bytes());
         }
         let mut bytes = Vec::with_capacity(6 + body.len());
         bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
@@ -344,6 +467,30 @@ impl ProducerStates {
                 return Err(format!("snapshot lists producer {id} twice"));
             }
         }
+        let aborted_count = reader.u32()? as usize;
+        if aborted_count > reader.remaining() / ABORTED_LEN {
+            return Err(format!(
+                "snapshot claims {aborted_count} aborted transactions"
+            ));
+        }
+        let mut aborted = Vec::with_capacity(aborted_count);
+        for _ in 0..aborted_count {
+            aborted.push(AbortedTransaction {
+                producer_id: reader.i64()?,
+                first_offset: reader.i64()?,
+                last_offset: reader.i64()?,
+            });
+        }
+        if aborted
+            .windows(2)
+            .any(|pair| pair[0].last_offset > pair[1].last_offset)
+        {
+            return Err("snapshot's aborted transactions are out of order".to_string());
+        }
+        let open = producers
+            .iter()
+            .filter_map(|(id, entry)| Some((entry.transaction_first_offset?, *id)))
+            .collect();
         if reader.remaining() != 0 {
             return Err(format!(
                 "{} bytes after the last producer",
@@ -353,6 +500,8 @@ impl ProducerStates {
         Ok(ProducerStates {
             producers,
             last_sweep_ms: 0,
+            open,
+            aborted,
         })
     }
 }
@@ -458,7 +607,7 @@ mod tests {
     ) -> Result<SequenceCheck, ProducerError> {
         let verdict = states.check(batch, NOW, EXPIRY)?;
         if verdict == SequenceCheck::Append {
-            states.record(batch, NOW);
+            states.record(batch, None, NOW);
         }
         Ok(verdict)
     }
@@ -561,7 +710,7 @@ mod tests {
         let mut first = batch(2, 0, 0, 1, 0);
         first.base_sequence = i32::MAX - 1;
         first.last_offset_delta = 1;
-        states.record(&first, NOW);
+        states.record(&first, None, NOW);
         assert_eq!(
             states.get(2).and_then(ProducerEntry::last_sequence),
             Some(i32::MAX)
@@ -575,10 +724,10 @@ mod tests {
     #[test]
     fn sweeps_forget_idle_producers_but_not_open_transactions() {
         let mut states = ProducerStates::default();
-        states.record(&batch(1, 0, 0, 1, 0), NOW);
+        states.record(&batch(1, 0, 0, 1, 0), None, NOW);
         let mut transactional = batch(2, 0, 0, 1, 1);
         transactional.attributes = runnel_record::TRANSACTIONAL_BIT;
-        states.record(&transactional, NOW);
+        states.record(&transactional, None, NOW);
         states.sweep_expired(NOW + EXPIRY, EXPIRY);
         assert!(states.get(1).is_none());
         assert_eq!(
@@ -590,12 +739,88 @@ mod tests {
         assert_eq!(states.active(NOW + EXPIRY, EXPIRY).count(), 1);
     }
 
+    fn marker_batch(producer_id: i64, epoch: i16, offset: i64) -> BatchSummary {
+        let mut marker = batch(producer_id, epoch, -1, 1, offset);
+        marker.attributes = runnel_record::TRANSACTIONAL_BIT | runnel_record::CONTROL_BIT;
+        marker
+    }
+
+    fn transactional(producer_id: i64, sequence: i32, offset: i64) -> BatchSummary {
+        let mut batch = batch(producer_id, 0, sequence, 1, offset);
+        batch.attributes = runnel_record::TRANSACTIONAL_BIT;
+        batch
+    }
+
+    const COMMIT: TransactionMarker = TransactionMarker {
+        control: ControlType::Commit,
+        coordinator_epoch: 0,
+    };
+    const ABORT: TransactionMarker = TransactionMarker {
+        control: ControlType::Abort,
+        coordinator_epoch: 0,
+    };
+
+    #[test]
+    fn transactions_bound_the_stable_offset_and_aborts_are_listed() {
+        let mut states = ProducerStates::default();
+        states.record(&transactional(1, 0, 10), None, NOW);
+        states.record(&transactional(2, 0, 11), None, NOW);
+        states.record(&transactional(1, 1, 12), None, NOW);
+        assert_eq!(states.first_unstable_offset(), Some(10));
+        assert!(matches!(
+            states.check(&batch(1, 0, 2, 1, 13), NOW, EXPIRY),
+            Err(ProducerError::InvalidTxnState { producer_id: 1 })
+        ));
+        states.record(&marker_batch(1, 0, 13), Some(ABORT), NOW);
+        assert_eq!(states.first_unstable_offset(), Some(11));
+        states.record(&marker_batch(2, 0, 14), Some(COMMIT), NOW);
+        assert_eq!(states.first_unstable_offset(), None);
+        let aborted = AbortedTransaction {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 13,
+        };
+        assert_eq!(states.aborted_between(0, 11), vec![aborted]);
+        assert_eq!(states.aborted_between(13, 20), vec![aborted]);
+        assert!(states.aborted_between(14, 20).is_empty());
+        assert!(states.aborted_between(0, 10).is_empty());
+        // A marker of an older epoch, or from an older coordinator, is refused.
+        states.record(&transactional(1, 2, 15), None, NOW);
+        let mut newer = marker_batch(1, 3, 16);
+        newer.producer_epoch = 3;
+        states.record(
+            &newer,
+            Some(TransactionMarker {
+                coordinator_epoch: 5,
+                ..ABORT
+            }),
+            NOW,
+        );
+        assert!(matches!(
+            states.check_marker(1, 2, &COMMIT),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        assert!(matches!(
+            states.check_marker(1, 3, &COMMIT),
+            Err(ProducerError::CoordinatorFenced { .. })
+        ));
+        let snapshot = ProducerStates::decode_snapshot(&states.encode_snapshot(17), 17).unwrap();
+        assert_eq!(snapshot.aborted, states.aborted);
+        assert_eq!(snapshot.open, states.open);
+        states.forget_aborted_before(14);
+        assert_eq!(states.aborted_between(0, 100).len(), 1);
+    }
+
     #[test]
     fn snapshots_round_trip_and_refuse_damage() {
         let mut states = ProducerStates::default();
         for producer in 0..20 {
             for sequence in 0..7 {
-                states.record(&batch(producer, 1, sequence, 1, i64::from(sequence)), NOW);
+                states.record(
+                    &batch(producer, 1, sequence, 1, i64::from(sequence)),
+                    None,
+                    NOW,
+                );
             }
         }
         let bytes = states.encode_snapshot(42);

@@ -1164,6 +1164,60 @@ fn producer_state_survives_reopening_and_follows_truncation() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn markers_end_transactions_and_aborts_survive_reopening() -> TestResult {
+    use runnel_record::{ControlType, TransactionMarker};
+    let dir = tempfile::tempdir()?;
+    let mut log = open_log(dir.path(), small_config(), NOW)?;
+    let transactional = |producer_id: i64, sequence: i32| {
+        BatchBuilder::new(NOW)
+            .producer(producer_id, 0, sequence)
+            .transactional(true)
+            .record(None, Some(b"in a transaction"), &[])
+            .build()
+    };
+    let marker = |control| TransactionMarker {
+        control,
+        coordinator_epoch: 0,
+    };
+    append(&mut log, NOW, 1)?;
+    let first = log.append(&mut transactional(1, 0), 0, NOW)?.base_offset;
+    log.append(&mut transactional(2, 0), 0, NOW)?;
+    assert_eq!(log.producers().first_unstable_offset(), Some(first));
+    let abort = log.append_marker(1, 0, marker(ControlType::Abort), 0, NOW)?;
+    log.append_marker(2, 0, marker(ControlType::Commit), 0, NOW)?;
+    assert_eq!(log.producers().first_unstable_offset(), None);
+    log.append(&mut transactional(2, 1), 0, NOW)?;
+    let open = log.producers().first_unstable_offset();
+    assert!(open.is_some());
+    assert!(
+        matches!(
+            log.append_marker(2, -1, marker(ControlType::Commit), 0, NOW),
+            Err(StorageError::Producer(
+                crate::ProducerError::InvalidEpoch { .. }
+            ))
+        ),
+        "a marker of an older epoch is refused"
+    );
+    let aborted = log.producers().aborted_between(0, log.log_end_offset());
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        (aborted[0].first_offset, aborted[0].last_offset),
+        (first, abort.base_offset)
+    );
+
+    // Unclean (the log after the last snapshot is read again, markers included), then clean.
+    drop(log);
+    let log = open_log(dir.path(), small_config(), NOW)?;
+    assert_eq!(log.producers().aborted_between(0, i64::MAX), aborted);
+    assert_eq!(log.producers().first_unstable_offset(), open);
+    log.close()?;
+    let log = open_log(dir.path(), small_config(), NOW)?;
+    assert_eq!(log.producers().aborted_between(0, i64::MAX), aborted);
+    assert_eq!(log.producers().first_unstable_offset(), open);
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Append { records: usize },
