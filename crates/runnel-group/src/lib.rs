@@ -1,4 +1,6 @@
-//! The classic consumer-group coordinator, as a state machine, and the groups' committed offsets.
+//! The coordinators, as state machines: the classic consumer-group coordinator and the groups'
+//! committed offsets here, KIP-848 groups in [`consumer`], transaction coordinators in
+//! [`transactions`].
 //!
 //! This crate owns what Kafka's classic `GroupCoordinator` owns: group states (Empty,
 //! PreparingRebalance, CompletingRebalance, Stable, Dead), member ids, generations and their
@@ -54,6 +56,9 @@ pub mod consumer;
 mod group;
 mod offsets;
 pub mod records;
+pub mod transactions;
+pub mod txn_log;
+mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -66,6 +71,7 @@ use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 pub use group::{CommittedOffset, GroupState};
 pub use offsets::{OffsetCommitPlan, PendingCommit};
 pub use records::RecordFormatError;
+pub use txn_offsets::TxnOffsetCommitPlan;
 
 use group::Group;
 use records::RecordKey;
@@ -138,6 +144,8 @@ pub struct GroupCoordinator {
     deadlines: BTreeSet<(i64, String)>,
     /// Set by `replay`: some restored group's sessions start at the next call with a time.
     sessions_need_reset: bool,
+    /// Offsets committed in transactions that have not ended yet.
+    transactional_offsets: txn_offsets::TransactionalOffsets,
 }
 
 impl GroupCoordinator {
@@ -147,6 +155,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             sessions_need_reset: false,
+            transactional_offsets: Default::default(),
         }
     }
 
@@ -154,15 +163,7 @@ impl GroupCoordinator {
     /// `Utils.abs(groupId.hashCode()) % partitions` (String.hashCode over UTF-16 code units;
     /// Utils.abs maps i32::MIN to 0).
     pub fn partition_for(group: &str, partitions: i32) -> i32 {
-        assert!(
-            partitions > 0,
-            "__consumer_offsets has {partitions} partitions"
-        );
-        let hash = group.encode_utf16().fold(0i32, |hash, unit| {
-            hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-        });
-        let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-        abs % partitions
+        transactions::coordinator_partition(group, partitions)
     }
 
     /// Whether a classic group (possibly one that only holds offsets) exists under this id.

@@ -39,9 +39,21 @@ pub struct PendingCommit {
 }
 
 impl PendingCommit {
+    pub(crate) fn new(group: String, offsets: Vec<((String, i32), CommittedOffset)>) -> Self {
+        PendingCommit { group, offsets }
+    }
+
     /// Whether there is anything to apply.
     pub fn is_empty(&self) -> bool {
         self.offsets.is_empty()
+    }
+
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = &((String, i32), CommittedOffset)> {
+        self.offsets.iter()
     }
 }
 
@@ -69,12 +81,28 @@ impl GroupCoordinator {
         version: i16,
         request: OffsetCommitRequest,
     ) -> OffsetCommitPlan {
+        self.prepare_commit(now_ms, version, request, true)
+    }
+
+    /// [`Self::prepare_offset_commit`]; `check_member` false skips the member and
+    /// generation checks (a transactional commit that names no member, as before KIP-447).
+    pub(crate) fn prepare_commit(
+        &mut self,
+        now_ms: i64,
+        version: i16,
+        request: OffsetCommitRequest,
+        check_member: bool,
+    ) -> OffsetCommitPlan {
         self.reset_sessions(now_ms);
         let group_id = request.group_id.0.to_string();
         let group_error = match self.groups.get_mut(&group_id) {
-            Some(group) => group.check_commit(now_ms, version, &request),
+            Some(group) if check_member => group.check_commit(now_ms, version, &request),
+            Some(group) if group.state == GroupState::Dead => {
+                Some(ResponseError::CoordinatorNotAvailable)
+            }
+            Some(_) => None,
             // Kafka creates the group only for commits that do not claim a generation.
-            None if request.generation_id_or_member_epoch < 0 => None,
+            None if request.generation_id_or_member_epoch < 0 || !check_member => None,
             None => Some(ResponseError::IllegalGeneration),
         };
         self.refresh(&group_id);
@@ -165,17 +193,23 @@ impl GroupCoordinator {
                     .map(|t| (t.name, t.partition_indexes))
                     .collect::<Vec<_>>()
             });
+            let group_id = request.group_id.0.to_string();
+            let stable = request.require_stable;
             response.topics = self
-                .fetch_group(&request.group_id.0, requested)
+                .fetch_group(&group_id, requested)
                 .into_iter()
                 .map(|(name, partitions)| {
                     let mut topic = OffsetFetchResponseTopic::default();
-                    topic.name = name;
                     topic.partitions = partitions
                         .into_iter()
                         .map(|(index, committed)| {
                             let mut partition = OffsetFetchResponsePartition::default();
                             partition.partition_index = index;
+                            if stable && self.has_unstable_offset(&group_id, &name, index) {
+                                partition.error_code = ResponseError::UnstableOffsetCommit.code();
+                                partition.committed_offset = -1;
+                                return partition;
+                            }
                             partition.committed_offset = committed.offset;
                             if version >= 5 {
                                 partition.committed_leader_epoch = committed.leader_epoch;
@@ -184,6 +218,7 @@ impl GroupCoordinator {
                             partition
                         })
                         .collect();
+                    topic.name = name;
                     topic
                 })
                 .collect();
@@ -200,19 +235,25 @@ impl GroupCoordinator {
                         .collect::<Vec<_>>()
                 });
                 let mut group = OffsetFetchResponseGroup::default();
+                let group_id = group_request.group_id.0.to_string();
                 group.topics = self
-                    .fetch_group(&group_request.group_id.0, requested)
+                    .fetch_group(&group_id, requested)
                     .into_iter()
                     .map(|(name, partitions)| {
                         let mut topic = OffsetFetchResponseTopics::default();
-                        if version <= 9 {
-                            topic.name = name;
-                        }
                         topic.partitions = partitions
                             .into_iter()
                             .map(|(index, committed)| {
                                 let mut partition = OffsetFetchResponsePartitions::default();
                                 partition.partition_index = index;
+                                if request.require_stable
+                                    && self.has_unstable_offset(&group_id, &name, index)
+                                {
+                                    partition.error_code =
+                                        ResponseError::UnstableOffsetCommit.code();
+                                    partition.committed_offset = -1;
+                                    return partition;
+                                }
                                 partition.committed_offset = committed.offset;
                                 partition.committed_leader_epoch = committed.leader_epoch;
                                 partition.metadata =
@@ -220,6 +261,9 @@ impl GroupCoordinator {
                                 partition
                             })
                             .collect();
+                        if version <= 9 {
+                            topic.name = name;
+                        }
                         topic
                     })
                     .collect();

@@ -298,7 +298,7 @@ pub(crate) fn subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
     Some(topics)
 }
 
-fn put_string(buf: &mut BytesMut, value: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, value: &str) {
     // Kafka strings carry an int16 length; group ids, topics and member ids come from requests
     // whose own encoding had the same limit, so a longer one cannot reach here.
     let mut len = value.len().min(i16::MAX as usize);
@@ -317,17 +317,17 @@ fn put_nullable_string(buf: &mut BytesMut, value: Option<&str>) {
 }
 
 /// A bounds-checked cursor over untrusted bytes, in either Kafka encoding.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     flexible: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], flexible: bool) -> Self {
+    pub(crate) fn new(buf: &'a [u8], flexible: bool) -> Self {
         Reader { buf, flexible }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }
 
@@ -346,15 +346,19 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn i16(&mut self, field: &'static str) -> Result<i16, RecordFormatError> {
+    pub(crate) fn i8(&mut self, field: &'static str) -> Result<i8, RecordFormatError> {
+        Ok(i8::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn i16(&mut self, field: &'static str) -> Result<i16, RecordFormatError> {
         Ok(i16::from_be_bytes(self.array(field)?))
     }
 
-    fn i32(&mut self, field: &'static str) -> Result<i32, RecordFormatError> {
+    pub(crate) fn i32(&mut self, field: &'static str) -> Result<i32, RecordFormatError> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }
 
-    fn i64(&mut self, field: &'static str) -> Result<i64, RecordFormatError> {
+    pub(crate) fn i64(&mut self, field: &'static str) -> Result<i64, RecordFormatError> {
         Ok(i64::from_be_bytes(self.array(field)?))
     }
 
@@ -371,7 +375,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length prefix: `None` for null.
-    fn length(
+    pub(crate) fn length(
         &mut self,
         field: &'static str,
         wide: bool,
@@ -405,7 +409,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| RecordFormatError::InvalidUtf8(field))
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String, RecordFormatError> {
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<String, RecordFormatError> {
         self.nullable_string(field)?
             .ok_or(RecordFormatError::InvalidLength(field))
     }
@@ -417,13 +421,13 @@ impl<'a> Reader<'a> {
         Ok(Bytes::copy_from_slice(self.take(len, field)?))
     }
 
-    fn array_len(&mut self, field: &'static str) -> Result<usize, RecordFormatError> {
+    pub(crate) fn array_len(&mut self, field: &'static str) -> Result<usize, RecordFormatError> {
         self.length(field, true)?
             .ok_or(RecordFormatError::InvalidLength(field))
     }
 
     /// Skips a tagged-field section (flexible versions only): we know no tags.
-    fn tagged_fields(&mut self) -> Result<(), RecordFormatError> {
+    pub(crate) fn tagged_fields(&mut self) -> Result<(), RecordFormatError> {
         if !self.flexible {
             return Ok(());
         }
