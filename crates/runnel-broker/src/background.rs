@@ -1,5 +1,6 @@
 //! Periodic work: the time-based flush policy (`flush.ms`), recovery-point checkpoints (`log.flush.offset.checkpoint.interval.ms`),
-//! retention (`retention.ms`, `retention.bytes`) and the group coordinators' timers. The
+//! retention (`retention.ms`, `retention.bytes`), the group coordinators' timers and the
+//! transaction coordinators' (timeouts, unfinished markers). The
 //! timers run here; the disk work they start runs on the I/O pool.
 
 use std::sync::Arc;
@@ -124,6 +125,25 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
             }
         });
         if passed.await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Aborts transactions past their timeout and finishes transactions whose markers are
+/// missing (after a restart, or a disk error), every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`; the first look is at start.
+pub(crate) async fn run_transaction_timers(broker: Arc<Broker>) {
+    let mut ticker = Ticker::new(
+        &broker,
+        broker
+            .config
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+    );
+    while ticker.tick().await {
+        let worker = Arc::clone(&broker);
+        let ticked = broker.io.run(move || worker.transactions.tick(&worker));
+        if ticked.await.is_err() {
             return;
         }
     }

@@ -19,6 +19,7 @@ use crate::io_pool::IoPool;
 use crate::pipeline::Turn;
 use crate::producer_ids::ProducerIds;
 use crate::topics::TopicRegistry;
+use crate::transactions::TransactionService;
 
 /// Why the broker cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,7 @@ pub struct Broker {
     pub(crate) fetch_sessions: FetchSessions,
     pub(crate) groups: GroupService,
     pub(crate) producer_ids: ProducerIds,
+    pub(crate) transactions: TransactionService,
     pub(crate) cluster_id: String,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
@@ -104,6 +106,7 @@ impl Broker {
             clock.now_ms(),
         )?;
         let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;
+        let transactions = TransactionService::open(&topics, &config, Arc::clone(&clock))?;
         let io =
             IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
                 StartupError::DataDir {
@@ -125,6 +128,7 @@ impl Broker {
             topics,
             groups,
             producer_ids,
+            transactions,
             cluster_id,
             advertised_host,
             advertised_port,
@@ -346,13 +350,37 @@ impl Broker {
                 .await
                 .map(ResponseKind::ConsumerGroupDescribe),
             RequestKind::InitProducerId(req) => self
-                .blocking(move |broker| handlers::producers::init_producer_id(broker, req))
+                .blocking(move |broker| handlers::producers::init_producer_id(broker, version, req))
                 .await
                 .map(ResponseKind::InitProducerId),
             RequestKind::DescribeProducers(req) => self
                 .blocking(move |broker| handlers::producers::describe_producers(broker, req))
                 .await
                 .map(ResponseKind::DescribeProducers),
+            RequestKind::AddPartitionsToTxn(req) => self
+                .blocking(move |broker| broker.transactions.add_partitions(broker, req))
+                .await
+                .map(ResponseKind::AddPartitionsToTxn),
+            RequestKind::AddOffsetsToTxn(req) => self
+                .blocking(move |broker| broker.transactions.add_offsets(broker, req))
+                .await
+                .map(ResponseKind::AddOffsetsToTxn),
+            RequestKind::EndTxn(req) => self
+                .blocking(move |broker| broker.transactions.end_txn(broker, req))
+                .await
+                .map(ResponseKind::EndTxn),
+            RequestKind::TxnOffsetCommit(req) => self
+                .blocking(move |broker| broker.groups.txn_offset_commit(broker, version, req))
+                .await
+                .map(ResponseKind::TxnOffsetCommit),
+            RequestKind::DescribeTransactions(req) => self
+                .blocking(move |broker| broker.transactions.describe(req))
+                .await
+                .map(ResponseKind::DescribeTransactions),
+            RequestKind::ListTransactions(req) => self
+                .blocking(move |broker| broker.transactions.list(req))
+                .await
+                .map(ResponseKind::ListTransactions),
             _ => {
                 // parse_request admits only the APIs in the version table, all handled above.
                 tracing::error!(api_key = ?request.api_key, "request passed the version table but has no handler");

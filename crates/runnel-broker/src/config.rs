@@ -104,6 +104,14 @@ pub struct BrokerConfig {
     /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
     /// written to it for this long.
     pub producer_id_expiration_ms: i64,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed at
+    /// its creation.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
+    /// past their timeout are looked for and aborted.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -149,6 +157,9 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
             producer_id_expiration_ms: runnel_storage::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: runnel_group::transactions::DEFAULT_MAX_TIMEOUT_MS,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
         }
     }
 }
@@ -207,6 +218,13 @@ impl BrokerConfig {
         if self.offsets_topic_num_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "offsets-topic-num-partitions must be at least 1".into(),
+            ));
+        }
+        if self.transaction_state_log_num_partitions < 1 || self.transaction_max_timeout_ms < 1 {
+            return Err(ConfigError::Invalid(
+                "transaction-state-log-num-partitions and transaction-max-timeout-ms must be at \
+                 least 1"
+                    .into(),
             ));
         }
         if self.producer_id_expiration_ms < 1 {

@@ -58,6 +58,10 @@ impl From<StorageError> for ApiError {
                         ResponseError::OutOfOrderSequenceNumber
                     }
                     ProducerError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+                    ProducerError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+                    ProducerError::CoordinatorFenced { .. } => {
+                        ResponseError::TransactionCoordinatorFenced
+                    }
                 };
                 ApiError::new(code, producer.to_string())
             }

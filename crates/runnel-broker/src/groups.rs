@@ -9,7 +9,7 @@
 //! acknowledged. On a single node this broker coordinates every group; the partition a group
 //! maps to is already Kafka's, so in a cluster the coordinator becomes that partition's leader.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use runnel_group::consumer::{ConsumerGroupConfig, ConsumerGroups, TopicView};
 use runnel_group::{
     GroupConfig, GroupCoordinator, GroupState as ClassicState, Output, PendingCommit, Token,
 };
-use runnel_record::{decode_records, BatchBuilder, RecordBatch};
+use runnel_record::BatchBuilder;
 use runnel_storage::{Clock, StorageError};
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
@@ -30,12 +30,11 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
+use crate::internal_topics::{self, Replayed};
 use crate::partition::Partition;
 use crate::topics::{Topic, TopicRegistry};
 
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Largest read while replaying `__consumer_offsets` at start.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// Who sent a request, as group member descriptions report it.
 #[derive(Debug, Clone)]
@@ -118,29 +117,12 @@ impl GroupService {
         config: &BrokerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StorageError> {
-        let offsets_topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), "104857600".to_string()),
-                ]);
-                topics
-                    .create(
-                        OFFSETS_TOPIC,
-                        config.offsets_topic_num_partitions,
-                        configs,
-                        false,
-                        clock.now_ms(),
-                    )
-                    .map_err(|error| {
-                        StorageError::Corrupt(format!("cannot create {OFFSETS_TOPIC}: {error:?}"))
-                    })?
-                    .ok_or_else(|| {
-                        StorageError::Corrupt(format!("{OFFSETS_TOPIC} was not created"))
-                    })?
-            }
-        };
+        let offsets_topic = internal_topics::open(
+            topics,
+            OFFSETS_TOPIC,
+            config.offsets_topic_num_partitions,
+            clock.now_ms(),
+        )?;
         let mut classic = GroupCoordinator::new(GroupConfig {
             group_min_session_timeout_ms: config.group_min_session_timeout_ms,
             group_max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -149,7 +131,28 @@ impl GroupService {
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             ..GroupConfig::default()
         });
-        let replayed = replay(&offsets_topic, &mut classic)?;
+        let replayed = internal_topics::replay(&offsets_topic, |replayed| {
+            let read = match replayed {
+                Replayed::Record {
+                    key,
+                    value,
+                    transaction: None,
+                } => classic.replay(key, value),
+                Replayed::Record {
+                    key,
+                    value,
+                    transaction: Some(producer_id),
+                } => classic.replay_transactional(producer_id, key, value),
+                Replayed::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    classic.complete_transaction(producer_id, commit);
+                    Ok(())
+                }
+            };
+            read.map_err(|error| error.to_string())
+        })?;
         tracing::info!(
             records = replayed,
             partitions = offsets_topic.partition_count(),
@@ -497,6 +500,98 @@ impl GroupService {
         response
     }
 
+    /// TxnOffsetCommit: the offsets go to the group's `__consumer_offsets` partition in the
+    /// producer's transaction (AddOffsetsToTxn made it hold that partition; anything else is
+    /// refused) and become the group's committed offsets when the transaction commits.
+    /// Blocks.
+    pub(crate) fn txn_offset_commit(
+        &self,
+        broker: &Broker,
+        version: i16,
+        request: TxnOffsetCommitRequest,
+    ) -> TxnOffsetCommitResponse {
+        let index = GroupCoordinator::partition_for(
+            &request.group_id,
+            self.offsets_topic.partition_count(),
+        );
+        let producer_id = request.producer_id.0;
+        let epoch = request.producer_epoch;
+        let asked: Vec<(TopicName, Vec<i32>)> = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic.partitions.iter().map(|p| p.partition_index).collect();
+                (topic.name.clone(), partitions)
+            })
+            .collect();
+        let outcome = match self.offsets_topic.partition(index) {
+            None => Err(ApiError::code(ResponseError::CoordinatorNotAvailable)),
+            Some(partition) => {
+                broker
+                    .transactions
+                    .append_transactional(&partition, producer_id, epoch, || {
+                        let mut state = self.lock();
+                        let now = self.now_ms();
+                        let plan = state
+                            .classic
+                            .prepare_txn_offset_commit(now, version, request);
+                        if !plan.records.is_empty() {
+                            let mut batch = plan
+                                .records
+                                .iter()
+                                .fold(
+                                    BatchBuilder::new(now)
+                                        .producer(producer_id, epoch, -1)
+                                        .transactional(true),
+                                    |batch, (key, value)| {
+                                        batch.record(Some(key), value.as_deref(), &[])
+                                    },
+                                )
+                                .build();
+                            let appended = partition.append_from_coordinator(&mut batch, now)?;
+                            if appended.sync_required {
+                                partition.sync_to_blocking(appended.info.last_offset + 1)?;
+                            }
+                            state
+                                .classic
+                                .stage_transactional_offsets(producer_id, plan.pending);
+                        }
+                        Ok(plan.response)
+                    })
+            }
+        };
+        outcome.unwrap_or_else(|error| {
+            let mut response = TxnOffsetCommitResponse::default();
+            response.topics = asked
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut topic = txn_offset_commit_response::TxnOffsetCommitResponseTopic::default();
+                    topic.name = name;
+                    topic.partitions = partitions
+                        .into_iter()
+                        .map(|index| {
+                            let mut partition =
+                                txn_offset_commit_response::TxnOffsetCommitResponsePartition::default();
+                            partition.partition_index = index;
+                            partition.error_code = error.error_code();
+                            partition
+                        })
+                        .collect();
+                    topic
+                })
+                .collect();
+            response
+        })
+    }
+
+    /// The marker of `producer_id`'s transaction is in `__consumer_offsets`: its offsets are
+    /// now committed, or dropped. Blocks.
+    pub(crate) fn complete_transaction(&self, producer_id: i64, commit: bool) {
+        self.lock()
+            .classic
+            .complete_transaction(producer_id, commit);
+    }
+
     pub(crate) fn offset_delete(&self, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
         let mut state = self.lock();
         let mut out = Vec::new();
@@ -755,51 +850,4 @@ fn offset_commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommit
         })
         .collect();
     response
-}
-
-/// Reads every partition of `__consumer_offsets` from its start and feeds each record to the
-/// coordinator, in offset order. Returns how many records were replayed.
-fn replay(topic: &Topic, coordinator: &mut GroupCoordinator) -> Result<usize, StorageError> {
-    let mut replayed = 0;
-    for partition in topic.partitions() {
-        let mut offset = partition
-            .with_log(|log| Ok(log.log_start_offset()))
-            .map_err(api_to_storage)?;
-        let end = partition.high_watermark();
-        while offset < end {
-            let slice = partition
-                .with_log(|log| log.read(offset, end, REPLAY_READ_BYTES, true))
-                .map_err(api_to_storage)?;
-            if slice.is_empty() {
-                break;
-            }
-            let bytes = slice.read().map_err(|source| StorageError::Io {
-                context: format!("replaying {OFFSETS_TOPIC}-{}", partition.index),
-                source,
-            })?;
-            let headers = RecordBatch::validate_all(&bytes).map_err(|error| {
-                StorageError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {error}", partition.index))
-            })?;
-            let mut position = 0;
-            for header in headers {
-                let batch = &bytes[position..position + header.total_len()];
-                position += header.total_len();
-                offset = header.next_offset();
-                for record in decode_records(batch).map_err(|error| {
-                    StorageError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {error}", partition.index))
-                })? {
-                    let Some(key) = record.key else { continue };
-                    if let Err(error) = coordinator.replay(&key, record.value.as_deref()) {
-                        tracing::warn!(partition = partition.index, offset = record.offset, %error, "skipping unreadable group record");
-                    }
-                    replayed += 1;
-                }
-            }
-        }
-    }
-    Ok(replayed)
-}
-
-fn api_to_storage(error: ApiError) -> StorageError {
-    StorageError::Corrupt(error.message.unwrap_or_else(|| format!("{:?}", error.code)))
 }

@@ -21,6 +21,7 @@ mod fetch_sessions;
 mod fuzz_seeds;
 mod groups;
 mod handlers;
+mod internal_topics;
 mod io_pool;
 mod partition;
 mod pipeline;
@@ -30,6 +31,7 @@ mod producer_ids;
 mod server;
 mod topic_config;
 mod topics;
+mod transactions;
 
 use std::future::Future;
 
@@ -82,11 +84,19 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
     let checkpoints = tokio::spawn(background::write_checkpoints(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
     let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));
+    let transaction_timers = tokio::spawn(background::run_transaction_timers(broker.clone()));
     let server = tokio::spawn(server::serve(broker.clone(), listener));
     stop.await;
     tracing::info!("shutting down");
     broker.begin_shutdown();
-    let _ = tokio::join!(server, flusher, checkpoints, retention, group_timers);
+    let _ = tokio::join!(
+        server,
+        flusher,
+        checkpoints,
+        retention,
+        group_timers,
+        transaction_timers
+    );
     tokio::task::spawn_blocking(move || broker.close())
         .await
         .ok();

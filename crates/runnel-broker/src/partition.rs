@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use runnel_record::{ControlType, TransactionMarker};
 use runnel_storage::{AppendInfo, FetchSlice, PartitionLog, StorageError};
 use tokio::sync::{watch, OwnedMutexGuard};
 
@@ -28,6 +29,18 @@ use crate::io_pool::IoPool;
 
 /// A single node leads every partition in epoch 0; replication (later) moves this.
 pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// The epoch of this node's transaction coordinators: the leader epoch of their
+/// `__transaction_state` partitions, 0 on a single node.
+pub(crate) const COORDINATOR_EPOCH: i32 = 0;
+
+/// The last stable offset: consumers reading committed data see records below it, which
+/// is the high watermark unless a transaction is open below that.
+pub(crate) fn last_stable_offset(log: &PartitionLog, high_watermark: i64) -> i64 {
+    log.producers()
+        .first_unstable_offset()
+        .map_or(high_watermark, |first| first.min(high_watermark))
+}
 
 /// The partitions the background loops must look at, so that their cost follows the
 /// partitions being written, not every partition on the broker:
@@ -332,8 +345,50 @@ impl Partition {
         batches: &mut [u8],
         now_ms: i64,
     ) -> Result<Appended, ApiError> {
+        self.append_with(|log| log.append(batches, LEADER_EPOCH, now_ms))
+    }
+
+    /// Appends batches a coordinator of this broker wrote in a producer's transaction
+    /// (TxnOffsetCommit): only the producer's epoch is checked. Blocks.
+    pub(crate) fn append_from_coordinator(
+        self: &Arc<Self>,
+        batches: &mut [u8],
+        now_ms: i64,
+    ) -> Result<Appended, ApiError> {
+        self.append_with(|log| log.append_from_coordinator(batches, LEADER_EPOCH, now_ms))
+    }
+
+    /// Writes a transaction marker for `producer_id` (WriteTxnMarkers, for this partition).
+    /// Blocks: call it from the I/O pool.
+    pub(crate) fn append_marker(
+        self: &Arc<Self>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<Appended, ApiError> {
+        let marker = TransactionMarker {
+            control: if commit {
+                ControlType::Commit
+            } else {
+                ControlType::Abort
+            },
+            coordinator_epoch: COORDINATOR_EPOCH,
+        };
+        self.append_with(|log| {
+            log.append_marker(producer_id, producer_epoch, marker, LEADER_EPOCH, now_ms)
+        })
+    }
+
+    /// Runs one kind of append on the log, then the bookkeeping: the flusher and retention
+    /// look at the partition, and consumers see the records now unless an fsync must come
+    /// first.
+    fn append_with(
+        self: &Arc<Self>,
+        append: impl FnOnce(&mut PartitionLog) -> Result<AppendInfo, StorageError>,
+    ) -> Result<Appended, ApiError> {
         let (appended, log_end_offset) = self.with_log(|log| {
-            let info = log.append(batches, LEADER_EPOCH, now_ms)?;
+            let info = append(log)?;
             let appended = Appended {
                 info,
                 log_start_offset: log.log_start_offset(),
@@ -356,6 +411,19 @@ impl Partition {
             self.advance_high_watermark(log_end_offset);
         }
         Ok(appended)
+    }
+
+    /// [`Self::sync_to`] for callers already on the I/O pool (the transaction coordinator,
+    /// which writes its state and markers in one blocking job). Blocks.
+    pub(crate) fn sync_to_blocking(&self, offset: i64) -> Result<(), ApiError> {
+        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let synced_offset = self.flush()?;
+        self.flushed_offset
+            .fetch_max(synced_offset, Ordering::AcqRel);
+        self.advance_high_watermark(synced_offset);
+        Ok(())
     }
 
     /// Makes every offset below `offset` durable, then lets consumers see it. Appenders that

@@ -70,7 +70,7 @@ impl Topic {
 
     /// Topics the broker itself writes; clients may read them but not write, delete or grow.
     pub(crate) fn is_internal(&self) -> bool {
-        &*self.name == crate::groups::OFFSETS_TOPIC
+        crate::internal_topics::is_internal(&self.name)
     }
 }
 

@@ -57,6 +57,15 @@ fn decodable_versions(key: ApiKey) -> VersionRange {
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
         ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
         ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
+        ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
+        // v4+ is the brokers' batched form (KIP-890); clients send v3 and below.
+        ApiKey::AddPartitionsToTxn => VersionRange { min: 0, max: 3 },
+        // v5 belongs to transaction version 2 (KIP-890), which Runnel does not offer.
+        ApiKey::EndTxn => VersionRange { min: 0, max: 4 },
+        // v5 belongs to transaction version 2 as well.
+        ApiKey::TxnOffsetCommit => VersionRange { min: 0, max: 4 },
         other => other.valid_versions(),
     };
     key.valid_versions().intersect(&request)
@@ -100,6 +109,12 @@ const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::ConsumerGroupDescribe,
     ApiKey::InitProducerId,
     ApiKey::DescribeProducers,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
 ];
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -24,7 +26,7 @@ use super::find_topic;
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::fetch_sessions::{Answered, Begun, WantedPartition};
-use crate::partition::{Partition, LEADER_EPOCH};
+use crate::partition::{last_stable_offset, Partition, LEADER_EPOCH};
 use crate::topics::Topic;
 
 const READ_COMMITTED: i8 = 1;
@@ -321,20 +323,43 @@ fn read_partition(
 ) -> Result<PartitionData, ApiError> {
     let high_watermark = partition.high_watermark();
     let limit = bytes_left.min(planned.partition_max_bytes);
-    let (slice, log_start_offset) = partition.with_log(|log| {
-        let slice = log.read(planned.fetch_offset, high_watermark, limit, first_with_data)?;
-        Ok((slice, log.log_start_offset()))
+    let read_committed = plan.isolation_level == READ_COMMITTED;
+    let (slice, log_start_offset, last_stable_offset, aborted) = partition.with_log(|log| {
+        let last_stable_offset = last_stable_offset(log, high_watermark);
+        // read_committed stops below the oldest open transaction, and is told which
+        // transactions in what it reads were aborted, so that it drops their records.
+        let upper = if read_committed {
+            last_stable_offset
+        } else {
+            high_watermark
+        };
+        let slice = log.read(planned.fetch_offset, upper, limit, first_with_data)?;
+        let aborted = if read_committed {
+            log.producers()
+                .aborted_between(planned.fetch_offset, upper)
+                .into_iter()
+                .map(|aborted| {
+                    let mut entry = AbortedTransaction::default();
+                    entry.producer_id = ProducerId(aborted.producer_id);
+                    entry.first_offset = aborted.first_offset;
+                    entry
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((slice, log.log_start_offset(), last_stable_offset, aborted))
     })?;
     // The copy happens outside the partition lock: appends need not wait for it.
     let records = partition.read_slice(&slice)?;
     let mut data = empty_partition(planned.index);
     data.high_watermark = high_watermark;
-    data.last_stable_offset = high_watermark;
+    data.last_stable_offset = last_stable_offset;
     if plan.version >= 5 {
         data.log_start_offset = log_start_offset;
     }
-    if plan.isolation_level == READ_COMMITTED {
-        data.aborted_transactions = Some(Vec::new());
+    if read_committed {
+        data.aborted_transactions = Some(aborted);
     }
     data.records = Some(records);
     Ok(data)

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Every group is coordinated by this broker. Transaction coordinators (key type 1) and share
 /// groups (2) are not served yet.
@@ -18,11 +19,8 @@ pub(crate) fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let answer = |key_type: i8| -> Result<(), (i16, &'static str)> {
         match key_type {
-            KEY_TYPE_GROUP => Ok(()),
-            1 => Err((
-                ResponseError::CoordinatorNotAvailable.code(),
-                "transactions are not supported yet",
-            )),
+            // A single node coordinates every group and every transactional id.
+            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
             _ => Err((
                 ResponseError::InvalidRequest.code(),
                 "unknown coordinator key type",

@@ -21,7 +21,7 @@ use super::fetch::check_leader_epoch;
 use super::find_partition;
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::partition::{Partition, LEADER_EPOCH};
+use crate::partition::{last_stable_offset, Partition, LEADER_EPOCH};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -35,6 +35,7 @@ pub(crate) fn list_offsets(
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == 1;
     let mut response = ListOffsetsResponse::default();
     response.topics = request
         .topics
@@ -50,7 +51,7 @@ pub(crate) fn list_offsets(
                     let found = find_partition(broker, &topic.name, wanted.partition_index)
                         .and_then(|partition| {
                             check_leader_epoch(wanted.current_leader_epoch)?;
-                            lookup(&partition, wanted.timestamp, version)
+                            lookup(&partition, wanted.timestamp, version, read_committed)
                         });
                     match found {
                         Ok((offset, timestamp)) => {
@@ -76,9 +77,20 @@ pub(crate) fn list_offsets(
 
 /// The (offset, timestamp) a ListOffsets query names; (-1, -1) when no record matches. A
 /// search by time trusts each batch's max timestamp (validated when it was produced) and the
-/// time index, and decodes at most the batches that may hold the answer.
-fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i64), ApiError> {
+/// time index, and decodes at most the batches that may hold the answer. For read_committed
+/// the end is the last stable offset.
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    version: i16,
+    read_committed: bool,
+) -> Result<(i64, i64), ApiError> {
     let high_watermark = partition.high_watermark();
+    let high_watermark = if read_committed {
+        partition.with_log(|log| Ok(last_stable_offset(log, high_watermark)))?
+    } else {
+        high_watermark
+    };
     let none = (-1, -1);
     match timestamp {
         LATEST_TIMESTAMP => Ok((high_watermark, -1)),
@@ -200,7 +212,7 @@ pub(crate) fn delete_records(
 
 /// Records of internal topics are the broker's own; a client may not delete them.
 fn refuse_internal(topic: &str) -> Result<(), ApiError> {
-    if topic == crate::groups::OFFSETS_TOPIC {
+    if crate::internal_topics::is_internal(topic) {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
             format!("Cannot delete records of internal topic {topic}"),

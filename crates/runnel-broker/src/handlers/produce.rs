@@ -119,13 +119,14 @@ pub(crate) async fn produce(
     let finished = join_all(jobs.into_iter().map(|job| {
         let budget = Arc::clone(&budget);
         let (places, job): (Vec<_>, Vec<_>) = job.into_iter().unzip();
+        let broker_in_job = Arc::clone(broker);
         let run = broker.io.run(move || {
             job.into_iter()
                 .map(|checked| {
                     // A panic (a bug) fails its own partition only: the job's other
                     // partitions were or will be appended, and must be answered as such.
                     catch_unwind(AssertUnwindSafe(|| {
-                        append_checked(checked, &budget, now_ms)
+                        append_checked(&broker_in_job, checked, &budget, now_ms)
                     }))
                     .unwrap_or_else(|_| Err(ApiError::from(PoolError::Panicked)))
                 })
@@ -245,8 +246,10 @@ fn check_partition(
     })
 }
 
-/// Validates and appends one partition's records. Blocks: call it on the I/O pool.
+/// Validates and appends one partition's records; a transactional batch only if its
+/// transaction holds the partition. Blocks: call it on the I/O pool.
 fn append_checked(
+    broker: &Broker,
     checked: Checked,
     budget: &DecompressionBudget,
     now_ms: i64,
@@ -258,7 +261,17 @@ fn append_checked(
         log_append_time_ms,
     } = checked;
     let mut batches = validate_records(&records, &settings, now_ms, budget)?;
-    let appended = partition.append(&mut batches, now_ms)?;
+    let first = RecordBatch::parse_header(&batches)?;
+    let appended = if first.is_transactional() {
+        broker.transactions.append_transactional(
+            &partition,
+            first.producer_id,
+            first.producer_epoch,
+            || partition.append(&mut batches, now_ms),
+        )?
+    } else {
+        partition.append(&mut batches, now_ms)?
+    };
     Ok(PendingAck {
         partition,
         appended,
@@ -339,10 +352,10 @@ fn check_header(header: &RecordBatchHeader, max_message_bytes: usize) -> Result<
             "clients may not produce control batches",
         ));
     }
-    if header.is_transactional() {
+    if header.is_transactional() && header.producer_id < 0 {
         return Err(ApiError::new(
             ResponseError::InvalidRecord,
-            "transactional producers are not supported yet",
+            "a transactional batch needs a producer id",
         ));
     }
     if header.producer_id >= 0 && (header.base_sequence < 0 || header.producer_epoch < 0) {

@@ -1,4 +1,5 @@
-//! InitProducerId (for idempotent producers: a fresh producer id at epoch 0) and
+//! InitProducerId (for idempotent producers: a fresh producer id at epoch 0; for
+//! transactional ones, the transaction coordinator's answer) and
 //! DescribeProducers (each partition's idempotent producers, as its log remembers them).
 //! Both block (a new id block is written durably; a partition's state is read under its
 //! lock) and run on the I/O pool.
@@ -17,14 +18,23 @@ use crate::broker::Broker;
 
 pub(crate) fn init_producer_id(
     broker: &Broker,
+    version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     if request.transactional_id.is_some() {
-        // FindCoordinator answers the same for transaction coordinators.
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
+        match broker
+            .transactions
+            .init_producer_id(broker, version, &request)
+        {
+            Ok((producer_id, epoch)) => {
+                response.producer_id = ProducerId(producer_id);
+                response.producer_epoch = epoch;
+            }
+            Err(code) => response.error_code = code.code(),
+        }
         return response;
     }
     // As Kafka: an idempotent producer always gets a new id, even when it names its old one

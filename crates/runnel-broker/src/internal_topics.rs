@@ -1,0 +1,124 @@
+//! The broker's internal topics, `__consumer_offsets` and `__transaction_state`: created
+//! compacted on first start, and read back into their coordinators at every start. Clients
+//! may read them but not write to them or delete their records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use runnel_group::transactions::TRANSACTION_STATE_TOPIC;
+use runnel_record::{decode_records, ControlType, RecordBatch, TransactionMarker};
+use runnel_storage::StorageError;
+
+use crate::error::ApiError;
+use crate::groups::OFFSETS_TOPIC;
+use crate::topics::{Topic, TopicRegistry};
+
+/// Largest read while replaying an internal topic at start.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+pub(crate) fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+/// The internal topic `name`, created with `partitions` partitions if it does not exist yet
+/// (its partition count is fixed from then on: it decides which partition a key maps to).
+pub(crate) fn open(
+    topics: &TopicRegistry,
+    name: &str,
+    partitions: i32,
+    now_ms: i64,
+) -> Result<Arc<Topic>, StorageError> {
+    if let Some(topic) = topics.get(name) {
+        return Ok(topic);
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), "104857600".to_string()),
+    ]);
+    topics
+        .create(name, partitions, configs, false, now_ms)
+        .map_err(|error| StorageError::Corrupt(format!("cannot create {name}: {error:?}")))?
+        .ok_or_else(|| StorageError::Corrupt(format!("{name} was not created")))
+}
+
+/// What replaying an internal topic hands its coordinator, in log order.
+pub(crate) enum Replayed<'a> {
+    Record {
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+        /// The producer whose transaction wrote it, for records written in one.
+        transaction: Option<i64>,
+    },
+    /// The end of `producer_id`'s transaction on this partition.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Hands every record and transaction marker of `topic` (below each partition's high
+/// watermark, partition by partition, in log order) to `apply`; records without a key, and
+/// those `apply` cannot read, are logged and skipped. Returns how many records were read.
+pub(crate) fn replay(
+    topic: &Topic,
+    mut apply: impl FnMut(Replayed<'_>) -> Result<(), String>,
+) -> Result<usize, StorageError> {
+    let name = &topic.name;
+    let mut count = 0;
+    for partition in topic.partitions() {
+        let mut offset = partition
+            .with_log(|log| Ok(log.log_start_offset()))
+            .map_err(api_to_storage)?;
+        let end = partition.high_watermark();
+        while offset < end {
+            let slice = partition
+                .with_log(|log| log.read(offset, end, REPLAY_READ_BYTES, true))
+                .map_err(api_to_storage)?;
+            if slice.is_empty() {
+                break;
+            }
+            let bytes = slice.read().map_err(|source| StorageError::Io {
+                context: format!("replaying {name}-{}", partition.index),
+                source,
+            })?;
+            let headers = RecordBatch::validate_all(&bytes).map_err(|error| {
+                StorageError::Corrupt(format!("{name}-{}: {error}", partition.index))
+            })?;
+            let mut position = 0;
+            for header in headers {
+                let batch = &bytes[position..position + header.total_len()];
+                position += header.total_len();
+                offset = header.next_offset();
+                let corrupt =
+                    |error| StorageError::Corrupt(format!("{name}-{}: {error}", partition.index));
+                if header.is_control() {
+                    if let Some(marker) = TransactionMarker::parse(batch).map_err(corrupt)? {
+                        let replayed = Replayed::Marker {
+                            producer_id: header.producer_id,
+                            commit: marker.control == ControlType::Commit,
+                        };
+                        if let Err(error) = apply(replayed) {
+                            tracing::warn!(topic = %name, partition = partition.index, %error, "skipping an unreadable marker");
+                        }
+                    }
+                    continue;
+                }
+                let transaction = header.is_transactional().then_some(header.producer_id);
+                for record in decode_records(batch).map_err(corrupt)? {
+                    let Some(key) = record.key else { continue };
+                    let replayed = Replayed::Record {
+                        key: &key,
+                        value: record.value.as_deref(),
+                        transaction,
+                    };
+                    if let Err(error) = apply(replayed) {
+                        tracing::warn!(topic = %name, partition = partition.index, offset = record.offset, %error, "skipping an unreadable record");
+                    }
+                    count += 1;
+                }
+            }
+        }
+    }
+    Ok(count)
+}
+
+fn api_to_storage(error: ApiError) -> StorageError {
+    StorageError::Corrupt(error.message.unwrap_or_else(|| format!("{:?}", error.code)))
+}

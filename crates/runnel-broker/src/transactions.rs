@@ -1,0 +1,534 @@
+//! Transactions on this broker: the I/O shell around `runnel_group::transactions`. It owns
+//! `__transaction_state` (created at first start, replayed into the coordinator at every
+//! start), writes each transition there before it takes effect, writes the markers that end a
+//! transaction to its partitions (the content of a WriteTxnMarkers request, which in a
+//! cluster goes to the partitions' leaders), aborts transactions that outlive their timeout,
+//! and checks each transactional produce against the coordinator (KIP-890: a batch whose
+//! transaction does not hold its partition is refused, so a late batch cannot hang a
+//! transaction that already ended).
+//!
+//! Every call runs on the I/O pool and holds the coordinator's lock while it writes, so a
+//! transaction's state, its markers and the transactional appends checked against it reach
+//! the logs in one order. On a single node this broker coordinates every transactional id;
+//! the partition an id maps to is Kafka's, so in a cluster the coordinator becomes that
+//! partition's leader.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{
+    TopicData, TransactionState as DescribedState,
+};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use runnel_group::transactions::{
+    coordinator_partition, EndOutcome, InitOutcome, Markers, TransactionCoordinator, Transition,
+    TxnState, TRANSACTION_STATE_TOPIC,
+};
+use runnel_record::BatchBuilder;
+use runnel_storage::{Clock, StorageError};
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::ApiError;
+use crate::groups::OFFSETS_TOPIC;
+use crate::internal_topics::{self, Replayed};
+use crate::partition::Partition;
+use crate::topics::{Topic, TopicRegistry};
+
+pub(crate) struct TransactionService {
+    coordinator: Mutex<TransactionCoordinator>,
+    /// Created by the first transactional InitProducerId, as Kafka does: a broker whose
+    /// clients never use transactions keeps no `__transaction_state` partitions open.
+    state_topic: OnceLock<Arc<Topic>>,
+    partitions: i32,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for TransactionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionService").finish_non_exhaustive()
+    }
+}
+
+impl TransactionService {
+    /// Replays `__transaction_state`, if it exists, into the coordinator.
+    pub(crate) fn open(
+        topics: &TopicRegistry,
+        config: &BrokerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        let mut coordinator = TransactionCoordinator::new(config.transaction_max_timeout_ms);
+        let state_topic = OnceLock::new();
+        if let Some(topic) = topics.get(TRANSACTION_STATE_TOPIC) {
+            let replayed = internal_topics::replay(&topic, |replayed| match replayed {
+                Replayed::Record { key, value, .. } => coordinator
+                    .replay(key, value)
+                    .map_err(|error| error.to_string()),
+                Replayed::Marker { .. } => Ok(()),
+            })?;
+            tracing::info!(
+                records = replayed,
+                partitions = topic.partition_count(),
+                "replayed {TRANSACTION_STATE_TOPIC}"
+            );
+            let _ = state_topic.set(topic);
+        }
+        Ok(TransactionService {
+            coordinator: Mutex::new(coordinator),
+            state_topic,
+            partitions: config.transaction_state_log_num_partitions,
+            clock,
+        })
+    }
+
+    /// `__transaction_state`, created on first use. Blocks (creation writes files).
+    fn state_topic(&self, topics: &TopicRegistry) -> Result<&Arc<Topic>, ApiError> {
+        if let Some(topic) = self.state_topic.get() {
+            return Ok(topic);
+        }
+        let topic = internal_topics::open(
+            topics,
+            TRANSACTION_STATE_TOPIC,
+            self.partitions,
+            self.now_ms(),
+        )
+        .map_err(|error| {
+            ApiError::new(ResponseError::CoordinatorNotAvailable, error.to_string())
+        })?;
+        Ok(self.state_topic.get_or_init(|| topic))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TransactionCoordinator> {
+        // Plain data: a panic mid-call leaves a valid state (a transition at worst pending).
+        self.coordinator
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Appends a transition's record to its id's partition of `__transaction_state`, durably
+    /// when the flush policy asks.
+    fn write(&self, broker: &Broker, transition: &Transition) -> Result<(), ApiError> {
+        let state_topic = self.state_topic(&broker.topics)?;
+        let index =
+            coordinator_partition(&transition.transactional_id, state_topic.partition_count());
+        let partition = state_topic
+            .partition(index)
+            .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))?;
+        let (key, value) = transition.record();
+        let now = self.now_ms();
+        let mut batch = BatchBuilder::new(now)
+            .record(Some(&key), value.as_deref(), &[])
+            .build();
+        let appended = partition.append(&mut batch, now)?;
+        if appended.sync_required {
+            partition.sync_to_blocking(appended.info.last_offset + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Writes and applies a transition; when it ends a transaction, writes the markers and
+    /// the completion too.
+    fn carry_out(
+        &self,
+        coordinator: &mut TransactionCoordinator,
+        broker: &Broker,
+        transition: Transition,
+    ) -> Result<(), ApiError> {
+        if let Err(error) = self.write(broker, &transition) {
+            coordinator.abandon(&transition);
+            return Err(error);
+        }
+        match coordinator.apply(transition) {
+            Some(markers) => self.finish(coordinator, broker, &markers),
+            None => Ok(()),
+        }
+    }
+
+    /// The markers of an ending transaction, then its completion. If a marker cannot be
+    /// written the transaction stays in PrepareCommit/PrepareAbort and the timer tries again.
+    fn finish(
+        &self,
+        coordinator: &mut TransactionCoordinator,
+        broker: &Broker,
+        markers: &Markers,
+    ) -> Result<(), ApiError> {
+        let now = self.now_ms();
+        write_markers(broker, markers, now)?;
+        if let Some(complete) = coordinator.markers_written(now, &markers.transactional_id) {
+            if let Err(error) = self.write(broker, &complete) {
+                coordinator.abandon(&complete);
+                return Err(error);
+            }
+            coordinator.apply(complete);
+        }
+        Ok(())
+    }
+
+    /// InitProducerId with a transactional id: a producer id and a new epoch, fencing older
+    /// instances; an open transaction of the id is aborted first.
+    pub(crate) fn init_producer_id(
+        &self,
+        broker: &Broker,
+        version: i16,
+        request: &InitProducerIdRequest,
+    ) -> Result<(i64, i16), ResponseError> {
+        let id = request
+            .transactional_id
+            .as_deref()
+            .map_or("", |id| id.as_str());
+        let expected = (version >= 3).then_some((request.producer_id.0, request.producer_epoch));
+        let mut allocate = || {
+            broker.producer_ids.allocate().map_err(|error| {
+                tracing::error!(%error, "cannot allocate a producer id");
+                ResponseError::KafkaStorageError
+            })
+        };
+        let mut coordinator = self.lock();
+        let now = self.now_ms();
+        let mut outcome = coordinator.init_producer_id(
+            now,
+            id,
+            request.transaction_timeout_ms,
+            expected,
+            &mut allocate,
+        )?;
+        if let InitOutcome::FenceFirst(fence) = outcome {
+            // The open transaction is aborted at once; then the epoch is bumped again for
+            // this instance, as Kafka's producer would after retrying.
+            tracing::info!(
+                transactional_id = id,
+                "aborting the open transaction of a producer a new instance replaces"
+            );
+            self.carry_out(&mut coordinator, broker, fence)
+                .map_err(|error| error.code)?;
+            outcome = coordinator.init_producer_id(
+                now,
+                id,
+                request.transaction_timeout_ms,
+                None,
+                &mut allocate,
+            )?;
+        }
+        let InitOutcome::Write(transition) = outcome else {
+            return Err(ResponseError::ConcurrentTransactions);
+        };
+        let answer = (transition.next.producer_id, transition.next.producer_epoch);
+        self.carry_out(&mut coordinator, broker, transition)
+            .map_err(|error| error.code)?;
+        Ok(answer)
+    }
+
+    pub(crate) fn add_partitions(
+        &self,
+        broker: &Broker,
+        request: AddPartitionsToTxnRequest,
+    ) -> AddPartitionsToTxnResponse {
+        let topics = &broker.topics;
+        let wanted: Vec<(String, i32)> = request
+            .v3_and_below_topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| (topic.name.to_string(), *partition))
+            })
+            .collect();
+        let unknown: Vec<bool> = wanted
+            .iter()
+            .map(|(topic, partition)| {
+                topics
+                    .get(topic)
+                    .and_then(|topic| topic.partition(*partition))
+                    .is_none()
+            })
+            .collect();
+        let outcome = if unknown.iter().any(|unknown| *unknown) {
+            Err(ResponseError::OperationNotAttempted)
+        } else {
+            let mut coordinator = self.lock();
+            coordinator
+                .add_partitions(
+                    self.now_ms(),
+                    &request.v3_and_below_transactional_id,
+                    request.v3_and_below_producer_id.0,
+                    request.v3_and_below_producer_epoch,
+                    &wanted,
+                )
+                .and_then(|transition| match transition {
+                    Some(transition) => self
+                        .carry_out(&mut coordinator, broker, transition)
+                        .map_err(|error| error.code),
+                    None => Ok(()),
+                })
+        };
+        let mut response = AddPartitionsToTxnResponse::default();
+        let mut index = 0;
+        for topic in request.v3_and_below_topics {
+            let mut result = AddPartitionsToTxnTopicResult::default();
+            for partition in topic.partitions {
+                let code = match &outcome {
+                    Ok(()) => 0,
+                    Err(_) if unknown[index] => ResponseError::UnknownTopicOrPartition.code(),
+                    Err(code) => code.code(),
+                };
+                index += 1;
+                let mut partition_result = AddPartitionsToTxnPartitionResult::default();
+                partition_result.partition_index = partition;
+                partition_result.partition_error_code = code;
+                result.results_by_partition.push(partition_result);
+            }
+            result.name = topic.name;
+            response.results_by_topic_v3_and_below.push(result);
+        }
+        response
+    }
+
+    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction, so
+    /// that its TxnOffsetCommit records get the transaction's marker.
+    pub(crate) fn add_offsets(
+        &self,
+        broker: &Broker,
+        request: AddOffsetsToTxnRequest,
+    ) -> AddOffsetsToTxnResponse {
+        let mut response = AddOffsetsToTxnResponse::default();
+        let Some(offsets_topic) = broker.topics.get(OFFSETS_TOPIC) else {
+            response.error_code = ResponseError::CoordinatorNotAvailable.code();
+            return response;
+        };
+        let partition = coordinator_partition(&request.group_id, offsets_topic.partition_count());
+        let mut coordinator = self.lock();
+        let outcome = coordinator
+            .add_partitions(
+                self.now_ms(),
+                &request.transactional_id,
+                request.producer_id.0,
+                request.producer_epoch,
+                &[(OFFSETS_TOPIC.to_string(), partition)],
+            )
+            .and_then(|transition| match transition {
+                Some(transition) => self
+                    .carry_out(&mut coordinator, broker, transition)
+                    .map_err(|error| error.code),
+                None => Ok(()),
+            });
+        if let Err(code) = outcome {
+            response.error_code = code.code();
+        }
+        response
+    }
+
+    pub(crate) fn end_txn(&self, broker: &Broker, request: EndTxnRequest) -> EndTxnResponse {
+        let mut response = EndTxnResponse::default();
+        response.producer_id = ProducerId(-1);
+        response.producer_epoch = -1;
+        let mut coordinator = self.lock();
+        let outcome = coordinator
+            .end_transaction(
+                self.now_ms(),
+                &request.transactional_id,
+                request.producer_id.0,
+                request.producer_epoch,
+                request.committed,
+            )
+            .and_then(|outcome| match outcome {
+                EndOutcome::Write(transition) => self
+                    .carry_out(&mut coordinator, broker, transition)
+                    .map_err(|error| error.code),
+                EndOutcome::AlreadyDone => Ok(()),
+            });
+        if let Err(code) = outcome {
+            response.error_code = code.code();
+        }
+        response
+    }
+
+    /// For a produce: runs `append` if `producer_id` at `epoch` has an open transaction that
+    /// holds the partition, with the coordinator locked so that no marker slips in between.
+    pub(crate) fn append_transactional<T>(
+        &self,
+        partition: &Partition,
+        producer_id: i64,
+        epoch: i16,
+        append: impl FnOnce() -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let coordinator = self.lock();
+        coordinator
+            .verify(producer_id, epoch, partition.topic(), partition.index)
+            .map_err(|code| {
+                ApiError::new(
+                    code,
+                    format!(
+                        "producer {producer_id} (epoch {epoch}) has no open transaction holding \
+                         {}; add the partition to the transaction first",
+                        partition.name()
+                    ),
+                )
+            })?;
+        append()
+    }
+
+    pub(crate) fn describe(
+        &self,
+        request: DescribeTransactionsRequest,
+    ) -> DescribeTransactionsResponse {
+        let coordinator = self.lock();
+        let mut response = DescribeTransactionsResponse::default();
+        response.transaction_states = request
+            .transactional_ids
+            .into_iter()
+            .map(|id| {
+                let mut state = DescribedState::default();
+                match coordinator.describe(&id) {
+                    Some(metadata) => {
+                        state.transaction_state = StrBytes::from_static_str(metadata.state.name());
+                        state.transaction_timeout_ms = metadata.timeout_ms;
+                        state.transaction_start_time_ms = metadata.start_ms;
+                        state.producer_id = ProducerId(metadata.producer_id);
+                        state.producer_epoch = metadata.producer_epoch;
+                        let mut by_topic: Vec<TopicData> = Vec::new();
+                        for (topic, partition) in &metadata.partitions {
+                            match by_topic.last_mut() {
+                                Some(last) if last.topic.as_str() == topic => {
+                                    last.partitions.push(*partition)
+                                }
+                                _ => {
+                                    let mut data = TopicData::default();
+                                    data.topic = TopicName(StrBytes::from_string(topic.clone()));
+                                    data.partitions = vec![*partition];
+                                    by_topic.push(data);
+                                }
+                            }
+                        }
+                        state.topics = by_topic;
+                    }
+                    None => {
+                        state.error_code = ResponseError::TransactionalIdNotFound.code();
+                        state.producer_id = ProducerId(-1);
+                        state.producer_epoch = -1;
+                        state.transaction_start_time_ms = -1;
+                    }
+                }
+                state.transactional_id = id;
+                state
+            })
+            .collect();
+        response
+    }
+
+    pub(crate) fn list(&self, request: ListTransactionsRequest) -> ListTransactionsResponse {
+        let mut response = ListTransactionsResponse::default();
+        let mut states = Vec::new();
+        for name in &request.state_filters {
+            match TxnState::from_name(name) {
+                Some(state) => states.push(state),
+                None => response.unknown_state_filters.push(name.clone()),
+            }
+        }
+        let pattern = match request
+            .transactional_id_pattern
+            .as_deref()
+            .filter(|pattern| !pattern.is_empty())
+            .map(|pattern| regex::Regex::new(&format!("^(?:{pattern})$")))
+            .transpose()
+        {
+            Ok(pattern) => pattern,
+            Err(_) => {
+                response.error_code = ResponseError::InvalidRegularExpression.code();
+                return response;
+            }
+        };
+        let now = self.now_ms();
+        let coordinator = self.lock();
+        response.transaction_states = coordinator
+            .list()
+            .into_iter()
+            .filter(|(_, metadata)| states.is_empty() || states.contains(&metadata.state))
+            .filter(|(_, metadata)| {
+                request.producer_id_filters.is_empty()
+                    || request
+                        .producer_id_filters
+                        .contains(&ProducerId(metadata.producer_id))
+            })
+            .filter(|(_, metadata)| {
+                // Transactions running longer than the filter (KIP-994); -1 is none.
+                request.duration_filter < 0
+                    || (metadata.state == TxnState::Ongoing
+                        && now.saturating_sub(metadata.start_ms) > request.duration_filter)
+            })
+            .filter(|(id, _)| pattern.as_ref().is_none_or(|pattern| pattern.is_match(id)))
+            .map(|(id, metadata)| {
+                let mut state = ListedState::default();
+                state.transactional_id = TransactionalId(StrBytes::from_string(id.to_string()));
+                state.producer_id = ProducerId(metadata.producer_id);
+                state.transaction_state = StrBytes::from_static_str(metadata.state.name());
+                state
+            })
+            .collect();
+        response
+    }
+
+    /// The timer's work: aborts transactions past their timeout (fencing their producers),
+    /// and finishes transactions whose markers could not all be written (a restart, a disk
+    /// error). Blocks: call it on the I/O pool.
+    pub(crate) fn tick(&self, broker: &Broker) {
+        let mut coordinator = self.lock();
+        let now = self.now_ms();
+        for id in coordinator.expired(now) {
+            let Some(abort) = coordinator.abort_expired(now, &id) else {
+                continue;
+            };
+            tracing::info!(transactional_id = %id, "aborting a transaction that outlived its timeout");
+            if let Err(error) = self.carry_out(&mut coordinator, broker, abort) {
+                tracing::warn!(transactional_id = %id, error = ?error.message, "could not abort a timed-out transaction yet");
+            }
+        }
+        for markers in coordinator.unfinished() {
+            if let Err(error) = self.finish(&mut coordinator, broker, &markers) {
+                tracing::warn!(transactional_id = %markers.transactional_id, error = ?error.message, "could not finish a transaction yet");
+            }
+        }
+    }
+}
+
+/// Writes one marker per partition of the transaction (WriteTxnMarkers). A partition of a
+/// topic deleted since needs none. At a `__consumer_offsets` partition the group coordinator
+/// then installs (or drops) the offsets committed in the transaction.
+fn write_markers(broker: &Broker, markers: &Markers, now_ms: i64) -> Result<(), ApiError> {
+    let mut offsets_partition = false;
+    for (topic, index) in &markers.partitions {
+        let Some(partition) = broker
+            .topics
+            .get(topic)
+            .and_then(|topic| topic.partition(*index))
+        else {
+            tracing::warn!(%topic, partition = index, "no marker for a partition that no longer exists");
+            continue;
+        };
+        let appended = partition.append_marker(
+            markers.producer_id,
+            markers.producer_epoch,
+            markers.commit,
+            now_ms,
+        )?;
+        if appended.sync_required {
+            partition.sync_to_blocking(appended.info.last_offset + 1)?;
+        }
+        offsets_partition |= topic == OFFSETS_TOPIC;
+    }
+    if offsets_partition {
+        broker
+            .groups
+            .complete_transaction(markers.producer_id, markers.commit);
+    }
+    Ok(())
+}
