@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use runnel_client::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition,
 };
 use runnel_client::{Admin, OffsetSpec};
 use serde::Serialize;
@@ -44,12 +44,24 @@ pub(crate) struct ConsumeArgs {
     /// Stop when every assigned partition reached the end it had when the command started.
     #[arg(long, short = 'e')]
     exit_at_end: bool,
+    /// Which records of transactions to show: `read_committed` (only committed ones, up to
+    /// the last stable offset, as kcat) or `read_uncommitted` (everything written).
+    #[arg(long, value_parser = parse_isolation, default_value = "read_committed")]
+    isolation: IsolationLevel,
     /// `json` (one object a line), or a template: %v value, %k key, %t topic, %p partition,
     /// %o offset, %T timestamp, %h headers, %K/%S key/value length, \n \t escapes.
     #[arg(long, short = 'f', default_value = "%v\\n")]
     format: String,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+fn parse_isolation(text: &str) -> Result<IsolationLevel, String> {
+    match text {
+        "read_committed" => Ok(IsolationLevel::ReadCommitted),
+        "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+        _ => Err("read_committed or read_uncommitted".to_string()),
+    }
 }
 
 /// `--offset`.
@@ -153,6 +165,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     }
 
     let mut config = ConsumerConfig::new(args.cluster.bootstrap.as_str());
+    config.isolation_level = args.isolation;
     config.auto_offset_reset = match args.offset {
         Some(Start::Earliest) => OffsetReset::Earliest,
         _ => OffsetReset::Latest,
@@ -180,7 +193,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     // The ends as of now, for --exit-at-end: records produced later do not keep us reading.
     let ends: HashMap<i32, i64> = if args.exit_at_end {
         admin
-            .list_offsets(&args.topic, &all, OffsetSpec::Latest)
+            .list_offsets_isolated(&args.topic, &all, OffsetSpec::Latest, args.isolation)
             .await?
             .into_iter()
             .map(|(partition, listed)| (partition, listed.offset))

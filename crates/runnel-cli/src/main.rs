@@ -15,6 +15,7 @@ mod output;
 mod produce_cmd;
 mod template;
 mod topic_cmd;
+mod transactions_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ enum Command {
     Group(group_cmd::GroupArgs),
     /// The cluster: its id, controller and brokers.
     Cluster(cluster_cmd::ClusterCmdArgs),
+    /// Transactional ids: list them, describe one (state, producer, open transaction).
+    Transactions(transactions_cmd::TransactionsArgs),
+    /// Idempotent and transactional producers as a topic's partitions remember them.
+    Producers(transactions_cmd::ProducersArgs),
     /// Write lines from stdin or a file to a topic, one record a line.
     Produce(produce_cmd::ProduceArgs),
     /// Print a topic's records: one value a line, kcat-style templates, or JSON.
@@ -189,6 +194,18 @@ struct ServerArgs {
     /// (default 86400000 = 1 day).
     #[arg(long, env = "RUNNEL_PRODUCER_ID_EXPIRATION_MS")]
     producer_id_expiration_ms: Option<i64>,
+    /// Partitions of __transaction_state when it is first created (default 50).
+    #[arg(long, env = "RUNNEL_TRANSACTION_STATE_LOG_NUM_PARTITIONS")]
+    transaction_state_log_num_partitions: Option<i32>,
+    /// The longest transaction.timeout.ms a producer may ask for (default 900000 = 15 min).
+    #[arg(long, env = "RUNNEL_TRANSACTION_MAX_TIMEOUT_MS")]
+    transaction_max_timeout_ms: Option<i32>,
+    /// How often transactions past their timeout are aborted (default 10000).
+    #[arg(
+        long,
+        env = "RUNNEL_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
 }
 
 impl ServerArgs {
@@ -231,7 +248,10 @@ impl ServerArgs {
             group_consumer_heartbeat_interval_ms,
             offsets_topic_num_partitions,
             offsets_retention_minutes,
-            producer_id_expiration_ms
+            producer_id_expiration_ms,
+            transaction_state_log_num_partitions,
+            transaction_max_timeout_ms,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms
         );
         take_optional!(
             advertised_listener,
@@ -311,6 +331,8 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
+            Command::Transactions(args) => transactions_cmd::run_transactions(args).await,
+            Command::Producers(args) => transactions_cmd::run_producers(args).await,
             Command::Produce(args) => produce_cmd::run(args).await,
             Command::Consume(args) => consume_cmd::run(args).await,
             Command::Bench(args) => bench_cmd::run(args).await,

@@ -11,6 +11,10 @@
 //!
 //! Does not: create ACLs, reassign partitions, or manage transactions.
 
+mod transactions;
+
+pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use kafka_protocol::protocol::{Decodable, Message, StrBytes};
 
 use crate::cluster::{BrokerInfo, Cluster, TopicMetadata};
 use crate::connection::{ClientConfig, Connection};
+use crate::consumer::IsolationLevel;
 use crate::error::{ClientError, Result};
 use crate::wire::{group_id, offset_commit_request, topic_name, OffsetsByTopic};
 
@@ -835,6 +840,20 @@ impl Admin {
         partitions: &[i32],
         spec: OffsetSpec,
     ) -> Result<Vec<(i32, ListedOffset)>> {
+        self.list_offsets_isolated(topic, partitions, spec, IsolationLevel::ReadUncommitted)
+            .await
+    }
+
+    /// [`Self::list_offsets`] as a consumer at `isolation` sees the partitions: under
+    /// `ReadCommitted`, `OffsetSpec::Latest` is the last stable offset (below the oldest open
+    /// transaction).
+    pub async fn list_offsets_isolated(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<(i32, ListedOffset)>> {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
@@ -842,7 +861,7 @@ impl Admin {
             .retrying(Scope::Topic(topic), || async {
                 let by_leader = self.by_leader(topic, partitions.iter().copied()).await?;
                 let answers = try_join_all(by_leader.into_iter().map(|(leader, partitions)| {
-                    self.list_offsets_on(leader, topic, partitions, spec)
+                    self.list_offsets_on(leader, topic, partitions, spec, isolation)
                 }))
                 .await?;
                 Ok(answers.into_iter().flatten().collect::<HashMap<_, _>>())
@@ -869,6 +888,7 @@ impl Admin {
         topic: &str,
         partitions: Vec<i32>,
         spec: OffsetSpec,
+        isolation: IsolationLevel,
     ) -> Result<Vec<(i32, ListedOffset)>> {
         let connection = self.cluster.connection(leader).await?;
         let floor = if spec == OffsetSpec::MaxTimestamp {
@@ -879,6 +899,7 @@ impl Admin {
         let version = connection.version_at_least::<ListOffsetsRequest>(floor)?;
         let mut request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(CONSUMER_REPLICA_ID))
+            .with_isolation_level(isolation.as_i8())
             .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(

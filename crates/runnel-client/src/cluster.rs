@@ -24,6 +24,7 @@ use crate::error::{ClientError, Result};
 
 /// FindCoordinator's key type for consumer groups.
 const COORDINATOR_KEY_TYPE_GROUP: i8 = 0;
+const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
 /// The first Metadata version where a null topic list means "all topics".
 const METADATA_VERSION_MIN: i16 = 1;
 
@@ -187,7 +188,8 @@ struct Inner {
     /// open.
     bootstrap: tokio::sync::Mutex<Option<Arc<Connection>>>,
     /// Group id → coordinator node id.
-    coordinators: Mutex<HashMap<String, i32>>,
+    /// By (key type, key): groups and transactional ids are distinct namespaces.
+    coordinators: Mutex<HashMap<(i8, String), i32>>,
 }
 
 #[derive(Default)]
@@ -620,12 +622,27 @@ impl Cluster {
 
     /// [`Cluster::coordinator`], with the coordinator's node id.
     pub async fn coordinator_node(&self, group: &str) -> Result<(i32, Arc<Connection>)> {
-        let cached = lock(&self.inner.coordinators).get(group).copied();
+        self.coordinator_of(COORDINATOR_KEY_TYPE_GROUP, group).await
+    }
+
+    /// The transaction coordinator of `transactional_id`, with its node id, on the
+    /// coordinator connection.
+    pub async fn transaction_coordinator(
+        &self,
+        transactional_id: &str,
+    ) -> Result<(i32, Arc<Connection>)> {
+        self.coordinator_of(COORDINATOR_KEY_TYPE_TRANSACTION, transactional_id)
+            .await
+    }
+
+    async fn coordinator_of(&self, key_type: i8, key: &str) -> Result<(i32, Arc<Connection>)> {
+        let cache_key = (key_type, key.to_owned());
+        let cached = lock(&self.inner.coordinators).get(&cache_key).copied();
         let node_id = match cached {
             Some(node_id) => node_id,
             None => {
-                let node_id = self.find_coordinator(group).await?;
-                lock(&self.inner.coordinators).insert(group.to_owned(), node_id);
+                let node_id = self.find_coordinator(key_type, key).await?;
+                lock(&self.inner.coordinators).insert(cache_key, node_id);
                 node_id
             }
         };
@@ -635,7 +652,7 @@ impl Cluster {
         ))
     }
 
-    async fn find_coordinator(&self, group: &str) -> Result<i32> {
+    async fn find_coordinator(&self, key_type: i8, group: &str) -> Result<i32> {
         let connection = self.any_connection().await?;
         let version = connection.version_at_least::<FindCoordinatorRequest>(0)?;
         let mut request = FindCoordinatorRequest::default();
@@ -645,10 +662,15 @@ impl Cluster {
             request.key = StrBytes::from_string(group.to_owned());
         }
         if version >= 1 {
-            request.key_type = COORDINATOR_KEY_TYPE_GROUP;
+            request.key_type = key_type;
+        } else if key_type != COORDINATOR_KEY_TYPE_GROUP {
+            return Err(ClientError::Protocol(format!(
+                "{} serves FindCoordinator v0 only, which finds group coordinators only",
+                connection.address()
+            )));
         }
         let response = connection.send(request, version).await?;
-        let context = || format!("coordinator of group {group:?}");
+        let context = || format!("coordinator of {group:?}");
         let (node_id, host, port) = if version >= 4 {
             let coordinator = response
                 .coordinators
@@ -697,7 +719,7 @@ impl Cluster {
     /// Forgets `group`'s coordinator, so the next use asks again: after NOT_COORDINATOR or
     /// COORDINATOR_NOT_AVAILABLE.
     pub fn invalidate_coordinator(&self, group: &str) {
-        lock(&self.inner.coordinators).remove(group);
+        lock(&self.inner.coordinators).remove(&(COORDINATOR_KEY_TYPE_GROUP, group.to_owned()));
     }
 }
 

@@ -39,7 +39,7 @@ mod wire;
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigOp, ConfigSource, ConfigSynonym,
     GroupDescription, GroupListing, GroupType, ListedOffset, MemberDescription, NewTopic,
-    OffsetSpec,
+    OffsetSpec, ProducerDescription, TransactionDescription, TransactionListing,
 };
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
 pub use connection::{ClientConfig, Connection, PendingAnswer};
