@@ -324,15 +324,21 @@ impl RecordBatch {
         Self::update_crc(batch);
     }
 
-    /// Stamps an idempotent producer's id, epoch and first sequence number, as a producer does
-    /// when it sends the batch, and recomputes the CRC. `batch` must hold exactly one whole
-    /// batch.
+    /// Stamps an idempotent producer's id, epoch and first sequence number, and the
+    /// transactional bit for a transactional producer, as a producer does when it sends the
+    /// batch, and recomputes the CRC. `batch` must hold exactly one whole batch.
     pub fn set_producer(
         batch: &mut [u8],
         producer_id: i64,
         producer_epoch: i16,
         base_sequence: i32,
+        transactional: bool,
     ) {
+        let mut attributes = read_i16(batch, ATTRIBUTES_AT) & !TRANSACTIONAL_BIT;
+        if transactional {
+            attributes |= TRANSACTIONAL_BIT;
+        }
+        batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
         batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
         batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
             .copy_from_slice(&producer_epoch.to_be_bytes());
@@ -420,9 +426,10 @@ mod tests {
     #[test]
     fn a_stamped_producer_is_read_back_with_a_valid_crc() {
         let mut batch = sample();
-        RecordBatch::set_producer(&mut batch, 42, 3, i32::MAX);
+        RecordBatch::set_producer(&mut batch, 42, 3, i32::MAX, true);
         let header = RecordBatch::validate(&batch).unwrap();
         assert_eq!((header.producer_id, header.producer_epoch), (42, 3));
+        assert!(header.is_transactional());
         assert_eq!(
             (header.base_sequence, header.last_sequence()),
             (i32::MAX, 0)
