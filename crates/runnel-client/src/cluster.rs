@@ -716,6 +716,14 @@ impl Cluster {
         Ok(node_id)
     }
 
+    /// Forgets `transactional_id`'s coordinator, so the next use asks again.
+    pub fn invalidate_transaction_coordinator(&self, transactional_id: &str) {
+        lock(&self.inner.coordinators).remove(&(
+            COORDINATOR_KEY_TYPE_TRANSACTION,
+            transactional_id.to_owned(),
+        ));
+    }
+
     /// Forgets `group`'s coordinator, so the next use asks again: after NOT_COORDINATOR or
     /// COORDINATOR_NOT_AVAILABLE.
     pub fn invalidate_coordinator(&self, group: &str) {

@@ -75,6 +75,17 @@ pub enum ClientError {
     /// The caller asked for something that cannot be done.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// A transactional producer was fenced: a newer instance with the same
+    /// `transactional_id` started, or its coordinator bumped its epoch when it aborted a
+    /// transaction that outlived its timeout. This instance can do nothing more; close it.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+
+    /// A batch of the open transaction failed for good: the transaction cannot commit and
+    /// must be aborted (then retried).
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(String),
 }
 
 impl ClientError {

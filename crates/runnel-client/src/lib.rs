@@ -44,8 +44,8 @@ pub use admin::{
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
 pub use connection::{ClientConfig, Connection, PendingAnswer};
 pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, IsolationLevel, OffsetReset,
-    RebalanceListener, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, GroupProtocol, IsolationLevel,
+    OffsetReset, RebalanceListener, TopicPartition,
 };
 pub use error::{ClientError, Result};
 pub use producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig, RecordMetadata};

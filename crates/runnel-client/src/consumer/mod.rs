@@ -60,6 +60,21 @@ use crate::connection::ClientConfig;
 use crate::error::{ClientError, Result};
 use assignor::{Assignor, CooperativeStickyAssignor, RangeAssignor, RebalanceProtocol};
 pub use records::{ConsumerRecord, IsolationLevel};
+
+/// A consumer's group membership as a transactional producer needs it to commit the
+/// consumer's offsets in a transaction: the coordinator fences a member whose generation is
+/// gone, so a zombie cannot commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// The group id.
+    pub group_id: String,
+    /// The member's generation; -1 outside one (then nothing is checked).
+    pub generation_id: i32,
+    /// The member id; empty outside a generation.
+    pub member_id: String,
+    /// Static membership's `group.instance.id`.
+    pub group_instance_id: Option<String>,
+}
 pub use subscription::{OffsetReset, TopicPartition};
 use subscription::{Subscribed, SubscriptionError, SubscriptionState};
 
@@ -525,6 +540,20 @@ impl Consumer {
             .state()
             .seek_to_end(tps)
             .map_err(subscription_error)
+    }
+
+    /// The group and this member's place in it, for a transactional producer that commits
+    /// this consumer's offsets in its transaction
+    /// ([`crate::Producer::send_offsets_to_transaction`]); `None` without a group.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.shared.config.group_id.clone()?;
+        let membership = self.shared.membership();
+        Some(ConsumerGroupMetadata {
+            group_id,
+            generation_id: membership.generation,
+            member_id: membership.member_id.clone(),
+            group_instance_id: self.shared.config.group_instance_id.clone(),
+        })
     }
 
     /// For each partition, the first offset whose timestamp is at or after the given one

@@ -51,6 +51,7 @@ pub mod accumulator;
 pub mod partitioner;
 mod sender;
 pub mod serde;
+mod transaction;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -74,6 +75,7 @@ pub use self::serde::{BytesSerializer, JsonSerializer, Serializer, StringSeriali
 
 use self::accumulator::{AccumulatorConfig, AccumulatorError, ProducerRecord};
 use self::sender::{now_ms, Delivery, Shared};
+use self::transaction::Transaction;
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::connection::ClientConfig;
 use crate::error::{ClientError, Result};
@@ -160,6 +162,12 @@ pub struct ProducerConfig {
     /// [`Acks::All`] only, as the Java producer turns it off for other acks; with it, at most
     /// 5 batches per partition are in flight.
     pub enable_idempotence: bool,
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`Producer::init_transactions`]); a new instance with the same id fences the old
+    /// one. Needs [`Acks::All`]; implies idempotence.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer (60 s).
+    pub transaction_timeout: Duration,
 }
 
 impl fmt::Debug for ProducerConfig {
@@ -176,6 +184,8 @@ impl fmt::Debug for ProducerConfig {
             .field("retry_backoff", &self.retry_backoff)
             .field("max_block", &self.max_block)
             .field("enable_idempotence", &self.enable_idempotence)
+            .field("transactional_id", &self.transactional_id)
+            .field("transaction_timeout", &self.transaction_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -202,12 +212,14 @@ impl ProducerConfig {
             max_block: Duration::from_secs(60),
             partitioner: Arc::new(DefaultPartitioner::new(random_seed())),
             enable_idempotence: true,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 
     /// Whether batches carry a producer id and sequence numbers.
     pub(crate) fn idempotent(&self) -> bool {
-        self.enable_idempotence && self.acks == Acks::All
+        (self.enable_idempotence || self.transactional_id.is_some()) && self.acks == Acks::All
     }
 
     fn accumulator_config(&self) -> AccumulatorConfig {
@@ -409,6 +421,8 @@ impl fmt::Debug for Producer {
 struct Handle {
     shared: Arc<Shared>,
     sender: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// A transactional producer's transaction (None without `transactional_id`).
+    transaction: Option<tokio::sync::Mutex<Transaction>>,
 }
 
 impl Drop for Handle {
@@ -433,13 +447,21 @@ impl Producer {
                 config.batch_size, config.buffer_memory, config.max_request_size
             )));
         }
+        if config.transactional_id.is_some() && config.acks != Acks::All {
+            return Err(ClientError::InvalidArgument(
+                "a transactional producer needs acks=all".to_owned(),
+            ));
+        }
         config.client = cluster.config().clone();
+        let transactional_id = config.transactional_id.clone();
         let shared = Arc::new(Shared::new(cluster, config, random_seed()));
         let sender = tokio::spawn(sender::run(Arc::clone(&shared)));
         Ok(Producer {
             handle: Arc::new(Handle {
                 shared,
                 sender: tokio::sync::Mutex::new(Some(sender)),
+                transaction: transactional_id
+                    .map(|id| tokio::sync::Mutex::new(Transaction::new(id))),
             }),
         })
     }
@@ -471,6 +493,9 @@ impl Producer {
             return Err(ClientError::Closed);
         }
         let (partition, partition_count) = self.choose_partition(&record).await?;
+        if self.handle.transaction.is_some() {
+            self.add_to_transaction(&record.topic, partition).await?;
+        }
         let ProduceRecord {
             topic,
             key,

@@ -90,6 +90,18 @@ pub(super) struct Shared {
     pub(super) memory_released: Notify,
     /// Records were completed: flushes check whether theirs are all done.
     pub(super) records_completed: Notify,
+    /// The producer id batches are stamped with, and what befell the open transaction.
+    identity: Mutex<IdentityState>,
+}
+
+#[derive(Default)]
+struct IdentityState {
+    current: Option<Identity>,
+    /// Ids taken so far: each new one numbers every partition's records afresh.
+    generations: u64,
+    /// The first batch of the open transaction that failed for good: the transaction can
+    /// only be aborted.
+    transaction_failure: Option<ClientError>,
 }
 
 pub(super) struct State {
@@ -122,7 +134,54 @@ impl Shared {
             wake_sender: Notify::new(),
             memory_released: Notify::new(),
             records_completed: Notify::new(),
+            identity: Mutex::new(IdentityState::default()),
         }
+    }
+
+    fn identities(&self) -> MutexGuard<'_, IdentityState> {
+        self.identity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        self.identities().current
+    }
+
+    /// Batches are stamped with this producer id and epoch from now on.
+    pub(super) fn set_identity(&self, producer_id: i64, epoch: i16) {
+        let mut identities = self.identities();
+        identities.generations += 1;
+        identities.current = Some(Identity {
+            producer_id,
+            epoch,
+            generation: identities.generations,
+            transactional: self.config.transactional_id.is_some(),
+        });
+        self.wake_sender.notify_one();
+    }
+
+    /// A batch failed for good. If it was stamped with the current id, its sequence numbers
+    /// are a gap the broker will not let later batches past: an idempotent producer takes a
+    /// new id (Java's epoch bump); a transactional one can only abort its transaction.
+    fn failed_for_good(&self, stamp: Option<Stamp>, error: &ClientError) {
+        let mut identities = self.identities();
+        let current = identities.current;
+        let of_current =
+            stamp.is_some_and(|stamp| current.is_some_and(|c| c.generation == stamp.generation));
+        if !of_current {
+            return;
+        }
+        if self.config.transactional_id.is_some() {
+            identities
+                .transaction_failure
+                .get_or_insert_with(|| duplicate(error));
+        } else {
+            identities.current = None;
+        }
+    }
+
+    /// The failure that dooms the open transaction, if one did; clears it.
+    pub(super) fn take_transaction_failure(&self) -> Option<ClientError> {
+        self.identities().transaction_failure.take()
     }
 
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
@@ -227,6 +286,8 @@ struct Identity {
     producer_id: i64,
     epoch: i16,
     generation: u64,
+    /// Batches belong to the producer's open transaction.
+    transactional: bool,
 }
 
 /// What a batch was stamped with when it was sent.
@@ -306,7 +367,13 @@ impl PartitionQueue {
         // Sequences wrap from i32::MAX to 0.
         let sequence = ((attempt.first_record - base) % (1 << 31)) as i32;
         let mut bytes = bytes::BytesMut::from(std::mem::take(&mut attempt.batch.batch));
-        RecordBatch::set_producer(&mut bytes, identity.producer_id, identity.epoch, sequence);
+        RecordBatch::set_producer(
+            &mut bytes,
+            identity.producer_id,
+            identity.epoch,
+            sequence,
+            identity.transactional,
+        );
         attempt.batch.batch = bytes.freeze();
         attempt.stamp = Some(Stamp {
             generation: identity.generation,
@@ -396,8 +463,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     } else {
         shared.config.client.max_in_flight.max(1)
     };
-    let mut identity: Option<Identity> = None;
-    let mut generations = 0u64;
+    let transactional = shared.config.transactional_id.is_some();
     let mut identity_retry_at: Option<Instant> = None;
     loop {
         let now = now_ms();
@@ -427,20 +493,17 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
 
         let instant = Instant::now();
+        // A transactional producer's id comes from init_transactions, never from here.
         if idempotent
-            && identity.is_none()
+            && !transactional
+            && shared.identity().is_none()
             && identity_retry_at.is_none_or(|at| at <= instant)
             && partitions.values().any(|queue| !queue.waiting.is_empty())
         {
             match init_producer_id(&shared).await {
                 Ok((producer_id, epoch)) => {
-                    generations += 1;
                     tracing::debug!(producer_id, epoch, "idempotent producer id");
-                    identity = Some(Identity {
-                        producer_id,
-                        epoch,
-                        generation: generations,
-                    });
+                    shared.set_identity(producer_id, epoch);
                     identity_retry_at = None;
                 }
                 Err(error) => {
@@ -449,6 +512,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
         }
+        let identity = shared.identity();
         let mut next_retry: Option<Instant> = None;
         let mut rounds: Vec<Round> = Vec::new();
         for queue in partitions.values_mut() {
@@ -480,12 +544,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             after: shared.config.delivery_timeout,
                         });
                     queue.settle(&attempt);
-                    if attempt.stamp.is_some_and(|stamp| {
-                        identity.is_some_and(|current| current.generation == stamp.generation)
-                    }) {
-                        // Its sequence numbers are a gap now (if it was never written).
-                        identity = None;
-                    }
+                    shared.failed_for_good(attempt.stamp, &error);
                     shared.complete(attempt.batch, Err(error));
                     batches_held -= 1;
                     continue;
@@ -551,7 +610,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 let mut next = Some(completion);
                 while let Some(completion) = next {
                     requests_in_flight -= 1;
-                    match handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms, &mut identity) {
+                    match handle_completion(&shared, &mut partitions, completion, delivery_timeout_ms) {
                         Handled::Completed => batches_held -= 1,
                         Handled::Requeued => {}
                         Handled::Split => batches_held += 1,
@@ -596,21 +655,11 @@ fn handle_completion(
     partitions: &mut HashMap<(String, i32), PartitionQueue>,
     completion: Completion,
     delivery_timeout_ms: i64,
-    identity: &mut Option<Identity>,
 ) -> Handled {
     let Completion {
         mut attempt,
         outcome,
     } = completion;
-    // A batch of the current identity that fails for good leaves a gap in its partition's
-    // sequence: the next batch would be refused. A new producer id numbers afresh.
-    let mut reset_identity = |attempt: &Attempt| {
-        if attempt.stamp.is_some_and(|stamp| {
-            identity.is_some_and(|current| current.generation == stamp.generation)
-        }) {
-            *identity = None;
-        }
-    };
     let in_time = attempt.batch.created_ms.saturating_add(delivery_timeout_ms) > now_ms();
     let key = (attempt.batch.topic.clone(), attempt.batch.partition);
     let queue = partitions.entry(key).or_default();
@@ -692,7 +741,7 @@ fn handle_completion(
                 Err(batch) => {
                     let attempt = Attempt { batch, ..attempt };
                     queue.settle(&attempt);
-                    reset_identity(&attempt);
+                    shared.failed_for_good(attempt.stamp, &error);
                     shared.complete(attempt.batch, Err(error));
                     Handled::Completed
                 }
@@ -750,7 +799,7 @@ fn handle_completion(
         }
         Err(error) => {
             queue.settle(&attempt);
-            reset_identity(&attempt);
+            shared.failed_for_good(attempt.stamp, &error);
             shared.complete(attempt.batch, Err(error));
             Handled::Completed
         }
@@ -1012,6 +1061,10 @@ fn duplicate(error: &ClientError) -> ClientError {
         ClientError::NoBrokers(reason) => ClientError::NoBrokers(reason.clone()),
         ClientError::Closed => ClientError::Closed,
         ClientError::InvalidArgument(reason) => ClientError::InvalidArgument(reason.clone()),
+        ClientError::ProducerFenced(reason) => ClientError::ProducerFenced(reason.clone()),
+        ClientError::TransactionAbortable(reason) => {
+            ClientError::TransactionAbortable(reason.clone())
+        }
     }
 }
 
@@ -1111,6 +1164,7 @@ mod tests {
             producer_id: 7,
             epoch: 0,
             generation: 1,
+            transactional: false,
         };
         let attempt = |first_record: u64, stamp: Option<Stamp>| {
             let mut attempt = Attempt {
