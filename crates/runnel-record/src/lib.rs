@@ -42,7 +42,7 @@ pub use batch::{
 pub use compress::compress;
 pub use compression::decompress;
 pub use control::{ControlType, TransactionMarker};
-pub use records::{decode_records, BatchBuilder, Record};
+pub use records::{decode_records, retain_records, BatchBuilder, Record, Retained};
 pub use validate::{RecordPolicy, ValidatedBatch, NO_TIMESTAMP};
 pub use varint::{decode_varint, decode_varlong, encode_varint, encode_varlong};
 pub use walk::{DecompressionBudget, DECOMPRESSED_BATCH_MAX_BYTES};

@@ -9,7 +9,7 @@ use crate::batch::{
 };
 use crate::compress::compress;
 use crate::varint::{encode_varint, encode_varlong};
-use crate::walk::{walk_records, DecompressionBudget};
+use crate::walk::{walk_records, DecompressionBudget, Deltas};
 
 /// One decoded record, with absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,25 +131,14 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(N, Option<V>)],
     ) {
-        let timestamp_delta = timestamp - self.base_timestamp;
-        let body_len = self.record_body_len(timestamp_delta, key, value, headers);
-        self.records.reserve(varint_len(body_len as i32) + body_len);
-        let start = self.records.len();
-        encode_varint(body_len as i32, &mut self.records);
-        self.records.push(0); // attributes: unused in v2
-        encode_varlong(timestamp_delta, &mut self.records);
-        encode_varint(self.count, &mut self.records);
-        encode_bytes(key, &mut self.records);
-        encode_bytes(value, &mut self.records);
-        encode_varint(headers.len() as i32, &mut self.records);
-        for (name, header_value) in headers {
-            encode_bytes(Some(name.as_ref()), &mut self.records);
-            encode_bytes(header_value.as_ref().map(AsRef::as_ref), &mut self.records);
-        }
-        debug_assert_eq!(
-            self.records.len() - start,
-            varint_len(body_len as i32) + body_len
-        );
+        let fields = RecordFields {
+            offset_delta: self.count,
+            timestamp_delta: timestamp - self.base_timestamp,
+            key,
+            value,
+            headers,
+        };
+        fields.encode(&mut self.records);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
     }
@@ -163,28 +152,14 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(N, Option<V>)],
     ) -> usize {
-        let body_len = self.record_body_len(timestamp - self.base_timestamp, key, value, headers);
-        varint_len(body_len as i32) + body_len
-    }
-
-    fn record_body_len<N: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &self,
-        timestamp_delta: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[(N, Option<V>)],
-    ) -> usize {
-        let mut len = 1 // attributes
-            + varlong_len(timestamp_delta)
-            + varint_len(self.count)
-            + bytes_len(key)
-            + bytes_len(value)
-            + varint_len(headers.len() as i32);
-        for (name, header_value) in headers {
-            len += bytes_len(Some(name.as_ref()));
-            len += bytes_len(header_value.as_ref().map(AsRef::as_ref));
+        RecordFields {
+            offset_delta: self.count,
+            timestamp_delta: timestamp - self.base_timestamp,
+            key,
+            value,
+            headers,
         }
-        len
+        .encoded_len()
     }
 
     /// Records added so far.
@@ -265,6 +240,123 @@ fn encode_bytes(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// One record's fields as the v2 format lays them out, relative to its batch.
+struct RecordFields<'a, N, V> {
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [(N, Option<V>)],
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> RecordFields<'_, N, V> {
+    fn body_len(&self) -> usize {
+        let mut len = 1 // attributes
+            + varlong_len(self.timestamp_delta)
+            + varint_len(self.offset_delta)
+            + bytes_len(self.key)
+            + bytes_len(self.value)
+            + varint_len(self.headers.len() as i32);
+        for (name, header_value) in self.headers {
+            len += bytes_len(Some(name.as_ref()));
+            len += bytes_len(header_value.as_ref().map(AsRef::as_ref));
+        }
+        len
+    }
+
+    /// The length prefix and the body.
+    fn encoded_len(&self) -> usize {
+        let body_len = self.body_len();
+        varint_len(body_len as i32) + body_len
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let body_len = self.body_len();
+        out.reserve(varint_len(body_len as i32) + body_len);
+        let start = out.len();
+        encode_varint(body_len as i32, out);
+        out.push(0); // attributes: unused in v2
+        encode_varlong(self.timestamp_delta, out);
+        encode_varint(self.offset_delta, out);
+        encode_bytes(self.key, out);
+        encode_bytes(self.value, out);
+        encode_varint(self.headers.len() as i32, out);
+        for (name, header_value) in self.headers {
+            encode_bytes(Some(name.as_ref()), out);
+            encode_bytes(header_value.as_ref().map(AsRef::as_ref), out);
+        }
+        debug_assert_eq!(out.len() - start, varint_len(body_len as i32) + body_len);
+    }
+}
+
+/// What log compaction keeps of a stored batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retained {
+    /// Every record: the batch stays as it is.
+    All,
+    /// Some or none: the batch rebuilt with only those, `records` of them.
+    Rebuilt { batch: Vec<u8>, records: usize },
+}
+
+/// The batch with only the records `keep` selects, as log compaction rewrites it: its base
+/// offset, last offset delta, timestamps, producer id, epoch and base sequence and every
+/// attribute (codec included) stay, and each kept record keeps its offset and timestamp, so
+/// offsets only gain gaps. A batch left with no record keeps its header (Kafka's empty
+/// batch), which still ends where it did. `batch` is one whole stored batch.
+pub fn retain_records(
+    batch: &[u8],
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<Retained, RecordError> {
+    let header = RecordBatch::validate(batch)?;
+    let records = decode_records(batch)?;
+    let kept: Vec<&Record> = records.iter().filter(|record| keep(record)).collect();
+    if kept.len() == records.len() {
+        return Ok(Retained::All);
+    }
+    let mut body = Vec::new();
+    for record in &kept {
+        RecordFields {
+            offset_delta: i32::try_from(record.offset - header.base_offset)
+                .map_err(|_| RecordError::Invalid("record offset delta out of range"))?,
+            timestamp_delta: record.timestamp - header.base_timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        }
+        .encode(&mut body);
+    }
+    let compressed;
+    let section = match header.compression() {
+        Compression::None => &body,
+        codec => {
+            compressed = compress(codec, &body);
+            &compressed
+        }
+    };
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + section.len());
+    out.extend_from_slice(&header.base_offset.to_be_bytes());
+    let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD + section.len()) as i32;
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+    out.extend_from_slice(&header.attributes.to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.base_sequence.to_be_bytes());
+    out.extend_from_slice(&(kept.len() as i32).to_be_bytes());
+    out.extend_from_slice(section);
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Retained::Rebuilt {
+        batch: out,
+        records: kept.len(),
+    })
+}
+
 /// Decodes the records of one batch, decompressing if needed (within
 /// [`DecompressionBudget::for_stored_batch`]). Checks that the record count, the offset deltas
 /// and every length agree with the bytes, so a batch that passes can be read back by any client.
@@ -277,18 +369,25 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, RecordError> {
             .min(batch.len() / 7),
     );
     let budget = DecompressionBudget::for_stored_batch();
-    walk_records(batch, &header, &budget, true, |record| {
-        records.push(Record {
-            offset: header
-                .base_offset
-                .saturating_add(i64::from(record.offset_delta)),
-            timestamp: record.timestamp,
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
-        });
-        ControlFlow::Continue(())
-    })?;
+    walk_records(
+        batch,
+        &header,
+        &budget,
+        true,
+        Deltas::Increasing,
+        |record| {
+            records.push(Record {
+                offset: header
+                    .base_offset
+                    .saturating_add(i64::from(record.offset_delta)),
+                timestamp: record.timestamp,
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+            });
+            ControlFlow::Continue(())
+        },
+    )?;
     Ok(records)
 }
 
@@ -299,6 +398,56 @@ mod tests {
     use proptest::prelude::*;
 
     const CODECS: [Compression; 5] = Compression::ALL;
+
+    #[test]
+    fn retained_records_keep_their_offsets_and_the_batch_its_span() {
+        for codec in CODECS {
+            let mut batch = BatchBuilder::new(1_000)
+                .compression(codec)
+                .producer(7, 1, 40)
+                .transactional(true)
+                .record_at(1_000, Some(b"a"), Some(b"1"), &[])
+                .record_at(1_005, Some(b"b"), Some(b"2"), &[(b"h".as_slice(), None)])
+                .record_at(1_009, Some(b"a"), None, &[])
+                .build();
+            RecordBatch::set_base_offset(&mut batch, 100);
+            assert_eq!(retain_records(&batch, |_| true).unwrap(), Retained::All);
+            let Retained::Rebuilt {
+                batch: kept,
+                records,
+            } = retain_records(&batch, |record| record.offset == 101).unwrap()
+            else {
+                panic!("a record was dropped");
+            };
+            assert_eq!(records, 1);
+            let before = RecordBatch::validate(&batch).unwrap();
+            let after = RecordBatch::validate(&kept).unwrap();
+            assert_eq!(
+                (after.base_offset, after.last_offset(), after.max_timestamp),
+                (
+                    before.base_offset,
+                    before.last_offset(),
+                    before.max_timestamp
+                )
+            );
+            assert_eq!(
+                (after.producer_id, after.producer_epoch, after.base_sequence),
+                (7, 1, 40)
+            );
+            assert!(after.is_transactional());
+            assert_eq!(after.compression(), codec);
+            let decoded = decode_records(&kept).unwrap();
+            assert_eq!(decoded, vec![decode_records(&batch).unwrap()[1].clone()]);
+            let Retained::Rebuilt {
+                batch: empty,
+                records: 0,
+            } = retain_records(&batch, |_| false).unwrap()
+            else {
+                panic!("nothing kept");
+            };
+            assert_eq!(RecordBatch::validate(&empty).unwrap().last_offset(), 102);
+        }
+    }
 
     #[test]
     fn compressed_producer_batch_round_trips_for_every_codec() {

@@ -16,7 +16,7 @@
 use std::ops::ControlFlow;
 
 use crate::batch::{RecordBatch, RecordBatchHeader, RecordError, TimestampType};
-use crate::walk::{walk_records, DecompressionBudget};
+use crate::walk::{walk_records, DecompressionBudget, Deltas};
 
 /// Kafka's "no timestamp".
 pub const NO_TIMESTAMP: i64 = -1;
@@ -75,7 +75,7 @@ impl RecordPolicy {
         let highest = self.now_ms.saturating_add(self.timestamp_after_max_ms);
         let mut max_timestamp = NO_TIMESTAMP;
         let mut failure = None;
-        walk_records(batch, header, budget, false, |record| {
+        walk_records(batch, header, budget, false, Deltas::Contiguous, |record| {
             let out_of_range =
                 record.timestamp != NO_TIMESTAMP && !(lowest..=highest).contains(&record.timestamp);
             if out_of_range && !self.log_append_time {
@@ -118,16 +118,23 @@ impl RecordBatch {
     ) -> Result<Option<(i64, i64)>, RecordError> {
         let header = RecordBatch::parse_header(batch)?;
         let mut found = None;
-        walk_records(batch, &header, budget, false, |record| {
-            let offset = header
-                .base_offset
-                .saturating_add(i64::from(record.offset_delta));
-            if offset >= from && wanted(record.timestamp) {
-                found = Some((offset, record.timestamp));
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        })?;
+        walk_records(
+            batch,
+            &header,
+            budget,
+            false,
+            Deltas::Increasing,
+            |record| {
+                let offset = header
+                    .base_offset
+                    .saturating_add(i64::from(record.offset_delta));
+                if offset >= from && wanted(record.timestamp) {
+                    found = Some((offset, record.timestamp));
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
         Ok(found)
     }
 }

@@ -96,6 +96,16 @@ pub(crate) struct WalkedRecord {
     pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// How a walk checks records' offset deltas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deltas {
+    /// 0, 1, 2, ...: a batch as a producer sends it.
+    Contiguous,
+    /// Increasing and within the batch's last offset delta: a stored batch, which log
+    /// compaction may have left with gaps.
+    Increasing,
+}
+
 /// Walks the records of the batch `batch` whose parsed header is `header`, calling `visit` for
 /// each in order until it breaks. Returns how many records were visited. `collect` asks for
 /// keys, values and headers; otherwise they are skipped.
@@ -104,8 +114,10 @@ pub(crate) fn walk_records(
     header: &RecordBatchHeader,
     budget: &DecompressionBudget,
     collect: bool,
+    deltas: Deltas,
     mut visit: impl FnMut(WalkedRecord) -> ControlFlow<()>,
 ) -> Result<u64, RecordError> {
+    let mut previous_delta = -1i32;
     let section = &batch[BATCH_HEADER_LEN..header.total_len()];
     let mut input = SectionInput::new(header.compression(), section, budget)?;
     let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
@@ -126,12 +138,25 @@ pub(crate) fn walk_records(
         body.byte()?; // attributes: unused in v2
         let timestamp_delta = body.varlong()?;
         let offset_delta = body.varint()?;
-        if offset_delta != expected_delta {
-            return Err(RecordError::Malformed(format!(
-                "record offset delta {offset_delta} where {expected_delta} was due: \
-                 offset deltas must run 0, 1, 2, …"
-            )));
+        match deltas {
+            Deltas::Contiguous if offset_delta != expected_delta => {
+                return Err(RecordError::Malformed(format!(
+                    "record offset delta {offset_delta} where {expected_delta} was due: \
+                     offset deltas must run 0, 1, 2, …"
+                )));
+            }
+            Deltas::Increasing
+                if offset_delta <= previous_delta || offset_delta > header.last_offset_delta =>
+            {
+                return Err(RecordError::Malformed(format!(
+                    "record offset delta {offset_delta} after {previous_delta}: offset deltas \
+                     must increase up to the batch's last ({})",
+                    header.last_offset_delta
+                )));
+            }
+            _ => {}
         }
+        previous_delta = offset_delta;
         let timestamp = if log_append_time {
             header.max_timestamp
         } else {
