@@ -20,6 +20,42 @@ use crate::fs::{self, FileSystem};
 pub(crate) const PARTITION_CHECKPOINT: &str = "partition.checkpoint";
 pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 pub(crate) const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+/// How far compaction has cleaned the log (Kafka keeps one `cleaner-offset-checkpoint` per
+/// log directory; one per partition keeps partitions independent).
+pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner.checkpoint";
+
+/// The offset below which the log was compacted; `None` if never (or unreadable: the next
+/// pass then treats the whole log as new, which costs I/O and loses nothing).
+pub(crate) fn read_cleaned_up_to(
+    fs: &dyn FileSystem,
+    dir: &Path,
+) -> Result<Option<i64>, StorageError> {
+    let Some(text) = read_optional(fs, &dir.join(CLEANER_CHECKPOINT))? else {
+        return Ok(None);
+    };
+    let parsed = text
+        .lines()
+        .nth(1)
+        .filter(|_| text.lines().next() == Some(VERSION))
+        .and_then(|line| line.trim().parse::<i64>().ok());
+    if parsed.is_none() {
+        tracing::warn!(dir = %dir.display(), "ignoring unreadable {CLEANER_CHECKPOINT}");
+    }
+    Ok(parsed)
+}
+
+pub(crate) fn write_cleaned_up_to(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    offset: i64,
+) -> Result<(), StorageError> {
+    write_atomically(
+        fs,
+        dir,
+        CLEANER_CHECKPOINT,
+        format!("{VERSION}\n{offset}\n").as_bytes(),
+    )
+}
 const VERSION: &str = "0";
 
 /// What `partition.checkpoint` records.

@@ -1,7 +1,7 @@
 //! Per-partition log configuration, named after Kafka's topic configs.
 
 /// The topic-level settings that govern one partition's log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll a new segment before the active one would grow past this.
     /// Capped at `u32::MAX` in effect, because index positions are 32-bit.
@@ -24,6 +24,18 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms` (a broker setting in Kafka): forget an idempotent producer
     /// that has not appended for this long.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy` has `compact`: the cleaner keeps the latest record of each key.
+    pub compact: bool,
+    /// `delete.retention.ms`: compaction removes a tombstone whose timestamp is older.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record stays uncompacted at most about this long, however
+    /// low the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact once this share of the cleanable log is new
+    /// since the last compaction.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// 1 GiB, Kafka's `segment.bytes` default.
@@ -53,6 +65,11 @@ impl Default for LogConfig {
             flush_messages: u64::MAX,
             flush_ms: DEFAULT_FLUSH_MS,
             producer_id_expiration_ms: crate::producers::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }

@@ -23,6 +23,8 @@
 //! partition.checkpoint            log start offset, recovery point (rewritten periodically)
 //! leader-epoch-checkpoint         (epoch, start offset) entries
 //! 00000000000000000000.snapshot   producer state as of that offset (at each roll and clean close)
+//! cleaner.checkpoint              offset below which compaction has cleaned the log
+//! 00000000000000000000.log.cleaned / .log.swap   a compaction pass in progress (see `cleaner`)
 //! .clean-shutdown                 written by close(), removed by open()
 //! ```
 //!
@@ -45,6 +47,7 @@
 //! ```
 
 mod checkpoint;
+pub mod cleaner;
 mod config;
 mod epoch;
 mod error;

@@ -18,6 +18,7 @@ use runnel_record::{DecompressionBudget, RecordBatch, RecordError, TransactionMa
 use crate::checkpoint::{
     self, PartitionCheckpoint, CLEAN_SHUTDOWN, LEADER_EPOCH_CHECKPOINT, PARTITION_CHECKPOINT,
 };
+use crate::cleaner::{self, Cleaned, CleaningPlan, PlannedSegment};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, StorageError};
@@ -25,8 +26,8 @@ use crate::fs::{create_dir_durably, DataFile, FileSystem, OpenMode, TEMP_SUFFIX}
 use crate::handles::FileHandles;
 use crate::producers::{snapshot_name, ProducerStates, SequenceCheck, SNAPSHOT_SUFFIX};
 use crate::segment::{
-    BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX, NO_BATCH_TIMESTAMP, OFFSET_MAX,
-    SEGMENT_BYTES_MAX, TIME_INDEX_SUFFIX,
+    segment_path as segment_path_in, BatchSummary, Segment, INDEX_SUFFIX, LOG_SUFFIX,
+    NO_BATCH_TIMESTAMP, OFFSET_MAX, SEGMENT_BYTES_MAX, TIME_INDEX_SUFFIX,
 };
 
 /// The most offsets one append may span: comfortably inside what a segment's 32-bit relative
@@ -149,6 +150,8 @@ pub struct PartitionLog {
     producers: ProducerStates,
     /// Offsets of the producer-state snapshots on disk, ascending.
     snapshots: Vec<i64>,
+    /// Every offset below was compacted by the last cleaning pass (`cleanup.policy=compact`).
+    cleaned_up_to: i64,
 }
 
 impl PartitionLog {
@@ -187,6 +190,7 @@ impl PartitionLog {
             checkpoint::sync_dir(fs_ref, dir)?;
         }
         let Contents { bases, snapshots } = scan_directory(fs_ref, dir)?;
+        let cleaned_up_to = checkpoint::read_cleaned_up_to(fs_ref, dir)?;
         let stored = PartitionCheckpoint::read(fs_ref, dir)?;
         let clean = marker_found && stored.is_some();
         let index_interval_bytes = u64::from(config.index_interval_bytes);
@@ -341,6 +345,7 @@ impl PartitionLog {
             }),
             producers: ProducerStates::default(),
             snapshots,
+            cleaned_up_to: cleaned_up_to.unwrap_or(log_start_offset),
             fs,
             handles,
         };
@@ -437,6 +442,110 @@ impl PartitionLog {
         self.fs
             .remove_file(&path)
             .context(|| format!("removing {}", path.display()))
+    }
+
+    /// Every offset below was compacted by a cleaning pass.
+    pub fn cleaned_up_to(&self) -> i64 {
+        self.cleaned_up_to
+    }
+
+    /// Step 1 of a compaction pass (see [`crate::cleaner`]): the cleanable segments, if the
+    /// topic compacts and enough of them is new since the last pass (`min.cleanable.dirty.ratio`)
+    /// or some has waited past `max.compaction.lag.ms`.
+    pub fn cleaning_plan(&self, now_ms: i64) -> Result<Option<CleaningPlan>, StorageError> {
+        if !self.config.compact {
+            return Ok(None);
+        }
+        let uncleanable_from = self
+            .producers
+            .first_unstable_offset()
+            .unwrap_or(i64::MAX)
+            .min(self.recovery_point);
+        let lag_before = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
+        let last = self.segments.len() - 1;
+        let mut segments = Vec::new();
+        let mut dirty_bytes = 0u64;
+        let mut overdue = false;
+        for segment in &self.segments[..last] {
+            if segment.next_offset > uncleanable_from || segment.largest_timestamp()? > lag_before {
+                break;
+            }
+            if segment.next_offset > self.cleaned_up_to {
+                dirty_bytes += segment.size;
+                overdue |= self.config.max_compaction_lag_ms < i64::MAX
+                    && now_ms.saturating_sub(segment.largest_timestamp()?)
+                        > self.config.max_compaction_lag_ms;
+            }
+            segments.push(PlannedSegment {
+                base_offset: segment.base_offset,
+                next_offset: segment.next_offset,
+                size: segment.size,
+                file: segment.log_file()?,
+            });
+        }
+        let total: u64 = segments.iter().map(|segment| segment.size).sum();
+        if dirty_bytes == 0
+            || (!overdue
+                && (dirty_bytes as f64) < self.config.min_cleanable_dirty_ratio * total as f64)
+        {
+            return Ok(None);
+        }
+        Ok(Some(CleaningPlan {
+            dir: self.dir.clone(),
+            segments,
+            dirty_from: self.cleaned_up_to.max(self.log_start_offset),
+            aborted: self.producers.aborted_between(i64::MIN, i64::MAX),
+            now_ms,
+            delete_retention_ms: self.config.delete_retention_ms,
+        }))
+    }
+
+    /// Step 3 of a compaction pass: swaps in each cleaned segment still in the log as it was
+    /// cleaned (retention may have deleted one meanwhile), crash-safely (see
+    /// [`crate::cleaner`]). Returns how many segments were swapped.
+    pub fn install_cleaned(&mut self, cleaned: Cleaned) -> Result<usize, StorageError> {
+        let fs = Arc::clone(&self.fs);
+        let index_interval_bytes = u64::from(self.config.index_interval_bytes);
+        let mut installed = 0;
+        for done in &cleaned.segments {
+            let cleaned_file = cleaner::cleaned_path(&self.dir, done.base_offset);
+            let last = self.segments.len() - 1;
+            let Some(index) = self.segments[..last].iter().position(|segment| {
+                segment.base_offset == done.base_offset
+                    && segment.next_offset == done.next_offset
+                    && segment.size == done.old_size
+            }) else {
+                fs.remove_file(&cleaned_file)
+                    .context(|| format!("removing {}", cleaned_file.display()))?;
+                continue;
+            };
+            let swap = cleaner::swap_path(&self.dir, done.base_offset);
+            fs.rename(&cleaned_file, &swap)
+                .context(|| format!("renaming {} to {}", cleaned_file.display(), swap.display()))?;
+            checkpoint::sync_dir(&*fs, &self.dir)?;
+            self.segments[index].delete_files(&*fs)?;
+            let log = cleaner::log_path(&self.dir, done.base_offset);
+            fs.rename(&swap, &log)
+                .context(|| format!("renaming {} to {}", swap.display(), log.display()))?;
+            checkpoint::sync_dir(&*fs, &self.dir)?;
+            let mut segment = Segment::open(&fs, &self.handles, &self.dir, done.base_offset)?;
+            let next_base = self.segments.get(index + 1).map(|next| next.base_offset);
+            segment.recover(self.recovery_point, next_base, index_interval_bytes)?;
+            assert_eq!(
+                segment.next_offset, done.next_offset,
+                "a cleaned segment ends where the segment it replaces did"
+            );
+            segment.seal()?;
+            segment.sync_indexes()?;
+            segment.set_closable();
+            self.segments[index] = segment;
+            installed += 1;
+        }
+        if cleaned.cleaned_up_to > self.cleaned_up_to {
+            self.cleaned_up_to = cleaned.cleaned_up_to;
+            checkpoint::write_cleaned_up_to(&*fs, &self.dir, self.cleaned_up_to)?;
+        }
+        Ok(installed)
     }
 
     /// The producers of this partition, for DescribeProducers, the last stable offset and
@@ -1288,6 +1397,7 @@ struct Contents {
 fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Contents, StorageError> {
     let mut bases = Vec::new();
     let mut snapshots = Vec::new();
+    let mut swaps = Vec::new();
     let mut index_files = Vec::new();
     let entries = fs
         .list(dir)
@@ -1299,9 +1409,12 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Contents, StorageEr
         let path = dir.join(name);
         if entry.is_dir {
             tracing::warn!(file = %path.display(), "ignoring a directory inside a partition directory");
-        } else if name.ends_with(TEMP_SUFFIX) {
+        } else if name.ends_with(TEMP_SUFFIX) || name.ends_with(cleaner::CLEANED_SUFFIX) {
+            // An unfinished write, or an unfinished compaction pass: the old data is intact.
             fs.remove_file(&path)
                 .context(|| format!("removing {}", path.display()))?;
+        } else if let Some(base) = parse_base(name, cleaner::SWAP_SUFFIX) {
+            swaps.push(base);
         } else if let Some(base) = parse_base(name, LOG_SUFFIX) {
             if base > OFFSET_MAX {
                 return Err(StorageError::Corrupt(format!(
@@ -1317,11 +1430,35 @@ fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<Contents, StorageEr
         } else if let Some(offset) = parse_base(name, SNAPSHOT_SUFFIX) {
             snapshots.push(offset);
         } else if name != PARTITION_CHECKPOINT
+            && name != checkpoint::CLEANER_CHECKPOINT
             && name != LEADER_EPOCH_CHECKPOINT
             && name != CLEAN_SHUTDOWN
             && name != PARTITION_METADATA
         {
             tracing::warn!(file = %path.display(), "ignoring unknown file in partition directory");
+        }
+    }
+    // A finished compaction pass whose swap a crash interrupted: what is left of the old
+    // segment goes, the new one takes its name.
+    for base in swaps {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let old = segment_path_in(dir, base, suffix);
+            if fs
+                .exists(&old)
+                .context(|| format!("looking for {}", old.display()))?
+            {
+                fs.remove_file(&old)
+                    .context(|| format!("removing {}", old.display()))?;
+            }
+        }
+        let swap = cleaner::swap_path(dir, base);
+        let log = cleaner::log_path(dir, base);
+        fs.rename(&swap, &log)
+            .context(|| format!("renaming {} to {}", swap.display(), log.display()))?;
+        checkpoint::sync_dir(fs, dir)?;
+        index_files.retain(|(index_base, _)| *index_base != base);
+        if !bases.contains(&base) {
+            bases.push(base);
         }
     }
     bases.sort_unstable();
