@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use runnel_storage::cleaner::{self, CleanerLimits};
+
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -126,6 +128,68 @@ pub(crate) async fn enforce_retention(broker: Arc<Broker>) {
         });
         if passed.await.is_err() {
             return;
+        }
+    }
+}
+
+/// Compacts the partitions of compacted topics (`cleanup.policy` has `compact`): every
+/// `log.cleaner.backoff.ms` it plans a pass for each such partition (cheap, in memory) and
+/// runs those that are dirty enough, one at a time, on a blocking thread of its own: a pass
+/// reads and writes whole segments, throttled, and must not hold an I/O pool thread. The
+/// partition lock is held only to plan and to swap the cleaned segments in.
+pub(crate) async fn run_cleaner(broker: Arc<Broker>) {
+    let mut ticker = Ticker::new(&broker, broker.config.log_cleaner_backoff_ms);
+    while ticker.tick().await {
+        let worker = Arc::clone(&broker);
+        if tokio::task::spawn_blocking(move || clean_dirty_partitions(&worker))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn clean_dirty_partitions(broker: &Broker) {
+    let limits = CleanerLimits {
+        dedupe_buffer_bytes: broker.config.log_cleaner_dedupe_buffer_size,
+        io_bytes_per_second: broker.config.log_cleaner_io_max_bytes_per_second,
+    };
+    let mut stop = broker.shutdown_signal();
+    for topic in broker.topics.list() {
+        if !topic.settings().log.compact {
+            continue;
+        }
+        for partition in topic.partitions() {
+            if *stop.borrow_and_update() {
+                return;
+            }
+            let now = broker.now_ms();
+            let Ok(Some(plan)) = partition.with_log(|log| log.cleaning_plan(now)) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let cleaned = match cleaner::clean(&*broker.fs, &plan, &limits) {
+                Ok(cleaned) => cleaned,
+                Err(error) => {
+                    tracing::error!(partition = %partition.name(), %error, "a compaction pass failed; the partition is left as it was");
+                    continue;
+                }
+            };
+            let saved = cleaned.bytes_saved();
+            match partition.with_log(|log| log.install_cleaned(cleaned)) {
+                Ok(segments) => tracing::info!(
+                    partition = %partition.name(),
+                    segments,
+                    cleanable_bytes = plan.cleanable_bytes(),
+                    saved_bytes = saved,
+                    millis = started.elapsed().as_millis() as u64,
+                    "compacted"
+                ),
+                Err(error) => {
+                    tracing::error!(partition = %partition.name(), error = ?error.message, "could not install a compaction pass")
+                }
+            }
         }
     }
 }

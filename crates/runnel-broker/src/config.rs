@@ -112,6 +112,15 @@ pub struct BrokerConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
     /// past their timeout are looked for and aborted.
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often the cleaner looks for compacted partitions dirty
+    /// enough to clean.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for one compaction pass's key map; a pass
+    /// over more distinct keys stops early and the next goes on.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the cleaner's read and write rate; unlimited
+    /// when unset.
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -160,6 +169,9 @@ impl Default for BrokerConfig {
             transaction_state_log_num_partitions: 50,
             transaction_max_timeout_ms: runnel_group::transactions::DEFAULT_MAX_TIMEOUT_MS,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: runnel_storage::cleaner::DEFAULT_DEDUPE_BUFFER_BYTES,
+            log_cleaner_io_max_bytes_per_second: None,
         }
     }
 }

@@ -85,6 +85,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
     let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));
     let transaction_timers = tokio::spawn(background::run_transaction_timers(broker.clone()));
+    let cleaner = tokio::spawn(background::run_cleaner(broker.clone()));
     let server = tokio::spawn(server::serve(broker.clone(), listener));
     stop.await;
     tracing::info!("shutting down");
@@ -95,7 +96,8 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
         checkpoints,
         retention,
         group_timers,
-        transaction_timers
+        transaction_timers,
+        cleaner
     );
     tokio::task::spawn_blocking(move || broker.close())
         .await

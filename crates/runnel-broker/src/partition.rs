@@ -495,6 +495,18 @@ impl Partition {
         })
     }
 
+    /// Holds every acknowledgement-path fsync of the partition back until the guard drops.
+    #[cfg(test)]
+    pub(crate) async fn hold_fsyncs(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.sync_lock).lock_owned().await
+    }
+
+    /// The log end offset, read under the lock (tests only: it blocks).
+    #[cfg(test)]
+    pub(crate) fn log_end_offset_for_test(&self) -> i64 {
+        self.with_log(|log| Ok(log.log_end_offset())).unwrap_or(-1)
+    }
+
     /// Flushes and closes the log (clean shutdown).
     pub(crate) fn close(&self) -> Result<(), StorageError> {
         match std::mem::replace(&mut *self.lock(), LogState::Deleted) {

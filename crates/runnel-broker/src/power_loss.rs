@@ -396,10 +396,10 @@ fn a_failed_fsync_takes_only_its_partition_offline() {
     });
 }
 
-/// The rule behind "nobody read what the crash took", pinned without a crash: with one I/O
-/// thread, a fetch queued behind a produce's append runs before that produce's fsync.
-/// (Without fsync before ack the fetch sees the record, which shows the fetch did run after
-/// the append.)
+/// The rule behind "nobody read what the crash took", pinned without a crash: a fetch made
+/// once a produce's records are appended but before their fsync finds nothing. The test holds
+/// the partition's fsync back until the fetch has answered. (Without fsync before ack the
+/// fetch sees the record, which shows the fetch did run after the append.)
 #[test]
 fn consumers_never_see_a_record_before_its_fsync() {
     for fsync_before_ack in [true, false] {
@@ -416,17 +416,26 @@ fn consumers_never_see_a_record_before_its_fsync() {
                 .topics
                 .create(TOPIC, 1, Default::default(), false, START_MS)
                 .expect("create");
-            let mut observed = Observed::default();
-            let values = [b"young".to_vec()];
-            let ((), (error, records)) =
-                tokio::join!(produce(&broker, 0, &values, &mut observed), async {
-                    // Produce runs as a task of its own: let it queue its append first.
-                    for _ in 0..3 {
-                        tokio::task::yield_now().await;
-                    }
-                    fetch(&broker, 0, 0).await
-                });
-            assert_eq!((error, observed.acked.len()), (0, 1));
+            let partition = broker
+                .topics
+                .get(TOPIC)
+                .and_then(|topic| topic.partition(0))
+                .expect("partition");
+            let fsync_held = partition.hold_fsyncs().await;
+            let producing = tokio::spawn({
+                let broker = Arc::clone(&broker);
+                async move {
+                    let mut observed = Observed::default();
+                    produce(&broker, 0, &[b"young".to_vec()], &mut observed).await;
+                    observed.acked.len()
+                }
+            });
+            while partition.log_end_offset_for_test() == 0 {
+                tokio::task::yield_now().await;
+            }
+            let (error, records) = fetch(&broker, 0, 0).await;
+            drop(fsync_held);
+            assert_eq!((error, producing.await.expect("produce task")), (0, 1));
             records.len()
         });
         let expected = if fsync_before_ack { 0 } else { 1 };

@@ -17,6 +17,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -45,7 +46,7 @@ pub struct ConfigDef {
 const LONG_MAX: &str = "9223372036854775807";
 
 /// Every topic config Runnel accepts. Values are honoured, except where the doc says the
-/// feature arrives later (compaction, replication); those are stored so tools round-trip them.
+/// feature arrives later (replication); those are stored so tools round-trip them.
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",
@@ -53,7 +54,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::List,
         default: "delete",
         validate: validate_cleanup_policy,
-        doc: "delete: old segments are removed by retention. compact is accepted and keeps the log from time/size retention; compaction itself is not implemented yet.",
+        doc: "delete: old segments are removed by retention (retention.ms, retention.bytes). compact: the cleaner keeps the latest record of every key (and records need keys). compact,delete: both.",
     },
     ConfigDef {
         name: "compression.type",
@@ -69,7 +70,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "86400000",
         validate: non_negative_long,
-        doc: "How long delete tombstones are kept by compaction (stored for later).",
+        doc: "Compaction removes a tombstone (a record with a null value) once its timestamp is older than this, so consumers have this long to see the delete.",
     },
     ConfigDef {
         name: "file.delete.delay.ms",
@@ -104,6 +105,14 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "Bytes of log between offset index entries.",
     },
     ConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_synonym: "log.cleaner.max.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        validate: positive_long,
+        doc: "Compaction cleans a segment once its newest record is this old, however low the dirty ratio.",
+    },
+    ConfigDef {
         name: "max.message.bytes",
         broker_synonym: "message.max.bytes",
         kind: ConfigType::Int,
@@ -134,6 +143,22 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "CreateTime",
         validate: validate_timestamp_type,
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock.",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
+        kind: ConfigType::Double,
+        default: "0.5",
+        validate: ratio,
+        doc: "Compaction runs once at least this share of the cleanable log was written since the last pass.",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_synonym: "log.cleaner.min.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        validate: non_negative_long,
+        doc: "A record stays uncompacted (every version readable) at least this long.",
     },
     ConfigDef {
         name: "min.insync.replicas",
@@ -261,7 +286,7 @@ pub(crate) fn resolve_all(
 }
 
 /// The settings of a topic that the broker acts on, resolved from its configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TopicSettings {
     pub log: LogConfig,
     pub max_message_bytes: usize,
@@ -302,6 +327,15 @@ impl TopicSettings {
                 flush_messages: get("flush.messages").parse::<u64>().unwrap_or(u64::MAX),
                 flush_ms: long("flush.ms"),
                 producer_id_expiration_ms: broker.producer_id_expiration_ms,
+                compact: get("cleanup.policy")
+                    .split(',')
+                    .any(|p| p.trim() == "compact"),
+                delete_retention_ms: long("delete.retention.ms"),
+                min_compaction_lag_ms: long("min.compaction.lag.ms"),
+                max_compaction_lag_ms: long("max.compaction.lag.ms"),
+                min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                    .parse::<f64>()
+                    .unwrap_or(0.5),
             },
             max_message_bytes: long("max.message.bytes").max(0) as usize,
             log_append_time: get("message.timestamp.type") == "LogAppendTime",
@@ -396,6 +430,13 @@ fn validate_timestamp_type(value: &str) -> Result<(), String> {
 
 fn validate_compression_type(value: &str) -> Result<(), String> {
     parse_compression_type(value).map(drop)
+}
+
+fn ratio(value: &str) -> Result<(), String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+        _ => Err("must be a number from 0 to 1".to_string()),
+    }
 }
 
 fn validate_cleanup_policy(value: &str) -> Result<(), String> {

@@ -206,6 +206,15 @@ struct ServerArgs {
         env = "RUNNEL_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
     )]
     transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// How often the log cleaner looks for compacted partitions to clean (default 15000).
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_BACKOFF_MS")]
+    log_cleaner_backoff_ms: Option<u64>,
+    /// Memory for one compaction pass's key map (default 134217728 = 128 MiB).
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
+    log_cleaner_dedupe_buffer_size: Option<usize>,
+    /// The log cleaner's read and write rate in bytes per second (default unlimited).
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
+    log_cleaner_io_max_bytes_per_second: Option<u64>,
 }
 
 impl ServerArgs {
@@ -251,9 +260,12 @@ impl ServerArgs {
             producer_id_expiration_ms,
             transaction_state_log_num_partitions,
             transaction_max_timeout_ms,
-            transaction_abort_timed_out_transaction_cleanup_interval_ms
+            transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            log_cleaner_backoff_ms,
+            log_cleaner_dedupe_buffer_size
         );
         take_optional!(
+            log_cleaner_io_max_bytes_per_second,
             advertised_listener,
             connections_max_per_ip,
             compression_type,
