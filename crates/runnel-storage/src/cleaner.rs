@@ -186,13 +186,15 @@ pub fn clean(
         .iter()
         .filter(|segment| segment.next_offset <= map_end)
     {
-        let mut output = Vec::with_capacity(segment.size as usize);
+        // Written as it goes, so a pass holds a megabyte of a segment, not all of it; the
+        // file is left behind (and removed at the next open) if nothing changes.
+        let path = cleaned_path(&plan.dir, segment.base_offset);
+        let mut output = CleanedWriter::create(fs, &path)?;
         let mut changed = false;
         for_each_batch(segment, &mut throttle, |batch, summary| {
             let last = summary.next_offset() == segment.next_offset;
             if summary.is_control() {
-                output.extend_from_slice(batch);
-                return Ok(());
+                return output.write(batch);
             }
             let aborted = is_aborted(&plan.aborted, summary);
             let retained = retain_records(batch, |record| {
@@ -208,7 +210,7 @@ pub fn clean(
             })
             .map_err(corrupt(segment))?;
             match retained {
-                Retained::All => output.extend_from_slice(batch),
+                Retained::All => output.write(batch),
                 Retained::Rebuilt {
                     batch: rebuilt,
                     records,
@@ -216,37 +218,82 @@ pub fn clean(
                     changed = true;
                     // An emptied batch goes, unless it ends the segment, whose end stays.
                     if records > 0 || last {
-                        output.extend_from_slice(&rebuilt);
+                        output.write(&rebuilt)
+                    } else {
+                        Ok(())
                     }
                 }
             }
-            Ok(())
         })?;
         if !changed {
+            drop(output);
+            fs.remove_file(&path)
+                .context(|| format!("removing {}", path.display()))?;
             continue;
         }
-        let path = cleaned_path(&plan.dir, segment.base_offset);
-        let file = fs
-            .open(&path, OpenMode::Truncate)
-            .context(|| format!("creating {}", path.display()))?;
-        for (index, chunk) in output.chunks(1 << 20).enumerate() {
-            file.write_all_at(chunk, (index << 20) as u64)
-                .context(|| format!("writing {}", path.display()))?;
-            throttle.spent(chunk.len() as u64);
-        }
-        file.sync_data()
-            .context(|| format!("fsync of {}", path.display()))?;
+        let new_size = output.finish(&mut throttle)?;
         cleaned.push(CleanedSegment {
             base_offset: segment.base_offset,
             next_offset: segment.next_offset,
             old_size: segment.size,
-            new_size: output.len() as u64,
+            new_size,
         });
     }
     Ok(Cleaned {
         segments: cleaned,
         cleaned_up_to: map_end,
     })
+}
+
+/// A cleaned segment's file, written a megabyte at a time.
+struct CleanedWriter {
+    file: Arc<dyn DataFile>,
+    path: PathBuf,
+    pending: Vec<u8>,
+    written: u64,
+}
+
+impl CleanedWriter {
+    const CHUNK: usize = 1 << 20;
+
+    fn create(fs: &dyn FileSystem, path: &Path) -> Result<Self, StorageError> {
+        let file = fs
+            .open(path, OpenMode::Truncate)
+            .context(|| format!("creating {}", path.display()))?;
+        Ok(CleanedWriter {
+            file,
+            path: path.to_path_buf(),
+            pending: Vec::with_capacity(Self::CHUNK),
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= Self::CHUNK {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<(), StorageError> {
+        self.file
+            .write_all_at(&self.pending, self.written)
+            .context(|| format!("writing {}", self.path.display()))?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the rest and fsyncs; returns the file's size.
+    fn finish(mut self, throttle: &mut Throttle) -> Result<u64, StorageError> {
+        self.flush_pending()?;
+        throttle.spent(self.written);
+        self.file
+            .sync_data()
+            .context(|| format!("fsync of {}", self.path.display()))?;
+        Ok(self.written)
+    }
 }
 
 /// Calls `visit` with every whole batch of the segment, in order.
