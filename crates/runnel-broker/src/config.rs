@@ -101,6 +101,11 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes`: how long an empty group's committed offsets are kept.
     pub offsets_retention_minutes: i64,
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets` at its creation
+    /// (compaction cleans only sealed segments).
+    pub offsets_topic_segment_bytes: i64,
+    /// `transaction.state.log.segment.bytes`: the same for `__transaction_state`.
+    pub transaction_state_log_segment_bytes: i64,
     /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
     /// written to it for this long.
     pub producer_id_expiration_ms: i64,
@@ -165,6 +170,8 @@ impl Default for BrokerConfig {
             group_consumer_heartbeat_interval_ms: 5000,
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            transaction_state_log_segment_bytes: 100 * 1024 * 1024,
             producer_id_expiration_ms: runnel_storage::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             transaction_state_log_num_partitions: 50,
             transaction_max_timeout_ms: runnel_group::transactions::DEFAULT_MAX_TIMEOUT_MS,
@@ -236,6 +243,15 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid(
                 "transaction-state-log-num-partitions and transaction-max-timeout-ms must be at \
                  least 1"
+                    .into(),
+            ));
+        }
+        if self.offsets_topic_segment_bytes < 1024
+            || self.transaction_state_log_segment_bytes < 1024
+        {
+            return Err(ConfigError::Invalid(
+                "offsets-topic-segment-bytes and transaction-state-log-segment-bytes must be at \
+                 least 1024"
                     .into(),
             ));
         }

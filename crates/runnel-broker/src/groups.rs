@@ -121,6 +121,7 @@ impl GroupService {
             topics,
             OFFSETS_TOPIC,
             config.offsets_topic_num_partitions,
+            config.offsets_topic_segment_bytes,
             clock.now_ms(),
         )?;
         let mut classic = GroupCoordinator::new(GroupConfig {

@@ -20,12 +20,14 @@ pub(crate) fn is_internal(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
 }
 
-/// The internal topic `name`, created with `partitions` partitions if it does not exist yet
-/// (its partition count is fixed from then on: it decides which partition a key maps to).
+/// The internal topic `name`, created with `partitions` partitions of `segment_bytes`
+/// segments if it does not exist yet (its partition count is fixed from then on: it decides
+/// which partition a key maps to).
 pub(crate) fn open(
     topics: &TopicRegistry,
     name: &str,
     partitions: i32,
+    segment_bytes: i64,
     now_ms: i64,
 ) -> Result<Arc<Topic>, StorageError> {
     if let Some(topic) = topics.get(name) {
@@ -33,7 +35,7 @@ pub(crate) fn open(
     }
     let configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), "104857600".to_string()),
+        ("segment.bytes".to_string(), segment_bytes.to_string()),
     ]);
     topics
         .create(name, partitions, configs, false, now_ms)

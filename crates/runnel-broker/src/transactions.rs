@@ -46,6 +46,7 @@ pub(crate) struct TransactionService {
     /// clients never use transactions keeps no `__transaction_state` partitions open.
     state_topic: OnceLock<Arc<Topic>>,
     partitions: i32,
+    segment_bytes: i64,
     clock: Arc<dyn Clock>,
 }
 
@@ -82,6 +83,7 @@ impl TransactionService {
             coordinator: Mutex::new(coordinator),
             state_topic,
             partitions: config.transaction_state_log_num_partitions,
+            segment_bytes: config.transaction_state_log_segment_bytes,
             clock,
         })
     }
@@ -95,6 +97,7 @@ impl TransactionService {
             topics,
             TRANSACTION_STATE_TOPIC,
             self.partitions,
+            self.segment_bytes,
             self.now_ms(),
         )
         .map_err(|error| {

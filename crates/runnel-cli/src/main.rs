@@ -206,6 +206,12 @@ struct ServerArgs {
         env = "RUNNEL_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
     )]
     transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// Segment size of __consumer_offsets when it is first created (default 104857600).
+    #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_SEGMENT_BYTES")]
+    offsets_topic_segment_bytes: Option<i64>,
+    /// Segment size of __transaction_state when it is first created (default 104857600).
+    #[arg(long, env = "RUNNEL_TRANSACTION_STATE_LOG_SEGMENT_BYTES")]
+    transaction_state_log_segment_bytes: Option<i64>,
     /// How often the log cleaner looks for compacted partitions to clean (default 15000).
     #[arg(long, env = "RUNNEL_LOG_CLEANER_BACKOFF_MS")]
     log_cleaner_backoff_ms: Option<u64>,
@@ -262,7 +268,9 @@ impl ServerArgs {
             transaction_max_timeout_ms,
             transaction_abort_timed_out_transaction_cleanup_interval_ms,
             log_cleaner_backoff_ms,
-            log_cleaner_dedupe_buffer_size
+            log_cleaner_dedupe_buffer_size,
+            offsets_topic_segment_bytes,
+            transaction_state_log_segment_bytes
         );
         take_optional!(
             log_cleaner_io_max_bytes_per_second,
