@@ -99,6 +99,10 @@ struct LoadArgs {
     /// The broker's process id, to report its CPU-seconds per GB (Linux, same host).
     #[arg(long, value_name = "PID")]
     broker_pid: Option<u32>,
+    /// Produce in transactions of this many records each (a transactional producer per
+    /// worker, committing each one); latency then runs to the commit.
+    #[arg(long, value_name = "RECORDS")]
+    transaction_size: Option<u64>,
     #[command(flatten)]
     producer: ProducerArgs,
     #[command(flatten)]
@@ -272,10 +276,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .collect(),
         );
         for index in 0..args.producers {
-            let config = args.producer.config(&args.output.cluster);
+            let mut config = args.producer.config(&args.output.cluster);
+            if args.transaction_size.is_some() {
+                config.transactional_id =
+                    Some(format!("runnel-bench-{}-{index}", std::process::id()));
+            }
             let producer = Producer::connect(config)
                 .await
                 .map_err(|error| args.output.cluster.connect_error(error))?;
+            if args.transaction_size.is_some() {
+                producer.init_transactions().await?;
+            }
             let share = records_wanted.map(|records| {
                 let producers = args.producers as u64;
                 records / producers + u64::from((index as u64) < records % producers)
@@ -291,6 +302,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Arc::clone(&keys),
                 share,
                 rate,
+                args.transaction_size,
                 index as u64,
                 measure_from,
                 Arc::clone(&counters),
@@ -493,6 +505,7 @@ async fn produce(
     keys: Arc<Vec<Bytes>>,
     records: Option<u64>,
     rate: Option<f64>,
+    transaction_size: Option<u64>,
     seed: u64,
     measure_from: Instant,
     counters: Arc<Counters>,
@@ -570,6 +583,12 @@ async fn produce(
         if !keys.is_empty() {
             record.key = Some(keys[((sent + seed) % keys.len() as u64) as usize].clone());
         }
+        if transaction_size.is_some_and(|size| sent.is_multiple_of(size)) {
+            if let Err(error) = producer.begin_transaction().await {
+                send_error = Some(error);
+                break;
+            }
+        }
         let sent_at = Instant::now();
         match producer.send(record).await {
             Ok(delivery) => {
@@ -583,8 +602,20 @@ async fn produce(
             }
         }
         sent += 1;
+        if transaction_size.is_some_and(|size| sent.is_multiple_of(size)) {
+            if let Err(error) = producer.commit_transaction().await {
+                send_error = Some(error);
+                break;
+            }
+        }
     }
     drop(sender);
+    if transaction_size.is_some_and(|size| !sent.is_multiple_of(size)) && send_error.is_none() {
+        // The last, short transaction.
+        if let Err(error) = producer.commit_transaction().await {
+            send_error = Some(error);
+        }
+    }
     let flushed = producer.flush().await;
     let histogram = collector.await.context("the delivery collector failed")?;
     producer.close().await?;

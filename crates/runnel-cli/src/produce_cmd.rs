@@ -72,6 +72,10 @@ pub(crate) struct ProducerArgs {
     /// Most bytes of records in one batch (batch.size).
     #[arg(long, value_name = "BYTES", default_value_t = AccumulatorConfig::default().batch_size)]
     pub(crate) batch_size: usize,
+    /// Turn the idempotent producer off (enable.idempotence=false): a retried batch may be
+    /// written twice or out of order.
+    #[arg(long)]
+    pub(crate) no_idempotence: bool,
 }
 
 impl ProducerArgs {
@@ -81,6 +85,7 @@ impl ProducerArgs {
         config.compression = self.compression.into();
         config.linger = Duration::from_millis(self.linger_ms);
         config.batch_size = self.batch_size;
+        config.enable_idempotence = !self.no_idempotence;
         config
     }
 }
