@@ -18,6 +18,8 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 from conftest import broker_environment, runnel_bin, unique_topic
 from faults import AnswerDroppingProxy
 from support import DeliveryLog, consume_to_end, create_topic, producer
@@ -79,30 +81,6 @@ def produce_with_librdkafka(bootstrap: str, topic: str, during=None) -> dict[int
     return sent
 
 
-def test_librdkafka_idempotent_producer_writes_each_record_once_through_dropped_answers(broker_factory):
-    broker, proxy = start_behind_proxy(broker_factory)
-    topic = unique_topic("idem-rdkafka")
-    create_topic(proxy.address, topic, partitions=PARTITIONS)
-    sent = produce_with_librdkafka(proxy.address, topic)
-    assert proxy.answers_dropped > 0, "the proxy dropped no answer: the test tested nothing"
-    assert_each_partition_holds(broker, topic, sent)
-
-
-def test_librdkafka_idempotent_producer_writes_each_record_once_across_kill_9(broker_factory):
-    broker, proxy = start_behind_proxy(broker_factory)
-    topic = unique_topic("idem-rdkafka-kill")
-    create_topic(proxy.address, topic, partitions=PARTITIONS)
-
-    def crash_and_restart():
-        broker.kill9()
-        time.sleep(0.5)
-        broker.start()
-
-    sent = produce_with_librdkafka(proxy.address, topic, during=crash_and_restart)
-    assert broker.starts == 2
-    assert_each_partition_holds(broker, topic, sent)
-
-
 def produce_with_runnel(bootstrap: str, topic: str, during=None) -> dict[int, list[bytes]]:
     """`runnel produce`, one process per partition (records of a partition in file order)."""
     sent: dict[int, list[bytes]] = {partition: [] for partition in range(PARTITIONS)}
@@ -147,18 +125,23 @@ def _feed(process: subprocess.Popen, values: list[bytes]) -> None:
     process.stdin.close()
 
 
-def test_our_producer_writes_each_record_once_through_dropped_answers(broker_factory):
+PRODUCERS = {"librdkafka": produce_with_librdkafka, "runnel": produce_with_runnel}
+
+
+@pytest.mark.parametrize("client", sorted(PRODUCERS))
+def test_an_idempotent_producer_writes_each_record_once_through_dropped_answers(broker_factory, client):
     broker, proxy = start_behind_proxy(broker_factory)
-    topic = unique_topic("idem-ours")
+    topic = unique_topic(f"idem-{client}")
     create_topic(proxy.address, topic, partitions=PARTITIONS)
-    sent = produce_with_runnel(proxy.address, topic)
+    sent = PRODUCERS[client](proxy.address, topic)
     assert proxy.answers_dropped > 0, "the proxy dropped no answer: the test tested nothing"
     assert_each_partition_holds(broker, topic, sent)
 
 
-def test_our_producer_writes_each_record_once_across_kill_9(broker_factory):
+@pytest.mark.parametrize("client", sorted(PRODUCERS))
+def test_an_idempotent_producer_writes_each_record_once_across_kill_9(broker_factory, client):
     broker, proxy = start_behind_proxy(broker_factory)
-    topic = unique_topic("idem-ours-kill")
+    topic = unique_topic(f"idem-{client}-kill")
     create_topic(proxy.address, topic, partitions=PARTITIONS)
 
     def crash_and_restart():
@@ -166,6 +149,6 @@ def test_our_producer_writes_each_record_once_across_kill_9(broker_factory):
         time.sleep(0.5)
         broker.start()
 
-    sent = produce_with_runnel(proxy.address, topic, during=crash_and_restart)
+    sent = PRODUCERS[client](proxy.address, topic, during=crash_and_restart)
     assert broker.starts == 2
     assert_each_partition_holds(broker, topic, sent)
