@@ -266,3 +266,32 @@ def test_consume_transform_produce_writes_each_output_once_across_kill_9(broker_
     assert not missing, f"{len(missing)} inputs have no output, e.g. {sorted(missing)[:5]} (seed {seed})"
     assert not twice, f"{len(twice)} outputs written more than once, e.g. {list(twice.items())[:5]} (seed {seed})"
     assert set(outputs) == expected
+
+
+def test_an_idle_transactional_id_expires(broker_factory):
+    broker = broker_factory.start(
+        "--transaction-abort-timed-out-transaction-cleanup-interval-ms", 200,
+        "--transactional-id-expiration-ms", 1500,
+    )
+    topic = unique_topic("txn-idle")
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+    transactional_id = f"{topic}-producer"
+    p = transactional_producer(broker.bootstrap, transactional_id)
+    p.init_transactions(TIMEOUT_S)
+    p.begin_transaction()
+    produce_values(p, topic, "once", count=2)
+    p.commit_transaction(TIMEOUT_S)
+    assert runnel_json(broker.bootstrap, "transactions", "describe", transactional_id)["state"] == "CompleteCommit"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = runnel_json(broker.bootstrap, "transactions", "list")
+        if all(entry["transactional_id"] != transactional_id for entry in listed):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the idle transactional id was not forgotten")
+    # Forgotten for good: a restart replays the tombstone.
+    broker.terminate()
+    broker.start()
+    listed = runnel_json(broker.bootstrap, "transactions", "list")
+    assert all(entry["transactional_id"] != transactional_id for entry in listed)

@@ -117,6 +117,9 @@ pub struct BrokerConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
     /// past their timeout are looked for and aborted.
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: a transactional id with no transaction open and no
+    /// change for this long is forgotten.
+    pub transactional_id_expiration_ms: i64,
     /// `log.cleaner.backoff.ms`: how often the cleaner looks for compacted partitions dirty
     /// enough to clean.
     pub log_cleaner_backoff_ms: u64,
@@ -176,6 +179,7 @@ impl Default for BrokerConfig {
             transaction_state_log_num_partitions: 50,
             transaction_max_timeout_ms: runnel_group::transactions::DEFAULT_MAX_TIMEOUT_MS,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transactional_id_expiration_ms: runnel_group::transactions::DEFAULT_ID_EXPIRATION_MS,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: runnel_storage::cleaner::DEFAULT_DEDUPE_BUFFER_BYTES,
             log_cleaner_io_max_bytes_per_second: None,
@@ -253,6 +257,11 @@ impl BrokerConfig {
                 "offsets-topic-segment-bytes and transaction-state-log-segment-bytes must be at \
                  least 1024"
                     .into(),
+            ));
+        }
+        if self.transactional_id_expiration_ms < 1 {
+            return Err(ConfigError::Invalid(
+                "transactional-id-expiration-ms must be at least 1".into(),
             ));
         }
         if self.producer_id_expiration_ms < 1 {

@@ -120,13 +120,22 @@ impl TransactionService {
     /// Appends a transition's record to its id's partition of `__transaction_state`, durably
     /// when the flush policy asks.
     fn write(&self, broker: &Broker, transition: &Transition) -> Result<(), ApiError> {
+        self.write_record(broker, &transition.transactional_id, transition.record())
+    }
+
+    /// Appends one record (a state, or a tombstone) to `id`'s partition of
+    /// `__transaction_state`, durably when the flush policy asks.
+    fn write_record(
+        &self,
+        broker: &Broker,
+        id: &str,
+        (key, value): (bytes::Bytes, Option<bytes::Bytes>),
+    ) -> Result<(), ApiError> {
         let state_topic = self.state_topic(&broker.topics)?;
-        let index =
-            coordinator_partition(&transition.transactional_id, state_topic.partition_count());
+        let index = coordinator_partition(id, state_topic.partition_count());
         let partition = state_topic
             .partition(index)
             .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))?;
-        let (key, value) = transition.record();
         let now = self.now_ms();
         let mut batch = BatchBuilder::new(now)
             .record(Some(&key), value.as_deref(), &[])
@@ -481,8 +490,9 @@ impl TransactionService {
     }
 
     /// The timer's work: aborts transactions past their timeout (fencing their producers),
-    /// and finishes transactions whose markers could not all be written (a restart, a disk
-    /// error). Blocks: call it on the I/O pool.
+    /// finishes transactions whose markers could not all be written (a restart, a disk
+    /// error), and forgets ids idle for `transactional.id.expiration.ms` (a tombstone in
+    /// `__transaction_state` first). Blocks: call it on the I/O pool.
     pub(crate) fn tick(&self, broker: &Broker) {
         let mut coordinator = self.lock();
         let now = self.now_ms();
@@ -498,6 +508,17 @@ impl TransactionService {
         for markers in coordinator.unfinished() {
             if let Err(error) = self.finish(&mut coordinator, broker, &markers) {
                 tracing::warn!(transactional_id = %markers.transactional_id, error = ?error.message, "could not finish a transaction yet");
+            }
+        }
+        for id in coordinator.idle(now, broker.config.transactional_id_expiration_ms) {
+            match self.write_record(broker, &id, TransactionCoordinator::tombstone(&id)) {
+                Ok(()) => {
+                    tracing::info!(transactional_id = %id, "forgetting an idle transactional id");
+                    coordinator.forget(&id);
+                }
+                Err(error) => {
+                    tracing::warn!(transactional_id = %id, error = ?error.message, "could not expire a transactional id yet")
+                }
             }
         }
     }

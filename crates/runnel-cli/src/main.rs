@@ -212,6 +212,9 @@ struct ServerArgs {
     /// Segment size of __transaction_state when it is first created (default 104857600).
     #[arg(long, env = "RUNNEL_TRANSACTION_STATE_LOG_SEGMENT_BYTES")]
     transaction_state_log_segment_bytes: Option<i64>,
+    /// Forget a transactional id idle this long (default 604800000 = 7 days).
+    #[arg(long, env = "RUNNEL_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    transactional_id_expiration_ms: Option<i64>,
     /// How often the log cleaner looks for compacted partitions to clean (default 15000).
     #[arg(long, env = "RUNNEL_LOG_CLEANER_BACKOFF_MS")]
     log_cleaner_backoff_ms: Option<u64>,
@@ -270,7 +273,8 @@ impl ServerArgs {
             log_cleaner_backoff_ms,
             log_cleaner_dedupe_buffer_size,
             offsets_topic_segment_bytes,
-            transaction_state_log_segment_bytes
+            transaction_state_log_segment_bytes,
+            transactional_id_expiration_ms
         );
         take_optional!(
             log_cleaner_io_max_bytes_per_second,

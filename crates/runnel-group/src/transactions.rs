@@ -29,6 +29,10 @@ pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
 pub const DEFAULT_MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 
+/// `transactional.id.expiration.ms`: a transactional id with no transaction open and no
+/// change for this long is forgotten (7 days).
+pub const DEFAULT_ID_EXPIRATION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// Kafka's transaction states, with the ids `__transaction_state` stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TxnState {
@@ -197,9 +201,7 @@ impl TransactionCoordinator {
     ) -> std::result::Result<(), RecordFormatError> {
         let id = txn_log::decode_key(key)?;
         let Some(value) = value else {
-            if let Some(entry) = self.entries.remove(&id) {
-                self.by_producer.remove(&entry.metadata.producer_id);
-            }
+            self.forget(&id);
             return Ok(());
         };
         let value = txn_log::decode_value(value)?;
@@ -501,6 +503,36 @@ impl TransactionCoordinator {
             ..entry.metadata.clone()
         };
         Some(self.begin(id, next))
+    }
+
+    /// Transactional ids idle (no transaction open, no change) for `expiration_ms` at
+    /// `now_ms`: the shell writes each one's tombstone, then calls [`Self::forget`].
+    pub fn idle(&self, now_ms: i64, expiration_ms: i64) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| {
+                !entry.pending
+                    && matches!(
+                        entry.metadata.state,
+                        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    )
+                    && now_ms.saturating_sub(entry.metadata.last_update_ms) >= expiration_ms
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The tombstone that removes `id` from `__transaction_state`.
+    pub fn tombstone(id: &str) -> (Bytes, Option<Bytes>) {
+        (txn_log::encode_key(id), None)
+    }
+
+    /// Forgets an idle id whose tombstone is in the log; its next InitProducerId gets a new
+    /// producer id.
+    pub fn forget(&mut self, id: &str) {
+        if let Some(entry) = self.entries.remove(id) {
+            self.by_producer.remove(&entry.metadata.producer_id);
+        }
     }
 
     /// When the next open transaction times out, for the shell's timer.

@@ -282,3 +282,52 @@ fn state_ids_and_names_round_trip() {
         coordinator_partition("payments", 50)
     );
 }
+
+#[test]
+fn idle_ids_expire_and_come_back_with_a_new_producer_id() {
+    let mut coordinator = coordinator();
+    let first = init(&mut coordinator, 0);
+    assert!(coordinator
+        .idle(DEFAULT_ID_EXPIRATION_MS - 1, DEFAULT_ID_EXPIRATION_MS)
+        .is_empty());
+    // An open transaction never expires that way (its timeout aborts it first).
+    let add = coordinator
+        .add_partitions(1, ID, first.0, first.1, &partitions(&[("t", 0)]))
+        .unwrap()
+        .unwrap();
+    written(&mut coordinator, add);
+    assert!(coordinator
+        .idle(i64::MAX, DEFAULT_ID_EXPIRATION_MS)
+        .is_empty());
+    end(&mut coordinator, 2, first, false);
+    assert_eq!(
+        coordinator.idle(2 + DEFAULT_ID_EXPIRATION_MS, DEFAULT_ID_EXPIRATION_MS),
+        vec![ID.to_string()]
+    );
+    let (key, value) = TransactionCoordinator::tombstone(ID);
+    assert!(value.is_none());
+    coordinator.forget(ID);
+    assert!(coordinator.describe(ID).is_none());
+    assert_eq!(
+        coordinator.verify(first.0, first.1, "t", 0),
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+    // Replaying the tombstone forgets it too.
+    let mut replayed = TransactionCoordinator::new(DEFAULT_MAX_TIMEOUT_MS);
+    let (state_key, state_value) = Transition {
+        transactional_id: ID.to_string(),
+        next: TxnMetadata {
+            producer_id: 1,
+            producer_epoch: 0,
+            timeout_ms: 1000,
+            state: TxnState::Empty,
+            partitions: Default::default(),
+            start_ms: -1,
+            last_update_ms: 0,
+        },
+    }
+    .record();
+    replayed.replay(&state_key, state_value.as_deref()).unwrap();
+    replayed.replay(&key, None).unwrap();
+    assert!(replayed.describe(ID).is_none());
+}
