@@ -187,8 +187,7 @@ struct Inner {
     /// A connection to a bootstrap address, used until (and whenever) no broker connection is
     /// open.
     bootstrap: tokio::sync::Mutex<Option<Arc<Connection>>>,
-    /// Group id → coordinator node id.
-    /// By (key type, key): groups and transactional ids are distinct namespaces.
+    /// Coordinator node ids by (key type, key): groups and transactional ids are distinct namespaces.
     coordinators: Mutex<HashMap<(i8, String), i32>>,
 }
 
@@ -196,6 +195,8 @@ struct Inner {
 struct MetadataCache {
     brokers: BTreeMap<i32, BrokerInfo>,
     topics: HashMap<String, (Arc<TopicMetadata>, Instant)>,
+    /// Metadata invalidated and not yet fetched again: used while no broker answers.
+    stale: HashMap<String, Arc<TopicMetadata>>,
     cluster_id: Option<String>,
     controller_id: Option<i32>,
 }
@@ -376,8 +377,10 @@ impl Cluster {
         cache.controller_id = (response.controller_id.0 >= 0).then_some(response.controller_id.0);
         if all_topics {
             cache.topics.clear();
+            cache.stale.clear();
         }
         for topic in &topics {
+            cache.stale.remove(&topic.name);
             if topic.error.is_none() {
                 cache
                     .topics
@@ -391,12 +394,28 @@ impl Cluster {
 
     /// The topic's metadata: from the cache when younger than `metadata_max_age`, else fresh
     /// from a broker. A topic the broker does not know is a [`ClientError::Broker`] with
-    /// UNKNOWN_TOPIC_OR_PARTITION (or whatever the broker reported for it).
+    /// UNKNOWN_TOPIC_OR_PARTITION (or whatever the broker reported for it). While no broker
+    /// can be reached, metadata [`Cluster::invalidate`]d since serves, as the Java client
+    /// keeps partitioning with stale metadata: a producer's `send` does not stall because a
+    /// broker is down.
     pub async fn topic(&self, name: &str) -> Result<Arc<TopicMetadata>> {
         if let Some(topic) = self.cached_topic(name) {
             return Ok(topic);
         }
-        let topics = self.metadata(Some(&[name.to_owned()]), false).await?;
+        let topics = match self.metadata(Some(&[name.to_owned()]), false).await {
+            Ok(topics) => topics,
+            Err(
+                error @ (ClientError::Io { .. }
+                | ClientError::NoBrokers(_)
+                | ClientError::Timeout { .. }),
+            ) => {
+                return match self.inner.metadata().stale.get(name) {
+                    Some(stale) => Ok(Arc::clone(stale)),
+                    None => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
         let found = topics.into_iter().find(|topic| topic.name == name);
         match found {
             Some(TopicMetadata {
@@ -411,6 +430,15 @@ impl Cluster {
         }
     }
 
+    /// The topic's metadata as last known, fresh or invalidated since, without asking a
+    /// broker.
+    pub fn known_topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
+        if let Some(fresh) = self.cached_topic(name) {
+            return Some(fresh);
+        }
+        self.inner.metadata().stale.get(name).cloned()
+    }
+
     fn cached_topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
         let cache = self.inner.metadata();
         let (topic, fetched_at) = cache.topics.get(name)?;
@@ -420,7 +448,10 @@ impl Cluster {
     /// Forgets the topic's cached metadata, so the next use asks a broker: after
     /// NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE and the like.
     pub fn invalidate(&self, topic: &str) {
-        self.inner.metadata().topics.remove(topic);
+        let mut cache = self.inner.metadata();
+        if let Some((metadata, _)) = cache.topics.remove(topic) {
+            cache.stale.insert(topic.to_owned(), metadata);
+        }
     }
 
     /// The brokers of the cluster, as last reported.

@@ -659,12 +659,12 @@ impl Producer {
                 "a record needs a topic".to_owned(),
             ));
         }
-        let mut metadata = self.topic_metadata(topic).await?;
+        let mut metadata = self.topic_metadata(topic, true).await?;
         if let Some(partition) = record.partition {
             if partition_count(&metadata) <= partition {
                 // The topic may have grown since the metadata was cached.
                 shared.cluster.invalidate(topic);
-                metadata = self.topic_metadata(topic).await?;
+                metadata = self.topic_metadata(topic, false).await?;
             }
             let count = partition_count(&metadata);
             if !(0..count).contains(&partition) {
@@ -687,11 +687,21 @@ impl Producer {
         }
     }
 
-    /// The topic's metadata, cached or fresh. A topic the cluster does not know is asked for
-    /// with auto-creation allowed, as Kafka's producer does, and waited for (within
-    /// `max_block`) while the broker reports a retriable error for it or cannot be reached.
-    async fn topic_metadata(&self, topic: &str) -> Result<Arc<TopicMetadata>> {
+    /// The topic's metadata, cached or fresh. With `allow_stale`, metadata invalidated by
+    /// the sender (after a failed send) is used as it is, as the Java producer partitions with
+    /// stale metadata: `send` does not wait on a broker that is down. A topic the cluster does
+    /// not know is asked for with auto-creation allowed, as Kafka's producer does, and waited
+    /// for (within `max_block`) while the broker reports a retriable error for it or cannot
+    /// be reached.
+    async fn topic_metadata(&self, topic: &str, allow_stale: bool) -> Result<Arc<TopicMetadata>> {
         let shared = &self.handle.shared;
+        if allow_stale {
+            if let Some(metadata) = shared.cluster.known_topic(topic) {
+                if partition_count(&metadata) > 0 {
+                    return Ok(metadata);
+                }
+            }
+        }
         let error = match shared.cluster.topic(topic).await {
             Ok(metadata) if partition_count(&metadata) > 0 => return Ok(metadata),
             Ok(_) => ClientError::broker(
