@@ -267,21 +267,13 @@ impl TransactionService {
         let outcome = if unknown.iter().any(|unknown| *unknown) {
             Err(ResponseError::OperationNotAttempted)
         } else {
-            let mut coordinator = self.lock();
-            coordinator
-                .add_partitions(
-                    self.now_ms(),
-                    &request.v3_and_below_transactional_id,
-                    request.v3_and_below_producer_id.0,
-                    request.v3_and_below_producer_epoch,
-                    &wanted,
-                )
-                .and_then(|transition| match transition {
-                    Some(transition) => self
-                        .carry_out(&mut coordinator, broker, transition)
-                        .map_err(|error| error.code),
-                    None => Ok(()),
-                })
+            self.add_to_transaction(
+                broker,
+                &request.v3_and_below_transactional_id,
+                request.v3_and_below_producer_id.0,
+                request.v3_and_below_producer_epoch,
+                &wanted,
+            )
         };
         let mut response = AddPartitionsToTxnResponse::default();
         let mut index = 0;
@@ -305,6 +297,24 @@ impl TransactionService {
         response
     }
 
+    /// Adds partitions to `id`'s transaction, writing the change when there is one.
+    fn add_to_transaction(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        let mut coordinator = self.lock();
+        match coordinator.add_partitions(self.now_ms(), id, producer_id, epoch, partitions)? {
+            Some(transition) => self
+                .carry_out(&mut coordinator, broker, transition)
+                .map_err(|error| error.code),
+            None => Ok(()),
+        }
+    }
+
     /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction, so
     /// that its TxnOffsetCommit records get the transaction's marker.
     pub(crate) fn add_offsets(
@@ -318,21 +328,13 @@ impl TransactionService {
             return response;
         };
         let partition = coordinator_partition(&request.group_id, offsets_topic.partition_count());
-        let mut coordinator = self.lock();
-        let outcome = coordinator
-            .add_partitions(
-                self.now_ms(),
-                &request.transactional_id,
-                request.producer_id.0,
-                request.producer_epoch,
-                &[(OFFSETS_TOPIC.to_string(), partition)],
-            )
-            .and_then(|transition| match transition {
-                Some(transition) => self
-                    .carry_out(&mut coordinator, broker, transition)
-                    .map_err(|error| error.code),
-                None => Ok(()),
-            });
+        let outcome = self.add_to_transaction(
+            broker,
+            &request.transactional_id,
+            request.producer_id.0,
+            request.producer_epoch,
+            &[(OFFSETS_TOPIC.to_string(), partition)],
+        );
         if let Err(code) = outcome {
             response.error_code = code.code();
         }

@@ -429,16 +429,7 @@ impl TransactionCoordinator {
             transactional_id,
             next,
         } = transition;
-        let markers = match next.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort => Some(Markers {
-                transactional_id: transactional_id.clone(),
-                producer_id: next.producer_id,
-                producer_epoch: next.producer_epoch,
-                commit: next.state == TxnState::PrepareCommit,
-                partitions: next.partitions.iter().cloned().collect(),
-            }),
-            _ => None,
-        };
+        let markers = markers_of(&transactional_id, &next);
         self.install(&transactional_id, next);
         markers
     }
@@ -535,39 +526,13 @@ impl TransactionCoordinator {
         }
     }
 
-    /// When the next open transaction times out, for the shell's timer.
-    pub fn next_deadline_ms(&self) -> Option<i64> {
-        self.entries
-            .values()
-            .filter(|entry| entry.metadata.state == TxnState::Ongoing)
-            .map(|entry| {
-                entry
-                    .metadata
-                    .start_ms
-                    .saturating_add(i64::from(entry.metadata.timeout_ms))
-            })
-            .min()
-    }
-
     /// Transactions whose end was written but whose markers may not all be (a restart in
     /// between): the shell writes them again (a second marker is harmless) and completes them.
     pub fn unfinished(&self) -> Vec<Markers> {
         self.entries
             .iter()
-            .filter(|(_, entry)| {
-                !entry.pending
-                    && matches!(
-                        entry.metadata.state,
-                        TxnState::PrepareCommit | TxnState::PrepareAbort
-                    )
-            })
-            .map(|(id, entry)| Markers {
-                transactional_id: id.clone(),
-                producer_id: entry.metadata.producer_id,
-                producer_epoch: entry.metadata.producer_epoch,
-                commit: entry.metadata.state == TxnState::PrepareCommit,
-                partitions: entry.metadata.partitions.iter().cloned().collect(),
-            })
+            .filter(|(_, entry)| !entry.pending)
+            .filter_map(|(id, entry)| markers_of(id, &entry.metadata))
             .collect()
     }
 
@@ -613,6 +578,22 @@ impl TransactionCoordinator {
         all.sort_by_key(|(id, _)| *id);
         all
     }
+}
+
+/// The markers a transaction in PrepareCommit or PrepareAbort needs; `None` in any other state.
+fn markers_of(id: &str, metadata: &TxnMetadata) -> Option<Markers> {
+    let commit = match metadata.state {
+        TxnState::PrepareCommit => true,
+        TxnState::PrepareAbort => false,
+        _ => return None,
+    };
+    Some(Markers {
+        transactional_id: id.to_string(),
+        producer_id: metadata.producer_id,
+        producer_epoch: metadata.producer_epoch,
+        commit,
+        partitions: metadata.partitions.iter().cloned().collect(),
+    })
 }
 
 /// The partition of an internal topic that a coordinator key (a group id, a transactional
