@@ -9,6 +9,9 @@
 //! - A replica joins the ISR only once it holds everything below the high watermark and
 //!   everything the leader wrote in earlier epochs; it leaves when it has not caught up with
 //!   the leader's log end for `replica_lag_time_max_ms`. The leader never leaves.
+//! - The high watermark moves only while the committed ISR holds `min.insync.replicas`
+//!   (capped at the replica count), so replicas that left the ISR below it hold everything
+//!   under it and may lead again (KIP-966's eligible leader replicas).
 //! - One ISR change is in flight at a time; it carries the partition epoch it was computed
 //!   from, so the controller refuses it if the partition moved meanwhile.
 
@@ -22,7 +25,8 @@ pub struct LeaderConfig {
     /// `replica.lag.time.max.ms`: a follower that has not caught up with the leader's log
     /// end for this long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
-    /// `min.insync.replicas`: an `acks=all` produce needs an ISR at least this large.
+    /// `min.insync.replicas`: an `acks=all` produce needs an ISR at least this large, and
+    /// the high watermark moves only while the ISR is (KIP-966).
     pub min_insync_replicas: usize,
 }
 
@@ -299,7 +303,21 @@ impl LeaderState {
         Ok(self.advance_high_watermark())
     }
 
+    /// `min.insync.replicas`, capped at the replica count (KIP-966): a partition with fewer
+    /// replicas than the setting still takes writes from all of them.
+    fn effective_min_isr(&self) -> usize {
+        self.config
+            .min_insync_replicas
+            .min(self.replicas.len())
+            .max(1)
+    }
+
     fn advance_high_watermark(&mut self) -> bool {
+        // KIP-966: below min.insync.replicas the high watermark stays put, so a replica that
+        // left the ISR then (and joined the ELR) is known to hold everything below it.
+        if self.isr.len() < self.effective_min_isr() {
+            return false;
+        }
         let mut candidate = self.durable_end;
         for id in self.maximal_isr() {
             if id == self.local {
@@ -394,7 +412,7 @@ impl LeaderState {
     /// `min.insync.replicas`.
     pub fn check_produce(&self) -> Result<(), ProduceRefusal> {
         let in_sync = self.isr.len();
-        let required = self.config.min_insync_replicas;
+        let required = self.effective_min_isr();
         if in_sync < required {
             Err(ProduceRefusal::NotEnoughReplicas { in_sync, required })
         } else {
@@ -406,7 +424,7 @@ impl LeaderState {
     pub fn ack(&self, end_offset: i64) -> AckOutcome {
         if self.high_watermark < end_offset {
             AckOutcome::Waiting
-        } else if self.maximal_isr().len() < self.config.min_insync_replicas {
+        } else if self.maximal_isr().len() < self.effective_min_isr() {
             AckOutcome::NotEnoughReplicasAfterAppend
         } else {
             AckOutcome::Acknowledged
@@ -592,6 +610,42 @@ mod tests {
         leader.isr_change_done(Some(assignment(1, &[1, 2, 3], &[1])), 2);
         assert_eq!(leader.ack(5), AckOutcome::NotEnoughReplicasAfterAppend);
         Ok(())
+    }
+
+    #[test]
+    fn below_min_insync_replicas_the_high_watermark_stays_put() {
+        let mut leader = LeaderState::new(
+            1,
+            assignment(2, &[1, 2, 3], &[1]),
+            LocalLog {
+                log_end: 4,
+                durable_end: 4,
+                high_watermark: 4,
+                broker_epoch: 10,
+            },
+            config(2),
+            0,
+        );
+        leader.on_append(9);
+        assert!(!leader.on_durable(9), "an acks=1 write is not committed");
+        assert_eq!(leader.high_watermark(), 4);
+        // With a single replica, min.insync.replicas=2 is capped at 1.
+        let mut alone = LeaderState::new(
+            1,
+            assignment(0, &[1], &[1]),
+            LocalLog {
+                log_end: 0,
+                durable_end: 0,
+                high_watermark: 0,
+                broker_epoch: 10,
+            },
+            config(2),
+            0,
+        );
+        assert_eq!(alone.check_produce(), Ok(()));
+        alone.on_append(3);
+        assert!(alone.on_durable(3));
+        assert_eq!(alone.ack(3), AckOutcome::Acknowledged);
     }
 
     #[test]
