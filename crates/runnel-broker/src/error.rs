@@ -3,6 +3,7 @@
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
+use runnel_controller::ControllerError;
 use runnel_record::RecordError;
 use runnel_storage::{ProducerError, StorageError};
 
@@ -96,5 +97,11 @@ impl From<RecordError> for ApiError {
             | RecordError::DecompressedTooLarge { .. } => ResponseError::InvalidRecord,
         };
         ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<ControllerError> for ApiError {
+    fn from(error: ControllerError) -> Self {
+        ApiError::new(error.code, error.message)
     }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
+use runnel_controller::{check_topic_collision, validate_topic_name, PARTITIONS_MAX};
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically, TEMP_SUFFIX};
 use runnel_storage::{FileHandles, FileSystem, PartitionLog, StorageError, PARTITION_METADATA};
 use serde::{Deserialize, Serialize};
@@ -30,8 +31,6 @@ use crate::error::ApiError;
 use crate::partition::{Partition, Schedule, LEADER_EPOCH};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
 
-const TOPIC_NAME_MAX_LEN: usize = 249;
-const PARTITIONS_MAX: i32 = 100_000;
 const DELETE_SUFFIX: &str = "-delete";
 
 /// A topic: its identity, partitions and configs.
@@ -351,16 +350,7 @@ impl TopicRegistry {
                 format!("Topic '{name}' already exists."),
             ));
         }
-        let normalised = name.replace('.', "_");
-        if let Some(other) = read(&self.topics)
-            .keys()
-            .find(|t| t.replace('.', "_") == normalised)
-        {
-            return Err(ApiError::new(
-                ResponseError::InvalidTopicException,
-                format!("Topic '{name}' collides with existing topic '{other}': '.' and '_' are treated alike in metric names."),
-            ));
-        }
+        check_topic_collision(name, read(&self.topics).keys().map(|topic| &**topic))?;
         self.check_partition_budget(partitions)?;
         if validate_only {
             return Ok(None);
@@ -574,31 +564,6 @@ fn refuse_internal(topic: &Topic, action: &str) -> Result<(), ApiError> {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
             format!("Cannot {action} internal topic {}", topic.name),
-        ));
-    }
-    Ok(())
-}
-
-/// Kafka's topic name rules.
-pub(crate) fn validate_topic_name(name: &str) -> Result<(), ApiError> {
-    let invalid = |reason: String| Err(ApiError::new(ResponseError::InvalidTopicException, reason));
-    if name.is_empty() {
-        return invalid("Topic name is illegal, it can't be empty".into());
-    }
-    if name == "." || name == ".." {
-        return invalid(format!("Topic name cannot be \"{name}\""));
-    }
-    if name.len() > TOPIC_NAME_MAX_LEN {
-        return invalid(format!(
-            "Topic name is illegal, it can't be longer than {TOPIC_NAME_MAX_LEN} characters, topic name: {name}"
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return invalid(format!(
-            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         ));
     }
     Ok(())

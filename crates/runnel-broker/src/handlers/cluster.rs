@@ -11,12 +11,13 @@ use kafka_protocol::messages::{
     DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use runnel_controller::validate_topic_name;
 use runnel_protocol::supported_versions;
 
 use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::broker::Broker;
 use crate::partition::LEADER_EPOCH;
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::Topic;
 
 pub(crate) fn api_versions(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
@@ -107,7 +108,7 @@ fn topic_by_name(
     answer.name = Some(name.clone());
     answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     if let Err(error) = validate_topic_name(name) {
-        answer.error_code = error.error_code();
+        answer.error_code = error.code.code();
         return answer;
     }
     if !may_create {

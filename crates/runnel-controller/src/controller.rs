@@ -1,0 +1,785 @@
+//! The controller's decisions. Each request is read against the current
+//! [`MetadataImage`] and becomes either an error (and no records) or the records that carry
+//! it out; the caller appends them to the quorum's log, and nothing has happened until they
+//! are committed and applied. One request is decided at a time, against the image that
+//! includes everything decided before it, so two requests never decide on the same state.
+//!
+//! Validation of config names and values is the broker's ([`Controller::set_configs`] stores
+//! what it is given): the broker that forwards a request holds the config schema.
+
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::image::{MetadataImage, TopicImage};
+use crate::partition_change::{change_isr, effective_min_isr, ChangeContext};
+use crate::placement::{place, Candidate};
+use crate::records::{
+    BrokerChange, BrokerId, BrokerRegistration, ConfigResource, Listener, MetadataRecord,
+    PartitionChange, PartitionRecord, PartitionState, NO_LEADER,
+};
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_MAX_LEN: usize = 249;
+
+/// The most partitions one topic may have.
+pub const PARTITIONS_MAX: i32 = 100_000;
+
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// The cluster's defaults, as the controllers' configuration sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `num.partitions`.
+    pub default_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas` where neither the topic nor the cluster overrides it.
+    pub min_insync_replicas: i32,
+    /// How many producer ids one AllocateProducerIds hands a broker.
+    pub producer_id_block_size: i64,
+}
+
+/// A refused request: the Kafka error code and a message for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ControllerError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> ControllerError {
+        ControllerError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ControllerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ControllerError {}
+
+type Decided<T> = Result<T, ControllerError>;
+
+fn refuse<T>(code: ResponseError, message: impl Into<String>) -> Decided<T> {
+    Err(ControllerError::new(code, message))
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Decided<()> {
+    let invalid = |reason: String| refuse(ResponseError::InvalidTopicException, reason);
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("Topic name cannot be \"{name}\""));
+    }
+    if name.len() > TOPIC_NAME_MAX_LEN {
+        return invalid(format!(
+            "Topic name is illegal, it can't be longer than {TOPIC_NAME_MAX_LEN} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses `name` if an existing topic's name differs from it only by '.' and '_', which
+/// metric names do not tell apart.
+pub fn check_topic_collision<'a>(
+    name: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Decided<()> {
+    let normalised = name.replace('.', "_");
+    match existing
+        .into_iter()
+        .find(|other| other.replace('.', "_") == normalised)
+    {
+        Some(other) => refuse(
+            ResponseError::InvalidTopicException,
+            format!("Topic '{name}' collides with existing topic '{other}': '.' and '_' are treated alike in metric names."),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A broker asking to register (BrokerRegistration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: BrokerId,
+    pub incarnation_id: Uuid,
+    pub listeners: Vec<Listener>,
+    pub rack: Option<String>,
+    /// The broker's logs hold everything it ever reported to a leader: it shut down cleanly,
+    /// or it reports only fsynced offsets. When false it leaves every ELR (KIP-966).
+    pub data_intact: bool,
+}
+
+/// A broker's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub id: BrokerId,
+    pub broker_epoch: i64,
+    /// The offset of the metadata log the broker has applied.
+    pub metadata_offset: u64,
+    pub want_fence: bool,
+    pub want_shutdown: bool,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    /// The broker has applied the metadata up to its own registration.
+    pub caught_up: bool,
+    pub fenced: bool,
+    /// A controlled shutdown may proceed: the broker leads nothing any more.
+    pub should_shut_down: bool,
+}
+
+/// A leader's ISR change (AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub broker_id: BrokerId,
+    pub broker_epoch: i64,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// With each member's broker epoch (KIP-903).
+    pub new_isr: Vec<(BrokerId, i64)>,
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    /// `-1`: the cluster default.
+    pub partitions: i32,
+    /// `-1`: the cluster default.
+    pub replication_factor: i16,
+    /// Replica lists by partition index, instead of counts; empty for none.
+    pub assignments: Vec<Vec<BrokerId>>,
+    /// Validated by the caller.
+    pub configs: Vec<(String, String)>,
+}
+
+/// The controller's decisions over one image.
+#[derive(Debug, Clone, Copy)]
+pub struct Controller<'a> {
+    pub image: &'a MetadataImage,
+    pub config: &'a ControllerConfig,
+}
+
+impl Controller<'_> {
+    fn min_isr(&self, topic: &str) -> i32 {
+        self.image
+            .config(
+                &ConfigResource::Topic(topic.to_owned()),
+                MIN_INSYNC_REPLICAS,
+            )
+            .or_else(|| {
+                self.image
+                    .config(&ConfigResource::Cluster, MIN_INSYNC_REPLICAS)
+            })
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+    }
+
+    fn change(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        state: &PartitionState,
+        usable: &dyn Fn(BrokerId) -> bool,
+        target_isr: &[BrokerId],
+        drop_from_elr: &[BrokerId],
+    ) -> Option<MetadataRecord> {
+        let context = ChangeContext {
+            topic_id: topic.id,
+            partition,
+            state,
+            min_isr: effective_min_isr(self.min_isr(&topic.name), state.replicas.len()),
+            usable,
+        };
+        change_isr(&context, target_isr, drop_from_elr).map(MetadataRecord::PartitionChange)
+    }
+
+    /// Broker `id` may no longer lead or be in sync: it leaves every ISR (joining the ELR
+    /// where the rules say so, unless `lost_data`), and its partitions get new leaders.
+    fn leave_partitions(&self, id: BrokerId, lost_data: bool) -> Vec<MetadataRecord> {
+        let usable = |other: BrokerId| other != id && self.image.is_usable(other);
+        let drop_from_elr: &[BrokerId] = if lost_data { &[id] } else { &[] };
+        self.image
+            .partitions()
+            .filter(|(_, _, state)| {
+                state.isr.contains(&id)
+                    || state.leader == id
+                    || (lost_data && state.elr.contains(&id))
+            })
+            .filter_map(|(topic, index, state)| {
+                let target: Vec<BrokerId> =
+                    state.isr.iter().copied().filter(|&r| r != id).collect();
+                self.change(topic, index, state, &usable, &target, drop_from_elr)
+            })
+            .collect()
+    }
+
+    /// Broker `id` became usable: leaderless partitions it could lead elect again.
+    fn join_partitions(&self, id: BrokerId) -> Vec<MetadataRecord> {
+        let usable = |other: BrokerId| other == id || self.image.is_usable(other);
+        self.image
+            .partitions()
+            .filter(|(_, _, state)| {
+                !state.has_leader() && (state.isr.contains(&id) || state.elr.contains(&id))
+            })
+            .filter_map(|(topic, index, state)| {
+                self.change(topic, index, state, &usable, &state.isr, &[])
+            })
+            .collect()
+    }
+
+    /// Registers a broker, fenced, with a new broker epoch. `session_alive`: the broker
+    /// already registered under this id has been heard from within its session timeout. A
+    /// retry of a registration already made (same incarnation) needs no records: the
+    /// broker's current epoch answers it.
+    pub fn register_broker(
+        &self,
+        request: &Registration,
+        session_alive: bool,
+    ) -> Decided<Vec<MetadataRecord>> {
+        if request.id < 0 {
+            return refuse(
+                ResponseError::InvalidRequest,
+                format!("Broker id {} is negative.", request.id),
+            );
+        }
+        if let Some(existing) = self.image.broker(request.id) {
+            if existing.registration.incarnation_id == request.incarnation_id {
+                return Ok(Vec::new());
+            }
+            if session_alive && !existing.registration.fenced {
+                return refuse(
+                    ResponseError::DuplicateBrokerRegistration,
+                    format!(
+                        "Another broker is registered with id {} and heartbeating (incarnation {}).",
+                        request.id, existing.registration.incarnation_id
+                    ),
+                );
+            }
+        }
+        // The new incarnation starts fenced, whatever the previous one was.
+        let mut records = self.leave_partitions(request.id, !request.data_intact);
+        records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
+            id: request.id,
+            epoch: self.image.next_broker_epoch(),
+            incarnation_id: request.incarnation_id,
+            listeners: request.listeners.clone(),
+            rack: request.rack.clone(),
+            fenced: true,
+            in_controlled_shutdown: false,
+        }));
+        Ok(records)
+    }
+
+    /// A heartbeat: unfences a broker that has caught up with the metadata, fences one that
+    /// asks, and starts a controlled shutdown.
+    pub fn heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+    ) -> Decided<(Vec<MetadataRecord>, HeartbeatAnswer)> {
+        let Some(broker) = self
+            .image
+            .broker(heartbeat.id)
+            .filter(|broker| broker.registration.epoch == heartbeat.broker_epoch)
+        else {
+            return refuse(
+                ResponseError::StaleBrokerEpoch,
+                format!(
+                    "Broker {} is not registered with epoch {}: register again.",
+                    heartbeat.id, heartbeat.broker_epoch
+                ),
+            );
+        };
+        let registration = &broker.registration;
+        let caught_up = heartbeat.metadata_offset >= broker.registered_at;
+        let change = |fenced: Option<bool>, in_controlled_shutdown: Option<bool>| {
+            MetadataRecord::BrokerChange(BrokerChange {
+                id: heartbeat.id,
+                epoch: heartbeat.broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            })
+        };
+        let mut records = Vec::new();
+        let mut fenced = registration.fenced;
+        if heartbeat.want_shutdown && !registration.in_controlled_shutdown {
+            records.push(change(None, Some(true)));
+            records.extend(self.leave_partitions(heartbeat.id, false));
+        } else if heartbeat.want_fence && !registration.fenced {
+            records.push(change(Some(true), None));
+            records.extend(self.leave_partitions(heartbeat.id, false));
+            fenced = true;
+        } else if !heartbeat.want_fence
+            && !heartbeat.want_shutdown
+            && registration.fenced
+            && caught_up
+        {
+            records.push(change(Some(false), None));
+            records.extend(self.join_partitions(heartbeat.id));
+            fenced = false;
+        }
+        let leads_nothing = !self
+            .image
+            .partitions()
+            .any(|(_, _, state)| state.leader == heartbeat.id);
+        let should_shut_down =
+            registration.in_controlled_shutdown && records.is_empty() && leads_nothing;
+        Ok((
+            records,
+            HeartbeatAnswer {
+                caught_up,
+                fenced,
+                should_shut_down,
+            },
+        ))
+    }
+
+    /// Fences a broker whose session expired in `broker_epoch`; nothing if it has registered
+    /// again since or is fenced already.
+    pub fn fence_broker(&self, id: BrokerId, broker_epoch: i64) -> Vec<MetadataRecord> {
+        let Some(broker) = self.image.broker(id) else {
+            return Vec::new();
+        };
+        if broker.registration.epoch != broker_epoch || broker.registration.fenced {
+            return Vec::new();
+        }
+        let mut records = vec![MetadataRecord::BrokerChange(BrokerChange {
+            id,
+            epoch: broker_epoch,
+            fenced: Some(true),
+            in_controlled_shutdown: None,
+        })];
+        records.extend(self.leave_partitions(id, false));
+        records
+    }
+
+    /// A leader's ISR change. `Ok(None)`: the partition already has that ISR, and the
+    /// answer is its current state.
+    pub fn alter_partition(&self, request: &AlterPartition) -> Decided<Option<MetadataRecord>> {
+        let registered = self.image.broker(request.broker_id);
+        if registered.is_none_or(|broker| broker.registration.epoch != request.broker_epoch) {
+            return refuse(
+                ResponseError::StaleBrokerEpoch,
+                format!(
+                    "Broker {} is not registered with epoch {}.",
+                    request.broker_id, request.broker_epoch
+                ),
+            );
+        }
+        let Some(topic) = self.image.topic(request.topic_id) else {
+            return refuse(
+                ResponseError::UnknownTopicId,
+                format!("No topic with id {}.", request.topic_id),
+            );
+        };
+        let Some(state) = topic.partitions.get(&request.partition) else {
+            return refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!(
+                    "Topic {} has no partition {}.",
+                    topic.name, request.partition
+                ),
+            );
+        };
+        let name = format!("{}-{}", topic.name, request.partition);
+        if state.leader != request.broker_id {
+            return refuse(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "Broker {} does not lead {name}; {} does.",
+                    request.broker_id, state.leader
+                ),
+            );
+        }
+        if request.leader_epoch != state.leader_epoch {
+            return refuse(
+                ResponseError::FencedLeaderEpoch,
+                format!(
+                    "{name} is in leader epoch {}, not {}.",
+                    state.leader_epoch, request.leader_epoch
+                ),
+            );
+        }
+        if request.partition_epoch != state.partition_epoch {
+            return refuse(
+                ResponseError::InvalidUpdateVersion,
+                format!(
+                    "{name} is in partition epoch {}, not {}.",
+                    state.partition_epoch, request.partition_epoch
+                ),
+            );
+        }
+        let target: Vec<BrokerId> = request.new_isr.iter().map(|&(id, _)| id).collect();
+        let mut distinct = target.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != target.len() || !target.contains(&request.broker_id) {
+            return refuse(
+                ResponseError::InvalidRequest,
+                format!(
+                    "The ISR {target:?} for {name} repeats a replica or leaves out its leader."
+                ),
+            );
+        }
+        for &(id, epoch) in &request.new_isr {
+            if state.isr.contains(&id) {
+                continue;
+            }
+            let eligible = state.replicas.contains(&id)
+                && self
+                    .image
+                    .broker(id)
+                    .is_some_and(|broker| broker.is_usable() && broker.registration.epoch == epoch);
+            if !eligible {
+                return refuse(
+                    ResponseError::IneligibleReplica,
+                    format!(
+                        "Replica {id} (broker epoch {epoch}) cannot join the ISR of {name}: not a replica, not registered in that epoch, fenced or shutting down."
+                    ),
+                );
+            }
+        }
+        let usable = |id: BrokerId| self.image.is_usable(id);
+        Ok(self.change(topic, request.partition, state, &usable, &target, &[]))
+    }
+
+    fn usable_candidates(&self) -> Vec<Candidate> {
+        self.image
+            .brokers()
+            .filter(|broker| broker.is_usable())
+            .map(|broker| Candidate {
+                id: broker.registration.id,
+                rack: broker.registration.rack.clone(),
+            })
+            .collect()
+    }
+
+    /// Replica lists for `count` new partitions from `first`, placed or as given.
+    fn replica_lists(
+        &self,
+        first: i32,
+        count: i32,
+        replication_factor: i16,
+        assignments: &[Vec<BrokerId>],
+        start: usize,
+    ) -> Decided<Vec<Vec<BrokerId>>> {
+        if !assignments.is_empty() {
+            for (index, replicas) in (first..).zip(assignments) {
+                self.check_assignment(index, replicas)?;
+            }
+            return Ok(assignments.to_vec());
+        }
+        if replication_factor <= 0 {
+            return refuse(
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            );
+        }
+        let candidates = self.usable_candidates();
+        let wanted = replication_factor as usize;
+        if wanted > candidates.len() {
+            return refuse(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {wanted} time(s): the target replication factor of {wanted} cannot be reached because only {} broker(s) are registered and unfenced.",
+                    candidates.len()
+                ),
+            );
+        }
+        Ok(place(&candidates, first, count, wanted, start))
+    }
+
+    fn check_assignment(&self, index: i32, replicas: &[BrokerId]) -> Decided<()> {
+        let invalid = |message: String| refuse(ResponseError::InvalidReplicaAssignment, message);
+        if replicas.is_empty() {
+            return invalid(format!("The assignment of partition {index} is empty."));
+        }
+        for (at, id) in replicas.iter().enumerate() {
+            if replicas[..at].contains(id) {
+                return invalid(format!(
+                    "The assignment of partition {index} names broker {id} more than once."
+                ));
+            }
+            if self.image.broker(*id).is_none() {
+                return invalid(format!(
+                    "The assignment of partition {index} names broker {id}, which is not registered."
+                ));
+            }
+        }
+        if !replicas.iter().any(|&id| self.image.is_usable(id)) {
+            return invalid(format!(
+                "Every broker in the assignment of partition {index} is fenced or shutting down."
+            ));
+        }
+        Ok(())
+    }
+
+    fn new_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<BrokerId>,
+    ) -> MetadataRecord {
+        let isr: Vec<BrokerId> = replicas
+            .iter()
+            .copied()
+            .filter(|&id| self.image.is_usable(id))
+            .collect();
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id,
+            partition,
+            state: PartitionState {
+                leader: isr.first().copied().unwrap_or(NO_LEADER),
+                isr,
+                elr: Vec::new(),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+        })
+    }
+
+    /// Creates a topic with id `id`; `start` spreads where its partitions lead.
+    pub fn create_topic(
+        &self,
+        topic: &NewTopic,
+        id: Uuid,
+        start: usize,
+    ) -> Decided<Vec<MetadataRecord>> {
+        validate_topic_name(&topic.name)?;
+        if self.image.topic_by_name(&topic.name).is_some() {
+            return refuse(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", topic.name),
+            );
+        }
+        check_topic_collision(&topic.name, self.image.topics().map(|t| t.name.as_str()))?;
+        if self.image.topic(id).is_some() {
+            return refuse(
+                ResponseError::TopicAlreadyExists,
+                format!("A topic with id {id} already exists."),
+            );
+        }
+        let (partitions, replication_factor) = if topic.assignments.is_empty() {
+            let partitions = match topic.partitions {
+                -1 => self.config.default_partitions,
+                n => n,
+            };
+            let replication_factor = match topic.replication_factor {
+                -1 => self.config.default_replication_factor,
+                n => n,
+            };
+            (partitions, replication_factor)
+        } else {
+            if topic.partitions != -1 || topic.replication_factor != -1 {
+                return refuse(
+                    ResponseError::InvalidRequest,
+                    "Both a replica assignment and a partition count or replication factor were given.",
+                );
+            }
+            let partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+            (partitions, -1)
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return refuse(
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}."),
+            );
+        }
+        let lists =
+            self.replica_lists(0, partitions, replication_factor, &topic.assignments, start)?;
+        let mut records = vec![MetadataRecord::Topic {
+            name: topic.name.clone(),
+            id,
+        }];
+        records.extend(
+            (0..)
+                .zip(lists)
+                .map(|(index, replicas)| self.new_partition(id, index, replicas)),
+        );
+        records.extend(
+            topic
+                .configs
+                .iter()
+                .map(|(name, value)| MetadataRecord::Config {
+                    resource: ConfigResource::Topic(topic.name.clone()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                }),
+        );
+        Ok(records)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Decided<MetadataRecord> {
+        match self.image.topic_by_name(name) {
+            Some(topic) => Ok(MetadataRecord::RemoveTopic { id: topic.id }),
+            None => refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            ),
+        }
+    }
+
+    /// Grows a topic to `total` partitions, placed like the existing ones or as given.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignments: &[Vec<BrokerId>],
+        start: usize,
+    ) -> Decided<Vec<MetadataRecord>> {
+        let Some(topic) = self.image.topic_by_name(name) else {
+            return refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            );
+        };
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if total <= current || total > PARTITIONS_MAX {
+            return refuse(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "Topic currently has {current} partitions, {total} would not be an increase."
+                ),
+            );
+        }
+        let adding = total - current;
+        if !assignments.is_empty() && assignments.len() != adding as usize {
+            return refuse(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "{} assignments given for {adding} new partitions.",
+                    assignments.len()
+                ),
+            );
+        }
+        let replication_factor = topic.partitions.values().next().map_or(1, |state| {
+            i16::try_from(state.replicas.len()).unwrap_or(i16::MAX)
+        });
+        let lists = self.replica_lists(current, adding, replication_factor, assignments, start)?;
+        Ok((current..)
+            .zip(lists)
+            .map(|(index, replicas)| self.new_partition(topic.id, index, replicas))
+            .collect())
+    }
+
+    /// Sets (`Some`) or removes (`None`) dynamic configs of one resource.
+    pub fn set_configs(
+        &self,
+        resource: &ConfigResource,
+        changes: &[(String, Option<String>)],
+    ) -> Decided<Vec<MetadataRecord>> {
+        match resource {
+            ConfigResource::Topic(name) if self.image.topic_by_name(name).is_none() => {
+                return refuse(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic '{name}' does not exist."),
+                )
+            }
+            ConfigResource::Broker(id) if self.image.broker(*id).is_none() => {
+                return refuse(
+                    ResponseError::InvalidRequest,
+                    format!("Broker {id} is not registered."),
+                )
+            }
+            _ => {}
+        }
+        Ok(changes
+            .iter()
+            .map(|(name, value)| MetadataRecord::Config {
+                resource: resource.clone(),
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect())
+    }
+
+    /// Hands a broker the next block of producer ids: `(record, first id, count)`.
+    pub fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    ) -> Decided<(MetadataRecord, i64, i64)> {
+        if self
+            .image
+            .broker(broker_id)
+            .is_none_or(|broker| broker.registration.epoch != broker_epoch)
+        {
+            return refuse(
+                ResponseError::StaleBrokerEpoch,
+                format!("Broker {broker_id} is not registered with epoch {broker_epoch}."),
+            );
+        }
+        let first = self.image.next_producer_id();
+        let count = self.config.producer_id_block_size;
+        let Some(next) = first.checked_add(count) else {
+            return refuse(
+                ResponseError::UnknownServerError,
+                "Producer ids are exhausted.",
+            );
+        };
+        let record = MetadataRecord::ProducerIds {
+            broker_id,
+            broker_epoch,
+            next_producer_id: next,
+        };
+        Ok((record, first, count))
+    }
+
+    /// Moves leadership of a partition back to its preferred (first) replica
+    /// (ElectLeaders, PREFERRED).
+    pub fn elect_preferred(&self, name: &str, partition: i32) -> Decided<MetadataRecord> {
+        let Some((topic, state)) = self
+            .image
+            .topic_by_name(name)
+            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
+        else {
+            return refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Partition {name}-{partition} does not exist."),
+            );
+        };
+        let preferred = state.replicas.first().copied().unwrap_or(NO_LEADER);
+        if state.leader == preferred {
+            return refuse(
+                ResponseError::ElectionNotNeeded,
+                format!("Broker {preferred} already leads {name}-{partition}."),
+            );
+        }
+        if !state.isr.contains(&preferred) || !self.image.is_usable(preferred) {
+            return refuse(
+                ResponseError::PreferredLeaderNotAvailable,
+                format!("Preferred replica {preferred} of {name}-{partition} is out of sync, fenced or shutting down."),
+            );
+        }
+        Ok(MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: topic.id,
+            partition,
+            leader: Some(preferred),
+            isr: None,
+            elr: None,
+            replicas: None,
+        }))
+    }
+}

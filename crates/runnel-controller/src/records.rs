@@ -1,0 +1,151 @@
+//! The metadata records: every change to the cluster's metadata is one of these, appended to
+//! the controller quorum's Raft log and applied, in log order, to a [`crate::MetadataImage`]
+//! by every controller and broker. They are the log's format on disk and on the wire
+//! (serde, JSON), so fields are only ever added with defaults.
+//!
+//! Modelled on KRaft's records (KIP-631, KIP-966): a partition is created whole by a
+//! [`PartitionRecord`] and then moved only by [`PartitionChange`]s, each of which bumps the
+//! partition epoch, and the leader epoch too when the leader changes.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker's node id.
+pub type BrokerId = i32;
+
+/// The leader of a partition that has none (Kafka's `-1`).
+pub const NO_LEADER: BrokerId = -1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// A broker (re)registered; it starts fenced, with a new broker epoch.
+    RegisterBroker(BrokerRegistration),
+    /// A registered broker was fenced, unfenced, or began a controlled shutdown.
+    BrokerChange(BrokerChange),
+    Topic {
+        name: String,
+        id: Uuid,
+    },
+    /// A topic and everything under it (partitions, configs) is gone.
+    RemoveTopic {
+        id: Uuid,
+    },
+    Partition(PartitionRecord),
+    PartitionChange(PartitionChange),
+    /// Sets (`Some`) or removes (`None`) one dynamic config.
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    /// A block of producer ids below `next_producer_id` was handed to a broker.
+    ProducerIds {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        next_producer_id: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: BrokerId,
+    /// Unique per registration; what KIP-903 checks to tell a restarted broker from the one
+    /// the leader saw caught up.
+    pub epoch: i64,
+    /// Unique per process start: a second process claiming a live broker's id differs here.
+    pub incarnation_id: Uuid,
+    pub listeners: Vec<Listener>,
+    pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerChange {
+    pub id: BrokerId,
+    pub epoch: i64,
+    pub fenced: Option<bool>,
+    pub in_controlled_shutdown: Option<bool>,
+}
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// In preference order: the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// KIP-966's eligible leader replicas: replicas that left the ISR while it was below
+    /// `min.insync.replicas`, when the high watermark could not move, so they hold
+    /// everything committed and may lead if the ISR empties.
+    pub elr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    pub fn has_leader(&self) -> bool {
+        self.leader != NO_LEADER
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub state: PartitionState,
+}
+
+/// What changed in one partition; `None` fields are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader: Option<BrokerId>,
+    pub isr: Option<Vec<BrokerId>>,
+    pub elr: Option<Vec<BrokerId>>,
+    pub replicas: Option<Vec<BrokerId>>,
+}
+
+/// What a dynamic config applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ConfigResource {
+    /// The cluster-wide default for every broker.
+    Cluster,
+    Broker(BrokerId),
+    Topic(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records are the Raft log's format: this pins their JSON so a change that would
+    /// leave old logs unreadable shows up here.
+    #[test]
+    fn records_keep_their_json_form() -> Result<(), serde_json::Error> {
+        let record = MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: Uuid::from_u128(1),
+            partition: 2,
+            leader: Some(3),
+            isr: None,
+            elr: Some(vec![4]),
+            replicas: None,
+        });
+        let json = serde_json::to_string(&record)?;
+        assert_eq!(
+            json,
+            r#"{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000001","partition":2,"leader":3,"isr":null,"elr":[4],"replicas":null}"#
+        );
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&json)?, record);
+        Ok(())
+    }
+}
