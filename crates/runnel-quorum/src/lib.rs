@@ -1,0 +1,52 @@
+//! The controller quorum: the metadata log ([`runnel_controller::records`]) replicated by
+//! Raft ([openraft]) among the controller voters, on our own files and over TCP.
+//!
+//! - [`Quorum`]: one voter. It keeps the log ([`log`]: segments of checksummed frames,
+//!   fsynced before Raft counts them) and the image it builds ([`state_machine`]), serves
+//!   the controller listener ([`wire`]: length-prefixed JSON frames, for Raft between voters
+//!   and for brokers' requests), and while it leads it is the active controller: it decides
+//!   each request with [`runnel_controller::Controller`] and commits the records as one
+//!   entry, and it fences brokers whose sessions expire.
+//! - [`ControllerClient`]: how brokers and tools find and ask the active controller.
+//!
+//! A one-node quorum is the same code with one voter.
+
+mod client;
+mod log;
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+pub mod wire;
+
+use runnel_controller::MetadataRecord;
+use serde::{Deserialize, Serialize};
+
+pub use client::{ClientError, ControllerClient};
+pub use node::{Quorum, QuorumConfig, METADATA_DIR};
+pub use wire::{ControllerRequest, ControllerResponse};
+
+/// A voter's node id.
+pub type NodeId = u64;
+
+/// One Raft entry's payload: the records one decision made, applied together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataBatch {
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying an entry answers: the log offset it was applied at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub offset: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of the metadata quorum.
+    pub MetadataRaft:
+        D = MetadataBatch,
+        R = Applied,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);

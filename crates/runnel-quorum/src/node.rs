@@ -1,0 +1,479 @@
+//! [`Quorum`]: this node's member of the controller quorum. It runs Raft over the metadata
+//! log, serves the controller listener, and, while it leads, is the active controller: it
+//! decides brokers' and tools' requests one at a time against the image and commits the
+//! records, and fences brokers whose sessions expire.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use runnel_controller::{
+    BrokerSessions, Controller, ControllerConfig, ControllerError, MetadataImage, MetadataRecord,
+};
+use runnel_storage::FileSystem;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::log::MetadataLog;
+use crate::log_store::LogStore;
+use crate::network::PeerNetwork;
+use crate::state_machine::StateMachine;
+use crate::wire::{
+    read_frame, write_frame, ControllerRequest, ControllerResponse, Request, Response,
+};
+use crate::{MetadataBatch, MetadataRaft, NodeId};
+
+/// The directory under the data directory that holds the metadata log.
+pub const METADATA_DIR: &str = "__cluster_metadata";
+
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub node_id: NodeId,
+    /// Every voter's controller listener, this node's included.
+    pub voters: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub controller: ControllerConfig,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub broker_session_timeout_ms: i64,
+    /// Raft's heartbeat; elections start after 3 to 6 of them are missed.
+    pub raft_heartbeat_ms: u64,
+}
+
+/// The active controller's state, held while a request is decided.
+#[derive(Debug)]
+struct Deciding {
+    /// The Raft term the sessions belong to: a new leader starts them afresh.
+    term: u64,
+    sessions: BrokerSessions,
+}
+
+struct Service {
+    id: NodeId,
+    raft: Raft<MetadataRaft>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    config: ControllerConfig,
+    session_timeout_ms: i64,
+    started: Instant,
+    deciding: Mutex<Deciding>,
+}
+
+/// This node's member of the controller quorum.
+#[derive(Debug)]
+pub struct Quorum {
+    service: Arc<Service>,
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn refused(error: ControllerError) -> ControllerResponse {
+    ControllerResponse::Refused {
+        code: error.code.code(),
+        message: error.message,
+    }
+}
+
+impl Quorum {
+    /// Opens the metadata log under `config.data_dir`, starts Raft (forming the quorum from
+    /// `config.voters` if the log is new) and serves `listener`.
+    pub async fn start(
+        config: QuorumConfig,
+        listener: TcpListener,
+        fs: Arc<dyn FileSystem>,
+    ) -> io::Result<Quorum> {
+        let dir = config.data_dir.join(METADATA_DIR);
+        let open_fs = fs.clone();
+        let open_dir = dir.clone();
+        let (log, (state_machine, image)) = tokio::task::spawn_blocking(move || {
+            let log = MetadataLog::open(open_fs.clone(), &open_dir)?;
+            Ok::<_, io::Error>((log, StateMachine::open(open_fs, &open_dir)?))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let fresh = log.vote().is_none() && log.last_log_id().is_none();
+        let heartbeat = config.raft_heartbeat_ms.max(10);
+        let raft_config = Config {
+            cluster_name: "runnel".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: heartbeat * 3,
+            election_timeout_max: heartbeat * 6,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(2000),
+            max_in_snapshot_log_to_keep: 500,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(io::Error::other)?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            PeerNetwork,
+            LogStore::new(log),
+            state_machine,
+        )
+        .await
+        .map_err(io::Error::other)?;
+        if fresh {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .voters
+                .iter()
+                .map(|(&id, address)| (id, BasicNode::new(address)))
+                .collect();
+            // Every voter forms the quorum with the same members, which Raft allows.
+            if let Err(error) = raft.initialize(members).await {
+                tracing::debug!(%error, "quorum already formed");
+            }
+        }
+        let local_addr = listener.local_addr()?;
+        let service = Arc::new(Service {
+            id: config.node_id,
+            raft,
+            image,
+            config: config.controller.clone(),
+            session_timeout_ms: config.broker_session_timeout_ms,
+            started: Instant::now(),
+            deciding: Mutex::new(Deciding {
+                term: 0,
+                sessions: BrokerSessions::new(config.broker_session_timeout_ms),
+            }),
+        });
+        let tasks = vec![
+            tokio::spawn(serve(listener, service.clone())),
+            tokio::spawn(fence_expired_sessions(service.clone())),
+        ];
+        tracing::info!(node = config.node_id, %local_addr, voters = ?config.voters, "controller quorum member started");
+        Ok(Quorum {
+            service,
+            local_addr,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The metadata image as this node has applied it, updated on every commit it applies.
+    pub fn image(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.service.image.clone()
+    }
+
+    /// The voter that leads the quorum, as far as this node knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.service.raft.metrics().borrow().current_leader
+    }
+
+    /// Answers a request as the listener would (a broker on this node calls it directly).
+    pub async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
+        self.service.handle(request).await
+    }
+
+    /// Stops serving and stops Raft; what is on disk stays for the next start.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(error) = self.service.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, service: Arc<Service>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve_connection(stream, &service).await {
+                        tracing::debug!(%peer, %error, "controller connection closed");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, service: &Service) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    while let Some(request) = read_frame::<_, Request>(&mut stream).await? {
+        let response = match request {
+            Request::AppendEntries(rpc) => {
+                Response::AppendEntries(service.raft.append_entries(rpc).await)
+            }
+            Request::Vote(rpc) => Response::Vote(service.raft.vote(rpc).await),
+            Request::InstallSnapshot(rpc) => {
+                Response::InstallSnapshot(service.raft.install_snapshot(rpc).await)
+            }
+            Request::Controller(request) => Response::Controller(service.handle(request).await),
+        };
+        write_frame(&mut stream, &response).await?;
+    }
+    Ok(())
+}
+
+/// Fences brokers whose sessions expired, while this node is the active controller.
+async fn fence_expired_sessions(service: Arc<Service>) {
+    let period = Duration::from_millis((service.session_timeout_ms / 4).clamp(10, 1000) as u64);
+    loop {
+        tokio::time::sleep(period).await;
+        if service.raft.metrics().borrow().current_leader != Some(service.id) {
+            continue;
+        }
+        let mut deciding = service.deciding.lock().await;
+        if service.raft.ensure_linearizable().await.is_err() {
+            continue;
+        }
+        service.start_term_if_new(&mut deciding);
+        let now = service.now_ms();
+        for (broker, epoch) in deciding.sessions.take_expired(now) {
+            let image = service.image.borrow().clone();
+            let records = service.controller(&image).fence_broker(broker, epoch);
+            if records.is_empty() {
+                continue;
+            }
+            tracing::warn!(broker, epoch, "fencing a broker whose session expired");
+            if let Err(error) = service.commit(records).await {
+                tracing::warn!(broker, ?error, "could not fence a broker");
+                break;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn controller<'a>(&'a self, image: &'a MetadataImage) -> Controller<'a> {
+        Controller {
+            image,
+            config: &self.config,
+        }
+    }
+
+    /// A new leader gives every unfenced broker a whole session to reach it.
+    fn start_term_if_new(&self, deciding: &mut Deciding) {
+        let term = self.raft.metrics().borrow().current_term;
+        if deciding.term == term {
+            return;
+        }
+        deciding.term = term;
+        deciding.sessions = BrokerSessions::new(self.session_timeout_ms);
+        let now = self.now_ms();
+        for broker in self.image.borrow().brokers() {
+            if !broker.registration.fenced {
+                deciding.sessions.heard_from(
+                    broker.registration.id,
+                    broker.registration.epoch,
+                    now,
+                );
+            }
+        }
+    }
+
+    fn not_controller(&self) -> ControllerResponse {
+        let leader = self
+            .raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .filter(|&leader| leader != self.id);
+        ControllerResponse::NotController { leader }
+    }
+
+    /// Commits one request's records as one entry; its offset once applied here.
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerResponse> {
+        match self.raft.client_write(MetadataBatch { records }).await {
+            Ok(written) => Ok(written.log_id.index),
+            Err(error) => {
+                tracing::info!(%error, "metadata write failed");
+                Err(self.not_controller())
+            }
+        }
+    }
+
+    async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
+        if let ControllerRequest::FetchImage { after, wait_ms } = request {
+            return self.fetch_image(after, wait_ms).await;
+        }
+        let mut deciding = self.deciding.lock().await;
+        // Leading, and the image holds everything committed before this request.
+        if self.raft.ensure_linearizable().await.is_err() {
+            return self.not_controller();
+        }
+        self.start_term_if_new(&mut deciding);
+        let image = self.image.borrow().clone();
+        let controller = self.controller(&image);
+        let now = self.now_ms();
+        let outcome = match request {
+            ControllerRequest::Register(registration) => {
+                let alive = deciding.sessions.is_alive(registration.id, now);
+                match controller.register_broker(&registration, alive) {
+                    Ok(records) => match self.commit(records).await {
+                        Ok(_) => {
+                            let epoch = self
+                                .image
+                                .borrow()
+                                .broker(registration.id)
+                                .map_or(-1, |broker| broker.registration.epoch);
+                            deciding.sessions.heard_from(registration.id, epoch, now);
+                            ControllerResponse::Registered {
+                                broker_epoch: epoch,
+                            }
+                        }
+                        Err(response) => response,
+                    },
+                    Err(error) => refused(error),
+                }
+            }
+            ControllerRequest::Heartbeat(heartbeat) => match controller.heartbeat(&heartbeat) {
+                Ok((records, answer)) => {
+                    deciding
+                        .sessions
+                        .heard_from(heartbeat.id, heartbeat.broker_epoch, now);
+                    match self.commit_if_any(records, &image).await {
+                        Ok(_) => ControllerResponse::Heartbeat(answer),
+                        Err(response) => response,
+                    }
+                }
+                Err(error) => refused(error),
+            },
+            ControllerRequest::AlterPartition(request) => {
+                match controller.alter_partition(&request) {
+                    Ok(record) => match self
+                        .commit_if_any(record.into_iter().collect(), &image)
+                        .await
+                    {
+                        Ok(_) => self
+                            .image
+                            .borrow()
+                            .partition(request.topic_id, request.partition)
+                            .cloned()
+                            .map_or_else(
+                                || {
+                                    refused(ControllerError::new(
+                                        ResponseError::UnknownTopicOrPartition,
+                                        "the partition was deleted",
+                                    ))
+                                },
+                                ControllerResponse::Partition,
+                            ),
+                        Err(response) => response,
+                    },
+                    Err(error) => refused(error),
+                }
+            }
+            ControllerRequest::CreateTopic {
+                topic,
+                validate_only,
+            } => {
+                let id = Uuid::new_v4();
+                let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
+                self.decided(
+                    controller.create_topic(&topic, id, start),
+                    validate_only,
+                    &image,
+                )
+                .await
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                let decided = controller.delete_topic(&name).map(|record| vec![record]);
+                self.decided(decided, false, &image).await
+            }
+            ControllerRequest::CreatePartitions {
+                name,
+                total,
+                assignments,
+                validate_only,
+            } => {
+                let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
+                let decided = controller.create_partitions(&name, total, &assignments, start);
+                self.decided(decided, validate_only, &image).await
+            }
+            ControllerRequest::SetConfigs { resource, changes } => {
+                self.decided(controller.set_configs(&resource, &changes), false, &image)
+                    .await
+            }
+            ControllerRequest::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+            } => match controller.allocate_producer_ids(broker_id, broker_epoch) {
+                Ok((record, first, count)) => match self.commit(vec![record]).await {
+                    Ok(_) => ControllerResponse::ProducerIds { first, count },
+                    Err(response) => response,
+                },
+                Err(error) => refused(error),
+            },
+            ControllerRequest::ElectPreferred { topic, partition } => {
+                let decided = controller
+                    .elect_preferred(&topic, partition)
+                    .map(|record| vec![record]);
+                self.decided(decided, false, &image).await
+            }
+            ControllerRequest::FetchImage { .. } => self.not_controller(),
+        };
+        drop(deciding);
+        outcome
+    }
+
+    async fn commit_if_any(
+        &self,
+        records: Vec<MetadataRecord>,
+        image: &MetadataImage,
+    ) -> Result<u64, ControllerResponse> {
+        if records.is_empty() {
+            Ok(image.offset())
+        } else {
+            self.commit(records).await
+        }
+    }
+
+    async fn decided(
+        &self,
+        decided: Result<Vec<MetadataRecord>, ControllerError>,
+        validate_only: bool,
+        image: &MetadataImage,
+    ) -> ControllerResponse {
+        match decided {
+            Err(error) => refused(error),
+            Ok(_) if validate_only => ControllerResponse::Committed {
+                offset: image.offset(),
+            },
+            Ok(records) => match self.commit_if_any(records, image).await {
+                Ok(offset) => ControllerResponse::Committed { offset },
+                Err(response) => response,
+            },
+        }
+    }
+
+    async fn fetch_image(&self, after: u64, wait_ms: u64) -> ControllerResponse {
+        let mut image = self.image.clone();
+        let wait = Duration::from_millis(wait_ms.min(60_000));
+        let passed =
+            tokio::time::timeout(wait, image.wait_for(|image| image.offset() > after)).await;
+        match passed {
+            Ok(Ok(image)) => ControllerResponse::Image(Some(Box::new((**image).clone()))),
+            _ => ControllerResponse::Image(None),
+        }
+    }
+}

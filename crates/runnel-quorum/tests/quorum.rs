@@ -1,0 +1,294 @@
+//! The quorum over real TCP and real files: voters in this process, each with its own
+//! listener and data directory, stopped and restarted as a crash would (no clean shutdown
+//! of the log: Raft stops where it is).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runnel_controller::records::Listener;
+use runnel_controller::{ControllerConfig, Heartbeat, MetadataImage, NewTopic, Registration};
+use runnel_quorum::{
+    ControllerClient, ControllerRequest, ControllerResponse, Quorum, QuorumConfig,
+};
+use runnel_storage::OsFileSystem;
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn controller_config() -> ControllerConfig {
+    ControllerConfig {
+        default_partitions: 3,
+        default_replication_factor: 3,
+        min_insync_replicas: 2,
+        producer_id_block_size: 1000,
+    }
+}
+
+struct Voters {
+    addresses: BTreeMap<u64, String>,
+    dirs: BTreeMap<u64, PathBuf>,
+    _root: tempfile::TempDir,
+}
+
+impl Voters {
+    async fn bind(count: u64) -> Result<(Voters, BTreeMap<u64, TcpListener>), Box<dyn Error>> {
+        let root = tempfile::tempdir()?;
+        let mut addresses = BTreeMap::new();
+        let mut listeners = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        for id in 1..=count {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            addresses.insert(id, listener.local_addr()?.to_string());
+            listeners.insert(id, listener);
+            dirs.insert(id, root.path().join(format!("node-{id}")));
+        }
+        Ok((
+            Voters {
+                addresses,
+                dirs,
+                _root: root,
+            },
+            listeners,
+        ))
+    }
+
+    fn config(&self, id: u64) -> QuorumConfig {
+        QuorumConfig {
+            node_id: id,
+            voters: self.addresses.clone(),
+            data_dir: self.dirs[&id].clone(),
+            controller: controller_config(),
+            broker_session_timeout_ms: 1500,
+            raft_heartbeat_ms: 50,
+        }
+    }
+
+    async fn start(&self, id: u64, listener: TcpListener) -> Result<Quorum, Box<dyn Error>> {
+        Ok(Quorum::start(self.config(id), listener, Arc::new(OsFileSystem)).await?)
+    }
+
+    async fn restart(&self, id: u64) -> Result<Quorum, Box<dyn Error>> {
+        let listener = TcpListener::bind(&self.addresses[&id]).await?;
+        self.start(id, listener).await
+    }
+}
+
+async fn image_where(
+    quorum: &Quorum,
+    check: impl Fn(&MetadataImage) -> bool,
+) -> Result<Arc<MetadataImage>, Box<dyn Error>> {
+    let mut image = quorum.image();
+    let found = timeout(WITHIN, image.wait_for(|image| check(image))).await??;
+    Ok(found.clone())
+}
+
+fn registration(id: i32) -> Registration {
+    Registration {
+        id,
+        incarnation_id: Uuid::new_v4(),
+        listeners: vec![Listener {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+        }],
+        rack: None,
+        data_intact: true,
+    }
+}
+
+/// Registers a broker and heartbeats until it is unfenced; its epoch.
+async fn start_broker(client: &mut ControllerClient, id: i32) -> Result<i64, Box<dyn Error>> {
+    let epoch = match client
+        .call(ControllerRequest::Register(registration(id)), WITHIN)
+        .await?
+    {
+        ControllerResponse::Registered { broker_epoch } => broker_epoch,
+        other => return Err(format!("registering {id}: {other:?}").into()),
+    };
+    for _ in 0..200 {
+        let offset = match client.fetch_image(0, Duration::from_millis(100)).await? {
+            ControllerResponse::Image(Some(image)) => image.offset(),
+            _ => 0,
+        };
+        let beat = Heartbeat {
+            id,
+            broker_epoch: epoch,
+            metadata_offset: offset,
+            want_fence: false,
+            want_shutdown: false,
+        };
+        match client
+            .call(ControllerRequest::Heartbeat(beat), WITHIN)
+            .await?
+        {
+            ControllerResponse::Heartbeat(answer) if !answer.fenced => return Ok(epoch),
+            ControllerResponse::Heartbeat(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => return Err(format!("heartbeat of {id}: {other:?}").into()),
+        }
+    }
+    Err(format!("broker {id} never unfenced").into())
+}
+
+fn heartbeat_forever(
+    voters: BTreeMap<u64, String>,
+    id: i32,
+    epoch: i64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut client = ControllerClient::new(&voters);
+        loop {
+            let beat = Heartbeat {
+                id,
+                broker_epoch: epoch,
+                metadata_offset: u64::MAX,
+                want_fence: false,
+                want_shutdown: false,
+            };
+            let _ = client
+                .call(ControllerRequest::Heartbeat(beat), WITHIN)
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn create_topic(client: &mut ControllerClient, name: &str) -> Result<u64, Box<dyn Error>> {
+    let topic = NewTopic {
+        name: name.into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: vec![],
+        configs: vec![],
+    };
+    match client
+        .call(
+            ControllerRequest::CreateTopic {
+                topic,
+                validate_only: false,
+            },
+            WITHIN,
+        )
+        .await?
+    {
+        ControllerResponse::Committed { offset } => Ok(offset),
+        other => Err(format!("creating {name}: {other:?}").into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_keep_the_metadata_through_the_loss_and_return_of_the_leader() -> TestResult {
+    let (voters, listeners) = Voters::bind(3).await?;
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        nodes.insert(id, voters.start(id, listener).await?);
+    }
+    let mut client = ControllerClient::new(&voters.addresses);
+    let mut beating = Vec::new();
+    for broker in 1..=3 {
+        let epoch = start_broker(&mut client, broker).await?;
+        beating.push(heartbeat_forever(voters.addresses.clone(), broker, epoch));
+    }
+    let offset = create_topic(&mut client, "orders").await?;
+    for node in nodes.values() {
+        let image = image_where(node, |image| image.offset() >= offset).await?;
+        let topic = image.topic_by_name("orders").ok_or("no topic")?;
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(topic.partitions.values().all(|p| p.isr.len() == 3));
+    }
+
+    // The leader dies: the others elect a new one and go on deciding.
+    let leader = nodes[&1].leader().ok_or("no leader")?;
+    let dead = nodes.remove(&leader).ok_or("leader is not a voter")?;
+    dead.shutdown().await;
+    let offset = create_topic(&mut client, "payments").await?;
+    let survivor = nodes.values().next().ok_or("no survivor")?;
+    image_where(survivor, |image| image.offset() >= offset).await?;
+    assert_ne!(survivor.leader(), Some(leader));
+
+    // It comes back from its disk and catches up.
+    let back = voters.restart(leader).await?;
+    let image = image_where(&back, |image| image.offset() >= offset).await?;
+    assert!(image.topic_by_name("orders").is_some());
+    assert!(image.topic_by_name("payments").is_some());
+
+    // A broker that stops heartbeating is fenced and leaves every ISR.
+    let silent = beating.pop().ok_or("no heartbeat task")?;
+    silent.abort();
+    let image = image_where(&back, |image| !image.is_usable(3)).await?;
+    for (_, _, state) in image.partitions() {
+        assert!(!state.isr.contains(&3), "{state:?}");
+        assert_ne!(state.leader, 3);
+    }
+    for task in beating {
+        task.abort();
+    }
+    back.shutdown().await;
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_quorum_rebuilds_its_image_from_disk() -> TestResult {
+    let (voters, mut listeners) = Voters::bind(1).await?;
+    let listener = listeners.remove(&1).ok_or("no listener")?;
+    let node = voters.start(1, listener).await?;
+    let mut client = ControllerClient::new(&voters.addresses);
+    start_broker(&mut client, 7).await?;
+    let refused = client
+        .call(
+            ControllerRequest::CreateTopic {
+                topic: NewTopic {
+                    name: "wide".into(),
+                    partitions: 1,
+                    replication_factor: 2,
+                    assignments: vec![],
+                    configs: vec![],
+                },
+                validate_only: false,
+            },
+            WITHIN,
+        )
+        .await?;
+    assert!(
+        matches!(refused, ControllerResponse::Refused { code, .. } if code == kafka_protocol::error::ResponseError::InvalidReplicationFactor.code()),
+        "{refused:?}"
+    );
+    let topic = NewTopic {
+        name: "solo".into(),
+        partitions: 2,
+        replication_factor: 1,
+        assignments: vec![],
+        configs: vec![("retention.ms".into(), "1000".into())],
+    };
+    let offset = match client
+        .call(
+            ControllerRequest::CreateTopic {
+                topic,
+                validate_only: false,
+            },
+            WITHIN,
+        )
+        .await?
+    {
+        ControllerResponse::Committed { offset } => offset,
+        other => return Err(format!("{other:?}").into()),
+    };
+    node.shutdown().await;
+
+    let node = voters.restart(1).await?;
+    let image = image_where(&node, |image| image.offset() >= offset).await?;
+    let topic = image.topic_by_name("solo").ok_or("topic lost")?;
+    assert_eq!(topic.partitions.len(), 2);
+    assert!(image.broker(7).is_some());
+    node.shutdown().await;
+    Ok(())
+}
