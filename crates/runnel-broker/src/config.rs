@@ -2,6 +2,7 @@
 //! defaults for topic configs. Read from an optional TOML file, then overridden by the command
 //! line and `RUNNEL_*` environment variables (the CLI crate does the merging).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -18,6 +19,22 @@ pub struct BrokerConfig {
     pub advertised_listener: Option<String>,
     pub data_dir: PathBuf,
     pub node_id: i32,
+    /// `process.roles`: what this node runs, a broker, a controller, or both.
+    pub roles: Vec<ProcessRole>,
+    /// The address the controller listener binds: Raft between the controllers and the
+    /// brokers' requests to the active controller. Needed with the controller role.
+    pub controller_listen: Option<String>,
+    /// `controller.quorum.voters`: every controller as `id@host:port`, comma-separated, the
+    /// same on every node. None: a single node, which is its own cluster.
+    pub controller_quorum: Option<String>,
+    /// `default.replication.factor`: replicas of topics created without one.
+    pub default_replication_factor: i16,
+    /// `broker.session.timeout.ms`: the active controller fences a broker it has not heard
+    /// from for this long, and moves its partitions' leadership away.
+    pub broker_session_timeout_ms: i64,
+    /// How often the active controller tells the other controllers it is alive; they elect a
+    /// new one after 3 to 6 of these pass in silence.
+    pub controller_heartbeat_ms: u64,
     /// Partitions of an auto-created topic or a CreateTopics with -1 (`num.partitions`).
     pub num_partitions: i32,
     /// `auto.create.topics.enable`.
@@ -138,6 +155,12 @@ impl Default for BrokerConfig {
             advertised_listener: None,
             data_dir: PathBuf::from("./runnel-data"),
             node_id: 0,
+            roles: vec![ProcessRole::Broker],
+            controller_listen: None,
+            controller_quorum: None,
+            default_replication_factor: 1,
+            broker_session_timeout_ms: 9000,
+            controller_heartbeat_ms: 250,
             num_partitions: 1,
             auto_create_topics: true,
             request_max_bytes: 100 * 1024 * 1024,
@@ -183,6 +206,28 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: runnel_storage::cleaner::DEFAULT_DEDUPE_BUFFER_BYTES,
             log_cleaner_io_max_bytes_per_second: None,
+        }
+    }
+}
+
+/// What a node runs (Kafka's `process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessRole {
+    /// Serves clients and holds partitions.
+    Broker,
+    /// A voter of the controller quorum, which holds the cluster's metadata.
+    Controller,
+}
+
+impl std::str::FromStr for ProcessRole {
+    type Err = String;
+
+    fn from_str(role: &str) -> Result<Self, Self::Err> {
+        match role {
+            "broker" => Ok(ProcessRole::Broker),
+            "controller" => Ok(ProcessRole::Controller),
+            other => Err(format!("'{other}' is not a role: broker or controller")),
         }
     }
 }
@@ -309,9 +354,88 @@ impl BrokerConfig {
             ));
         }
         check_routable(self.advertised())?;
+        self.check_roles()?;
         for (name, value) in self.topic_default_pairs() {
             crate::topic_config::validate_entry(name, &value)
                 .map_err(|reason| ConfigError::Invalid(format!("broker default: {reason}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn has_role(&self, role: ProcessRole) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The controller quorum's voters by node id, from `controller-quorum`.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let invalid =
+            |reason: String| Err(ConfigError::Invalid(format!("controller-quorum: {reason}")));
+        let Some(quorum) = &self.controller_quorum else {
+            return Ok(BTreeMap::new());
+        };
+        let mut voters = BTreeMap::new();
+        for voter in quorum
+            .split(',')
+            .map(str::trim)
+            .filter(|voter| !voter.is_empty())
+        {
+            let Some((id, address)) = voter.split_once('@') else {
+                return invalid(format!("'{voter}' is not id@host:port"));
+            };
+            let Ok(id) = id.parse::<u64>() else {
+                return invalid(format!("'{id}' in '{voter}' is not a node id"));
+            };
+            if id > i32::MAX as u64 {
+                return invalid(format!("node id {id} is above {}", i32::MAX));
+            }
+            if address
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
+                return invalid(format!("'{address}' in '{voter}' is not host:port"));
+            }
+            if voters.insert(id, address.to_owned()).is_some() {
+                return invalid(format!("node {id} is named twice"));
+            }
+        }
+        if voters.is_empty() {
+            return invalid("no voters".into());
+        }
+        Ok(voters)
+    }
+
+    fn check_roles(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| Err(ConfigError::Invalid(reason.into()));
+        if self.roles.is_empty() {
+            return invalid("roles must name broker, controller or both");
+        }
+        if !(1..=i16::MAX).contains(&self.default_replication_factor) {
+            return invalid("default-replication-factor must be at least 1");
+        }
+        if self.broker_session_timeout_ms < 100 || self.controller_heartbeat_ms < 10 {
+            return invalid("broker-session-timeout-ms must be at least 100 and controller-heartbeat-ms at least 10");
+        }
+        let voters = self.voters()?;
+        if self.has_role(ProcessRole::Controller) {
+            if voters.is_empty() {
+                return invalid("the controller role needs controller-quorum (id@host:port,...)");
+            }
+            if self.controller_listen.is_none() {
+                return invalid("the controller role needs controller-listen");
+            }
+            if self.node_id < 0 || !voters.contains_key(&(self.node_id as u64)) {
+                return Err(ConfigError::Invalid(format!(
+                    "node-id {} is not among the controller-quorum voters ({})",
+                    self.node_id,
+                    self.controller_quorum.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        if self.has_role(ProcessRole::Broker) && !voters.is_empty() {
+            return invalid(
+                "a broker cannot join a controller quorum yet: run the quorum with \
+                 --roles controller, and brokers as single nodes without controller-quorum",
+            );
         }
         Ok(())
     }
@@ -386,6 +510,53 @@ fn check_routable(advertised: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_controller_is_configured_with_its_quorum_in_toml() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let config: BrokerConfig = toml::from_str(
+            "roles = [\"controller\"]\nnode-id = 2\ncontroller-listen = \"127.0.0.1:9302\"\n\
+             controller-quorum = \"1@127.0.0.1:9301, 2@127.0.0.1:9302,3@h3:9303\"",
+        )?;
+        config.validate()?;
+        let voters = config.voters()?;
+        assert_eq!(voters.len(), 3);
+        assert_eq!(voters[&3], "h3:9303");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_quorums_and_roles_are_refused_with_the_setting_named() {
+        let refused = |edit: &dyn Fn(&mut BrokerConfig)| {
+            let mut config = BrokerConfig {
+                roles: vec![ProcessRole::Controller],
+                node_id: 1,
+                controller_listen: Some("127.0.0.1:9301".into()),
+                controller_quorum: Some("1@127.0.0.1:9301".into()),
+                ..BrokerConfig::default()
+            };
+            assert!(config.validate().is_ok());
+            edit(&mut config);
+            config
+                .validate()
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            refused(&|c| c.controller_quorum = Some("1@nohost".into())).contains("not host:port")
+        );
+        assert!(refused(&|c| c.controller_quorum = Some("x@h:1".into())).contains("not a node id"));
+        assert!(
+            refused(&|c| c.controller_quorum = Some("1@h:1,1@h:2".into())).contains("named twice")
+        );
+        assert!(refused(&|c| c.controller_quorum = None).contains("needs controller-quorum"));
+        assert!(refused(&|c| c.controller_listen = None).contains("needs controller-listen"));
+        assert!(refused(&|c| c.node_id = 5).contains("not among"));
+        assert!(refused(&|c| c.roles.clear()).contains("roles"));
+        assert!(refused(&|c| c.roles.push(ProcessRole::Broker))
+            .contains("cannot join a controller quorum yet"));
+    }
 
     #[test]
     fn toml_keys_are_flag_names() {

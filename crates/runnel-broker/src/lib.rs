@@ -34,9 +34,14 @@ mod topics;
 mod transactions;
 
 use std::future::Future;
+use std::sync::Arc;
+
+use runnel_controller::ControllerConfig;
+use runnel_quorum::{Quorum, QuorumConfig};
+use runnel_storage::OsFileSystem;
 
 pub use broker::{Broker, StartupError};
-pub use config::{BrokerConfig, ConfigError};
+pub use config::{BrokerConfig, ConfigError, ProcessRole};
 pub use io_pool::{IoPool, PoolError};
 pub use topic_config::TOPIC_CONFIGS;
 
@@ -45,6 +50,8 @@ pub use topic_config::TOPIC_CONFIGS;
 pub enum RunError {
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -52,9 +59,66 @@ pub enum RunError {
     },
 }
 
+/// Runs this node's roles until `stop` completes: a broker (see [`run_broker`]), or a
+/// controller quorum voter.
+pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+    if config.has_role(ProcessRole::Broker) {
+        run_broker(config, stop).await
+    } else {
+        run_controller(config, stop).await
+    }
+}
+
+/// Runs a voter of the controller quorum until `stop` completes. What it has on disk (the
+/// metadata log, its vote and snapshot) is durable at every step, so stopping is just
+/// stopping.
+async fn run_controller(
+    config: BrokerConfig,
+    stop: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let voters = config.voters()?;
+    let listen = config.controller_listen.clone().unwrap_or_default();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: listen.clone(),
+            source,
+        })?;
+    let quorum_config = QuorumConfig {
+        node_id: config.node_id as u64,
+        voters,
+        data_dir: config.data_dir.clone(),
+        controller: ControllerConfig {
+            default_partitions: config.num_partitions,
+            default_replication_factor: config.default_replication_factor,
+            min_insync_replicas: 1,
+            producer_id_block_size: producer_ids::BLOCK_SIZE,
+        },
+        broker_session_timeout_ms: config.broker_session_timeout_ms,
+        raft_heartbeat_ms: config.controller_heartbeat_ms,
+    };
+    let quorum = Quorum::start(quorum_config, listener, Arc::new(OsFileSystem))
+        .await
+        .map_err(|error| StartupError::DataDir {
+            dir: config.data_dir.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    tracing::info!(
+        controller_listen = %quorum.local_addr(),
+        node_id = config.node_id,
+        data_dir = %config.data_dir.display(),
+        "runnel controller ready"
+    );
+    stop.await;
+    tracing::info!("shutting down");
+    quorum.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
 /// Runs a broker until `stop` completes, then shuts down cleanly: stops accepting, lets
 /// requests in flight finish, flushes and closes every log.
-pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
     let listen = config.listen.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await

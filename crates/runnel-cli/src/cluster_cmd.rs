@@ -1,9 +1,16 @@
-//! `runnel cluster info`: the cluster's id, its controller and its brokers.
+//! `runnel cluster info`: the cluster's id, its controller and its brokers, as brokers
+//! report them; `runnel cluster quorum`: the controller quorum, as its leader reports it.
 
+use std::time::Duration;
+
+use anyhow::bail;
 use clap::{Args, Subcommand};
+use runnel_quorum::{ControllerClient, ControllerRequest, ControllerResponse, QuorumStatus};
 use serde::Serialize;
 
-use crate::output::{or_dash, summary, table, OutputArgs};
+use crate::output::{
+    json, number_or_dash, or_dash, print_stdout, summary, table, Format, OutputArgs,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct ClusterCmdArgs {
@@ -18,7 +25,24 @@ enum ClusterCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Show the controller quorum: its leader and term, each voter and how far it has
+    /// replicated the metadata log, and the brokers registered with it.
+    Quorum {
+        /// Controllers to ask (any of them; the leader answers).
+        #[arg(
+            long,
+            env = "RUNNEL_CONTROLLERS",
+            value_name = "HOST:PORT[,HOST:PORT...]"
+        )]
+        bootstrap_controller: String,
+        /// `table` for people, `json` for scripts (one object).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
+
+/// How long `cluster quorum` looks for the leader.
+const QUORUM_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize)]
 struct ClusterInfo {
@@ -56,7 +80,90 @@ pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
             };
             output.print(&info, info_table)
         }
+        ClusterCommand::Quorum {
+            bootstrap_controller,
+            format,
+        } => {
+            let addresses: Vec<String> = bootstrap_controller
+                .split(',')
+                .map(|address| address.trim().to_owned())
+                .filter(|address| !address.is_empty())
+                .collect();
+            let mut client = ControllerClient::new(&addresses);
+            let status = match client
+                .call(ControllerRequest::DescribeQuorum, QUORUM_TIMEOUT)
+                .await?
+            {
+                ControllerResponse::Quorum(status) => status,
+                other => bail!("unexpected answer from the controller: {other:?}"),
+            };
+            let text = match format {
+                Format::Table => quorum_table(&status),
+                Format::Json => json(&status)?,
+            };
+            print_stdout(&text)
+        }
     }
+}
+
+fn quorum_table(status: &QuorumStatus) -> String {
+    let mut text = summary(&[
+        ("Leader", status.leader.to_string()),
+        ("Term", status.term.to_string()),
+        ("Applied offset", status.applied_offset.to_string()),
+        ("Brokers", status.brokers.len().to_string()),
+    ]);
+    text.push('\n');
+    let leader_offset = status
+        .voters
+        .iter()
+        .find(|voter| voter.id == status.leader)
+        .and_then(|voter| voter.matched_offset);
+    let rows: Vec<Vec<String>> = status
+        .voters
+        .iter()
+        .map(|voter| {
+            let lag = leader_offset
+                .zip(voter.matched_offset)
+                .map(|(leader, matched)| leader.saturating_sub(matched) as i64);
+            vec![
+                if voter.id == status.leader {
+                    format!("{}*", voter.id)
+                } else {
+                    voter.id.to_string()
+                },
+                voter.address.clone(),
+                number_or_dash(voter.matched_offset.map(|offset| offset as i64)),
+                number_or_dash(lag),
+            ]
+        })
+        .collect();
+    text.push_str(&table(&["VOTER", "ADDRESS", "OFFSET", "LAG"], &rows));
+    if !status.brokers.is_empty() {
+        text.push('\n');
+        let rows: Vec<Vec<String>> = status
+            .brokers
+            .iter()
+            .map(|broker| {
+                let registration = &broker.registration;
+                let state = if registration.in_controlled_shutdown {
+                    "shutting down"
+                } else if registration.fenced {
+                    "fenced"
+                } else {
+                    "active"
+                };
+                vec![
+                    registration.id.to_string(),
+                    registration.epoch.to_string(),
+                    state.to_owned(),
+                    or_dash(registration.rack.as_deref()),
+                ]
+            })
+            .collect();
+        text.push_str(&table(&["BROKER", "EPOCH", "STATE", "RACK"], &rows));
+    }
+    text
 }
 
 fn info_table(info: &ClusterInfo) -> String {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use runnel_broker::BrokerConfig;
+use runnel_broker::{BrokerConfig, ProcessRole};
 use runnel_protocol::ClaimedSizeAllocator;
 
 // Request decoding must survive array counts that claim gigabytes; see runnel-protocol.
@@ -43,7 +43,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 enum Command {
-    /// Run a broker. With no arguments: 127.0.0.1:9092, data in ./runnel-data.
+    /// Run a broker or a controller. With no arguments: a broker on 127.0.0.1:9092, data in
+    /// ./runnel-data, a cluster of one.
     Server(ServerArgs),
     /// Topics: create, list, describe, delete, alter configs, add partitions.
     Topic(topic_cmd::TopicArgs),
@@ -78,9 +79,43 @@ struct ServerArgs {
     /// Where partition logs and metadata live.
     #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// This broker's id.
+    /// This node's id (node.id): unique in the cluster, and one of the voters' ids on a
+    /// controller.
     #[arg(long, env = "RUNNEL_NODE_ID")]
     node_id: Option<i32>,
+    /// What this node runs, comma-separated: broker, controller (process.roles; default
+    /// broker).
+    #[arg(
+        long,
+        env = "RUNNEL_ROLES",
+        value_delimiter = ',',
+        value_name = "ROLE,..."
+    )]
+    roles: Option<Vec<ProcessRole>>,
+    /// Where the controller listener binds: Raft between controllers, and brokers' requests
+    /// to the active controller.
+    #[arg(long, env = "RUNNEL_CONTROLLER_LISTEN", value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// Every controller, as id@host:port,... (controller.quorum.voters), the same on every
+    /// node. Without it the node is a cluster of one.
+    #[arg(
+        long,
+        env = "RUNNEL_CONTROLLER_QUORUM",
+        value_name = "ID@HOST:PORT,..."
+    )]
+    controller_quorum: Option<String>,
+    /// Replicas of topics created without a replication factor (default.replication.factor,
+    /// default 1).
+    #[arg(long, env = "RUNNEL_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<i16>,
+    /// Fence a broker the active controller has not heard from for this long
+    /// (broker.session.timeout.ms, default 9000).
+    #[arg(long, env = "RUNNEL_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<i64>,
+    /// How often the active controller heartbeats the other controllers; they elect another
+    /// after 3 to 6 heartbeats of silence (default 250).
+    #[arg(long, env = "RUNNEL_CONTROLLER_HEARTBEAT_MS")]
+    controller_heartbeat_ms: Option<u64>,
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "RUNNEL_NUM_PARTITIONS")]
     num_partitions: Option<i32>,
@@ -242,6 +277,10 @@ impl ServerArgs {
             listen,
             data_dir,
             node_id,
+            roles,
+            default_replication_factor,
+            broker_session_timeout_ms,
+            controller_heartbeat_ms,
             num_partitions,
             auto_create_topics,
             request_max_bytes,
@@ -277,6 +316,8 @@ impl ServerArgs {
             transactional_id_expiration_ms
         );
         take_optional!(
+            controller_listen,
+            controller_quorum,
             log_cleaner_io_max_bytes_per_second,
             advertised_listener,
             connections_max_per_ip,
@@ -299,8 +340,9 @@ fn main() -> anyhow::Result<()> {
     ClaimedSizeAllocator::tune_system_allocator();
     let command = Cli::parse().command;
     // The broker logs its life at info; a tool's stderr is for the tool's own messages.
+    // Raft's warnings are the ordinary course of elections, and we log what they lead to.
     let default_log = match command {
-        Command::Server(_) => "info",
+        Command::Server(_) => "info,openraft=error",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -1,15 +1,13 @@
 //! [`ControllerClient`]: how a broker or a tool reaches the active controller, whichever
 //! voter that is at the moment: it asks the last known leader, follows a "not the
-//! controller" answer to the node it names, and otherwise goes round the voters.
+//! controller" answer to the address it names, and otherwise goes round the voters it knows.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::network::Connection;
 use crate::wire::{ControllerRequest, ControllerResponse, Request, Response};
-use crate::NodeId;
 
 /// How long one voter may take to answer before the next is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,25 +16,24 @@ const ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no active controller answered within {0:?} (voters: {1})")]
+    #[error("no active controller answered within {0:?} (controllers: {1})")]
     NoController(Duration, String),
 }
 
 #[derive(Debug)]
 pub struct ControllerClient {
-    voters: Vec<NodeId>,
-    connections: BTreeMap<NodeId, Connection>,
-    leader: Option<NodeId>,
+    /// By address: the voters given, and any leader a voter named.
+    connections: Vec<Connection>,
+    leader: Option<usize>,
 }
 
 impl ControllerClient {
-    /// A client of the quorum whose voters listen at these addresses.
-    pub fn new(voters: &BTreeMap<NodeId, String>) -> ControllerClient {
+    /// A client of the quorum whose voters (some of them, at least) listen at `addresses`.
+    pub fn new<'a>(addresses: impl IntoIterator<Item = &'a String>) -> ControllerClient {
         ControllerClient {
-            voters: voters.keys().copied().collect(),
-            connections: voters
-                .iter()
-                .map(|(&id, address)| (id, Connection::new(address.clone())))
+            connections: addresses
+                .into_iter()
+                .map(|address| Connection::new(address.clone()))
                 .collect(),
             leader: None,
         }
@@ -45,23 +42,38 @@ impl ControllerClient {
     fn describe_voters(&self) -> String {
         self.connections
             .iter()
-            .map(|(id, connection)| format!("{id}@{}", connection.address()))
+            .map(Connection::address)
             .collect::<Vec<_>>()
             .join(",")
     }
 
+    /// The connection to `address`, added if it is new.
+    fn connection_to(&mut self, address: &str) -> usize {
+        match self
+            .connections
+            .iter()
+            .position(|connection| connection.address() == address)
+        {
+            Some(at) => at,
+            None => {
+                self.connections.push(Connection::new(address.to_owned()));
+                self.connections.len() - 1
+            }
+        }
+    }
+
     async fn ask(
         &mut self,
-        voter: NodeId,
+        at: usize,
         request: &Request,
         timeout: Duration,
     ) -> Option<ControllerResponse> {
-        let connection = self.connections.get_mut(&voter)?;
+        let connection = self.connections.get_mut(at)?;
         match connection.call(request, timeout).await {
             Ok(Response::Controller(response)) => Some(response),
             Ok(_) => None,
             Err(error) => {
-                tracing::debug!(voter, %error, "controller unreachable");
+                tracing::debug!(controller = connection.address(), %error, "controller unreachable");
                 None
             }
         }
@@ -78,29 +90,29 @@ impl ControllerClient {
         let request = Request::Controller(request);
         let mut next_voter = 0usize;
         loop {
-            let voter = match self.leader {
+            let at = match self.leader {
                 Some(leader) => leader,
                 None => {
-                    if next_voter == self.voters.len() {
+                    if next_voter >= self.connections.len() {
                         next_voter = 0;
                         tokio::time::sleep(ROUND_PAUSE).await;
                     }
                     next_voter += 1;
-                    self.voters[next_voter - 1]
+                    next_voter - 1
                 }
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ClientError::NoController(within, self.describe_voters()));
             }
-            match self.ask(voter, &request, left.min(CALL_TIMEOUT)).await {
-                Some(ControllerResponse::NotController { leader }) => {
-                    // Follow a named leader once; without one, go on round the voters.
-                    self.leader = leader
-                        .filter(|&named| named != voter && self.connections.contains_key(&named));
+            match self.ask(at, &request, left.min(CALL_TIMEOUT)).await {
+                Some(ControllerResponse::NotController { leader_address, .. }) => {
+                    // Follow a named leader; without one, go on round the voters.
+                    let named = leader_address.map(|address| self.connection_to(&address));
+                    self.leader = named.filter(|&named| named != at);
                 }
                 Some(response) => {
-                    self.leader = Some(voter);
+                    self.leader = Some(at);
                     return Ok(response);
                 }
                 None => self.leader = None,
@@ -119,13 +131,13 @@ impl ControllerClient {
             after,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         });
-        let mut order = self.voters.clone();
+        let mut order: Vec<usize> = (0..self.connections.len()).collect();
         if let Some(leader) = self.leader {
-            order.retain(|&voter| voter != leader);
+            order.retain(|&at| at != leader);
             order.insert(0, leader);
         }
-        for voter in order {
-            if let Some(response) = self.ask(voter, &request, wait + CALL_TIMEOUT).await {
+        for at in order {
+            if let Some(response) = self.ask(at, &request, wait + CALL_TIMEOUT).await {
                 return Ok(response);
             }
         }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientError, ControllerClient};
 pub use node::{Quorum, QuorumConfig, METADATA_DIR};
-pub use wire::{ControllerRequest, ControllerResponse};
+pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
 
 /// A voter's node id.
 pub type NodeId = u64;

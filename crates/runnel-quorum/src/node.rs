@@ -27,7 +27,8 @@ use crate::log_store::LogStore;
 use crate::network::PeerNetwork;
 use crate::state_machine::StateMachine;
 use crate::wire::{
-    read_frame, write_frame, ControllerRequest, ControllerResponse, Request, Response,
+    read_frame, write_frame, ControllerRequest, ControllerResponse, QuorumStatus, Request,
+    Response, VoterStatus,
 };
 use crate::{MetadataBatch, MetadataRaft, NodeId};
 
@@ -292,13 +293,47 @@ impl Service {
     }
 
     fn not_controller(&self) -> ControllerResponse {
-        let leader = self
-            .raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .filter(|&leader| leader != self.id);
-        ControllerResponse::NotController { leader }
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader.filter(|&leader| leader != self.id);
+        let leader_address = leader.and_then(|leader| {
+            let membership = metrics.membership_config.membership();
+            membership.get_node(&leader).map(|node| node.addr.clone())
+        });
+        ControllerResponse::NotController {
+            leader,
+            leader_address,
+        }
+    }
+
+    fn describe_quorum(&self) -> ControllerResponse {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return self.not_controller();
+        }
+        let membership = metrics.membership_config.membership();
+        let voters = membership
+            .nodes()
+            .map(|(&id, node)| VoterStatus {
+                id,
+                address: node.addr.clone(),
+                matched_offset: if id == self.id {
+                    metrics.last_log_index
+                } else {
+                    metrics
+                        .replication
+                        .as_ref()
+                        .and_then(|replication| replication.get(&id).copied().flatten())
+                        .map(|log_id| log_id.index)
+                },
+            })
+            .collect();
+        ControllerResponse::Quorum(QuorumStatus {
+            leader: self.id,
+            term: metrics.current_term,
+            applied_offset: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            voters,
+            brokers: self.image.borrow().brokers().cloned().collect(),
+        })
     }
 
     /// Commits one request's records as one entry; its offset once applied here.
@@ -313,8 +348,12 @@ impl Service {
     }
 
     async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
-        if let ControllerRequest::FetchImage { after, wait_ms } = request {
-            return self.fetch_image(after, wait_ms).await;
+        match request {
+            ControllerRequest::FetchImage { after, wait_ms } => {
+                return self.fetch_image(after, wait_ms).await;
+            }
+            ControllerRequest::DescribeQuorum => return self.describe_quorum(),
+            _ => {}
         }
         let mut deciding = self.deciding.lock().await;
         // Leading, and the image holds everything committed before this request.
@@ -430,7 +469,9 @@ impl Service {
                     .map(|record| vec![record]);
                 self.decided(decided, false, &image).await
             }
-            ControllerRequest::FetchImage { .. } => self.not_controller(),
+            ControllerRequest::FetchImage { .. } | ControllerRequest::DescribeQuorum => {
+                self.not_controller()
+            }
         };
         drop(deciding);
         outcome

@@ -17,7 +17,7 @@ use openraft::raft::{
 use runnel_controller::records::ConfigResource;
 use runnel_controller::{
     AlterPartition, BrokerId, Heartbeat, HeartbeatAnswer, MetadataImage, NewTopic, PartitionState,
-    Registration,
+    RegisteredBroker, Registration,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -123,13 +123,35 @@ pub enum ControllerRequest {
         after: u64,
         wait_ms: u64,
     },
+    /// The quorum as its leader sees it.
+    DescribeQuorum,
+}
+
+/// The quorum as its leader sees it (`runnel cluster quorum`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: NodeId,
+    pub term: u64,
+    /// The last offset of the metadata log the leader has applied.
+    pub applied_offset: u64,
+    pub voters: Vec<VoterStatus>,
+    pub brokers: Vec<RegisteredBroker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoterStatus {
+    pub id: NodeId,
+    pub address: String,
+    /// The last offset the leader knows this voter holds.
+    pub matched_offset: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerResponse {
-    /// Ask the node named instead (if a leader is known).
+    /// Ask the leader instead, where one is known.
     NotController {
         leader: Option<NodeId>,
+        leader_address: Option<String>,
     },
     /// Refused with a Kafka error code.
     Refused {
@@ -153,4 +175,5 @@ pub enum ControllerResponse {
     },
     /// `None`: the image did not pass the offset asked for in time.
     Image(Option<Box<MetadataImage>>),
+    Quorum(QuorumStatus),
 }

@@ -142,7 +142,7 @@ fn heartbeat_forever(
     epoch: i64,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut client = ControllerClient::new(&voters);
+        let mut client = ControllerClient::new(voters.values());
         loop {
             let beat = Heartbeat {
                 id,
@@ -189,7 +189,7 @@ async fn three_voters_keep_the_metadata_through_the_loss_and_return_of_the_leade
     for (id, listener) in listeners {
         nodes.insert(id, voters.start(id, listener).await?);
     }
-    let mut client = ControllerClient::new(&voters.addresses);
+    let mut client = ControllerClient::new(voters.addresses.values());
     let mut beating = Vec::new();
     for broker in 1..=3 {
         let epoch = start_broker(&mut client, broker).await?;
@@ -241,7 +241,7 @@ async fn a_one_node_quorum_rebuilds_its_image_from_disk() -> TestResult {
     let (voters, mut listeners) = Voters::bind(1).await?;
     let listener = listeners.remove(&1).ok_or("no listener")?;
     let node = voters.start(1, listener).await?;
-    let mut client = ControllerClient::new(&voters.addresses);
+    let mut client = ControllerClient::new(voters.addresses.values());
     start_broker(&mut client, 7).await?;
     let refused = client
         .call(

@@ -36,7 +36,7 @@ impl BrokerProcess {
         let port = free_port();
         let log_path = temp.path().join(format!("broker-{port}.log"));
         let args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
-        let child = spawn_broker(port, &data_dir, &args, &log_path);
+        let child = spawn_node(port, &data_dir, &args, &log_path);
         let broker = BrokerProcess {
             child,
             port,
@@ -84,7 +84,7 @@ impl BrokerProcess {
 
     /// Starts the broker again after [`Self::stop`], on the same data directory and port.
     pub fn start_again(&mut self) {
-        self.child = spawn_broker(self.port, &self.data_dir, &self.args, &self.log_path);
+        self.child = spawn_node(self.port, &self.data_dir, &self.args, &self.log_path);
         self.wait_ready();
     }
 
@@ -193,7 +193,7 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn spawn_broker(port: u16, data_dir: &Path, args: &[String], log_path: &Path) -> Child {
+fn spawn_node(port: u16, data_dir: &Path, args: &[String], log_path: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -213,6 +213,77 @@ fn spawn_broker(port: u16, data_dir: &Path, args: &[String], log_path: &Path) ->
         .stderr(log)
         .spawn()
         .expect("spawn runnel")
+}
+
+/// A controller-only node (`--roles controller`) of a quorum, on its own data directory.
+/// Killed on drop, whatever the test's outcome.
+pub struct ControllerProcess {
+    child: Child,
+    pub id: u64,
+    pub port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    args: Vec<String>,
+}
+
+impl ControllerProcess {
+    /// Starts voter `id` of `quorum` (`id@host:port,...`) listening on `port`, with its data
+    /// under `root`.
+    pub fn start(id: u64, port: u16, quorum: &str, root: &Path, extra_args: &[&str]) -> Self {
+        let data_dir = root.join(format!("controller-{id}"));
+        let log_path = root.join(format!("controller-{id}.log"));
+        let mut args: Vec<String> = [
+            "--roles",
+            "controller",
+            "--node-id",
+            &id.to_string(),
+            "--controller-listen",
+            &format!("127.0.0.1:{port}"),
+            "--controller-quorum",
+            quorum,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(extra_args.iter().map(|arg| arg.to_string()));
+        let child = spawn_node(free_port(), &data_dir, &args, &log_path);
+        ControllerProcess {
+            child,
+            id,
+            port,
+            data_dir,
+            log_path,
+            args,
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process as a power cut would end it (SIGKILL).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same data directory and port.
+    pub fn start_again(&mut self) {
+        self.child = spawn_node(free_port(), &self.data_dir, &self.args, &self.log_path);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- controller {} log ---\n{}", self.id, self.log());
+        }
+    }
 }
 
 pub fn free_port() -> u16 {
