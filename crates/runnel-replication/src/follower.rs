@@ -23,8 +23,8 @@ pub struct EpochEnd {
 }
 
 impl EpochEnd {
-    /// Reads the log's `(epoch, end offset)` answer, where `(-1, -1)` means the log knows no
-    /// epoch at or below the one asked for.
+    /// Reads the log's `(epoch, end offset)` answer, where `(-1, -1)` means it has none (an
+    /// empty epoch cache, or an epoch newer than any it knows).
     pub fn from_log(answer: (i32, i64)) -> Option<EpochEnd> {
         let (epoch, end_offset) = answer;
         (epoch >= 0 && end_offset >= 0).then_some(EpochEnd { epoch, end_offset })
@@ -47,7 +47,9 @@ pub struct Truncation {
 /// - `leader`: where that epoch (or the largest epoch below it the leader knows) ended on the
 ///   leader; `None` when the leader knows no such epoch, and then the follower falls back to
 ///   its high watermark, the only offset it knows the leader has.
-/// - `local`: the follower's own answer for `leader.epoch` (its largest epoch at or below it).
+/// - `local`: the follower's own answer for `leader.epoch` (its largest epoch at or below it;
+///   for an epoch older than all it knows, that epoch ending where its first known one
+///   starts, as Kafka's cache answers, so records of later epochs are all cut).
 ///
 /// The cut never goes above the follower's log end offset.
 pub fn truncation(
@@ -74,8 +76,8 @@ pub fn truncation(
             offset: local.end_offset.min(local_end),
             complete: false,
         },
-        // The follower has no epoch at or below the leader's: nothing beyond the leader's
-        // end of that epoch can be shared.
+        // The follower tracks no epochs: nothing beyond the leader's end of that epoch can be
+        // shared.
         None => Truncation {
             offset: leader.end_offset.min(local_end),
             complete: true,

@@ -6,14 +6,14 @@
 
 /// Leader epoch `epoch` wrote the offsets from `start_offset` up to the next entry's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct EpochEntry {
-    pub(crate) epoch: i32,
-    pub(crate) start_offset: i64,
+pub struct EpochEntry {
+    pub epoch: i32,
+    pub start_offset: i64,
 }
 
 /// Entries strictly increasing in both epoch and start offset.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct LeaderEpochCache {
+pub struct LeaderEpochCache {
     entries: Vec<EpochEntry>,
 }
 
@@ -31,18 +31,18 @@ impl LeaderEpochCache {
         Ok(LeaderEpochCache { entries })
     }
 
-    pub(crate) fn entries(&self) -> &[EpochEntry] {
+    pub fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }
 
-    pub(crate) fn latest(&self) -> Option<EpochEntry> {
+    pub fn latest(&self) -> Option<EpochEntry> {
         self.entries.last().copied()
     }
 
     /// Records that `epoch` starts at `start_offset`. Entries that would break monotonicity
     /// (an epoch at least as large, or a start offset at least as large) are dropped first: the
     /// new entry describes the log as it now is. Returns whether anything changed.
-    pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
         if let Some(latest) = self.latest() {
             if latest.epoch == epoch && latest.start_offset <= start_offset {
                 return false;
@@ -59,26 +59,35 @@ impl LeaderEpochCache {
 
     /// Drops entries starting at or after `end_offset`: their epochs wrote nothing that is
     /// still in the log. Returns whether anything changed.
-    pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|entry| entry.start_offset < end_offset);
         self.entries.len() != before
     }
 
-    /// OffsetForLeaderEpoch: the largest known epoch at most `epoch`, and where it ended (the
-    /// next epoch's start, or `log_end_offset` for the latest). `(-1, -1)` if `epoch` is older
-    /// than every known epoch.
-    pub(crate) fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> (i32, i64) {
-        let after = self.entries.partition_point(|entry| entry.epoch <= epoch);
-        if after == 0 {
+    /// OffsetForLeaderEpoch, as Kafka answers it:
+    /// - the latest epoch: `(epoch, log_end_offset)`;
+    /// - an epoch between known ones: the largest known epoch below it, and the start of the
+    ///   next known epoch (where it ended);
+    /// - an epoch older than every known one: `(epoch, start of the first known epoch)`, so a
+    ///   follower whose oldest records are of a later epoch than the leader's answer drops
+    ///   them all rather than keep records the leader never had;
+    /// - `-1`, an epoch newer than every known one, or an empty cache: `(-1, -1)`.
+    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> (i32, i64) {
+        if epoch < 0 {
             return (-1, -1);
         }
-        let found = self.entries[after - 1];
-        let end = self
-            .entries
-            .get(after)
-            .map_or(log_end_offset, |next| next.start_offset);
-        (found.epoch, end)
+        if self.latest().is_some_and(|latest| latest.epoch == epoch) {
+            return (epoch, log_end_offset);
+        }
+        let after = self.entries.partition_point(|entry| entry.epoch <= epoch);
+        let Some(next) = self.entries.get(after) else {
+            return (-1, -1);
+        };
+        match after.checked_sub(1).map(|at| self.entries[at]) {
+            Some(found) => (found.epoch, next.start_offset),
+            None => (epoch, next.start_offset),
+        }
     }
 }
 
@@ -96,13 +105,22 @@ mod tests {
 
     #[test]
     fn end_offsets() {
-        let cache = cache(&[(1, 0), (3, 10), (4, 25)]);
-        assert_eq!(cache.end_offset_for(0, 40), (-1, -1));
+        let cache = cache(&[(1, 2), (3, 10), (4, 25)]);
+        assert_eq!(
+            cache.end_offset_for(0, 40),
+            (0, 2),
+            "older than every epoch: it ended where the first known one starts"
+        );
         assert_eq!(cache.end_offset_for(1, 40), (1, 10));
         assert_eq!(cache.end_offset_for(2, 40), (1, 10));
         assert_eq!(cache.end_offset_for(3, 40), (3, 25));
         assert_eq!(cache.end_offset_for(4, 40), (4, 40));
-        assert_eq!(cache.end_offset_for(9, 40), (4, 40));
+        assert_eq!(
+            cache.end_offset_for(9, 40),
+            (-1, -1),
+            "newer than every epoch"
+        );
+        assert_eq!(cache.end_offset_for(-1, 40), (-1, -1));
         assert_eq!(LeaderEpochCache::default().end_offset_for(1, 5), (-1, -1));
     }
 

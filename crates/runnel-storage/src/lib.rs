@@ -63,6 +63,7 @@ pub use config::{
     LogConfig, DEFAULT_FLUSH_MS, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_RETENTION_MS,
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS,
 };
+pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use fs::{Clock, DataFile, FileSystem, OpenMode, OsFileSystem, SystemClock};
 pub use handles::FileHandles;

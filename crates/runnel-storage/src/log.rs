@@ -1162,6 +1162,12 @@ impl PartitionLog {
     /// offset, the whole log is emptied and restarted at `offset`.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), StorageError> {
         if offset >= self.log_end_offset() {
+            // No record goes, but an epoch this replica started as leader without writing
+            // anything (it starts at the log end) conflicts with the new leader's history and
+            // would keep the follower diverging forever, as Kafka notes.
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.write_epochs()?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset || offset <= self.segments[0].base_offset {
@@ -1322,9 +1328,8 @@ impl PartitionLog {
         self.epochs.latest().map(|entry| entry.epoch)
     }
 
-    /// OffsetForLeaderEpoch: `(largest known epoch <= epoch, the offset where it ended)`, the
-    /// end being the next epoch's start offset or the log end offset for the latest epoch;
-    /// `(-1, -1)` if `epoch` is below every known epoch.
+    /// OffsetForLeaderEpoch: `(largest known epoch <= epoch, the offset where it ended)`, as
+    /// [`LeaderEpochCache::end_offset_for`] answers it.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }

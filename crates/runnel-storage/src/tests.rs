@@ -786,7 +786,12 @@ fn truncate_to_cuts_segments_indexes_and_epochs() -> TestResult {
     assert!(log.segment_count() < segments);
     assert_eq!(log.recovery_point(), 8);
     assert_eq!(log.latest_leader_epoch(), Some(1));
-    assert_eq!(log.end_offset_for_epoch(2), (1, 8));
+    assert_eq!(log.end_offset_for_epoch(1), (1, 8));
+    assert_eq!(
+        log.end_offset_for_epoch(2),
+        (-1, -1),
+        "newer than every epoch left"
+    );
     assert_eq!(log.offset_for_timestamp(NOW + 45)?, None);
     assert_eq!(log.max_timestamp()?, Some((7, NOW + 31)));
     let info = log.append(&mut batch(NOW, 1), 3, NOW)?;
@@ -812,6 +817,26 @@ fn truncate_to_cuts_segments_indexes_and_epochs() -> TestResult {
     Ok(())
 }
 
+/// A replica that became leader (its epoch recorded at the log end) and wrote nothing
+/// before it was deposed must drop that epoch when the new leader says the logs diverge
+/// there, though no record goes; otherwise its every fetch diverges again. Found by the
+/// cluster simulation (runnel-sim).
+#[test]
+fn truncating_at_the_log_end_drops_an_epoch_that_wrote_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut log = open_log(dir.path(), LogConfig::default(), NOW)?;
+    log.append(&mut batch(NOW, 3), 4, NOW)?;
+    log.assign_leader_epoch(5, 3)?;
+    assert_eq!(log.latest_leader_epoch(), Some(5));
+    log.truncate_to(3, NOW)?;
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.latest_leader_epoch(), Some(4));
+    drop(log);
+    let log = open_log(dir.path(), LogConfig::default(), NOW)?;
+    assert_eq!(log.latest_leader_epoch(), Some(4), "and it stays dropped");
+    Ok(())
+}
+
 #[test]
 fn leader_epochs_are_persisted() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -826,12 +851,12 @@ fn leader_epochs_are_persisted() -> TestResult {
     log.append(&mut batch(NOW, 5), 6, NOW)?;
     assert_eq!(log.latest_leader_epoch(), Some(6));
     let check = |log: &PartitionLog| {
-        assert_eq!(log.end_offset_for_epoch(1), (-1, -1));
+        assert_eq!(log.end_offset_for_epoch(1), (1, 0));
         assert_eq!(log.end_offset_for_epoch(2), (2, 5));
         assert_eq!(log.end_offset_for_epoch(3), (2, 5));
         assert_eq!(log.end_offset_for_epoch(4), (4, 10));
         assert_eq!(log.end_offset_for_epoch(6), (6, 15));
-        assert_eq!(log.end_offset_for_epoch(9), (6, 15));
+        assert_eq!(log.end_offset_for_epoch(9), (-1, -1));
     };
     check(&log);
     drop(log);
