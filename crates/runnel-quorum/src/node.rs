@@ -236,19 +236,7 @@ async fn fence_expired_sessions(service: Arc<Service>) {
             continue;
         }
         service.start_term_if_new(&mut deciding);
-        let now = service.now_ms();
-        for (broker, epoch) in deciding.sessions.take_expired(now) {
-            let image = service.image.borrow().clone();
-            let records = service.controller(&image).fence_broker(broker, epoch);
-            if records.is_empty() {
-                continue;
-            }
-            tracing::warn!(broker, epoch, "fencing a broker whose session expired");
-            if let Err(error) = service.commit(records).await {
-                tracing::warn!(broker, ?error, "could not fence a broker");
-                break;
-            }
-        }
+        service.fence_expired(&mut deciding).await;
     }
 }
 
@@ -288,6 +276,25 @@ impl Service {
                     broker.registration.epoch,
                     now,
                 );
+            }
+        }
+    }
+
+    /// Fences the brokers whose sessions expired. Also run before every decision, so that a
+    /// registration, say, is decided on who is really alive: a broker that died before its
+    /// peer leaves the ISR first, and the peer stays eligible to lead.
+    async fn fence_expired(&self, deciding: &mut Deciding) {
+        let now = self.now_ms();
+        for (broker, epoch) in deciding.sessions.take_expired(now) {
+            let image = self.image.borrow().clone();
+            let records = self.controller(&image).fence_broker(broker, epoch);
+            if records.is_empty() {
+                continue;
+            }
+            tracing::warn!(broker, epoch, "fencing a broker whose session expired");
+            if let Err(error) = self.commit(records).await {
+                tracing::warn!(broker, ?error, "could not fence a broker");
+                break;
             }
         }
     }
@@ -361,6 +368,7 @@ impl Service {
             return self.not_controller();
         }
         self.start_term_if_new(&mut deciding);
+        self.fence_expired(&mut deciding).await;
         let image = self.image.borrow().clone();
         let controller = self.controller(&image);
         let now = self.now_ms();

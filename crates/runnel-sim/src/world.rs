@@ -369,24 +369,25 @@ impl World {
         let target = if self.rng.chance(1, 5) {
             1 + self.rng.below(self.config.brokers as u64) as BrokerId
         } else {
-            match Self::partition(&self.image, self.topic) {
-                Some(state) if state.has_leader() => state.leader,
-                _ => return,
+            match self.leader() {
+                Some(leader) => leader,
+                None => return,
             }
         };
+        self.produce_to(target);
+    }
+
+    /// An `acks=all` produce of a new value to `target`; the value, if it took it.
+    pub fn produce_to(&mut self, target: BrokerId) -> Option<u64> {
         let value = self.next_value;
-        let Some(broker) = self.brokers.get_mut(&target) else {
-            return;
-        };
+        let broker = self.brokers.get_mut(&target)?;
         if !broker.reachable() {
-            return;
+            return None;
         }
         let Role::Leader { state, waiting } = &mut broker.role else {
-            return;
+            return None;
         };
-        if state.check_produce().is_err() {
-            return;
-        }
+        state.check_produce().ok()?;
         self.next_value += 1;
         broker.log.append(Entry {
             epoch: state.leader_epoch(),
@@ -400,9 +401,10 @@ impl World {
             state.leader_epoch()
         );
         self.note(line);
+        Some(value)
     }
 
-    fn sync_leader(&mut self, id: BrokerId) {
+    pub fn sync_leader(&mut self, id: BrokerId) {
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
@@ -417,7 +419,7 @@ impl World {
     }
 
     /// Follower `id` fetches from the leader it knows.
-    fn fetch(&mut self, id: BrokerId) {
+    pub fn fetch(&mut self, id: BrokerId) {
         let Some(follower) = self.brokers.get(&id) else {
             return;
         };
@@ -507,7 +509,7 @@ impl World {
         follower.high_watermark = leader_high_watermark.min(follower.log.end());
     }
 
-    fn change_isr(&mut self, id: BrokerId) {
+    pub fn change_isr(&mut self, id: BrokerId) {
         let now = self.now_ms;
         let image = self.image.clone();
         let Some(broker) = self.brokers.get_mut(&id) else {
@@ -567,7 +569,7 @@ impl World {
         }
     }
 
-    fn answer_produces(&mut self, id: BrokerId) {
+    pub fn answer_produces(&mut self, id: BrokerId) {
         let mut acknowledged = Vec::new();
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
@@ -595,7 +597,7 @@ impl World {
         }
     }
 
-    fn crash(&mut self, id: BrokerId, power_cut: bool) {
+    pub fn crash(&mut self, id: BrokerId, power_cut: bool) {
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
@@ -622,7 +624,7 @@ impl World {
         self.note(line);
     }
 
-    fn restart(&mut self, id: BrokerId) {
+    pub fn restart(&mut self, id: BrokerId) {
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
@@ -637,7 +639,89 @@ impl World {
 
     /// Brokers that can reach the controller heartbeat and, usually, learn the metadata;
     /// the controller fences the ones whose sessions expired.
+    /// The leader the controller names, if any.
+    pub fn leader(&self) -> Option<BrokerId> {
+        Self::partition(&self.image, self.topic)
+            .map(|state| state.leader)
+            .filter(|&leader| leader != NO_LEADER)
+    }
+
+    /// The partition as the controller has it.
+    pub fn partition_state(&self) -> Option<PartitionState> {
+        Self::partition(&self.image, self.topic).cloned()
+    }
+
+    /// The values in a broker's log, in offset order.
+    pub fn values(&self, id: BrokerId) -> Vec<u64> {
+        self.brokers.get(&id).map_or_else(Vec::new, |broker| {
+            broker
+                .log
+                .entries()
+                .iter()
+                .map(|entry| entry.value)
+                .collect()
+        })
+    }
+
+    pub fn high_watermark(&self, id: BrokerId) -> i64 {
+        self.brokers
+            .get(&id)
+            .map_or(-1, |broker| broker.high_watermark)
+    }
+
+    /// Every acknowledged `(offset, value)`.
+    pub fn acknowledged(&self) -> &[(i64, u64)] {
+        &self.acknowledged
+    }
+
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    pub fn trace(&self) -> &str {
+        &self.trace
+    }
+
+    pub fn advance(&mut self, millis: i64) {
+        self.now_ms += millis;
+    }
+
+    /// Cuts a broker off from everyone (`true`), or connects it again.
+    pub fn isolate(&mut self, id: BrokerId, isolated: bool) {
+        if let Some(broker) = self.brokers.get_mut(&id) {
+            broker.isolated = isolated;
+        }
+        self.note(format!("broker {id} isolated: {isolated}"));
+    }
+
+    /// One fault-free round for scripted scenarios: heartbeats, metadata, a fetch, an fsync
+    /// and an ISR check on every broker, answers; then the safety checks.
+    pub fn round(&mut self) -> Result<(), Violation> {
+        self.step += 1;
+        self.now_ms += 100;
+        self.tick_control_plane(false);
+        let ids: Vec<BrokerId> = self.brokers.keys().copied().collect();
+        for &id in &ids {
+            self.fetch(id);
+            self.sync_leader(id);
+            self.change_isr(id);
+            self.answer_produces(id);
+        }
+        self.check().map_err(|what| self.violation(what))
+    }
+
+    /// Runs `count` rounds.
+    pub fn rounds(&mut self, count: usize) -> Result<(), Violation> {
+        for _ in 0..count {
+            self.round()?;
+        }
+        Ok(())
+    }
+
     fn tick_control_plane(&mut self, partitioned: bool) {
+        // Expired sessions first, as the controller does before deciding a request: a
+        // registration is decided on who is really alive.
+        self.fence_expired();
         let ids: Vec<BrokerId> = self.brokers.keys().copied().collect();
         for &id in &ids {
             if self.brokers.get(&id).is_some_and(Broker::reachable) {
@@ -647,6 +731,9 @@ impl World {
                 }
             }
         }
+    }
+
+    fn fence_expired(&mut self) {
         for (id, epoch) in self.sessions.take_expired(self.now_ms) {
             let records = self.controller().fence_broker(id, epoch);
             if !records.is_empty() {
@@ -656,7 +743,7 @@ impl World {
         }
     }
 
-    fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), String> {
         let Some(state) = Self::partition(&self.image, self.topic).cloned() else {
             return Ok(());
         };
