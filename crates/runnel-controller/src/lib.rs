@@ -9,11 +9,14 @@
 //!   election with KIP-966's eligible leader replicas, producer id blocks), each a request
 //!   read against the image and turned into records or an error.
 //! - [`BrokerSessions`]: which brokers the active controller has heard from lately.
+//! - [`local_changes`]: what one broker must do when its image moves on (lead, follow,
+//!   delete).
 //!
 //! No I/O, no clock, no randomness: times, ids and placement offsets arrive as arguments,
 //! so a whole cluster's metadata can be replayed from a seed.
 
 mod controller;
+mod delta;
 mod image;
 mod partition_change;
 mod placement;
@@ -25,6 +28,7 @@ pub use controller::{
     ControllerError, Heartbeat, HeartbeatAnswer, NewTopic, Registration, MIN_INSYNC_REPLICAS,
     PARTITIONS_MAX, TOPIC_NAME_MAX_LEN,
 };
+pub use delta::{local_changes, LocalChanges, LocalPartition, RemovedReplica};
 pub use image::{InconsistentRecord, MetadataImage, RegisteredBroker, TopicImage};
 pub use placement::{place, Candidate};
 pub use records::{BrokerId, MetadataRecord, PartitionState, NO_LEADER};

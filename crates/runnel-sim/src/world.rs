@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 
 use runnel_controller::records::Listener;
 use runnel_controller::{
-    AlterPartition, BrokerId, BrokerSessions, Controller, ControllerConfig, Heartbeat,
-    MetadataImage, MetadataRecord, NewTopic, PartitionState, Registration, NO_LEADER,
+    local_changes, AlterPartition, BrokerId, BrokerSessions, Controller, ControllerConfig,
+    Heartbeat, MetadataImage, MetadataRecord, NewTopic, PartitionState, Registration, NO_LEADER,
 };
 use runnel_replication::follower::{divergence, truncation, EpochEnd};
 use runnel_replication::{
@@ -290,75 +290,73 @@ impl World {
 
     /// Broker `id` takes the controller's current image and the role it gives it.
     fn learn_metadata(&mut self, id: BrokerId) {
-        let image = self.image.clone();
-        let topic = self.topic;
         let now = self.now_ms;
         let min_isr = self.config.min_insync_replicas as usize;
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
-        broker.image = image;
         // A restarted broker acts on nothing until its new incarnation is registered: the
-        // metadata still names its previous life, whose leader epoch it must not reuse.
+        // metadata still names its previous life, whose leader epoch it must not reuse. It
+        // keeps no image either, so that once registered every partition is a change to act on.
         if broker.broker_epoch < 0 {
             broker.role = Role::None;
             return;
         }
-        let Some(state) = Self::partition(&broker.image, topic).cloned() else {
-            return;
-        };
-        let assignment = Assignment {
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-            replicas: state.replicas.clone(),
-            isr: state.isr.clone(),
-        };
-        let mut note = None;
-        match &mut broker.role {
-            Role::Leader { state: leader, .. }
-                if state.leader == id && leader.leader_epoch() == state.leader_epoch =>
-            {
-                leader.update_assignment(assignment, now);
-            }
-            Role::Follower {
-                leader,
-                leader_epoch,
-            } if state.leader != id
-                && *leader == state.leader
-                && *leader_epoch == state.leader_epoch => {}
-            _ if state.leader == id => {
-                broker
-                    .log
-                    .assign_epoch(state.leader_epoch, broker.log.end());
-                let log = LocalLog {
-                    log_end: broker.log.end(),
-                    durable_end: broker.log.durable_end(),
-                    high_watermark: broker.high_watermark,
-                    broker_epoch: broker.broker_epoch,
-                };
-                let config = LeaderConfig {
-                    replica_lag_time_max_ms: LAG_TIME_MAX_MS,
-                    min_insync_replicas: min_isr,
-                };
-                broker.role = Role::Leader {
-                    state: Box::new(LeaderState::new(id, assignment, log, config, now)),
-                    waiting: Vec::new(),
-                };
-                note = Some(format!(
-                    "broker {id} leads in epoch {} from offset {}",
-                    state.leader_epoch,
-                    broker.log.end()
-                ));
-            }
-            _ if state.leader == NO_LEADER => broker.role = Role::None,
-            _ => {
-                broker.role = Role::Follower {
-                    leader: state.leader,
-                    leader_epoch: state.leader_epoch,
-                };
+        let changes = local_changes(&broker.image, &self.image, id);
+        broker.image = self.image.clone();
+        let mut notes = Vec::new();
+        for local in changes.leaders {
+            let state = local.state;
+            let assignment = Assignment {
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                replicas: state.replicas.clone(),
+                isr: state.isr.clone(),
+            };
+            match &mut broker.role {
+                Role::Leader { state: leader, .. }
+                    if leader.leader_epoch() == state.leader_epoch =>
+                {
+                    leader.update_assignment(assignment, now);
+                }
+                _ => {
+                    broker
+                        .log
+                        .assign_epoch(state.leader_epoch, broker.log.end());
+                    let log = LocalLog {
+                        log_end: broker.log.end(),
+                        durable_end: broker.log.durable_end(),
+                        high_watermark: broker.high_watermark,
+                        broker_epoch: broker.broker_epoch,
+                    };
+                    let config = LeaderConfig {
+                        replica_lag_time_max_ms: LAG_TIME_MAX_MS,
+                        min_insync_replicas: min_isr,
+                    };
+                    broker.role = Role::Leader {
+                        state: Box::new(LeaderState::new(id, assignment, log, config, now)),
+                        waiting: Vec::new(),
+                    };
+                    notes.push(format!(
+                        "broker {id} leads in epoch {} from offset {}",
+                        state.leader_epoch,
+                        broker.log.end()
+                    ));
+                }
             }
         }
-        if let Some(line) = note {
+        for local in changes.followers {
+            let state = local.state;
+            broker.role = if state.leader == NO_LEADER {
+                Role::None
+            } else {
+                Role::Follower {
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                }
+            };
+        }
+        for line in notes {
             self.note(line);
         }
     }
