@@ -8,10 +8,13 @@
 //!   each request with [`runnel_controller::Controller`] and commits the records as one
 //!   entry, and it fences brokers whose sessions expire.
 //! - [`ControllerClient`]: how brokers and tools find and ask the active controller.
+//! - [`BrokerLifecycle`]: a broker's registration, heartbeats, metadata image and controlled
+//!   shutdown.
 //!
 //! A one-node quorum is the same code with one voter.
 
 mod client;
+mod lifecycle;
 mod log;
 mod log_store;
 mod network;
@@ -23,6 +26,7 @@ use runnel_controller::MetadataRecord;
 use serde::{Deserialize, Serialize};
 
 pub use client::{ClientError, ControllerClient};
+pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig};
 pub use node::{Quorum, QuorumConfig, METADATA_DIR};
 pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use runnel_controller::records::Listener;
 use runnel_controller::{ControllerConfig, Heartbeat, MetadataImage, NewTopic, Registration};
 use runnel_quorum::{
-    ControllerClient, ControllerRequest, ControllerResponse, Quorum, QuorumConfig,
+    BrokerLifecycle, BrokerStatus, ControllerClient, ControllerRequest, ControllerResponse,
+    LifecycleConfig, Quorum, QuorumConfig,
 };
 use runnel_storage::OsFileSystem;
 use tokio::net::TcpListener;
@@ -290,5 +291,77 @@ async fn a_one_node_quorum_rebuilds_its_image_from_disk() -> TestResult {
     assert_eq!(topic.partitions.len(), 2);
     assert!(image.broker(7).is_some());
     node.shutdown().await;
+    Ok(())
+}
+
+fn lifecycle(voters: &Voters, broker_id: i32) -> BrokerLifecycle {
+    BrokerLifecycle::start(LifecycleConfig {
+        broker_id,
+        listeners: registration(broker_id).listeners,
+        rack: None,
+        data_intact: true,
+        controllers: voters.addresses.values().cloned().collect(),
+        heartbeat_interval: Duration::from_millis(200),
+    })
+}
+
+async fn status_where(
+    lifecycle: &BrokerLifecycle,
+    check: impl Fn(BrokerStatus) -> bool,
+) -> Result<BrokerStatus, Box<dyn Error>> {
+    let mut status = lifecycle.status();
+    let found = timeout(WITHIN, status.wait_for(|status| check(*status))).await??;
+    Ok(*found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_register_follow_the_image_and_shut_down_under_control() -> TestResult {
+    let (voters, listeners) = Voters::bind(3).await?;
+    let mut nodes = Vec::new();
+    for (id, listener) in listeners {
+        nodes.push(voters.start(id, listener).await?);
+    }
+    let brokers: Vec<BrokerLifecycle> = (1..=3).map(|id| lifecycle(&voters, id)).collect();
+    for broker in &brokers {
+        status_where(broker, |status| {
+            matches!(status, BrokerStatus::Active { .. })
+        })
+        .await?;
+    }
+    let mut client = ControllerClient::new(voters.addresses.values());
+    create_topic(&mut client, "orders").await?;
+    for broker in &brokers {
+        let mut image = broker.image();
+        timeout(
+            WITHIN,
+            image.wait_for(|image| image.topic_by_name("orders").is_some()),
+        )
+        .await??;
+    }
+    let mut brokers = brokers.into_iter();
+    let first = brokers.next().ok_or("broker 1")?;
+    let second = brokers.next().ok_or("broker 2")?;
+    let third = brokers.next().ok_or("broker 3")?;
+
+    // Broker 1 shuts down under control: it leads nothing before it stops.
+    timeout(WITHIN, first.shut_down(WITHIN)).await?;
+    let image = third.image().borrow().clone();
+    for (_, _, state) in image.partitions() {
+        assert_ne!(state.leader, 1, "{state:?}");
+        assert!(!state.isr.contains(&1));
+    }
+
+    // Broker 2 dies without a word: fenced once its session expires.
+    drop(second);
+    let mut image = third.image();
+    timeout(WITHIN, image.wait_for(|image| !image.is_usable(2))).await??;
+    let image = image.borrow().clone();
+    for (_, _, state) in image.partitions() {
+        assert_eq!(state.leader, 3, "{state:?}");
+    }
+    drop(third);
+    for node in nodes {
+        node.shutdown().await;
+    }
     Ok(())
 }
