@@ -7,6 +7,8 @@
 //!   taken and, later, answered.
 //! - [`follower`]: where a follower's log must be cut when the leader says it diverges
 //!   (KIP-101, KIP-279, KIP-320), and the leader's side of that check.
+//! - [`ReplicaFetch`]: one replica fetch, both sides: the leader's answer
+//!   ([`LeaderState::answer_fetch`]) and the follower's next step ([`follower_step`]).
 //! - [`check_leader_epoch`]: the fencing rule every request naming a leader epoch follows.
 //!
 //! No I/O, no clock: offsets and times arrive with each call; the broker's shell owns the
@@ -16,9 +18,11 @@
 //! below it is fsynced), so a record is acknowledged only once every in-sync replica could
 //! survive a power cut with it.
 
+mod fetch;
 pub mod follower;
 mod leader;
 
+pub use fetch::{follower_step, FetchAnswer, FetchRefusal, FollowerStep, ReplicaFetch};
 pub use follower::{EpochEnd, Truncation};
 pub use leader::{
     AckOutcome, Assignment, FetchError, IsrChange, IsrMember, LeaderConfig, LeaderState, LocalLog,

@@ -22,9 +22,9 @@ use runnel_controller::{
     local_changes, AlterPartition, BrokerId, BrokerSessions, Controller, ControllerConfig,
     Heartbeat, MetadataImage, MetadataRecord, NewTopic, PartitionState, Registration, NO_LEADER,
 };
-use runnel_replication::follower::{divergence, truncation, EpochEnd};
 use runnel_replication::{
-    check_leader_epoch, AckOutcome, Assignment, EpochCheck, LeaderConfig, LeaderState, LocalLog,
+    follower_step, AckOutcome, Assignment, EpochEnd, FetchAnswer, FollowerStep, LeaderConfig,
+    LeaderState, LocalLog, ReplicaFetch,
 };
 use runnel_storage::sim::SplitMix64;
 use uuid::Uuid;
@@ -428,50 +428,18 @@ impl World {
         else {
             return;
         };
-        if !follower.reachable() {
+        let reachable = |broker: Option<&Broker>| broker.is_some_and(Broker::reachable);
+        if !reachable(Some(follower)) || !reachable(self.brokers.get(&leader)) {
             return;
         }
-        let Some(source) = self.brokers.get(&leader) else {
-            return;
-        };
-        if !source.reachable() {
-            return;
-        }
-        let Role::Leader { state, .. } = &source.role else {
-            return;
-        };
-        if check_leader_epoch(leader_epoch, state.leader_epoch()) != EpochCheck::Current {
-            return;
-        }
-        let fetch_offset = follower.log.end();
-        let follower_epoch = follower.broker_epoch;
         // KIP-320: the last fetched epoch travels with the fetch.
-        if let Some(last_epoch) = follower.log.latest_epoch() {
-            let leader_end = EpochEnd::from_log(source.log.end_for_epoch(last_epoch));
-            let diverging = divergence(last_epoch, fetch_offset, leader_end);
-            let cut = match diverging {
-                Ok(None) => None,
-                Ok(Some(end)) => Some(Some(end)),
-                Err(_) => Some(None),
-            };
-            if let Some(leader_answer) = cut {
-                let local = leader_answer.and_then(|end: EpochEnd| {
-                    EpochEnd::from_log(follower.log.end_for_epoch(end.epoch))
-                });
-                let plan = truncation(leader_answer, local, fetch_offset, follower.high_watermark);
-                let removed = (fetch_offset - plan.offset).max(0) as usize;
-                self.outcome.truncated_entries += removed;
-                if let Some(follower) = self.brokers.get_mut(&id) {
-                    follower.log.truncate(plan.offset);
-                    follower.high_watermark = follower.high_watermark.min(plan.offset);
-                }
-                self.note(format!(
-                    "broker {id} diverges from {leader} (last epoch {last_epoch}, leader says {leader_answer:?}): truncated to {}",
-                    plan.offset
-                ));
-                return;
-            }
-        }
+        let request = ReplicaFetch {
+            replica: id,
+            broker_epoch: follower.broker_epoch,
+            current_leader_epoch: leader_epoch,
+            fetch_offset: follower.log.end(),
+            last_fetched_epoch: follower.log.latest_epoch(),
+        };
         let now = self.now_ms;
         let Some(source) = self.brokers.get_mut(&leader) else {
             return;
@@ -479,32 +447,57 @@ impl World {
         let Role::Leader { state, .. } = &mut source.role else {
             return;
         };
-        if state
-            .on_follower_fetch(id, follower_epoch, fetch_offset, now)
-            .is_err()
-        {
-            return;
-        }
-        let leader_high_watermark = state.high_watermark();
-        source.high_watermark = leader_high_watermark;
-        let start = usize::try_from(fetch_offset).unwrap_or(0);
-        let batch: Vec<Entry> = source
-            .log
-            .entries()
-            .iter()
-            .skip(start)
-            .take(FETCH_MAX_ENTRIES)
-            .copied()
-            .collect();
+        let source_log = &source.log;
+        let (answer, _) = state.answer_fetch(
+            &request,
+            |epoch| EpochEnd::from_log(source_log.end_for_epoch(epoch)),
+            now,
+        );
+        source.high_watermark = state.high_watermark();
+        let leader_end = source.log.end();
+        let records: Vec<Entry> = match answer {
+            FetchAnswer::Records { .. } => source
+                .log
+                .entries()
+                .iter()
+                .skip(usize::try_from(request.fetch_offset).unwrap_or(0))
+                .take(FETCH_MAX_ENTRIES)
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        };
         let Some(follower) = self.brokers.get_mut(&id) else {
             return;
         };
-        for entry in batch {
-            follower.log.append(entry);
+        let step = follower_step(
+            answer,
+            |epoch| EpochEnd::from_log(follower.log.end_for_epoch(epoch)),
+            follower.log.end(),
+            follower.high_watermark,
+        );
+        let cut_to = match step {
+            FollowerStep::Append { high_watermark } => {
+                for entry in records {
+                    follower.log.append(entry);
+                }
+                // Fsynced before the next fetch reports it.
+                follower.log.sync();
+                follower.high_watermark = high_watermark.min(follower.log.end());
+                None
+            }
+            FollowerStep::Truncate(plan) => Some(plan.offset),
+            FollowerStep::Reset => Some(leader_end.min(follower.log.end())),
+            FollowerStep::AwaitMetadata | FollowerStep::Retry => None,
+        };
+        if let Some(offset) = cut_to {
+            let removed = (follower.log.end() - offset).max(0) as usize;
+            follower.log.truncate(offset);
+            follower.high_watermark = follower.high_watermark.min(offset);
+            self.outcome.truncated_entries += removed;
+            self.note(format!(
+                "broker {id} diverges from {leader} ({step:?} after {answer:?}): truncated to {offset}"
+            ));
         }
-        // Fsynced before the next fetch reports it.
-        follower.log.sync();
-        follower.high_watermark = leader_high_watermark.min(follower.log.end());
     }
 
     pub fn change_isr(&mut self, id: BrokerId) {
