@@ -96,6 +96,7 @@ async fn run_controller(
         },
         broker_session_timeout_ms: config.broker_session_timeout_ms,
         raft_heartbeat_ms: config.controller_heartbeat_ms,
+        snapshot_every_entries: runnel_quorum::SNAPSHOT_EVERY_ENTRIES,
     };
     let quorum = Quorum::start(quorum_config, listener, Arc::new(OsFileSystem))
         .await

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientError, ControllerClient};
 pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig};
-pub use node::{Quorum, QuorumConfig, METADATA_DIR};
+pub use node::{Quorum, QuorumConfig, METADATA_DIR, SNAPSHOT_EVERY_ENTRIES};
 pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
 
 /// A voter's node id.

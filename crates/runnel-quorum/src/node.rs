@@ -18,7 +18,7 @@ use runnel_controller::{
 use runnel_storage::FileSystem;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -46,7 +46,14 @@ pub struct QuorumConfig {
     pub broker_session_timeout_ms: i64,
     /// Raft's heartbeat; elections start after 3 to 6 of them are missed.
     pub raft_heartbeat_ms: u64,
+    /// A snapshot of the image is taken after this many entries, and the log before it
+    /// (less a margin for followers just behind) is purged; a voter further behind is sent
+    /// the snapshot.
+    pub snapshot_every_entries: u64,
 }
+
+/// The default for [`QuorumConfig::snapshot_every_entries`].
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 2000;
 
 /// The active controller's state, held while a request is decided.
 #[derive(Debug)]
@@ -105,8 +112,8 @@ impl Quorum {
             heartbeat_interval: heartbeat,
             election_timeout_min: heartbeat * 3,
             election_timeout_max: heartbeat * 6,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(2000),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries.max(1)),
+            max_in_snapshot_log_to_keep: config.snapshot_every_entries / 4,
             ..Config::default()
         }
         .validate()
@@ -177,8 +184,10 @@ impl Quorum {
 
     /// Stops serving and stops Raft; what is on disk stays for the next start.
     pub async fn shutdown(self) {
-        for task in &self.tasks {
+        for task in self.tasks {
             task.abort();
+            // Gone once awaited: the listener is closed and its port free again.
+            let _ = task.await;
         }
         if let Err(error) = self.service.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
@@ -186,21 +195,28 @@ impl Quorum {
     }
 }
 
+/// Accepts controller connections and serves each on its own task. The tasks belong to this
+/// one: when it is stopped (shutdown), so are they, and no connection goes on talking to a
+/// Raft that has stopped.
 async fn serve(listener: TcpListener, service: Arc<Service>) {
+    let mut connections = JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = serve_connection(stream, &service).await {
-                        tracing::debug!(%peer, %error, "controller connection closed");
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "controller listener accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let service = service.clone();
+                    connections.spawn(async move {
+                        if let Err(error) = serve_connection(stream, &service).await {
+                            tracing::debug!(%peer, %error, "controller connection closed");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "controller listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
         }
     }
 }

@@ -35,6 +35,7 @@ fn controller_config() -> ControllerConfig {
 struct Voters {
     addresses: BTreeMap<u64, String>,
     dirs: BTreeMap<u64, PathBuf>,
+    snapshot_every_entries: u64,
     _root: tempfile::TempDir,
 }
 
@@ -54,6 +55,7 @@ impl Voters {
             Voters {
                 addresses,
                 dirs,
+                snapshot_every_entries: runnel_quorum::SNAPSHOT_EVERY_ENTRIES,
                 _root: root,
             },
             listeners,
@@ -68,6 +70,7 @@ impl Voters {
             controller: controller_config(),
             broker_session_timeout_ms: 1500,
             raft_heartbeat_ms: 50,
+            snapshot_every_entries: self.snapshot_every_entries,
         }
     }
 
@@ -361,6 +364,67 @@ async fn brokers_register_follow_the_image_and_shut_down_under_control() -> Test
     }
     drop(third);
     for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A voter down while the others commit past a snapshot and purge their logs catches up
+/// from the snapshot they send it, and then from the log; restarted, it rebuilds the same
+/// image from its own snapshot and log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_far_behind_catches_up_from_a_snapshot() -> TestResult {
+    let (mut voters, listeners) = Voters::bind(3).await?;
+    voters.snapshot_every_entries = 8;
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        nodes.insert(id, voters.start(id, listener).await?);
+    }
+    let mut client = ControllerClient::new(voters.addresses.values());
+    start_broker(&mut client, 1).await?;
+    let behind = nodes
+        .keys()
+        .copied()
+        .find(|&id| Some(id) != nodes[&1].leader())
+        .ok_or("no follower")?;
+    let stopped = nodes.remove(&behind).ok_or("follower")?;
+    stopped.shutdown().await;
+    let mut offset = 0;
+    for topic in 0..30 {
+        let create = ControllerRequest::CreateTopic {
+            topic: NewTopic {
+                name: format!("t{topic}"),
+                partitions: 1,
+                replication_factor: 1,
+                assignments: vec![],
+                configs: vec![],
+            },
+            validate_only: false,
+        };
+        match client.call(create, WITHIN).await? {
+            ControllerResponse::Committed { offset: at } => offset = at,
+            other => return Err(format!("{other:?}").into()),
+        }
+    }
+    let back = voters.restart(behind).await?;
+    let image = image_where(&back, |image| image.offset() >= offset).await?;
+    assert_eq!(image.topics().count(), 30);
+    let metadata_dir = voters.dirs[&behind].join(runnel_quorum::METADATA_DIR);
+    assert!(
+        metadata_dir.join("snapshot.json").is_file(),
+        "it caught up from a snapshot"
+    );
+    let expected = image_where(nodes.values().next().ok_or("a voter")?, |image| {
+        image.offset() >= offset
+    })
+    .await?;
+    assert_eq!(*image, *expected, "the same image everywhere");
+    back.shutdown().await;
+    let again = voters.restart(behind).await?;
+    let image = image_where(&again, |image| image.offset() >= offset).await?;
+    assert_eq!(image.topics().count(), 30);
+    again.shutdown().await;
+    for node in nodes.into_values() {
         node.shutdown().await;
     }
     Ok(())
