@@ -112,7 +112,13 @@ fn read_frames(bytes: &[u8], path: &Path) -> io::Result<Frames> {
         };
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if len > ENTRY_BYTES_MAX || len > body.len() || crc32c::crc32c(&body[..len]) != crc {
+        // An empty frame is never written (an entry is at least `{}`), but a tail of zeros,
+        // which a crash can leave where a file grew, reads as one with a matching checksum.
+        if len == 0
+            || len > ENTRY_BYTES_MAX
+            || len > body.len()
+            || crc32c::crc32c(&body[..len]) != crc
+        {
             return Ok((entries, Some(at as u64)));
         }
         let entry: MetadataEntry = serde_json::from_slice(&body[..len])
@@ -379,6 +385,23 @@ mod tests {
             let again = MetadataLog::open(Arc::new(fs.clone()), dir)?;
             assert_eq!(indexes(&again), vec![0, 1, 2, 3]);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_torn_not_corrupt() -> io::Result<()> {
+        let fs = sim();
+        let dir = Path::new("/m");
+        let mut log = MetadataLog::open(Arc::new(fs.clone()), dir)?;
+        log.append(vec![entry(1, 0)])?;
+        let path = dir.join(segment_name(0));
+        let mut bytes = fs.contents(&path)?;
+        bytes.extend_from_slice(&[0; 64]);
+        fs.put(&path, &bytes)?;
+        let mut reopened = MetadataLog::open(Arc::new(fs.clone()), dir)?;
+        assert_eq!(indexes(&reopened), vec![0]);
+        reopened.append(vec![entry(1, 1)])?;
+        assert_eq!(indexes(&MetadataLog::open(Arc::new(fs), dir)?), vec![0, 1]);
         Ok(())
     }
 
