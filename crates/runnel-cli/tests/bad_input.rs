@@ -7,7 +7,7 @@ mod support;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use support::{batch, code, create_topic, log_end_offset, name, produce, BrokerProcess};
+use support::{batch, code, create_topic, log_end_offset, name, produce, BrokerProcess, Connect};
 
 #[test]
 fn unknown_api_key_closes_the_connection() {

@@ -299,7 +299,7 @@ fn sealed_segment_files_close_beyond_the_pool_and_reopen_when_read() {
         Some(input.as_bytes()),
     );
     assert!(produced.success, "{}", produced.stderr);
-    let segments = std::fs::read_dir(broker.data_path().join("rolled-0"))
+    let segments = std::fs::read_dir(broker.data_dir().join("rolled-0"))
         .expect("partition directory")
         .filter(|entry| {
             entry

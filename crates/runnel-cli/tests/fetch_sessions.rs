@@ -6,7 +6,7 @@ mod support;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
-use support::{batch, code, create_topic, name, produce_to, BrokerProcess, Connection};
+use support::{batch, code, create_topic, name, produce_to, BrokerProcess, Connect, Connection};
 
 const FETCH_VERSION: i16 = 12;
 

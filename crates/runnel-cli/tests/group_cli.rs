@@ -13,7 +13,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use runnel_record::BatchBuilder;
 use serde_json::{json, Value};
-use support::BrokerProcess;
+use support::{BrokerProcess, Connect};
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_record::{
     encode_varint, BatchBuilder, Compression, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD,
 };
-use support::{batch, code, create_topic, fetch, name, produce_to, values, BrokerProcess};
+use support::{batch, code, create_topic, fetch, name, produce_to, values, BrokerProcess, Connect};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -243,7 +243,7 @@ fn decompression_bombs_are_refused_while_others_are_served() {
         assert!(bomb.len() < 2 << 20, "{codec} bomb of {} bytes", bomb.len());
         let port = broker.port;
         let sender = std::thread::spawn(move || {
-            let mut connection = support::BrokerProcess::connect_to(port);
+            let mut connection = support::connect_to(port);
             let request = ProduceRequest::default()
                 .with_acks(1)
                 .with_timeout_ms(30_000)
@@ -497,7 +497,7 @@ fn a_corrupt_partition_is_offline_and_the_others_serve() {
     broker.stop(Duration::from_secs(20));
     // Flip the magic byte of partition 0's first batch: fsynced data, below the recovery point.
     let segment = broker
-        .data_path()
+        .data_dir()
         .join("disk-0")
         .join("00000000000000000000.log");
     let mut bytes = std::fs::read(&segment).unwrap();

@@ -9,7 +9,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use runnel_record::RecordBatch;
-use support::{batch, code, create_topic, name, values, BrokerProcess, Connection};
+use support::{batch, code, create_topic, name, values, BrokerProcess, Connect, Connection};
 
 /// One partition's Produce (acks=-1, v9).
 fn produce_request(topic: &str, partition: i32, records: Vec<u8>) -> ProduceRequest {

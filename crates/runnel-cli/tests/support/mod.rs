@@ -1,12 +1,11 @@
-//! Starting the real `runnel` binary for a test, and talking to it over a plain socket.
+//! Talking to the real `runnel` binary, started with the test kit (`runnel-testkit`), over a
+//! plain socket: raw Kafka frames and the requests built from them.
 
-#![allow(dead_code, unreachable_pub)] // shared by test files; each uses uses a different part of the harness
+#![allow(dead_code, unreachable_pub, unused_imports)] // shared by test files; each uses uses a different part of the harness
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -14,117 +13,21 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use runnel_record::BatchBuilder;
 
-/// A broker process on a free loopback port with its own data directory. Killed on drop,
-/// whatever the test's outcome.
-pub struct BrokerProcess {
-    child: Child,
-    pub port: u16,
-    pub data_dir: PathBuf,
-    log_path: PathBuf,
-    args: Vec<String>,
-    _temp: tempfile::TempDir,
+pub use runnel_testkit::{free_port, BrokerProcess, ControllerProcess};
+
+/// Raw-frame connections to a broker the test kit started.
+pub trait Connect {
+    fn try_connect(&self) -> std::io::Result<Connection>;
+
+    fn connect(&self) -> Connection {
+        self.try_connect().expect("connect to broker")
+    }
+
+    /// Checks the process is still running and serving.
+    fn assert_alive(&mut self);
 }
 
-impl BrokerProcess {
-    pub fn start(extra_args: &[&str]) -> Self {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
-        Self::start_in(temp, data_dir, extra_args)
-    }
-
-    fn start_in(temp: tempfile::TempDir, data_dir: PathBuf, extra_args: &[&str]) -> Self {
-        let port = free_port();
-        let log_path = temp.path().join(format!("broker-{port}.log"));
-        let args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
-        let child = spawn_node(port, &data_dir, &args, &log_path);
-        let broker = BrokerProcess {
-            child,
-            port,
-            data_dir,
-            log_path,
-            args,
-            _temp: temp,
-        };
-        broker.wait_ready();
-        broker
-    }
-
-    /// Stops the broker as an operator does (SIGTERM) and checks it shut down cleanly within
-    /// `within`.
-    pub fn stop(&mut self, within: Duration) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(
-                    status.success(),
-                    "broker exited with {status}; log:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker did not stop within {within:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the broker cleanly and starts it again on the same data directory and port.
-    pub fn restart(&mut self) {
-        self.stop(Duration::from_secs(20));
-        self.start_again();
-    }
-
-    /// Starts the broker again after [`Self::stop`], on the same data directory and port.
-    pub fn start_again(&mut self) {
-        self.child = spawn_node(self.port, &self.data_dir, &self.args, &self.log_path);
-        self.wait_ready();
-    }
-
-    /// A connection to the broker listening on `port`, for threads that do not hold the
-    /// process.
-    pub fn connect_to(port: u16) -> Connection {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-        Connection {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(mut connection) = self.try_connect() {
-                if connection
-                    .try_request::<_, kafka_protocol::messages::ApiVersionsResponse>(
-                        ApiKey::ApiVersions,
-                        0,
-                        &kafka_protocol::messages::ApiVersionsRequest::default(),
-                    )
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("broker did not become ready; log:\n{}", self.log());
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
+impl Connect for BrokerProcess {
     fn try_connect(&self) -> std::io::Result<Connection> {
         let stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -134,17 +37,8 @@ impl BrokerProcess {
         })
     }
 
-    pub fn connect(&self) -> Connection {
-        self.try_connect().expect("connect to broker")
-    }
-
-    /// Checks the process is still running and serving.
-    pub fn assert_alive(&mut self) {
-        assert!(
-            self.child.try_wait().expect("wait").is_none(),
-            "broker exited; log:\n{}",
-            self.log()
-        );
+    fn assert_alive(&mut self) {
+        assert!(self.is_running(), "broker exited; log:\n{}", self.log());
         let mut connection = self.connect();
         connection.request::<_, kafka_protocol::messages::ApiVersionsResponse>(
             ApiKey::ApiVersions,
@@ -152,146 +46,18 @@ impl BrokerProcess {
             &kafka_protocol::messages::ApiVersionsRequest::default(),
         );
     }
-
-    /// CPU seconds (user and system) the broker process has used so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("read /proc/PID/stat");
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks: f64 =
-            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-        // Linux reports in USER_HZ, 100 per second on every architecture it supports.
-        ticks / 100.0
-    }
-
-    pub fn data_path(&self) -> &Path {
-        &self.data_dir
-    }
-
-    /// Paths of the files the broker process holds open whose names end with `suffix`.
-    pub fn open_files_ending(&self, suffix: &str) -> Vec<PathBuf> {
-        let dir = format!("/proc/{}/fd", self.child.id());
-        std::fs::read_dir(&dir)
-            .expect("read /proc/PID/fd")
-            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-            .filter(|target| target.to_string_lossy().ends_with(suffix))
-            .collect()
-    }
 }
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- broker log ---\n{}", self.log());
-        }
+/// A connection to the broker listening on `port`, for threads that do not hold the process.
+pub fn connect_to(port: u16) -> Connection {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    Connection {
+        stream,
+        correlation_id: 0,
     }
-}
-
-fn spawn_node(port: u16, data_dir: &Path, args: &[String], log_path: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(args)
-        .env("RUNNEL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn runnel")
-}
-
-/// A controller-only node (`--roles controller`) of a quorum, on its own data directory.
-/// Killed on drop, whatever the test's outcome.
-pub struct ControllerProcess {
-    child: Child,
-    pub id: u64,
-    pub port: u16,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    args: Vec<String>,
-}
-
-impl ControllerProcess {
-    /// Starts voter `id` of `quorum` (`id@host:port,...`) listening on `port`, with its data
-    /// under `root`.
-    pub fn start(id: u64, port: u16, quorum: &str, root: &Path, extra_args: &[&str]) -> Self {
-        let data_dir = root.join(format!("controller-{id}"));
-        let log_path = root.join(format!("controller-{id}.log"));
-        let mut args: Vec<String> = [
-            "--roles",
-            "controller",
-            "--node-id",
-            &id.to_string(),
-            "--controller-listen",
-            &format!("127.0.0.1:{port}"),
-            "--controller-quorum",
-            quorum,
-        ]
-        .iter()
-        .map(|arg| arg.to_string())
-        .collect();
-        args.extend(extra_args.iter().map(|arg| arg.to_string()));
-        let child = spawn_node(free_port(), &data_dir, &args, &log_path);
-        ControllerProcess {
-            child,
-            id,
-            port,
-            data_dir,
-            log_path,
-            args,
-        }
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the process as a power cut would end it (SIGKILL).
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same data directory and port.
-    pub fn start_again(&mut self) {
-        self.child = spawn_node(free_port(), &self.data_dir, &self.args, &self.log_path);
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!("--- controller {} log ---\n{}", self.id, self.log());
-        }
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// One client connection speaking raw Kafka frames.

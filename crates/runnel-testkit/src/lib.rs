@@ -1,0 +1,322 @@
+//! The one kit every test that runs the real `runnel` binary starts it with.
+//!
+//! - [`NodeProcess`]: a `runnel server` process with its own data directory and log file,
+//!   started again on the same directory after a stop or a `kill -9`, killed on drop
+//!   (its log is printed if the test is failing).
+//! - [`BrokerProcess`]: a broker on a free loopback port, ready once it logs `runnel ready`.
+//! - [`ControllerProcess`]: a voter of a controller quorum (`--roles controller`).
+//!
+//! The binary is not built here: `RUNNEL_BIN`, else `<target>/debug/runnel`, which
+//! `cargo test` builds for the CLI crate's tests and `scripts/test.sh` builds first.
+//! Protocol helpers stay with the tests that use them (raw frames in the CLI's tests, the
+//! Rust client in the client's).
+
+use std::net::TcpListener;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a process may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// The `runnel` binary, or a panic saying how to get one.
+pub fn runnel_bin() -> PathBuf {
+    let path = match std::env::var_os("RUNNEL_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+            .join("debug/runnel"),
+    };
+    assert!(
+        path.is_file(),
+        "no runnel binary at {}: run `cargo build -p runnel-cli` first (scripts/test.sh does), \
+         or point RUNNEL_BIN at one",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (free when asked; a test binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// A `runnel server` process. Killed on drop, whatever the test's outcome.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    args: Vec<String>,
+    ready_line: &'static str,
+}
+
+impl NodeProcess {
+    /// Starts `runnel server --data-dir <data_dir> <args>`, logging to `log_path`, and waits
+    /// until its log shows `ready_line`.
+    pub fn start(
+        data_dir: PathBuf,
+        log_path: PathBuf,
+        args: Vec<String>,
+        ready_line: &'static str,
+    ) -> NodeProcess {
+        let mut node = NodeProcess {
+            child: None,
+            data_dir,
+            log_path,
+            args,
+            ready_line,
+        };
+        node.start_again();
+        node
+    }
+
+    /// Starts the process again on the same data directory and arguments (after
+    /// [`Self::kill9`] or [`Self::stop`]), and waits until it is ready.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the process is still running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let already = self.log().matches(self.ready_line).count();
+        let child = Command::new(runnel_bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("RUNNEL_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn runnel");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_WITHIN;
+        while self.log().matches(self.ready_line).count() == already {
+            assert!(
+                self.is_running(),
+                "runnel exited before it was ready; log:\n{}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "runnel was not ready in {READY_WITHIN:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process as a crash would (SIGKILL) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process as an operator does (SIGTERM) and checks it exits cleanly within
+    /// `within`.
+    pub fn stop(&mut self, within: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "runnel exited with {status}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runnel did not stop within {within:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// CPU seconds (user and system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.pid().expect("running");
+        let stat =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: f64 =
+            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+        // Linux reports in USER_HZ, 100 per second on every architecture it supports.
+        ticks / 100.0
+    }
+
+    /// Paths of the files the process holds open whose names end with `suffix`.
+    pub fn open_files_ending(&self, suffix: &str) -> Vec<PathBuf> {
+        let pid = self.pid().expect("running");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().ends_with(suffix))
+            .collect()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- runnel log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// A broker on a free loopback port, with its data under a temporary directory.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    node: NodeProcess,
+    pub port: u16,
+    _temp: tempfile::TempDir,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with `extra_args` and waits until it accepts connections.
+    pub fn start(extra_args: &[&str]) -> BrokerProcess {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut args = vec!["--listen".to_owned(), format!("127.0.0.1:{port}")];
+        args.extend(extra_args.iter().map(|arg| arg.to_string()));
+        let node = NodeProcess::start(
+            temp.path().join("data"),
+            temp.path().join(format!("broker-{port}.log")),
+            args,
+            "runnel ready",
+        );
+        BrokerProcess {
+            node,
+            port,
+            _temp: temp,
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker cleanly and starts it again on the same data and port.
+    pub fn restart(&mut self) {
+        self.node.stop(Duration::from_secs(20));
+        self.node.start_again();
+    }
+}
+
+impl Deref for BrokerProcess {
+    type Target = NodeProcess;
+
+    fn deref(&self) -> &NodeProcess {
+        &self.node
+    }
+}
+
+impl DerefMut for BrokerProcess {
+    fn deref_mut(&mut self) -> &mut NodeProcess {
+        &mut self.node
+    }
+}
+
+/// A voter of a controller quorum (`--roles controller`), with its data under `root`.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    node: NodeProcess,
+    pub id: u64,
+    pub port: u16,
+}
+
+impl ControllerProcess {
+    /// Starts voter `id` of `quorum` (`id@host:port,...`) listening on `port`.
+    pub fn start(
+        id: u64,
+        port: u16,
+        quorum: &str,
+        root: &Path,
+        extra_args: &[&str],
+    ) -> ControllerProcess {
+        let mut args: Vec<String> = [
+            "--roles",
+            "controller",
+            "--node-id",
+            &id.to_string(),
+            "--controller-listen",
+            &format!("127.0.0.1:{port}"),
+            "--controller-quorum",
+            quorum,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(extra_args.iter().map(|arg| arg.to_string()));
+        let node = NodeProcess::start(
+            root.join(format!("controller-{id}")),
+            root.join(format!("controller-{id}.log")),
+            args,
+            "runnel controller ready",
+        );
+        ControllerProcess { node, id, port }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Deref for ControllerProcess {
+    type Target = NodeProcess;
+
+    fn deref(&self) -> &NodeProcess {
+        &self.node
+    }
+}
+
+impl DerefMut for ControllerProcess {
+    fn deref_mut(&mut self) -> &mut NodeProcess {
+        &mut self.node
+    }
+}
