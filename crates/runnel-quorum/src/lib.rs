@@ -33,16 +33,23 @@ pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus}
 /// A voter's node id.
 pub type NodeId = u64;
 
-/// One Raft entry's payload: the records one decision made, applied together.
+/// One Raft entry's payload: the records one decision made, applied together or not at all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataBatch {
+    /// The Raft term the decision was made in: an entry that lands in another term is
+    /// skipped by every voter (the image it was decided on may have missed writes).
+    pub term: u64,
     pub records: Vec<MetadataRecord>,
 }
 
-/// What applying an entry answers: the log offset it was applied at.
+/// What applying an entry answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
+    /// The log offset it was applied at.
     pub offset: u64,
+    /// False when every voter skipped it: decided in another term, or its records do not fit
+    /// the image.
+    pub applied: bool,
 }
 
 openraft::declare_raft_types!(

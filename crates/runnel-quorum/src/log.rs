@@ -10,9 +10,11 @@
 //! - An append returns (and Raft counts the entries as persisted) only after the segment is
 //!   fsynced. A vote is durable before it is answered.
 //! - Indexes are consecutive from the purged id (or 0) to the last entry: no hole, asserted.
-//! - A frame cut short or failing its checksum at the end of the last segment is what a
-//!   crash mid-append leaves; it was never acknowledged, and opening cuts it off. The same
-//!   anywhere else is corruption: opening fails rather than serve a log with a hole.
+//! - A frame cut short or failing its checksum at the end of the last segment (nothing but
+//!   zeros after it) is what a crash mid-append leaves; it was never acknowledged, and
+//!   opening cuts it off. A bad frame anywhere else, or followed by more frames, is
+//!   corruption of fsynced data: opening fails rather than drop what may have been
+//!   acknowledged or serve a log with a hole.
 //!
 //! Entries are also kept in memory: the metadata log is small, and snapshots bound it.
 
@@ -98,8 +100,24 @@ fn frame(entry: &MetadataEntry) -> io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// A segment's entries with their byte offsets, and where a torn frame starts, if one does.
+/// A segment's entries with their byte offsets, and where a bad frame starts, if one does.
 type Frames = (Vec<(u64, MetadataEntry)>, Option<u64>);
+
+/// Whether a bad frame at `at` is what a crash mid-append leaves: the last append was
+/// written as one run and fsynced before it counted, so a crash can only leave its prefix,
+/// possibly followed by zeros where the file grew. A bad frame with a whole, valid-looking
+/// frame after it is not that: it is corruption of data that was fsynced, which may have been
+/// acknowledged, and must not be cut away.
+fn is_torn_tail(bytes: &[u8], at: usize) -> bool {
+    let rest = &bytes[at..];
+    let Some((header, body)) = rest.split_first_chunk::<FRAME_HEADER>() else {
+        return true;
+    };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    // The frame runs past the end of the file (cut short), or ends exactly there, or all
+    // that follows its header is zeros.
+    len > body.len() || len == body.len() || rest.iter().all(|&byte| byte == 0)
+}
 
 /// Reads a segment's frames.
 fn read_frames(bytes: &[u8], path: &Path) -> io::Result<Frames> {
@@ -164,7 +182,8 @@ impl MetadataLog {
             let (entries, torn_at) = read_frames(&bytes, &path)?;
             let mut len = size;
             if let Some(torn_at) = torn_at {
-                if !last {
+                let torn = usize::try_from(torn_at).is_ok_and(|at| is_torn_tail(&bytes, at));
+                if !last || !torn {
                     return Err(corrupt(&path, format!("bad frame at byte {torn_at}")));
                 }
                 tracing::warn!(segment = %path.display(), offset = torn_at, "cutting off a metadata log entry torn by a crash");
@@ -402,6 +421,26 @@ mod tests {
         assert_eq!(indexes(&reopened), vec![0]);
         reopened.append(vec![entry(1, 1)])?;
         assert_eq!(indexes(&MetadataLog::open(Arc::new(fs), dir)?), vec![0, 1]);
+        Ok(())
+    }
+
+    #[test]
+    fn corruption_in_the_middle_of_the_last_segment_refuses_to_open() -> io::Result<()> {
+        let fs = sim();
+        let dir = Path::new("/m");
+        let mut log = MetadataLog::open(Arc::new(fs.clone()), dir)?;
+        log.append(vec![entry(1, 0)])?;
+        log.append(vec![entry(1, 1)])?;
+        log.append(vec![entry(1, 2)])?;
+        let path = dir.join(segment_name(0));
+        let mut bytes = fs.contents(&path)?;
+        // A byte of the second frame's payload flips: the third frame still follows it.
+        let second = frame(&entry(1, 0))?.len() + FRAME_HEADER + 3;
+        bytes[second] ^= 0x01;
+        fs.put(&path, &bytes)?;
+        let error = MetadataLog::open(Arc::new(fs.clone()), dir).err();
+        assert_eq!(error.map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        assert_eq!(fs.contents(&path)?, bytes, "nothing was cut");
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! openraft's log storage over [`MetadataLog`]: the file work runs on tokio's blocking pool,
-//! one operation at a time (Raft requires its writes in order), and the append callback
-//! fires only once the entries are fsynced.
+//! openraft's log storage over [`MetadataLog`]: every operation on it runs on tokio's
+//! blocking pool, one at a time (Raft requires its writes in order; a read waits for a write's
+//! fsync there, never on an async worker), and the append callback fires only once the
+//! entries are fsynced.
 
 use std::fmt::Debug;
 use std::io;
@@ -51,7 +52,10 @@ impl RaftLogReader<MetadataRaft> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<MetadataEntry>, StorageError<NodeId>> {
-        Ok(lock(&self.log).entries(range))
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.with_log(move |log| Ok(log.entries(bounds)))
+            .await
+            .map_err(|error| StorageIOError::read_logs(any(error)).into())
     }
 }
 
@@ -59,11 +63,14 @@ impl RaftLogStorage<MetadataRaft> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<MetadataRaft>, StorageError<NodeId>> {
-        let log = lock(&self.log);
-        Ok(LogState {
-            last_purged_log_id: log.purged(),
-            last_log_id: log.last_log_id(),
+        self.with_log(|log| {
+            Ok(LogState {
+                last_purged_log_id: log.purged(),
+                last_log_id: log.last_log_id(),
+            })
         })
+        .await
+        .map_err(|error| StorageIOError::read_logs(any(error)).into())
     }
 
     async fn get_log_reader(&mut self) -> LogStore {
@@ -78,7 +85,9 @@ impl RaftLogStorage<MetadataRaft> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(lock(&self.log).vote())
+        self.with_log(|log| Ok(log.vote()))
+            .await
+            .map_err(|error| StorageIOError::read_vote(any(error)).into())
     }
 
     async fn append<I>(

@@ -35,6 +35,16 @@ use crate::{MetadataBatch, MetadataRaft, NodeId};
 /// The directory under the data directory that holds the metadata log.
 pub const METADATA_DIR: &str = "__cluster_metadata";
 
+/// The most one decision may write: well below what a log entry may hold, as KRaft bounds
+/// its record batches.
+const BATCH_BYTES_MAX: usize = 8 << 20;
+
+/// Controller connections served at once: voters and brokers hold one or two each.
+const CONNECTIONS_MAX: usize = 1024;
+
+/// How long a decision may take to commit before the client is told to retry.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
     pub node_id: NodeId,
@@ -203,6 +213,9 @@ async fn serve(listener: TcpListener, service: Arc<Service>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((_, peer)) if connections.len() >= CONNECTIONS_MAX => {
+                    tracing::warn!(%peer, CONNECTIONS_MAX, "too many controller connections; closing a new one");
+                }
                 Ok((stream, peer)) => {
                     let service = service.clone();
                     connections.spawn(async move {
@@ -308,7 +321,7 @@ impl Service {
                 continue;
             }
             tracing::warn!(broker, epoch, "fencing a broker whose session expired");
-            if let Err(error) = self.commit(records).await {
+            if let Err(error) = self.commit(records, deciding.term).await {
                 tracing::warn!(broker, ?error, "could not fence a broker");
                 break;
             }
@@ -359,12 +372,40 @@ impl Service {
         })
     }
 
-    /// Commits one request's records as one entry; its offset once applied here.
-    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerResponse> {
-        match self.raft.client_write(MetadataBatch { records }).await {
-            Ok(written) => Ok(written.log_id.index),
-            Err(error) => {
+    /// Commits one decision's records as one entry, decided in Raft term `term`; its offset
+    /// once applied here. Refused if it is too large to be an entry; answered "not the
+    /// controller" (the client retries) if this node lost the leadership, if the write does
+    /// not finish in time, or if the entry landed in a later term than it was decided in
+    /// (every voter skips it then: it may rest on an image that missed another leader's
+    /// writes).
+    async fn commit(
+        &self,
+        records: Vec<MetadataRecord>,
+        term: u64,
+    ) -> Result<u64, ControllerResponse> {
+        let batch = MetadataBatch { term, records };
+        let size = serde_json::to_vec(&batch).map_or(usize::MAX, |bytes| bytes.len());
+        if size > BATCH_BYTES_MAX {
+            return Err(refused(ControllerError::new(
+                ResponseError::PolicyViolation,
+                format!("The change would write {size} bytes of metadata at once; the limit is {BATCH_BYTES_MAX}."),
+            )));
+        }
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(batch)).await {
+            Ok(Ok(written)) if written.data.applied => Ok(written.log_id.index),
+            Ok(Ok(written)) => {
+                tracing::warn!(
+                    offset = written.log_id.index,
+                    "a decision was skipped when applied"
+                );
+                Err(self.not_controller())
+            }
+            Ok(Err(error)) => {
                 tracing::info!(%error, "metadata write failed");
+                Err(self.not_controller())
+            }
+            Err(_) => {
+                tracing::warn!(?COMMIT_TIMEOUT, "metadata write timed out");
                 Err(self.not_controller())
             }
         }
@@ -385,6 +426,7 @@ impl Service {
         }
         self.start_term_if_new(&mut deciding);
         self.fence_expired(&mut deciding).await;
+        let term = deciding.term;
         let image = self.image.borrow().clone();
         let controller = self.controller(&image);
         let now = self.now_ms();
@@ -392,7 +434,7 @@ impl Service {
             ControllerRequest::Register(registration) => {
                 let alive = deciding.sessions.is_alive(registration.id, now);
                 match controller.register_broker(&registration, alive) {
-                    Ok(records) => match self.commit(records).await {
+                    Ok(records) => match self.commit(records, term).await {
                         Ok(_) => {
                             let epoch = self
                                 .image
@@ -414,7 +456,7 @@ impl Service {
                     deciding
                         .sessions
                         .heard_from(heartbeat.id, heartbeat.broker_epoch, now);
-                    match self.commit_if_any(records, &image).await {
+                    match self.commit_if_any(records, &image, term).await {
                         Ok(_) => ControllerResponse::Heartbeat(answer),
                         Err(response) => response,
                     }
@@ -424,7 +466,7 @@ impl Service {
             ControllerRequest::AlterPartition(request) => {
                 match controller.alter_partition(&request) {
                     Ok(record) => match self
-                        .commit_if_any(record.into_iter().collect(), &image)
+                        .commit_if_any(record.into_iter().collect(), &image, term)
                         .await
                     {
                         Ok(_) => self
@@ -456,12 +498,13 @@ impl Service {
                     controller.create_topic(&topic, id, start),
                     validate_only,
                     &image,
+                    term,
                 )
                 .await
             }
             ControllerRequest::DeleteTopic { name } => {
                 let decided = controller.delete_topic(&name).map(|record| vec![record]);
-                self.decided(decided, false, &image).await
+                self.decided(decided, false, &image, term).await
             }
             ControllerRequest::CreatePartitions {
                 name,
@@ -471,17 +514,22 @@ impl Service {
             } => {
                 let start = (Uuid::new_v4().as_u128() % 1_000_003) as usize;
                 let decided = controller.create_partitions(&name, total, &assignments, start);
-                self.decided(decided, validate_only, &image).await
+                self.decided(decided, validate_only, &image, term).await
             }
             ControllerRequest::SetConfigs { resource, changes } => {
-                self.decided(controller.set_configs(&resource, &changes), false, &image)
-                    .await
+                self.decided(
+                    controller.set_configs(&resource, &changes),
+                    false,
+                    &image,
+                    term,
+                )
+                .await
             }
             ControllerRequest::AllocateProducerIds {
                 broker_id,
                 broker_epoch,
             } => match controller.allocate_producer_ids(broker_id, broker_epoch) {
-                Ok((record, first, count)) => match self.commit(vec![record]).await {
+                Ok((record, first, count)) => match self.commit(vec![record], term).await {
                     Ok(_) => ControllerResponse::ProducerIds { first, count },
                     Err(response) => response,
                 },
@@ -491,7 +539,7 @@ impl Service {
                 let decided = controller
                     .elect_preferred(&topic, partition)
                     .map(|record| vec![record]);
-                self.decided(decided, false, &image).await
+                self.decided(decided, false, &image, term).await
             }
             ControllerRequest::FetchImage { .. } | ControllerRequest::DescribeQuorum => {
                 self.not_controller()
@@ -505,11 +553,12 @@ impl Service {
         &self,
         records: Vec<MetadataRecord>,
         image: &MetadataImage,
+        term: u64,
     ) -> Result<u64, ControllerResponse> {
         if records.is_empty() {
             Ok(image.offset())
         } else {
-            self.commit(records).await
+            self.commit(records, term).await
         }
     }
 
@@ -518,13 +567,14 @@ impl Service {
         decided: Result<Vec<MetadataRecord>, ControllerError>,
         validate_only: bool,
         image: &MetadataImage,
+        term: u64,
     ) -> ControllerResponse {
         match decided {
             Err(error) => refused(error),
             Ok(_) if validate_only => ControllerResponse::Committed {
                 offset: image.offset(),
             },
-            Ok(records) => match self.commit_if_any(records, image).await {
+            Ok(records) => match self.commit_if_any(records, image, term).await {
                 Ok(offset) => ControllerResponse::Committed { offset },
                 Err(response) => response,
             },

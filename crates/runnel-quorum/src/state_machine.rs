@@ -5,9 +5,9 @@
 //! after it. A snapshot is `snapshot.json` (the image with the last applied log id and
 //! membership), replaced atomically, so a crash leaves the old or the new one.
 //!
-//! A batch that does not fit the image means a controller broke an invariant; applying it
-//! fails the state machine, which stops this node's Raft: a node that cannot follow the log
-//! stops rather than serve metadata that differs from its peers'.
+//! A batch is applied whole or not at all. One that does not fit the image (a controller
+//! broke an invariant) or was decided in an earlier term is skipped, identically on every
+//! voter, so the images never differ and no committed entry can stop the quorum for good.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::log::MetadataEntry;
-use crate::{Applied, MetadataRaft, NodeId};
+use crate::{Applied, MetadataBatch, MetadataRaft, NodeId};
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
 
@@ -40,14 +40,12 @@ struct SnapshotFile {
 
 #[derive(Debug)]
 pub(crate) struct StateMachine {
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     image: Arc<MetadataImage>,
     published: watch::Sender<Arc<MetadataImage>>,
-    /// The latest snapshot, shared with the builders that replace it.
-    snapshot: Arc<Mutex<Option<SnapshotFile>>>,
+    /// Shared with the builders, which replace it from tasks of their own.
+    snapshots: Arc<SnapshotStore>,
 }
 
 fn io_error(error: impl std::error::Error + 'static) -> AnyError {
@@ -82,41 +80,58 @@ impl StateMachine {
         let (published, receiver) = watch::channel(image.clone());
         Ok((
             StateMachine {
-                fs,
-                dir: dir.to_path_buf(),
                 last_applied,
                 membership,
                 image,
                 published,
-                snapshot: Arc::new(Mutex::new(snapshot)),
+                snapshots: Arc::new(SnapshotStore {
+                    fs,
+                    dir: dir.to_path_buf(),
+                    latest: Mutex::new(snapshot),
+                }),
             },
             receiver,
         ))
     }
 
-    #[expect(
-        clippy::result_large_err,
-        reason = "openraft's error type, as its trait returns it"
-    )]
-    fn apply_entry(&mut self, entry: MetadataEntry) -> Result<Applied, StorageError<NodeId>> {
+    fn apply_entry(&mut self, entry: MetadataEntry) -> Applied {
         let offset = entry.log_id.index;
+        let mut applied = true;
         match entry.payload {
             EntryPayload::Blank => {}
             EntryPayload::Normal(batch) => {
-                let image = Arc::make_mut(&mut self.image);
-                for record in &batch.records {
-                    image.apply(offset, record).map_err(|error| {
-                        tracing::error!(%error, offset, "metadata record does not apply: stopping this node's quorum member");
-                        StorageIOError::apply(entry.log_id, AnyError::new(&error))
-                    })?;
-                }
+                applied = self.apply_batch(offset, entry.log_id.leader_id.term, &batch);
             }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership);
             }
         }
         self.last_applied = Some(entry.log_id);
-        Ok(Applied { offset })
+        Applied { offset, applied }
+    }
+
+    /// Applies a batch whole or not at all, the same way on every voter: one decided in
+    /// another term than it was written in, or whose records do not fit the image, is
+    /// skipped (and the controller that wrote it tells its client to retry).
+    fn apply_batch(&mut self, offset: u64, term: u64, batch: &MetadataBatch) -> bool {
+        if batch.term != term {
+            tracing::info!(
+                offset,
+                decided = batch.term,
+                written = term,
+                "skipping a decision from an earlier term"
+            );
+            return false;
+        }
+        let mut next = (*self.image).clone();
+        for record in &batch.records {
+            if let Err(error) = next.apply(offset, record) {
+                tracing::error!(%error, offset, "skipping a metadata batch that does not fit the image");
+                return false;
+            }
+        }
+        self.image = Arc::new(next);
+        true
     }
 }
 
@@ -134,19 +149,17 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
         I: IntoIterator<Item = MetadataEntry> + Send,
         I::IntoIter: Send,
     {
-        let mut answers = Vec::new();
-        for entry in entries {
-            answers.push(self.apply_entry(entry)?);
-        }
+        let answers: Vec<Applied> = entries
+            .into_iter()
+            .map(|entry| self.apply_entry(entry))
+            .collect();
         self.published.send_replace(self.image.clone());
         Ok(answers)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
-            fs: self.fs.clone(),
-            dir: self.dir.clone(),
-            latest: self.snapshot.clone(),
+            snapshots: self.snapshots.clone(),
             file: SnapshotFile {
                 meta: SnapshotMeta {
                     last_log_id: self.last_applied,
@@ -179,12 +192,14 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
             meta: meta.clone(),
             image,
         };
-        persist(&*self.fs, &self.dir, &file)
+        self.image = Arc::new(file.image.clone());
+        let store = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || store.replace(file))
+            .await
+            .map_err(|error| StorageIOError::write_snapshot(signature.clone(), io_error(error)))?
             .map_err(|error| StorageIOError::write_snapshot(signature, io_error(error)))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.image = Arc::new(file.image.clone());
-        *lock(&self.snapshot) = Some(file);
         self.published.send_replace(self.image.clone());
         Ok(())
     }
@@ -192,7 +207,7 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<MetadataRaft>>, StorageError<NodeId>> {
-        let latest = lock(&self.snapshot);
+        let latest = self.snapshots.latest();
         let Some(file) = latest.as_ref() else {
             return Ok(None);
         };
@@ -206,43 +221,159 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
     }
 }
 
-fn lock(snapshot: &Mutex<Option<SnapshotFile>>) -> std::sync::MutexGuard<'_, Option<SnapshotFile>> {
-    // Held only to swap or clone the snapshot.
-    snapshot
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The latest snapshot, on disk and in memory. Builds (which openraft runs on tasks of their
+/// own) and installs go through [`SnapshotStore::replace`] one at a time, and a snapshot
+/// never replaces a newer one: a build that finishes after a newer install must not put the
+/// image back behind what the log has already purged.
+#[derive(Debug)]
+pub(crate) struct SnapshotStore {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    latest: Mutex<Option<SnapshotFile>>,
 }
 
-fn persist(fs: &dyn FileSystem, dir: &Path, file: &SnapshotFile) -> std::io::Result<()> {
-    let json = serde_json::to_vec(file).map_err(std::io::Error::other)?;
-    write_atomically(fs, dir, SNAPSHOT_FILE, &json)
+impl SnapshotStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SnapshotFile>> {
+        // Held to write the file and swap it; a panic while holding it stops the process.
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn latest(&self) -> Option<SnapshotFile> {
+        self.lock().clone()
+    }
+
+    /// Makes `file` the snapshot, durably, unless one at least as new is there. Blocks.
+    fn replace(&self, file: SnapshotFile) -> std::io::Result<bool> {
+        let mut latest = self.lock();
+        if latest
+            .as_ref()
+            .is_some_and(|current| current.meta.last_log_id >= file.meta.last_log_id)
+        {
+            return Ok(false);
+        }
+        let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+        write_atomically(&*self.fs, &self.dir, SNAPSHOT_FILE, &json)?;
+        *latest = Some(file);
+        Ok(true)
+    }
 }
 
 /// Writes a snapshot of the image as it was when the builder was made.
 #[derive(Debug)]
 pub(crate) struct SnapshotBuilder {
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
-    latest: Arc<Mutex<Option<SnapshotFile>>>,
+    snapshots: Arc<SnapshotStore>,
     file: SnapshotFile,
 }
 
 impl RaftSnapshotBuilder<MetadataRaft> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MetadataRaft>, StorageError<NodeId>> {
         let signature = Some(self.file.meta.signature());
-        let fs = self.fs.clone();
-        let dir = self.dir.clone();
+        let store = self.snapshots.clone();
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || persist(&*fs, &dir, &file))
+        tokio::task::spawn_blocking(move || store.replace(file))
             .await
             .map_err(|error| StorageIOError::write_snapshot(signature.clone(), io_error(error)))?
             .map_err(|error| StorageIOError::write_snapshot(signature.clone(), io_error(error)))?;
         let data = serde_json::to_vec(&self.file.image)
             .map_err(|error| StorageIOError::write_snapshot(signature, io_error(error)))?;
-        *lock(&self.latest) = Some(self.file.clone());
         Ok(Snapshot {
             meta: self.file.meta.clone(),
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+    use runnel_storage::sim::{ManualClock, SimFileSystem};
+
+    fn snapshot_at(index: u64) -> SnapshotFile {
+        SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: Membership::default(),
+                snapshot_id: index.to_string(),
+            },
+            image: MetadataImage::default(),
+        }
+    }
+
+    fn entry(term: u64, index: u64, batch: MetadataBatch) -> MetadataEntry {
+        openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(batch),
+        }
+    }
+
+    fn topic(name: &str, id: u128) -> runnel_controller::MetadataRecord {
+        runnel_controller::MetadataRecord::Topic {
+            name: name.into(),
+            id: uuid::Uuid::from_u128(id),
+        }
+    }
+
+    /// A decision written in a later term than it was made in, or whose records do not fit,
+    /// is skipped whole, the same way on every voter.
+    #[test]
+    fn stale_or_unfitting_batches_are_skipped_whole() -> std::io::Result<()> {
+        let fs = SimFileSystem::new(Arc::new(ManualClock::new(0)));
+        let (mut machine, image) = StateMachine::open(Arc::new(fs), Path::new("/m"))?;
+        let applied = machine.apply_entry(entry(
+            2,
+            1,
+            MetadataBatch {
+                term: 2,
+                records: vec![topic("a", 1)],
+            },
+        ));
+        assert!(applied.applied);
+        let stale = machine.apply_entry(entry(
+            3,
+            2,
+            MetadataBatch {
+                term: 2,
+                records: vec![topic("b", 2)],
+            },
+        ));
+        assert!(!stale.applied);
+        // The second record repeats a topic: neither record applies.
+        let unfitting = machine.apply_entry(entry(
+            3,
+            3,
+            MetadataBatch {
+                term: 3,
+                records: vec![topic("c", 3), topic("a", 1)],
+            },
+        ));
+        assert!(!unfitting.applied);
+        let names: Vec<String> = machine.image.topics().map(|t| t.name.clone()).collect();
+        assert_eq!(names, vec!["a".to_owned()]);
+        assert_eq!(machine.last_applied.map(|id| id.index), Some(3));
+        drop(image);
+        Ok(())
+    }
+
+    /// A build that finishes after a newer install must not put the snapshot back behind
+    /// what the log has purged.
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() -> std::io::Result<()> {
+        let fs = SimFileSystem::new(Arc::new(ManualClock::new(0)));
+        let dir = Path::new("/m");
+        runnel_storage::fs::create_dir_durably(&fs, dir)?;
+        let store = SnapshotStore {
+            fs: Arc::new(fs.clone()),
+            dir: dir.to_path_buf(),
+            latest: Mutex::new(None),
+        };
+        assert!(store.replace(snapshot_at(20))?);
+        assert!(!store.replace(snapshot_at(12))?);
+        assert!(!store.replace(snapshot_at(20))?);
+        let (machine, _) = StateMachine::open(Arc::new(fs.crash(1)), dir)?;
+        assert_eq!(machine.last_applied.map(|id| id.index), Some(20));
+        Ok(())
     }
 }

@@ -60,8 +60,15 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
             format!("a frame claims {len} bytes, over the {FRAME_BYTES_MAX}-byte limit"),
         ));
     }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).await?;
+    // Grown as the bytes arrive, not allocated on the peer's word.
+    let mut body = Vec::new();
+    reader.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed inside a frame",
+        ));
+    }
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))

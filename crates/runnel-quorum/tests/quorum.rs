@@ -429,3 +429,48 @@ async fn a_voter_far_behind_catches_up_from_a_snapshot() -> TestResult {
     }
     Ok(())
 }
+
+/// What a hostile or broken peer sends to the controller listener: a frame claiming more
+/// than the limit, a frame that is not a message, a decision too large for one entry. Each
+/// gets a closed connection or a refusal, and the quorum goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_and_oversized_decisions_are_refused_and_the_quorum_goes_on() -> TestResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (voters, mut listeners) = Voters::bind(1).await?;
+    let node = voters
+        .start(1, listeners.remove(&1).ok_or("listener")?)
+        .await?;
+    let address = voters.addresses[&1].clone();
+    for frame in [
+        (u32::MAX).to_be_bytes().to_vec(),
+        [&5u32.to_be_bytes()[..], b"hello"].concat(),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await?;
+        stream.write_all(&frame).await?;
+        let mut buf = [0u8; 1];
+        let read = timeout(WITHIN, stream.read(&mut buf)).await??;
+        assert_eq!(read, 0, "the connection is closed");
+    }
+    let mut client = ControllerClient::new(voters.addresses.values());
+    for broker in 1..=3 {
+        start_broker(&mut client, broker).await?;
+    }
+    create_topic(&mut client, "small").await?;
+    let huge = ControllerRequest::SetConfigs {
+        resource: runnel_controller::records::ConfigResource::Topic("small".into()),
+        changes: vec![("cleanup.policy".into(), Some("x".repeat(9 << 20)))],
+    };
+    match client.call(huge, WITHIN).await? {
+        ControllerResponse::Refused { code, .. } => {
+            assert_eq!(
+                code,
+                kafka_protocol::error::ResponseError::PolicyViolation.code()
+            );
+        }
+        other => return Err(format!("{other:?}").into()),
+    }
+    create_topic(&mut client, "after").await?;
+    node.shutdown().await;
+    Ok(())
+}

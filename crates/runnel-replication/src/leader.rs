@@ -394,11 +394,21 @@ impl LeaderState {
         Some(change)
     }
 
-    /// The controller answered the in-flight change. `committed`: the partition state it
+    /// The controller answered the change `answered`. `committed`: the partition state it
     /// committed (applied as [`LeaderState::update_assignment`] would); `None`: it refused or
-    /// the request failed, and the next [`LeaderState::next_isr_change`] computes afresh.
-    pub fn isr_change_done(&mut self, committed: Option<Assignment>, now_ms: i64) {
-        self.pending = None;
+    /// the request failed, and the next [`LeaderState::next_isr_change`] computes afresh. An
+    /// answer to a change no longer in flight (a newer assignment superseded it, and another
+    /// may be in flight now) does not clear the one that is: the high watermark must keep
+    /// counting that one's joiners until its own answer comes.
+    pub fn isr_change_done(
+        &mut self,
+        answered: &IsrChange,
+        committed: Option<Assignment>,
+        now_ms: i64,
+    ) {
+        if self.pending.as_ref() == Some(answered) {
+            self.pending = None;
+        }
         match committed {
             Some(assignment) => self.update_assignment(assignment, now_ms),
             // The maximal ISR shrank back to the committed one.
@@ -527,7 +537,11 @@ mod tests {
             0,
             "until committed, replica 3 still counts"
         );
-        leader.isr_change_done(Some(assignment(1, &[1, 2, 3], &[1, 2])), LAG_MS + 3);
+        leader.isr_change_done(
+            &change,
+            Some(assignment(1, &[1, 2, 3], &[1, 2])),
+            LAG_MS + 3,
+        );
         assert_eq!(leader.high_watermark(), 10);
         assert_eq!(leader.isr(), vec![1, 2]);
         Ok(())
@@ -571,7 +585,7 @@ mod tests {
         leader.on_append(130);
         leader.on_durable(130);
         assert_eq!(leader.high_watermark(), 120);
-        leader.isr_change_done(None, 5);
+        leader.isr_change_done(&change, None, 5);
         assert_eq!(
             leader.high_watermark(),
             130,
@@ -607,8 +621,54 @@ mod tests {
         leader.on_durable(5);
         leader.on_follower_fetch(2, 20, 5, 1)?;
         leader.on_follower_fetch(3, 30, 5, 1)?;
-        leader.isr_change_done(Some(assignment(1, &[1, 2, 3], &[1])), 2);
+        leader.update_assignment(assignment(1, &[1, 2, 3], &[1]), 2);
         assert_eq!(leader.ack(5), AckOutcome::NotEnoughReplicasAfterAppend);
+        Ok(())
+    }
+
+    /// An answer to a change a newer assignment already superseded must not clear the change
+    /// in flight since: its joiner still counts toward the high watermark.
+    #[test]
+    fn a_late_answer_to_an_old_change_leaves_the_new_one_in_flight() -> Result<(), FetchError> {
+        let mut leader = LeaderState::new(
+            1,
+            assignment(0, &[1, 2, 3], &[1, 2]),
+            LocalLog {
+                log_end: 10,
+                durable_end: 10,
+                high_watermark: 10,
+                broker_epoch: 10,
+            },
+            config(1),
+            0,
+        );
+        leader.on_follower_fetch(2, 20, 10, 1)?;
+        leader.on_follower_fetch(3, 30, 10, 1)?;
+        let old = leader
+            .next_isr_change(2, |_| true)
+            .ok_or(FetchError::NotAReplica)?;
+        assert_eq!(ids(&old), vec![1, 2, 3]);
+        // Metadata moves on (another change committed meanwhile) before the answer comes.
+        leader.update_assignment(assignment(5, &[1, 2, 3], &[1, 2]), 3);
+        let new = leader
+            .next_isr_change(4, |_| true)
+            .ok_or(FetchError::NotAReplica)?;
+        leader.isr_change_done(&old, None, 5);
+        assert_eq!(
+            leader.next_isr_change(6, |_| true),
+            None,
+            "the new change is still in flight"
+        );
+        leader.on_append(12);
+        leader.on_durable(12);
+        leader.on_follower_fetch(2, 20, 12, 7)?;
+        assert_eq!(
+            leader.high_watermark(),
+            10,
+            "the joiner of the change in flight, replica 3, still counts"
+        );
+        leader.isr_change_done(&new, None, 8);
+        assert_eq!(leader.high_watermark(), 12);
         Ok(())
     }
 
@@ -744,7 +804,7 @@ mod tests {
                                 partition_epoch += 1;
                                 assignment(partition_epoch, &replicas, &ids(&change))
                             });
-                            leader.isr_change_done(committed, now);
+                            leader.isr_change_done(&change, committed, now);
                         }
                     }
                 }

@@ -555,7 +555,7 @@ impl World {
                     replicas: partition.replicas,
                     isr: partition.isr,
                 });
-            state.isr_change_done(committed, now);
+            state.isr_change_done(&change, committed, now);
             broker.high_watermark = state.high_watermark();
         }
     }
