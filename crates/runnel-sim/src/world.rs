@@ -42,6 +42,11 @@ pub struct WorldConfig {
     pub crash_per_mille: u64,
     /// Per step, out of 1000: the chance a broker is cut off from everyone.
     pub isolate_per_mille: u64,
+    /// `true`: replicas count only what they fsynced (the default). `false`: page-cache
+    /// mode, where they count what they wrote; power cuts then strike one broker at a time,
+    /// the others having flushed since (the independent failures that mode relies on), and
+    /// a broker back from one registers as having lost unflushed data.
+    pub durable: bool,
 }
 
 impl Default for WorldConfig {
@@ -53,6 +58,7 @@ impl Default for WorldConfig {
             steps: 400,
             crash_per_mille: 15,
             isolate_per_mille: 15,
+            durable: true,
         }
     }
 }
@@ -68,6 +74,9 @@ pub struct Outcome {
     pub leader_changes: usize,
     pub crashes: usize,
     pub truncated_entries: usize,
+    /// Page-cache mode only: every replica that could lead safely lost unflushed data, so
+    /// the partition stays offline rather than elect one uncleanly (KIP-966).
+    pub left_offline: bool,
 }
 
 /// A safety rule broken, with the run's trace up to it.
@@ -113,6 +122,8 @@ struct Broker {
     high_watermark: i64,
     /// The high watermark as last checkpointed, which a restart starts from.
     checkpointed_high_watermark: i64,
+    /// Lost unflushed writes to a power cut since it last registered (page-cache mode).
+    lost_unflushed: bool,
     image: MetadataImage,
     role: Role,
 }
@@ -178,6 +189,7 @@ impl World {
                     log: ReplicaLog::default(),
                     high_watermark: 0,
                     checkpointed_high_watermark: 0,
+                    lost_unflushed: false,
                     image: MetadataImage::default(),
                     role: Role::None,
                 },
@@ -244,7 +256,10 @@ impl World {
                 port: 1,
             }],
             rack: None,
-            data_intact: true,
+            data_intact: !self
+                .brokers
+                .get(&id)
+                .is_some_and(|broker| broker.lost_unflushed),
         };
         let alive = self.sessions.is_alive(id, self.now_ms);
         match self.controller().register_broker(&registration, alive) {
@@ -254,6 +269,7 @@ impl World {
                 self.sessions.heard_from(id, epoch, self.now_ms);
                 if let Some(broker) = self.brokers.get_mut(&id) {
                     broker.broker_epoch = epoch;
+                    broker.lost_unflushed = false;
                 }
             }
             Err(error) => self.note(format!("broker {id} registration refused: {error}")),
@@ -392,6 +408,10 @@ impl World {
             value,
         });
         state.on_append(broker.log.end());
+        if !self.config.durable {
+            // Page-cache mode: what is written counts.
+            state.on_durable(broker.log.end());
+        }
         waiting.push((broker.log.end(), value));
         let line = format!(
             "broker {target} appends value {value} at offset {} (epoch {})",
@@ -480,8 +500,10 @@ impl World {
                 for entry in records {
                     follower.log.append(entry);
                 }
-                // Fsynced before the next fetch reports it.
-                follower.log.sync();
+                // Fsynced before the next fetch reports it, unless in page-cache mode.
+                if self.config.durable {
+                    follower.log.sync();
+                }
                 follower.high_watermark = high_watermark.min(follower.log.end());
                 None
             }
@@ -589,12 +611,23 @@ impl World {
     }
 
     pub fn crash(&mut self, id: BrokerId, power_cut: bool) {
+        if power_cut && !self.config.durable {
+            for other in self
+                .brokers
+                .values_mut()
+                .filter(|other| other.up && other.id != id)
+            {
+                other.log.sync();
+            }
+        }
+        let durable = self.config.durable;
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
         if !broker.up {
             return;
         }
+        broker.lost_unflushed |= power_cut && !durable;
         broker.up = false;
         broker.role = Role::None;
         if power_cut {
@@ -853,10 +886,14 @@ impl World {
             self.step(false);
             self.check().map_err(|what| self.violation(what))?;
         }
-        let leader = Self::partition(&self.image, self.topic)
-            .map(|state| state.leader)
-            .filter(|&leader| leader != NO_LEADER)
-            .ok_or_else(|| self.violation("no leader after the cluster healed".into()))?;
+        let Some(leader) = self.leader() else {
+            if !self.config.durable {
+                self.outcome.left_offline = true;
+                return Ok(self.outcome);
+            }
+            // Durable replicas never lose what they reported: one of them must lead again.
+            return Err(self.violation("no leader after the cluster healed".into()));
+        };
         let broker = &self.brokers[&leader];
         for &(offset, value) in &self.acknowledged {
             let readable = offset < broker.high_watermark

@@ -20,6 +20,7 @@ fn seeds() -> Vec<u64> {
 fn run_all(name: &str, config: WorldConfig) {
     let started = Instant::now();
     let mut totals = (0usize, 0usize, 0usize, 0usize);
+    let mut offline = 0usize;
     let seeds = seeds();
     for &seed in &seeds {
         match World::new(seed, config).run() {
@@ -28,6 +29,7 @@ fn run_all(name: &str, config: WorldConfig) {
                 totals.1 += outcome.leader_changes;
                 totals.2 += outcome.crashes;
                 totals.3 += outcome.truncated_entries;
+                offline += usize::from(outcome.left_offline);
             }
             Err(violation) => panic!(
                 "{name}: {violation}\nreplay: RUNNEL_SIM_SEED={seed} cargo test -p runnel-sim --test seeds {name}"
@@ -36,7 +38,7 @@ fn run_all(name: &str, config: WorldConfig) {
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "{name}: {} seeds in {elapsed:?} ({:.0} seeds/min): {} acknowledged, {} leader changes, {} crashes, {} entries truncated",
+        "{name}: {} seeds in {elapsed:?} ({:.0} seeds/min): {} acknowledged, {} leader changes, {} crashes, {} entries truncated, {offline} left offline",
         seeds.len(),
         seeds.len() as f64 / elapsed.as_secs_f64() * 60.0,
         totals.0,
@@ -74,6 +76,18 @@ fn five_brokers_three_replicas_heavy_faults() {
             brokers: 5,
             crash_per_mille: 40,
             isolate_per_mille: 40,
+            ..WorldConfig::default()
+        },
+    );
+}
+
+#[test]
+fn page_cache_mode_with_independent_power_cuts() {
+    run_all(
+        "page_cache_mode_with_independent_power_cuts",
+        WorldConfig {
+            durable: false,
+            crash_per_mille: 4,
             ..WorldConfig::default()
         },
     );
