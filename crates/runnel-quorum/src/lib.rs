@@ -19,6 +19,7 @@ mod log;
 mod log_store;
 mod network;
 mod node;
+mod snapshot_buffer;
 mod state_machine;
 pub mod wire;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientError, ControllerClient};
 pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig};
 pub use node::{Quorum, QuorumConfig, METADATA_DIR, SNAPSHOT_EVERY_ENTRIES};
+pub use snapshot_buffer::SnapshotBuffer;
 pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
 
 /// A voter's node id.
@@ -59,5 +61,5 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = snapshot_buffer::SnapshotBuffer,
 );

@@ -9,7 +9,6 @@
 //! broke an invariant) or was decided in an earlier term is skipped, identically on every
 //! voter, so the images never differ and no committed entry can stop the quorum for good.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::log::MetadataEntry;
+use crate::snapshot_buffer::SnapshotBuffer;
 use crate::{Applied, MetadataBatch, MetadataRaft, NodeId};
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -176,17 +176,17 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotBuffer>, StorageError<NodeId>> {
+        Ok(Box::new(SnapshotBuffer::default()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBuffer>,
     ) -> Result<(), StorageError<NodeId>> {
         let signature = Some(meta.signature());
-        let image: MetadataImage = serde_json::from_slice(snapshot.get_ref())
+        let image: MetadataImage = serde_json::from_slice(snapshot.bytes())
             .map_err(|error| StorageIOError::read_snapshot(signature.clone(), io_error(error)))?;
         let file = SnapshotFile {
             meta: meta.clone(),
@@ -216,7 +216,7 @@ impl RaftStateMachine<MetadataRaft> for StateMachine {
         })?;
         Ok(Some(Snapshot {
             meta: file.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotBuffer::new(data)),
         }))
     }
 }
@@ -280,7 +280,7 @@ impl RaftSnapshotBuilder<MetadataRaft> for SnapshotBuilder {
             .map_err(|error| StorageIOError::write_snapshot(signature, io_error(error)))?;
         Ok(Snapshot {
             meta: self.file.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotBuffer::new(data)),
         })
     }
 }
