@@ -212,3 +212,68 @@ fn a_controller_refuses_a_quorum_that_does_not_name_it() {
         "{stderr}"
     );
 }
+
+/// `runnel cluster quorum` against real controllers: the leader's view, as a table and as
+/// JSON, from any controller's address.
+#[test]
+fn cluster_quorum_shows_the_leader_the_voters_and_the_brokers() {
+    let quorum = Quorum::start(3);
+    let runtime = runtime();
+    let mut client = quorum.client();
+    runtime.block_on(register_and_unfence(&mut client, 7));
+    let leader = runtime.block_on(status(&mut client)).leader;
+    let quorum_cli = |format: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["cluster", "quorum", "--format", format])
+            .args(["--bootstrap-controller", &quorum.addresses[2]])
+            .output()
+            .expect("run runnel");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&quorum_cli("json")).expect("json");
+    assert_eq!(json["leader"], leader);
+    assert_eq!(json["voters"].as_array().map(Vec::len), Some(3));
+    assert_eq!(json["brokers"][0]["registration"]["id"], 7);
+    let table = quorum_cli("table");
+    assert!(
+        table.contains(&format!("Leader:         {leader}")),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{leader}*")), "{table}");
+    assert!(table.contains("active"), "{table}");
+}
+
+/// The controller settings come from the environment as well as from flags.
+#[test]
+fn a_controller_takes_its_settings_from_the_environment() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .arg("server")
+        .env("RUNNEL_ROLES", "controller")
+        .env("RUNNEL_NODE_ID", "1")
+        .env("RUNNEL_CONTROLLER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUNNEL_CONTROLLER_QUORUM", format!("1@127.0.0.1:{port}"))
+        .env("RUNNEL_DATA_DIR", root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn runnel");
+    let runtime = runtime();
+    let answer = runtime.block_on(async {
+        let mut client = ControllerClient::new([&format!("127.0.0.1:{port}")]);
+        client.call(ControllerRequest::DescribeQuorum, WITHIN).await
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    match answer {
+        Ok(ControllerResponse::Quorum(status)) => assert_eq!(status.leader, 1),
+        other => panic!("{other:?}"),
+    }
+    assert!(root.path().join("__cluster_metadata").is_dir());
+}
