@@ -374,9 +374,9 @@ impl Controller<'_> {
         records
     }
 
-    /// A leader's ISR change. `Ok(None)`: the partition already has that ISR, and the
-    /// answer is its current state.
-    pub fn alter_partition(&self, request: &AlterPartition) -> Decided<Option<MetadataRecord>> {
+    /// A leader's ISR change, and the completion of a reassignment it allows. No records:
+    /// the partition already has that ISR, and the answer is its current state.
+    pub fn alter_partition(&self, request: &AlterPartition) -> Decided<Vec<MetadataRecord>> {
         let registered = self.image.broker(request.broker_id);
         if registered.is_none_or(|broker| broker.registration.epoch != request.broker_epoch) {
             return refuse(
@@ -461,7 +461,143 @@ impl Controller<'_> {
             }
         }
         let usable = |id: BrokerId| self.image.is_usable(id);
-        Ok(self.change(topic, request.partition, state, &usable, &target, &[]))
+        let mut records = Vec::new();
+        let mut after = state.clone();
+        if let Some(MetadataRecord::PartitionChange(change)) =
+            self.change(topic, request.partition, state, &usable, &target, &[])
+        {
+            after = state.with_change(&change);
+            records.push(MetadataRecord::PartitionChange(change));
+        }
+        // The ISR change may be the one that completes a reassignment.
+        records.extend(
+            self.completion(topic, request.partition, &after)
+                .map(MetadataRecord::PartitionChange),
+        );
+        Ok(records)
+    }
+
+    /// The change that gives a partition a new replica set (and reassignment state), with
+    /// the ISR, ELR and leader following through the one set of election rules: members
+    /// outside the new replicas drop out, and a leader outside them hands over.
+    fn reshape(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        state: &PartitionState,
+        replicas: Vec<BrokerId>,
+        adding: Vec<BrokerId>,
+        removing: Vec<BrokerId>,
+    ) -> PartitionChange {
+        let mut shaped = state.clone();
+        shaped.replicas = replicas;
+        shaped.adding_replicas = adding;
+        shaped.removing_replicas = removing;
+        let target_isr: Vec<BrokerId> = state
+            .isr
+            .iter()
+            .copied()
+            .filter(|id| shaped.replicas.contains(id))
+            .collect();
+        let usable = |id: BrokerId| self.image.is_usable(id);
+        let elected = match self.change(topic, partition, &shaped, &usable, &target_isr, &[]) {
+            Some(MetadataRecord::PartitionChange(change)) => change,
+            _ => PartitionChange::of(topic.id, partition),
+        };
+        PartitionChange {
+            replicas: (shaped.replicas != state.replicas).then(|| shaped.replicas.clone()),
+            adding_replicas: (shaped.adding_replicas != state.adding_replicas)
+                .then(|| shaped.adding_replicas.clone()),
+            removing_replicas: (shaped.removing_replicas != state.removing_replicas)
+                .then(|| shaped.removing_replicas.clone()),
+            ..elected
+        }
+    }
+
+    /// The change that completes the reassignment under way, once every target replica is
+    /// in sync: the replicas become the target, and a leader outside it hands over.
+    fn completion(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        state: &PartitionState,
+    ) -> Option<PartitionChange> {
+        if !state.is_reassigning() {
+            return None;
+        }
+        let target = state.target_replicas();
+        if !target.iter().all(|id| state.isr.contains(id)) {
+            return None;
+        }
+        Some(self.reshape(topic, partition, state, target, Vec::new(), Vec::new()))
+    }
+
+    /// AlterPartitionReassignments for one partition (KIP-455): `Some(target)` starts a
+    /// reassignment to those replicas (replacing one under way), `None` cancels the one under
+    /// way. The target replicas join first; the removed ones leave once every target replica
+    /// is in sync. As KRaft lists them, the replicas are the targets then the ones leaving,
+    /// so a cancelled reassignment keeps the targets first.
+    pub fn reassign(
+        &self,
+        name: &str,
+        partition: i32,
+        target: Option<&[BrokerId]>,
+    ) -> Decided<Vec<MetadataRecord>> {
+        let Some((topic, state)) = self
+            .image
+            .topic_by_name(name)
+            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
+        else {
+            return refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Partition {name}-{partition} does not exist."),
+            );
+        };
+        let original = state.original_replicas();
+        let target: Vec<BrokerId> = match target {
+            Some(target) => {
+                self.check_assignment(partition, target)?;
+                target.to_vec()
+            }
+            None if state.is_reassigning() => original.clone(),
+            None => {
+                return refuse(
+                    ResponseError::NoReassignmentInProgress,
+                    format!("No reassignment of {name}-{partition} is in progress."),
+                )
+            }
+        };
+        let removing: Vec<BrokerId> = original
+            .iter()
+            .copied()
+            .filter(|id| !target.contains(id))
+            .collect();
+        let adding: Vec<BrokerId> = target
+            .iter()
+            .copied()
+            .filter(|id| !original.contains(id))
+            .collect();
+        let replicas: Vec<BrokerId> = target.iter().chain(&removing).copied().collect();
+        let change = self.reshape(topic, partition, state, replicas, adding, removing);
+        if change == PartitionChange::of(topic.id, partition) {
+            return Ok(Vec::new());
+        }
+        let after = state.with_change(&change);
+        let mut records = vec![MetadataRecord::PartitionChange(change)];
+        records.extend(
+            self.completion(topic, partition, &after)
+                .map(MetadataRecord::PartitionChange),
+        );
+        Ok(records)
+    }
+
+    /// ListPartitionReassignments: every partition with a reassignment under way.
+    pub fn reassignments(&self) -> Vec<(String, i32, PartitionState)> {
+        self.image
+            .partitions()
+            .filter(|(_, _, state)| state.is_reassigning())
+            .map(|(topic, index, state)| (topic.name.clone(), index, state.clone()))
+            .collect()
     }
 
     fn usable_candidates(&self) -> Vec<Candidate> {
@@ -556,6 +692,8 @@ impl Controller<'_> {
                 replicas,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         })
     }
@@ -774,12 +912,8 @@ impl Controller<'_> {
             );
         }
         Ok(MetadataRecord::PartitionChange(PartitionChange {
-            topic_id: topic.id,
-            partition,
             leader: Some(preferred),
-            isr: None,
-            elr: None,
-            replicas: None,
+            ..PartitionChange::of(topic.id, partition)
         }))
     }
 }

@@ -135,6 +135,8 @@ mod tests {
                 leader: replicas[0],
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
         })
     }
@@ -169,12 +171,9 @@ mod tests {
         let before = image(&records);
         let change = |leader, isr: Vec<i32>| {
             MetadataRecord::PartitionChange(PartitionChange {
-                topic_id: Uuid::from_u128(1),
-                partition: 0,
                 leader,
                 isr: Some(isr),
-                elr: None,
-                replicas: None,
+                ..PartitionChange::of(Uuid::from_u128(1), 0)
             })
         };
         let mut shrunk = records.clone();

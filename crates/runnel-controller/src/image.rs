@@ -264,21 +264,7 @@ impl MetadataImage {
                 change.topic_id, change.partition
             )));
         };
-        let mut next = state.clone();
-        if let Some(leader) = change.leader {
-            next.leader = leader;
-            next.leader_epoch += 1;
-        }
-        if let Some(isr) = &change.isr {
-            next.isr = isr.clone();
-        }
-        if let Some(elr) = &change.elr {
-            next.elr = elr.clone();
-        }
-        if let Some(replicas) = &change.replicas {
-            next.replicas = replicas.clone();
-        }
-        next.partition_epoch += 1;
+        let next = state.with_change(change);
         check_partition(&next).map_err(InconsistentRecord)?;
         *state = next;
         Ok(())
@@ -296,6 +282,17 @@ pub(crate) fn check_partition(state: &PartitionState) -> Result<(), String> {
     }
     if state.has_leader() && !state.isr.contains(&state.leader) {
         return Err(format!("a leader outside the ISR: {state:?}"));
+    }
+    if !in_replicas(&state.adding_replicas)
+        || !in_replicas(&state.removing_replicas)
+        || state
+            .adding_replicas
+            .iter()
+            .any(|id| state.removing_replicas.contains(id))
+    {
+        return Err(format!(
+            "a reassignment inconsistent with the replicas: {state:?}"
+        ));
     }
     Ok(())
 }
@@ -367,6 +364,8 @@ mod tests {
                     leader: 1,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 },
             }),
         )?;
@@ -376,8 +375,7 @@ mod tests {
                 partition: 0,
                 leader,
                 isr: Some(isr),
-                elr: None,
-                replicas: None,
+                ..PartitionChange::of(id, 0)
             })
         };
         image.apply(4, &change(None, vec![1]))?;

@@ -83,12 +83,10 @@ pub(crate) fn change_isr(
     };
 
     let change = PartitionChange {
-        topic_id: context.topic_id,
-        partition: context.partition,
         leader: (leader != state.leader).then_some(leader),
         isr: (isr != state.isr).then_some(isr),
         elr: (elr != state.elr).then_some(elr),
-        replicas: None,
+        ..PartitionChange::of(context.topic_id, context.partition)
     };
     let unchanged = change.leader.is_none() && change.isr.is_none() && change.elr.is_none();
     (!unchanged).then_some(change)
@@ -106,6 +104,8 @@ mod tests {
             leader,
             leader_epoch: 4,
             partition_epoch: 9,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }
     }
 

@@ -89,11 +89,61 @@ pub struct PartitionState {
     pub leader: BrokerId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-455: replicas a reassignment adds (already in `replicas`, catching up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas a reassignment removes once every target replica is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionState {
     pub fn has_leader(&self) -> bool {
         self.leader != NO_LEADER
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment moves to (all of them when none is under way).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !self.removing_replicas.contains(id))
+            .collect()
+    }
+
+    /// The replicas before the reassignment under way, if any.
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !self.adding_replicas.contains(id))
+            .collect()
+    }
+
+    /// This state with `change` applied: a new leader bumps the leader epoch, every change
+    /// the partition epoch.
+    pub fn with_change(&self, change: &PartitionChange) -> PartitionState {
+        let mut next = self.clone();
+        if let Some(leader) = change.leader {
+            next.leader = leader;
+            next.leader_epoch += 1;
+        }
+        let replace = |field: &mut Vec<BrokerId>, value: &Option<Vec<BrokerId>>| {
+            if let Some(value) = value {
+                field.clone_from(value);
+            }
+        };
+        replace(&mut next.isr, &change.isr);
+        replace(&mut next.elr, &change.elr);
+        replace(&mut next.replicas, &change.replicas);
+        replace(&mut next.adding_replicas, &change.adding_replicas);
+        replace(&mut next.removing_replicas, &change.removing_replicas);
+        next.partition_epoch += 1;
+        next
     }
 }
 
@@ -113,6 +163,26 @@ pub struct PartitionChange {
     pub isr: Option<Vec<BrokerId>>,
     pub elr: Option<Vec<BrokerId>>,
     pub replicas: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding_replicas: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing_replicas: Option<Vec<BrokerId>>,
+}
+
+impl PartitionChange {
+    /// A change to nothing yet, for the fields to be set.
+    pub fn of(topic_id: Uuid, partition: i32) -> PartitionChange {
+        PartitionChange {
+            topic_id,
+            partition,
+            leader: None,
+            isr: None,
+            elr: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }
+    }
 }
 
 /// What a dynamic config applies to.
@@ -139,6 +209,8 @@ mod tests {
             isr: None,
             elr: Some(vec![4]),
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
         });
         let json = serde_json::to_string(&record)?;
         assert_eq!(

@@ -173,8 +173,8 @@ impl Cluster {
             partition_epoch: state.partition_epoch,
             new_isr: isr.iter().map(|&id| (id, self.epoch(id))).collect(),
         };
-        let record = self.controller().alter_partition(&request)?;
-        self.commit(record.into_iter().collect())
+        let records = self.controller().alter_partition(&request)?;
+        self.commit(records)
             .map_err(|error| ControllerError::new(ResponseError::UnknownServerError, error.0))
     }
 }
@@ -569,6 +569,96 @@ fn partitions_configs_deletion_and_producer_ids() -> TestResult {
     Ok(())
 }
 
+fn manual_topic(cluster: &mut Cluster, replicas: &[BrokerId]) -> Result<Uuid, Box<dyn Error>> {
+    let id = Uuid::from_u128(0x5EA);
+    let topic = NewTopic {
+        name: "r".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: vec![replicas.to_vec()],
+        configs: vec![],
+    };
+    let records = cluster.controller().create_topic(&topic, id, 0)?;
+    cluster.commit(records)?;
+    Ok(id)
+}
+
+/// KIP-455: the target replicas join, and once all are in sync the removed ones leave and
+/// a leader outside the target hands over.
+#[test]
+fn a_reassignment_completes_once_every_target_replica_is_in_sync() -> TestResult {
+    let mut cluster = Cluster::new();
+    for id in 1..=4 {
+        cluster.start(id)?;
+    }
+    let topic = manual_topic(&mut cluster, &[1, 2, 3])?;
+    let records = cluster.controller().reassign("r", 0, Some(&[2, 3, 4]))?;
+    cluster.commit(records)?;
+    let state = cluster.state(topic, 0);
+    assert_eq!(state.replicas, vec![2, 3, 4, 1]);
+    assert_eq!(
+        (
+            state.adding_replicas.clone(),
+            state.removing_replicas.clone()
+        ),
+        (vec![4], vec![1])
+    );
+    assert_eq!(
+        state.leader, 1,
+        "the old leader leads until the move completes"
+    );
+    assert_eq!(cluster.controller().reassignments().len(), 1);
+    // Broker 4 catches up; the leader adds it to the ISR, which completes the move.
+    cluster.alter(topic, 0, &[1, 2, 3, 4])?;
+    let state = cluster.state(topic, 0);
+    assert_eq!(state.replicas, vec![2, 3, 4]);
+    assert_eq!(state.isr, vec![2, 3, 4]);
+    assert_eq!(state.leader, 2);
+    assert!(!state.is_reassigning());
+    assert!(cluster.controller().reassignments().is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_reassignment_can_be_cancelled_and_a_reorder_completes_at_once() -> TestResult {
+    let mut cluster = Cluster::new();
+    for id in 1..=4 {
+        cluster.start(id)?;
+    }
+    let topic = manual_topic(&mut cluster, &[1, 2, 3])?;
+    assert_eq!(
+        code(cluster.controller().reassign("r", 0, None)),
+        Some(ResponseError::NoReassignmentInProgress)
+    );
+    assert_eq!(
+        code(cluster.controller().reassign("r", 0, Some(&[1, 9]))),
+        Some(ResponseError::InvalidReplicaAssignment)
+    );
+    assert_eq!(
+        code(cluster.controller().reassign("r", 5, Some(&[1]))),
+        Some(ResponseError::UnknownTopicOrPartition)
+    );
+    let records = cluster.controller().reassign("r", 0, Some(&[2, 3, 4]))?;
+    cluster.commit(records)?;
+    let records = cluster.controller().reassign("r", 0, None)?;
+    cluster.commit(records)?;
+    let state = cluster.state(topic, 0);
+    // Back to the original replicas, in the order the reassignment listed them (as KRaft
+    // reverts: the targets kept first).
+    assert_eq!(state.replicas, vec![2, 3, 1]);
+    assert!(!state.is_reassigning());
+    // The same replicas in another order: every target replica is in sync already.
+    let records = cluster.controller().reassign("r", 0, Some(&[3, 2, 1]))?;
+    cluster.commit(records)?;
+    let state = cluster.state(topic, 0);
+    assert_eq!((state.replicas.clone(), state.leader), (vec![3, 2, 1], 1));
+    assert!(!state.is_reassigning());
+    let record = cluster.controller().elect_preferred("r", 0)?;
+    cluster.commit(vec![record])?;
+    assert_eq!(cluster.state(topic, 0).leader, 3);
+    Ok(())
+}
+
 #[test]
 fn names_are_checked_as_kafka_does() {
     assert_eq!(
@@ -616,6 +706,15 @@ enum Event {
     Shutdown {
         broker: usize,
     },
+    /// A reassignment of a partition to three of the four brokers.
+    Reassign {
+        partition: i32,
+        without: usize,
+        reverse: bool,
+    },
+    Cancel {
+        partition: i32,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -628,6 +727,14 @@ fn event() -> impl Strategy<Value = Event> {
         (0i32..4, 0usize..4).prop_map(|(partition, broker)| Event::Shrink { partition, broker }),
         (0i32..4, 0usize..4).prop_map(|(partition, broker)| Event::Expand { partition, broker }),
         (0usize..4).prop_map(|broker| Event::Shutdown { broker }),
+        (0i32..4, 0usize..4, any::<bool>()).prop_map(|(partition, without, reverse)| {
+            Event::Reassign {
+                partition,
+                without,
+                reverse,
+            }
+        }),
+        (0i32..4).prop_map(|partition| Event::Cancel { partition }),
     ]
 }
 
@@ -680,6 +787,28 @@ proptest! {
                     }
                     Ok(())
                 }
+                Event::Reassign { partition, without, reverse } => {
+                    // Three of the four brokers, in either order.
+                    let mut target: Vec<BrokerId> =
+                        (1..=4).filter(|&id| id != without as i32 + 1).collect();
+                    if reverse {
+                        target.reverse();
+                    }
+                    match cluster.controller().reassign("t", partition, Some(&target)) {
+                        Ok(records) => cluster.commit(records).map_err(|error| error.0.into()),
+                        Err(error) => {
+                            prop_assert_ne!(error.code, ResponseError::UnknownServerError, "{}", error);
+                            Ok(())
+                        }
+                    }
+                }
+                Event::Cancel { partition } => match cluster.controller().reassign("t", partition, None) {
+                    Ok(records) => cluster.commit(records).map_err(|error| error.0.into()),
+                    Err(error) => {
+                        prop_assert_eq!(error.code, ResponseError::NoReassignmentInProgress);
+                        Ok(())
+                    }
+                },
             };
             prop_assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
             for (partition, old) in (0..4).zip(before) {

@@ -465,10 +465,7 @@ impl Service {
             },
             ControllerRequest::AlterPartition(request) => {
                 match controller.alter_partition(&request) {
-                    Ok(record) => match self
-                        .commit_if_any(record.into_iter().collect(), &image, term)
-                        .await
-                    {
+                    Ok(records) => match self.commit_if_any(records, &image, term).await {
                         Ok(_) => self
                             .image
                             .borrow()

@@ -553,8 +553,8 @@ impl World {
         };
         let decided = self.controller().alter_partition(&request);
         let answer = match decided {
-            Ok(record) => {
-                self.commit(record.into_iter().collect());
+            Ok(records) => {
+                self.commit(records);
                 Self::partition(&self.image, self.topic).cloned()
             }
             Err(error) => {
