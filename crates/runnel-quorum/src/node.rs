@@ -538,6 +538,17 @@ impl Service {
                     .map(|record| vec![record]);
                 self.decided(decided, false, &image, term).await
             }
+            ControllerRequest::Reassign {
+                topic,
+                partition,
+                target,
+            } => {
+                let decided = controller.reassign(&topic, partition, target.as_deref());
+                self.decided(decided, false, &image, term).await
+            }
+            ControllerRequest::ListReassignments => {
+                ControllerResponse::Reassignments(controller.reassignments())
+            }
             ControllerRequest::FetchImage { .. } | ControllerRequest::DescribeQuorum => {
                 self.not_controller()
             }

@@ -124,6 +124,15 @@ pub enum ControllerRequest {
         topic: String,
         partition: i32,
     },
+    /// Moves a partition to `target` replicas (KIP-455), or with `None` cancels the move
+    /// under way.
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<BrokerId>>,
+    },
+    /// Every reassignment under way.
+    ListReassignments,
     /// The metadata image once it is past offset `after`, waiting up to `wait_ms` for it.
     /// Any controller answers from its own image.
     FetchImage {
@@ -183,4 +192,6 @@ pub enum ControllerResponse {
     /// `None`: the image did not pass the offset asked for in time.
     Image(Option<Box<MetadataImage>>),
     Quorum(QuorumStatus),
+    /// Reassignments under way: topic, partition and its state.
+    Reassignments(Vec<(String, i32, PartitionState)>),
 }

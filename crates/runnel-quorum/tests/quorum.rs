@@ -474,3 +474,59 @@ async fn bad_frames_and_oversized_decisions_are_refused_and_the_quorum_goes_on()
     node.shutdown().await;
     Ok(())
 }
+
+/// A reassignment through the controller listener: started, listed, cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignments_are_started_listed_and_cancelled_through_the_controller() -> TestResult {
+    let (voters, mut listeners) = Voters::bind(1).await?;
+    let node = voters
+        .start(1, listeners.remove(&1).ok_or("listener")?)
+        .await?;
+    let mut client = ControllerClient::new(voters.addresses.values());
+    for broker in 1..=4 {
+        start_broker(&mut client, broker).await?;
+    }
+    create_topic(&mut client, "moving").await?;
+    let image = node.image().borrow().clone();
+    let replicas = image
+        .topic_by_name("moving")
+        .and_then(|topic| topic.partitions.get(&0))
+        .map(|state| state.replicas.clone())
+        .ok_or("no partition")?;
+    let outsider = (1..=4)
+        .find(|id| !replicas.contains(id))
+        .ok_or("no free broker")?;
+    let target = vec![replicas[1], replicas[2], outsider];
+    let reassign = |target: Option<Vec<i32>>| ControllerRequest::Reassign {
+        topic: "moving".into(),
+        partition: 0,
+        target,
+    };
+    match client.call(reassign(Some(target)), WITHIN).await? {
+        ControllerResponse::Committed { .. } => {}
+        other => return Err(format!("{other:?}").into()),
+    }
+    match client
+        .call(ControllerRequest::ListReassignments, WITHIN)
+        .await?
+    {
+        ControllerResponse::Reassignments(list) => {
+            assert_eq!(list.len(), 1);
+            assert_eq!(list[0].2.adding_replicas, vec![outsider]);
+        }
+        other => return Err(format!("{other:?}").into()),
+    }
+    match client.call(reassign(None), WITHIN).await? {
+        ControllerResponse::Committed { .. } => {}
+        other => return Err(format!("{other:?}").into()),
+    }
+    match client
+        .call(ControllerRequest::ListReassignments, WITHIN)
+        .await?
+    {
+        ControllerResponse::Reassignments(list) => assert!(list.is_empty()),
+        other => return Err(format!("{other:?}").into()),
+    }
+    node.shutdown().await;
+    Ok(())
+}
