@@ -916,4 +916,43 @@ impl Controller<'_> {
             ..PartitionChange::of(topic.id, partition)
         }))
     }
+
+    /// ElectLeaders, UNCLEAN: an operator's last resort for a partition left without a
+    /// leader because no replica in its ISR or ELR is usable. The first usable replica
+    /// leads, alone in the ISR, and the ELR is cleared: records it lacks are lost, which is
+    /// why the controller never does this by itself.
+    pub fn elect_unclean(&self, name: &str, partition: i32) -> Decided<MetadataRecord> {
+        let Some((topic, state)) = self
+            .image
+            .topic_by_name(name)
+            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
+        else {
+            return refuse(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Partition {name}-{partition} does not exist."),
+            );
+        };
+        if state.has_leader() {
+            return refuse(
+                ResponseError::ElectionNotNeeded,
+                format!("Broker {} leads {name}-{partition}.", state.leader),
+            );
+        }
+        let Some(chosen) = state
+            .target_replicas()
+            .into_iter()
+            .find(|&id| self.image.is_usable(id))
+        else {
+            return refuse(
+                ResponseError::EligibleLeadersNotAvailable,
+                format!("No replica of {name}-{partition} is registered, unfenced and not shutting down."),
+            );
+        };
+        Ok(MetadataRecord::PartitionChange(PartitionChange {
+            leader: Some(chosen),
+            isr: Some(vec![chosen]),
+            elr: Some(Vec::new()),
+            ..PartitionChange::of(topic.id, partition)
+        }))
+    }
 }

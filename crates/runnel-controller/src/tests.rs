@@ -659,6 +659,37 @@ fn a_reassignment_can_be_cancelled_and_a_reorder_completes_at_once() -> TestResu
     Ok(())
 }
 
+/// An unclean election is an operator's choice, never the controller's: only a leaderless
+/// partition, and only with a usable replica, gets one.
+#[test]
+fn an_unclean_election_revives_a_partition_only_on_request() -> TestResult {
+    let mut cluster = Cluster::new();
+    for id in 1..=3 {
+        cluster.start(id)?;
+    }
+    let topic = cluster.create("t", 1, 3)?;
+    assert_eq!(
+        code(cluster.controller().elect_unclean("t", 0)),
+        Some(ResponseError::ElectionNotNeeded)
+    );
+    // Every in-sync replica comes back having lost unflushed data: nobody may lead.
+    for id in 1..=3 {
+        cluster.fence(id)?;
+    }
+    for id in 1..=3 {
+        cluster.register(id, None, false)?;
+        cluster.heartbeat(id, false, false)?;
+    }
+    assert_eq!(cluster.state(topic, 0).leader, NO_LEADER);
+    let record = cluster.controller().elect_unclean("t", 0)?;
+    cluster.commit(vec![record])?;
+    let state = cluster.state(topic, 0);
+    assert!(state.has_leader());
+    assert_eq!(state.isr, vec![state.leader]);
+    assert!(state.elr.is_empty());
+    Ok(())
+}
+
 #[test]
 fn names_are_checked_as_kafka_does() {
     assert_eq!(

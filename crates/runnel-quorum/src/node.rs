@@ -546,6 +546,12 @@ impl Service {
                 let decided = controller.reassign(&topic, partition, target.as_deref());
                 self.decided(decided, false, &image, term).await
             }
+            ControllerRequest::ElectUnclean { topic, partition } => {
+                let decided = controller
+                    .elect_unclean(&topic, partition)
+                    .map(|record| vec![record]);
+                self.decided(decided, false, &image, term).await
+            }
             ControllerRequest::ListReassignments => {
                 ControllerResponse::Reassignments(controller.reassignments())
             }

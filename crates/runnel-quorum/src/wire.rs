@@ -124,6 +124,11 @@ pub enum ControllerRequest {
         topic: String,
         partition: i32,
     },
+    /// An operator's unclean election for a partition nobody may lead.
+    ElectUnclean {
+        topic: String,
+        partition: i32,
+    },
     /// Moves a partition to `target` replicas (KIP-455), or with `None` cancels the move
     /// under way.
     Reassign {
