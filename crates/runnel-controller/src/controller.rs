@@ -578,6 +578,23 @@ impl Controller<'_> {
             .filter(|id| !original.contains(id))
             .collect();
         let replicas: Vec<BrokerId> = target.iter().chain(&removing).copied().collect();
+        // As KRaft refuses a revert that would need one: a move that drops every replica
+        // that may lead (the ISR, or with it empty the ELR; say, cancelling a move whose new
+        // replicas took over the leadership) would leave only replicas that may lack
+        // committed records.
+        let eligible = if state.isr.is_empty() {
+            &state.elr
+        } else {
+            &state.isr
+        };
+        if !eligible.is_empty() && !eligible.iter().any(|id| replicas.contains(id)) {
+            return refuse(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Moving {name}-{partition} to {target:?} would drop every replica that may lead ({eligible:?}) and need an unclean leader election."
+                ),
+            );
+        }
         let change = self.reshape(topic, partition, state, replicas, adding, removing);
         if change == PartitionChange::of(topic.id, partition) {
             return Ok(Vec::new());

@@ -659,6 +659,29 @@ fn a_reassignment_can_be_cancelled_and_a_reorder_completes_at_once() -> TestResu
     Ok(())
 }
 
+/// Cancelling a move whose new replica took over the leadership would drop every in-sync
+/// replica: refused, as KRaft refuses a revert that needs an unclean election.
+#[test]
+fn a_move_that_drops_every_replica_that_may_lead_is_refused() -> TestResult {
+    let mut cluster = Cluster::new();
+    for id in 1..=4 {
+        cluster.start(id)?;
+    }
+    let topic = manual_topic(&mut cluster, &[1, 2, 3])?;
+    cluster.alter(topic, 0, &[1])?;
+    let records = cluster.controller().reassign("r", 0, Some(&[2, 3, 4]))?;
+    cluster.commit(records)?;
+    cluster.alter(topic, 0, &[1, 4])?;
+    cluster.fence(1)?;
+    let state = cluster.state(topic, 0);
+    assert_eq!((state.leader, state.isr.clone()), (4, vec![4]));
+    assert_eq!(
+        code(cluster.controller().reassign("r", 0, None)),
+        Some(ResponseError::InvalidReplicaAssignment)
+    );
+    Ok(())
+}
+
 /// An unclean election is an operator's choice, never the controller's: only a leaderless
 /// partition, and only with a usable replica, gets one.
 #[test]
@@ -836,7 +859,15 @@ proptest! {
                 Event::Cancel { partition } => match cluster.controller().reassign("t", partition, None) {
                     Ok(records) => cluster.commit(records).map_err(|error| error.0.into()),
                     Err(error) => {
-                        prop_assert_eq!(error.code, ResponseError::NoReassignmentInProgress);
+                        prop_assert!(
+                            matches!(
+                                error.code,
+                                ResponseError::NoReassignmentInProgress
+                                    | ResponseError::InvalidReplicaAssignment
+                            ),
+                            "{}",
+                            error
+                        );
                         Ok(())
                     }
                 },

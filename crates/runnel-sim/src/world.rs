@@ -47,6 +47,8 @@ pub struct WorldConfig {
     /// the others having flushed since (the independent failures that mode relies on), and
     /// a broker back from one registers as having lost unflushed data.
     pub durable: bool,
+    /// Per step, out of 1000: the chance an operator reassigns the partition (or cancels).
+    pub reassign_per_mille: u64,
 }
 
 impl Default for WorldConfig {
@@ -59,6 +61,7 @@ impl Default for WorldConfig {
             crash_per_mille: 15,
             isolate_per_mille: 15,
             durable: true,
+            reassign_per_mille: 0,
         }
     }
 }
@@ -372,8 +375,38 @@ impl World {
                 }
             };
         }
+        if !changes.removed.is_empty() {
+            // Moved off this broker: it stops serving the partition and deletes its replica.
+            broker.role = Role::None;
+            broker.log = ReplicaLog::default();
+            broker.high_watermark = 0;
+            broker.checkpointed_high_watermark = 0;
+            notes.push(format!("broker {id} deletes its replica"));
+        }
         for line in notes {
             self.note(line);
+        }
+    }
+
+    /// An operator moves the partition to `replication_factor` random brokers, or cancels
+    /// the move under way.
+    fn reassign(&mut self) {
+        let cancel = self.rng.chance(1, 4);
+        let target: Option<Vec<BrokerId>> = (!cancel).then(|| {
+            let mut pool: Vec<BrokerId> = (1..=self.config.brokers).collect();
+            let mut chosen = Vec::new();
+            while chosen.len() < self.config.replication_factor as usize && !pool.is_empty() {
+                let at = self.rng.below(pool.len() as u64) as usize;
+                chosen.push(pool.remove(at));
+            }
+            chosen
+        });
+        match self.controller().reassign("sim", 0, target.as_deref()) {
+            Ok(records) => {
+                self.note(format!("operator reassigns to {target:?}"));
+                self.commit(records);
+            }
+            Err(error) => self.note(format!("reassignment to {target:?} refused: {error}")),
         }
     }
 
@@ -843,6 +876,9 @@ impl World {
             if down && self.rng.chance(1, 10) {
                 self.restart(id);
             }
+        }
+        if faults && self.rng.chance(self.config.reassign_per_mille, 1000) {
+            self.reassign();
         }
         self.tick_control_plane(faults);
         for _ in 0..1 + self.rng.below(3) {

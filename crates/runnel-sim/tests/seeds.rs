@@ -92,3 +92,15 @@ fn page_cache_mode_with_independent_power_cuts() {
         },
     );
 }
+
+#[test]
+fn five_brokers_with_reassignments() {
+    run_all(
+        "five_brokers_with_reassignments",
+        WorldConfig {
+            brokers: 5,
+            reassign_per_mille: 30,
+            ..WorldConfig::default()
+        },
+    );
+}
