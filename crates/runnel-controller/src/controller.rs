@@ -227,12 +227,36 @@ impl Controller<'_> {
                     || state.leader == id
                     || (lost_data && state.elr.contains(&id))
             })
-            .filter_map(|(topic, index, state)| {
+            .flat_map(|(topic, index, state)| {
                 let target: Vec<BrokerId> =
                     state.isr.iter().copied().filter(|&r| r != id).collect();
-                self.change(topic, index, state, &usable, &target, drop_from_elr)
+                let change = self.change(topic, index, state, &usable, &target, drop_from_elr);
+                self.with_completion(topic, index, state, change)
             })
             .collect()
+    }
+
+    /// `change` (if any), then the completion of the reassignment under way if the partition
+    /// as it leaves it has every target replica in sync: a reassignment completes on
+    /// whichever change gets it there, as in KRaft.
+    fn with_completion(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        state: &PartitionState,
+        change: Option<MetadataRecord>,
+    ) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        let mut after = state.clone();
+        if let Some(MetadataRecord::PartitionChange(change)) = change {
+            after = state.with_change(&change);
+            records.push(MetadataRecord::PartitionChange(change));
+        }
+        records.extend(
+            self.completion(topic, partition, &after)
+                .map(MetadataRecord::PartitionChange),
+        );
+        records
     }
 
     /// Broker `id` became usable: leaderless partitions it could lead elect again.
@@ -243,8 +267,9 @@ impl Controller<'_> {
             .filter(|(_, _, state)| {
                 !state.has_leader() && (state.isr.contains(&id) || state.elr.contains(&id))
             })
-            .filter_map(|(topic, index, state)| {
-                self.change(topic, index, state, &usable, &state.isr, &[])
+            .flat_map(|(topic, index, state)| {
+                let change = self.change(topic, index, state, &usable, &state.isr, &[]);
+                self.with_completion(topic, index, state, change)
             })
             .collect()
     }
@@ -461,20 +486,8 @@ impl Controller<'_> {
             }
         }
         let usable = |id: BrokerId| self.image.is_usable(id);
-        let mut records = Vec::new();
-        let mut after = state.clone();
-        if let Some(MetadataRecord::PartitionChange(change)) =
-            self.change(topic, request.partition, state, &usable, &target, &[])
-        {
-            after = state.with_change(&change);
-            records.push(MetadataRecord::PartitionChange(change));
-        }
-        // The ISR change may be the one that completes a reassignment.
-        records.extend(
-            self.completion(topic, request.partition, &after)
-                .map(MetadataRecord::PartitionChange),
-        );
-        Ok(records)
+        let change = self.change(topic, request.partition, state, &usable, &target, &[]);
+        Ok(self.with_completion(topic, request.partition, state, change))
     }
 
     /// The change that gives a partition a new replica set (and reassignment state), with
@@ -504,7 +517,17 @@ impl Controller<'_> {
             Some(MetadataRecord::PartitionChange(change)) => change,
             _ => PartitionChange::of(topic.id, partition),
         };
+        // Dropping a replica bumps the leader epoch even when the leader stays, as KRaft
+        // does, so the removed replica's fetches in the old epoch are fenced.
+        let dropped = state
+            .replicas
+            .iter()
+            .any(|id| !shaped.replicas.contains(id));
+        let leader = elected
+            .leader
+            .or((dropped && state.has_leader()).then_some(state.leader));
         PartitionChange {
+            leader,
             replicas: (shaped.replicas != state.replicas).then(|| shaped.replicas.clone()),
             adding_replicas: (shaped.adding_replicas != state.adding_replicas)
                 .then(|| shaped.adding_replicas.clone()),
@@ -515,7 +538,9 @@ impl Controller<'_> {
     }
 
     /// The change that completes the reassignment under way, once every target replica is
-    /// in sync: the replicas become the target, and a leader outside it hands over.
+    /// in sync (KIP-455's rule; KRaft waits only for the adding replicas, so a kept replica
+    /// that is out of sync holds a move here): the replicas become the target, and a leader
+    /// outside it hands over.
     fn completion(
         &self,
         topic: &TopicImage,
@@ -596,16 +621,9 @@ impl Controller<'_> {
             );
         }
         let change = self.reshape(topic, partition, state, replicas, adding, removing);
-        if change == PartitionChange::of(topic.id, partition) {
-            return Ok(Vec::new());
-        }
-        let after = state.with_change(&change);
-        let mut records = vec![MetadataRecord::PartitionChange(change)];
-        records.extend(
-            self.completion(topic, partition, &after)
-                .map(MetadataRecord::PartitionChange),
-        );
-        Ok(records)
+        let change = (change != PartitionChange::of(topic.id, partition))
+            .then_some(MetadataRecord::PartitionChange(change));
+        Ok(self.with_completion(topic, partition, state, change))
     }
 
     /// ListPartitionReassignments: every partition with a reassignment under way.
@@ -938,7 +956,7 @@ impl Controller<'_> {
     /// leader because no replica in its ISR or ELR is usable. The first usable replica
     /// leads, alone in the ISR, and the ELR is cleared: records it lacks are lost, which is
     /// why the controller never does this by itself.
-    pub fn elect_unclean(&self, name: &str, partition: i32) -> Decided<MetadataRecord> {
+    pub fn elect_unclean(&self, name: &str, partition: i32) -> Decided<Vec<MetadataRecord>> {
         let Some((topic, state)) = self
             .image
             .topic_by_name(name)
@@ -955,9 +973,24 @@ impl Controller<'_> {
                 format!("Broker {} leads {name}-{partition}.", state.leader),
             );
         }
+        // A clean election first, if the ISR or ELR can give one after all.
+        let usable = |id: BrokerId| self.image.is_usable(id);
+        if let Some(MetadataRecord::PartitionChange(change)) =
+            self.change(topic, partition, state, &usable, &state.isr, &[])
+        {
+            if change.leader.is_some_and(|leader| leader != NO_LEADER) {
+                return Ok(self.with_completion(
+                    topic,
+                    partition,
+                    state,
+                    Some(MetadataRecord::PartitionChange(change)),
+                ));
+            }
+        }
         let Some(chosen) = state
-            .target_replicas()
-            .into_iter()
+            .replicas
+            .iter()
+            .copied()
             .find(|&id| self.image.is_usable(id))
         else {
             return refuse(
@@ -965,11 +998,17 @@ impl Controller<'_> {
                 format!("No replica of {name}-{partition} is registered, unfenced and not shutting down."),
             );
         };
-        Ok(MetadataRecord::PartitionChange(PartitionChange {
+        let change = PartitionChange {
             leader: Some(chosen),
             isr: Some(vec![chosen]),
             elr: Some(Vec::new()),
             ..PartitionChange::of(topic.id, partition)
-        }))
+        };
+        Ok(self.with_completion(
+            topic,
+            partition,
+            state,
+            Some(MetadataRecord::PartitionChange(change)),
+        ))
     }
 }

@@ -704,8 +704,8 @@ fn an_unclean_election_revives_a_partition_only_on_request() -> TestResult {
         cluster.heartbeat(id, false, false)?;
     }
     assert_eq!(cluster.state(topic, 0).leader, NO_LEADER);
-    let record = cluster.controller().elect_unclean("t", 0)?;
-    cluster.commit(vec![record])?;
+    let records = cluster.controller().elect_unclean("t", 0)?;
+    cluster.commit(records)?;
     let state = cluster.state(topic, 0);
     assert!(state.has_leader());
     assert_eq!(state.isr, vec![state.leader]);

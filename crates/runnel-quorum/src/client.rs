@@ -25,6 +25,8 @@ pub struct ControllerClient {
     /// By address: the voters given, and any leader a voter named.
     connections: Vec<Connection>,
     leader: Option<usize>,
+    /// The voter the next image fetch starts at.
+    image_cursor: usize,
 }
 
 impl ControllerClient {
@@ -36,6 +38,7 @@ impl ControllerClient {
                 .map(|address| Connection::new(address.clone()))
                 .collect(),
             leader: None,
+            image_cursor: 0,
         }
     }
 
@@ -120,8 +123,10 @@ impl ControllerClient {
         }
     }
 
-    /// Asks any voter (the last leader first) for the metadata image past `after`, waiting up
-    /// to `wait` for it to get there.
+    /// Asks a voter for the metadata image past `after`, waiting up to `wait` for it to get
+    /// there. Voters answer from their own image, and one may lag (cut off from the leader,
+    /// slow to apply): after a wait that brought nothing, the next call starts at another
+    /// voter, so no lagging voter holds a broker's image back for long.
     pub async fn fetch_image(
         &mut self,
         after: u64,
@@ -131,13 +136,14 @@ impl ControllerClient {
             after,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         });
-        let mut order: Vec<usize> = (0..self.connections.len()).collect();
-        if let Some(leader) = self.leader {
-            order.retain(|&at| at != leader);
-            order.insert(0, leader);
-        }
-        for at in order {
+        let count = self.connections.len();
+        for step in 0..count {
+            let at = (self.image_cursor + step) % count;
             if let Some(response) = self.ask(at, &request, wait + CALL_TIMEOUT).await {
+                self.image_cursor = match &response {
+                    ControllerResponse::Image(Some(_)) => at,
+                    _ => (at + 1) % count,
+                };
                 return Ok(response);
             }
         }

@@ -547,9 +547,7 @@ impl Service {
                 self.decided(decided, false, &image, term).await
             }
             ControllerRequest::ElectUnclean { topic, partition } => {
-                let decided = controller
-                    .elect_unclean(&topic, partition)
-                    .map(|record| vec![record]);
+                let decided = controller.elect_unclean(&topic, partition);
                 self.decided(decided, false, &image, term).await
             }
             ControllerRequest::ListReassignments => {

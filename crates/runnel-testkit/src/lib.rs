@@ -113,10 +113,17 @@ impl NodeProcess {
         }
     }
 
+    /// Whether the process runs; one that exited is reaped and forgotten, so that
+    /// [`Self::start_again`] may follow.
     pub fn is_running(&mut self) -> bool {
-        self.child
+        let running = self
+            .child
             .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+        if !running {
+            self.child = None;
+        }
+        running
     }
 
     /// Kills the process as a crash would (SIGKILL) and waits for it.
@@ -130,17 +137,24 @@ impl NodeProcess {
     /// Stops the process as an operator does (SIGTERM) and checks it exits cleanly within
     /// `within`.
     pub fn stop(&mut self, within: Duration) {
-        let Some(mut child) = self.child.take() else {
+        let Some(pid) = self.pid() else {
             return;
         };
+        // The child stays in `self` until it has exited: on a failed check, drop still kills
+        // it rather than leave it holding the port and the data directory.
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = child.try_wait().expect("wait") {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().expect("wait"));
+            if let Some(status) = exited {
+                self.child = None;
                 assert!(
                     status.success(),
                     "runnel exited with {status}; log:\n{}",
