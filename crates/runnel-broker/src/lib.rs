@@ -69,6 +69,15 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
     }
 }
 
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: address.to_owned(),
+            source,
+        })
+}
+
 /// Runs a voter of the controller quorum until `stop` completes. What it has on disk (the
 /// metadata log, its vote and snapshot) is durable at every step, so stopping is just
 /// stopping.
@@ -78,12 +87,7 @@ async fn run_controller(
 ) -> Result<(), RunError> {
     let voters = config.voters()?;
     let listen = config.controller_listen.clone().unwrap_or_default();
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            address: listen.clone(),
-            source,
-        })?;
+    let listener = bind(&listen).await?;
     let quorum_config = QuorumConfig {
         node_id: config.node_id as u64,
         voters,
@@ -127,12 +131,7 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             dir: String::new(),
             reason: format!("recovery task failed: {join}"),
         })??;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            address: listen.clone(),
-            source,
-        })?;
+    let listener = bind(&listen).await?;
     let local = listener
         .local_addr()
         .map(|a| a.to_string())

@@ -182,6 +182,23 @@ pub struct Controller<'a> {
 }
 
 impl Controller<'_> {
+    /// A partition by topic name, or UNKNOWN_TOPIC_OR_PARTITION.
+    fn named_partition(
+        &self,
+        name: &str,
+        partition: i32,
+    ) -> Decided<(&TopicImage, &PartitionState)> {
+        self.image
+            .topic_by_name(name)
+            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
+            .ok_or_else(|| {
+                ControllerError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Partition {name}-{partition} does not exist."),
+                )
+            })
+    }
+
     fn min_isr(&self, topic: &str) -> i32 {
         self.image
             .config(
@@ -568,16 +585,7 @@ impl Controller<'_> {
         partition: i32,
         target: Option<&[BrokerId]>,
     ) -> Decided<Vec<MetadataRecord>> {
-        let Some((topic, state)) = self
-            .image
-            .topic_by_name(name)
-            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
-        else {
-            return refuse(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Partition {name}-{partition} does not exist."),
-            );
-        };
+        let (topic, state) = self.named_partition(name, partition)?;
         let original = state.original_replicas();
         let target: Vec<BrokerId> = match target {
             Some(target) => {
@@ -923,16 +931,7 @@ impl Controller<'_> {
     /// Moves leadership of a partition back to its preferred (first) replica
     /// (ElectLeaders, PREFERRED).
     pub fn elect_preferred(&self, name: &str, partition: i32) -> Decided<MetadataRecord> {
-        let Some((topic, state)) = self
-            .image
-            .topic_by_name(name)
-            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
-        else {
-            return refuse(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Partition {name}-{partition} does not exist."),
-            );
-        };
+        let (topic, state) = self.named_partition(name, partition)?;
         let preferred = state.replicas.first().copied().unwrap_or(NO_LEADER);
         if state.leader == preferred {
             return refuse(
@@ -957,16 +956,7 @@ impl Controller<'_> {
     /// leads, alone in the ISR, and the ELR is cleared: records it lacks are lost, which is
     /// why the controller never does this by itself.
     pub fn elect_unclean(&self, name: &str, partition: i32) -> Decided<Vec<MetadataRecord>> {
-        let Some((topic, state)) = self
-            .image
-            .topic_by_name(name)
-            .and_then(|topic| Some((topic, topic.partitions.get(&partition)?)))
-        else {
-            return refuse(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Partition {name}-{partition} does not exist."),
-            );
-        };
+        let (topic, state) = self.named_partition(name, partition)?;
         if state.has_leader() {
             return refuse(
                 ResponseError::ElectionNotNeeded,
