@@ -90,6 +90,20 @@ struct Follower {
     broker_epoch: i64,
 }
 
+impl Follower {
+    /// A follower not yet heard from in this leader epoch. One in the ISR is given a full lag
+    /// time from `now_ms` to fetch before it counts as lagging.
+    fn new(in_isr: bool, now_ms: i64) -> Follower {
+        Follower {
+            end_offset: None,
+            last_caught_up_ms: if in_isr { now_ms } else { 0 },
+            last_fetch_ms: 0,
+            leader_end_at_last_fetch: -1,
+            broker_epoch: -1,
+        }
+    }
+}
+
 /// One partition led by this broker.
 #[derive(Debug, Clone)]
 pub struct LeaderState {
@@ -153,16 +167,7 @@ impl LeaderState {
             .replicas
             .iter()
             .filter(|&&id| id != local)
-            .map(|&id| {
-                let follower = Follower {
-                    end_offset: None,
-                    last_caught_up_ms: if isr.contains(&id) { now_ms } else { 0 },
-                    last_fetch_ms: 0,
-                    leader_end_at_last_fetch: -1,
-                    broker_epoch: -1,
-                };
-                (id, follower)
-            })
+            .map(|&id| (id, Follower::new(isr.contains(&id), now_ms)))
             .collect();
         LeaderState {
             local,
@@ -245,13 +250,10 @@ impl LeaderState {
         self.followers
             .retain(|id, _| assignment.replicas.contains(id));
         for &id in assignment.replicas.iter().filter(|&&id| id != local) {
-            self.followers.entry(id).or_insert(Follower {
-                end_offset: None,
-                last_caught_up_ms: if self.isr.contains(&id) { now_ms } else { 0 },
-                last_fetch_ms: 0,
-                leader_end_at_last_fetch: -1,
-                broker_epoch: -1,
-            });
+            let in_isr = self.isr.contains(&id);
+            self.followers
+                .entry(id)
+                .or_insert_with(|| Follower::new(in_isr, now_ms));
         }
         self.replicas = assignment.replicas;
         self.advance_high_watermark();
