@@ -2,14 +2,15 @@
 //! connection. Handlers live in `handlers/`, one module per group of APIs.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::{Request, RequestBody};
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically};
-use runnel_storage::{Clock, FileHandles, FileSystem, OsFileSystem, SystemClock};
+use runnel_storage::{Clock, FileSystem, OsFileSystem, SystemClock};
 use tokio::sync::watch;
 
+use crate::cluster::ClusterMember;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use crate::fetch_sessions::FetchSessions;
@@ -50,6 +51,8 @@ pub struct Broker {
     pub(crate) advertised_port: i32,
     /// Flips to true once; long-polling fetches and connections watch it.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// This broker's membership of a cluster; unset on a one-node broker.
+    pub(crate) cluster: OnceLock<Arc<ClusterMember>>,
 }
 
 /// What a handler gives back.
@@ -88,23 +91,23 @@ impl Broker {
             dir: config.data_dir.display().to_string(),
             reason: error.to_string(),
         })?;
-        let cluster_id = load_or_create_identity(&*fs, &config.data_dir, config.node_id)?;
-        let producer_ids =
+        let cluster_id = load_or_create_identity(
+            &*fs,
+            &config.data_dir,
+            config.node_id,
+            config.controller_quorum.as_deref(),
+        )?;
+        let producer_ids = if config.controller_quorum.is_some() {
+            ProducerIds::from_controller(Arc::clone(&fs), &config.data_dir)
+        } else {
             ProducerIds::open(Arc::clone(&fs), &config.data_dir).map_err(|reason| {
                 StartupError::DataDir {
                     dir: config.data_dir.display().to_string(),
                     reason,
                 }
-            })?;
-        let topics = TopicRegistry::open(
-            Arc::clone(&fs),
-            &config.data_dir,
-            config.topic_defaults(),
-            config.partitions_max,
-            FileHandles::new(config.sealed_segment_files_max),
-            config.num_io_threads,
-            clock.now_ms(),
-        )?;
+            })?
+        };
+        let topics = TopicRegistry::open(Arc::clone(&fs), &config, clock.now_ms())?;
         let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;
         let transactions = TransactionService::open(&topics, &config, Arc::clone(&clock))?;
         let io =
@@ -133,6 +136,7 @@ impl Broker {
             advertised_host,
             advertised_port,
             shutdown,
+            cluster: OnceLock::new(),
         }))
     }
 
@@ -153,6 +157,11 @@ impl Broker {
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
         self.groups.shutdown();
+    }
+
+    /// This broker's membership of a cluster, if it is in one.
+    pub(crate) fn cluster(&self) -> Option<&Arc<ClusterMember>> {
+        self.cluster.get()
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
@@ -238,15 +247,28 @@ impl Broker {
                 handlers::cluster::api_versions(version, req),
             )),
             // Metadata may create topics (auto.create.topics.enable).
-            RequestKind::Metadata(req) => self
-                .blocking(move |broker| handlers::cluster::metadata(broker, version, req))
-                .await
-                .map(ResponseKind::Metadata),
+            RequestKind::Metadata(req) => match self.cluster() {
+                Some(member) => Ok(ResponseKind::Metadata(
+                    handlers::cluster::metadata_in_cluster(self, member, version, req).await,
+                )),
+                None => self
+                    .blocking(move |broker| handlers::cluster::metadata(broker, version, req))
+                    .await
+                    .map(ResponseKind::Metadata),
+            },
             RequestKind::DescribeCluster(req) => Ok(ResponseKind::DescribeCluster(
                 handlers::cluster::describe_cluster(self, version, req),
             )),
             RequestKind::Fetch(req) => Ok(ResponseKind::Fetch(
-                handlers::fetch::fetch(self, version, req).await,
+                // A one-node broker has no followers: it serves every fetch as a consumer's.
+                match handlers::replica_fetch::replica_of(version, &req)
+                    .filter(|_| self.cluster().is_some())
+                {
+                    Some(replica) => {
+                        handlers::replica_fetch::replica_fetch(self, version, req, replica).await
+                    }
+                    None => handlers::fetch::fetch(self, version, req).await,
+                },
             )),
             RequestKind::ListOffsets(req) => self
                 .blocking(move |broker| handlers::offsets::list_offsets(broker, version, req))
@@ -260,29 +282,38 @@ impl Broker {
                 .blocking(move |broker| handlers::offsets::delete_records(broker, req))
                 .await
                 .map(ResponseKind::DeleteRecords),
-            RequestKind::CreateTopics(req) => self
-                .blocking(move |broker| handlers::topics::create_topics(broker, version, req))
-                .await
-                .map(ResponseKind::CreateTopics),
-            RequestKind::DeleteTopics(req) => self
-                .blocking(move |broker| handlers::topics::delete_topics(broker, version, req))
-                .await
-                .map(ResponseKind::DeleteTopics),
-            RequestKind::CreatePartitions(req) => self
-                .blocking(move |broker| handlers::topics::create_partitions(broker, req))
-                .await
-                .map(ResponseKind::CreatePartitions),
+            RequestKind::CreateTopics(req) => Ok(ResponseKind::CreateTopics(
+                handlers::topics::create_topics(self, version, req).await,
+            )),
+            RequestKind::DeleteTopics(req) => Ok(ResponseKind::DeleteTopics(
+                handlers::topics::delete_topics(self, version, req).await,
+            )),
+            RequestKind::CreatePartitions(req) => Ok(ResponseKind::CreatePartitions(
+                handlers::topics::create_partitions(self, req).await,
+            )),
             RequestKind::DescribeConfigs(req) => Ok(ResponseKind::DescribeConfigs(
                 handlers::configs::describe_configs(self, version, req),
             )),
-            RequestKind::AlterConfigs(req) => self
-                .blocking(move |broker| handlers::configs::alter_configs(broker, req))
-                .await
-                .map(ResponseKind::AlterConfigs),
-            RequestKind::IncrementalAlterConfigs(req) => self
-                .blocking(move |broker| handlers::configs::incremental_alter_configs(broker, req))
-                .await
-                .map(ResponseKind::IncrementalAlterConfigs),
+            RequestKind::AlterConfigs(req) => Ok(ResponseKind::AlterConfigs(
+                handlers::configs::alter_configs(self, req).await,
+            )),
+            RequestKind::IncrementalAlterConfigs(req) => Ok(ResponseKind::IncrementalAlterConfigs(
+                handlers::configs::incremental_alter_configs(self, req).await,
+            )),
+            RequestKind::ElectLeaders(req) => Ok(ResponseKind::ElectLeaders(
+                handlers::reassignments::elect_leaders(self, version, req).await,
+            )),
+            RequestKind::AlterPartitionReassignments(req) => {
+                Ok(ResponseKind::AlterPartitionReassignments(
+                    handlers::reassignments::alter_partition_reassignments(self, version, req)
+                        .await,
+                ))
+            }
+            RequestKind::ListPartitionReassignments(req) => {
+                Ok(ResponseKind::ListPartitionReassignments(
+                    handlers::reassignments::list_partition_reassignments(self, req),
+                ))
+            }
             RequestKind::DescribeLogDirs(req) => self
                 .blocking(move |broker| handlers::log_dirs::describe_log_dirs(broker, version, req))
                 .await
@@ -411,11 +442,14 @@ fn split_host_port(address: &str) -> Option<(String, i32)> {
 }
 
 /// Reads `meta.properties` (cluster id and node id), writing it atomically on first start. A
-/// data directory from another node is refused, as Kafka does.
+/// data directory from another node is refused, as Kafka does. The nodes of a cluster derive
+/// their cluster id from the controller quorum they name, so they agree on it without a
+/// formatting step.
 fn load_or_create_identity(
     fs: &dyn FileSystem,
     data_dir: &Path,
     node_id: i32,
+    controller_quorum: Option<&str>,
 ) -> Result<String, StartupError> {
     let path = data_dir.join("meta.properties");
     let fail = |reason: String| StartupError::DataDir {
@@ -440,7 +474,7 @@ fn load_or_create_identity(
             value("cluster.id").ok_or_else(|| fail("meta.properties has no cluster.id".into()))
         }
         None => {
-            let cluster_id = new_cluster_id();
+            let cluster_id = new_cluster_id(controller_quorum);
             let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
             write_atomically(fs, data_dir, "meta.properties", text.as_bytes())
                 .map_err(|error| fail(format!("cannot write meta.properties: {error}")))?;
@@ -449,10 +483,19 @@ fn load_or_create_identity(
     }
 }
 
-/// A 22-character URL-safe base64 UUID, the form Kafka's cluster ids take.
-fn new_cluster_id() -> String {
+/// A 22-character URL-safe base64 UUID, the form Kafka's cluster ids take: random for a
+/// single node, named after the sorted voters of a cluster's quorum.
+fn new_cluster_id(controller_quorum: Option<&str>) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = uuid::Uuid::new_v4().as_u128();
+    let id = match controller_quorum {
+        Some(quorum) => {
+            let mut voters: Vec<&str> = quorum.split(',').map(str::trim).collect();
+            voters.sort_unstable();
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, voters.join(",").as_bytes())
+        }
+        None => uuid::Uuid::new_v4(),
+    };
+    let bits = id.as_u128();
     (0..22)
         .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
         .collect()

@@ -35,6 +35,15 @@ pub struct BrokerConfig {
     /// How often the active controller tells the other controllers it is alive; they elect a
     /// new one after 3 to 6 of these pass in silence.
     pub controller_heartbeat_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker tells the controller it is alive.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with its leader for this
+    /// long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// Whether a replica counts toward the high watermark only with what it has fsynced
+    /// (true, the default: an `acks=all` record survives every replica losing power at
+    /// once), or also with what is in its page cache (false: Kafka's behaviour, faster).
+    pub replica_fsync: bool,
     /// Partitions of an auto-created topic or a CreateTopics with -1 (`num.partitions`).
     pub num_partitions: i32,
     /// `auto.create.topics.enable`.
@@ -161,6 +170,9 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             broker_session_timeout_ms: 9000,
             controller_heartbeat_ms: 250,
+            broker_heartbeat_interval_ms: 2000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fsync: true,
             num_partitions: 1,
             auto_create_topics: true,
             request_max_bytes: 100 * 1024 * 1024,
@@ -431,10 +443,9 @@ impl BrokerConfig {
                 )));
             }
         }
-        if self.has_role(ProcessRole::Broker) && !voters.is_empty() {
+        if self.replica_lag_time_max_ms < 100 || self.broker_heartbeat_interval_ms < 10 {
             return invalid(
-                "a broker cannot join a controller quorum yet: run the quorum with \
-                 --roles controller, and brokers as single nodes without controller-quorum",
+                "replica-lag-time-max-ms must be at least 100 and broker-heartbeat-interval-ms at least 10",
             );
         }
         Ok(())
@@ -554,8 +565,8 @@ mod tests {
         assert!(refused(&|c| c.controller_listen = None).contains("needs controller-listen"));
         assert!(refused(&|c| c.node_id = 5).contains("not among"));
         assert!(refused(&|c| c.roles.clear()).contains("roles"));
-        assert!(refused(&|c| c.roles.push(ProcessRole::Broker))
-            .contains("cannot join a controller quorum yet"));
+        assert!(refused(&|c| c.replica_lag_time_max_ms = 0).contains("replica-lag-time-max-ms"));
+        assert!(refused(&|c| c.roles.push(ProcessRole::Broker)).is_empty());
     }
 
     #[test]

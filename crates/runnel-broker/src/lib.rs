@@ -14,6 +14,7 @@
 
 mod background;
 mod broker;
+mod cluster;
 mod config;
 mod error;
 mod fetch_sessions;
@@ -28,6 +29,7 @@ mod pipeline;
 #[cfg(test)]
 mod power_loss;
 mod producer_ids;
+mod replica_fetcher;
 mod server;
 mod topic_config;
 mod topics;
@@ -78,13 +80,8 @@ async fn bind(address: &str) -> Result<tokio::net::TcpListener, RunError> {
         })
 }
 
-/// Runs a voter of the controller quorum until `stop` completes. What it has on disk (the
-/// metadata log, its vote and snapshot) is durable at every step, so stopping is just
-/// stopping.
-async fn run_controller(
-    config: BrokerConfig,
-    stop: impl Future<Output = ()>,
-) -> Result<(), RunError> {
+/// Starts this node's voter of the controller quorum.
+async fn start_quorum(config: &BrokerConfig) -> Result<Quorum, RunError> {
     let voters = config.voters()?;
     let listen = config.controller_listen.clone().unwrap_or_default();
     let listener = bind(&listen).await?;
@@ -114,6 +111,17 @@ async fn run_controller(
         data_dir = %config.data_dir.display(),
         "runnel controller ready"
     );
+    Ok(quorum)
+}
+
+/// Runs a voter of the controller quorum until `stop` completes. What it has on disk (the
+/// metadata log, its vote and snapshot) is durable at every step, so stopping is just
+/// stopping.
+async fn run_controller(
+    config: BrokerConfig,
+    stop: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let quorum = start_quorum(&config).await?;
     stop.await;
     tracing::info!("shutting down");
     quorum.shutdown().await;
@@ -125,6 +133,12 @@ async fn run_controller(
 /// requests in flight finish, flushes and closes every log.
 async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
     let listen = config.listen.clone();
+    let controllers: Vec<String> = config.voters()?.into_values().collect();
+    let quorum = if config.has_role(ProcessRole::Controller) {
+        Some(start_quorum(&config).await?)
+    } else {
+        None
+    };
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(|join| StartupError::DataDir {
@@ -144,6 +158,18 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
         cluster_id = %broker.cluster_id(),
         "runnel ready"
     );
+    let cluster = if controllers.is_empty() {
+        None
+    } else {
+        let member = Arc::new(cluster::ClusterMember::start(&broker, controllers, quorum));
+        let _ = broker.cluster.set(Arc::clone(&member));
+        Some((
+            member,
+            tokio::spawn(cluster::apply_images(broker.clone())),
+            tokio::spawn(cluster::propose_isr_changes(broker.clone())),
+            tokio::spawn(cluster::refill_producer_ids(broker.clone())),
+        ))
+    };
     let flusher = tokio::spawn(background::flush_due_partitions(broker.clone()));
     let checkpoints = tokio::spawn(background::write_checkpoints(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
@@ -153,7 +179,16 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
     let server = tokio::spawn(server::serve(broker.clone(), listener));
     stop.await;
     tracing::info!("shutting down");
+    let cluster_tasks = match cluster {
+        Some((member, applier, isr_changes, producer_ids)) => {
+            // Controlled shutdown: the leaderships move away while this broker still serves.
+            member.shut_down().await;
+            vec![applier, isr_changes, producer_ids]
+        }
+        None => Vec::new(),
+    };
     broker.begin_shutdown();
+    futures::future::join_all(cluster_tasks).await;
     let _ = tokio::join!(
         server,
         flusher,

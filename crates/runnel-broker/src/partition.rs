@@ -12,6 +12,11 @@
 //!   offline for the life of the process: every later request gets KAFKA_STORAGE_ERROR and
 //!   nothing is retried over pages the kernel may already have dropped. A restart recovers it
 //!   from its last fsync, as Kafka does for a failed log directory.
+//! - In a cluster the partition has a [`Role`]: its leader's high watermark comes from the
+//!   replication state machine (`runnel_replication::LeaderState`), which counts each
+//!   replica only with what it has made durable; a follower's comes from its leader. Appends
+//!   carry the role's leader epoch, read under the log lock (lock order: log, then role), so
+//!   no append lands in an epoch the partition has left.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,14 +26,57 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use runnel_record::{ControlType, TransactionMarker};
+use runnel_replication::{
+    check_leader_epoch, AckOutcome, Assignment, EpochCheck, EpochEnd, FetchAnswer, LeaderConfig,
+    LeaderState, LocalLog, ProduceRefusal, ReplicaFetch,
+};
 use runnel_storage::{AppendInfo, FetchSlice, PartitionLog, StorageError};
 use tokio::sync::{watch, OwnedMutexGuard};
 
 use crate::error::ApiError;
 use crate::io_pool::IoPool;
 
-/// A single node leads every partition in epoch 0; replication (later) moves this.
+/// A single node leads every partition in epoch 0.
 pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// Where the leader's log stands, as its fetch answer says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaderPosition {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// What this broker does for a partition.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// The one-node broker: it leads alone, in epoch 0.
+    Alone,
+    /// Leads in a cluster: the replication state machine decides the high watermark.
+    Leader(Box<LeaderState>),
+    /// Copies `leader`'s log in `leader_epoch` (the replica fetcher does).
+    Follower { leader: i32, leader_epoch: i32 },
+    /// Held here with no role yet: the partition has no leader, or this broker is not
+    /// registered in this process yet.
+    Waiting,
+}
+
+impl Role {
+    /// The leader epoch appends carry, or why this broker takes none.
+    fn append_epoch(&self) -> Result<i32, ApiError> {
+        match self {
+            Role::Alone => Ok(LEADER_EPOCH),
+            Role::Leader(state) => Ok(state.leader_epoch()),
+            Role::Follower { .. } | Role::Waiting => Err(not_leader()),
+        }
+    }
+}
+
+pub(crate) fn not_leader() -> ApiError {
+    ApiError::new(
+        ResponseError::NotLeaderOrFollower,
+        "this broker is not the leader of the partition",
+    )
+}
 
 /// The epoch of this node's transaction coordinators: the leader epoch of their
 /// `__transaction_state` partitions, 0 on a single node.
@@ -104,6 +152,8 @@ enum LogState {
     Offline,
     /// The topic was deleted: holders of an `Arc<Partition>` see it as unknown.
     Deleted,
+    /// In a cluster, a partition with no replica on this broker.
+    Elsewhere,
 }
 
 /// What an append did, and what the acknowledgement must wait for.
@@ -114,6 +164,8 @@ pub(crate) struct Appended {
     /// The flush policy wants an fsync before the acknowledgement (and before consumers see
     /// the records): call [`Partition::sync_to`] with `info.last_offset + 1`.
     pub sync_required: bool,
+    /// The leader epoch the records were appended in.
+    pub leader_epoch: i32,
 }
 
 /// One partition of a topic on this broker.
@@ -122,6 +174,13 @@ pub(crate) struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
     log: Mutex<LogState>,
+    /// Locked after `log` when both are held.
+    role: Mutex<Role>,
+    /// Whether a replica counts toward the high watermark only with what it has fsynced
+    /// (`replica.durability=fsync`), or also with what is in its page cache.
+    fsync_before_replicated: bool,
+    /// The log end offset, for replica fetches waiting for new records.
+    log_end: watch::Sender<i64>,
     /// Why the partition went offline; set once.
     offline_reason: OnceLock<String>,
     /// Consumers read below this.
@@ -140,21 +199,34 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
+    /// A partition whose log opened. `replication`: `None` on a one-node broker, which leads
+    /// alone; in a cluster, whether replicas count only what they fsynced.
     pub(crate) fn online(
         topic: Arc<str>,
         index: i32,
         log: PartitionLog,
         schedule: &Arc<Schedule>,
+        replication: Option<bool>,
     ) -> Arc<Self> {
-        // What recovery kept is on disk, but only what is below the recovery point is known
-        // to be fsynced; the rest was acknowledged (if at all) under a policy that allowed it.
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        // Alone: what recovery kept is on disk, but only what is below the recovery point is
+        // known to be fsynced; the rest was acknowledged (if at all) under a policy that
+        // allowed it. In a cluster, which of these records are committed is known only once a
+        // leader says so: the high watermark starts at the log start.
+        let (role, high_watermark, fsync_before_replicated) = match replication {
+            None => (Role::Alone, log.log_end_offset(), false),
+            Some(fsync) => (Role::Waiting, log.log_start_offset(), fsync),
+        };
+        let (high_watermark, _) = watch::channel(high_watermark);
+        let (log_end, _) = watch::channel(log.log_end_offset());
         let unflushed = log.unflushed_records() > 0;
         let partition = Arc::new(Partition {
             topic,
             index,
             flushed_offset: AtomicI64::new(log.recovery_point()),
             log: Mutex::new(LogState::Online(Box::new(log))),
+            role: Mutex::new(role),
+            fsync_before_replicated,
+            log_end,
             offline_reason: OnceLock::new(),
             high_watermark,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -171,18 +243,27 @@ impl Partition {
     }
 
     /// A partition whose log could not be opened. Logs why, and what an operator can do.
+    /// `replication` as for [`Self::online`].
     pub(crate) fn offline(
         topic: Arc<str>,
         index: i32,
         dir: &Path,
         reason: String,
         schedule: &Arc<Schedule>,
+        replication: Option<bool>,
     ) -> Arc<Self> {
         let (high_watermark, _) = watch::channel(0);
+        let (log_end, _) = watch::channel(0);
         let partition = Partition {
             topic,
             index,
             log: Mutex::new(LogState::Offline),
+            role: Mutex::new(match replication {
+                None => Role::Alone,
+                Some(_) => Role::Waiting,
+            }),
+            fsync_before_replicated: replication.unwrap_or(false),
+            log_end,
             offline_reason: OnceLock::new(),
             high_watermark,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -194,6 +275,34 @@ impl Partition {
         };
         partition.report_offline(dir, &reason);
         Arc::new(partition)
+    }
+
+    /// In a cluster, a partition of a known topic with no replica here: requests for it get
+    /// NOT_LEADER_OR_FOLLOWER, and clients look for its leader.
+    pub(crate) fn elsewhere(topic: Arc<str>, index: i32, schedule: &Arc<Schedule>) -> Arc<Self> {
+        let (high_watermark, _) = watch::channel(-1);
+        let (log_end, _) = watch::channel(-1);
+        Arc::new(Partition {
+            topic,
+            index,
+            log: Mutex::new(LogState::Elsewhere),
+            role: Mutex::new(Role::Waiting),
+            fsync_before_replicated: true,
+            log_end,
+            offline_reason: OnceLock::new(),
+            high_watermark,
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+            flushed_offset: AtomicI64::new(0),
+            schedule: Arc::clone(schedule),
+            scheduled: AtomicBool::new(false),
+            retention_soon: AtomicBool::new(false),
+            retention_due_ms: AtomicI64::new(i64::MAX),
+        })
+    }
+
+    /// Whether this broker holds a replica (online or offline) of the partition.
+    pub(crate) fn is_held(&self) -> bool {
+        !matches!(*self.lock(), LogState::Elsewhere)
     }
 
     /// Puts the partition on the flusher's list unless it is on it already.
@@ -309,6 +418,7 @@ impl Partition {
             LogState::Deleted => {
                 return Err(ApiError::code(ResponseError::UnknownTopicOrPartition))
             }
+            LogState::Elsewhere => return Err(not_leader()),
         };
         match f(log) {
             Ok(value) => Ok(value),
@@ -339,13 +449,14 @@ impl Partition {
         });
     }
 
-    /// Appends validated batches, giving them offsets. Blocks: call it from the I/O pool.
+    /// Appends validated batches, giving them offsets, in the leader epoch of this broker's
+    /// role. Blocks: call it from the I/O pool.
     pub(crate) fn append(
         self: &Arc<Self>,
         batches: &mut [u8],
         now_ms: i64,
     ) -> Result<Appended, ApiError> {
-        self.append_with(|log| log.append(batches, LEADER_EPOCH, now_ms))
+        self.append_with(|log, epoch| log.append(batches, epoch, now_ms))
     }
 
     /// Appends batches a coordinator of this broker wrote in a producer's transaction
@@ -355,7 +466,7 @@ impl Partition {
         batches: &mut [u8],
         now_ms: i64,
     ) -> Result<Appended, ApiError> {
-        self.append_with(|log| log.append_from_coordinator(batches, LEADER_EPOCH, now_ms))
+        self.append_with(|log, epoch| log.append_from_coordinator(batches, epoch, now_ms))
     }
 
     /// Writes a transaction marker for `producer_id` (WriteTxnMarkers, for this partition).
@@ -375,20 +486,25 @@ impl Partition {
             },
             coordinator_epoch: COORDINATOR_EPOCH,
         };
-        self.append_with(|log| {
-            log.append_marker(producer_id, producer_epoch, marker, LEADER_EPOCH, now_ms)
+        self.append_with(|log, epoch| {
+            log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)
         })
     }
 
     /// Runs one kind of append on the log, then the bookkeeping: the flusher and retention
-    /// look at the partition, and consumers see the records now unless an fsync must come
-    /// first.
+    /// look at the partition, and consumers see the records now unless an fsync (or, in a
+    /// cluster, the followers) must come first.
     fn append_with(
         self: &Arc<Self>,
-        append: impl FnOnce(&mut PartitionLog) -> Result<AppendInfo, StorageError>,
+        append: impl FnOnce(&mut PartitionLog, i32) -> Result<AppendInfo, StorageError>,
     ) -> Result<Appended, ApiError> {
-        let (appended, log_end_offset) = self.with_log(|log| {
-            let info = append(log)?;
+        let appended = self.with_log(|log| {
+            let mut role = self.role_lock();
+            let epoch = match role.append_epoch() {
+                Ok(epoch) => epoch,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let info = append(log, epoch)?;
             let appended = Appended {
                 info,
                 log_start_offset: log.log_start_offset(),
@@ -399,18 +515,316 @@ impl Partition {
                 } else {
                     log.flush_due_by_count()
                 },
+                leader_epoch: epoch,
             };
-            Ok((appended, log.log_end_offset()))
-        })?;
-        if appended.info.duplicate {
-            return Ok(appended);
-        }
-        self.schedule_flush();
-        self.schedule_retention_check();
-        if !appended.sync_required {
-            self.advance_high_watermark(log_end_offset);
+            if info.duplicate {
+                return Ok(Ok(appended));
+            }
+            // Under the log lock, so that the replication rules see log ends in order.
+            let log_end_offset = log.log_end_offset();
+            self.log_end.send_replace(log_end_offset);
+            match &mut *role {
+                Role::Alone => {
+                    if !appended.sync_required {
+                        self.advance_high_watermark(log_end_offset);
+                    }
+                }
+                Role::Leader(state) => {
+                    state.on_append(log_end_offset);
+                    let durable_end = if self.fsync_before_replicated {
+                        self.flushed_offset.load(Ordering::Acquire)
+                    } else {
+                        log_end_offset
+                    };
+                    state.on_durable(durable_end.min(log_end_offset));
+                    self.advance_high_watermark(state.high_watermark());
+                }
+                Role::Follower { .. } | Role::Waiting => {}
+            }
+            Ok(Ok(appended))
+        })??;
+        if !appended.info.duplicate {
+            self.schedule_flush();
+            self.schedule_retention_check();
         }
         Ok(appended)
+    }
+
+    /// Appends batches fetched from the leader, with their offsets and epochs, and fsyncs
+    /// them unless replicas may count what is in the page cache: the next fetch offset tells
+    /// the leader all below it is durable here. Returns the new log end offset. Blocks.
+    pub(crate) fn append_from_leader(
+        &self,
+        batches: &[u8],
+        leader: LeaderPosition,
+        now_ms: i64,
+    ) -> Result<i64, ApiError> {
+        let log_end = self.with_log(|log| {
+            if !batches.is_empty() {
+                log.append_replicated(batches, now_ms)?;
+            }
+            // The leader's retention or DeleteRecords moved its log start: follow it.
+            if leader.log_start_offset > log.log_start_offset() {
+                log.delete_records_before(leader.log_start_offset.min(log.log_end_offset()))?;
+            }
+            Ok(log.log_end_offset())
+        })?;
+        self.log_end.send_replace(log_end);
+        if self.fsync_before_replicated && !batches.is_empty() {
+            let synced = self.flush()?;
+            self.flushed_offset.fetch_max(synced, Ordering::AcqRel);
+        }
+        self.advance_high_watermark(leader.high_watermark.min(log_end));
+        Ok(log_end)
+    }
+
+    /// Cuts the log to end at `offset`, where it diverges from the leader's. Blocks.
+    pub(crate) fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ApiError> {
+        let log_end = self.with_log(|log| {
+            log.truncate_to(offset, now_ms)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.flushed_offset.fetch_min(log_end, Ordering::AcqRel);
+        self.log_end.send_replace(log_end);
+        Ok(log_end)
+    }
+
+    /// The follower's view of its log for the next fetch. Blocks.
+    pub(crate) fn replica_position(&self) -> Result<crate::replica_fetcher::Position, ApiError> {
+        self.with_log(|log| {
+            Ok(crate::replica_fetcher::Position {
+                log_end: log.log_end_offset(),
+                last_epoch: log.latest_leader_epoch(),
+                log_start: log.log_start_offset(),
+            })
+        })
+    }
+
+    /// `(largest epoch <= epoch this log knows, where it ended)`: OffsetForLeaderEpoch.
+    pub(crate) fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), ApiError> {
+        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    fn role_lock(&self) -> MutexGuard<'_, Role> {
+        match self.role.lock() {
+            Ok(guard) => guard,
+            // A panic in the replication rules: their state may be half-updated, and
+            // crashing beats acknowledging on it.
+            Err(_) => {
+                tracing::error!(partition = %self.name(), "partition role lock poisoned by a panic; stopping");
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Runs `f` on the role.
+    pub(crate) fn with_role<T>(&self, f: impl FnOnce(&mut Role) -> T) -> T {
+        f(&mut self.role_lock())
+    }
+
+    /// Takes the leadership in `assignment.leader_epoch`: the epoch starts at the log end.
+    /// Blocks (the epoch is persisted).
+    pub(crate) fn become_leader(
+        &self,
+        local: i32,
+        assignment: Assignment,
+        broker_epoch: i64,
+        config: LeaderConfig,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
+        let epoch = assignment.leader_epoch;
+        let high_watermark = self.with_log(|log| {
+            let log_end = log.log_end_offset();
+            if log
+                .latest_leader_epoch()
+                .is_none_or(|latest| latest < epoch)
+            {
+                log.assign_leader_epoch(epoch, log_end)?;
+            }
+            let durable_end = if self.fsync_before_replicated {
+                self.flushed_offset.load(Ordering::Acquire).min(log_end)
+            } else {
+                log_end
+            };
+            let state = LeaderState::new(
+                local,
+                assignment,
+                LocalLog {
+                    log_end,
+                    durable_end,
+                    high_watermark: self.high_watermark().min(log_end),
+                    broker_epoch,
+                },
+                config,
+                now_ms,
+            );
+            let high_watermark = state.high_watermark();
+            *self.role_lock() = Role::Leader(Box::new(state));
+            Ok(high_watermark)
+        })?;
+        self.advance_high_watermark(high_watermark);
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// Follows `leader` in `leader_epoch`, or with `None` waits for a leader.
+    pub(crate) fn become_follower(&self, leader: Option<(i32, i32)>) {
+        {
+            let _log = self.lock();
+            *self.role_lock() = match leader {
+                Some((leader, leader_epoch)) => Role::Follower {
+                    leader,
+                    leader_epoch,
+                },
+                None => Role::Waiting,
+            };
+        }
+        self.wake_waiters();
+    }
+
+    /// Runs `f` on the leader state if this broker leads in `epoch`, then publishes the high
+    /// watermark it leaves. `None` if it does not.
+    pub(crate) fn with_leader_state<T>(
+        &self,
+        epoch: i32,
+        f: impl FnOnce(&mut LeaderState) -> T,
+    ) -> Option<T> {
+        let mut role = self.role_lock();
+        let Role::Leader(state) = &mut *role else {
+            return None;
+        };
+        if state.leader_epoch() != epoch {
+            return None;
+        }
+        let answer = f(state);
+        self.advance_high_watermark(state.high_watermark());
+        Some(answer)
+    }
+
+    /// A follower's fetch, answered by the replication rules if this broker leads: they
+    /// record the follower's progress (which may move the high watermark) and say whether
+    /// records follow, or where the follower's log diverges. With records, the slice from
+    /// the fetch offset to the log end, at most `max_bytes`. Blocks.
+    pub(crate) fn answer_replica_fetch(
+        &self,
+        fetch: &ReplicaFetch,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<(FetchAnswer, Option<FetchSlice>, i64), ApiError> {
+        let (answer, slice, log_start) = self.with_log(|log| {
+            let mut role = self.role_lock();
+            let Role::Leader(state) = &mut *role else {
+                return Ok(Err(not_leader()));
+            };
+            let (answer, _) = state.answer_fetch(
+                fetch,
+                |epoch| EpochEnd::from_log(log.end_offset_for_epoch(epoch)),
+                now_ms,
+            );
+            self.advance_high_watermark(state.high_watermark());
+            let slice = match answer {
+                FetchAnswer::Records { .. } => {
+                    Some(log.read(fetch.fetch_offset, log.log_end_offset(), max_bytes, true)?)
+                }
+                FetchAnswer::Diverging { .. } | FetchAnswer::Refused(_) => None,
+            };
+            Ok(Ok((answer, slice, log.log_start_offset())))
+        })??;
+        Ok((answer, slice, log_start))
+    }
+
+    /// The leader epoch a client request for the partition is served in: this broker must
+    /// lead it, and the client's epoch, if it names one, must be that epoch (KIP-320).
+    pub(crate) fn serving_epoch(&self, requested: i32) -> Result<i32, ApiError> {
+        let current = match &*self.role_lock() {
+            Role::Alone => LEADER_EPOCH,
+            Role::Leader(state) => state.leader_epoch(),
+            Role::Follower { leader_epoch, .. } if requested > *leader_epoch => {
+                return Err(ApiError::code(ResponseError::UnknownLeaderEpoch))
+            }
+            Role::Follower { .. } | Role::Waiting => return Err(not_leader()),
+        };
+        match check_leader_epoch(requested, current) {
+            EpochCheck::Current => Ok(current),
+            EpochCheck::Fenced => Err(ApiError::code(ResponseError::FencedLeaderEpoch)),
+            EpochCheck::Unknown => Err(ApiError::code(ResponseError::UnknownLeaderEpoch)),
+        }
+    }
+
+    /// The checks of a produce that need the role: this broker leads the partition, and
+    /// for `acks=all` the ISR holds `min.insync.replicas` (alone, this broker is the ISR).
+    pub(crate) fn check_produce(
+        &self,
+        acks: i16,
+        min_insync_replicas: i32,
+    ) -> Result<(), ApiError> {
+        let refused = |in_sync: usize, required: usize| {
+            ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!(
+                    "min.insync.replicas is {required} but only {in_sync} replicas are in sync"
+                ),
+            )
+        };
+        match &*self.role_lock() {
+            Role::Alone if acks == -1 && min_insync_replicas > 1 => {
+                Err(refused(1, min_insync_replicas as usize))
+            }
+            Role::Alone => Ok(()),
+            Role::Leader(state) if acks == -1 => state.check_produce().map_err(
+                |ProduceRefusal::NotEnoughReplicas { in_sync, required }| {
+                    refused(in_sync, required)
+                },
+            ),
+            Role::Leader(_) => Ok(()),
+            Role::Follower { .. } | Role::Waiting => Err(not_leader()),
+        }
+    }
+
+    /// Whether records appended as leader in `epoch`, ending before `end_offset`, may be
+    /// answered to an `acks=all` producer. Alone, they may (the fsync policy was met).
+    pub(crate) fn ack_outcome(&self, epoch: i32, end_offset: i64) -> Result<AckOutcome, ApiError> {
+        match &*self.role_lock() {
+            Role::Alone => Ok(AckOutcome::Acknowledged),
+            Role::Leader(state) if state.leader_epoch() == epoch => Ok(state.ack(end_offset)),
+            // The leadership moved on: whether the records survive is the new leader's call.
+            _ => Err(not_leader()),
+        }
+    }
+
+    /// Whether this broker leads the partition in a cluster and must fsync its own appends
+    /// before they count toward the high watermark.
+    pub(crate) fn leads_with_fsync(&self) -> bool {
+        self.fsync_before_replicated && matches!(*self.role_lock(), Role::Leader(_))
+    }
+
+    /// Wakes whatever waits on the high watermark (acknowledgements, fetches), so that it
+    /// looks at the role again.
+    fn wake_waiters(&self) {
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// The log end offset channel, for replica fetches.
+    pub(crate) fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// The local log is durable below `synced_offset`: consumers (alone), or the replication
+    /// rules (leading), may count it.
+    fn on_durable(&self, synced_offset: i64) {
+        self.flushed_offset
+            .fetch_max(synced_offset, Ordering::AcqRel);
+        let mut role = self.role_lock();
+        match &mut *role {
+            Role::Alone => self.advance_high_watermark(synced_offset),
+            Role::Leader(state) => {
+                // An fsync may cover an append whose log end the rules have not seen yet;
+                // that append counts its durable part itself.
+                state.on_durable(synced_offset.min(state.log_end()));
+                self.advance_high_watermark(state.high_watermark());
+            }
+            Role::Follower { .. } | Role::Waiting => {}
+        }
     }
 
     /// [`Self::sync_to`] for callers already on the I/O pool (the transaction coordinator,
@@ -420,9 +834,7 @@ impl Partition {
             return Ok(());
         }
         let synced_offset = self.flush()?;
-        self.flushed_offset
-            .fetch_max(synced_offset, Ordering::AcqRel);
-        self.advance_high_watermark(synced_offset);
+        self.on_durable(synced_offset);
         Ok(())
     }
 
@@ -448,9 +860,7 @@ impl Partition {
     /// Flushes while holding the sync lock, then lets consumers see what is now durable.
     fn flush_and_publish(&self, _sync: OwnedMutexGuard<()>) -> Result<(), ApiError> {
         let synced_offset = self.flush()?;
-        self.flushed_offset
-            .fetch_max(synced_offset, Ordering::AcqRel);
-        self.advance_high_watermark(synced_offset);
+        self.on_durable(synced_offset);
         Ok(())
     }
 
@@ -511,7 +921,7 @@ impl Partition {
     pub(crate) fn close(&self) -> Result<(), StorageError> {
         match std::mem::replace(&mut *self.lock(), LogState::Deleted) {
             LogState::Online(log) => (*log).close(),
-            LogState::Offline | LogState::Deleted => Ok(()),
+            LogState::Offline | LogState::Deleted | LogState::Elsewhere => Ok(()),
         }
     }
 

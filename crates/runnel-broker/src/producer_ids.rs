@@ -1,13 +1,18 @@
-//! Producer ids for InitProducerId, handed out from blocks of [`BLOCK_SIZE`]. Before the first
-//! id of a block is given out, the block's end is made durable (`producer-ids` in the data
-//! directory), and a start resumes from the last durable end: a crash skips the rest of a
-//! block, but no id is ever handed out twice. In the cluster the blocks will come from the
-//! metadata quorum (Kafka's AllocateProducerIds); only [`ProducerIds::open`] and the block
-//! write change then.
+//! Producer ids for InitProducerId, handed out from blocks of [`BLOCK_SIZE`].
+//!
+//! - On a one-node broker, before the first id of a block is given out, the block's end is
+//!   made durable (`producer-ids` in the data directory), and a start resumes from the last
+//!   durable end: a crash skips the rest of a block, but no id is ever handed out twice.
+//! - In a cluster, blocks come from the controller (Kafka's AllocateProducerIds), which
+//!   commits each to the metadata log before handing it out, so no two brokers and no two
+//!   lives of one broker share an id. A spare block is fetched ahead (`cluster`'s refill
+//!   task), so allocation never waits on the network; with none at hand it answers that the
+//!   coordinator is loading, which clients retry.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use kafka_protocol::error::ResponseError;
 use runnel_storage::fs::{read_optional, write_atomically};
 use runnel_storage::FileSystem;
 
@@ -22,6 +27,29 @@ pub(crate) struct ProducerIds {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     state: Mutex<Block>,
+    /// In a cluster, the next block from the controller, once fetched.
+    spare: Mutex<Option<Block>>,
+    from_controller: bool,
+    /// Wakes the refill task when the spare block is taken.
+    pub(crate) spare_taken: tokio::sync::Notify,
+}
+
+/// Why no id could be handed out.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AllocateError {
+    #[error("cannot make the producer id block durable: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("no producer id block from the controller yet")]
+    NoBlockYet,
+}
+
+impl AllocateError {
+    pub(crate) fn code(&self) -> ResponseError {
+        match self {
+            AllocateError::Storage(_) => ResponseError::KafkaStorageError,
+            AllocateError::NoBlockYet => ResponseError::CoordinatorLoadInProgress,
+        }
+    }
 }
 
 /// What is left of the current block: ids `next..end`.
@@ -55,15 +83,44 @@ impl ProducerIds {
             fs,
             dir: dir.to_path_buf(),
             state: Mutex::new(Block { next: end, end }),
+            spare: Mutex::new(None),
+            from_controller: false,
+            spare_taken: tokio::sync::Notify::new(),
         })
     }
 
-    /// A producer id never handed out before, by this data directory.
-    pub(crate) fn allocate(&self) -> std::io::Result<i64> {
-        let mut block = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// An allocator whose blocks come from the controller (see [`Self::add_block`]).
+    pub(crate) fn from_controller(fs: Arc<dyn FileSystem>, dir: &Path) -> Self {
+        ProducerIds {
+            fs,
+            dir: dir.to_path_buf(),
+            state: Mutex::new(Block { next: 0, end: 0 }),
+            spare: Mutex::new(None),
+            from_controller: true,
+            spare_taken: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Whether the refill task should fetch a block.
+    pub(crate) fn wants_block(&self) -> bool {
+        self.from_controller && lock(&self.spare).is_none()
+    }
+
+    /// A block the controller committed: ids `first..first + count`.
+    pub(crate) fn add_block(&self, first: i64, count: i64) {
+        *lock(&self.spare) = Some(Block {
+            next: first,
+            end: first.saturating_add(count),
+        });
+    }
+
+    /// A producer id never handed out before, in this cluster or by this data directory.
+    pub(crate) fn allocate(&self) -> Result<i64, AllocateError> {
+        let mut block = lock(&self.state);
+        if block.next == block.end && self.from_controller {
+            *block = lock(&self.spare).take().ok_or(AllocateError::NoBlockYet)?;
+            self.spare_taken.notify_one();
+        }
         if block.next == block.end {
             let end = block
                 .end
@@ -76,6 +133,13 @@ impl ProducerIds {
         block.next += 1;
         Ok(id)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each critical section is a plain read or write of two numbers.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

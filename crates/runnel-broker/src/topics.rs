@@ -27,6 +27,7 @@ use runnel_storage::{FileHandles, FileSystem, PartitionLog, StorageError, PARTIT
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use crate::partition::{Partition, Schedule, LEADER_EPOCH};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
@@ -100,33 +101,39 @@ pub(crate) struct TopicRegistry {
     schedule: Arc<Schedule>,
     /// Serialises create, delete, alter and add-partitions so the files and the map agree.
     admin_lock: Mutex<()>,
+    /// In a cluster, whether replicas count only what they fsynced (`replica-fsync`); `None`
+    /// on a one-node broker. Topics the metadata image holds are this broker's copies of
+    /// it (not written to `topics/`); the internal topics stay this node's own.
+    replication: Option<bool>,
 }
 
 impl TopicRegistry {
-    /// Loads every topic and recovers its partition logs. A partition that cannot be opened is
-    /// kept offline; the others serve. Blocks.
+    /// Loads every topic and recovers its partition logs, as `config` lays them out. A
+    /// partition that cannot be opened is kept offline; the others serve. Blocks.
     pub(crate) fn open(
         fs: Arc<dyn FileSystem>,
-        data_dir: &Path,
-        broker_defaults: BrokerTopicDefaults,
-        partitions_max: usize,
-        handles: Arc<FileHandles>,
-        threads: usize,
+        config: &BrokerConfig,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
+        let data_dir = &config.data_dir;
         let topics_dir = data_dir.join("topics");
         create_dir_durably(&*fs, &topics_dir)
             .map_err(|source| io_error(&topics_dir, "create", source))?;
+        let replication = config
+            .controller_quorum
+            .is_some()
+            .then_some(config.replica_fsync);
         let registry = TopicRegistry {
             fs,
-            data_dir: data_dir.to_path_buf(),
-            broker_defaults,
-            partitions_max,
-            handles,
-            threads: threads.max(1),
+            data_dir: data_dir.clone(),
+            broker_defaults: config.topic_defaults(),
+            partitions_max: config.partitions_max,
+            handles: FileHandles::new(config.sealed_segment_files_max),
+            threads: config.num_io_threads.max(1),
             topics: RwLock::new(HashMap::new()),
             schedule: Arc::default(),
             admin_lock: Mutex::new(()),
+            replication,
         };
         let mut known_dirs = Vec::new();
         let mut records = Vec::new();
@@ -159,7 +166,10 @@ impl TopicRegistry {
             records.push(record);
         }
         registry.load_topics(records, now_ms);
-        registry.remove_leftover_dirs(&known_dirs);
+        // In a cluster the image says which directories are still wanted; it comes later.
+        if replication.is_none() {
+            registry.remove_leftover_dirs(&known_dirs);
+        }
         Ok(registry)
     }
 
@@ -182,11 +192,16 @@ impl TopicRegistry {
         let mut opened = in_parallel(&jobs, self.threads, |&(topic, index)| {
             let name = &names[topic];
             let dir = self.partition_dir(name, index);
-            match self.open_partition_log(&dir, records[topic].id, &settings[topic], now_ms) {
-                Ok(log) => Partition::online(name.clone(), index, log, &self.schedule),
-                Err(error) => {
-                    Partition::offline(name.clone(), index, &dir, error.to_string(), &self.schedule)
-                }
+            match self.open_partition_log(&dir, records[topic].id, &settings[topic], now_ms, true) {
+                Ok(log) => Partition::online(name.clone(), index, log, &self.schedule, None),
+                Err(error) => Partition::offline(
+                    name.clone(),
+                    index,
+                    &dir,
+                    error.to_string(),
+                    &self.schedule,
+                    None,
+                ),
             }
         })
         .into_iter();
@@ -214,6 +229,7 @@ impl TopicRegistry {
         id: Uuid,
         settings: &TopicSettings,
         now_ms: i64,
+        leads_alone: bool,
     ) -> Result<PartitionLog, StorageError> {
         let fs = &*self.fs;
         let metadata_path = dir.join(PARTITION_METADATA);
@@ -241,7 +257,8 @@ impl TopicRegistry {
             write_atomically(fs, dir, PARTITION_METADATA, text.as_bytes())
                 .map_err(|source| io_error(&metadata_path, "write", source))?;
         }
-        if log.latest_leader_epoch().is_none() {
+        // In a cluster, epochs come with the leader's batches, or with a leadership taken.
+        if leads_alone && log.latest_leader_epoch().is_none() {
             log.assign_leader_epoch(LEADER_EPOCH, log.log_end_offset())?;
         }
         Ok(log)
@@ -361,12 +378,13 @@ impl TopicRegistry {
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let dir = self.partition_dir(name, index);
-            let log = self.open_partition_log(&dir, id, &settings, now_ms)?;
+            let log = self.open_partition_log(&dir, id, &settings, now_ms, true)?;
             opened.push(Partition::online(
                 topic_name.clone(),
                 index,
                 log,
                 &self.schedule,
+                None,
             ));
         }
         self.persist(&TopicRecord {
@@ -393,15 +411,25 @@ impl TopicRegistry {
         let _admin = lock(&self.admin_lock);
         let topic = self.existing(name)?;
         refuse_internal(&topic, "delete")?;
+        self.delete_locked(&topic)
+    }
+
+    fn delete_locked(&self, topic: &Topic) -> Result<(), ApiError> {
+        let name = &*topic.name;
         let file = self.topic_file(name);
         let topics_dir = self.data_dir.join("topics");
-        self.fs
-            .remove_file(&file)
-            .and_then(|()| self.fs.sync_dir(&topics_dir))
-            .map_err(|source| io_error(&file, "remove", source))?;
+        match self.fs.remove_file(&file) {
+            Ok(()) => self
+                .fs
+                .sync_dir(&topics_dir)
+                .map_err(|source| io_error(&file, "remove", source))?,
+            // A cluster's topic has no file: the image is its record.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io_error(&file, "remove", source).into()),
+        }
         write(&self.topics).remove(name);
         let mut doomed = Vec::new();
-        for partition in topic.partitions() {
+        for partition in topic.partitions().iter().filter(|p| p.is_held()) {
             partition.detach();
             let dir = self.partition_dir(name, partition.index);
             let away = self.data_dir.join(format!(
@@ -456,12 +484,13 @@ impl TopicRegistry {
         let mut added = Vec::new();
         for index in current..total {
             let dir = self.partition_dir(name, index);
-            let log = self.open_partition_log(&dir, topic.id, &settings, now_ms)?;
+            let log = self.open_partition_log(&dir, topic.id, &settings, now_ms, true)?;
             added.push(Partition::online(
                 topic.name.clone(),
                 index,
                 log,
                 &self.schedule,
+                None,
             ));
         }
         self.persist(&TopicRecord {
@@ -499,6 +528,122 @@ impl TopicRegistry {
             partitions: topic.partition_count(),
             configs: overrides.clone(),
         })?;
+        self.set_overrides(&topic, overrides);
+        Ok(())
+    }
+
+    /// In a cluster: makes this broker's copy of a topic match the metadata image. The topic
+    /// is known by its image id (a local topic of the same name with another id is removed
+    /// first); partitions `hosted` says are replicas here are opened, created empty if new;
+    /// the others are known but held elsewhere; configs are the image's. Returns the
+    /// partitions opened by this call. Blocks.
+    pub(crate) fn apply_image_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partition_count: i32,
+        configs: &BTreeMap<String, String>,
+        hosted: impl Fn(i32) -> bool,
+        now_ms: i64,
+    ) -> Result<Vec<Arc<Partition>>, ApiError> {
+        let replication = self
+            .replication
+            .expect("image topics exist only in a cluster");
+        let _admin = lock(&self.admin_lock);
+        if let Some(stale) = self.get(name).filter(|topic| topic.id != id) {
+            tracing::info!(
+                topic = name,
+                "a topic of this name was deleted and created again; removing the old one"
+            );
+            self.delete_locked(&stale)?;
+        }
+        let topic = match self.get(name) {
+            Some(topic) => topic,
+            None => {
+                let topic = Arc::new(Topic {
+                    name: Arc::from(name),
+                    id,
+                    partitions: RwLock::new(Vec::new()),
+                    overrides: RwLock::new(configs.clone()),
+                    settings: RwLock::new(Arc::new(TopicSettings::resolve(
+                        configs,
+                        &self.broker_defaults,
+                    ))),
+                });
+                write(&self.topics).insert(topic.name.clone(), Arc::clone(&topic));
+                tracing::info!(topic = name, partitions = partition_count, "learnt topic");
+                topic
+            }
+        };
+        if *configs != topic.overrides() {
+            self.set_overrides(&topic, configs.clone());
+        }
+        let settings = topic.settings();
+        let mut opened = Vec::new();
+        let current = read(&topic.partitions).clone();
+        let mut next = Vec::with_capacity(partition_count.max(0) as usize);
+        for index in 0..partition_count {
+            let existing = current.get(index as usize).cloned();
+            let wanted_here = hosted(index);
+            let partition = match existing {
+                Some(held) if held.is_held() == wanted_here => held,
+                Some(held) if held.is_held() => {
+                    // No longer a replica here (a reassignment moved it).
+                    held.detach();
+                    let dir = self.partition_dir(name, index);
+                    if let Err(error) = self.fs.remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), %error, "could not remove a partition moved away");
+                    }
+                    Partition::elsewhere(topic.name.clone(), index, &self.schedule)
+                }
+                _ if wanted_here => {
+                    let dir = self.partition_dir(name, index);
+                    let partition =
+                        match self.open_partition_log(&dir, id, &settings, now_ms, false) {
+                            Ok(log) => Partition::online(
+                                topic.name.clone(),
+                                index,
+                                log,
+                                &self.schedule,
+                                Some(replication),
+                            ),
+                            Err(error) => Partition::offline(
+                                topic.name.clone(),
+                                index,
+                                &dir,
+                                error.to_string(),
+                                &self.schedule,
+                                Some(replication),
+                            ),
+                        };
+                    opened.push(Arc::clone(&partition));
+                    partition
+                }
+                _ => Partition::elsewhere(topic.name.clone(), index, &self.schedule),
+            };
+            next.push(partition);
+        }
+        *write(&topic.partitions) = next;
+        Ok(opened)
+    }
+
+    /// In a cluster: removes every topic the image no longer has (the internal topics, this
+    /// node's own, stay). Blocks.
+    pub(crate) fn remove_topics_not_in(&self, keep: impl Fn(Uuid) -> bool) {
+        let _admin = lock(&self.admin_lock);
+        for topic in self.list() {
+            if topic.is_internal() || keep(topic.id) {
+                continue;
+            }
+            tracing::info!(topic = %topic.name, "topic deleted from the cluster; removing it here");
+            if let Err(error) = self.delete_locked(&topic) {
+                tracing::warn!(topic = %topic.name, error = ?error.message, "could not remove a deleted topic");
+            }
+        }
+    }
+
+    /// Puts new overrides in force on every partition of `topic`.
+    fn set_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) {
         let settings = Arc::new(TopicSettings::resolve(&overrides, &self.broker_defaults));
         for partition in topic.partitions() {
             let _ = partition.with_log(|log| {
@@ -512,7 +657,6 @@ impl TopicRegistry {
         for partition in topic.partitions() {
             partition.schedule_retention_check();
         }
-        Ok(())
     }
 
     /// Flushes and closes every log (clean shutdown). Blocks.

@@ -200,8 +200,8 @@ impl TransactionService {
         let expected = (version >= 3).then_some((request.producer_id.0, request.producer_epoch));
         let mut allocate = || {
             broker.producer_ids.allocate().map_err(|error| {
-                tracing::error!(%error, "cannot allocate a producer id");
-                ResponseError::KafkaStorageError
+                tracing::warn!(%error, "cannot allocate a producer id");
+                error.code()
             })
         };
         let mut coordinator = self.lock();

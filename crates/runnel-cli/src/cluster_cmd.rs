@@ -1,10 +1,13 @@
 //! `runnel cluster info`: the cluster's id, its controller and its brokers, as brokers
-//! report them; `runnel cluster quorum`: the controller quorum, as its leader reports it.
+//! report them; `runnel cluster quorum`: the controller quorum, as its leader reports it;
+//! `elect-leaders`, `reassign` and `reassignments`: moving leaderships and replicas.
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use kafka_protocol::error::ResponseError;
+use runnel_client::{ClientError, Election, PartitionOutcome};
 use runnel_quorum::{ControllerClient, ControllerRequest, ControllerResponse, QuorumStatus};
 use serde::Serialize;
 
@@ -39,6 +42,58 @@ enum ClusterCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Give partitions back to their preferred leader (the first replica), or with
+    /// --unclean elect any live replica for a partition with none (records may be lost).
+    ElectLeaders {
+        /// Only this topic's partitions (default: every partition that needs an election).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic (repeatable).
+        #[arg(long = "partition", requires = "topic")]
+        partitions: Vec<i32>,
+        /// Elect a replica outside the in-sync replicas when none of those is alive.
+        #[arg(long)]
+        unclean: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Move a partition to other replicas (KIP-455): the new ones catch up, then the old
+    /// ones leave; --cancel stops a move under way.
+    Reassign {
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The target replicas by broker id, the preferred leader first.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancel the move under way instead.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List the partition moves under way.
+    Reassignments {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    topic: String,
+    partition: i32,
+    /// `None` when done.
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Reassignment {
+    topic: String,
+    partition: i32,
+    replicas: Vec<i32>,
+    adding: Vec<i32>,
+    removing: Vec<i32>,
 }
 
 /// How long `cluster quorum` looks for the leader.
@@ -103,7 +158,137 @@ pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
             };
             print_stdout(&text)
         }
+        ClusterCommand::ElectLeaders {
+            topic,
+            partitions,
+            unclean,
+            output,
+        } => {
+            let admin = output.cluster.admin().await?;
+            let election = if unclean {
+                Election::Unclean
+            } else {
+                Election::Preferred
+            };
+            let wanted = match topic {
+                None => None,
+                Some(topic) => {
+                    let partitions = if partitions.is_empty() {
+                        admin
+                            .describe_topic(&topic)
+                            .await?
+                            .partitions
+                            .iter()
+                            .map(|partition| partition.partition)
+                            .collect()
+                    } else {
+                        partitions
+                    };
+                    Some(vec![(topic, partitions)])
+                }
+            };
+            let outcomes = admin.elect_leaders(election, wanted).await?;
+            print_outcomes(&output, outcomes, &[ResponseError::ElectionNotNeeded])
+        }
+        ClusterCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel,
+            output,
+        } => {
+            let admin = output.cluster.admin().await?;
+            let target = (!cancel).then_some(replicas);
+            let outcomes = admin
+                .alter_partition_reassignments(vec![(topic, partition, target)])
+                .await?;
+            print_outcomes(&output, outcomes, &[])
+        }
+        ClusterCommand::Reassignments { output } => {
+            let admin = output.cluster.admin().await?;
+            let moves: Vec<Reassignment> = admin
+                .list_partition_reassignments()
+                .await?
+                .into_iter()
+                .map(|r| Reassignment {
+                    topic: r.topic,
+                    partition: r.partition,
+                    replicas: r.replicas,
+                    adding: r.adding,
+                    removing: r.removing,
+                })
+                .collect();
+            output.print(&moves, |moves| {
+                let ids = |ids: &[i32]| {
+                    if ids.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+                    }
+                };
+                let rows: Vec<Vec<String>> = moves
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.topic.clone(),
+                            m.partition.to_string(),
+                            ids(&m.replicas),
+                            ids(&m.adding),
+                            ids(&m.removing),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"],
+                    &rows,
+                )
+            })
+        }
     }
+}
+
+/// Prints each partition's outcome; fails if any failed other than with a code in `benign`.
+fn print_outcomes(
+    output: &OutputArgs,
+    outcomes: Vec<PartitionOutcome>,
+    benign: &[ResponseError],
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    let rows: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let error = outcome.result.err().map(|error| {
+                let harmless =
+                    matches!(&error, ClientError::Broker { code, .. } if benign.contains(code));
+                if !harmless {
+                    failed += 1;
+                }
+                error.to_string()
+            });
+            Outcome {
+                topic: outcome.topic,
+                partition: outcome.partition,
+                error,
+            }
+        })
+        .collect();
+    output.print(&rows, |rows| {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                vec![
+                    row.topic.clone(),
+                    row.partition.to_string(),
+                    row.error.clone().unwrap_or_else(|| "done".to_owned()),
+                ]
+            })
+            .collect();
+        table(&["TOPIC", "PARTITION", "RESULT"], &rows)
+    })?;
+    if failed > 0 {
+        bail!("{failed} partition(s) failed");
+    }
+    Ok(())
 }
 
 fn quorum_table(status: &QuorumStatus) -> String {

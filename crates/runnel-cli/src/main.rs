@@ -9,6 +9,7 @@ mod bench_cmd;
 mod cluster_cmd;
 mod consume_cmd;
 mod datetime;
+mod dev_cmd;
 mod group_cmd;
 mod open_files;
 mod output;
@@ -62,6 +63,8 @@ enum Command {
     Consume(consume_cmd::ConsumeArgs),
     /// Load-test a Kafka-compatible cluster: throughput and latency percentiles.
     Bench(bench_cmd::BenchArgs),
+    /// Local setups for development: `runnel dev cluster --nodes 3`.
+    Dev(dev_cmd::DevArgs),
 }
 
 /// Flags override `RUNNEL_*` environment variables, which override the config file.
@@ -116,6 +119,19 @@ struct ServerArgs {
     /// after 3 to 6 heartbeats of silence (default 250).
     #[arg(long, env = "RUNNEL_CONTROLLER_HEARTBEAT_MS")]
     controller_heartbeat_ms: Option<u64>,
+    /// How often a broker heartbeats the active controller (broker.heartbeat.interval.ms,
+    /// default 2000).
+    #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// A follower that has not caught up with its leader for this long leaves the ISR
+    /// (replica.lag.time.max.ms, default 30000).
+    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<i64>,
+    /// Whether replicas count toward the high watermark only with what they have fsynced
+    /// (true, the default: an acks=all record survives every replica losing power at once),
+    /// or also with what is in their page cache (false: Kafka's behaviour, faster).
+    #[arg(long, env = "RUNNEL_REPLICA_FSYNC", value_name = "BOOL")]
+    replica_fsync: Option<bool>,
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "RUNNEL_NUM_PARTITIONS")]
     num_partitions: Option<i32>,
@@ -281,6 +297,9 @@ impl ServerArgs {
             default_replication_factor,
             broker_session_timeout_ms,
             controller_heartbeat_ms,
+            broker_heartbeat_interval_ms,
+            replica_lag_time_max_ms,
+            replica_fsync,
             num_partitions,
             auto_create_topics,
             request_max_bytes,
@@ -375,6 +394,12 @@ fn main() -> anyhow::Result<()> {
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(runnel_broker::run(config, stop_signal()))?;
         }
+        Command::Dev(args) => {
+            if let Err(error) = dev_cmd::run(args, stop_signal()) {
+                eprintln!("runnel: error: {error:#}");
+                std::process::exit(1);
+            }
+        }
         tool => {
             if let Err(error) = run_tool(tool) {
                 // One line: the error and its causes, as scripts and people read it.
@@ -393,7 +418,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Server(_) => unreachable!("the broker is not a tool"),
+            Command::Server(_) | Command::Dev(_) => unreachable!("not a client tool"),
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,

@@ -11,8 +11,10 @@
 //!
 //! Does not: create ACLs, reassign partitions, or manage transactions.
 
+mod reassignments;
 mod transactions;
 
+pub use reassignments::{Election, PartitionOutcome, PartitionReassignment};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 
 use std::collections::{BTreeMap, HashMap};

@@ -814,6 +814,10 @@ pub fn client_versions(api: ApiKey) -> VersionRange {
         ApiKey::CreateAcls => codec_versions::<CreateAclsRequest>(),
         ApiKey::DeleteAcls => codec_versions::<DeleteAclsRequest>(),
         ApiKey::ElectLeaders => codec_versions::<ElectLeadersRequest>(),
+        ApiKey::AlterPartitionReassignments => {
+            codec_versions::<AlterPartitionReassignmentsRequest>()
+        }
+        ApiKey::ListPartitionReassignments => codec_versions::<ListPartitionReassignmentsRequest>(),
         ApiKey::DescribeClientQuotas => codec_versions::<DescribeClientQuotasRequest>(),
         ApiKey::AlterClientQuotas => codec_versions::<AlterClientQuotasRequest>(),
         ApiKey::DescribeTopicPartitions => codec_versions::<DescribeTopicPartitionsRequest>(),

@@ -38,8 +38,9 @@ mod wire;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigOp, ConfigSource, ConfigSynonym,
-    GroupDescription, GroupListing, GroupType, ListedOffset, MemberDescription, NewTopic,
-    OffsetSpec, ProducerDescription, TransactionDescription, TransactionListing,
+    Election, GroupDescription, GroupListing, GroupType, ListedOffset, MemberDescription, NewTopic,
+    OffsetSpec, PartitionOutcome, PartitionReassignment, ProducerDescription,
+    TransactionDescription, TransactionListing,
 };
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
 pub use connection::{ClientConfig, Connection, PendingAnswer};

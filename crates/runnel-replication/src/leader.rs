@@ -195,6 +195,10 @@ impl LeaderState {
         self.partition_epoch
     }
 
+    pub fn log_end(&self) -> i64 {
+        self.log_end
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }

@@ -1,4 +1,7 @@
-//! ApiVersions, Metadata and DescribeCluster: what a client asks before anything else.
+//! ApiVersions, Metadata and DescribeCluster: what a client asks before anything else. A
+//! one-node broker describes itself; in a cluster, the answers come from the metadata image.
+
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -11,11 +14,13 @@ use kafka_protocol::messages::{
     DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use runnel_controller::validate_topic_name;
+use runnel_controller::{validate_topic_name, MetadataImage, NewTopic, TopicImage};
 use runnel_protocol::supported_versions;
+use runnel_quorum::ControllerRequest;
 
 use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::broker::Broker;
+use crate::cluster::ClusterMember;
 use crate::partition::LEADER_EPOCH;
 use crate::topics::Topic;
 
@@ -93,6 +98,164 @@ pub(crate) fn metadata(
     response.topics = topics;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     response
+}
+
+/// Metadata in a cluster, from the metadata image: every live broker, and each partition's
+/// leader, leader epoch, replicas and ISR as the controller last published them. Missing
+/// topics are created through the controller when auto-creation allows.
+pub(crate) async fn metadata_in_cluster(
+    broker: &Arc<Broker>,
+    member: &ClusterMember,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let may_create =
+        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    if may_create {
+        let image = member.image();
+        for name in request
+            .topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref())
+        {
+            if image.topic_by_name(name).is_none() && validate_topic_name(name).is_ok() {
+                create_by_default(member, name).await;
+            }
+        }
+    }
+    let image = member.image();
+    let topics: Vec<MetadataResponseTopic> = match request.topics {
+        None => image
+            .topics()
+            .map(|topic| describe_image_topic(&image, topic, version))
+            .collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|wanted| {
+                let found = match &wanted.name {
+                    Some(name) => image.topic_by_name(name),
+                    None => image.topic(wanted.topic_id),
+                };
+                match found {
+                    Some(topic) => describe_image_topic(&image, topic, version),
+                    None => {
+                        let mut missing = MetadataResponseTopic::default();
+                        missing.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+                        missing.error_code = match &wanted.name {
+                            Some(name) => {
+                                missing.name = Some(name.clone());
+                                match validate_topic_name(name) {
+                                    Err(error) => error.code.code(),
+                                    Ok(()) if may_create => {
+                                        ResponseError::LeaderNotAvailable.code()
+                                    }
+                                    Ok(()) => ResponseError::UnknownTopicOrPartition.code(),
+                                }
+                            }
+                            None => {
+                                missing.topic_id = wanted.topic_id;
+                                ResponseError::UnknownTopicId.code()
+                            }
+                        };
+                        missing
+                    }
+                }
+            })
+            .collect(),
+    };
+    let mut response = MetadataResponse::default();
+    response.brokers = image
+        .brokers()
+        .filter(|registered| !registered.registration.fenced)
+        .filter_map(|registered| {
+            let listener = registered.registration.listeners.first()?;
+            let mut entry = MetadataResponseBroker::default();
+            entry.node_id = BrokerId(registered.registration.id);
+            entry.host = StrBytes::from_string(listener.host.clone());
+            entry.port = i32::from(listener.port);
+            entry.rack = registered
+                .registration
+                .rack
+                .clone()
+                .map(StrBytes::from_string);
+            Some(entry)
+        })
+        .collect();
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    if version >= 1 {
+        // Clients send admin requests to the "controller"; every broker forwards them to the
+        // active one, so this broker, which is alive, serves as well as any.
+        response.controller_id = BrokerId(broker.config.node_id);
+    }
+    response.topics = topics;
+    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    response
+}
+
+/// Creates a topic with the cluster's defaults (auto-creation); another request creating it
+/// first is no failure.
+pub(crate) async fn create_by_default(member: &ClusterMember, name: &str) {
+    let request = ControllerRequest::CreateTopic {
+        topic: NewTopic {
+            name: name.to_owned(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: Vec::new(),
+        },
+        validate_only: false,
+    };
+    if let Err(error) = member.commit(request).await {
+        tracing::debug!(topic = name, error = ?error.message, "auto-creation did not create the topic");
+    }
+}
+
+fn describe_image_topic(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    version: i16,
+) -> MetadataResponseTopic {
+    let mut answer = MetadataResponseTopic::default();
+    answer.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
+    if version >= 10 {
+        answer.topic_id = topic.id;
+    }
+    answer.is_internal = crate::internal_topics::is_internal(&topic.name);
+    answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    answer.partitions = topic
+        .partitions
+        .iter()
+        .map(|(&index, state)| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = index;
+            partition.leader_id = BrokerId(state.leader);
+            if version >= 7 {
+                partition.leader_epoch = state.leader_epoch;
+            }
+            partition.replica_nodes = ids(&state.replicas);
+            partition.isr_nodes = ids(&state.isr);
+            let offline: Vec<i32> = state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    image
+                        .broker(id)
+                        .is_none_or(|registered| registered.registration.fenced)
+                })
+                .collect();
+            partition.offline_replicas = ids(&offline);
+            if !state.has_leader() {
+                partition.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            partition
+        })
+        .collect();
+    answer
 }
 
 fn topic_by_name(
@@ -180,16 +343,48 @@ pub(crate) fn describe_cluster(
         ));
         return response;
     }
-    let mut entry = DescribeClusterBroker::default();
-    entry.broker_id = BrokerId(broker.config.node_id);
-    entry.host = StrBytes::from_string(broker.advertised_host.clone());
-    entry.port = broker.advertised_port;
+    let entry = |id: i32, host: String, port: i32, rack: Option<String>| {
+        let mut entry = DescribeClusterBroker::default();
+        entry.broker_id = BrokerId(id);
+        entry.host = StrBytes::from_string(host);
+        entry.port = port;
+        entry.rack = rack.map(StrBytes::from_string);
+        entry
+    };
+    let (brokers, controller_id) = match broker.cluster() {
+        None => (
+            vec![entry(
+                broker.config.node_id,
+                broker.advertised_host.clone(),
+                broker.advertised_port,
+                None,
+            )],
+            broker.config.node_id,
+        ),
+        Some(member) => {
+            let image = member.image();
+            let brokers: Vec<DescribeClusterBroker> = image
+                .brokers()
+                .filter(|registered| !registered.registration.fenced)
+                .filter_map(|registered| {
+                    let listener = registered.registration.listeners.first()?;
+                    Some(entry(
+                        registered.registration.id,
+                        listener.host.clone(),
+                        i32::from(listener.port),
+                        registered.registration.rack.clone(),
+                    ))
+                })
+                .collect();
+            (brokers, broker.config.node_id)
+        }
+    };
     if version >= 1 {
         response.endpoint_type = 1;
     }
     response.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
-    response.controller_id = BrokerId(broker.config.node_id);
-    response.brokers = vec![entry];
+    response.controller_id = BrokerId(controller_id);
+    response.brokers = brokers;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     response
 }

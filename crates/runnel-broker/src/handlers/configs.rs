@@ -5,6 +5,7 @@
 //! and synonyms, as Kafka does: tools and stream libraries read defaults such as `retention.ms`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -17,10 +18,12 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use runnel_controller::records::ConfigResource;
+use runnel_quorum::ControllerRequest;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::topic_config::{config_def, resolve_all, ConfigSource, ConfigType};
+use crate::topic_config::{config_def, resolve_all, validate_entry, ConfigSource, ConfigType};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -295,89 +298,132 @@ macro_rules! resource_answer {
     }};
 }
 
-/// Checks the resource is a topic, then changes its overrides with `change`.
-fn alter_resource(
-    broker: &Broker,
+/// Checks the resource is a topic, then changes its overrides with `change`: here on a
+/// one-node broker, through the controller in a cluster.
+async fn alter_resource(
+    broker: &Arc<Broker>,
     resource_type: i8,
-    topic: &str,
+    topic: String,
     validate_only: bool,
-    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<(), ApiError> {
     check_resource_type(resource_type)?;
-    broker.topics.alter_configs(topic, validate_only, change)
+    let Some(member) = broker.cluster() else {
+        let alterer = Arc::clone(broker);
+        return broker
+            .io
+            .run(move || alterer.topics.alter_configs(&topic, validate_only, change))
+            .await?;
+    };
+    let image = member.image();
+    if image.topic_by_name(&topic).is_none() {
+        return Err(ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{topic}' does not exist."),
+        ));
+    }
+    let resource = ConfigResource::Topic(topic);
+    let current = image.configs(&resource).cloned().unwrap_or_default();
+    let mut next = current.clone();
+    change(&mut next)?;
+    for (key, value) in &next {
+        validate_entry(key, value)
+            .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let mut changes: Vec<(String, Option<String>)> = next
+        .iter()
+        .filter(|(key, value)| current.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), Some(value.clone())))
+        .collect();
+    changes.extend(
+        current
+            .keys()
+            .filter(|key| !next.contains_key(*key))
+            .map(|key| (key.clone(), None)),
+    );
+    if changes.is_empty() {
+        return Ok(());
+    }
+    member
+        .commit(ControllerRequest::SetConfigs { resource, changes })
+        .await
 }
 
-pub(crate) fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(crate) async fn alter_configs(
+    broker: &Arc<Broker>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
-    response.responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let outcome = alter_resource(
-                broker,
-                resource.resource_type,
-                &resource.resource_name,
-                request.validate_only,
-                |overrides| {
-                    let mut replacement = BTreeMap::new();
-                    for config in &resource.configs {
-                        let value = config.value.as_ref().ok_or_else(|| {
-                            ApiError::new(
-                                ResponseError::InvalidConfig,
-                                format!("Null value not supported for {}", config.name.as_str()),
-                            )
-                        })?;
-                        replacement.insert(config.name.to_string(), value.to_string());
-                    }
-                    *overrides = replacement;
-                    Ok(())
-                },
-            );
-            resource_answer!(
-                AlterConfigsResourceResponse,
-                resource.resource_type,
-                resource.resource_name,
-                outcome
-            )
-        })
-        .collect();
+    for resource in request.resources {
+        let resource_type = resource.resource_type;
+        let resource_name = resource.resource_name.clone();
+        let outcome = alter_resource(
+            broker,
+            resource_type,
+            resource_name.to_string(),
+            request.validate_only,
+            move |overrides| {
+                let mut replacement = BTreeMap::new();
+                for config in &resource.configs {
+                    let value = config.value.as_ref().ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("Null value not supported for {}", config.name.as_str()),
+                        )
+                    })?;
+                    replacement.insert(config.name.to_string(), value.to_string());
+                }
+                *overrides = replacement;
+                Ok(())
+            },
+        )
+        .await;
+        response.responses.push(resource_answer!(
+            AlterConfigsResourceResponse,
+            resource_type,
+            resource_name,
+            outcome
+        ));
+    }
     response
 }
 
-pub(crate) fn incremental_alter_configs(
-    broker: &Broker,
+pub(crate) async fn incremental_alter_configs(
+    broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
-    response.responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let outcome = alter_resource(
-                broker,
-                resource.resource_type,
-                &resource.resource_name,
-                request.validate_only,
-                |overrides| {
-                    for config in &resource.configs {
-                        apply_operation(
-                            overrides,
-                            config.name.as_str(),
-                            config.config_operation,
-                            config.value.as_deref(),
-                        )?;
-                    }
-                    Ok(())
-                },
-            );
-            resource_answer!(
-                IncrementalResourceResponse,
-                resource.resource_type,
-                resource.resource_name,
-                outcome
-            )
-        })
-        .collect();
+    for resource in request.resources {
+        let resource_type = resource.resource_type;
+        let resource_name = resource.resource_name.clone();
+        let outcome = alter_resource(
+            broker,
+            resource_type,
+            resource_name.to_string(),
+            request.validate_only,
+            move |overrides| {
+                for config in &resource.configs {
+                    apply_operation(
+                        overrides,
+                        config.name.as_str(),
+                        config.config_operation,
+                        config.value.as_deref(),
+                    )?;
+                }
+                Ok(())
+            },
+        )
+        .await;
+        response.responses.push(resource_answer!(
+            IncrementalResourceResponse,
+            resource_type,
+            resource_name,
+            outcome
+        ));
+    }
     response
 }
 

@@ -26,7 +26,7 @@ use super::find_topic;
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::fetch_sessions::{Answered, Begun, WantedPartition};
-use crate::partition::{last_stable_offset, Partition, LEADER_EPOCH};
+use crate::partition::{last_stable_offset, Partition};
 use crate::topics::Topic;
 
 const READ_COMMITTED: i8 = 1;
@@ -134,11 +134,13 @@ fn plan(
             });
         }
         let target = match &topic {
-            Some(topic) => check_leader_epoch(wanted.current_leader_epoch).and_then(|()| {
-                topic
-                    .partition(wanted.partition)
-                    .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
-            }),
+            Some(topic) => topic
+                .partition(wanted.partition)
+                .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
+                .and_then(|partition| {
+                    partition.serving_epoch(wanted.current_leader_epoch)?;
+                    Ok(partition)
+                }),
             None => Err(ApiError::code(if version >= 13 {
                 ResponseError::UnknownTopicId
             } else {
@@ -363,16 +365,6 @@ fn read_partition(
     }
     data.records = Some(records);
     Ok(data)
-}
-
-/// KIP-320: a client that knows a newer epoch than ours is ahead of us; an older one is stale.
-pub(crate) fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), ApiError> {
-    match current_leader_epoch {
-        -1 => Ok(()),
-        epoch if epoch > LEADER_EPOCH => Err(ApiError::code(ResponseError::UnknownLeaderEpoch)),
-        epoch if epoch < LEADER_EPOCH => Err(ApiError::code(ResponseError::FencedLeaderEpoch)),
-        _ => Ok(()),
-    }
 }
 
 fn empty_partition(index: i32) -> PartitionData {

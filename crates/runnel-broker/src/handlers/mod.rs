@@ -9,6 +9,8 @@ pub(crate) mod log_dirs;
 pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod producers;
+pub(crate) mod reassignments;
+pub(crate) mod replica_fetch;
 pub(crate) mod topics;
 
 #[cfg(test)]
@@ -61,6 +63,34 @@ pub(crate) fn find_or_create_topic(broker: &Broker, name: &str) -> Option<Arc<To
         Ok(topic) => topic,
         // Another request created it first, or the name is invalid.
         Err(_) => broker.topics.get(name),
+    }
+}
+
+/// Finds a topic by name, creating it if auto-creation allows: here on a one-node broker,
+/// through the controller in a cluster.
+pub(crate) async fn ensure_topic(broker: &Arc<Broker>, name: &str) -> Option<Arc<Topic>> {
+    if let Some(topic) = broker.topics.get(name) {
+        return Some(topic);
+    }
+    match broker.cluster() {
+        Some(member) => {
+            if broker.config.auto_create_topics
+                && runnel_controller::validate_topic_name(name).is_ok()
+            {
+                cluster::create_by_default(member, name).await;
+            }
+            broker.topics.get(name)
+        }
+        None => {
+            let creator = Arc::clone(broker);
+            let name = name.to_owned();
+            broker
+                .io
+                .run(move || find_or_create_topic(&creator, &name))
+                .await
+                .ok()
+                .flatten()
+        }
     }
 }
 

@@ -17,11 +17,10 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use super::fetch::check_leader_epoch;
 use super::find_partition;
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::partition::{last_stable_offset, Partition, LEADER_EPOCH};
+use crate::partition::{last_stable_offset, Partition};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -50,15 +49,16 @@ pub(crate) fn list_offsets(
                     answer.partition_index = wanted.partition_index;
                     let found = find_partition(broker, &topic.name, wanted.partition_index)
                         .and_then(|partition| {
-                            check_leader_epoch(wanted.current_leader_epoch)?;
+                            let epoch = partition.serving_epoch(wanted.current_leader_epoch)?;
                             lookup(&partition, wanted.timestamp, version, read_committed)
+                                .map(|found| (found, epoch))
                         });
                     match found {
-                        Ok((offset, timestamp)) => {
+                        Ok(((offset, timestamp), epoch)) => {
                             answer.offset = offset;
                             answer.timestamp = timestamp;
                             if version >= 4 && offset >= 0 {
-                                answer.leader_epoch = LEADER_EPOCH;
+                                answer.leader_epoch = epoch;
                             }
                         }
                         Err(error) => {
@@ -134,7 +134,7 @@ pub(crate) fn offset_for_leader_epoch(
                     answer.partition = wanted.partition;
                     let found = find_partition(broker, &topic.topic, wanted.partition).and_then(
                         |partition| {
-                            check_leader_epoch(wanted.current_leader_epoch)?;
+                            partition.serving_epoch(wanted.current_leader_epoch)?;
                             partition
                                 .with_log(|log| Ok(log.end_offset_for_epoch(wanted.leader_epoch)))
                         },

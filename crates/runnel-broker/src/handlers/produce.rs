@@ -11,6 +11,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -19,8 +20,9 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_record::{DecompressionBudget, RecordBatch, RecordBatchHeader, RecordPolicy};
+use runnel_replication::AckOutcome;
 
-use super::{find_or_create_topic, find_topic};
+use super::{ensure_topic, find_topic};
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::io_pool::PoolError;
@@ -28,9 +30,6 @@ use crate::partition::{self, Partition};
 use crate::pipeline::Turn;
 use crate::topic_config::TopicSettings;
 use crate::topics::Topic;
-
-/// The replicas a partition has in sync on a single node.
-const IN_SYNC_REPLICAS: i32 = 1;
 
 /// Records one I/O job validates and appends before the next partitions go to another job:
 /// enough to amortize a thread wake-up over many small batches, small enough that a request
@@ -50,6 +49,7 @@ pub(crate) async fn produce(
     mut turn: Turn,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let budget = Arc::new(DecompressionBudget::for_request(request_bytes));
     let now_ms = broker.now_ms();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -59,16 +59,7 @@ pub(crate) async fn produce(
         let topic = if topic_data.topic_id.is_nil() {
             match broker.topics.get(&topic_data.name) {
                 Some(topic) => Some(topic),
-                None => {
-                    let name = topic_data.name.clone();
-                    let creator = Arc::clone(broker);
-                    broker
-                        .io
-                        .run(move || find_or_create_topic(&creator, &name))
-                        .await
-                        .ok()
-                        .flatten()
-                }
+                None => ensure_topic(broker, &topic_data.name).await,
             }
         } else {
             find_topic(broker, &topic_data.name, topic_data.topic_id)
@@ -156,7 +147,7 @@ pub(crate) async fn produce(
             topic_response.partition_responses =
                 join_all(partitions.into_iter().map(|(index, appended)| async move {
                     let acknowledged = match appended {
-                        Ok(pending) => acknowledge(broker, pending).await,
+                        Ok(pending) => acknowledge(broker, pending, acks, timeout).await,
                         Err(error) => Err(error),
                     };
                     partition_response(version, index, acknowledged)
@@ -219,15 +210,7 @@ fn check_partition(
         ));
     }
     let settings = topic.settings();
-    if acks == -1 && IN_SYNC_REPLICAS < settings.min_insync_replicas {
-        return Err(ApiError::new(
-            ResponseError::NotEnoughReplicas,
-            format!(
-                "min.insync.replicas is {} but only {IN_SYNC_REPLICAS} replica is in sync",
-                settings.min_insync_replicas
-            ),
-        ));
-    }
+    partition.check_produce(acks, settings.min_insync_replicas)?;
     let records = data
         .records
         .filter(|records| !records.is_empty())
@@ -279,23 +262,90 @@ fn append_checked(
     })
 }
 
-/// Waits for the fsync the flush policy asks for before an acknowledgement.
-async fn acknowledge(broker: &Broker, pending: PendingAck) -> Result<Acknowledged, ApiError> {
+/// Waits for what the acknowledgement needs: the fsync the flush policy asks for, and for
+/// `acks=all` in a cluster, the high watermark passing the records (which needs this
+/// leader's own fsync too, unless replicas count their page cache).
+async fn acknowledge(
+    broker: &Arc<Broker>,
+    pending: PendingAck,
+    acks: i16,
+    timeout: Duration,
+) -> Result<Acknowledged, ApiError> {
     let PendingAck {
         partition,
         appended,
         log_append_time_ms,
     } = pending;
-    if appended.sync_required {
-        partition
-            .sync_to(&broker.io, appended.info.last_offset + 1)
-            .await?;
+    let end_offset = appended.info.last_offset + 1;
+    let leader_fsync = partition.leads_with_fsync();
+    if appended.sync_required || (leader_fsync && acks == -1) {
+        partition.sync_to(&broker.io, end_offset).await?;
+    } else if leader_fsync {
+        // Answered before the fsync, but consumers see the records only once the high
+        // watermark passes them, which needs it.
+        let syncing = Arc::clone(&partition);
+        let broker = Arc::clone(broker);
+        tokio::spawn(async move {
+            let _ = syncing.sync_to(&broker.io, end_offset).await;
+        });
+    }
+    if acks == -1 {
+        wait_replicated(
+            broker,
+            &partition,
+            appended.leader_epoch,
+            end_offset,
+            timeout,
+        )
+        .await?;
     }
     Ok(Acknowledged {
         base_offset: appended.info.base_offset,
         log_append_time_ms,
         log_start_offset: appended.log_start_offset,
     })
+}
+
+/// Waits, up to `timeout`, until every in-sync replica holds the records appended in
+/// `epoch` below `end_offset` (a delayed produce: woken by each move of the high watermark).
+async fn wait_replicated(
+    broker: &Broker,
+    partition: &Partition,
+    epoch: i32,
+    end_offset: i64,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut high_watermark = partition.subscribe_high_watermark();
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        high_watermark.borrow_and_update();
+        match partition.ack_outcome(epoch, end_offset)? {
+            AckOutcome::Acknowledged => return Ok(()),
+            AckOutcome::NotEnoughReplicasAfterAppend => {
+                return Err(ApiError::new(
+                    ResponseError::NotEnoughReplicasAfterAppend,
+                    "the records were written, but the ISR shrank below min.insync.replicas",
+                ))
+            }
+            AckOutcome::Waiting => {}
+        }
+        let timed_out = || {
+            ApiError::new(
+                ResponseError::RequestTimedOut,
+                "the in-sync replicas did not copy the records within the request's timeout",
+            )
+        };
+        tokio::select! {
+            changed = high_watermark.changed() => {
+                if changed.is_err() {
+                    return Err(timed_out());
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
+            _ = shutdown.wait_for(|stop| *stop) => return Err(timed_out()),
+        }
+    }
 }
 
 /// Kafka's `LogValidator` for one partition's records set, before anything is written: every

@@ -4,7 +4,6 @@
 //! Both block (a new id block is written durably; a partition's state is read under its
 //! lock) and run on the I/O pool.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -45,8 +44,8 @@ pub(crate) fn init_producer_id(
             response.producer_epoch = 0;
         }
         Err(error) => {
-            tracing::error!(%error, "cannot allocate a producer id");
-            response.error_code = ResponseError::KafkaStorageError.code();
+            tracing::warn!(%error, "cannot allocate a producer id");
+            response.error_code = error.code().code();
         }
     }
     response

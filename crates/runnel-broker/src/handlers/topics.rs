@@ -1,6 +1,9 @@
-//! CreateTopics, DeleteTopics and CreatePartitions.
+//! CreateTopics, DeleteTopics and CreatePartitions: done here on a one-node broker, and in a
+//! cluster forwarded to the active controller, answered once this broker has applied the
+//! change (so the client's next Metadata shows it).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -15,15 +18,19 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
-use crate::error::ApiError;
-use crate::topic_config::resolve_all;
+use runnel_controller::NewTopic;
+use runnel_quorum::ControllerRequest;
 
-/// Replicas per partition this cluster can place: one broker, one replica.
+use crate::broker::Broker;
+use crate::cluster::ClusterMember;
+use crate::error::ApiError;
+use crate::topic_config::{resolve_all, validate_entry};
+
+/// Replicas per partition a one-node broker can place.
 const BROKERS_AVAILABLE: i16 = 1;
 
-pub(crate) fn create_topics(
-    broker: &Broker,
+pub(crate) async fn create_topics(
+    broker: &Arc<Broker>,
     version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -34,91 +41,92 @@ pub(crate) fn create_topics(
         .filter(|topic| !seen.insert(topic.name.clone()))
         .map(|topic| topic.name.clone())
         .collect();
+    let validate_only = request.validate_only;
     let mut response = CreateTopicsResponse::default();
-    response.topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let name = topic.name.clone();
-            let mut result = CreatableTopicResult::default();
-            result.name = name.clone();
-            let outcome = if duplicates.contains(&name) {
-                Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!(
-                        "Create topics request from client contains duplicate topic '{}'",
-                        name.as_str()
-                    ),
-                ))
-            } else {
-                create_one(broker, topic, request.validate_only)
-            };
-            match outcome {
-                Ok((partitions, configs, topic_id)) => {
-                    if version >= 5 {
-                        result.num_partitions = partitions;
-                        result.replication_factor = BROKERS_AVAILABLE;
-                        result.configs = Some(describe_created_configs(broker, &configs));
+    for topic in request.topics {
+        let name = topic.name.clone();
+        let mut result = CreatableTopicResult::default();
+        result.name = name.clone();
+        let outcome = if duplicates.contains(&name) {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!(
+                    "Create topics request from client contains duplicate topic '{}'",
+                    name.as_str()
+                ),
+            ))
+        } else {
+            match parse_creatable(topic) {
+                Ok(wanted) => match broker.cluster() {
+                    Some(member) => create_in_cluster(member, wanted, validate_only).await,
+                    None => {
+                        let creator = Arc::clone(broker);
+                        broker
+                            .io
+                            .run(move || create_here(&creator, wanted, validate_only))
+                            .await
+                            .map_err(ApiError::from)
+                            .and_then(|created| created)
                     }
-                    if let (Some(id), true) = (topic_id, version >= 7) {
-                        result.topic_id = id;
-                    }
+                },
+                Err(error) => Err(error),
+            }
+        };
+        match outcome {
+            Ok(created) => {
+                if version >= 5 {
+                    result.num_partitions = created.partitions;
+                    result.replication_factor = created.replication_factor;
+                    result.configs = Some(describe_created_configs(broker, &created.configs));
                 }
-                Err(error) => {
-                    result.error_code = error.error_code();
-                    result.error_message = error.message_str();
+                if let (Some(id), true) = (created.topic_id, version >= 7) {
+                    result.topic_id = id;
                 }
             }
-            result
-        })
-        .collect();
+            Err(error) => {
+                result.error_code = error.error_code();
+                result.error_message = error.message_str();
+            }
+        }
+        response.topics.push(result);
+    }
     response
 }
 
-type Created = (i32, BTreeMap<String, String>, Option<uuid::Uuid>);
+/// A CreateTopics entry, checked for what needs no cluster state.
+struct WantedTopic {
+    name: String,
+    /// `-1`: the default.
+    partitions: i32,
+    /// `-1`: the default.
+    replication_factor: i16,
+    /// Replica lists by partition, instead of counts; empty for none.
+    assignments: Vec<Vec<i32>>,
+    configs: BTreeMap<String, String>,
+}
 
-fn create_one(
-    broker: &Broker,
-    topic: CreatableTopic,
-    validate_only: bool,
-) -> Result<Created, ApiError> {
-    let partitions = if topic.assignments.is_empty() {
-        match topic.replication_factor {
-            -1 => {}
-            factor if factor < 1 => {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0, or -1 to use the default value.",
-                ))
-            }
-            factor if factor > BROKERS_AVAILABLE => {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!("Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {BROKERS_AVAILABLE} broker(s) are registered."),
-                ))
-            }
-            _ => {}
-        }
-        match topic.num_partitions {
-            -1 => broker.config.num_partitions,
-            count => count,
-        }
-    } else {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+/// What a created (or validated) topic is.
+struct Created {
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    topic_id: Option<uuid::Uuid>,
+}
+
+fn parse_creatable(topic: CreatableTopic) -> Result<WantedTopic, ApiError> {
+    if topic.assignments.is_empty() {
+        if topic.replication_factor < 1 && topic.replication_factor != -1 {
             return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
             ));
         }
-        check_assignments(
-            broker,
-            topic
-                .assignments
-                .iter()
-                .map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
-        )?;
-        topic.assignments.len() as i32
-    };
+    } else if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+        ));
+    }
     let mut configs = BTreeMap::new();
     for config in topic.configs {
         let value = config.value.ok_or_else(|| {
@@ -130,16 +138,90 @@ fn create_one(
                 ),
             )
         })?;
+        validate_entry(&config.name, &value)
+            .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
         configs.insert(config.name.to_string(), value.to_string());
     }
+    Ok(WantedTopic {
+        name: topic.name.to_string(),
+        partitions: topic.num_partitions,
+        replication_factor: topic.replication_factor,
+        assignments: topic
+            .assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect(),
+        configs,
+    })
+}
+
+/// Creates the topic on this one-node broker. Blocks.
+fn create_here(
+    broker: &Broker,
+    wanted: WantedTopic,
+    validate_only: bool,
+) -> Result<Created, ApiError> {
+    if wanted.replication_factor > BROKERS_AVAILABLE {
+        let factor = wanted.replication_factor;
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {BROKERS_AVAILABLE} broker(s) are registered."),
+        ));
+    }
+    check_assignments(broker, wanted.assignments.iter().cloned())?;
+    let partitions = match (wanted.assignments.len(), wanted.partitions) {
+        (0, -1) => broker.config.num_partitions,
+        (0, count) => count,
+        (assigned, _) => assigned as i32,
+    };
     let created = broker.topics.create(
-        &topic.name,
+        &wanted.name,
         partitions,
-        configs.clone(),
+        wanted.configs.clone(),
         validate_only,
         broker.now_ms(),
     )?;
-    Ok((partitions, configs, created.map(|topic| topic.id)))
+    Ok(Created {
+        partitions,
+        replication_factor: BROKERS_AVAILABLE,
+        configs: wanted.configs,
+        topic_id: created.map(|topic| topic.id),
+    })
+}
+
+/// Asks the controller to create the topic, and waits until this broker knows it.
+async fn create_in_cluster(
+    member: &ClusterMember,
+    wanted: WantedTopic,
+    validate_only: bool,
+) -> Result<Created, ApiError> {
+    let new_topic = NewTopic {
+        name: wanted.name.clone(),
+        partitions: wanted.partitions,
+        replication_factor: wanted.replication_factor,
+        assignments: wanted.assignments,
+        configs: wanted
+            .configs
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+    };
+    member
+        .commit(ControllerRequest::CreateTopic {
+            topic: new_topic,
+            validate_only,
+        })
+        .await?;
+    let image = member.image();
+    let topic = image.topic_by_name(&wanted.name);
+    Ok(Created {
+        partitions: topic.map_or(wanted.partitions, |t| t.partitions.len() as i32),
+        replication_factor: topic
+            .and_then(|t| t.partitions.values().next())
+            .map_or(wanted.replication_factor, |p| p.replicas.len() as i16),
+        configs: wanted.configs,
+        topic_id: topic.filter(|_| !validate_only).map(|t| t.id),
+    })
 }
 
 /// Every partition's replicas must be exactly this broker.
@@ -177,8 +259,8 @@ fn describe_created_configs(
         .collect()
 }
 
-pub(crate) fn delete_topics(
-    broker: &Broker,
+pub(crate) async fn delete_topics(
+    broker: &Arc<Broker>,
     version: i16,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -197,82 +279,117 @@ pub(crate) fn delete_topics(
             .collect()
     };
     let mut response = DeleteTopicsResponse::default();
-    response.responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let mut result = DeletableTopicResult::default();
-            let topic = match &name {
+    for (name, id) in targets {
+        let mut result = DeletableTopicResult::default();
+        let found = match broker.cluster() {
+            Some(member) => {
+                let image = member.image();
+                match &name {
+                    Some(name) => image.topic_by_name(name),
+                    None => image.topic(id),
+                }
+                .map(|topic| (topic.name.clone(), topic.id))
+            }
+            None => match &name {
                 Some(name) => broker.topics.get(name),
                 None => broker.topics.get_by_id(id),
-            };
-            let outcome = match topic {
-                Some(topic) => {
-                    result.name = Some(TopicName(StrBytes::from_string(topic.name.to_string())));
-                    if version >= 6 {
-                        result.topic_id = topic.id;
-                    }
-                    broker.topics.delete(&topic.name)
+            }
+            .map(|topic| (topic.name.to_string(), topic.id)),
+        };
+        let outcome = match found {
+            Some((found_name, found_id)) => {
+                result.name = Some(TopicName(StrBytes::from_string(found_name.clone())));
+                if version >= 6 {
+                    result.topic_id = found_id;
                 }
-                None => {
-                    result.name = name.clone();
-                    if version >= 6 {
-                        result.topic_id = id;
+                match broker.cluster() {
+                    Some(member) => {
+                        member
+                            .commit(ControllerRequest::DeleteTopic { name: found_name })
+                            .await
                     }
-                    Err(ApiError::code(if name.is_some() {
-                        ResponseError::UnknownTopicOrPartition
-                    } else {
-                        ResponseError::UnknownTopicId
-                    }))
-                }
-            };
-            if let Err(error) = outcome {
-                result.error_code = error.error_code();
-                if version >= 5 {
-                    result.error_message = error.message_str();
+                    None => {
+                        let deleter = Arc::clone(broker);
+                        broker
+                            .io
+                            .run(move || deleter.topics.delete(&found_name))
+                            .await
+                            .map_err(ApiError::from)
+                            .and_then(|deleted| deleted)
+                    }
                 }
             }
-            result
-        })
-        .collect();
+            None => {
+                result.name = name.clone();
+                if version >= 6 {
+                    result.topic_id = id;
+                }
+                Err(ApiError::code(if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    ResponseError::UnknownTopicId
+                }))
+            }
+        };
+        if let Err(error) = outcome {
+            result.error_code = error.error_code();
+            if version >= 5 {
+                result.error_message = error.message_str();
+            }
+        }
+        response.responses.push(result);
+    }
     response
 }
 
-pub(crate) fn create_partitions(
-    broker: &Broker,
+pub(crate) async fn create_partitions(
+    broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let validate_only = request.validate_only;
     let mut response = CreatePartitionsResponse::default();
-    response.results = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let mut result = CreatePartitionsTopicResult::default();
-            let outcome = topic
-                .assignments
-                .as_ref()
-                .map_or(Ok(()), |assignments| {
-                    check_assignments(
-                        broker,
-                        assignments
-                            .iter()
-                            .map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
-                    )
-                })
-                .and_then(|()| {
-                    broker.topics.add_partitions(
-                        &topic.name,
-                        topic.count,
-                        request.validate_only,
-                        broker.now_ms(),
-                    )
-                });
-            if let Err(error) = outcome {
-                result.error_code = error.error_code();
-                result.error_message = error.message_str();
+    for topic in request.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        let assignments: Vec<Vec<i32>> = topic
+            .assignments
+            .iter()
+            .flatten()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        let name = topic.name.to_string();
+        let outcome = match broker.cluster() {
+            Some(member) => {
+                member
+                    .commit(ControllerRequest::CreatePartitions {
+                        name,
+                        total: topic.count,
+                        assignments,
+                        validate_only,
+                    })
+                    .await
             }
-            result.name = topic.name;
-            result
-        })
-        .collect();
+            None => {
+                let grower = Arc::clone(broker);
+                let total = topic.count;
+                broker
+                    .io
+                    .run(move || {
+                        check_assignments(&grower, assignments.into_iter())?;
+                        grower
+                            .topics
+                            .add_partitions(&name, total, validate_only, grower.now_ms())
+                    })
+                    .await
+                    .map_err(ApiError::from)
+                    .and_then(|grown| grown)
+            }
+        };
+        if let Err(error) = outcome {
+            result.error_code = error.error_code();
+            result.error_message = error.message_str();
+        }
+        result.name = topic.name;
+        response.results.push(result);
+    }
     response
 }

@@ -1,0 +1,541 @@
+//! This broker as a member of a cluster: its standing with the controller quorum
+//! (registration, heartbeats, the metadata image: `runnel_quorum::BrokerLifecycle`), the
+//! image applied to its partitions, ISR changes sent to the controller, and admin requests
+//! forwarded to it.
+//!
+//! - The image is applied whole each time it moves, so applying is idempotent and a restart
+//!   needs no history: for every topic, the partitions with a replica here are opened, and
+//!   each takes the role the image gives it (leader, follower of a named leader, or none).
+//!   Roles are taken only once the image holds this process's own registration, never from an
+//!   image learnt before it (a restarted broker must not act on its previous life's roles).
+//! - A leader's ISR changes go to the controller one at a time per partition
+//!   (AlterPartition), on a short timer; the answer, or a newer image, settles them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use runnel_controller::records::{ConfigResource, Listener};
+use runnel_controller::{AlterPartition, MetadataImage, PartitionState, TopicImage};
+use runnel_quorum::{
+    BrokerLifecycle, BrokerStatus, ControllerClient, ControllerRequest, ControllerResponse,
+    LifecycleConfig, Quorum,
+};
+use runnel_replication::{Assignment, IsrChange, LeaderConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::error::ApiError;
+use crate::partition::{Partition, Role};
+use crate::replica_fetcher;
+
+/// How long an admin request forwarded to the controller may take.
+const CONTROLLER_CALL_WITHIN: Duration = Duration::from_secs(15);
+/// How often leaders look for ISR changes to propose.
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How long an admin request waits for this broker's image to show its change.
+const APPLIED_WAIT: Duration = Duration::from_secs(10);
+
+/// A partition by topic id and index.
+type PartitionKey = (Uuid, i32);
+
+/// The replica fetcher of a followed partition, and the leader and epoch it fetches in.
+#[derive(Debug)]
+struct Fetcher {
+    leader: i32,
+    leader_epoch: i32,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClusterMember {
+    pub broker_id: i32,
+    lifecycle: Mutex<Option<BrokerLifecycle>>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    status: watch::Receiver<BrokerStatus>,
+    controller: tokio::sync::Mutex<ControllerClient>,
+    /// The offset of the image this broker's partitions follow.
+    applied: watch::Sender<u64>,
+    /// The replica fetcher of each partition this broker follows.
+    fetchers: Mutex<HashMap<PartitionKey, Fetcher>>,
+    /// The controller quorum voter this process also runs (`--roles broker,controller`).
+    quorum: tokio::sync::Mutex<Option<Quorum>>,
+}
+
+impl ClusterMember {
+    /// Starts registering with the quorum at `controllers`, as this broker's advertised
+    /// listener.
+    pub(crate) fn start(broker: &Broker, controllers: Vec<String>, quorum: Option<Quorum>) -> Self {
+        let config = broker.config();
+        let lifecycle = BrokerLifecycle::start(LifecycleConfig {
+            broker_id: config.node_id,
+            listeners: vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: broker.advertised_host.clone(),
+                port: u16::try_from(broker.advertised_port).unwrap_or_default(),
+            }],
+            rack: None,
+            data_intact: config.replica_fsync,
+            controllers: controllers.clone(),
+            heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        });
+        let (applied, _) = watch::channel(0);
+        ClusterMember {
+            broker_id: config.node_id,
+            image: lifecycle.image(),
+            status: lifecycle.status(),
+            lifecycle: Mutex::new(Some(lifecycle)),
+            controller: tokio::sync::Mutex::new(ControllerClient::new(&controllers)),
+            applied,
+            fetchers: Mutex::new(HashMap::new()),
+            quorum: tokio::sync::Mutex::new(quorum),
+        }
+    }
+
+    /// The latest metadata image this broker has.
+    pub(crate) fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The epoch of this process's registration, once it has one.
+    pub(crate) fn broker_epoch(&self) -> Option<i64> {
+        self.status.borrow().epoch()
+    }
+
+    /// Sends a request to the active controller; a refusal becomes its Kafka error.
+    pub(crate) async fn call(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, ApiError> {
+        let answer = self
+            .controller
+            .lock()
+            .await
+            .call(request, CONTROLLER_CALL_WITHIN)
+            .await
+            .map_err(|error| ApiError::new(ResponseError::RequestTimedOut, error.to_string()))?;
+        match answer {
+            ControllerResponse::Refused { code, message } => Err(ApiError::new(
+                ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError),
+                message,
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// Waits until this broker's partitions follow an image at or past `offset`, so that a
+    /// client's next request sees the change it just made. A timeout is not an error: the
+    /// change is committed and will arrive.
+    pub(crate) async fn wait_applied(&self, offset: u64) {
+        let mut applied = self.applied.subscribe();
+        let _ = tokio::time::timeout(APPLIED_WAIT, applied.wait_for(|at| *at >= offset)).await;
+    }
+
+    /// Sends a request the controller answers with a commit offset, and waits for this
+    /// broker to apply it.
+    pub(crate) async fn commit(&self, request: ControllerRequest) -> Result<(), ApiError> {
+        match self.call(request).await? {
+            ControllerResponse::Committed { offset } => {
+                self.wait_applied(offset).await;
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn fetchers(&self) -> MutexGuard<'_, HashMap<PartitionKey, Fetcher>> {
+        self.fetchers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Controlled shutdown: moves this broker's leaderships away, then stops fetching and
+    /// stops the quorum voter this process runs, if any.
+    pub(crate) async fn shut_down(&self) {
+        let lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(lifecycle) = lifecycle {
+            lifecycle.shut_down(Duration::from_secs(10)).await;
+        }
+        for (_, fetcher) in self.fetchers().drain() {
+            fetcher.task.abort();
+        }
+        if let Some(quorum) = self.quorum.lock().await.take() {
+            quorum.shutdown().await;
+        }
+    }
+}
+
+pub(crate) fn unexpected(answer: &ControllerResponse) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownServerError,
+        format!("unexpected answer from the controller: {answer:?}"),
+    )
+}
+
+/// Applies every new image (or registration) to this broker's partitions until shutdown.
+pub(crate) async fn apply_images(broker: Arc<Broker>) {
+    let Some(member) = broker.cluster().cloned() else {
+        return;
+    };
+    let mut images = member.image.clone();
+    let mut status = member.status.clone();
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        let image = images.borrow_and_update().clone();
+        let current = *status.borrow_and_update();
+        let registered_in_image = current.epoch().is_some_and(|epoch| {
+            image
+                .broker(member.broker_id)
+                .is_some_and(|registered| registered.registration.epoch == epoch)
+        });
+        if registered_in_image {
+            let epoch = current.epoch().unwrap_or(-1);
+            let applier = Arc::clone(&broker);
+            let applied_image = Arc::clone(&image);
+            let changes = broker
+                .io
+                .run(move || apply_image(&applier, &applied_image, epoch))
+                .await;
+            match changes {
+                Ok(follow) => start_fetchers(&broker, &member, &image, follow),
+                Err(error) => tracing::error!(%error, "could not apply the metadata image"),
+            }
+            member.applied.send_replace(image.offset());
+        } else if current == BrokerStatus::Registering {
+            // Registered no more (a stale epoch): lead and follow nothing until registered.
+            let resigner = Arc::clone(&broker);
+            let _ = broker.io.run(move || resign_all(&resigner)).await;
+            for (_, fetcher) in member.fetchers().drain() {
+                fetcher.task.abort();
+            }
+        }
+        tokio::select! {
+            _ = images.changed() => {}
+            _ = status.changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// A partition to follow: which topic, which leader in which epoch.
+pub(crate) struct Follow {
+    pub partition: Arc<Partition>,
+    pub topic_id: Uuid,
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+/// Applies `image` to the topics and partitions here; returns the partitions to follow.
+/// Blocks (logs are opened and epochs persisted).
+fn apply_image(broker: &Broker, image: &MetadataImage, broker_epoch: i64) -> Vec<Follow> {
+    let me = broker.node_id();
+    let now_ms = broker.now_ms();
+    broker
+        .topics
+        .remove_topics_not_in(|id| image.topic(id).is_some());
+    let mut follow = Vec::new();
+    for topic in image.topics() {
+        let configs: BTreeMap<String, String> = image
+            .configs(&ConfigResource::Topic(topic.name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let hosted = |index: i32| {
+            topic
+                .partitions
+                .get(&index)
+                .is_some_and(|state| state.replicas.contains(&me))
+        };
+        let count = topic
+            .partitions
+            .keys()
+            .next_back()
+            .map_or(0, |last| last + 1);
+        if let Err(error) =
+            broker
+                .topics
+                .apply_image_topic(&topic.name, topic.id, count, &configs, hosted, now_ms)
+        {
+            tracing::error!(topic = %topic.name, error = ?error.message, "could not open the topic's partitions");
+            continue;
+        }
+        let Some(local) = broker.topics.get(&topic.name) else {
+            continue;
+        };
+        for (&index, state) in &topic.partitions {
+            let Some(partition) = local.partition(index).filter(|p| p.is_held()) else {
+                continue;
+            };
+            if let Some(follower) =
+                take_role(broker, topic, &partition, state, broker_epoch, now_ms)
+            {
+                follow.push(follower);
+            }
+        }
+    }
+    follow
+}
+
+/// Gives one partition the role `state` says. Blocks.
+fn take_role(
+    broker: &Broker,
+    topic: &TopicImage,
+    partition: &Arc<Partition>,
+    state: &PartitionState,
+    broker_epoch: i64,
+    now_ms: i64,
+) -> Option<Follow> {
+    let me = broker.node_id();
+    let assignment = Assignment {
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        replicas: state.replicas.clone(),
+        isr: state.isr.clone(),
+    };
+    if state.leader == me {
+        let leads_in_epoch = partition.with_leader_state(state.leader_epoch, |leader| {
+            leader.update_assignment(assignment.clone(), now_ms);
+        });
+        if leads_in_epoch.is_none() {
+            let config = LeaderConfig {
+                replica_lag_time_max_ms: broker.config.replica_lag_time_max_ms,
+                min_insync_replicas: usize::try_from(
+                    broker
+                        .topics
+                        .get(&topic.name)
+                        .map_or(1, |t| t.settings().min_insync_replicas),
+                )
+                .unwrap_or(1),
+            };
+            match partition.become_leader(me, assignment, broker_epoch, config, now_ms) {
+                Ok(()) => tracing::info!(
+                    partition = %partition.name(),
+                    leader_epoch = state.leader_epoch,
+                    "leading"
+                ),
+                Err(error) => {
+                    tracing::error!(partition = %partition.name(), error = ?error.message, "could not take the leadership")
+                }
+            }
+        }
+        return None;
+    }
+    if !state.has_leader() {
+        partition.become_follower(None);
+        return None;
+    }
+    let same = partition.with_role(|role| {
+        matches!(role, Role::Follower { leader, leader_epoch }
+            if *leader == state.leader && *leader_epoch == state.leader_epoch)
+    });
+    if !same {
+        partition.become_follower(Some((state.leader, state.leader_epoch)));
+        tracing::info!(
+            partition = %partition.name(),
+            leader = state.leader,
+            leader_epoch = state.leader_epoch,
+            "following"
+        );
+    }
+    Some(Follow {
+        partition: Arc::clone(partition),
+        topic_id: topic.id,
+        leader: state.leader,
+        leader_epoch: state.leader_epoch,
+    })
+}
+
+/// Every partition here gives up its role. Blocks.
+fn resign_all(broker: &Broker) {
+    for topic in broker.topics.list() {
+        for partition in topic.partitions() {
+            if partition.with_role(|role| !matches!(role, Role::Alone)) {
+                partition.become_follower(None);
+            }
+        }
+    }
+}
+
+/// Starts a fetcher for each partition to follow that has none in its leader and epoch, and
+/// stops the fetchers of partitions not followed any more.
+fn start_fetchers(
+    broker: &Arc<Broker>,
+    member: &ClusterMember,
+    image: &MetadataImage,
+    follow: Vec<Follow>,
+) {
+    let mut fetchers = member.fetchers();
+    let wanted: HashMap<PartitionKey, &Follow> = follow
+        .iter()
+        .map(|f| ((f.topic_id, f.partition.index), f))
+        .collect();
+    fetchers.retain(|key, fetcher| {
+        let keep = wanted.get(key).is_some_and(|f| {
+            f.leader == fetcher.leader
+                && f.leader_epoch == fetcher.leader_epoch
+                && !fetcher.task.is_finished()
+        });
+        if !keep {
+            fetcher.task.abort();
+        }
+        keep
+    });
+    for (key, wanted) in wanted {
+        if fetchers.contains_key(&key) {
+            continue;
+        }
+        let Some(address) = image
+            .broker(wanted.leader)
+            .and_then(|leader| leader.registration.listeners.first())
+            .map(|listener| format!("{}:{}", listener.host, listener.port))
+        else {
+            continue;
+        };
+        let task = tokio::spawn(replica_fetcher::run(
+            Arc::clone(broker),
+            Arc::clone(&wanted.partition),
+            wanted.topic_id,
+            wanted.leader_epoch,
+            address,
+        ));
+        fetchers.insert(
+            key,
+            Fetcher {
+                leader: wanted.leader,
+                leader_epoch: wanted.leader_epoch,
+                task,
+            },
+        );
+    }
+}
+
+/// Keeps a spare block of producer ids from the controller, until shutdown.
+pub(crate) async fn refill_producer_ids(broker: Arc<Broker>) {
+    let Some(member) = broker.cluster().cloned() else {
+        return;
+    };
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        if broker.producer_ids.wants_block() {
+            let fetched = match member.broker_epoch() {
+                Some(broker_epoch) => member
+                    .call(ControllerRequest::AllocateProducerIds {
+                        broker_id: member.broker_id,
+                        broker_epoch,
+                    })
+                    .await
+                    .map(|answer| match answer {
+                        ControllerResponse::ProducerIds { first, count } => Some((first, count)),
+                        _ => None,
+                    })
+                    .unwrap_or(None),
+                None => None,
+            };
+            match fetched {
+                Some((first, count)) => {
+                    broker.producer_ids.add_block(first, count);
+                    continue;
+                }
+                None => tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                },
+            }
+        } else {
+            tokio::select! {
+                _ = broker.producer_ids.spare_taken.notified() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// Proposes the ISR changes leaders want, until shutdown.
+pub(crate) async fn propose_isr_changes(broker: Arc<Broker>) {
+    let Some(member) = broker.cluster().cloned() else {
+        return;
+    };
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ISR_CHECK_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let Some(broker_epoch) = member.broker_epoch() else {
+            continue;
+        };
+        let image = member.image();
+        let now_ms = broker.now_ms();
+        for topic in broker.topics.list() {
+            for partition in topic.partitions() {
+                let change = partition.with_role(|role| match role {
+                    Role::Leader(state) => state.next_isr_change(now_ms, |id| image.is_usable(id)),
+                    _ => None,
+                });
+                if let Some(change) = change {
+                    alter_partition(&broker, &member, topic.id, &partition, change, broker_epoch)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends one ISR change to the controller and settles it with the answer.
+async fn alter_partition(
+    broker: &Broker,
+    member: &ClusterMember,
+    topic_id: Uuid,
+    partition: &Partition,
+    change: IsrChange,
+    broker_epoch: i64,
+) {
+    tracing::info!(
+        partition = %partition.name(),
+        isr = ?change.new_isr.iter().map(|m| m.id).collect::<Vec<_>>(),
+        "proposing an ISR change"
+    );
+    let request = ControllerRequest::AlterPartition(AlterPartition {
+        broker_id: member.broker_id,
+        broker_epoch,
+        topic_id,
+        partition: partition.index,
+        leader_epoch: change.leader_epoch,
+        partition_epoch: change.partition_epoch,
+        new_isr: change
+            .new_isr
+            .iter()
+            .map(|m| (m.id, m.broker_epoch))
+            .collect(),
+    });
+    let committed = match member.call(request).await {
+        Ok(ControllerResponse::Partition(state))
+            if state.leader == member.broker_id && state.leader_epoch == change.leader_epoch =>
+        {
+            Some(Assignment {
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                replicas: state.replicas,
+                isr: state.isr,
+            })
+        }
+        Ok(other) => {
+            tracing::info!(partition = %partition.name(), answer = ?other, "ISR change not taken");
+            None
+        }
+        Err(error) => {
+            tracing::info!(partition = %partition.name(), error = ?error.message, "ISR change refused");
+            None
+        }
+    };
+    let now_ms = broker.now_ms();
+    partition.with_leader_state(change.leader_epoch, |state| {
+        state.isr_change_done(&change, committed, now_ms);
+    });
+}
