@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 20.0
@@ -248,6 +249,85 @@ class BrokerFactory:
     def kill_all(self) -> None:
         for broker in self.brokers:
             broker.kill9()
+
+
+# Short enough that faults show within seconds, long enough for a loaded 2-core machine.
+CLUSTER_TIMINGS = (
+    "--broker-session-timeout-ms",
+    "4000",
+    "--broker-heartbeat-interval-ms",
+    "500",
+    "--replica-lag-time-max-ms",
+    "5000",
+)
+
+
+class Cluster:
+    """Nodes that are each a broker and a controller voter (`--roles broker,controller`), as
+    `runnel dev cluster` runs them. Node ids are 1..count."""
+
+    def __init__(self, base_dir: Path, count: int = 3, extra_args: tuple[str, ...] = ()):
+        controller_ports = [free_port() for _ in range(count)]
+        quorum = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
+        self.nodes = [
+            Broker(
+                base_dir / f"node{i + 1}",
+                (
+                    "--roles",
+                    "broker,controller",
+                    "--controller-listen",
+                    f"127.0.0.1:{controller_ports[i]}",
+                    "--controller-quorum",
+                    quorum,
+                    "--default-replication-factor",
+                    str(min(count, 3)),
+                    *CLUSTER_TIMINGS,
+                    *extra_args,
+                ),
+                node_id=i + 1,
+            )
+            for i in range(count)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> Broker:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> "Cluster":
+        """Starts every node, and returns once each lists them all as live brokers."""
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + READY_DEADLINE_S
+        for node in self.nodes:
+            admin = AdminClient({"bootstrap.servers": node.bootstrap})
+            while len(admin.list_topics(timeout=10).brokers) < len(self.nodes):
+                assert time.monotonic() < deadline, f"node {node.node_id} does not see every broker"
+                time.sleep(0.1)
+        return self
+
+    def running(self) -> list[Broker]:
+        return [node for node in self.nodes if node.is_running()]
+
+    def runnel_brokers(self) -> list[Broker]:
+        return self.nodes
+
+    def kill_all(self) -> None:
+        for node in self.nodes:
+            node.kill9()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A 3-node cluster, started."""
+    instance = Cluster(tmp_path)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.kill_all()
 
 
 @pytest.fixture(scope="module")

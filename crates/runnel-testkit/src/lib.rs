@@ -46,6 +46,22 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The first of `count` consecutive free loopback ports (free when asked).
+pub fn free_port_run(count: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_port();
+        let all_free = (1..count).all(|step| {
+            first
+                .checked_add(step)
+                .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no run of {count} free loopback ports found");
+}
+
 /// A `runnel server` process. Killed on drop, whatever the test's outcome.
 #[derive(Debug)]
 pub struct NodeProcess {

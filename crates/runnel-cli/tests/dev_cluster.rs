@@ -1,0 +1,237 @@
+//! `runnel dev cluster`: three `runnel server` processes started by one command, used as a
+//! replicated cluster through the CLI, stopped by Ctrl-C, and started again on the same data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use runnel_testkit::free_port_run;
+
+struct DevCluster {
+    child: Child,
+    bootstrap: String,
+}
+
+impl DevCluster {
+    /// Starts the cluster and waits for the line that names its bootstrap addresses.
+    fn start(data_dir: &std::path::Path, port: u16, controller_port: u16) -> DevCluster {
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["dev", "cluster", "--nodes", "3", "--data-dir"])
+            .arg(data_dir)
+            .args(["--port", &port.to_string()])
+            .args(["--controller-port", &controller_port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn runnel dev cluster");
+        // Owned first, so that a failing wait below still kills it.
+        let mut cluster = DevCluster {
+            child,
+            bootstrap: String::new(),
+        };
+        let stdout = cluster.child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = received
+                .recv_timeout(left)
+                .expect("runnel dev cluster printed its bootstrap addresses");
+            if let Some(bootstrap) = line.strip_prefix("Bootstrap: ") {
+                cluster.bootstrap = bootstrap.to_owned();
+                return cluster;
+            }
+        }
+    }
+
+    fn runnel(&self, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(args)
+            .args(["--bootstrap", &self.bootstrap])
+            .output()
+            .expect("run runnel");
+        assert!(
+            output.status.success(),
+            "runnel {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Ctrl-C, as a person stops it; every node must stop cleanly.
+    fn interrupt(mut self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -INT failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "runnel dev cluster exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "runnel dev cluster did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_dev_cluster_replicates_stops_on_ctrl_c_and_keeps_its_data() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data_dir = root.path().join("cluster");
+    let port = free_port_run(3);
+    let controller_port = free_port_run(3);
+    let cluster = DevCluster::start(&data_dir, port, controller_port);
+    assert_eq!(
+        cluster.bootstrap,
+        format!(
+            "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+            port,
+            port + 1,
+            port + 2
+        )
+    );
+
+    let info = stdout(&cluster.runnel(&["cluster", "info"]));
+    for node in 1..=3 {
+        let listed = info.lines().any(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.get(1) == Some(&"127.0.0.1")
+                && columns.get(2) == Some(&(port + node - 1).to_string().as_str())
+        });
+        assert!(listed, "cluster info lists every broker: {info}");
+    }
+    cluster.runnel(&[
+        "topic",
+        "create",
+        "dev",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+    ]);
+    let described = stdout(&cluster.runnel(&["topic", "describe", "dev"]));
+    let replicated = described
+        .lines()
+        .filter(|line| {
+            let replicas = line.split_whitespace().nth(3).unwrap_or_default();
+            let mut ids: Vec<&str> = replicas.split(',').collect();
+            ids.sort_unstable();
+            ids == ["1", "2", "3"]
+        })
+        .count();
+    assert_eq!(
+        replicated, 2,
+        "each partition on all three nodes: {described}"
+    );
+
+    let mut produce = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args([
+            "produce",
+            "dev",
+            "--acks",
+            "all",
+            "--bootstrap",
+            &cluster.bootstrap,
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn produce");
+    {
+        use std::io::Write;
+        let mut stdin = produce.stdin.take().expect("stdin");
+        for i in 0..20 {
+            writeln!(stdin, "record-{i}").expect("write");
+        }
+    }
+    assert!(produce.wait().expect("produce").success());
+    let consume = |cluster: &DevCluster| {
+        let output = cluster.runnel(&["consume", "dev", "-o", "earliest", "-e"]);
+        let mut values: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+        values.sort();
+        values
+    };
+    let mut expected: Vec<String> = (0..20).map(|i| format!("record-{i}")).collect();
+    expected.sort();
+    assert_eq!(consume(&cluster), expected);
+
+    // Partition 0 moves to brokers 3 and 1, then broker 3, its preferred leader, leads it.
+    cluster.runnel(&[
+        "cluster",
+        "reassign",
+        "dev",
+        "--partition",
+        "0",
+        "--replicas",
+        "3,1",
+    ]);
+    let partition_0 = |cluster: &DevCluster| -> Vec<String> {
+        let described = stdout(&cluster.runnel(&["topic", "describe", "dev"]));
+        described
+            .lines()
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .find(|columns| columns.first().map(String::as_str) == Some("0"))
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partition_0(&cluster).get(3).map(String::as_str) != Some("3,1") {
+        assert!(
+            Instant::now() < deadline,
+            "the move did not complete: {:?}",
+            partition_0(&cluster)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ongoing = stdout(&cluster.runnel(&["cluster", "reassignments", "--format", "json"]));
+    assert_eq!(ongoing.trim(), "[]", "no move left under way");
+    cluster.runnel(&["cluster", "elect-leaders", "--topic", "dev"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partition_0(&cluster).get(1).map(String::as_str) != Some("3") {
+        assert!(
+            Instant::now() < deadline,
+            "broker 3 does not lead: {:?}",
+            partition_0(&cluster)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        consume(&cluster),
+        expected,
+        "the moved partition kept its records"
+    );
+    cluster.interrupt();
+    for node in 1..=3 {
+        let log = std::fs::read_to_string(data_dir.join(format!("node{node}.log"))).unwrap();
+        assert!(
+            log.contains("stopped cleanly"),
+            "node {node} stopped cleanly:\n{log}"
+        );
+    }
+
+    let again = DevCluster::start(&data_dir, port, controller_port);
+    assert_eq!(consume(&again), expected, "the records survive a restart");
+    again.interrupt();
+}

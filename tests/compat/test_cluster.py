@@ -1,0 +1,225 @@
+"""A 3-node cluster (each node a broker and a controller voter) under real faults.
+
+Each scenario runs an idempotent confluent-kafka producer (acks=all, unique values) and a
+consumer reading every partition while the fault repeats, then reads the whole topic again
+and checks the history:
+
+- lost: a value acknowledged but not in the log, or not at the offset its ack named;
+- duplicated: a value at two offsets;
+- conflicts: an offset seen holding two different values (by the live consumer and the
+  final read);
+- out of order: within a partition, values not in the order the producer sent them;
+- backwards: the live consumer receiving an offset at or below one it already had.
+
+Every scenario prints acked / read / lost / duplicated / leader changes and passes only with
+every bad count at 0. The topic has 6 partitions, replication factor 3 and
+min.insync.replicas=2, as a careful operator would set it.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from conftest import Cluster, unique_topic
+from support import LIBRDKAFKA_LOGGER, admin_client, consume_to_end, consumer, wait_for_topic
+
+PARTITIONS = 6
+# How long a fault scenario runs; modest, so the suite stays within CI's budget.
+SCENARIO_S = 30.0
+
+
+def create_replicated_topic(cluster: Cluster) -> str:
+    topic = unique_topic("cluster")
+    admin = admin_client(cluster.bootstrap)
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"})],
+        request_timeout=30,
+    )
+    futures[topic].result(timeout=60)
+    wait_for_topic(admin, topic, PARTITIONS, timeout_s=30)
+    return topic
+
+
+def leaders(cluster: Cluster, topic: str) -> dict[int, int]:
+    metadata = admin_client(cluster.bootstrap).list_topics(topic, timeout=10)
+    return {index: partition.leader for index, partition in metadata.topics[topic].partitions.items()}
+
+
+class Workload:
+    """The producer and the live consumer, each on its own thread, and what they saw."""
+
+    def __init__(self, cluster: Cluster, topic: str):
+        self.topic = topic
+        self.acked: dict[bytes, tuple[int, int]] = {}
+        self.failed: list[str] = []
+        self.live: dict[tuple[int, int], bytes] = {}
+        self.conflicts: list[str] = []
+        self.backwards: list[str] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.producer = Producer(
+            {
+                "bootstrap.servers": cluster.bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": 120000,
+                "reconnect.backoff.max.ms": 500,
+            },
+            logger=LIBRDKAFKA_LOGGER,
+        )
+        self.consumer = consumer(cluster.bootstrap, **{"reconnect.backoff.max.ms": 500})
+        self.threads = [
+            threading.Thread(target=self._produce, daemon=True),
+            threading.Thread(target=self._consume, daemon=True),
+        ]
+
+    def _delivered(self, error, message) -> None:
+        with self.lock:
+            if error is not None:
+                self.failed.append(f"{message.value()!r}: {error}")
+            else:
+                self.acked[message.value()] = (message.partition(), message.offset())
+
+    def _produce(self) -> None:
+        index = 0
+        while not self.stop.is_set():
+            for _ in range(20):
+                # Unkeyed: librdkafka spreads the values over every partition.
+                self.producer.produce(self.topic, value=f"v-{index:08d}".encode(), on_delivery=self._delivered)
+                index += 1
+            self.producer.poll(0.1)
+        self.producer.flush(120)
+
+    def _consume(self) -> None:
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        last: dict[int, int] = {}
+        while not self.stop.is_set():
+            for message in self.consumer.consume(num_messages=500, timeout=0.2):
+                if message.error() is not None:
+                    continue
+                partition, offset, value = message.partition(), message.offset(), message.value()
+                if offset <= last.get(partition, -1):
+                    self.backwards.append(f"partition {partition}: offset {offset} after {last[partition]}")
+                last[partition] = offset
+                seen = self.live.setdefault((partition, offset), value)
+                if seen != value:
+                    self.conflicts.append(f"{partition}@{offset}: {seen!r} and {value!r}")
+        self.consumer.close()
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=180)
+            assert not thread.is_alive(), "the workload did not stop"
+
+
+def check_history(cluster: Cluster, workload: Workload, leader_changes: int, scenario: str) -> None:
+    records = consume_to_end(cluster.bootstrap, workload.topic, list(range(PARTITIONS)), timeout_s=90)
+    where: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+    for record in records:
+        where[record.value].append((record.partition, record.offset))
+        live = workload.live.get((record.partition, record.offset))
+        if live is not None and live != record.value:
+            workload.conflicts.append(f"{record.partition}@{record.offset}: {live!r} and {record.value!r}")
+    lost = [
+        f"{value!r} acked at {place}, found at {where.get(value)}"
+        for value, place in workload.acked.items()
+        if place not in where.get(value, [])
+    ]
+    duplicated = [f"{value!r} at {places}" for value, places in where.items() if len(places) > 1]
+    out_of_order = []
+    by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append((record.offset, record.value))
+    for partition, entries in by_partition.items():
+        values = [value for _, value in sorted(entries)]
+        for before, after in zip(values, values[1:]):
+            if after <= before:
+                out_of_order.append(f"partition {partition}: {after!r} after {before!r}")
+    print(
+        f"\n{scenario}: acked={len(workload.acked)} read={len(records)} lost={len(lost)} "
+        f"duplicated={len(duplicated)} conflicts={len(workload.conflicts)} "
+        f"out_of_order={len(out_of_order)} backwards={len(workload.backwards)} "
+        f"failed_deliveries={len(workload.failed)} leader_changes={leader_changes}"
+    )
+    assert workload.acked, "nothing was acknowledged"
+    assert not lost, f"acknowledged records lost: {lost[:10]}"
+    assert not duplicated, f"records duplicated: {duplicated[:10]}"
+    assert not workload.conflicts, f"offsets with two values: {workload.conflicts[:10]}"
+    assert not out_of_order, f"records out of order: {out_of_order[:10]}"
+    assert not workload.backwards, f"the consumer went backwards: {workload.backwards[:10]}"
+    assert not workload.failed, f"deliveries failed: {workload.failed[:10]}"
+
+
+def count_changes(before: dict[int, int], after: dict[int, int]) -> int:
+    return sum(1 for partition, leader in after.items() if before.get(partition) != leader)
+
+
+def run_scenario(cluster: Cluster, scenario: str, fault) -> None:
+    """Runs the workload while `fault(topic, rng)` repeats; returns when the history checks."""
+    topic = create_replicated_topic(cluster)
+    workload = Workload(cluster, topic)
+    workload.start()
+    rng = random.Random(7)
+    changes = 0
+    deadline = time.monotonic() + SCENARIO_S
+    time.sleep(2)
+    while time.monotonic() < deadline:
+        before = leaders(cluster, topic)
+        fault(topic, rng, before)
+        changes += count_changes(before, leaders(cluster, topic))
+    # Every node back, then a moment for the producer to drain its retries.
+    time.sleep(2)
+    workload.finish()
+    check_history(cluster, workload, changes, scenario)
+
+
+@pytest.mark.timeout(240)
+def test_leader_killed_and_restarted_loses_nothing_acknowledged(cluster: Cluster) -> None:
+    def kill_a_leader(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        victim = cluster.node(current[rng.randrange(PARTITIONS)])
+        victim.kill9()
+        time.sleep(3)
+        victim.start()
+        time.sleep(5)
+
+    run_scenario(cluster, "kill -9 a leader every 8 s", kill_a_leader)
+
+
+@pytest.mark.timeout(240)
+def test_paused_leader_is_fenced_and_loses_nothing(cluster: Cluster) -> None:
+    def pause_a_leader(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        victim = cluster.node(current[rng.randrange(PARTITIONS)])
+        assert victim.proc is not None
+        # Longer than the broker session (4 s) and the replica lag time (5 s).
+        victim.proc.send_signal(signal.SIGSTOP)
+        time.sleep(7)
+        victim.proc.send_signal(signal.SIGCONT)
+        time.sleep(5)
+
+    run_scenario(cluster, "kill -STOP a leader for 7 s", pause_a_leader)
+
+
+@pytest.mark.timeout(240)
+def test_every_node_killed_at_once_loses_nothing_acknowledged(cluster: Cluster) -> None:
+    def kill_everyone(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        time.sleep(rng.uniform(2, 5))
+        cluster.kill_all()
+        time.sleep(1)
+        cluster.start()
+        time.sleep(6)
+
+    run_scenario(cluster, "kill -9 all three nodes at once", kill_everyone)
