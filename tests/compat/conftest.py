@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -303,7 +304,14 @@ class Cluster:
         deadline = time.monotonic() + READY_DEADLINE_S
         for node in self.nodes:
             admin = AdminClient({"bootstrap.servers": node.bootstrap})
-            while len(admin.list_topics(timeout=10).brokers) < len(self.nodes):
+            while True:
+                try:
+                    # A node that has not caught up with the metadata yet lists no brokers,
+                    # which librdkafka reports as a partial response.
+                    if len(admin.list_topics(timeout=10).brokers) == len(self.nodes):
+                        break
+                except KafkaException:
+                    pass
                 assert time.monotonic() < deadline, f"node {node.node_id} does not see every broker"
                 time.sleep(0.1)
         return self

@@ -36,6 +36,8 @@ use crate::replica_fetcher;
 const CONTROLLER_CALL_WITHIN: Duration = Duration::from_secs(15);
 /// How often leaders look for ISR changes to propose.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the high watermarks are checkpointed (`replica.high.watermark.checkpoint.interval.ms`).
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long an admin request waits for this broker's image to show its change.
 const APPLIED_WAIT: Duration = Duration::from_secs(10);
 
@@ -452,6 +454,46 @@ pub(crate) async fn refill_producer_ids(broker: Arc<Broker>) {
                 _ = broker.producer_ids.spare_taken.notified() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
+        }
+    }
+}
+
+/// Writes the high watermarks of the replicas held here every few seconds, and once more at
+/// shutdown, so that a restarted replica does not start from its log start. Only a change is
+/// written.
+pub(crate) async fn checkpoint_high_watermarks(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    let mut written = BTreeMap::new();
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(HIGH_WATERMARK_CHECKPOINT_INTERVAL) => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        let writer = Arc::clone(&broker);
+        let previous = std::mem::take(&mut written);
+        let outcome = broker
+            .io
+            .run(move || {
+                let now = writer.topics.high_watermarks();
+                if now != previous {
+                    if let Err(error) = crate::topics::write_high_watermarks(
+                        &**writer.topics.fs(),
+                        &writer.config.data_dir,
+                        &now,
+                    ) {
+                        tracing::warn!(%error, "could not checkpoint the high watermarks");
+                        return previous;
+                    }
+                }
+                now
+            })
+            .await;
+        match outcome {
+            Ok(now) => written = now,
+            Err(_) => return,
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -168,6 +168,7 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             tokio::spawn(cluster::apply_images(broker.clone())),
             tokio::spawn(cluster::propose_isr_changes(broker.clone())),
             tokio::spawn(cluster::refill_producer_ids(broker.clone())),
+            tokio::spawn(cluster::checkpoint_high_watermarks(broker.clone())),
         ))
     };
     let flusher = tokio::spawn(background::flush_due_partitions(broker.clone()));
@@ -180,10 +181,10 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
     stop.await;
     tracing::info!("shutting down");
     let cluster_tasks = match cluster {
-        Some((member, applier, isr_changes, producer_ids)) => {
+        Some((member, applier, isr_changes, producer_ids, high_watermarks)) => {
             // Controlled shutdown: the leaderships move away while this broker still serves.
             member.shut_down().await;
-            vec![applier, isr_changes, producer_ids]
+            vec![applier, isr_changes, producer_ids, high_watermarks]
         }
         None => Vec::new(),
     };

@@ -578,6 +578,13 @@ impl Partition {
         Ok(log_end)
     }
 
+    /// At start in a cluster: the high watermark this replica checkpointed, capped at what
+    /// its log holds.
+    pub(crate) fn restore_high_watermark(&self, checkpointed: i64) {
+        let log_end = *self.log_end.borrow();
+        self.advance_high_watermark(checkpointed.min(log_end));
+    }
+
     /// Cuts the log to end at `offset`, where it diverges from the leader's. Blocks.
     pub(crate) fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ApiError> {
         let log_end = self.with_log(|log| {

@@ -105,7 +105,14 @@ pub(crate) struct TopicRegistry {
     /// on a one-node broker. Topics the metadata image holds are this broker's copies of
     /// it (not written to `topics/`); the internal topics stay this node's own.
     replication: Option<bool>,
+    /// In a cluster, each partition's high watermark as last checkpointed, by topic id and
+    /// index: where a restarted replica's high watermark starts.
+    checkpointed_high_watermarks: HashMap<(Uuid, i32), i64>,
 }
+
+/// The file in the data directory that holds the cluster partitions' high watermarks
+/// (Kafka's `replication-offset-checkpoint`), as JSON: `{"<topic id>:<partition>": offset}`.
+pub(crate) const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
 
 impl TopicRegistry {
     /// Loads every topic and recovers its partition logs, as `config` lays them out. A
@@ -123,6 +130,10 @@ impl TopicRegistry {
             .controller_quorum
             .is_some()
             .then_some(config.replica_fsync);
+        let checkpointed_high_watermarks = match replication {
+            Some(_) => read_high_watermarks(&*fs, data_dir)?,
+            None => HashMap::new(),
+        };
         let registry = TopicRegistry {
             fs,
             data_dir: data_dir.clone(),
@@ -134,6 +145,7 @@ impl TopicRegistry {
             schedule: Arc::default(),
             admin_lock: Mutex::new(()),
             replication,
+            checkpointed_high_watermarks,
         };
         let mut known_dirs = Vec::new();
         let mut records = Vec::new();
@@ -283,6 +295,31 @@ impl TopicRegistry {
                 }
             }
         }
+    }
+
+    /// In a cluster, the high watermark of every replica held here, keyed as the checkpoint
+    /// file keys them.
+    pub(crate) fn high_watermarks(&self) -> BTreeMap<String, i64> {
+        self.list()
+            .iter()
+            .filter(|topic| !topic.is_internal())
+            .flat_map(|topic| {
+                topic
+                    .partitions()
+                    .into_iter()
+                    .filter(|partition| partition.is_held() && partition.high_watermark() >= 0)
+                    .map(move |partition| {
+                        (
+                            format!("{}:{}", topic.id, partition.index),
+                            partition.high_watermark(),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub(crate) fn fs(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
     }
 
     pub(crate) fn broker_defaults(&self) -> &BrokerTopicDefaults {
@@ -600,13 +637,21 @@ impl TopicRegistry {
                     let dir = self.partition_dir(name, index);
                     let partition =
                         match self.open_partition_log(&dir, id, &settings, now_ms, false) {
-                            Ok(log) => Partition::online(
-                                topic.name.clone(),
-                                index,
-                                log,
-                                &self.schedule,
-                                Some(replication),
-                            ),
+                            Ok(log) => {
+                                let partition = Partition::online(
+                                    topic.name.clone(),
+                                    index,
+                                    log,
+                                    &self.schedule,
+                                    Some(replication),
+                                );
+                                if let Some(&checkpointed) =
+                                    self.checkpointed_high_watermarks.get(&(id, index))
+                                {
+                                    partition.restore_high_watermark(checkpointed);
+                                }
+                                partition
+                            }
                             Err(error) => Partition::offline(
                                 topic.name.clone(),
                                 index,
@@ -691,6 +736,44 @@ impl TopicRegistry {
         write_atomically(&*self.fs, &topics_dir, &name, &json)
             .map_err(|source| io_error(&topics_dir.join(&name), "write", source))
     }
+}
+
+/// The high watermarks checkpointed by [`write_high_watermarks`]; none if the file is
+/// missing. One that does not parse stops the start: guessing could show consumers records
+/// that are not committed.
+fn read_high_watermarks(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+) -> Result<HashMap<(Uuid, i32), i64>, StorageError> {
+    let path = data_dir.join(HIGH_WATERMARK_CHECKPOINT);
+    let Some(bytes) = read_optional(fs, &path).map_err(|source| io_error(&path, "read", source))?
+    else {
+        return Ok(HashMap::new());
+    };
+    let corrupt = |reason: String| StorageError::Corrupt(format!("{}: {reason}", path.display()));
+    let entries: BTreeMap<String, i64> =
+        serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
+    entries
+        .into_iter()
+        .map(|(key, offset)| {
+            let parsed = key.rsplit_once(':').and_then(|(id, index)| {
+                Some((id.parse::<Uuid>().ok()?, index.parse::<i32>().ok()?))
+            });
+            parsed
+                .map(|key| (key, offset))
+                .ok_or_else(|| corrupt(format!("'{key}' is not TOPIC_ID:PARTITION")))
+        })
+        .collect()
+}
+
+/// Writes the high watermarks of the partitions held here atomically. Blocks.
+pub(crate) fn write_high_watermarks(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    high_watermarks: &BTreeMap<String, i64>,
+) -> std::io::Result<()> {
+    let json = serde_json::to_vec(high_watermarks).map_err(std::io::Error::other)?;
+    write_atomically(fs, data_dir, HIGH_WATERMARK_CHECKPOINT, &json)
 }
 
 /// The topic id in a `partition.metadata` file; `None` if it does not parse.
@@ -779,6 +862,24 @@ fn in_parallel<T: Sync, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn high_watermarks_round_trip_and_a_damaged_file_stops_the_start() {
+        use runnel_storage::sim::{ManualClock, SimFileSystem};
+        let fs = SimFileSystem::new(Arc::new(ManualClock::new(0)));
+        let dir = Path::new("data");
+        create_dir_durably(&fs, dir).unwrap();
+        assert!(read_high_watermarks(&fs, dir).unwrap().is_empty());
+        let id = Uuid::new_v4();
+        let written = BTreeMap::from([(format!("{id}:0"), 17), (format!("{id}:3"), 0)]);
+        write_high_watermarks(&fs, dir, &written).unwrap();
+        // Durable: a power cut right after the write keeps it.
+        let fs = fs.crash(7);
+        let read = read_high_watermarks(&fs, dir).unwrap();
+        assert_eq!(read, HashMap::from([((id, 0), 17), ((id, 3), 0)]));
+        write_atomically(&fs, dir, HIGH_WATERMARK_CHECKPOINT, b"{\"x\": 1}").unwrap();
+        assert!(read_high_watermarks(&fs, dir).is_err());
+    }
 
     #[test]
     fn parallel_work_keeps_the_items_order() {
