@@ -148,6 +148,31 @@ impl ClusterMember {
         }
     }
 
+    /// KIP-951: the partition's leader as the image names it, for a client this broker sent
+    /// away with NOT_LEADER_OR_FOLLOWER, and where that leader listens. By topic id, or by
+    /// name when the id is nil.
+    pub(crate) fn leader_hint(&self, topic: (&str, Uuid), partition: i32) -> Option<LeaderHint> {
+        let image = self.image();
+        let found = if topic.1.is_nil() {
+            image.topic_by_name(topic.0)
+        } else {
+            image.topic(topic.1)
+        }?;
+        let state = found.partitions.get(&partition)?;
+        if !state.has_leader() {
+            return None;
+        }
+        let registered = image.broker(state.leader)?;
+        let listener = registered.registration.listeners.first()?;
+        Some(LeaderHint {
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            host: listener.host.clone(),
+            port: i32::from(listener.port),
+            rack: registered.registration.rack.clone(),
+        })
+    }
+
     fn fetchers(&self) -> MutexGuard<'_, HashMap<PartitionKey, Fetcher>> {
         self.fetchers
             .lock()
@@ -172,6 +197,37 @@ impl ClusterMember {
             quorum.shutdown().await;
         }
     }
+}
+
+/// Where a partition's leader is, for KIP-951's hints in Produce and Fetch answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderHint {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// KIP-951 for one response: `refused` lists each partition the broker sent away (topic
+/// name, topic id, index) as `(place, hint)`; `set_leader` writes each hint's leader into
+/// its place, and the distinct leaders come back for the response's node endpoints.
+pub(crate) fn leader_hints<'a, P: 'a>(
+    member: &ClusterMember,
+    refused: impl Iterator<Item = ((&'a str, Uuid, i32), P)>,
+    mut set_leader: impl FnMut(P, i32, i32),
+) -> Vec<LeaderHint> {
+    let mut leaders: Vec<LeaderHint> = Vec::new();
+    for ((name, id, index), place) in refused {
+        let Some(hint) = member.leader_hint((name, id), index) else {
+            continue;
+        };
+        set_leader(place, hint.leader, hint.leader_epoch);
+        if !leaders.iter().any(|known| known.leader == hint.leader) {
+            leaders.push(hint);
+        }
+    }
+    leaders
 }
 
 pub(crate) fn unexpected(answer: &ControllerResponse) -> ApiError {

@@ -168,6 +168,16 @@ pub(crate) struct Appended {
     pub leader_epoch: i32,
 }
 
+/// What distinguishes the ways a partition starts: online, offline, or held elsewhere.
+struct Parts {
+    log: LogState,
+    role: Role,
+    fsync_before_replicated: bool,
+    high_watermark: i64,
+    log_end: i64,
+    flushed_offset: i64,
+}
+
 /// One partition of a topic on this broker.
 #[derive(Debug)]
 pub(crate) struct Partition {
@@ -216,25 +226,20 @@ impl Partition {
             None => (Role::Alone, log.log_end_offset(), false),
             Some(fsync) => (Role::Waiting, log.log_start_offset(), fsync),
         };
-        let (high_watermark, _) = watch::channel(high_watermark);
-        let (log_end, _) = watch::channel(log.log_end_offset());
         let unflushed = log.unflushed_records() > 0;
-        let partition = Arc::new(Partition {
+        let partition = Arc::new(Partition::build(
             topic,
             index,
-            flushed_offset: AtomicI64::new(log.recovery_point()),
-            log: Mutex::new(LogState::Online(Box::new(log))),
-            role: Mutex::new(role),
-            fsync_before_replicated,
-            log_end,
-            offline_reason: OnceLock::new(),
-            high_watermark,
-            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
-            schedule: Arc::clone(schedule),
-            scheduled: AtomicBool::new(false),
-            retention_soon: AtomicBool::new(false),
-            retention_due_ms: AtomicI64::new(i64::MAX),
-        });
+            schedule,
+            Parts {
+                flushed_offset: log.recovery_point(),
+                log_end: log.log_end_offset(),
+                log: LogState::Online(Box::new(log)),
+                role,
+                fsync_before_replicated,
+                high_watermark,
+            },
+        ));
         if unflushed {
             partition.schedule_flush();
         }
@@ -252,27 +257,22 @@ impl Partition {
         schedule: &Arc<Schedule>,
         replication: Option<bool>,
     ) -> Arc<Self> {
-        let (high_watermark, _) = watch::channel(0);
-        let (log_end, _) = watch::channel(0);
-        let partition = Partition {
+        let partition = Partition::build(
             topic,
             index,
-            log: Mutex::new(LogState::Offline),
-            role: Mutex::new(match replication {
-                None => Role::Alone,
-                Some(_) => Role::Waiting,
-            }),
-            fsync_before_replicated: replication.unwrap_or(false),
-            log_end,
-            offline_reason: OnceLock::new(),
-            high_watermark,
-            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
-            flushed_offset: AtomicI64::new(0),
-            schedule: Arc::clone(schedule),
-            scheduled: AtomicBool::new(false),
-            retention_soon: AtomicBool::new(false),
-            retention_due_ms: AtomicI64::new(i64::MAX),
-        };
+            schedule,
+            Parts {
+                log: LogState::Offline,
+                role: match replication {
+                    None => Role::Alone,
+                    Some(_) => Role::Waiting,
+                },
+                fsync_before_replicated: replication.unwrap_or(false),
+                high_watermark: 0,
+                log_end: 0,
+                flushed_offset: 0,
+            },
+        );
         partition.report_offline(dir, &reason);
         Arc::new(partition)
     }
@@ -280,24 +280,38 @@ impl Partition {
     /// In a cluster, a partition of a known topic with no replica here: requests for it get
     /// NOT_LEADER_OR_FOLLOWER, and clients look for its leader.
     pub(crate) fn elsewhere(topic: Arc<str>, index: i32, schedule: &Arc<Schedule>) -> Arc<Self> {
-        let (high_watermark, _) = watch::channel(-1);
-        let (log_end, _) = watch::channel(-1);
-        Arc::new(Partition {
+        Arc::new(Partition::build(
             topic,
             index,
-            log: Mutex::new(LogState::Elsewhere),
-            role: Mutex::new(Role::Waiting),
-            fsync_before_replicated: true,
-            log_end,
+            schedule,
+            Parts {
+                log: LogState::Elsewhere,
+                role: Role::Waiting,
+                fsync_before_replicated: true,
+                high_watermark: -1,
+                log_end: -1,
+                flushed_offset: 0,
+            },
+        ))
+    }
+
+    fn build(topic: Arc<str>, index: i32, schedule: &Arc<Schedule>, parts: Parts) -> Partition {
+        Partition {
+            topic,
+            index,
+            log: Mutex::new(parts.log),
+            role: Mutex::new(parts.role),
+            fsync_before_replicated: parts.fsync_before_replicated,
+            log_end: watch::channel(parts.log_end).0,
             offline_reason: OnceLock::new(),
-            high_watermark,
+            high_watermark: watch::channel(parts.high_watermark).0,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
-            flushed_offset: AtomicI64::new(0),
+            flushed_offset: AtomicI64::new(parts.flushed_offset),
             schedule: Arc::clone(schedule),
             scheduled: AtomicBool::new(false),
             retention_soon: AtomicBool::new(false),
             retention_due_ms: AtomicI64::new(i64::MAX),
-        })
+        }
     }
 
     /// Whether this broker holds a replica (online or offline) of the partition.

@@ -90,6 +90,58 @@ impl Drop for DevCluster {
     }
 }
 
+/// Sends partition 0 of `dev` a record through the broker on `port`; returns the leader
+/// and the node endpoints its NOT_LEADER_OR_FOLLOWER refusal names.
+fn produce_to_a_follower(port: u16) -> (i32, Vec<(i32, i32)>) {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use runnel_client::{ClientConfig, Connection};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let address = format!("127.0.0.1:{port}");
+        let connection = Connection::connect(&address, &ClientConfig::new(address.clone()))
+            .await
+            .expect("connect");
+        let version = connection.version_for(ApiKey::Produce).expect("Produce");
+        assert!(
+            version >= 10,
+            "KIP-951 needs Produce v10, the broker serves {version}"
+        );
+        let records = runnel_record::BatchBuilder::new(0)
+            .record(None, Some(b"hint"), &[])
+            .build();
+        let mut partition = PartitionProduceData::default();
+        partition.index = 0;
+        partition.records = Some(records.into());
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str("dev"));
+        topic.partition_data = vec![partition];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic];
+        // v13 names topics by id; v12 still by name.
+        let response = connection
+            .send(request, version.min(12))
+            .await
+            .expect("produce");
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, ResponseError::NotLeaderOrFollower.code());
+        let endpoints = response
+            .node_endpoints
+            .iter()
+            .map(|endpoint| (endpoint.node_id.0, endpoint.port))
+            .collect();
+        (answer.current_leader.leader_id.0, endpoints)
+    })
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -221,6 +273,15 @@ fn a_dev_cluster_replicates_stops_on_ctrl_c_and_keeps_its_data() {
         consume(&cluster),
         expected,
         "the moved partition kept its records"
+    );
+
+    // KIP-951: a broker that does not lead partition 0 names its leader in the refusal.
+    let (leader, endpoints) = produce_to_a_follower(port + 1);
+    assert_eq!(leader, 3, "the refusal names the leader");
+    assert_eq!(
+        endpoints,
+        [(3, i32::from(port + 2))],
+        "and where it listens"
     );
     cluster.interrupt();
     for node in 1..=3 {

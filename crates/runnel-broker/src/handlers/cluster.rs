@@ -87,8 +87,20 @@ pub(crate) fn metadata(
             })
             .collect(),
     };
+    metadata_response(broker, version, vec![this_broker(broker)], topics)
+}
+
+/// The parts of a Metadata answer both kinds of broker give alike. The controller id is this
+/// broker's: in a cluster, clients send admin requests to the "controller", and every broker
+/// forwards them to the active one, so this one, which is alive, serves as well as any.
+fn metadata_response(
+    broker: &Broker,
+    version: i16,
+    brokers: Vec<MetadataResponseBroker>,
+    topics: Vec<MetadataResponseTopic>,
+) -> MetadataResponse {
     let mut response = MetadataResponse::default();
-    response.brokers = vec![this_broker(broker)];
+    response.brokers = brokers;
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
     }
@@ -98,6 +110,23 @@ pub(crate) fn metadata(
     response.topics = topics;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     response
+}
+
+/// The unfenced brokers of the image: id, host, port and rack of each one's listener.
+fn live_brokers(image: &MetadataImage) -> Vec<(i32, String, i32, Option<String>)> {
+    image
+        .brokers()
+        .filter(|registered| !registered.registration.fenced)
+        .filter_map(|registered| {
+            let listener = registered.registration.listeners.first()?;
+            Some((
+                registered.registration.id,
+                listener.host.clone(),
+                i32::from(listener.port),
+                registered.registration.rack.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// Metadata in a cluster, from the metadata image: every live broker, and each partition's
@@ -164,35 +193,18 @@ pub(crate) async fn metadata_in_cluster(
             })
             .collect(),
     };
-    let mut response = MetadataResponse::default();
-    response.brokers = image
-        .brokers()
-        .filter(|registered| !registered.registration.fenced)
-        .filter_map(|registered| {
-            let listener = registered.registration.listeners.first()?;
+    let brokers = live_brokers(&image)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             let mut entry = MetadataResponseBroker::default();
-            entry.node_id = BrokerId(registered.registration.id);
-            entry.host = StrBytes::from_string(listener.host.clone());
-            entry.port = i32::from(listener.port);
-            entry.rack = registered
-                .registration
-                .rack
-                .clone()
-                .map(StrBytes::from_string);
-            Some(entry)
+            entry.node_id = BrokerId(id);
+            entry.host = StrBytes::from_string(host);
+            entry.port = port;
+            entry.rack = rack.map(StrBytes::from_string);
+            entry
         })
         .collect();
-    if version >= 2 {
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
-    }
-    if version >= 1 {
-        // Clients send admin requests to the "controller"; every broker forwards them to the
-        // active one, so this broker, which is alive, serves as well as any.
-        response.controller_id = BrokerId(broker.config.node_id);
-    }
-    response.topics = topics;
-    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-    response
+    metadata_response(broker, version, brokers, topics)
 }
 
 /// Creates a topic with the cluster's defaults (auto-creation); another request creating it
@@ -362,19 +374,9 @@ pub(crate) fn describe_cluster(
             broker.config.node_id,
         ),
         Some(member) => {
-            let image = member.image();
-            let brokers: Vec<DescribeClusterBroker> = image
-                .brokers()
-                .filter(|registered| !registered.registration.fenced)
-                .filter_map(|registered| {
-                    let listener = registered.registration.listeners.first()?;
-                    Some(entry(
-                        registered.registration.id,
-                        listener.host.clone(),
-                        i32::from(listener.port),
-                        registered.registration.rack.clone(),
-                    ))
-                })
+            let brokers = live_brokers(&member.image())
+                .into_iter()
+                .map(|(id, host, port, rack)| entry(id, host, port, rack))
                 .collect();
             (brokers, broker.config.node_id)
         }

@@ -15,15 +15,16 @@ use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::find_topic;
+use super::{find_topic, node_endpoints};
 use crate::broker::Broker;
+use crate::cluster;
 use crate::error::ApiError;
 use crate::fetch_sessions::{Answered, Begun, WantedPartition};
 use crate::partition::{last_stable_offset, Partition};
@@ -313,7 +314,37 @@ fn finish(
             })
         })
         .collect();
+    if plan.version >= 12 {
+        add_leader_hints(broker, plan.version, &mut response);
+    }
     response
+}
+
+/// KIP-951: each partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names
+/// its current leader, and from v16 the response says where those leaders listen.
+fn add_leader_hints(broker: &Broker, version: i16, response: &mut FetchResponse) {
+    let Some(member) = broker.cluster() else {
+        return;
+    };
+    let moved = [
+        ResponseError::NotLeaderOrFollower.code(),
+        ResponseError::FencedLeaderEpoch.code(),
+    ];
+    let refused = response.responses.iter_mut().flat_map(|topic| {
+        let (name, id) = (topic.topic.as_str(), topic.topic_id);
+        topic
+            .partitions
+            .iter_mut()
+            .filter(move |p| moved.contains(&p.error_code))
+            .map(move |p| ((name, id, p.partition_index), &mut p.current_leader))
+    });
+    let leaders = cluster::leader_hints(member, refused, |place, leader, epoch| {
+        place.leader_id = BrokerId(leader);
+        place.leader_epoch = epoch;
+    });
+    if version >= 16 {
+        response.node_endpoints = node_endpoints!(NodeEndpoint, leaders);
+    }
 }
 
 fn read_partition(

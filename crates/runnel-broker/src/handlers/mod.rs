@@ -26,6 +26,27 @@ use crate::error::ApiError;
 use crate::partition::Partition;
 use crate::topics::Topic;
 
+/// KIP-951's node endpoints for the leaders `leaders` (`cluster::LeaderHint`s) names:
+/// Produce and Fetch each have their own generated struct of the same fields.
+macro_rules! node_endpoints {
+    ($endpoint:ty, $leaders:expr) => {
+        $leaders
+            .into_iter()
+            .map(|hint| {
+                let mut endpoint = <$endpoint>::default();
+                endpoint.node_id = kafka_protocol::messages::BrokerId(hint.leader);
+                endpoint.host = kafka_protocol::protocol::StrBytes::from_string(hint.host);
+                endpoint.port = hint.port;
+                endpoint.rack = hint
+                    .rack
+                    .map(kafka_protocol::protocol::StrBytes::from_string);
+                endpoint
+            })
+            .collect()
+    };
+}
+pub(crate) use node_endpoints;
+
 /// "Not requested" for authorized-operations fields.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 

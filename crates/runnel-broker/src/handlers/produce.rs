@@ -17,13 +17,16 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use runnel_record::{DecompressionBudget, RecordBatch, RecordBatchHeader, RecordPolicy};
 use runnel_replication::AckOutcome;
 
-use super::{ensure_topic, find_topic};
+use super::{ensure_topic, find_topic, node_endpoints};
 use crate::broker::Broker;
+use crate::cluster;
 use crate::error::ApiError;
 use crate::io_pool::PoolError;
 use crate::partition::{self, Partition};
@@ -162,7 +165,31 @@ pub(crate) async fn produce(
     }
     let mut response = ProduceResponse::default();
     response.responses = responses;
+    if version >= 10 {
+        add_leader_hints(broker, &mut response);
+    }
     Some(response)
+}
+
+/// KIP-951: each partition refused with NOT_LEADER_OR_FOLLOWER names its current leader,
+/// and the response says where those leaders listen, so the producer need not ask Metadata.
+fn add_leader_hints(broker: &Broker, response: &mut ProduceResponse) {
+    let Some(member) = broker.cluster() else {
+        return;
+    };
+    let refused = response.responses.iter_mut().flat_map(|topic| {
+        let (name, id) = (topic.name.as_str(), topic.topic_id);
+        topic
+            .partition_responses
+            .iter_mut()
+            .filter(|p| p.error_code == ResponseError::NotLeaderOrFollower.code())
+            .map(move |p| ((name, id, p.index), &mut p.current_leader))
+    });
+    let leaders = cluster::leader_hints(member, refused, |place, leader, epoch| {
+        place.leader_id = BrokerId(leader);
+        place.leader_epoch = epoch;
+    });
+    response.node_endpoints = node_endpoints!(NodeEndpoint, leaders);
 }
 
 /// Records appended, their acknowledgement perhaps waiting for an fsync.

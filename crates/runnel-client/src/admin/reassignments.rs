@@ -9,6 +9,8 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest,
 };
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::{Admin, Scope};
 use crate::error::{ClientError, Result};
 use crate::wire::topic_name;
@@ -50,6 +52,22 @@ pub struct PartitionReassignment {
     pub removing: Vec<i32>,
 }
 
+/// One partition's answer as an outcome.
+fn outcome(
+    topic: &str,
+    partition: i32,
+    error_code: i16,
+    error_message: Option<StrBytes>,
+) -> PartitionOutcome {
+    PartitionOutcome {
+        topic: topic.to_owned(),
+        partition,
+        result: ClientError::check(error_code, error_message.as_ref(), || {
+            format!("topic {topic:?} partition {partition}")
+        }),
+    }
+}
+
 impl Admin {
     /// Elects leaders for `partitions` (topic, indexes), or with `None` for every partition
     /// that needs one.
@@ -89,16 +107,12 @@ impl Admin {
             .flat_map(|topic| {
                 let name = topic.topic.to_string();
                 topic.partition_result.into_iter().map(move |answer| {
-                    let partition = answer.partition_id;
-                    PartitionOutcome {
-                        topic: name.clone(),
-                        partition,
-                        result: ClientError::check(
-                            answer.error_code,
-                            answer.error_message.as_ref(),
-                            || format!("topic {name:?} partition {partition}"),
-                        ),
-                    }
+                    outcome(
+                        &name,
+                        answer.partition_id,
+                        answer.error_code,
+                        answer.error_message,
+                    )
                 })
             })
             .collect())
@@ -147,16 +161,12 @@ impl Admin {
             .flat_map(|topic| {
                 let name = topic.name.to_string();
                 topic.partitions.into_iter().map(move |answer| {
-                    let partition = answer.partition_index;
-                    PartitionOutcome {
-                        topic: name.clone(),
-                        partition,
-                        result: ClientError::check(
-                            answer.error_code,
-                            answer.error_message.as_ref(),
-                            || format!("topic {name:?} partition {partition}"),
-                        ),
-                    }
+                    outcome(
+                        &name,
+                        answer.partition_index,
+                        answer.error_code,
+                        answer.error_message,
+                    )
                 })
             })
             .collect())
