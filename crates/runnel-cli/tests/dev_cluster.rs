@@ -84,7 +84,18 @@ impl DevCluster {
 }
 
 impl Drop for DevCluster {
+    /// A failing test still stops the nodes: Ctrl-C first (SIGKILL would leave them running,
+    /// in their own process group), SIGKILL only if that does not work.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
