@@ -564,16 +564,23 @@ impl Partition {
         Ok(appended)
     }
 
-    /// Appends batches fetched from the leader, with their offsets and epochs, and fsyncs
-    /// them unless replicas may count what is in the page cache: the next fetch offset tells
-    /// the leader all below it is durable here. Returns the new log end offset. Blocks.
+    /// Appends batches fetched from the leader of `leader_epoch`, with their offsets and
+    /// epochs, and fsyncs them unless replicas may count what is in the page cache: the next
+    /// fetch offset tells the leader all below it is durable here. Returns the new log end
+    /// offset. Refused unless this broker still follows in that epoch: a fetcher's last job
+    /// may run after the partition changed role, and must not write into a leader's log.
+    /// Blocks.
     pub(crate) fn append_from_leader(
         &self,
         batches: &[u8],
         leader: LeaderPosition,
+        leader_epoch: i32,
         now_ms: i64,
     ) -> Result<i64, ApiError> {
         let log_end = self.with_log(|log| {
+            if !self.follows_in(leader_epoch) {
+                return Ok(Err(not_leader()));
+            }
             if !batches.is_empty() {
                 log.append_replicated(batches, now_ms)?;
             }
@@ -581,15 +588,22 @@ impl Partition {
             if leader.log_start_offset > log.log_start_offset() {
                 log.delete_records_before(leader.log_start_offset.min(log.log_end_offset()))?;
             }
-            Ok(log.log_end_offset())
-        })?;
+            Ok(Ok(log.log_end_offset()))
+        })??;
         self.log_end.send_replace(log_end);
         if self.fsync_before_replicated && !batches.is_empty() {
             let synced = self.flush()?;
-            self.flushed_offset.fetch_max(synced, Ordering::AcqRel);
+            self.on_durable(synced);
         }
-        self.advance_high_watermark(leader.high_watermark.min(log_end));
+        if self.follows_in(leader_epoch) {
+            self.advance_high_watermark(leader.high_watermark.min(log_end));
+        }
         Ok(log_end)
+    }
+
+    /// Whether this broker follows the partition's leader in `leader_epoch`.
+    fn follows_in(&self, leader_epoch: i32) -> bool {
+        matches!(*self.role_lock(), Role::Follower { leader_epoch: current, .. } if current == leader_epoch)
     }
 
     /// At start in a cluster: the high watermark this replica checkpointed, capped at what
@@ -600,11 +614,21 @@ impl Partition {
     }
 
     /// Cuts the log to end at `offset`, where it diverges from the leader's. Blocks.
-    pub(crate) fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ApiError> {
+    /// Refused unless this broker still follows in `leader_epoch` (see
+    /// [`Self::append_from_leader`]): a leader's log is never cut.
+    pub(crate) fn truncate_to(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, ApiError> {
         let log_end = self.with_log(|log| {
+            if !self.follows_in(leader_epoch) {
+                return Ok(Err(not_leader()));
+            }
             log.truncate_to(offset, now_ms)?;
-            Ok(log.log_end_offset())
-        })?;
+            Ok(Ok(log.log_end_offset()))
+        })??;
         self.flushed_offset.fetch_min(log_end, Ordering::AcqRel);
         self.log_end.send_replace(log_end);
         Ok(log_end)
@@ -851,7 +875,9 @@ impl Partition {
     /// [`Self::sync_to`] for callers already on the I/O pool (the transaction coordinator,
     /// which writes its state and markers in one blocking job). Blocks.
     pub(crate) fn sync_to_blocking(&self, offset: i64) -> Result<(), ApiError> {
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+        let flushed = self.flushed_offset.load(Ordering::Acquire);
+        if flushed >= offset {
+            self.on_durable(flushed);
             return Ok(());
         }
         let synced_offset = self.flush()?;
@@ -867,11 +893,17 @@ impl Partition {
         pool: &IoPool,
         offset: i64,
     ) -> Result<(), ApiError> {
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+        // Already durable: still told to the replication rules, in case the fsync that made
+        // it so ran before this broker led (a leader counts only what it knows is durable).
+        let flushed = self.flushed_offset.load(Ordering::Acquire);
+        if flushed >= offset {
+            self.on_durable(flushed);
             return Ok(());
         }
         let sync = Arc::clone(&self.sync_lock).lock_owned().await;
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+        let flushed = self.flushed_offset.load(Ordering::Acquire);
+        if flushed >= offset {
+            self.on_durable(flushed);
             return Ok(());
         }
         let partition = Arc::clone(self);
@@ -949,5 +981,101 @@ impl Partition {
     /// Drops the log (topic deletion): its files close, requests see an unknown partition.
     pub(crate) fn detach(&self) {
         *self.lock() = LogState::Deleted;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_record::BatchBuilder;
+    use runnel_storage::sim::{ManualClock, SimFileSystem};
+    use runnel_storage::{FileHandles, LogConfig};
+
+    fn replicated_partition() -> Arc<Partition> {
+        let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
+        let log = PartitionLog::open(
+            fs,
+            FileHandles::new(8),
+            Path::new("t-0"),
+            LogConfig::default(),
+            0,
+        )
+        .expect("open");
+        Partition::online("t".into(), 0, log, &Arc::default(), Some(true))
+    }
+
+    fn leader_config() -> LeaderConfig {
+        LeaderConfig {
+            replica_lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
+        }
+    }
+
+    /// A fetcher's last job can run after its partition became leader: it must neither write
+    /// into nor cut the leader's log.
+    #[test]
+    fn a_stale_follower_job_cannot_touch_a_leaders_log() {
+        let partition = replicated_partition();
+        partition.become_follower(Some((2, 5)));
+        let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
+        runnel_record::RecordBatch::set_partition_leader_epoch(&mut batch, 5);
+        let position = LeaderPosition {
+            high_watermark: 0,
+            log_start_offset: 0,
+        };
+        assert_eq!(
+            partition
+                .append_from_leader(&batch, position, 5, 0)
+                .unwrap(),
+            1
+        );
+        let assignment = Assignment {
+            leader_epoch: 6,
+            partition_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1],
+        };
+        partition
+            .become_leader(1, assignment, 3, leader_config(), 0)
+            .unwrap();
+        let mut late = BatchBuilder::new(0).record(None, Some(b"b"), &[]).build();
+        runnel_record::RecordBatch::set_base_offset(&mut late, 1);
+        let refused = partition.append_from_leader(&late, position, 5, 0);
+        assert_eq!(
+            refused.unwrap_err().code,
+            ResponseError::NotLeaderOrFollower
+        );
+        let refused = partition.truncate_to(0, 5, 0);
+        assert_eq!(
+            refused.unwrap_err().code,
+            ResponseError::NotLeaderOrFollower
+        );
+        assert_eq!(partition.log_end_offset_for_test(), 1);
+    }
+
+    /// What an fsync made durable before this broker led still reaches the replication
+    /// rules when an acknowledgement asks: the high watermark cannot stall behind it.
+    #[tokio::test]
+    async fn an_ack_finds_the_high_watermark_past_an_earlier_fsync() {
+        let partition = replicated_partition();
+        let assignment = Assignment {
+            leader_epoch: 1,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        };
+        partition
+            .become_leader(1, assignment, 3, leader_config(), 0)
+            .unwrap();
+        let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
+        let appended = partition.append(&mut batch, 0).unwrap();
+        let end = appended.info.last_offset + 1;
+        // Durable, but as far as the leader's rules know, not yet.
+        let synced = partition.flush().unwrap();
+        partition.flushed_offset.fetch_max(synced, Ordering::AcqRel);
+        assert_eq!(partition.high_watermark(), 0);
+        let pool = IoPool::new(1, 8).unwrap();
+        partition.sync_to(&pool, end).await.unwrap();
+        assert_eq!(partition.high_watermark(), end);
     }
 }

@@ -124,7 +124,7 @@ async fn fetch_once(
         .run(move || {
             follow_answer(
                 &partition,
-                (answer, leader_log_start),
+                (answer, leader_log_start, leader_epoch),
                 &records,
                 log_end,
                 now_ms,
@@ -136,7 +136,7 @@ async fn fetch_once(
 /// Does what the leader's answer calls for. Blocks.
 fn follow_answer(
     partition: &Partition,
-    (answer, leader_log_start): (FetchAnswer, i64),
+    (answer, leader_log_start, leader_epoch): (FetchAnswer, i64, i32),
     records: &[u8],
     log_end: i64,
     now_ms: i64,
@@ -153,7 +153,7 @@ fn follow_answer(
                 high_watermark,
                 log_start_offset: leader_log_start,
             };
-            partition.append_from_leader(records, leader, now_ms)?;
+            partition.append_from_leader(records, leader, leader_epoch, now_ms)?;
             Ok(None)
         }
         FollowerStep::Truncate(truncation) => {
@@ -162,7 +162,7 @@ fn follow_answer(
                 to = truncation.offset,
                 "truncating to where the log diverges from the leader's"
             );
-            partition.truncate_to(truncation.offset, now_ms)?;
+            partition.truncate_to(truncation.offset, leader_epoch, now_ms)?;
             Ok(None)
         }
         FollowerStep::AwaitMetadata | FollowerStep::Retry => Ok(Some(BACKOFF)),
