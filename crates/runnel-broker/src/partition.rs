@@ -407,13 +407,18 @@ impl Partition {
         )
     }
 
+    /// A panic while appending may have left the log half-updated: crashing beats serving a
+    /// log that may diverge from what is on disk.
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        match self.log.lock() {
+        self.lock_or_abort(&self.log, "log")
+    }
+
+    /// A poisoned lock means a panic mid-update: crashing beats serving the state it left.
+    fn lock_or_abort<'a, T>(&self, mutex: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
+        match mutex.lock() {
             Ok(guard) => guard,
-            // A panic while appending may have left the log half-updated: crashing beats
-            // serving a log that may diverge from what is on disk.
             Err(_) => {
-                tracing::error!(partition = %self.name(), "partition log lock poisoned by a panic; stopping");
+                tracing::error!(partition = %self.name(), lock = what, "partition lock poisoned by a panic; stopping");
                 std::process::abort();
             }
         }
@@ -650,16 +655,10 @@ impl Partition {
         self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
     }
 
+    /// A panic in the replication rules may have left their state half-updated: crashing
+    /// beats acknowledging on it.
     fn role_lock(&self) -> MutexGuard<'_, Role> {
-        match self.role.lock() {
-            Ok(guard) => guard,
-            // A panic in the replication rules: their state may be half-updated, and
-            // crashing beats acknowledging on it.
-            Err(_) => {
-                tracing::error!(partition = %self.name(), "partition role lock poisoned by a panic; stopping");
-                std::process::abort();
-            }
-        }
+        self.lock_or_abort(&self.role, "role")
     }
 
     /// Runs `f` on the role.
