@@ -582,10 +582,7 @@ impl Partition {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<i64, ApiError> {
-        let log_end = self.with_log(|log| {
-            if !self.follows_in(leader_epoch) {
-                return Ok(Err(not_leader()));
-            }
+        let log_end = self.with_follower_log(leader_epoch, |log| {
             if !batches.is_empty() {
                 log.append_replicated(batches, now_ms)?;
             }
@@ -593,8 +590,8 @@ impl Partition {
             if leader.log_start_offset > log.log_start_offset() {
                 log.delete_records_before(leader.log_start_offset.min(log.log_end_offset()))?;
             }
-            Ok(Ok(log.log_end_offset()))
-        })??;
+            Ok(log.log_end_offset())
+        })?;
         self.log_end.send_replace(log_end);
         if self.fsync_before_replicated && !batches.is_empty() {
             let synced = self.flush()?;
@@ -604,6 +601,21 @@ impl Partition {
             self.advance_high_watermark(leader.high_watermark.min(log_end));
         }
         Ok(log_end)
+    }
+
+    /// Runs `f` on the log while this broker follows in `leader_epoch`, checked under the log
+    /// lock; NOT_LEADER_OR_FOLLOWER otherwise. Blocks.
+    fn with_follower_log<T>(
+        &self,
+        leader_epoch: i32,
+        f: impl FnOnce(&mut PartitionLog) -> Result<T, StorageError>,
+    ) -> Result<T, ApiError> {
+        self.with_log(|log| {
+            if !self.follows_in(leader_epoch) {
+                return Ok(Err(not_leader()));
+            }
+            f(log).map(Ok)
+        })?
     }
 
     /// Whether this broker follows the partition's leader in `leader_epoch`.
@@ -627,13 +639,10 @@ impl Partition {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<i64, ApiError> {
-        let log_end = self.with_log(|log| {
-            if !self.follows_in(leader_epoch) {
-                return Ok(Err(not_leader()));
-            }
+        let log_end = self.with_follower_log(leader_epoch, |log| {
             log.truncate_to(offset, now_ms)?;
-            Ok(Ok(log.log_end_offset()))
-        })??;
+            Ok(log.log_end_offset())
+        })?;
         self.flushed_offset.fetch_min(log_end, Ordering::AcqRel);
         self.log_end.send_replace(log_end);
         Ok(log_end)
