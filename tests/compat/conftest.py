@@ -306,8 +306,8 @@ class Cluster:
             admin = AdminClient({"bootstrap.servers": node.bootstrap})
             while True:
                 try:
-                    # A node that has not caught up with the metadata yet lists no brokers,
-                    # which librdkafka reports as a partial response.
+                    # A node lets clients in once it has caught up with the metadata; the
+                    # others may not have registered yet.
                     if len(admin.list_topics(timeout=10).brokers) == len(self.nodes):
                         break
                 except KafkaException:

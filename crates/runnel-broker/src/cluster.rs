@@ -107,6 +107,13 @@ impl ClusterMember {
         self.status.borrow().epoch()
     }
 
+    /// Returns once this broker has applied an image that holds its own registration: it
+    /// knows every topic created before it registered, and every live broker.
+    pub(crate) async fn wait_caught_up(&self) {
+        let mut applied = self.applied.subscribe();
+        let _ = applied.wait_for(|at| *at > 0).await;
+    }
+
     /// Sends a request to the active controller; a refusal becomes its Kafka error.
     pub(crate) async fn call(
         &self,

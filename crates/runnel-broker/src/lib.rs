@@ -145,19 +145,6 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             dir: String::new(),
             reason: format!("recovery task failed: {join}"),
         })??;
-    let listener = bind(&listen).await?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen);
-    tracing::info!(
-        listen = %local,
-        advertised = %broker.config().advertised(),
-        data_dir = %broker.config().data_dir.display(),
-        node_id = broker.node_id(),
-        cluster_id = %broker.cluster_id(),
-        "runnel ready"
-    );
     let cluster = if controllers.is_empty() {
         None
     } else {
@@ -171,14 +158,47 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             tokio::spawn(cluster::checkpoint_high_watermarks(broker.clone())),
         ))
     };
+    tokio::pin!(stop);
+    // As a KRaft broker does, a cluster member lets clients in only once it has caught up
+    // with the metadata: before, it would answer Metadata with no brokers and produces with
+    // UNKNOWN_TOPIC_OR_PARTITION, which sends librdkafka into re-bootstrapping with requests
+    // it still counts in flight, after which it never produces again.
+    let caught_up = async {
+        if let Some((member, ..)) = &cluster {
+            member.wait_caught_up().await;
+        }
+    };
+    let stopped_early = tokio::select! {
+        () = caught_up => false,
+        () = &mut stop => true,
+    };
     let flusher = tokio::spawn(background::flush_due_partitions(broker.clone()));
     let checkpoints = tokio::spawn(background::write_checkpoints(broker.clone()));
     let retention = tokio::spawn(background::enforce_retention(broker.clone()));
     let group_timers = tokio::spawn(background::run_group_timers(broker.clone()));
     let transaction_timers = tokio::spawn(background::run_transaction_timers(broker.clone()));
     let cleaner = tokio::spawn(background::run_cleaner(broker.clone()));
-    let server = tokio::spawn(server::serve(broker.clone(), listener));
-    stop.await;
+    let server = if stopped_early {
+        tracing::info!("stopped before catching up with the metadata");
+        None
+    } else {
+        let listener = bind(&listen).await?;
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen);
+        tracing::info!(
+            listen = %local,
+            advertised = %broker.config().advertised(),
+            data_dir = %broker.config().data_dir.display(),
+            node_id = broker.node_id(),
+            cluster_id = %broker.cluster_id(),
+            "runnel ready"
+        );
+        let server = tokio::spawn(server::serve(broker.clone(), listener));
+        stop.await;
+        Some(server)
+    };
     tracing::info!("shutting down");
     let cluster_tasks = match cluster {
         Some((member, applier, isr_changes, producer_ids, high_watermarks)) => {
@@ -190,8 +210,10 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
     };
     broker.begin_shutdown();
     futures::future::join_all(cluster_tasks).await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     let _ = tokio::join!(
-        server,
         flusher,
         checkpoints,
         retention,
