@@ -998,14 +998,14 @@ impl Group {
     }
 }
 
-fn reply_join(out: &mut Vec<Output>, parked: Parked, response: JoinGroupResponse) {
+pub(crate) fn reply_join(out: &mut Vec<Output>, parked: Parked, response: JoinGroupResponse) {
     out.push(Output::Join {
         token: parked.token,
         response,
     });
 }
 
-fn reply_sync(out: &mut Vec<Output>, parked: Parked, response: SyncGroupResponse) {
+pub(crate) fn reply_sync(out: &mut Vec<Output>, parked: Parked, response: SyncGroupResponse) {
     out.push(Output::Sync {
         token: parked.token,
         response,
@@ -1014,7 +1014,7 @@ fn reply_sync(out: &mut Vec<Output>, parked: Parked, response: SyncGroupResponse
 
 /// A JoinGroup answer carrying only an error (and the member id, which MEMBER_ID_REQUIRED
 /// hands out).
-fn join_error(version: i16, member_id: &str, error: ResponseError) -> JoinGroupResponse {
+pub(crate) fn join_error(version: i16, member_id: &str, error: ResponseError) -> JoinGroupResponse {
     let mut response = JoinGroupResponse::default();
     response.error_code = error.code();
     response.member_id = StrBytes::from_string(member_id.to_owned());
@@ -1025,7 +1025,7 @@ fn join_error(version: i16, member_id: &str, error: ResponseError) -> JoinGroupR
     response
 }
 
-fn sync_error(_version: i16, error: ResponseError) -> SyncGroupResponse {
+pub(crate) fn sync_error(_version: i16, error: ResponseError) -> SyncGroupResponse {
     let mut response = SyncGroupResponse::default();
     response.error_code = error.code();
     response

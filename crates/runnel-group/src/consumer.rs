@@ -408,6 +408,12 @@ impl ConsumerGroups {
             .collect()
     }
 
+    /// Forgets every group `moved` names: another broker coordinates it now. Its members
+    /// learn it from their next heartbeat (NOT_COORDINATOR) and join there.
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) {
+        self.groups.retain(|group_id, _| !moved(group_id));
+    }
+
     /// DeleteGroups: removes a group with no members (a static member that left with epoch -2
     /// still counts until its session expires). Errors: NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
     pub fn delete(&mut self, group: &str) -> Result<(), i16> {

@@ -66,6 +66,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 
 pub use group::{CommittedOffset, GroupState};
@@ -252,6 +253,41 @@ impl GroupCoordinator {
         }
         self.refresh(&group_id);
         Ok(())
+    }
+
+    /// Forgets every group `moved` names: this broker no longer leads its partition of
+    /// `__consumer_offsets`, so another coordinates it, from the log. Requests parked in those
+    /// groups are answered NOT_COORDINATOR, which sends their clients to FindCoordinator; offsets
+    /// of open transactions are dropped too (the new coordinator replays them with the rest).
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Vec<Output> {
+        let leaving: Vec<String> = self.groups.keys().filter(|id| moved(id)).cloned().collect();
+        let mut out = Vec::new();
+        for id in leaving {
+            let Some(group) = self.remove_group(&id) else {
+                continue;
+            };
+            for member in group.members {
+                if let Some(parked) = member.join {
+                    let response = classic::join_error(
+                        parked.version,
+                        &member.member_id,
+                        ResponseError::NotCoordinator,
+                    );
+                    classic::reply_join(&mut out, parked, response);
+                }
+                if let Some(parked) = member.sync {
+                    let response =
+                        classic::sync_error(parked.version, ResponseError::NotCoordinator);
+                    classic::reply_sync(&mut out, parked, response);
+                }
+            }
+        }
+        for staged in self.transactional_offsets.values_mut() {
+            staged.retain(|pending| !moved(pending.group()));
+        }
+        self.transactional_offsets
+            .retain(|_, staged| !staged.is_empty());
+        out
     }
 
     /// Gives restored members their first session deadline.

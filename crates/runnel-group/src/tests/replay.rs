@@ -151,6 +151,55 @@ fn replay_rebuilds_groups_and_offsets() {
     assert_eq!(restored_h.state("g"), Some(GroupState::PreparingRebalance));
 }
 
+/// A broker that stops leading a group's partition forgets the group, and answers what is
+/// parked in it NOT_COORDINATOR; the broker that leads it next rebuilds it from the log.
+#[test]
+fn unload_answers_parked_requests_and_replay_elsewhere_rebuilds_the_group() {
+    let mut h = Harness::new();
+    let mut log = Log::new();
+    let (members, generation) = h.stable_group("moving");
+    h.stable_group("staying");
+    commit_logged(
+        &mut h,
+        &mut log,
+        7_000,
+        "moving",
+        &members[0],
+        generation,
+        &[("t", 0, 42)],
+    );
+    drain(&mut h, &mut log);
+    // A rebalance in progress: the first rejoin parks until the others rejoin or time out.
+    let parked = h.rejoin(8_000, "moving", &members[0]);
+    assert!(
+        h.join_answer(parked).is_none(),
+        "parked while the group rebalances"
+    );
+
+    let answers = h.coordinator.unload(|group| group == "moving");
+
+    let Some(Output::Join { token, response }) = answers.first() else {
+        panic!("the parked join is answered: {answers:?}");
+    };
+    assert_eq!(
+        (*token, response.error_code),
+        (parked, 16),
+        "NOT_COORDINATOR"
+    );
+    assert!(!h.coordinator.group_exists("moving"));
+    assert_eq!(
+        h.state("staying"),
+        Some(GroupState::Stable),
+        "other partitions stay"
+    );
+    let elsewhere = replayed(&log);
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.group_id = gid("moving");
+    fetch.topics = None;
+    let fetched = elsewhere.offset_fetch(5, fetch);
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 42);
+}
+
 #[test]
 fn replay_refuses_garbage_and_other_record_types() {
     let mut coordinator = GroupCoordinator::new(GroupConfig::default());
