@@ -139,6 +139,13 @@ class Broker:
         ]
 
     def start(self) -> "Broker":
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def spawn(self) -> None:
+        """Starts the process without waiting for it: a cluster node lets clients in only
+        once the controller quorum answers, which needs its peers started too."""
         binary = runnel_bin()
         if not binary.is_file() or not os.access(binary, os.X_OK):
             pytest.fail(
@@ -160,8 +167,6 @@ class Broker:
                 start_new_session=True,
                 env=broker_environment(),
             )
-        self.wait_ready()
-        return self
 
     def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
         deadline = time.monotonic() + deadline_s
@@ -300,7 +305,9 @@ class Cluster:
     def start(self) -> "Cluster":
         """Starts every node, and returns once each lists them all as live brokers."""
         for node in self.nodes:
-            node.start()
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
         deadline = time.monotonic() + READY_DEADLINE_S
         for node in self.nodes:
             admin = AdminClient({"bootstrap.servers": node.bootstrap})

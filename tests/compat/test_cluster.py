@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from conftest import Cluster, unique_topic
@@ -226,3 +226,65 @@ def test_every_node_killed_at_once_loses_nothing_acknowledged(cluster: Cluster) 
         time.sleep(6)
 
     run_scenario(cluster, "kill -9 all three nodes at once", kill_everyone)
+
+
+@pytest.mark.timeout(240)
+def test_consumer_group_keeps_going_when_its_coordinator_dies(cluster: Cluster) -> None:
+    """The group's coordinator is the leader of its `__consumer_offsets` partition. Killed,
+    the partition's new leader loads the group's committed offsets from the replicated log:
+    the consumer goes on from them, and no committed offset ever moves back."""
+    topic = create_replicated_topic(cluster)
+    total = 3000
+    writer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for index in range(total):
+        writer.produce(topic, value=f"g-{index:06d}".encode())
+    assert writer.flush(60) == 0, "the records were not all acknowledged"
+    group = unique_topic("group")
+    reader = consumer(
+        cluster.bootstrap,
+        **{
+            "group.id": group,
+            "enable.auto.offset.store": True,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            "reconnect.backoff.max.ms": 500,
+        },
+    )
+    reader.subscribe([topic])
+    admin = admin_client(cluster.bootstrap)
+    committed_seen: dict[int, int] = {}
+    backwards: list[str] = []
+    seen: set[bytes] = set()
+    victim: int | None = None
+    deadline = time.monotonic() + 150
+    while len(seen) < total and time.monotonic() < deadline:
+        messages = [m for m in reader.consume(num_messages=200, timeout=1.0) if m.error() is None]
+        seen.update(message.value() for message in messages)
+        if messages:
+            try:
+                reader.commit(asynchronous=False)
+            except KafkaException:
+                pass  # The coordinator moved: the next batch commits again.
+        try:
+            offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(
+                timeout=10
+            )
+        except KafkaException:
+            offsets = None
+        for partition in offsets.topic_partitions if offsets else []:
+            # A commit lost reads as -1 (none): backwards too, once one was seen.
+            before = committed_seen.get(partition.partition, -1)
+            if partition.offset < before:
+                backwards.append(f"partition {partition.partition}: {partition.offset} after {before}")
+            committed_seen[partition.partition] = max(before, partition.offset)
+        if victim is None and len(seen) >= total // 3:
+            described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            victim = described.coordinator.id
+            cluster.node(victim).kill9()
+    reader.close()
+    print(f"\ngroup through its coordinator's death: read={len(seen)} coordinator={victim} backwards={len(backwards)}")
+    assert victim is not None, "the coordinator was never killed"
+    assert len(seen) == total, f"read {len(seen)} of {total}"
+    assert not backwards, f"committed offsets went backwards: {backwards[:10]}"
+    final = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
+    assert sum(max(p.offset, 0) for p in final.topic_partitions) == total, "the last commits are not all there"

@@ -319,7 +319,7 @@ impl Broker {
                 .await
                 .map(ResponseKind::DescribeLogDirs),
             RequestKind::FindCoordinator(req) => Ok(ResponseKind::FindCoordinator(
-                handlers::groups::find_coordinator(self, version, req),
+                handlers::groups::find_coordinator(self, version, req).await,
             )),
             RequestKind::JoinGroup(req) => self
                 .groups

@@ -269,7 +269,10 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
                 .run(move || apply_image(&applier, &applied_image, epoch))
                 .await;
             match changes {
-                Ok(follow) => start_fetchers(&broker, &member, &image, follow),
+                Ok(follow) => {
+                    start_fetchers(&broker, &member, &image, follow);
+                    broker.groups.follow_leadership(&broker);
+                }
                 Err(error) => tracing::error!(%error, "could not apply the metadata image"),
             }
             member.applied.send_replace(image.offset());
@@ -277,6 +280,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             // Registered no more (a stale epoch): lead and follow nothing until registered.
             let resigner = Arc::clone(&broker);
             let _ = broker.io.run(move || resign_all(&resigner)).await;
+            broker.groups.follow_leadership(&broker);
             for (_, fetcher) in member.fetchers().drain() {
                 fetcher.task.abort();
             }

@@ -6,12 +6,17 @@
 //! Classic groups (JoinGroup/SyncGroup) live in `GroupCoordinator`, KIP-848 groups
 //! (ConsumerGroupHeartbeat) in `ConsumerGroups`; committed offsets of both are kept by the
 //! former and written to the group's partition of `__consumer_offsets` before any commit is
-//! acknowledged. On a single node this broker coordinates every group; the partition a group
-//! maps to is already Kafka's, so in a cluster the coordinator becomes that partition's leader.
+//! acknowledged, and in a cluster before the partition's in-sync replicas all hold it.
+//!
+//! A group maps to a partition of `__consumer_offsets` as in Kafka. On a single node this
+//! broker coordinates every group. In a cluster the partition's leader does: it replays the
+//! partition when it becomes leader (COORDINATOR_LOAD_IN_PROGRESS meanwhile) and forgets its
+//! groups when it stops leading, so a group moves with its partition when a broker dies and
+//! its committed offsets, replicated like any record, go with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,12 +34,21 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::coordination::Coordinated;
 use crate::error::ApiError;
+use crate::handlers::produce::await_acknowledgeable;
 use crate::internal_topics::{self, Replayed};
-use crate::partition::Partition;
+use crate::partition::{Appended, Partition};
 use crate::topics::{Topic, TopicRegistry};
 
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for the in-sync replicas
+/// before it is answered REQUEST_TIMED_OUT.
+const OFFSET_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Commits are written as an `acks=all` produce is.
+const ACKS_ALL: i16 = -1;
 
 /// Who sent a request, as group member descriptions report it.
 #[derive(Debug, Clone)]
@@ -52,16 +66,18 @@ struct GroupsState {
     classic: GroupCoordinator,
     consumer: ConsumerGroups,
     parked: HashMap<Token, Parked>,
+    coordinated: Coordinated,
 }
 
 /// What writing an offset commit left to do.
 enum CommitWritten {
     /// Answered: applied, or refused.
     Done(OffsetCommitResponse),
-    /// Written; the flush policy wants an fsync before it is applied and acknowledged.
-    AwaitingSync {
+    /// Written; before it is applied and acknowledged it must be fsynced (the flush policy
+    /// asks) or replicated (in a cluster).
+    AwaitingDurable {
         partition: Arc<Partition>,
-        end_offset: i64,
+        appended: Appended,
         response: OffsetCommitResponse,
         pending: PendingCommit,
     },
@@ -72,11 +88,14 @@ pub(crate) struct GroupService {
     next_token: AtomicU64,
     /// Poked when a call may have moved the coordinators' next deadline earlier.
     deadline_changed: Notify,
-    offsets_topic: Arc<Topic>,
+    /// Known once the topic exists: from the start on a single node, from the metadata in a
+    /// cluster (where the first FindCoordinator has the controller create it).
+    offsets_topic: OnceLock<Arc<Topic>>,
     clock: Arc<dyn Clock>,
-    /// One per `__consumer_offsets` partition: the commits of its groups are written, fsynced
-    /// (when the flush policy asks) and applied in one order, the log's.
-    commit_order: Vec<tokio::sync::Mutex<()>>,
+    /// One per `__consumer_offsets` partition: the commits of its groups are written, made
+    /// durable (fsynced when the flush policy asks, replicated in a cluster) and applied in
+    /// one order, the log's.
+    commit_order: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     /// Set by shutdown: new JoinGroup/SyncGroup requests are turned away.
     stopping: AtomicBool,
 }
@@ -111,19 +130,14 @@ impl TopicView for RegistryView<'_> {
 }
 
 impl GroupService {
-    /// Creates `__consumer_offsets` on first start and replays it into the coordinators.
+    /// On a single node, creates `__consumer_offsets` on first start and replays it into the
+    /// coordinators. In a cluster the coordinators start empty, and load each partition this
+    /// broker comes to lead ([`Self::follow_leadership`]).
     pub(crate) fn open(
         topics: &TopicRegistry,
         config: &BrokerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StorageError> {
-        let offsets_topic = internal_topics::open(
-            topics,
-            OFFSETS_TOPIC,
-            config.offsets_topic_num_partitions,
-            config.offsets_topic_segment_bytes,
-            clock.now_ms(),
-        )?;
         let mut classic = GroupCoordinator::new(GroupConfig {
             group_min_session_timeout_ms: config.group_min_session_timeout_ms,
             group_max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -132,53 +146,47 @@ impl GroupService {
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             ..GroupConfig::default()
         });
-        let replayed = internal_topics::replay(&offsets_topic, |replayed| {
-            let read = match replayed {
-                Replayed::Record {
-                    key,
-                    value,
-                    transaction: None,
-                } => classic.replay(key, value),
-                Replayed::Record {
-                    key,
-                    value,
-                    transaction: Some(producer_id),
-                } => classic.replay_transactional(producer_id, key, value),
-                Replayed::Marker {
-                    producer_id,
-                    commit,
-                } => {
-                    classic.complete_transaction(producer_id, commit);
-                    Ok(())
-                }
-            };
-            read.map_err(|error| error.to_string())
-        })?;
-        tracing::info!(
-            records = replayed,
-            partitions = offsets_topic.partition_count(),
-            "replayed {OFFSETS_TOPIC}"
-        );
+        let offsets_topic = OnceLock::new();
+        let coordinated = if config.controller_quorum.is_some() {
+            Coordinated::none_yet()
+        } else {
+            let topic = internal_topics::open(
+                topics,
+                OFFSETS_TOPIC,
+                config.offsets_topic_num_partitions,
+                config.offsets_topic_segment_bytes,
+                clock.now_ms(),
+            )?;
+            let mut replayed = 0;
+            for partition in topic.partitions() {
+                replayed += replay_into(&mut classic, &topic, &partition)?;
+            }
+            tracing::info!(
+                records = replayed,
+                partitions = topic.partition_count(),
+                "replayed {OFFSETS_TOPIC}"
+            );
+            let _ = offsets_topic.set(topic);
+            Coordinated::All
+        };
         let consumer = ConsumerGroups::new(ConsumerGroupConfig {
             session_timeout_ms: config.group_consumer_session_timeout_ms,
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             max_size: config.group_consumer_max_size,
             ..ConsumerGroupConfig::default()
         });
-        let commit_order = (0..offsets_topic.partition_count())
-            .map(|_| tokio::sync::Mutex::new(()))
-            .collect();
         Ok(GroupService {
             state: Mutex::new(GroupsState {
                 classic,
                 consumer,
                 parked: HashMap::new(),
+                coordinated,
             }),
             next_token: AtomicU64::new(1),
             deadline_changed: Notify::new(),
             offsets_topic,
             clock,
-            commit_order,
+            commit_order: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         })
     }
@@ -216,6 +224,98 @@ impl GroupService {
         self.next_token.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// `group`'s partition of `__consumer_offsets`, once the topic exists.
+    fn partition_index(&self, group: &str) -> Option<i32> {
+        let topic = self.offsets_topic.get()?;
+        Some(GroupCoordinator::partition_for(
+            group,
+            topic.partition_count(),
+        ))
+    }
+
+    /// Whether this broker coordinates `group` now: the error to answer if not. Called under
+    /// the state lock, so that a group cannot move away between the check and the change.
+    fn check(&self, state: &GroupsState, group: &str) -> Result<(), ResponseError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let index = self
+            .partition_index(group)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        state.coordinated.check(index)
+    }
+
+    /// In a cluster: loads the `__consumer_offsets` partitions this broker has come to lead,
+    /// and forgets the groups of those it no longer leads. Called after each metadata image.
+    pub(crate) fn follow_leadership(&self, broker: &Arc<Broker>) {
+        let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let topic = Arc::clone(self.offsets_topic.get_or_init(|| topic));
+        let mut state = self.lock();
+        for partition in topic.partitions() {
+            let index = partition.index;
+            if partition.leads() {
+                if state.coordinated.start_loading(index) {
+                    let loader = Arc::clone(broker);
+                    let partition = Arc::clone(&partition);
+                    tokio::spawn(async move {
+                        let loading = Arc::clone(&loader);
+                        let _ = loader.io.run(move || loading.groups.load(&partition)).await;
+                    });
+                }
+            } else if state.coordinated.resign(index) {
+                self.unload(&mut state, index);
+            }
+        }
+    }
+
+    /// Replays one partition this broker now leads into the coordinators, up to its log end
+    /// (a leader never truncates its own log, so all of it will be committed in this leader
+    /// epoch or the partition moves away again). Blocks.
+    fn load(&self, partition: &Partition) {
+        let Some(topic) = self.offsets_topic.get() else {
+            return;
+        };
+        let mut state = self.lock();
+        if state.coordinated.check(partition.index) != Err(ResponseError::CoordinatorLoadInProgress)
+        {
+            return;
+        }
+        match replay_into(&mut state.classic, topic, partition) {
+            Ok(records) => {
+                if state.coordinated.finish_loading(partition.index) {
+                    tracing::info!(partition = %partition.name(), records, "coordinating the groups of a partition");
+                }
+            }
+            Err(error) => {
+                // Left loading: clients retry, and the next leadership change starts over.
+                tracing::error!(partition = %partition.name(), %error, "could not load group state");
+            }
+        }
+        self.deadline_changed.notify_one();
+    }
+
+    /// Forgets the groups of partition `index`, answering their parked requests. Under the
+    /// state lock.
+    fn unload(&self, state: &mut GroupsState, index: i32) {
+        let Some(count) = self
+            .offsets_topic
+            .get()
+            .map(|topic| topic.partition_count())
+        else {
+            return;
+        };
+        let moved = |group: &str| GroupCoordinator::partition_for(group, count) == index;
+        let out = state.classic.unload(moved);
+        state.consumer.unload(moved);
+        tracing::info!(
+            partition = index,
+            "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
+        );
+        self.dispatch(state, out);
+    }
+
     /// Carries out what the coordinator asked for. Runs under the state lock so that group
     /// metadata records reach the log in the order the coordinator produced them.
     fn dispatch(&self, state: &mut GroupsState, outputs: Vec<Output>) {
@@ -251,11 +351,15 @@ impl GroupService {
         if records.is_empty() {
             return Ok(None);
         }
-        let partitions = self.offsets_topic.partition_count();
-        let index = GroupCoordinator::partition_for(group, partitions);
         let partition = self
             .offsets_topic
-            .partition(index)
+            .get()
+            .and_then(|topic| {
+                topic.partition(GroupCoordinator::partition_for(
+                    group,
+                    topic.partition_count(),
+                ))
+            })
             .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))?;
         let now = self.now_ms();
         let mut batch = records
@@ -297,8 +401,8 @@ impl GroupService {
     ) -> oneshot::Receiver<JoinGroupResponse> {
         let (reply, answer) = oneshot::channel();
         let mut state = self.lock();
-        if self.stopping.load(Ordering::Acquire) {
-            let _ = reply.send(join_error(ResponseError::NotCoordinator));
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let _ = reply.send(join_error(error));
             return answer;
         }
         if state.consumer.contains(&request.group_id) {
@@ -350,8 +454,8 @@ impl GroupService {
     ) -> oneshot::Receiver<SyncGroupResponse> {
         let (reply, answer) = oneshot::channel();
         let mut state = self.lock();
-        if self.stopping.load(Ordering::Acquire) {
-            let _ = reply.send(sync_error(ResponseError::NotCoordinator));
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let _ = reply.send(sync_error(error));
             return answer;
         }
         let token = self.token();
@@ -366,6 +470,11 @@ impl GroupService {
 
     pub(crate) fn heartbeat(&self, version: i16, request: HeartbeatRequest) -> HeartbeatResponse {
         let mut state = self.lock();
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let mut response = HeartbeatResponse::default();
+            response.error_code = error.code();
+            return response;
+        }
         let response = state.classic.heartbeat(self.now_ms(), version, request);
         self.deadline_changed.notify_one();
         response
@@ -377,6 +486,11 @@ impl GroupService {
         request: LeaveGroupRequest,
     ) -> LeaveGroupResponse {
         let mut state = self.lock();
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let mut response = LeaveGroupResponse::default();
+            response.error_code = error.code();
+            return response;
+        }
         let mut out = Vec::new();
         let response = state
             .classic
@@ -385,8 +499,9 @@ impl GroupService {
         response
     }
 
-    /// Validates, writes the commit to `__consumer_offsets`, fsyncs it when the flush policy
-    /// asks (as for a produce), then applies it: a commit is acknowledged, and visible to
+    /// Validates, writes the commit to `__consumer_offsets`, waits for it to be durable as an
+    /// `acks=all` produce would (fsynced when the flush policy asks, held by every in-sync
+    /// replica in a cluster), then applies it: a commit is acknowledged, and visible to
     /// OffsetFetch, only once it is in the log as durably as the policy promises.
     pub(crate) async fn offset_commit(
         &self,
@@ -394,17 +509,18 @@ impl GroupService {
         version: i16,
         request: OffsetCommitRequest,
     ) -> Result<OffsetCommitResponse, ApiError> {
-        let index = GroupCoordinator::partition_for(
-            &request.group_id,
-            self.offsets_topic.partition_count(),
-        );
-        let _order = match usize::try_from(index)
-            .ok()
-            .and_then(|index| self.commit_order.get(index))
-        {
-            Some(order) => order.lock().await,
-            None => return Err(ApiError::code(ResponseError::CoordinatorNotAvailable)),
+        let Some(index) = self.partition_index(&request.group_id) else {
+            let code = ResponseError::CoordinatorNotAvailable.code();
+            return Ok(offset_commit_error(&request, code));
         };
+        let order = Arc::clone(
+            self.commit_order
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .entry(index)
+                .or_default(),
+        );
+        let _order = order.lock().await;
         let written = broker
             .io
             .run({
@@ -412,16 +528,24 @@ impl GroupService {
                 move || broker.groups.write_offset_commit(version, request)
             })
             .await?;
-        let (partition, end_offset, response, pending) = match written {
+        let (partition, appended, response, pending) = match written {
             CommitWritten::Done(response) => return Ok(response),
-            CommitWritten::AwaitingSync {
+            CommitWritten::AwaitingDurable {
                 partition,
-                end_offset,
+                appended,
                 response,
                 pending,
-            } => (partition, end_offset, response, pending),
+            } => (partition, appended, response, pending),
         };
-        match partition.sync_to(&broker.io, end_offset).await {
+        let durable = await_acknowledgeable(
+            broker,
+            &partition,
+            &appended,
+            ACKS_ALL,
+            OFFSET_COMMIT_TIMEOUT,
+        )
+        .await;
+        match durable {
             Ok(()) => {
                 let applier = Arc::clone(broker);
                 broker
@@ -438,6 +562,9 @@ impl GroupService {
     /// must come first.
     fn write_offset_commit(&self, version: i16, mut request: OffsetCommitRequest) -> CommitWritten {
         let mut state = self.lock();
+        if let Err(error) = self.check(&state, &request.group_id) {
+            return CommitWritten::Done(offset_commit_error(&request, error.code()));
+        }
         if state.consumer.contains(&request.group_id) {
             // A KIP-848 group: its members are fenced by member epoch, not generation.
             if let Err(code) = state.consumer.validate_offset_commit(
@@ -455,10 +582,10 @@ impl GroupService {
             .classic
             .prepare_offset_commit(self.now_ms(), version, request);
         match self.persist(&plan.group, &plan.records) {
-            Ok(Some((partition, appended))) if appended.sync_required => {
-                CommitWritten::AwaitingSync {
+            Ok(Some((partition, appended))) if appended.sync_required || partition.leads() => {
+                CommitWritten::AwaitingDurable {
                     partition,
-                    end_offset: appended.info.last_offset + 1,
+                    appended,
                     response: plan.response,
                     pending: plan.pending,
                 }
@@ -477,6 +604,19 @@ impl GroupService {
         request: OffsetFetchRequest,
     ) -> OffsetFetchResponse {
         let state = self.lock();
+        if version < 8 {
+            if let Err(error) = self.check(&state, &request.group_id) {
+                return offset_fetch_error(&request, error.code());
+            }
+        }
+        let not_here: Vec<(GroupId, i16)> = request
+            .groups
+            .iter()
+            .filter_map(|group| {
+                let refused = self.check(&state, &group.group_id).err()?;
+                Some((group.group_id.clone(), refused.code()))
+            })
+            .collect();
         // v9+ names the asking member of a KIP-848 group, which must be current (KIP-848).
         let refused: Vec<(GroupId, i16)> = request
             .groups
@@ -490,6 +630,7 @@ impl GroupService {
                     .err()
                     .map(|code| (group.group_id.clone(), code))
             })
+            .chain(not_here)
             .collect();
         let mut response = state.classic.offset_fetch(version, request);
         for group in &mut response.groups {
@@ -511,10 +652,6 @@ impl GroupService {
         version: i16,
         request: TxnOffsetCommitRequest,
     ) -> TxnOffsetCommitResponse {
-        let index = GroupCoordinator::partition_for(
-            &request.group_id,
-            self.offsets_topic.partition_count(),
-        );
         let producer_id = request.producer_id.0;
         let epoch = request.producer_epoch;
         let asked: Vec<(TopicName, Vec<i32>)> = request
@@ -525,9 +662,20 @@ impl GroupService {
                 (topic.name.clone(), partitions)
             })
             .collect();
-        let outcome = match self.offsets_topic.partition(index) {
-            None => Err(ApiError::code(ResponseError::CoordinatorNotAvailable)),
-            Some(partition) => {
+        let coordinated = self
+            .check(&self.lock(), &request.group_id)
+            .map_err(ApiError::code);
+        let partition = self.offsets_topic.get().and_then(|topic| {
+            topic.partition(GroupCoordinator::partition_for(
+                &request.group_id,
+                topic.partition_count(),
+            ))
+        });
+        let outcome = match coordinated
+            .and(partition.ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable)))
+        {
+            Err(error) => Err(error),
+            Ok(partition) => {
                 broker
                     .transactions
                     .append_transactional(&partition, producer_id, epoch, || {
@@ -595,6 +743,11 @@ impl GroupService {
 
     pub(crate) fn offset_delete(&self, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
         let mut state = self.lock();
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let mut response = OffsetDeleteResponse::default();
+            response.error_code = error.code();
+            return response;
+        }
         let mut out = Vec::new();
         let response = state.classic.offset_delete(request, &mut out);
         self.dispatch(&mut state, out);
@@ -655,7 +808,13 @@ impl GroupService {
         // A KIP-848 group is described by ConsumerGroupDescribe; here it is "not a classic
         // group", as Kafka answers.
         for group in &mut response.groups {
-            if state.consumer.contains(&group.group_id) {
+            if let Err(error) = self.check(&state, &group.group_id) {
+                let mut answer = describe_groups_response::DescribedGroup::default();
+                answer.group_id = group.group_id.clone();
+                answer.error_code = error.code();
+                answer.authorized_operations = group.authorized_operations;
+                *group = answer;
+            } else if state.consumer.contains(&group.group_id) {
                 let mut answer = describe_groups_response::DescribedGroup::default();
                 answer.group_id = group.group_id.clone();
                 answer.error_code = ResponseError::GroupIdNotFound.code();
@@ -681,8 +840,11 @@ impl GroupService {
         let mut state = self.lock();
         let mut consumer_results = Vec::new();
         let mut classic_names = Vec::new();
+        let mut elsewhere = Vec::new();
         for group in request.groups_names {
-            if state.consumer.contains(&group) {
+            if let Err(error) = self.check(&state, &group) {
+                elsewhere.push((group, error.code()));
+            } else if state.consumer.contains(&group) {
                 let code = state.consumer.delete(&group).err().unwrap_or(0);
                 consumer_results.push((group.clone(), code));
                 if code == 0 {
@@ -700,6 +862,12 @@ impl GroupService {
             &mut out,
         );
         self.dispatch(&mut state, out);
+        for (group, code) in elsewhere {
+            let mut result = delete_groups_response::DeletableGroupResult::default();
+            result.group_id = group;
+            result.error_code = code;
+            response.results.push(result);
+        }
         for (group, code) in consumer_results {
             match response.results.iter_mut().find(|r| r.group_id == group) {
                 Some(result) => {
@@ -727,6 +895,11 @@ impl GroupService {
         request: ConsumerGroupHeartbeatRequest,
     ) -> ConsumerGroupHeartbeatResponse {
         let mut state = self.lock();
+        if let Err(error) = self.check(&state, &request.group_id) {
+            let mut response = ConsumerGroupHeartbeatResponse::default();
+            response.error_code = error.code();
+            return response;
+        }
         let classic_state = state.classic.group_state(&request.group_id);
         if classic_state.is_some_and(|s| !matches!(s, ClassicState::Empty | ClassicState::Dead)) {
             // Kafka converts only an empty classic group; a live one keeps its protocol.
@@ -760,9 +933,30 @@ impl GroupService {
         version: i16,
         request: ConsumerGroupDescribeRequest,
     ) -> ConsumerGroupDescribeResponse {
-        self.lock()
+        let state = self.lock();
+        let elsewhere: Vec<(String, i16)> = request
+            .group_ids
+            .iter()
+            .filter_map(|group| {
+                let refused = self.check(&state, group).err()?;
+                Some((group.to_string(), refused.code()))
+            })
+            .collect();
+        let mut response = state
             .consumer
-            .describe(version, request, &RegistryView(topics))
+            .describe(version, request, &RegistryView(topics));
+        for group in &mut response.groups {
+            if let Some((_, code)) = elsewhere
+                .iter()
+                .find(|(id, _)| id == group.group_id.as_str())
+            {
+                let mut answer = consumer_group_describe_response::DescribedGroup::default();
+                answer.group_id = group.group_id.clone();
+                answer.error_code = *code;
+                *group = answer;
+            }
+        }
+        response
     }
 
     /// How long until the coordinators next need a tick. Topic changes are not pushed to the
@@ -851,4 +1045,64 @@ fn offset_commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommit
         })
         .collect();
     response
+}
+
+fn offset_fetch_error(request: &OffsetFetchRequest, code: i16) -> OffsetFetchResponse {
+    let mut response = OffsetFetchResponse::default();
+    response.error_code = code;
+    // Before v2 the error travels with each partition asked for.
+    response.topics = request
+        .topics
+        .iter()
+        .flatten()
+        .map(|topic| {
+            let mut answer = offset_fetch_response::OffsetFetchResponseTopic::default();
+            answer.name = topic.name.clone();
+            answer.partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let mut partition =
+                        offset_fetch_response::OffsetFetchResponsePartition::default();
+                    partition.partition_index = index;
+                    partition.committed_offset = -1;
+                    partition.error_code = code;
+                    partition
+                })
+                .collect();
+            answer
+        })
+        .collect();
+    response
+}
+
+/// Replays one partition of `__consumer_offsets` into the classic coordinator, which keeps
+/// every group's committed offsets. Returns how many records were read. Blocks.
+fn replay_into(
+    classic: &mut GroupCoordinator,
+    topic: &Topic,
+    partition: &Partition,
+) -> Result<usize, StorageError> {
+    internal_topics::replay_partition(topic, partition, |replayed| {
+        let read = match replayed {
+            Replayed::Record {
+                key,
+                value,
+                transaction: None,
+            } => classic.replay(key, value),
+            Replayed::Record {
+                key,
+                value,
+                transaction: Some(producer_id),
+            } => classic.replay_transactional(producer_id, key, value),
+            Replayed::Marker {
+                producer_id,
+                commit,
+            } => {
+                classic.complete_transaction(producer_id, commit);
+                Ok(())
+            }
+        };
+        read.map_err(|error| error.to_string())
+    })
 }

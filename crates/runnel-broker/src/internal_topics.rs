@@ -1,5 +1,6 @@
-//! The broker's internal topics, `__consumer_offsets` and `__transaction_state`: created
-//! compacted on first start, and read back into their coordinators at every start. Clients
+//! The broker's internal topics, `__consumer_offsets` and `__transaction_state`: compacted,
+//! and read back into their coordinators (at every start on a single node; in a cluster,
+//! partition by partition as this broker comes to lead them). Clients
 //! may read them but not write to them or delete their records.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use runnel_storage::StorageError;
 
 use crate::error::ApiError;
 use crate::groups::OFFSETS_TOPIC;
+use crate::partition::Partition;
 use crate::topics::{Topic, TopicRegistry};
 
 /// Largest read while replaying an internal topic at start.
@@ -55,66 +57,79 @@ pub(crate) enum Replayed<'a> {
     Marker { producer_id: i64, commit: bool },
 }
 
-/// Hands every record and transaction marker of `topic` (below each partition's high
-/// watermark, partition by partition, in log order) to `apply`; records without a key, and
-/// those `apply` cannot read, are logged and skipped. Returns how many records were read.
+/// Hands every record and transaction marker of `topic` (partition by partition, in log
+/// order) to `apply`, as [`replay_partition`] does. Returns how many records were read.
 pub(crate) fn replay(
     topic: &Topic,
     mut apply: impl FnMut(Replayed<'_>) -> Result<(), String>,
 ) -> Result<usize, StorageError> {
-    let name = &topic.name;
     let mut count = 0;
     for partition in topic.partitions() {
-        let mut offset = partition
-            .with_log(|log| Ok(log.log_start_offset()))
+        count += replay_partition(topic, &partition, &mut apply)?;
+    }
+    Ok(count)
+}
+
+/// Hands every record and transaction marker of one partition of `topic`, from its log start
+/// to its log end, to `apply`, in log order; records without a key, and those `apply` cannot
+/// read, are logged and skipped. The log end, not the high watermark: on a single node they
+/// are one at start, and a coordinator loading the partition it has just come to lead reads
+/// what it will commit as leader. Returns how many records were read.
+pub(crate) fn replay_partition(
+    topic: &Topic,
+    partition: &Partition,
+    mut apply: impl FnMut(Replayed<'_>) -> Result<(), String>,
+) -> Result<usize, StorageError> {
+    let name = &topic.name;
+    let mut count = 0;
+    let (mut offset, end) = partition
+        .with_log(|log| Ok((log.log_start_offset(), log.log_end_offset())))
+        .map_err(api_to_storage)?;
+    while offset < end {
+        let slice = partition
+            .with_log(|log| log.read(offset, end, REPLAY_READ_BYTES, true))
             .map_err(api_to_storage)?;
-        let end = partition.high_watermark();
-        while offset < end {
-            let slice = partition
-                .with_log(|log| log.read(offset, end, REPLAY_READ_BYTES, true))
-                .map_err(api_to_storage)?;
-            if slice.is_empty() {
-                break;
-            }
-            let bytes = slice.read().map_err(|source| StorageError::Io {
-                context: format!("replaying {name}-{}", partition.index),
-                source,
-            })?;
-            let headers = RecordBatch::validate_all(&bytes).map_err(|error| {
-                StorageError::Corrupt(format!("{name}-{}: {error}", partition.index))
-            })?;
-            let mut position = 0;
-            for header in headers {
-                let batch = &bytes[position..position + header.total_len()];
-                position += header.total_len();
-                offset = header.next_offset();
-                let corrupt =
-                    |error| StorageError::Corrupt(format!("{name}-{}: {error}", partition.index));
-                if header.is_control() {
-                    if let Some(marker) = TransactionMarker::parse(batch).map_err(corrupt)? {
-                        let replayed = Replayed::Marker {
-                            producer_id: header.producer_id,
-                            commit: marker.control == ControlType::Commit,
-                        };
-                        if let Err(error) = apply(replayed) {
-                            tracing::warn!(topic = %name, partition = partition.index, %error, "skipping an unreadable marker");
-                        }
-                    }
-                    continue;
-                }
-                let transaction = header.is_transactional().then_some(header.producer_id);
-                for record in decode_records(batch).map_err(corrupt)? {
-                    let Some(key) = record.key else { continue };
-                    let replayed = Replayed::Record {
-                        key: &key,
-                        value: record.value.as_deref(),
-                        transaction,
+        if slice.is_empty() {
+            break;
+        }
+        let bytes = slice.read().map_err(|source| StorageError::Io {
+            context: format!("replaying {name}-{}", partition.index),
+            source,
+        })?;
+        let headers = RecordBatch::validate_all(&bytes).map_err(|error| {
+            StorageError::Corrupt(format!("{name}-{}: {error}", partition.index))
+        })?;
+        let mut position = 0;
+        for header in headers {
+            let batch = &bytes[position..position + header.total_len()];
+            position += header.total_len();
+            offset = header.next_offset();
+            let corrupt =
+                |error| StorageError::Corrupt(format!("{name}-{}: {error}", partition.index));
+            if header.is_control() {
+                if let Some(marker) = TransactionMarker::parse(batch).map_err(corrupt)? {
+                    let replayed = Replayed::Marker {
+                        producer_id: header.producer_id,
+                        commit: marker.control == ControlType::Commit,
                     };
                     if let Err(error) = apply(replayed) {
-                        tracing::warn!(topic = %name, partition = partition.index, offset = record.offset, %error, "skipping an unreadable record");
+                        tracing::warn!(topic = %name, partition = partition.index, %error, "skipping an unreadable marker");
                     }
-                    count += 1;
                 }
+                continue;
+            }
+            let transaction = header.is_transactional().then_some(header.producer_id);
+            for record in decode_records(batch).map_err(corrupt)? {
+                let Some(key) = record.key else { continue };
+                let replayed = Replayed::Record {
+                    key: &key,
+                    value: record.value.as_deref(),
+                    transaction,
+                };
+                if let Err(error) = apply(replayed) {
+                    tracing::warn!(topic = %name, partition = partition.index, offset = record.offset, %error, "skipping an unreadable record");
+                }
+                count += 1;
             }
         }
     }

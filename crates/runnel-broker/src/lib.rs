@@ -16,6 +16,7 @@ mod background;
 mod broker;
 mod cluster;
 mod config;
+mod coordination;
 mod error;
 mod fetch_sessions;
 #[cfg(test)]

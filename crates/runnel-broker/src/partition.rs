@@ -845,6 +845,11 @@ impl Partition {
         }
     }
 
+    /// Whether this broker leads the partition in a cluster.
+    pub(crate) fn leads(&self) -> bool {
+        matches!(*self.role_lock(), Role::Leader(_))
+    }
+
     /// Whether this broker leads the partition in a cluster and must fsync its own appends
     /// before they count toward the high watermark.
     pub(crate) fn leads_with_fsync(&self) -> bool {

@@ -4,37 +4,42 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+use runnel_controller::{MetadataImage, NewTopic};
+use runnel_group::GroupCoordinator;
+use runnel_quorum::ControllerRequest;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterMember;
+use crate::groups::OFFSETS_TOPIC;
+
+/// Kafka's `offsets.topic.replication.factor`.
+const OFFSETS_TOPIC_REPLICATION_FACTOR: usize = 3;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// A one-node broker coordinates every group and transactional id. In a cluster, for now,
-/// the usable broker with the lowest id does, so that every member of a group finds the same
-/// one; coordinators that move with `__consumer_offsets` partitions come with replicated
-/// internal topics. Share groups (key type 2) are not served.
-pub(crate) fn find_coordinator(
+/// A one-node broker coordinates every group and transactional id. In a cluster a group's
+/// coordinator is the leader of its partition of `__consumer_offsets` (created through the
+/// controller by the first FindCoordinator that needs it, as Kafka does). Transactional ids
+/// are coordinated, for now, by the usable broker with the lowest id. Share groups (key type
+/// 2) are not served.
+pub(crate) async fn find_coordinator(
     broker: &Broker,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let coordinator = coordinating_broker(broker);
-    let answer = |key_type: i8| -> Result<(i32, StrBytes, i32), (i16, &'static str)> {
-        match key_type {
-            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => coordinator.clone().ok_or((
-                ResponseError::CoordinatorNotAvailable.code(),
-                "no broker of the cluster is available to coordinate",
-            )),
-            _ => Err((
-                ResponseError::InvalidRequest.code(),
-                "unknown coordinator key type",
-            )),
-        }
+    let keys: Vec<StrBytes> = if version < 4 {
+        vec![request.key.clone()]
+    } else {
+        request.coordinator_keys.clone()
     };
+    let mut answers = Vec::with_capacity(keys.len());
+    for key in &keys {
+        answers.push(coordinator_for(broker, request.key_type, key).await);
+    }
     let mut response = FindCoordinatorResponse::default();
     if version < 4 {
-        match answer(request.key_type) {
+        match answers.pop().unwrap_or(Err(NOT_AVAILABLE)) {
             Ok((node, host, port)) => {
                 response.node_id = BrokerId(node);
                 response.host = host;
@@ -50,13 +55,13 @@ pub(crate) fn find_coordinator(
         }
         return response;
     }
-    response.coordinators = request
-        .coordinator_keys
+    response.coordinators = keys
         .into_iter()
-        .map(|key| {
+        .zip(answers)
+        .map(|(key, answer)| {
             let mut coordinator = Coordinator::default();
             coordinator.key = key;
-            match answer(request.key_type) {
+            match answer {
                 Ok((node, host, port)) => {
                     coordinator.node_id = BrokerId(node);
                     coordinator.host = host;
@@ -75,26 +80,91 @@ pub(crate) fn find_coordinator(
     response
 }
 
-/// The broker that coordinates groups and transactions: id, host and port.
-fn coordinating_broker(broker: &Broker) -> Option<(i32, StrBytes, i32)> {
+type Endpoint = (i32, StrBytes, i32);
+type Refusal = (i16, &'static str);
+
+const NOT_AVAILABLE: Refusal = (
+    ResponseError::CoordinatorNotAvailable.code(),
+    "no broker of the cluster is available to coordinate",
+);
+
+/// The broker that coordinates `key`: id, host and port.
+async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<Endpoint, Refusal> {
+    if !matches!(key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION) {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "unknown coordinator key type",
+        ));
+    }
     let Some(member) = broker.cluster() else {
-        return Some((
+        return Ok((
             broker.config.node_id,
             StrBytes::from_string(broker.advertised_host.clone()),
             broker.advertised_port,
         ));
     };
+    if key_type == KEY_TYPE_TRANSACTION {
+        let image = member.image();
+        return image
+            .brokers()
+            .filter(|registered| registered.is_usable())
+            .find_map(|registered| endpoint(&image, registered.registration.id))
+            .ok_or(NOT_AVAILABLE);
+    }
+    if member.image().topic_by_name(OFFSETS_TOPIC).is_none() {
+        create_offsets_topic(broker, member).await;
+    }
     let image = member.image();
-    let found = image
+    let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or(NOT_AVAILABLE)?;
+    let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+    let index = GroupCoordinator::partition_for(key, count);
+    let leader = topic
+        .partitions
+        .get(&index)
+        .map(|state| state.leader)
+        .filter(|&leader| leader >= 0 && image.is_usable(leader))
+        .ok_or(NOT_AVAILABLE)?;
+    endpoint(&image, leader).ok_or(NOT_AVAILABLE)
+}
+
+fn endpoint(image: &MetadataImage, id: i32) -> Option<Endpoint> {
+    let listener = image.broker(id)?.registration.listeners.first()?;
+    Some((
+        id,
+        StrBytes::from_string(listener.host.clone()),
+        i32::from(listener.port),
+    ))
+}
+
+/// Has the controller create `__consumer_offsets`: compacted, `offsets.topic.num.partitions`
+/// partitions, replicated on up to three brokers (Kafka's `offsets.topic.replication.factor`,
+/// capped at the brokers there are, so that a small cluster still gets groups).
+async fn create_offsets_topic(broker: &Broker, member: &ClusterMember) {
+    let usable = member
+        .image()
         .brokers()
         .filter(|registered| registered.is_usable())
-        .find_map(|registered| {
-            let listener = registered.registration.listeners.first()?;
-            Some((
-                registered.registration.id,
-                StrBytes::from_string(listener.host.clone()),
-                i32::from(listener.port),
-            ))
-        });
-    found
+        .count();
+    let replication_factor =
+        i16::try_from(usable.clamp(1, OFFSETS_TOPIC_REPLICATION_FACTOR)).unwrap_or(1);
+    let request = ControllerRequest::CreateTopic {
+        topic: NewTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            partitions: broker.config.offsets_topic_num_partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs: vec![
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+                (
+                    "segment.bytes".to_owned(),
+                    broker.config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ],
+        },
+        validate_only: false,
+    };
+    if let Err(error) = member.commit(request).await {
+        // Another broker may have created it first; the image tells.
+        tracing::debug!(error = ?error.message, "could not create {OFFSETS_TOPIC}");
+    }
 }

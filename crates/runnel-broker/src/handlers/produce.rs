@@ -29,7 +29,7 @@ use crate::broker::Broker;
 use crate::cluster;
 use crate::error::ApiError;
 use crate::io_pool::PoolError;
-use crate::partition::{self, Partition};
+use crate::partition::{Appended, Partition};
 use crate::pipeline::Turn;
 use crate::topic_config::TopicSettings;
 use crate::topics::Topic;
@@ -195,7 +195,7 @@ fn add_leader_hints(broker: &Broker, response: &mut ProduceResponse) {
 /// Records appended, their acknowledgement perhaps waiting for an fsync.
 struct PendingAck {
     partition: Arc<Partition>,
-    appended: partition::Appended,
+    appended: Appended,
     log_append_time_ms: i64,
 }
 
@@ -289,9 +289,7 @@ fn append_checked(
     })
 }
 
-/// Waits for what the acknowledgement needs: the fsync the flush policy asks for, and for
-/// `acks=all` in a cluster, the high watermark passing the records (which needs this
-/// leader's own fsync too, unless replicas count their page cache).
+/// Waits for what the acknowledgement needs, then answers with where the records went.
 async fn acknowledge(
     broker: &Arc<Broker>,
     pending: PendingAck,
@@ -303,6 +301,25 @@ async fn acknowledge(
         appended,
         log_append_time_ms,
     } = pending;
+    await_acknowledgeable(broker, &partition, &appended, acks, timeout).await?;
+    Ok(Acknowledged {
+        base_offset: appended.info.base_offset,
+        log_append_time_ms,
+        log_start_offset: appended.log_start_offset,
+    })
+}
+
+/// Waits until an append may be acknowledged with `acks`: for the fsync the flush policy asks,
+/// and for `acks=all` in a cluster, for the high watermark to pass the records (which needs
+/// this leader's own fsync too, unless replicas count their page cache). The coordinators'
+/// writes to their internal topics wait here as an `acks=all` produce does.
+pub(crate) async fn await_acknowledgeable(
+    broker: &Arc<Broker>,
+    partition: &Arc<Partition>,
+    appended: &Appended,
+    acks: i16,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     let end_offset = appended.info.last_offset + 1;
     let leader_fsync = partition.leads_with_fsync();
     if appended.sync_required || (leader_fsync && acks == -1) {
@@ -310,7 +327,7 @@ async fn acknowledge(
     } else if leader_fsync {
         // Answered before the fsync, but consumers see the records only once the high
         // watermark passes them, which needs it.
-        let syncing = Arc::clone(&partition);
+        let syncing = Arc::clone(partition);
         let broker = Arc::clone(broker);
         tokio::spawn(async move {
             let _ = syncing.sync_to(&broker.io, end_offset).await;
@@ -319,18 +336,14 @@ async fn acknowledge(
     if acks == -1 {
         wait_replicated(
             broker,
-            &partition,
+            partition,
             appended.leader_epoch,
             end_offset,
             timeout,
         )
         .await?;
     }
-    Ok(Acknowledged {
-        base_offset: appended.info.base_offset,
-        log_append_time_ms,
-        log_start_offset: appended.log_start_offset,
-    })
+    Ok(())
 }
 
 /// Waits, up to `timeout`, until every in-sync replica holds the records appended in
