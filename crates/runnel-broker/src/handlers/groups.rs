@@ -20,9 +20,8 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// A one-node broker coordinates every group and transactional id. In a cluster a group's
 /// coordinator is the leader of its partition of `__consumer_offsets` (created through the
-/// controller by the first FindCoordinator that needs it, as Kafka does). Transactional ids
-/// are coordinated, for now, by the usable broker with the lowest id. Share groups (key type
-/// 2) are not served.
+/// controller by the first FindCoordinator that needs it, as Kafka does). Transactions are
+/// not served in a cluster yet. Share groups (key type 2) are not served.
 pub(crate) async fn find_coordinator(
     broker: &Broker,
     version: i16,
@@ -104,12 +103,13 @@ async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<End
         ));
     };
     if key_type == KEY_TYPE_TRANSACTION {
-        let image = member.image();
-        return image
-            .brokers()
-            .filter(|registered| registered.is_usable())
-            .find_map(|registered| endpoint(&image, registered.registration.id))
-            .ok_or(NOT_AVAILABLE);
+        // Transaction coordinators do not follow `__transaction_state` leadership yet, nor
+        // reach other brokers' partitions with WriteTxnMarkers: refused, so that no client
+        // runs a transaction that could not survive a broker.
+        return Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "transactions are not available in a multi-node cluster yet",
+        ));
     }
     if member.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         create_offsets_topic(broker, member).await;
