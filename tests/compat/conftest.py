@@ -12,6 +12,7 @@ Scopes: `broker` is one broker per test module (tests use unique topic names);
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -63,7 +64,11 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes:
 
 
 def api_versions_request(
-    port: int, api_version: int = 0, correlation_id: int = 7, timeout_s: float = 2.0
+    port: int,
+    api_version: int = 0,
+    correlation_id: int = 7,
+    timeout_s: float = 2.0,
+    host: str = "127.0.0.1",
 ) -> tuple[int, dict[int, tuple[int, int]]]:
     """Send ApiVersions (request header v1, no body) and parse the v0-format response.
 
@@ -76,7 +81,7 @@ def api_versions_request(
     client_id = b"runnel-compat"
     header = struct.pack(">hhih", API_KEY_API_VERSIONS, api_version, correlation_id, len(client_id))
     request = header + client_id
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.sendall(struct.pack(">i", len(request)) + request)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         body = _recv_exact(sock, size)
@@ -106,13 +111,23 @@ def broker_environment() -> dict[str, str]:
 class Broker:
     """One `runnel server` child process; restartable on the same port and data directory."""
 
-    def __init__(self, work_dir: Path, extra_args: tuple[str, ...] = (), node_id: int = 0):
+    def __init__(
+        self,
+        work_dir: Path,
+        extra_args: tuple[str, ...] = (),
+        node_id: int = 0,
+        host: str = "127.0.0.1",
+        runner: tuple[str, ...] = (),
+    ):
         self.work_dir = work_dir
         self.data_dir = work_dir / "data"
         self.log_path = work_dir / "broker.log"
         self.extra_args = tuple(str(a) for a in extra_args)
         self.node_id = node_id
-        self.port = free_port()
+        self.host = host
+        # What the command runs under: `ip netns exec NAME` for a node in its own namespace.
+        self.runner = runner
+        self.port = free_port() if host == "127.0.0.1" else 9092
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         # The address clients are told to use; a fault-injecting proxy's, for example.
@@ -121,10 +136,11 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [
+            *self.runner,
             str(runnel_bin()),
             "server",
             "--listen",
@@ -179,7 +195,7 @@ class Broker:
                     pytrace=False,
                 )
             try:
-                error_code, apis = api_versions_request(self.port, timeout_s=1.0)
+                error_code, apis = api_versions_request(self.port, timeout_s=1.0, host=self.host)
                 if error_code == 0 and API_KEY_API_VERSIONS in apis:
                     return
                 last_error = AssertionError(f"ApiVersions error_code {error_code}, apis {apis}")
@@ -268,13 +284,86 @@ CLUSTER_TIMINGS = (
 )
 
 
+class Netns:
+    """One network namespace per node, joined by a bridge (needs root, as TESTING.md says):
+    cutting a node's link partitions it from every peer and every client, as a pulled cable
+    does, and healing it puts it back. Uses only a private subnet it picks and creates, and
+    removes everything at `close`."""
+
+    def __init__(self, count: int):
+        tag = f"{os.getpid() % 10000}{random.randrange(100)}"
+        self.bridge = f"rbr{tag}"
+        self.namespaces = [f"rns{tag}-{i + 1}" for i in range(count)]
+        self.links = [f"rb{tag}-{i + 1}" for i in range(count)]
+        self.subnet = f"10.{random.randrange(64, 128)}.{random.randrange(256)}"
+        try:
+            self._ip("link", "add", self.bridge, "type", "bridge")
+            self._ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
+            self._ip("link", "set", self.bridge, "up")
+            for i, (namespace, link) in enumerate(zip(self.namespaces, self.links)):
+                inside = f"rv{tag}-{i + 1}"
+                self._ip("netns", "add", namespace)
+                self._ip("link", "add", inside, "type", "veth", "peer", "name", link)
+                self._ip("link", "set", inside, "netns", namespace)
+                self._ip("link", "set", link, "master", self.bridge, "up")
+                self._ip("-n", namespace, "addr", "add", f"{self.address(i + 1)}/24", "dev", inside)
+                self._ip("-n", namespace, "link", "set", inside, "up")
+                self._ip("-n", namespace, "link", "set", "lo", "up")
+        except subprocess.CalledProcessError as error:
+            self.close()
+            pytest.fail(
+                f"cannot build the test network ({error.cmd}: {error.stderr.strip()}); "
+                "the network fault tests need root and `ip` (iproute2)",
+                pytrace=False,
+            )
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+    def address(self, node_id: int) -> str:
+        return f"{self.subnet}.{node_id}"
+
+    def runner(self, node_id: int) -> tuple[str, ...]:
+        return ("ip", "netns", "exec", self.namespaces[node_id - 1])
+
+    def cut(self, node_id: int) -> None:
+        self._ip("link", "set", self.links[node_id - 1], "down")
+
+    def heal(self, node_id: int) -> None:
+        self._ip("link", "set", self.links[node_id - 1], "up")
+
+    def isolate(self, node_id: int, isolated: bool) -> None:
+        """Isolated bridge ports cannot reach each other, but still reach the others and the
+        test itself: isolating two nodes cuts them from each other only."""
+        flag = "on" if isolated else "off"
+        self._ip("link", "set", "dev", self.links[node_id - 1], "type", "bridge_slave", "isolated", flag)
+
+    def close(self) -> None:
+        for namespace in self.namespaces:
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
 class Cluster:
     """Nodes that are each a broker and a controller voter (`--roles broker,controller`), as
-    `runnel dev cluster` runs them. Node ids are 1..count."""
+    `runnel dev cluster` runs them. Node ids are 1..count. On loopback, or each node in its
+    own namespace of `network`."""
 
-    def __init__(self, base_dir: Path, count: int = 3, extra_args: tuple[str, ...] = ()):
-        controller_ports = [free_port() for _ in range(count)]
-        quorum = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
+    def __init__(
+        self,
+        base_dir: Path,
+        count: int = 3,
+        extra_args: tuple[str, ...] = (),
+        network: Netns | None = None,
+    ):
+        if network is None:
+            hosts = ["127.0.0.1"] * count
+            controller_ports = [free_port() for _ in range(count)]
+        else:
+            hosts = [network.address(i + 1) for i in range(count)]
+            controller_ports = [9093] * count
+        quorum = ",".join(f"{i + 1}@{hosts[i]}:{port}" for i, port in enumerate(controller_ports))
         self.nodes = [
             Broker(
                 base_dir / f"node{i + 1}",
@@ -282,7 +371,7 @@ class Cluster:
                     "--roles",
                     "broker,controller",
                     "--controller-listen",
-                    f"127.0.0.1:{controller_ports[i]}",
+                    f"{hosts[i]}:{controller_ports[i]}",
                     "--controller-quorum",
                     quorum,
                     "--default-replication-factor",
@@ -291,6 +380,8 @@ class Cluster:
                     *extra_args,
                 ),
                 node_id=i + 1,
+                host=hosts[i],
+                runner=network.runner(i + 1) if network else (),
             )
             for i in range(count)
         ]
@@ -343,6 +434,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield instance
     finally:
         instance.kill_all()
+
+
+@pytest.fixture
+def network() -> Iterator[Netns]:
+    """Three network namespaces on a bridge, for a cluster whose links can be cut."""
+    instance = Netns(3)
+    try:
+        yield instance
+    finally:
+        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from conftest import Cluster, unique_topic
+from conftest import Cluster, Netns, unique_topic
 from support import LIBRDKAFKA_LOGGER, admin_client, consume_to_end, consumer, wait_for_topic
 
 PARTITIONS = 6
@@ -59,6 +59,8 @@ class Workload:
     def __init__(self, cluster: Cluster, topic: str):
         self.topic = topic
         self.acked: dict[bytes, tuple[int, int]] = {}
+        # When each acknowledgement arrived (time.monotonic()), in order.
+        self.ack_times: list[float] = []
         self.failed: list[str] = []
         self.live: dict[tuple[int, int], bytes] = {}
         self.conflicts: list[str] = []
@@ -88,6 +90,7 @@ class Workload:
                 self.failed.append(f"{message.value()!r}: {error}")
             else:
                 self.acked[message.value()] = (message.partition(), message.offset())
+                self.ack_times.append(time.monotonic())
 
     def _produce(self) -> None:
         index = 0
@@ -168,8 +171,8 @@ def count_changes(before: dict[int, int], after: dict[int, int]) -> int:
     return sum(1 for partition, leader in after.items() if before.get(partition) != leader)
 
 
-def run_scenario(cluster: Cluster, scenario: str, fault) -> None:
-    """Runs the workload while `fault(topic, rng)` repeats; returns when the history checks."""
+def run_scenario(cluster: Cluster, scenario: str, fault) -> Workload:
+    """Runs the workload while `fault(topic, rng)` repeats; returns it once its history checks."""
     topic = create_replicated_topic(cluster)
     workload = Workload(cluster, topic)
     workload.start()
@@ -185,6 +188,7 @@ def run_scenario(cluster: Cluster, scenario: str, fault) -> None:
     time.sleep(2)
     workload.finish()
     check_history(cluster, workload, changes, scenario)
+    return workload
 
 
 @pytest.mark.timeout(240)
@@ -226,6 +230,53 @@ def test_every_node_killed_at_once_loses_nothing_acknowledged(cluster: Cluster) 
         time.sleep(6)
 
     run_scenario(cluster, "kill -9 all three nodes at once", kill_everyone)
+
+
+@pytest.mark.timeout(300)
+def test_a_leader_cut_off_never_acknowledges_and_writes_resume(tmp_path, network: Netns) -> None:
+    """Each node in its own network namespace: a partition leader's link is cut for 15 s (it
+    is fenced and its partitions move; what it still takes can never be acknowledged, as its
+    followers are gone), then healed; writes go on within 15 s of every heal."""
+    cluster = Cluster(tmp_path, network=network)
+    heals: list[float] = []
+
+    def cut_a_leader(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        victim = current[rng.randrange(PARTITIONS)]
+        network.cut(victim)
+        time.sleep(15)
+        network.heal(victim)
+        heals.append(time.monotonic())
+        time.sleep(8)
+
+    try:
+        cluster.start()
+        workload = run_scenario(cluster, "cut a leader's network for 15 s", cut_a_leader)
+    finally:
+        cluster.kill_all()
+    for healed in heals:
+        resumed = [at for at in workload.ack_times if at >= healed]
+        assert resumed and resumed[0] - healed < 15, f"no write acknowledged within 15 s of a heal"
+
+
+@pytest.mark.timeout(300)
+def test_a_bridge_partition_loses_nothing(tmp_path, network: Netns) -> None:
+    """Nodes 1 and 3 cannot reach each other while node 2, and every client, reaches both:
+    the quorum and the ISRs must settle around node 2 without a stale leader acknowledging."""
+    cluster = Cluster(tmp_path, network=network)
+
+    def bridge(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        network.isolate(1, True)
+        network.isolate(3, True)
+        time.sleep(15)
+        network.isolate(1, False)
+        network.isolate(3, False)
+        time.sleep(8)
+
+    try:
+        cluster.start()
+        run_scenario(cluster, "nodes 1 and 3 cut from each other for 15 s", bridge)
+    finally:
+        cluster.kill_all()
 
 
 @pytest.mark.timeout(240)
