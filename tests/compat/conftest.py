@@ -364,6 +364,8 @@ class Cluster:
             hosts = [network.address(i + 1) for i in range(count)]
             controller_ports = [9093] * count
         quorum = ",".join(f"{i + 1}@{hosts[i]}:{port}" for i, port in enumerate(controller_ports))
+        self.base_dir = base_dir
+        self.quorum = quorum
         self.nodes = [
             Broker(
                 base_dir / f"node{i + 1}",
@@ -413,6 +415,24 @@ class Cluster:
                 assert time.monotonic() < deadline, f"node {node.node_id} does not see every broker"
                 time.sleep(0.1)
         return self
+
+    def add_broker(self) -> Broker:
+        """Starts one more node, a broker only (`--roles broker`), with the next node id; it
+        takes partitions only when they are reassigned to it."""
+        node_id = len(self.nodes) + 1
+        node = Broker(
+            self.base_dir / f"node{node_id}",
+            (
+                "--roles",
+                "broker",
+                "--controller-quorum",
+                self.quorum,
+                *CLUSTER_TIMINGS,
+            ),
+            node_id=node_id,
+        )
+        self.nodes.append(node)
+        return node.start()
 
     def running(self) -> list[Broker]:
         return [node for node in self.nodes if node.is_running()]

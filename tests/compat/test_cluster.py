@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -28,7 +29,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from conftest import Cluster, Netns, unique_topic
+from conftest import Cluster, Netns, runnel_bin, unique_topic
 from support import LIBRDKAFKA_LOGGER, admin_client, consume_to_end, consumer, wait_for_topic
 
 PARTITIONS = 6
@@ -277,6 +278,54 @@ def test_a_bridge_partition_loses_nothing(tmp_path, network: Netns) -> None:
         run_scenario(cluster, "nodes 1 and 3 cut from each other for 15 s", bridge)
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.timeout(300)
+def test_a_fourth_broker_takes_partitions_by_reassignment(cluster: Cluster) -> None:
+    """A broker added to a running cluster gets nothing until partitions are reassigned to it;
+    then it copies them, joins their ISRs and leads those it is preferred for, while the
+    producer and the consumer run on."""
+    moves: list[int] = []
+
+    def add_and_reassign(topic: str, rng: random.Random, current: dict[int, int]) -> None:
+        if moves:
+            time.sleep(2)
+            return
+        newcomer = cluster.add_broker()
+        admin = admin_client(cluster.bootstrap)
+        for partition in range(0, PARTITIONS, 2):
+            replicas = admin.list_topics(topic, timeout=10).topics[topic].partitions[partition].replicas
+            # The newcomer first (the preferred leader), in place of the current last replica.
+            target = [newcomer.node_id, *replicas[:-1]]
+            runnel_cli(
+                "cluster", "reassign", topic, "--partition", str(partition),
+                "--replicas", ",".join(map(str, target)), "--bootstrap", cluster.bootstrap,
+            )
+            moves.append(partition)
+        deadline = time.monotonic() + 60
+        while runnel_cli("cluster", "reassignments", "--format", "json", "--bootstrap", cluster.bootstrap).count(
+            '"partition"'
+        ):
+            assert time.monotonic() < deadline, "the reassignments did not finish within 60 s"
+            time.sleep(1)
+        runnel_cli("cluster", "elect-leaders", "--topic", topic, "--bootstrap", cluster.bootstrap)
+
+    run_scenario(cluster, "a fourth broker takes partitions by reassignment", add_and_reassign)
+    topic_metadata = next(
+        t for name, t in admin_client(cluster.bootstrap).list_topics(timeout=10).topics.items()
+        if name.startswith("cluster-")
+    )
+    for partition in moves:
+        state = topic_metadata.partitions[partition]
+        assert state.replicas[0] == 4 and 4 in state.isrs, f"partition {partition}: {state.replicas} isr {state.isrs}"
+        assert state.leader == 4, f"partition {partition} is led by {state.leader}, not its preferred leader 4"
+
+
+def runnel_cli(*args: str) -> str:
+    """Runs the `runnel` CLI; returns what it printed, failing the test if it failed."""
+    done = subprocess.run([str(runnel_bin()), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"runnel {' '.join(args)} failed: {done.stderr}{done.stdout}"
+    return done.stdout
 
 
 @pytest.mark.timeout(240)
