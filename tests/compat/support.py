@@ -171,6 +171,46 @@ def consume_to_end(
         c.close()
 
 
+def read_with_librdkafka(
+    bootstrap: str, topic: str, isolation: str, expected: int, partitions: int, timeout_s: float = CLIENT_TIMEOUT_S
+) -> list[bytes]:
+    """Every value in the topic at `isolation.level` `isolation`, waiting until `expected`
+    arrived and then a little longer."""
+    c = consumer(bootstrap, **{"isolation.level": isolation})
+    try:
+        c.assign([TopicPartition(topic, partition, 0) for partition in range(partitions)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        quiet_until = None
+        while time.monotonic() < deadline:
+            messages = c.consume(num_messages=100, timeout=0.2)
+            for message in messages:
+                if message.error() is None:
+                    values.append(message.value())
+                elif message.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(message.error())
+            if len(values) >= expected:
+                quiet_until = quiet_until or time.monotonic() + 1.0
+                if time.monotonic() > quiet_until:
+                    break
+        return values
+    finally:
+        c.close()
+
+
+EOS_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eos_app.py")
+
+
+def start_eos_app(bootstrap: str, source: str, sink: str, group: str) -> subprocess.Popen:
+    """The consume-transform-produce application of eos_app.py, as its own process (so that it
+    can be killed), with transactional id `{group}-txn` and 8 s of idleness to finish."""
+    return subprocess.Popen(
+        [sys.executable, EOS_APP, bootstrap, source, sink, group, f"{group}-txn", "8"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 # --- Consumer groups ---------------------------------------------------------------------------
 #
 # The helpers above use manual assignment. The ones below are for the consumer-group tests

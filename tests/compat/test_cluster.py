@@ -23,14 +23,22 @@ import signal
 import subprocess
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from conftest import Cluster, Netns, runnel_bin, unique_topic
-from support import LIBRDKAFKA_LOGGER, admin_client, consume_to_end, consumer, wait_for_topic
+from support import (
+    LIBRDKAFKA_LOGGER,
+    admin_client,
+    consume_to_end,
+    consumer,
+    read_with_librdkafka,
+    start_eos_app,
+    wait_for_topic,
+)
 
 PARTITIONS = 6
 # How long a fault scenario runs; modest, so the suite stays within CI's budget.
@@ -388,3 +396,71 @@ def test_consumer_group_keeps_going_when_its_coordinator_dies(cluster: Cluster) 
     assert not backwards, f"committed offsets went backwards: {backwards[:10]}"
     final = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
     assert sum(max(p.offset, 0) for p in final.topic_partitions) == total, "the last commits are not all there"
+
+
+@pytest.mark.timeout(300)
+def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: Cluster) -> None:
+    """A consume-transform-produce application (eos_app.py: a consumer group, read_committed,
+    a transaction per batch committing the consumed offsets) runs while the broker that
+    coordinates its transactional id is killed with -9 and restarted: the leader of that id's
+    `__transaction_state` partition takes over, finishes what was prepared, and every input
+    still has exactly one committed output."""
+    records = 6000
+    source, sink = create_replicated_topic(cluster), create_replicated_topic(cluster)
+    writer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for index in range(records):
+        writer.produce(source, value=f"in-{index}".encode())
+    assert writer.flush(60) == 0, "the inputs were not all acknowledged"
+    group = unique_topic("eos-app")
+    app = start_eos_app(cluster.bootstrap, source, sink, group)
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(1)
+        victim = transaction_coordinator(cluster, f"{group}-txn")
+    assert victim is not None, "the transactional id never got a coordinator"
+    # Killed mid-stream: once a quarter of the outputs (and their markers) are in.
+    watcher = consumer(cluster.bootstrap)
+    while sum(
+        watcher.get_watermark_offsets(TopicPartition(sink, partition), timeout=10, cached=False)[1]
+        for partition in range(PARTITIONS)
+    ) < records // 4:
+        assert time.monotonic() < deadline + 60, "the app wrote too little too slowly"
+        time.sleep(0.2)
+    watcher.close()
+    assert app.poll() is None, "the app finished before the kill: the test tested nothing"
+    cluster.node(victim).kill9()
+    time.sleep(6)
+    cluster.node(victim).start()
+    for _ in range(3):
+        _, stderr = app.communicate(timeout=180)
+        if app.returncode == 0:
+            break
+        print(f"app exited {app.returncode}: {stderr.decode(errors='replace')[-500:]}")
+        app = start_eos_app(cluster.bootstrap, source, sink, group)
+    assert app.returncode == 0
+    outputs = Counter(read_with_librdkafka(cluster.bootstrap, sink, "read_committed", records, PARTITIONS, 90))
+    expected = {f"out-{index}".encode() for index in range(records)}
+    missing = expected - outputs.keys()
+    twice = {value: count for value, count in outputs.items() if count > 1}
+    print(f"\nexactly once through the coordinator's death (broker {victim}): outputs={sum(outputs.values())} missing={len(missing)} twice={len(twice)}")
+    assert not missing, f"{len(missing)} inputs have no output, e.g. {sorted(missing)[:5]}"
+    assert not twice, f"{len(twice)} outputs written more than once, e.g. {list(twice.items())[:5]}"
+
+
+def transaction_coordinator(cluster: Cluster, transactional_id: str) -> int | None:
+    """The leader of the id's `__transaction_state` partition, which coordinates it: Kafka's
+    `abs(hashCode(id)) % partitions`, with Java's String.hashCode over UTF-16 code units."""
+    metadata = admin_client(cluster.bootstrap).list_topics(timeout=10)
+    topic = metadata.topics.get("__transaction_state")
+    if topic is None or not topic.partitions:
+        return None
+    code_units = transactional_id.encode("utf-16-be")
+    hash_code = 0
+    for index in range(0, len(code_units), 2):
+        hash_code = (31 * hash_code + int.from_bytes(code_units[index : index + 2], "big")) & 0xFFFFFFFF
+    if hash_code >= 1 << 31:
+        hash_code -= 1 << 32
+    partition = 0 if hash_code == -(1 << 31) else abs(hash_code) % len(topic.partitions)
+    leader = topic.partitions[partition].leader
+    return leader if leader >= 0 else None

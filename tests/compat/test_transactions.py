@@ -13,17 +13,23 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 from kafka import KafkaConsumer
 
 from conftest import broker_environment, runnel_bin, unique_topic
-from support import GROUP_BROKER_ARGS, LIBRDKAFKA_LOGGER, consumer, create_topic, producer
+from support import (
+    GROUP_BROKER_ARGS,
+    LIBRDKAFKA_LOGGER,
+    consumer,
+    create_topic,
+    producer,
+    read_with_librdkafka,
+    start_eos_app,
+)
 
 PARTITIONS = 2
 TIMEOUT_S = 30
@@ -42,30 +48,6 @@ def produce_values(p: Producer, topic: str, prefix: str, count: int = 10) -> lis
         p.produce(topic, value=value, partition=index % PARTITIONS)
     p.flush(TIMEOUT_S)
     return values
-
-
-def read_with_librdkafka(bootstrap: str, topic: str, isolation: str, expected: int) -> list[bytes]:
-    """Every value in the topic, waiting until `expected` arrived and then a little longer."""
-    c = consumer(bootstrap, **{"isolation.level": isolation})
-    try:
-        c.assign([TopicPartition(topic, partition, 0) for partition in range(PARTITIONS)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + TIMEOUT_S
-        quiet_until = None
-        while time.monotonic() < deadline:
-            messages = c.consume(num_messages=100, timeout=0.2)
-            for message in messages:
-                if message.error() is None:
-                    values.append(message.value())
-                elif message.error().code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(message.error())
-            if len(values) >= expected:
-                quiet_until = quiet_until or time.monotonic() + 1.0
-                if time.monotonic() > quiet_until:
-                    break
-        return values
-    finally:
-        c.close()
 
 
 def read_with_kafka_python(bootstrap: str, topic: str, isolation: str) -> list[bytes]:
@@ -113,7 +95,7 @@ def test_read_committed_sees_only_committed_transactions(broker):
 
     everything = sorted(committed + aborted)
     for isolation, wanted in (("read_committed", sorted(committed)), ("read_uncommitted", everything)):
-        assert sorted(read_with_librdkafka(broker.bootstrap, topic, isolation, len(wanted))) == wanted, isolation
+        assert sorted(read_with_librdkafka(broker.bootstrap, topic, isolation, len(wanted), PARTITIONS)) == wanted, isolation
         assert sorted(read_with_kafka_python(broker.bootstrap, topic, isolation)) == wanted, isolation
         assert sorted(read_with_runnel(broker.bootstrap, topic, isolation)) == wanted, isolation
 
@@ -206,17 +188,6 @@ def test_a_hung_transaction_is_aborted_by_its_timeout(broker_factory):
 
 
 EOS_RECORDS = 4000
-EOS_APP = Path(__file__).with_name("eos_app.py")
-
-
-def start_eos_app(bootstrap: str, source: str, sink: str, group: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(EOS_APP), bootstrap, source, sink, group, f"{group}-txn", "8"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 def test_consume_transform_produce_writes_each_output_once_across_kill_9(broker_factory):
     """The app is killed (SIGKILL) at random points and restarted, and so, once, is the
     broker; every input still has exactly one output, read_committed."""
@@ -259,7 +230,7 @@ def test_consume_transform_produce_writes_each_output_once_across_kill_9(broker_
     assert app.returncode == 0
     assert killed_while_running > 0, "the app finished before any kill: the test tested nothing"
 
-    outputs = Counter(read_with_librdkafka(broker.bootstrap, sink, "read_committed", EOS_RECORDS))
+    outputs = Counter(read_with_librdkafka(broker.bootstrap, sink, "read_committed", EOS_RECORDS, PARTITIONS))
     expected = {f"out-{index}".encode() for index in range(EOS_RECORDS)}
     missing = expected - outputs.keys()
     twice = {value: count for value, count in outputs.items() if count > 1}

@@ -404,8 +404,11 @@ impl Broker {
                 .blocking(move |broker| broker.groups.txn_offset_commit(broker, version, req))
                 .await
                 .map(ResponseKind::TxnOffsetCommit),
+            RequestKind::WriteTxnMarkers(req) => Ok(ResponseKind::WriteTxnMarkers(
+                handlers::txn_markers::write_txn_markers(self, req).await,
+            )),
             RequestKind::DescribeTransactions(req) => self
-                .blocking(move |broker| broker.transactions.describe(req))
+                .blocking(move |broker| broker.transactions.describe(broker, req))
                 .await
                 .map(ResponseKind::DescribeTransactions),
             RequestKind::ListTransactions(req) => self

@@ -65,6 +65,9 @@ pub(crate) struct ClusterMember {
     fetchers: Mutex<HashMap<PartitionKey, Fetcher>>,
     /// The controller quorum voter this process also runs (`--roles broker,controller`).
     quorum: tokio::sync::Mutex<Option<Quorum>>,
+    /// For the transaction coordinator, which writes from the I/O pool under its lock and
+    /// there waits for the in-sync replicas (see [`Self::block_on`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl ClusterMember {
@@ -94,7 +97,14 @@ impl ClusterMember {
             applied,
             fetchers: Mutex::new(HashMap::new()),
             quorum: tokio::sync::Mutex::new(quorum),
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// Runs `future` to completion from a thread of the I/O pool (never from an async task:
+    /// that would block a worker of the runtime the future needs). Blocks.
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// The latest metadata image this broker has.
@@ -272,6 +282,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
                 Ok(follow) => {
                     start_fetchers(&broker, &member, &image, follow);
                     broker.groups.follow_leadership(&broker);
+                    broker.transactions.follow_leadership(&broker);
                 }
                 Err(error) => tracing::error!(%error, "could not apply the metadata image"),
             }
@@ -281,6 +292,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             let resigner = Arc::clone(&broker);
             let _ = broker.io.run(move || resign_all(&resigner)).await;
             broker.groups.follow_leadership(&broker);
+            broker.transactions.follow_leadership(&broker);
             for (_, fetcher) in member.fetchers().drain() {
                 fetcher.task.abort();
             }
@@ -459,11 +471,7 @@ fn start_fetchers(
         if fetchers.contains_key(&key) {
             continue;
         }
-        let Some(address) = image
-            .broker(wanted.leader)
-            .and_then(|leader| leader.registration.listeners.first())
-            .map(|listener| format!("{}:{}", listener.host, listener.port))
-        else {
+        let Some(address) = broker_address(image, wanted.leader) else {
             continue;
         };
         let task = tokio::spawn(replica_fetcher::run(
@@ -647,4 +655,10 @@ async fn alter_partition(
     partition.with_leader_state(change.leader_epoch, |state| {
         state.isr_change_done(&change, committed, now_ms);
     });
+}
+
+/// Where broker `id` takes requests, as its registration in `image` says.
+pub(crate) fn broker_address(image: &MetadataImage, id: i32) -> Option<String> {
+    let listener = image.broker(id)?.registration.listeners.first()?;
+    Some(format!("{}:{}", listener.host, listener.port))
 }

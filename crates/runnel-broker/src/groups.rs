@@ -36,7 +36,7 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::coordination::Coordinated;
 use crate::error::ApiError;
-use crate::handlers::produce::await_acknowledgeable;
+use crate::handlers::produce::{await_acknowledgeable, await_replicated_blocking};
 use crate::internal_topics::{self, Replayed};
 use crate::partition::{Appended, Partition};
 use crate::topics::{Topic, TopicRegistry};
@@ -662,17 +662,14 @@ impl GroupService {
                 (topic.name.clone(), partitions)
             })
             .collect();
-        let coordinated = self
-            .check(&self.lock(), &request.group_id)
-            .map_err(ApiError::code);
+        let group_id = request.group_id.to_string();
         let partition = self.offsets_topic.get().and_then(|topic| {
             topic.partition(GroupCoordinator::partition_for(
-                &request.group_id,
+                &group_id,
                 topic.partition_count(),
             ))
         });
-        let outcome = match coordinated
-            .and(partition.ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable)))
+        let outcome = match partition.ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))
         {
             Err(error) => Err(error),
             Ok(partition) => {
@@ -680,31 +677,38 @@ impl GroupService {
                     .transactions
                     .append_transactional(&partition, producer_id, epoch, || {
                         let mut state = self.lock();
+                        self.check(&state, &group_id).map_err(ApiError::code)?;
                         let now = self.now_ms();
                         let plan = state
                             .classic
                             .prepare_txn_offset_commit(now, version, request);
-                        if !plan.records.is_empty() {
-                            let mut batch = plan
-                                .records
-                                .iter()
-                                .fold(
-                                    BatchBuilder::new(now)
-                                        .producer(producer_id, epoch, -1)
-                                        .transactional(true),
-                                    |batch, (key, value)| {
-                                        batch.record(Some(key), value.as_deref(), &[])
-                                    },
-                                )
-                                .build();
-                            let appended = partition.append_from_coordinator(&mut batch, now)?;
-                            if appended.sync_required {
-                                partition.sync_to_blocking(appended.info.last_offset + 1)?;
-                            }
-                            state
-                                .classic
-                                .stage_transactional_offsets(producer_id, plan.pending);
+                        if plan.records.is_empty() {
+                            return Ok(plan.response);
                         }
+                        let mut batch = plan
+                            .records
+                            .iter()
+                            .fold(
+                                BatchBuilder::new(now)
+                                    .producer(producer_id, epoch, -1)
+                                    .transactional(true),
+                                |batch, (key, value)| {
+                                    batch.record(Some(key), value.as_deref(), &[])
+                                },
+                            )
+                            .build();
+                        let appended = partition.append_from_coordinator(&mut batch, now)?;
+                        // Not under the lock: the other groups go on while the replicas copy.
+                        drop(state);
+                        await_replicated_blocking(
+                            broker,
+                            &partition,
+                            &appended,
+                            OFFSET_COMMIT_TIMEOUT,
+                        )?;
+                        self.lock()
+                            .classic
+                            .stage_transactional_offsets(producer_id, plan.pending);
                         Ok(plan.response)
                     })
             }

@@ -13,7 +13,9 @@
 //! the partition an id maps to is Kafka's, so in a cluster the coordinator becomes that
 //! partition's leader.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -25,6 +27,7 @@ use kafka_protocol::messages::describe_transactions_response::{
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use runnel_client::{ClientConfig, Connection};
 use runnel_group::transactions::{
     coordinator_partition, EndOutcome, InitOutcome, Markers, TransactionCoordinator, Transition,
     TxnState, TRANSACTION_STATE_TOPIC,
@@ -33,18 +36,30 @@ use runnel_record::BatchBuilder;
 use runnel_storage::{Clock, StorageError};
 
 use crate::broker::Broker;
+use crate::cluster::{broker_address, ClusterMember};
 use crate::config::BrokerConfig;
+use crate::coordination::Coordinated;
 use crate::error::ApiError;
 use crate::groups::OFFSETS_TOPIC;
+use crate::handlers::produce::await_replicated_blocking;
 use crate::internal_topics::{self, Replayed};
-use crate::partition::Partition;
+use crate::partition::{Partition, COORDINATOR_EPOCH};
 use crate::topics::{Topic, TopicRegistry};
+
+/// How long a write of the coordinator (a state, a marker) waits for the in-sync replicas.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct TransactionService {
     coordinator: Mutex<TransactionCoordinator>,
-    /// Created by the first transactional InitProducerId, as Kafka does: a broker whose
-    /// clients never use transactions keeps no `__transaction_state` partitions open.
+    /// Which partitions of `__transaction_state` this broker coordinates; locked only while
+    /// `coordinator` is, after it.
+    coordinated: Mutex<Coordinated>,
+    /// On a single node, created by the first transactional InitProducerId, as Kafka does: a
+    /// broker whose clients never use transactions keeps no `__transaction_state` partitions
+    /// open. In a cluster, learnt from the metadata (the first FindCoordinator for a
+    /// transactional id has the controller create it).
     state_topic: OnceLock<Arc<Topic>>,
+    in_cluster: bool,
     partitions: i32,
     segment_bytes: i64,
     clock: Arc<dyn Clock>,
@@ -57,7 +72,9 @@ impl std::fmt::Debug for TransactionService {
 }
 
 impl TransactionService {
-    /// Replays `__transaction_state`, if it exists, into the coordinator.
+    /// On a single node, replays `__transaction_state`, if it exists, into the coordinator. In
+    /// a cluster the coordinator starts empty, and loads each partition this broker comes to
+    /// lead ([`Self::follow_leadership`]).
     pub(crate) fn open(
         topics: &TopicRegistry,
         config: &BrokerConfig,
@@ -65,7 +82,9 @@ impl TransactionService {
     ) -> Result<Self, StorageError> {
         let mut coordinator = TransactionCoordinator::new(config.transaction_max_timeout_ms);
         let state_topic = OnceLock::new();
-        if let Some(topic) = topics.get(TRANSACTION_STATE_TOPIC) {
+        let in_cluster = config.controller_quorum.is_some();
+        let local_topic = topics.get(TRANSACTION_STATE_TOPIC).filter(|_| !in_cluster);
+        if let Some(topic) = local_topic {
             let replayed = internal_topics::replay(&topic, |replayed| match replayed {
                 Replayed::Record { key, value, .. } => coordinator
                     .replay(key, value)
@@ -81,17 +100,27 @@ impl TransactionService {
         }
         Ok(TransactionService {
             coordinator: Mutex::new(coordinator),
+            coordinated: Mutex::new(if in_cluster {
+                Coordinated::none_yet()
+            } else {
+                Coordinated::All
+            }),
             state_topic,
+            in_cluster,
             partitions: config.transaction_state_log_num_partitions,
             segment_bytes: config.transaction_state_log_segment_bytes,
             clock,
         })
     }
 
-    /// `__transaction_state`, created on first use. Blocks (creation writes files).
+    /// `__transaction_state`, created on first use on a single node. Blocks (creation writes
+    /// files).
     fn state_topic(&self, topics: &TopicRegistry) -> Result<&Arc<Topic>, ApiError> {
         if let Some(topic) = self.state_topic.get() {
             return Ok(topic);
+        }
+        if self.in_cluster {
+            return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
         }
         let topic = internal_topics::open(
             topics,
@@ -111,6 +140,86 @@ impl TransactionService {
         self.coordinator
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn coordinated(&self) -> MutexGuard<'_, Coordinated> {
+        self.coordinated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this broker coordinates transactional id `id` now: the error to answer if not.
+    /// Call it holding the coordinator's lock, so that the id cannot move away meanwhile.
+    fn check(&self, broker: &Broker, id: &str) -> Result<(), ResponseError> {
+        let topic = match self.state_topic(&broker.topics) {
+            Ok(topic) => topic,
+            Err(_) if self.in_cluster => return Err(ResponseError::NotCoordinator),
+            Err(error) => return Err(error.code),
+        };
+        let index = coordinator_partition(id, topic.partition_count());
+        self.coordinated().check(index)
+    }
+
+    /// In a cluster: loads the `__transaction_state` partitions this broker has come to lead
+    /// (their prepared but unfinished transactions are then finished by the timer, markers
+    /// first), and forgets the ids of those it no longer leads. Called after each image.
+    pub(crate) fn follow_leadership(&self, broker: &Arc<Broker>) {
+        let Some(topic) = broker.topics.get(TRANSACTION_STATE_TOPIC) else {
+            return;
+        };
+        let topic = Arc::clone(self.state_topic.get_or_init(|| topic));
+        let mut coordinator = self.lock();
+        for partition in topic.partitions() {
+            let index = partition.index;
+            if partition.leads() {
+                if self.coordinated().start_loading(index) {
+                    let loader = Arc::clone(broker);
+                    let partition = Arc::clone(&partition);
+                    tokio::spawn(async move {
+                        let loading = Arc::clone(&loader);
+                        let _ = loader
+                            .io
+                            .run(move || loading.transactions.load(&partition))
+                            .await;
+                    });
+                }
+            } else if self.coordinated().resign(index) {
+                let count = topic.partition_count();
+                coordinator.unload(|id| coordinator_partition(id, count) == index);
+                tracing::info!(partition = %partition.name(), "no longer coordinating the transactions of a partition");
+            }
+        }
+    }
+
+    /// Replays one partition this broker now leads into the coordinator, to its log end.
+    /// Blocks.
+    fn load(&self, partition: &Partition) {
+        let Some(topic) = self.state_topic.get() else {
+            return;
+        };
+        let mut coordinator = self.lock();
+        if self.coordinated().check(partition.index)
+            != Err(ResponseError::CoordinatorLoadInProgress)
+        {
+            return;
+        }
+        let replayed =
+            internal_topics::replay_partition(topic, partition, |replayed| match replayed {
+                Replayed::Record { key, value, .. } => coordinator
+                    .replay(key, value)
+                    .map_err(|error| error.to_string()),
+                Replayed::Marker { .. } => Ok(()),
+            });
+        match replayed {
+            Ok(records) => {
+                if self.coordinated().finish_loading(partition.index) {
+                    tracing::info!(partition = %partition.name(), records, "coordinating the transactions of a partition");
+                }
+            }
+            Err(error) => {
+                tracing::error!(partition = %partition.name(), %error, "could not load transaction state");
+            }
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -141,10 +250,7 @@ impl TransactionService {
             .record(Some(&key), value.as_deref(), &[])
             .build();
         let appended = partition.append(&mut batch, now)?;
-        if appended.sync_required {
-            partition.sync_to_blocking(appended.info.last_offset + 1)?;
-        }
-        Ok(())
+        await_replicated_blocking(broker, &partition, &appended, WRITE_TIMEOUT)
     }
 
     /// Writes and applies a transition; when it ends a transaction, writes the markers and
@@ -205,6 +311,7 @@ impl TransactionService {
             })
         };
         let mut coordinator = self.lock();
+        self.check(broker, id)?;
         let now = self.now_ms();
         let mut outcome = coordinator.init_producer_id(
             now,
@@ -307,6 +414,7 @@ impl TransactionService {
         partitions: &[(String, i32)],
     ) -> Result<(), ResponseError> {
         let mut coordinator = self.lock();
+        self.check(broker, id)?;
         match coordinator.add_partitions(self.now_ms(), id, producer_id, epoch, partitions)? {
             Some(transition) => self
                 .carry_out(&mut coordinator, broker, transition)
@@ -346,6 +454,10 @@ impl TransactionService {
         response.producer_id = ProducerId(-1);
         response.producer_epoch = -1;
         let mut coordinator = self.lock();
+        if let Err(error) = self.check(broker, &request.transactional_id) {
+            response.error_code = error.code();
+            return response;
+        }
         let outcome = coordinator
             .end_transaction(
                 self.now_ms(),
@@ -368,6 +480,12 @@ impl TransactionService {
 
     /// For a produce: runs `append` if `producer_id` at `epoch` has an open transaction that
     /// holds the partition, with the coordinator locked so that no marker slips in between.
+    ///
+    /// In a cluster the partition's leader is seldom its transaction's coordinator, and
+    /// appends as Kafka did before KIP-890: the partition's producer state fences older
+    /// epochs, and a marker ends what the batch began. (KIP-890's check, AddPartitionsToTxn
+    /// v4 with `verify_only` sent to the coordinator, is to come: until then a batch retried
+    /// after its transaction ended can start a transaction that only the timeout aborts.)
     pub(crate) fn append_transactional<T>(
         &self,
         partition: &Partition,
@@ -375,6 +493,9 @@ impl TransactionService {
         epoch: i16,
         append: impl FnOnce() -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        if self.in_cluster {
+            return append();
+        }
         let coordinator = self.lock();
         coordinator
             .verify(producer_id, epoch, partition.topic(), partition.index)
@@ -393,6 +514,7 @@ impl TransactionService {
 
     pub(crate) fn describe(
         &self,
+        broker: &Broker,
         request: DescribeTransactionsRequest,
     ) -> DescribeTransactionsResponse {
         let coordinator = self.lock();
@@ -402,7 +524,8 @@ impl TransactionService {
             .into_iter()
             .map(|id| {
                 let mut state = DescribedState::default();
-                match coordinator.describe(&id) {
+                let here = self.check(broker, &id);
+                match coordinator.describe(&id).filter(|_| here.is_ok()) {
                     Some(metadata) => {
                         state.transaction_state = StrBytes::from_static_str(metadata.state.name());
                         state.transaction_timeout_ms = metadata.timeout_ms;
@@ -426,7 +549,10 @@ impl TransactionService {
                         state.topics = by_topic;
                     }
                     None => {
-                        state.error_code = ResponseError::TransactionalIdNotFound.code();
+                        state.error_code = here
+                            .err()
+                            .unwrap_or(ResponseError::TransactionalIdNotFound)
+                            .code();
                         state.producer_id = ProducerId(-1);
                         state.producer_epoch = -1;
                         state.transaction_start_time_ms = -1;
@@ -526,11 +652,12 @@ impl TransactionService {
     }
 }
 
-/// Writes one marker per partition of the transaction (WriteTxnMarkers). A partition of a
-/// topic deleted since needs none. At a `__consumer_offsets` partition the group coordinator
-/// then installs (or drops) the offsets committed in the transaction.
+/// Writes one marker per partition of the transaction: itself into the partitions this broker
+/// leads (or, alone, holds), with a WriteTxnMarkers request to the leader of each other one.
+/// A partition of a topic deleted since needs none. Fails, for the timer to try again, unless
+/// every marker is in its partition as durably as an `acks=all` produce. Blocks.
 fn write_markers(broker: &Broker, markers: &Markers, now_ms: i64) -> Result<(), ApiError> {
-    let mut offsets_partition = false;
+    let mut elsewhere: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, index) in &markers.partitions {
         let Some(partition) = broker
             .topics
@@ -540,21 +667,121 @@ fn write_markers(broker: &Broker, markers: &Markers, now_ms: i64) -> Result<(), 
             tracing::warn!(%topic, partition = index, "no marker for a partition that no longer exists");
             continue;
         };
-        let appended = partition.append_marker(
-            markers.producer_id,
-            markers.producer_epoch,
-            markers.commit,
-            now_ms,
-        )?;
-        if appended.sync_required {
-            partition.sync_to_blocking(appended.info.last_offset + 1)?;
+        match broker.cluster() {
+            Some(member) if !partition.leads() => {
+                let leader = member
+                    .image()
+                    .topic_by_name(topic)
+                    .and_then(|image| image.partitions.get(index))
+                    .map(|state| state.leader)
+                    .filter(|&leader| leader >= 0)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::NotLeaderOrFollower,
+                            format!("{topic}-{index} has no leader to take a marker"),
+                        )
+                    })?;
+                elsewhere
+                    .entry(leader)
+                    .or_default()
+                    .push((topic.clone(), *index));
+            }
+            _ => write_marker(
+                broker,
+                &partition,
+                (markers.producer_id, markers.producer_epoch),
+                markers.commit,
+                now_ms,
+            )?,
         }
-        offsets_partition |= topic == OFFSETS_TOPIC;
     }
-    if offsets_partition {
-        broker
-            .groups
-            .complete_transaction(markers.producer_id, markers.commit);
+    if let Some(member) = broker.cluster() {
+        for (leader, partitions) in elsewhere {
+            member.block_on(send_markers(broker, member, leader, markers, &partitions))?;
+        }
     }
     Ok(())
+}
+
+/// One marker into a partition this broker leads (or holds alone), as durably as an
+/// `acks=all` produce; at a `__consumer_offsets` partition the group coordinator then
+/// installs (or drops) the offsets committed in the transaction. Blocks.
+pub(crate) fn write_marker(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    (producer_id, producer_epoch): (i64, i16),
+    commit: bool,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let appended = partition.append_marker(producer_id, producer_epoch, commit, now_ms)?;
+    await_replicated_blocking(broker, partition, &appended, WRITE_TIMEOUT)?;
+    if partition.topic() == OFFSETS_TOPIC {
+        broker.groups.complete_transaction(producer_id, commit);
+    }
+    Ok(())
+}
+
+/// WriteTxnMarkers to broker `leader` for `partitions`, which it leads; any partition it
+/// refuses fails the whole.
+async fn send_markers(
+    broker: &Broker,
+    member: &ClusterMember,
+    leader: i32,
+    markers: &Markers,
+    partitions: &[(String, i32)],
+) -> Result<(), ApiError> {
+    let unreachable = |why: String| ApiError::new(ResponseError::NetworkException, why);
+    let address = broker_address(&member.image(), leader)
+        .ok_or_else(|| unreachable(format!("broker {leader} is not registered")))?;
+    let mut config = ClientConfig::new(address.clone());
+    config.client_id = format!("runnel-txn-markers-{}", broker.node_id());
+    config.request_timeout = WRITE_TIMEOUT * 2;
+    let connection = Connection::connect(&address, &config)
+        .await
+        .map_err(|error| unreachable(error.to_string()))?;
+    let version = connection
+        .version_for(ApiKey::WriteTxnMarkers)
+        .ok_or_else(|| unreachable(format!("broker {leader} does not take WriteTxnMarkers")))?;
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, index) in partitions {
+        by_topic.entry(topic).or_default().push(*index);
+    }
+    let mut marker = write_txn_markers_request::WritableTxnMarker::default();
+    marker.producer_id = ProducerId(markers.producer_id);
+    marker.producer_epoch = markers.producer_epoch;
+    marker.transaction_result = markers.commit;
+    marker.coordinator_epoch = COORDINATOR_EPOCH;
+    marker.topics = by_topic
+        .into_iter()
+        .map(|(name, indexes)| {
+            let mut topic = write_txn_markers_request::WritableTxnMarkerTopic::default();
+            topic.name = TopicName(StrBytes::from_string(name.to_owned()));
+            topic.partition_indexes = indexes;
+            topic
+        })
+        .collect();
+    let mut request = WriteTxnMarkersRequest::default();
+    request.markers = vec![marker];
+    let response = connection
+        .send(request, version)
+        .await
+        .map_err(|error| unreachable(error.to_string()))?;
+    let refused = response
+        .markers
+        .iter()
+        .flat_map(|marker| &marker.topics)
+        .flat_map(|topic| topic.partitions.iter().map(move |p| (topic, p)))
+        .find(|(_, partition)| partition.error_code != 0);
+    match refused {
+        None => Ok(()),
+        Some((topic, partition)) => Err(ApiError::new(
+            ResponseError::try_from_code(partition.error_code)
+                .unwrap_or(ResponseError::UnknownServerError),
+            format!(
+                "broker {leader} refused the marker for {}-{}",
+                topic.name.as_str(),
+                partition.partition_index
+            ),
+        )),
+    }
 }

@@ -818,6 +818,8 @@ pub fn client_versions(api: ApiKey) -> VersionRange {
             codec_versions::<AlterPartitionReassignmentsRequest>()
         }
         ApiKey::ListPartitionReassignments => codec_versions::<ListPartitionReassignmentsRequest>(),
+        // Sent by brokers' transaction coordinators to other brokers.
+        ApiKey::WriteTxnMarkers => codec_versions::<WriteTxnMarkersRequest>(),
         ApiKey::DescribeClientQuotas => codec_versions::<DescribeClientQuotasRequest>(),
         ApiKey::AlterClientQuotas => codec_versions::<AlterClientQuotasRequest>(),
         ApiKey::DescribeTopicPartitions => codec_versions::<DescribeTopicPartitionsRequest>(),

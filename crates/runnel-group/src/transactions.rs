@@ -526,6 +526,20 @@ impl TransactionCoordinator {
         }
     }
 
+    /// Forgets every transactional id `moved` names: another broker leads its partition of
+    /// `__transaction_state` now, and coordinates it from the log.
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) {
+        let leaving: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|id| moved(id))
+            .cloned()
+            .collect();
+        for id in leaving {
+            self.forget(&id);
+        }
+    }
+
     /// Transactions whose end was written but whose markers may not all be (a restart in
     /// between): the shell writes them again (a second marker is harmless) and completes them.
     pub fn unfinished(&self) -> Vec<Markers> {

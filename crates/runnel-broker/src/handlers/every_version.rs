@@ -158,6 +158,17 @@ pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
         }
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(7))
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(name)
+                            .with_partition_indexes(vec![0, 9]),
+                    ]),
+            ]))
+        }
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(
             FindCoordinatorRequest::default()
                 .with_key(StrBytes::from_static_str("g"))

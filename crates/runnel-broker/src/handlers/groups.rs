@@ -5,6 +5,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_controller::{MetadataImage, NewTopic};
+use runnel_group::transactions::TRANSACTION_STATE_TOPIC;
 use runnel_group::GroupCoordinator;
 use runnel_quorum::ControllerRequest;
 
@@ -12,16 +13,17 @@ use crate::broker::Broker;
 use crate::cluster::ClusterMember;
 use crate::groups::OFFSETS_TOPIC;
 
-/// Kafka's `offsets.topic.replication.factor`.
-const OFFSETS_TOPIC_REPLICATION_FACTOR: usize = 3;
+/// Kafka's `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`.
+const INTERNAL_TOPIC_REPLICATION_FACTOR: usize = 3;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// A one-node broker coordinates every group and transactional id. In a cluster a group's
 /// coordinator is the leader of its partition of `__consumer_offsets` (created through the
-/// controller by the first FindCoordinator that needs it, as Kafka does). Transactions are
-/// not served in a cluster yet. Share groups (key type 2) are not served.
+/// controller by the first FindCoordinator that needs it, as Kafka does), and a transactional
+/// id's the leader of its partition of `__transaction_state`. Share groups (key type 2) are
+/// not served.
 pub(crate) async fn find_coordinator(
     broker: &Broker,
     version: i16,
@@ -102,20 +104,16 @@ async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<End
             broker.advertised_port,
         ));
     };
-    if key_type == KEY_TYPE_TRANSACTION {
-        // Transaction coordinators do not follow `__transaction_state` leadership yet, nor
-        // reach other brokers' partitions with WriteTxnMarkers: refused, so that no client
-        // runs a transaction that could not survive a broker.
-        return Err((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "transactions are not available in a multi-node cluster yet",
-        ));
-    }
-    if member.image().topic_by_name(OFFSETS_TOPIC).is_none() {
-        create_offsets_topic(broker, member).await;
+    let internal = if key_type == KEY_TYPE_TRANSACTION {
+        InternalTopic::transaction_state(broker)
+    } else {
+        InternalTopic::offsets(broker)
+    };
+    if member.image().topic_by_name(internal.name).is_none() {
+        create_internal_topic(member, &internal).await;
     }
     let image = member.image();
-    let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or(NOT_AVAILABLE)?;
+    let topic = image.topic_by_name(internal.name).ok_or(NOT_AVAILABLE)?;
     let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     let index = GroupCoordinator::partition_for(key, count);
     let leader = topic
@@ -136,35 +134,66 @@ fn endpoint(image: &MetadataImage, id: i32) -> Option<Endpoint> {
     ))
 }
 
-/// Has the controller create `__consumer_offsets`: compacted, `offsets.topic.num.partitions`
-/// partitions, replicated on up to three brokers (Kafka's `offsets.topic.replication.factor`,
-/// capped at the brokers there are, so that a small cluster still gets groups).
-async fn create_offsets_topic(broker: &Broker, member: &ClusterMember) {
+/// An internal topic a coordinator keeps its state in, as the controller is asked to create
+/// it: compacted, replicated on up to three brokers (Kafka's `offsets.topic.replication.factor`
+/// and `transaction.state.log.replication.factor`, capped at the brokers there are, so that a
+/// small cluster still gets groups and transactions).
+struct InternalTopic {
+    name: &'static str,
+    partitions: i32,
+    segment_bytes: i64,
+    /// `transaction.state.log.min.isr`: 2 for transaction state, the topic default otherwise.
+    min_insync_replicas: Option<i32>,
+}
+
+impl InternalTopic {
+    fn offsets(broker: &Broker) -> InternalTopic {
+        InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: broker.config.offsets_topic_num_partitions,
+            segment_bytes: broker.config.offsets_topic_segment_bytes,
+            min_insync_replicas: None,
+        }
+    }
+
+    fn transaction_state(broker: &Broker) -> InternalTopic {
+        InternalTopic {
+            name: TRANSACTION_STATE_TOPIC,
+            partitions: broker.config.transaction_state_log_num_partitions,
+            segment_bytes: broker.config.transaction_state_log_segment_bytes,
+            min_insync_replicas: Some(2),
+        }
+    }
+}
+
+/// Has the controller create `topic`, as the first FindCoordinator that needs it does in Kafka.
+async fn create_internal_topic(member: &ClusterMember, topic: &InternalTopic) {
     let usable = member
         .image()
         .brokers()
         .filter(|registered| registered.is_usable())
         .count();
     let replication_factor =
-        i16::try_from(usable.clamp(1, OFFSETS_TOPIC_REPLICATION_FACTOR)).unwrap_or(1);
+        i16::try_from(usable.clamp(1, INTERNAL_TOPIC_REPLICATION_FACTOR)).unwrap_or(1);
+    let mut configs = vec![
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        ("segment.bytes".to_owned(), topic.segment_bytes.to_string()),
+    ];
+    if let Some(min_insync) = topic.min_insync_replicas {
+        configs.push(("min.insync.replicas".to_owned(), min_insync.to_string()));
+    }
     let request = ControllerRequest::CreateTopic {
         topic: NewTopic {
-            name: OFFSETS_TOPIC.to_owned(),
-            partitions: broker.config.offsets_topic_num_partitions,
+            name: topic.name.to_owned(),
+            partitions: topic.partitions,
             replication_factor,
             assignments: Vec::new(),
-            configs: vec![
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                (
-                    "segment.bytes".to_owned(),
-                    broker.config.offsets_topic_segment_bytes.to_string(),
-                ),
-            ],
+            configs,
         },
         validate_only: false,
     };
     if let Err(error) = member.commit(request).await {
         // Another broker may have created it first; the image tells.
-        tracing::debug!(error = ?error.message, "could not create {OFFSETS_TOPIC}");
+        tracing::debug!(topic = topic.name, error = ?error.message, "could not create an internal topic");
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod producers;
 pub(crate) mod reassignments;
 pub(crate) mod replica_fetch;
 pub(crate) mod topics;
+pub(crate) mod txn_markers;
 
 #[cfg(test)]
 pub(crate) mod every_version;

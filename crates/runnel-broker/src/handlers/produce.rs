@@ -346,6 +346,30 @@ pub(crate) async fn await_acknowledgeable(
     Ok(())
 }
 
+/// [`await_acknowledgeable`] with `acks=all`, for the coordinators that write from the I/O
+/// pool under their own lock (the transaction coordinator, TxnOffsetCommit, markers). Blocks.
+pub(crate) fn await_replicated_blocking(
+    broker: &Broker,
+    partition: &Partition,
+    appended: &Appended,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let end_offset = appended.info.last_offset + 1;
+    if appended.sync_required || partition.leads_with_fsync() {
+        partition.sync_to_blocking(end_offset)?;
+    }
+    match broker.cluster() {
+        Some(member) if partition.leads() => member.block_on(wait_replicated(
+            broker,
+            partition,
+            appended.leader_epoch,
+            end_offset,
+            timeout,
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Waits, up to `timeout`, until every in-sync replica holds the records appended in
 /// `epoch` below `end_offset` (a delayed produce: woken by each move of the high watermark).
 async fn wait_replicated(

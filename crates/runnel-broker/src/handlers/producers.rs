@@ -4,7 +4,6 @@
 //! Both block (a new id block is written durably; a partition's state is read under its
 //! lock) and run on the I/O pool.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -25,11 +24,6 @@ pub(crate) fn init_producer_id(
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     if request.transactional_id.is_some() {
-        if broker.cluster().is_some() {
-            // See FindCoordinator: no transaction coordinator in a multi-node cluster yet.
-            response.error_code = ResponseError::CoordinatorNotAvailable.code();
-            return response;
-        }
         match broker
             .transactions
             .init_producer_id(broker, version, &request)

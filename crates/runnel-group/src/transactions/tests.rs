@@ -333,3 +333,52 @@ fn idle_ids_expire_and_come_back_with_a_new_producer_id() {
     replayed.replay(&key, None).unwrap();
     assert!(replayed.describe(ID).is_none());
 }
+
+/// A coordinator that no longer leads an id's partition forgets it; the next leader replays
+/// the log and finishes what was prepared there, markers first.
+#[test]
+fn an_unloaded_id_is_forgotten_and_its_prepared_end_finishes_elsewhere() {
+    let mut first = coordinator();
+    let mut log = Vec::new();
+    let mut logged = |coordinator: &mut TransactionCoordinator, transition: Transition| {
+        log.push(transition.record());
+        coordinator.apply(transition)
+    };
+    let InitOutcome::Write(init) = first
+        .init_producer_id(0, ID, 60_000, None, &mut ids())
+        .unwrap()
+    else {
+        panic!("InitProducerId writes");
+    };
+    let producer = (init.next.producer_id, init.next.producer_epoch);
+    logged(&mut first, init);
+    let added = first
+        .add_partitions(1, ID, producer.0, producer.1, &partitions(&[("orders", 0)]))
+        .unwrap()
+        .expect("adding a partition is a change");
+    logged(&mut first, added);
+    let EndOutcome::Write(prepare) = first
+        .end_transaction(2, ID, producer.0, producer.1, true)
+        .unwrap()
+    else {
+        panic!("committing writes");
+    };
+    logged(&mut first, prepare);
+
+    first.unload(|id| id == ID);
+    assert_eq!(first.describe(ID), None);
+    assert!(first.unfinished().is_empty());
+
+    let mut next = coordinator();
+    for (key, value) in &log {
+        next.replay(key, value.as_deref()).unwrap();
+    }
+    let unfinished = next.unfinished();
+    assert_eq!(
+        unfinished.len(),
+        1,
+        "the prepared commit is finished by the new coordinator"
+    );
+    assert!(unfinished[0].commit);
+    assert_eq!(unfinished[0].partitions, partitions(&[("orders", 0)]));
+}
