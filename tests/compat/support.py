@@ -201,11 +201,12 @@ def read_with_librdkafka(
 EOS_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eos_app.py")
 
 
-def start_eos_app(bootstrap: str, source: str, sink: str, group: str) -> subprocess.Popen:
+def start_eos_app(bootstrap: str, source: str, sink: str, group: str, idle_s: float = 8) -> subprocess.Popen:
     """The consume-transform-produce application of eos_app.py, as its own process (so that it
-    can be killed), with transactional id `{group}-txn` and 8 s of idleness to finish."""
+    can be killed), with transactional id `{group}-txn`; it finishes once it has read nothing
+    for `idle_s` (longer than any pause a fault causes)."""
     return subprocess.Popen(
-        [sys.executable, EOS_APP, bootstrap, source, sink, group, f"{group}-txn", "8"],
+        [sys.executable, EOS_APP, bootstrap, source, sink, group, f"{group}-txn", str(idle_s)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -412,7 +412,9 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
         writer.produce(source, value=f"in-{index}".encode())
     assert writer.flush(60) == 0, "the inputs were not all acknowledged"
     group = unique_topic("eos-app")
-    app = start_eos_app(cluster.bootstrap, source, sink, group)
+    # Idle 25 s, not 8: a failover (the session timeout, an election, the group's rejoin)
+    # leaves the app without records for longer than 8 s, and it would take that for the end.
+    app = start_eos_app(cluster.bootstrap, source, sink, group, idle_s=25)
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
@@ -437,7 +439,7 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
         if app.returncode == 0:
             break
         print(f"app exited {app.returncode}: {stderr.decode(errors='replace')[-500:]}")
-        app = start_eos_app(cluster.bootstrap, source, sink, group)
+        app = start_eos_app(cluster.bootstrap, source, sink, group, idle_s=25)
     assert app.returncode == 0
     outputs = Counter(read_with_librdkafka(cluster.bootstrap, sink, "read_committed", records, PARTITIONS, 90))
     expected = {f"out-{index}".encode() for index in range(records)}

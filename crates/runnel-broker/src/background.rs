@@ -205,9 +205,12 @@ pub(crate) async fn run_transaction_timers(broker: Arc<Broker>) {
             .transaction_abort_timed_out_transaction_cleanup_interval_ms,
     );
     while ticker.tick().await {
-        let worker = Arc::clone(&broker);
-        let ticked = broker.io.run(move || worker.transactions.tick(&worker));
-        if ticked.await.is_err() {
+        // It may wait for in-sync replicas while it blocks: not on the I/O pool (see
+        // `Broker::blocking_until_replicated`).
+        let ticked = broker
+            .blocking_until_replicated(|broker| broker.transactions.tick(broker))
+            .await;
+        if ticked.is_err() {
             return;
         }
     }

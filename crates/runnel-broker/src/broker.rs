@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::{Request, RequestBody};
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically};
@@ -175,6 +176,20 @@ impl Broker {
     ) -> Result<T, ApiError> {
         let broker = Arc::clone(self);
         Ok(self.io.run(move || handler(&broker)).await?)
+    }
+
+    /// Runs a blocking handler that may wait, while it blocks, for a partition's in-sync
+    /// replicas (the transaction coordinator writes under its lock): on the runtime's blocking
+    /// threads, never on the I/O pool, whose threads answer the follower fetches that the wait
+    /// depends on. A full pool of such waits would otherwise stall every partition here.
+    pub(crate) async fn blocking_until_replicated<T: Send + 'static>(
+        self: &Arc<Self>,
+        handler: impl FnOnce(&Broker) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let broker = Arc::clone(self);
+        tokio::task::spawn_blocking(move || handler(&broker))
+            .await
+            .map_err(|error| ApiError::new(ResponseError::UnknownServerError, error.to_string()))
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -381,7 +396,9 @@ impl Broker {
                 .await
                 .map(ResponseKind::ConsumerGroupDescribe),
             RequestKind::InitProducerId(req) => self
-                .blocking(move |broker| handlers::producers::init_producer_id(broker, version, req))
+                .blocking_until_replicated(move |broker| {
+                    handlers::producers::init_producer_id(broker, version, req)
+                })
                 .await
                 .map(ResponseKind::InitProducerId),
             RequestKind::DescribeProducers(req) => self
@@ -389,19 +406,25 @@ impl Broker {
                 .await
                 .map(ResponseKind::DescribeProducers),
             RequestKind::AddPartitionsToTxn(req) => self
-                .blocking(move |broker| broker.transactions.add_partitions(broker, req))
+                .blocking_until_replicated(move |broker| {
+                    broker.transactions.add_partitions(broker, req)
+                })
                 .await
                 .map(ResponseKind::AddPartitionsToTxn),
             RequestKind::AddOffsetsToTxn(req) => self
-                .blocking(move |broker| broker.transactions.add_offsets(broker, req))
+                .blocking_until_replicated(move |broker| {
+                    broker.transactions.add_offsets(broker, req)
+                })
                 .await
                 .map(ResponseKind::AddOffsetsToTxn),
             RequestKind::EndTxn(req) => self
-                .blocking(move |broker| broker.transactions.end_txn(broker, req))
+                .blocking_until_replicated(move |broker| broker.transactions.end_txn(broker, req))
                 .await
                 .map(ResponseKind::EndTxn),
             RequestKind::TxnOffsetCommit(req) => self
-                .blocking(move |broker| broker.groups.txn_offset_commit(broker, version, req))
+                .blocking_until_replicated(move |broker| {
+                    broker.groups.txn_offset_commit(broker, version, req)
+                })
                 .await
                 .map(ResponseKind::TxnOffsetCommit),
             RequestKind::WriteTxnMarkers(req) => Ok(ResponseKind::WriteTxnMarkers(

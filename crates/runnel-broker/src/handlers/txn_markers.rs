@@ -62,9 +62,9 @@ async fn write_one(
     }
     let producer = (marker.producer_id.0, marker.producer_epoch);
     let commit = marker.transaction_result;
-    let writer = Arc::clone(broker);
     broker
-        .io
-        .run(move || write_marker(&writer, &partition, producer, commit, writer.now_ms()))
+        .blocking_until_replicated(move |broker| {
+            write_marker(broker, &partition, producer, commit, broker.now_ms())
+        })
         .await?
 }
