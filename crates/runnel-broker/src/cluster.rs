@@ -380,19 +380,23 @@ fn take_role(
         isr: state.isr.clone(),
     };
     if state.leader == me {
+        let min_insync_replicas = usize::try_from(
+            broker
+                .topics
+                .get(&topic.name)
+                .map_or(1, |t| t.settings().min_insync_replicas),
+        )
+        .unwrap_or(1);
         let leads_in_epoch = partition.with_leader_state(state.leader_epoch, |leader| {
             leader.update_assignment(assignment.clone(), now_ms);
+            // The image carries the topic's configs too: an AlterConfigs of
+            // min.insync.replicas reaches a leader here.
+            leader.set_min_insync_replicas(min_insync_replicas);
         });
         if leads_in_epoch.is_none() {
             let config = LeaderConfig {
                 replica_lag_time_max_ms: broker.config.replica_lag_time_max_ms,
-                min_insync_replicas: usize::try_from(
-                    broker
-                        .topics
-                        .get(&topic.name)
-                        .map_or(1, |t| t.settings().min_insync_replicas),
-                )
-                .unwrap_or(1),
+                min_insync_replicas,
             };
             match partition.become_leader(me, assignment, broker_epoch, config, now_ms) {
                 Ok(()) => tracing::info!(

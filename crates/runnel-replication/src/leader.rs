@@ -263,6 +263,14 @@ impl LeaderState {
         self.advance_high_watermark();
     }
 
+    /// The topic's `min.insync.replicas` changed (AlterConfigs): from now on the high
+    /// watermark moves, and `acks=all` is taken, against the new value. Returns whether the
+    /// high watermark moved (a lower value may free it).
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) -> bool {
+        self.config.min_insync_replicas = min_insync_replicas;
+        self.advance_high_watermark()
+    }
+
     /// Records appended locally; the new log end.
     pub fn on_append(&mut self, log_end: i64) {
         assert!(log_end >= self.log_end, "the leader's log end moved back");
@@ -712,6 +720,36 @@ mod tests {
         alone.on_append(3);
         assert!(alone.on_durable(3));
         assert_eq!(alone.ack(3), AckOutcome::Acknowledged);
+    }
+
+    #[test]
+    fn a_lowered_min_insync_replicas_frees_the_high_watermark() {
+        let mut leader = LeaderState::new(
+            1,
+            assignment(2, &[1, 2, 3], &[1]),
+            LocalLog {
+                log_end: 4,
+                durable_end: 4,
+                high_watermark: 4,
+                broker_epoch: 10,
+            },
+            config(2),
+            0,
+        );
+        leader.on_append(9);
+        assert!(
+            !leader.on_durable(9),
+            "alone in the ISR, below min.insync.replicas 2"
+        );
+        assert!(
+            leader.set_min_insync_replicas(1),
+            "lowered to 1, the records commit"
+        );
+        assert_eq!(leader.high_watermark(), 9);
+        leader.on_append(12);
+        leader.set_min_insync_replicas(3);
+        assert!(!leader.on_durable(12), "raised to 3, they wait again");
+        assert_eq!(leader.high_watermark(), 9);
     }
 
     #[test]
