@@ -407,7 +407,7 @@ impl Broker {
                 .map(ResponseKind::DescribeProducers),
             RequestKind::AddPartitionsToTxn(req) => self
                 .blocking_until_replicated(move |broker| {
-                    broker.transactions.add_partitions(broker, req)
+                    broker.transactions.add_partitions(broker, version, req)
                 })
                 .await
                 .map(ResponseKind::AddPartitionsToTxn),

@@ -845,6 +845,17 @@ impl Partition {
         }
     }
 
+    /// Whether `producer_id` has a transaction open here in `epoch`: its next transactional
+    /// batch continues it, where a first one would start one (KIP-890 verifies those).
+    pub(crate) fn has_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.with_log(|log| {
+            Ok(log.producers().get(producer_id).is_some_and(|entry| {
+                entry.epoch == epoch && entry.transaction_first_offset.is_some()
+            }))
+        })
+        .unwrap_or(false)
+    }
+
     /// Whether this broker leads the partition in a cluster.
     pub(crate) fn leads(&self) -> bool {
         matches!(*self.role_lock(), Role::Leader(_))

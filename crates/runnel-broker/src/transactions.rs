@@ -13,13 +13,13 @@
 //! the partition an id maps to is Kafka's, so in a cluster the coordinator becomes that
 //! partition's leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState as DescribedState,
@@ -349,8 +349,12 @@ impl TransactionService {
     pub(crate) fn add_partitions(
         &self,
         broker: &Broker,
+        version: i16,
         request: AddPartitionsToTxnRequest,
     ) -> AddPartitionsToTxnResponse {
+        if version >= 4 {
+            return self.add_partitions_batched(broker, request);
+        }
         let topics = &broker.topics;
         let wanted: Vec<(String, i32)> = request
             .v3_and_below_topics
@@ -402,6 +406,82 @@ impl TransactionService {
             response.results_by_topic_v3_and_below.push(result);
         }
         response
+    }
+
+    /// AddPartitionsToTxn v4+, the brokers' batched form (KIP-890): several transactions, each
+    /// to add to, or with `verify_only` only to check (a partition leader asking, before it
+    /// appends the first transactional batch of a producer, whether its transaction holds the
+    /// partition). Each partition is answered on its own.
+    fn add_partitions_batched(
+        &self,
+        broker: &Broker,
+        request: AddPartitionsToTxnRequest,
+    ) -> AddPartitionsToTxnResponse {
+        let mut response = AddPartitionsToTxnResponse::default();
+        for transaction in request.transactions {
+            let wanted: Vec<(String, i32)> = transaction
+                .topics
+                .iter()
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|partition| (topic.name.to_string(), *partition))
+                })
+                .collect();
+            let id = transaction.transactional_id.as_str();
+            let (producer_id, epoch) = (transaction.producer_id.0, transaction.producer_epoch);
+            let codes: Vec<i16> = if transaction.verify_only {
+                self.verify_partitions(broker, id, (producer_id, epoch), &wanted)
+            } else {
+                let code = self
+                    .add_to_transaction(broker, id, producer_id, epoch, &wanted)
+                    .err()
+                    .map_or(0, |error| error.code());
+                vec![code; wanted.len()]
+            };
+            let mut result = AddPartitionsToTxnResult::default();
+            result.transactional_id = transaction.transactional_id;
+            let mut codes = codes.into_iter();
+            for topic in transaction.topics {
+                let mut topic_result = AddPartitionsToTxnTopicResult::default();
+                for partition in topic.partitions {
+                    let mut partition_result = AddPartitionsToTxnPartitionResult::default();
+                    partition_result.partition_index = partition;
+                    partition_result.partition_error_code = codes.next().unwrap_or(0);
+                    topic_result.results_by_partition.push(partition_result);
+                }
+                topic_result.name = topic.name;
+                result.topic_results.push(topic_result);
+            }
+            response.results_by_transaction.push(result);
+        }
+        response
+    }
+
+    /// The coordinator's answer to a partition leader's `verify_only` question, for a
+    /// coordinator on this broker: one error code per partition (0: the transaction holds it).
+    /// Blocks on the coordinator's lock, which a write may hold while it waits for replicas.
+    fn verify_partitions(
+        &self,
+        broker: &Broker,
+        id: &str,
+        (producer_id, epoch): (i64, i16),
+        partitions: &[(String, i32)],
+    ) -> Vec<i16> {
+        let coordinator = self.lock();
+        match self.check(broker, id) {
+            Err(error) => vec![error.code(); partitions.len()],
+            Ok(()) => partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    coordinator
+                        .verify(producer_id, epoch, topic, *partition)
+                        .err()
+                        .map_or(0, |error| error.code())
+                })
+                .collect(),
+        }
     }
 
     /// Adds partitions to `id`'s transaction, writing the change when there is one.
@@ -481,11 +561,9 @@ impl TransactionService {
     /// For a produce: runs `append` if `producer_id` at `epoch` has an open transaction that
     /// holds the partition, with the coordinator locked so that no marker slips in between.
     ///
-    /// In a cluster the partition's leader is seldom its transaction's coordinator, and
-    /// appends as Kafka did before KIP-890: the partition's producer state fences older
-    /// epochs, and a marker ends what the batch began. (KIP-890's check, AddPartitionsToTxn
-    /// v4 with `verify_only` sent to the coordinator, is to come: until then a batch retried
-    /// after its transaction ended can start a transaction that only the timeout aborts.)
+    /// In a cluster the partition's leader is seldom its transaction's coordinator: the
+    /// produce handler asked the coordinator already ([`verify_before_append`]) for every
+    /// batch that would open a transaction here, and the rest continue one that is open.
     pub(crate) fn append_transactional<T>(
         &self,
         partition: &Partition,
@@ -784,4 +862,148 @@ async fn send_markers(
             ),
         )),
     }
+}
+
+/// KIP-890 in a cluster: before a partition leader appends a transactional batch that would
+/// start a transaction in the partition (none of that producer is open there), it asks the
+/// transactional id's coordinator whether the transaction holds the partition
+/// (AddPartitionsToTxn v4, `verify_only`), so that a batch retried after its transaction
+/// ended cannot open one that nothing would ever end. Returns the partitions refused. A
+/// coordinator that cannot be asked makes NOT_ENOUGH_REPLICAS, which producers retry, as
+/// Kafka answers clients that predate the check.
+pub(crate) async fn verify_before_append(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: (i64, i16),
+    partitions: Vec<(String, i32)>,
+) -> Vec<((String, i32), ResponseError)> {
+    let codes = match ask_coordinator(broker, transactional_id, producer, &partitions).await {
+        Ok(codes) => codes,
+        Err(error) => {
+            tracing::debug!(transactional_id, error = ?error.message, "cannot verify a transaction with its coordinator");
+            vec![ResponseError::NotEnoughReplicas.code(); partitions.len()]
+        }
+    };
+    partitions
+        .into_iter()
+        .zip(codes)
+        .filter(|(_, code)| *code != 0)
+        .map(|(partition, code)| {
+            let error = match ResponseError::try_from_code(code) {
+                Some(
+                    error @ (ResponseError::InvalidTxnState
+                    | ResponseError::InvalidProducerEpoch
+                    | ResponseError::ProducerFenced
+                    | ResponseError::InvalidProducerIdMapping),
+                ) => error,
+                _ => ResponseError::NotEnoughReplicas,
+            };
+            (partition, error)
+        })
+        .collect()
+}
+
+/// The coordinator's codes for `partitions`, from this broker's own coordinator or over the
+/// wire.
+async fn ask_coordinator(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: (i64, i16),
+    partitions: &[(String, i32)],
+) -> Result<Vec<i16>, ApiError> {
+    let unavailable = |why: String| ApiError::new(ResponseError::CoordinatorNotAvailable, why);
+    let member = broker
+        .cluster()
+        .ok_or_else(|| unavailable("not in a cluster".into()))?;
+    let image = member.image();
+    let state_topic = image
+        .topic_by_name(TRANSACTION_STATE_TOPIC)
+        .ok_or_else(|| unavailable(format!("no {TRANSACTION_STATE_TOPIC} yet")))?;
+    let index = coordinator_partition(
+        transactional_id,
+        i32::try_from(state_topic.partitions.len()).unwrap_or(i32::MAX),
+    );
+    let leader = state_topic
+        .partitions
+        .get(&index)
+        .map(|state| state.leader)
+        .filter(|&leader| leader >= 0)
+        .ok_or_else(|| unavailable(format!("{TRANSACTION_STATE_TOPIC}-{index} has no leader")))?;
+    if leader == broker.node_id() {
+        let id = transactional_id.to_owned();
+        let asked = partitions.to_vec();
+        return broker
+            .blocking_until_replicated(move |broker| {
+                broker
+                    .transactions
+                    .verify_partitions(broker, &id, producer, &asked)
+            })
+            .await;
+    }
+    let address = broker_address(&image, leader)
+        .ok_or_else(|| unavailable(format!("broker {leader} is not registered")))?;
+    let mut config = ClientConfig::new(address.clone());
+    config.client_id = format!("runnel-txn-verify-{}", broker.node_id());
+    config.request_timeout = WRITE_TIMEOUT;
+    let connection = Connection::connect(&address, &config)
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    let version = connection
+        .version_for(ApiKey::AddPartitionsToTxn)
+        .filter(|version| *version >= 4)
+        .ok_or_else(|| unavailable(format!("broker {leader} cannot verify transactions")))?;
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    let mut transaction = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+    transaction.transactional_id =
+        TransactionalId(StrBytes::from_string(transactional_id.to_owned()));
+    transaction.producer_id = ProducerId(producer.0);
+    transaction.producer_epoch = producer.1;
+    transaction.verify_only = true;
+    transaction.topics = by_topic
+        .into_iter()
+        .map(|(name, indexes)| {
+            let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+            topic.name = TopicName(StrBytes::from_string(name.to_owned()));
+            topic.partitions = indexes;
+            topic
+        })
+        .collect();
+    let mut request = AddPartitionsToTxnRequest::default();
+    request.transactions = vec![transaction];
+    let response = connection
+        .send(request, version)
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    if response.error_code != 0 {
+        return Ok(vec![response.error_code; partitions.len()]);
+    }
+    let answered: HashMap<(String, i32), i16> = response
+        .results_by_transaction
+        .into_iter()
+        .flat_map(|result| result.topic_results)
+        .flat_map(|topic| {
+            let name = topic.name.to_string();
+            topic
+                .results_by_partition
+                .into_iter()
+                .map(move |partition| {
+                    (
+                        (name.clone(), partition.partition_index),
+                        partition.partition_error_code,
+                    )
+                })
+        })
+        .collect();
+    Ok(partitions
+        .iter()
+        .map(|partition| {
+            answered
+                .get(partition)
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code())
+        })
+        .collect())
 }

@@ -153,6 +153,83 @@ fn produce_to_a_follower(port: u16) -> (i32, Vec<(i32, i32)>) {
     })
 }
 
+/// KIP-890 in a cluster: a transactional batch of a producer whose transaction never added
+/// the partition, sent to the partition's leader on `leader_port`; returns the error code it
+/// gets (the leader asks the transaction's coordinator, on whichever broker, first).
+fn produce_outside_the_transaction(any_port: u16, leader_port: u16) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, TopicName,
+        TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use runnel_client::{ClientConfig, Connection};
+
+    let connect = |port: u16| async move {
+        let address = format!("127.0.0.1:{port}");
+        Connection::connect(&address, &ClientConfig::new(address.clone()))
+            .await
+            .expect("connect")
+    };
+    let id = || TransactionalId(StrBytes::from_static_str("dev-txn"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // The first FindCoordinator for a transactional id creates __transaction_state; the
+        // coordinator then loads its partition: retry until both are done.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (producer_id, epoch) = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no transaction coordinator in 30 s"
+            );
+            let any = connect(any_port).await;
+            let mut find = FindCoordinatorRequest::default();
+            find.key_type = 1;
+            find.key = StrBytes::from_static_str("dev-txn");
+            let found = any.send(find, 3).await.expect("FindCoordinator");
+            if found.error_code == 0 {
+                let coordinator = connect(u16::try_from(found.port).expect("port")).await;
+                let mut init = InitProducerIdRequest::default();
+                init.transactional_id = Some(id());
+                init.transaction_timeout_ms = 60_000;
+                let version = coordinator
+                    .version_for(ApiKey::InitProducerId)
+                    .expect("served");
+                let answer = coordinator
+                    .send(init, version)
+                    .await
+                    .expect("InitProducerId");
+                if answer.error_code == 0 {
+                    break (answer.producer_id.0, answer.producer_epoch);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let records = runnel_record::BatchBuilder::new(0)
+            .producer(producer_id, epoch, 0)
+            .transactional(true)
+            .record(None, Some(b"outside"), &[])
+            .build();
+        let mut partition = PartitionProduceData::default();
+        partition.index = 0;
+        partition.records = Some(records.into());
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str("dev"));
+        topic.partition_data = vec![partition];
+        let mut request = ProduceRequest::default();
+        request.transactional_id = Some(id());
+        request.acks = -1;
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic];
+        let leader = connect(leader_port).await;
+        let response = leader.send(request, 12).await.expect("produce");
+        response.responses[0].partition_responses[0].error_code
+    })
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -294,6 +371,14 @@ fn a_dev_cluster_replicates_stops_on_ctrl_c_and_keeps_its_data() {
         [(3, i32::from(port + 2))],
         "and where it listens"
     );
+    // KIP-890: the leader refuses a transactional batch its transaction never added, having
+    // asked the transaction's coordinator; nothing is written.
+    assert_eq!(
+        produce_outside_the_transaction(port, port + 2),
+        kafka_protocol::error::ResponseError::InvalidTxnState.code(),
+        "a batch outside its transaction is refused"
+    );
+    assert_eq!(consume(&cluster), expected, "and nothing of it was written");
     cluster.interrupt();
     for node in 1..=3 {
         let log = std::fs::read_to_string(data_dir.join(format!("node{node}.log"))).unwrap();

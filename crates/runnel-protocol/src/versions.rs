@@ -60,8 +60,9 @@ fn decodable_versions(key: ApiKey) -> VersionRange {
         ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
         ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
-        // v4+ is the brokers' batched form (KIP-890); clients send v3 and below.
-        ApiKey::AddPartitionsToTxn => VersionRange { min: 0, max: 3 },
+        // v4 is the brokers' batched form (KIP-890: partition leaders verify with
+        // `verify_only`); clients send v3 and below. v5 belongs to transaction version 2.
+        ApiKey::AddPartitionsToTxn => VersionRange { min: 0, max: 4 },
         // v5 belongs to transaction version 2 (KIP-890), which Runnel does not offer.
         ApiKey::EndTxn => VersionRange { min: 0, max: 4 },
         // v5 belongs to transaction version 2 as well.

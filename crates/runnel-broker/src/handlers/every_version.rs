@@ -265,6 +265,7 @@ pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         ),
+        // Both forms: the v3 fields are dropped at v4+, the batched ones below v4.
         ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
             AddPartitionsToTxnRequest::default()
                 .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
@@ -274,6 +275,16 @@ pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
                     add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
                         .with_name(topic_name())
                         .with_partitions(vec![0, 9]),
+                ])
+                .with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                        .with_verify_only(true)
+                        .with_topics(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                                .with_name(topic_name())
+                                .with_partitions(vec![0, 9]),
+                        ]),
                 ]),
         ),
         ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(

@@ -9,6 +9,7 @@
 //! partitions of the request are unaffected. Decompression for the whole request draws on one
 //! budget, so a few KiB of compressed zeros cannot buy gigabytes of work.
 
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::partition::{Appended, Partition};
 use crate::pipeline::Turn;
 use crate::topic_config::TopicSettings;
 use crate::topics::Topic;
+use crate::transactions;
 
 /// Records one I/O job validates and appends before the next partitions go to another job:
 /// enough to amortize a thread wake-up over many small batches, small enough that a request
@@ -73,6 +75,13 @@ pub(crate) async fn produce(
         topics.push((topic_response, topic, topic_data.partition_data));
     }
 
+    let unverified = verify_transactional_batches(
+        broker,
+        request.transactional_id.as_deref().map(|id| id.as_str()),
+        &topics,
+    )
+    .await;
+
     turn.wait().await;
     // Per topic, per partition in request order: its index and what became of it.
     let mut appended: Vec<Vec<(i32, Result<PendingAck, ApiError>)>> =
@@ -84,7 +93,14 @@ pub(crate) async fn produce(
         let mut outcomes = Vec::with_capacity(partitions.len());
         for data in std::mem::take(partitions) {
             let index = data.index;
+            let refused = topic
+                .as_ref()
+                .and_then(|topic| unverified.get(&(topic.name.to_string(), index)));
             let checked = match topic {
+                Some(_) if refused.is_some() => Err(ApiError::new(
+                    refused.copied().unwrap_or(ResponseError::InvalidTxnState),
+                    "the transaction's coordinator does not know this partition in the transaction",
+                )),
                 Some(topic) => check_partition(topic, acks, data, now_ms),
                 None if version >= 13 => Err(ApiError::code(ResponseError::UnknownTopicId)),
                 None => Err(ApiError::code(ResponseError::UnknownTopicOrPartition)),
@@ -169,6 +185,65 @@ pub(crate) async fn produce(
         add_leader_hints(broker, &mut response);
     }
     Some(response)
+}
+
+/// A topic of a produce request: its answer being built, the topic if it exists here, and
+/// its partitions' data.
+type RequestTopic = (
+    TopicProduceResponse,
+    Option<Arc<Topic>>,
+    Vec<PartitionProduceData>,
+);
+
+/// KIP-890 in a cluster: the partitions whose first batch would open a transaction of its
+/// producer there, and which the transaction's coordinator does not confirm, with the error
+/// to answer (see `transactions::verify_before_append`). A single node checks each batch
+/// against its own coordinator as it appends instead.
+async fn verify_transactional_batches(
+    broker: &Arc<Broker>,
+    transactional_id: Option<&str>,
+    topics: &[RequestTopic],
+) -> HashMap<(String, i32), ResponseError> {
+    let mut refused = HashMap::new();
+    if broker.cluster().is_none() {
+        return refused;
+    }
+    let mut wanted: BTreeMap<(i64, i16), Vec<(String, i32)>> = BTreeMap::new();
+    for (_, topic, partitions) in topics {
+        let Some(topic) = topic else { continue };
+        for data in partitions {
+            let Some(header) = data
+                .records
+                .as_ref()
+                .and_then(|records| RecordBatch::parse_header(records).ok())
+                .filter(|header| header.is_transactional())
+            else {
+                continue;
+            };
+            let opens_one = topic.partition(data.index).is_some_and(|partition| {
+                !partition.has_open_transaction(header.producer_id, header.producer_epoch)
+            });
+            if opens_one {
+                wanted
+                    .entry((header.producer_id, header.producer_epoch))
+                    .or_default()
+                    .push((topic.name.to_string(), data.index));
+            }
+        }
+    }
+    for (producer, partitions) in wanted {
+        match transactional_id {
+            Some(id) => refused
+                .extend(transactions::verify_before_append(broker, id, producer, partitions).await),
+            // A transactional batch needs the producer's transactional id to be checked.
+            None => refused.extend(
+                partitions
+                    .into_iter()
+                    .map(|partition| (partition, ResponseError::InvalidTxnState)),
+            ),
+        }
+    }
+    refused
 }
 
 /// KIP-951: each partition refused with NOT_LEADER_OR_FOLLOWER names its current leader,

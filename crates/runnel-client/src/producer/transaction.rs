@@ -194,7 +194,10 @@ impl Producer {
             .with_coordinator(&id, |connection| {
                 let id = id.clone();
                 async move {
-                    let version = connection.version_at_least::<AddPartitionsToTxnRequest>(0)?;
+                    // v4+ is the brokers' batched form (KIP-890); a client builds v3's.
+                    let version = connection
+                        .version_at_least::<AddPartitionsToTxnRequest>(0)?
+                        .min(3);
                     let request = AddPartitionsToTxnRequest::default()
                         .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(
                             id,
