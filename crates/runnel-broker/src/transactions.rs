@@ -28,6 +28,7 @@ use kafka_protocol::messages::list_transactions_response::TransactionState as Li
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_client::{ClientConfig, Connection};
+use runnel_controller::MetadataImage;
 use runnel_group::transactions::{
     coordinator_partition, EndOutcome, InitOutcome, Markers, TransactionCoordinator, Transition,
     TxnState, TRANSACTION_STATE_TOPIC,
@@ -809,27 +810,21 @@ async fn send_markers(
     partitions: &[(String, i32)],
 ) -> Result<(), ApiError> {
     let unreachable = |why: String| ApiError::new(ResponseError::NetworkException, why);
-    let address = broker_address(&member.image(), leader)
-        .ok_or_else(|| unreachable(format!("broker {leader} is not registered")))?;
-    let mut config = ClientConfig::new(address.clone());
-    config.client_id = format!("runnel-txn-markers-{}", broker.node_id());
-    config.request_timeout = WRITE_TIMEOUT * 2;
-    let connection = Connection::connect(&address, &config)
-        .await
-        .map_err(|error| unreachable(error.to_string()))?;
-    let version = connection
-        .version_for(ApiKey::WriteTxnMarkers)
-        .ok_or_else(|| unreachable(format!("broker {leader} does not take WriteTxnMarkers")))?;
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, index) in partitions {
-        by_topic.entry(topic).or_default().push(*index);
-    }
+    let (connection, version) = connect_to_broker(
+        broker,
+        &member.image(),
+        leader,
+        (ApiKey::WriteTxnMarkers, 0),
+        WRITE_TIMEOUT * 2,
+    )
+    .await
+    .map_err(unreachable)?;
     let mut marker = write_txn_markers_request::WritableTxnMarker::default();
     marker.producer_id = ProducerId(markers.producer_id);
     marker.producer_epoch = markers.producer_epoch;
     marker.transaction_result = markers.commit;
     marker.coordinator_epoch = COORDINATOR_EPOCH;
-    marker.topics = by_topic
+    marker.topics = by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {
             let mut topic = write_txn_markers_request::WritableTxnMarkerTopic::default();
@@ -940,29 +935,23 @@ async fn ask_coordinator(
             })
             .await;
     }
-    let address = broker_address(&image, leader)
-        .ok_or_else(|| unavailable(format!("broker {leader} is not registered")))?;
-    let mut config = ClientConfig::new(address.clone());
-    config.client_id = format!("runnel-txn-verify-{}", broker.node_id());
-    config.request_timeout = WRITE_TIMEOUT;
-    let connection = Connection::connect(&address, &config)
-        .await
-        .map_err(|error| unavailable(error.to_string()))?;
-    let version = connection
-        .version_for(ApiKey::AddPartitionsToTxn)
-        .filter(|version| *version >= 4)
-        .ok_or_else(|| unavailable(format!("broker {leader} cannot verify transactions")))?;
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in partitions {
-        by_topic.entry(topic).or_default().push(*partition);
-    }
+    // v4 is the batched form that carries `verify_only`.
+    let (connection, version) = connect_to_broker(
+        broker,
+        &image,
+        leader,
+        (ApiKey::AddPartitionsToTxn, 4),
+        WRITE_TIMEOUT,
+    )
+    .await
+    .map_err(unavailable)?;
     let mut transaction = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
     transaction.transactional_id =
         TransactionalId(StrBytes::from_string(transactional_id.to_owned()));
     transaction.producer_id = ProducerId(producer.0);
     transaction.producer_epoch = producer.1;
     transaction.verify_only = true;
-    transaction.topics = by_topic
+    transaction.topics = by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {
             let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
@@ -1006,4 +995,36 @@ async fn ask_coordinator(
                 .unwrap_or(ResponseError::UnknownServerError.code())
         })
         .collect())
+}
+
+/// A connection to broker `id` for `api` at `min_version` or later, and the version to use.
+async fn connect_to_broker(
+    broker: &Broker,
+    image: &MetadataImage,
+    id: i32,
+    (api, min_version): (ApiKey, i16),
+    request_timeout: Duration,
+) -> Result<(Connection, i16), String> {
+    let address =
+        broker_address(image, id).ok_or_else(|| format!("broker {id} is not registered"))?;
+    let mut config = ClientConfig::new(address.clone());
+    config.client_id = format!("runnel-broker-{}", broker.node_id());
+    config.request_timeout = request_timeout;
+    let connection = Connection::connect(&address, &config)
+        .await
+        .map_err(|error| error.to_string())?;
+    let version = connection
+        .version_for(api)
+        .filter(|version| *version >= min_version)
+        .ok_or_else(|| format!("broker {id} does not serve {api:?} v{min_version} or later"))?;
+    Ok((connection, version))
+}
+
+/// Partitions grouped by topic, as the requests between brokers list them.
+fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
+    let mut grouped: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        grouped.entry(topic).or_default().push(*partition);
+    }
+    grouped
 }

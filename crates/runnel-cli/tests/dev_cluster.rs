@@ -101,13 +101,30 @@ impl Drop for DevCluster {
     }
 }
 
+/// An `acks=all` Produce of `records` to partition 0 of `dev`.
+fn produce_to_dev_0(records: Vec<u8>) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(records.into());
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_static_str("dev"));
+    topic.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic];
+    request
+}
+
 /// Sends partition 0 of `dev` a record through the broker on `port`; returns the leader
 /// and the node endpoints its NOT_LEADER_OR_FOLLOWER refusal names.
 fn produce_to_a_follower(port: u16) -> (i32, Vec<(i32, i32)>) {
     use kafka_protocol::error::ResponseError;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::messages::ApiKey;
     use runnel_client::{ClientConfig, Connection};
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -127,16 +144,7 @@ fn produce_to_a_follower(port: u16) -> (i32, Vec<(i32, i32)>) {
         let records = runnel_record::BatchBuilder::new(0)
             .record(None, Some(b"hint"), &[])
             .build();
-        let mut partition = PartitionProduceData::default();
-        partition.index = 0;
-        partition.records = Some(records.into());
-        let mut topic = TopicProduceData::default();
-        topic.name = TopicName(StrBytes::from_static_str("dev"));
-        topic.partition_data = vec![partition];
-        let mut request = ProduceRequest::default();
-        request.acks = -1;
-        request.timeout_ms = 10_000;
-        request.topic_data = vec![topic];
+        let request = produce_to_dev_0(records);
         // v13 names topics by id; v12 still by name.
         let response = connection
             .send(request, version.min(12))
@@ -157,10 +165,8 @@ fn produce_to_a_follower(port: u16) -> (i32, Vec<(i32, i32)>) {
 /// the partition, sent to the partition's leader on `leader_port`; returns the error code it
 /// gets (the leader asks the transaction's coordinator, on whichever broker, first).
 fn produce_outside_the_transaction(any_port: u16, leader_port: u16) -> i16 {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{
-        ApiKey, FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, TopicName,
-        TransactionalId,
+        ApiKey, FindCoordinatorRequest, InitProducerIdRequest, TransactionalId,
     };
     use kafka_protocol::protocol::StrBytes;
     use runnel_client::{ClientConfig, Connection};
@@ -213,17 +219,8 @@ fn produce_outside_the_transaction(any_port: u16, leader_port: u16) -> i16 {
             .transactional(true)
             .record(None, Some(b"outside"), &[])
             .build();
-        let mut partition = PartitionProduceData::default();
-        partition.index = 0;
-        partition.records = Some(records.into());
-        let mut topic = TopicProduceData::default();
-        topic.name = TopicName(StrBytes::from_static_str("dev"));
-        topic.partition_data = vec![partition];
-        let mut request = ProduceRequest::default();
+        let mut request = produce_to_dev_0(records);
         request.transactional_id = Some(id());
-        request.acks = -1;
-        request.timeout_ms = 10_000;
-        request.topic_data = vec![topic];
         let leader = connect(leader_port).await;
         let response = leader.send(request, 12).await.expect("produce");
         response.responses[0].partition_responses[0].error_code
