@@ -118,6 +118,7 @@ class Broker:
         node_id: int = 0,
         host: str = "127.0.0.1",
         runner: tuple[str, ...] = (),
+        sync_ledger: bool = False,
     ):
         self.work_dir = work_dir
         self.data_dir = work_dir / "data"
@@ -132,6 +133,8 @@ class Broker:
         self.starts = 0
         # The address clients are told to use; a fault-injecting proxy's, for example.
         self.advertised: str | None = None
+        # Where the broker writes down what each fsync made durable, for tear_unsynced_tail.
+        self.sync_ledger = work_dir / "sync.ledger" if sync_ledger else None
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -151,6 +154,7 @@ class Broker:
             str(self.data_dir),
             "--node-id",
             str(self.node_id),
+            *(("--sync-ledger", str(self.sync_ledger)) if self.sync_ledger else ()),
             *self.extra_args,
         ]
 
@@ -218,6 +222,47 @@ class Broker:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+    def tear_unsynced_tail(self, rng: random.Random) -> int:
+        """After kill9: cuts every file back to a point its sync ledger allows, as a power
+        cut would (kill -9 alone keeps the page cache): anywhere between what the last fsync
+        made durable and what was written, and sometimes zeroes the last bytes kept, a sector
+        that reached the disk empty. Returns how many bytes were cut. The next life starts
+        a fresh ledger: what is on disk then counts as durable."""
+        assert self.sync_ledger is not None, "started without a sync ledger"
+        assert not self.is_running(), "tear only a stopped broker"
+        durable: dict[str, int | None] = {}
+        for line in self.sync_ledger.read_text().splitlines():
+            kind, *fields = line.split("\t")
+            if kind == "created":
+                durable[fields[0]] = 0
+            elif kind == "synced":
+                durable[fields[1]] = int(fields[0])
+            elif kind == "renamed":
+                durable[fields[1]] = durable.pop(fields[0], None)
+            elif kind == "removed":
+                gone = fields[0]
+                durable = {p: n for p, n in durable.items() if p != gone and not p.startswith(gone + "/")}
+            else:
+                raise AssertionError(f"unknown sync ledger line {line!r}")
+        cut_bytes = 0
+        for path, length in sorted(durable.items()):
+            if length is None or not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            if size <= length:
+                continue
+            # Half the time everything unsynced is lost, the harshest case.
+            cut = length if rng.random() < 0.5 else rng.randint(length, size)
+            with open(path, "r+b") as file:
+                file.truncate(cut)
+                zeroed = min(512, cut - length)
+                if zeroed and rng.random() < 0.5:
+                    file.seek(cut - zeroed)
+                    file.write(bytes(zeroed))
+            cut_bytes += size - cut
+        self.sync_ledger.unlink()
+        return cut_bytes
 
     def terminate(self, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait for a clean stop; return the exit status (SIGKILL after the wait)."""
@@ -356,6 +401,7 @@ class Cluster:
         count: int = 3,
         extra_args: tuple[str, ...] = (),
         network: Netns | None = None,
+        sync_ledger: bool = False,
     ):
         if network is None:
             hosts = ["127.0.0.1"] * count
@@ -384,6 +430,7 @@ class Cluster:
                 node_id=i + 1,
                 host=hosts[i],
                 runner=network.runner(i + 1) if network else (),
+                sync_ledger=sync_ledger,
             )
             for i in range(count)
         ]

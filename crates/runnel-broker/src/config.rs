@@ -155,6 +155,10 @@ pub struct BrokerConfig {
     /// `log.cleaner.io.max.bytes.per.second`: the cleaner's read and write rate; unlimited
     /// when unset.
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// For fault-injection tests only: a file where every creation, fsync, rename and
+    /// removal of a data file is written down, so that a test can cut a killed broker's
+    /// files back to what a power cut would have kept (`runnel_storage::SyncLedgerFileSystem`).
+    pub sync_ledger: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -198,6 +202,7 @@ impl Default for BrokerConfig {
             log_retention_ms: None,
             log_retention_bytes: None,
             message_max_bytes: None,
+            sync_ledger: None,
             compression_type: None,
             log_message_timestamp_before_max_ms: None,
             log_message_timestamp_after_max_ms: None,

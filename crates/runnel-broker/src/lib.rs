@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use runnel_controller::ControllerConfig;
 use runnel_quorum::{Quorum, QuorumConfig};
-use runnel_storage::OsFileSystem;
+use runnel_storage::{FileSystem, OsFileSystem, SyncLedgerFileSystem, SystemClock};
 
 pub use broker::{Broker, StartupError};
 pub use config::{BrokerConfig, ConfigError, ProcessRole};
@@ -81,8 +81,24 @@ async fn bind(address: &str) -> Result<tokio::net::TcpListener, RunError> {
         })
 }
 
+/// The disk this node works on: the real one, writing down its fsyncs when a fault-injection
+/// test asks for a sync ledger.
+fn file_system(config: &BrokerConfig) -> Result<Arc<dyn FileSystem>, RunError> {
+    match &config.sync_ledger {
+        None => Ok(Arc::new(OsFileSystem)),
+        Some(ledger) => {
+            tracing::warn!(ledger = %ledger.display(), "writing down every fsync, for a fault-injection test");
+            let fs = SyncLedgerFileSystem::open(ledger).map_err(|error| StartupError::DataDir {
+                dir: ledger.display().to_string(),
+                reason: format!("cannot open the sync ledger: {error}"),
+            })?;
+            Ok(Arc::new(fs))
+        }
+    }
+}
+
 /// Starts this node's voter of the controller quorum.
-async fn start_quorum(config: &BrokerConfig) -> Result<Quorum, RunError> {
+async fn start_quorum(config: &BrokerConfig, fs: Arc<dyn FileSystem>) -> Result<Quorum, RunError> {
     let voters = config.voters()?;
     let listen = config.controller_listen.clone().unwrap_or_default();
     let listener = bind(&listen).await?;
@@ -100,7 +116,7 @@ async fn start_quorum(config: &BrokerConfig) -> Result<Quorum, RunError> {
         raft_heartbeat_ms: config.controller_heartbeat_ms,
         snapshot_every_entries: runnel_quorum::SNAPSHOT_EVERY_ENTRIES,
     };
-    let quorum = Quorum::start(quorum_config, listener, Arc::new(OsFileSystem))
+    let quorum = Quorum::start(quorum_config, listener, fs)
         .await
         .map_err(|error| StartupError::DataDir {
             dir: config.data_dir.display().to_string(),
@@ -122,7 +138,7 @@ async fn run_controller(
     config: BrokerConfig,
     stop: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let quorum = start_quorum(&config).await?;
+    let quorum = start_quorum(&config, file_system(&config)?).await?;
     stop.await;
     tracing::info!("shutting down");
     quorum.shutdown().await;
@@ -135,17 +151,19 @@ async fn run_controller(
 async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
     let listen = config.listen.clone();
     let controllers: Vec<String> = config.voters()?.into_values().collect();
+    let fs = file_system(&config)?;
     let quorum = if config.has_role(ProcessRole::Controller) {
-        Some(start_quorum(&config).await?)
+        Some(start_quorum(&config, Arc::clone(&fs)).await?)
     } else {
         None
     };
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .map_err(|join| StartupError::DataDir {
-            dir: String::new(),
-            reason: format!("recovery task failed: {join}"),
-        })??;
+    let broker =
+        tokio::task::spawn_blocking(move || Broker::open_with(config, fs, Arc::new(SystemClock)))
+            .await
+            .map_err(|join| StartupError::DataDir {
+                dir: String::new(),
+                reason: format!("recovery task failed: {join}"),
+            })??;
     let cluster = if controllers.is_empty() {
         None
     } else {

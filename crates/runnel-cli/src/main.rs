@@ -175,6 +175,9 @@ struct ServerArgs {
     /// 4096); the least recently opened fsynced one is closed beyond it.
     #[arg(long, env = "RUNNEL_SEALED_SEGMENT_FILES_MAX")]
     sealed_segment_files_max: Option<usize>,
+    /// For fault-injection tests: write down every fsync of a data file here.
+    #[arg(long, env = "RUNNEL_SYNC_LEDGER", value_name = "PATH", hide = true)]
+    sync_ledger: Option<std::path::PathBuf>,
     /// Most open incremental fetch sessions, KIP-227
     /// (max.incremental.fetch.session.cache.slots, default 1000; 0 turns them off).
     #[arg(long, env = "RUNNEL_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS")]
@@ -335,6 +338,7 @@ impl ServerArgs {
             transactional_id_expiration_ms
         );
         take_optional!(
+            sync_ledger,
             controller_listen,
             controller_quorum,
             log_cleaner_io_max_bytes_per_second,

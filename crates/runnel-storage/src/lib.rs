@@ -54,6 +54,7 @@ mod error;
 pub mod fs;
 mod handles;
 mod index;
+mod ledger;
 mod log;
 mod producers;
 mod segment;
@@ -67,6 +68,7 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::StorageError;
 pub use fs::{Clock, DataFile, FileSystem, OpenMode, OsFileSystem, SystemClock};
 pub use handles::FileHandles;
+pub use ledger::SyncLedgerFileSystem;
 pub use log::{AppendInfo, FetchSlice, FlushHandle, PartitionLog, PARTITION_METADATA};
 pub use producers::{
     ProducerBatch, ProducerEntry, ProducerError, ProducerStates, BATCHES_KEPT,
