@@ -402,6 +402,7 @@ class Cluster:
         extra_args: tuple[str, ...] = (),
         network: Netns | None = None,
         sync_ledger: bool = False,
+        racks: list[str] | None = None,
     ):
         if network is None:
             hosts = ["127.0.0.1"] * count
@@ -425,6 +426,7 @@ class Cluster:
                     "--default-replication-factor",
                     str(min(count, 3)),
                     *CLUSTER_TIMINGS,
+                    *(("--rack", racks[i]) if racks else ()),
                     *extra_args,
                 ),
                 node_id=i + 1,

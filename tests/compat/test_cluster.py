@@ -363,6 +363,34 @@ def runnel_cli(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.timeout(120)
+def test_replicas_are_spread_over_racks(tmp_path) -> None:
+    """Nodes 1 and 2 in rack a, node 3 in rack b (`--rack`, broker.rack): every partition of
+    an RF 2 topic has a replica in each rack, leaders are spread over all three brokers, and
+    Metadata, DescribeCluster and `runnel cluster info` show each broker's rack."""
+    racks = ["a", "a", "b"]
+    cluster = Cluster(tmp_path, racks=racks)
+    try:
+        cluster.start()
+        admin = admin_client(cluster.bootstrap)
+        described = admin.describe_cluster(request_timeout=10).result(timeout=30)
+        assert {node.id: node.rack for node in described.nodes} == {1: "a", 2: "a", 3: "b"}
+        info = runnel_cli("cluster", "info", "--bootstrap", cluster.bootstrap)
+        assert [line.split()[3] for line in info.splitlines() if line.split()[:1] == ["3"]] == ["b"], info
+
+        topic = unique_topic("racks")
+        admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=2)], request_timeout=30)[topic].result(
+            timeout=60
+        )
+        wait_for_topic(admin, topic, 6, timeout_s=30)
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        for index, partition in partitions.items():
+            assert {racks[replica - 1] for replica in partition.replicas} == {"a", "b"}, (index, partition.replicas)
+        assert {partition.leader for partition in partitions.values()} == {1, 2, 3}
+    finally:
+        cluster.kill_all()
+
+
 @pytest.mark.timeout(240)
 def test_consumer_group_keeps_going_when_its_coordinator_dies(cluster: Cluster) -> None:
     """The group's coordinator is the leader of its `__consumer_offsets` partition. Killed,

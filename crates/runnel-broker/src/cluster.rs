@@ -82,7 +82,7 @@ impl ClusterMember {
                 host: broker.advertised_host.clone(),
                 port: u16::try_from(broker.advertised_port).unwrap_or_default(),
             }],
-            rack: None,
+            rack: config.rack.clone(),
             data_intact: config.replica_fsync,
             controllers: controllers.clone(),
             heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),

@@ -19,6 +19,9 @@ pub struct BrokerConfig {
     pub advertised_listener: Option<String>,
     pub data_dir: PathBuf,
     pub node_id: i32,
+    /// `broker.rack`: the failure domain this broker is in; a new partition's replicas are
+    /// spread over racks before brokers.
+    pub rack: Option<String>,
     /// `process.roles`: what this node runs, a broker, a controller, or both.
     pub roles: Vec<ProcessRole>,
     /// The address the controller listener binds: Raft between the controllers and the
@@ -168,6 +171,7 @@ impl Default for BrokerConfig {
             advertised_listener: None,
             data_dir: PathBuf::from("./runnel-data"),
             node_id: 0,
+            rack: None,
             roles: vec![ProcessRole::Broker],
             controller_listen: None,
             controller_quorum: None,
@@ -369,6 +373,13 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid(
                 "fetch-max-bytes must be between 1024 and 1073741823".into(),
             ));
+        }
+        if let Some(rack) = &self.rack {
+            if rack.is_empty() || rack.len() > 255 {
+                return Err(ConfigError::Invalid(
+                    "rack must be between 1 and 255 bytes".into(),
+                ));
+            }
         }
         check_routable(self.advertised())?;
         self.check_roles()?;

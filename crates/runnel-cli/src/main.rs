@@ -86,6 +86,10 @@ struct ServerArgs {
     /// controller.
     #[arg(long, env = "RUNNEL_NODE_ID")]
     node_id: Option<i32>,
+    /// The failure domain this broker is in (broker.rack): a new partition's replicas are
+    /// spread over racks first.
+    #[arg(long, env = "RUNNEL_RACK")]
+    rack: Option<String>,
     /// What this node runs, comma-separated: broker, controller (process.roles; default
     /// broker).
     #[arg(
@@ -338,6 +342,7 @@ impl ServerArgs {
             transactional_id_expiration_ms
         );
         take_optional!(
+            rack,
             sync_ledger,
             controller_listen,
             controller_quorum,

@@ -338,6 +338,7 @@ fn this_broker(broker: &Broker) -> MetadataResponseBroker {
     entry.node_id = BrokerId(broker.config.node_id);
     entry.host = StrBytes::from_string(broker.advertised_host.clone());
     entry.port = broker.advertised_port;
+    entry.rack = broker.config.rack.clone().map(StrBytes::from_string);
     entry
 }
 
@@ -369,7 +370,7 @@ pub(crate) fn describe_cluster(
                 broker.config.node_id,
                 broker.advertised_host.clone(),
                 broker.advertised_port,
-                None,
+                broker.config.rack.clone(),
             )],
             broker.config.node_id,
         ),
