@@ -40,44 +40,53 @@ impl Connection {
         &self.address
     }
 
-    /// Sends one request and reads its response, within `timeout`.
+    /// Sends one request and reads its response, within `timeout`. Cancellation-safe: the
+    /// stream is out of `self` while the exchange is under way and comes back only with its
+    /// answer read, so a call dropped halfway (its caller gave up) closes the connection
+    /// instead of leaving its answer to be read as the next call's.
     pub(crate) async fn call(
         &mut self,
         request: &Request,
         timeout: Duration,
     ) -> io::Result<Response> {
-        let result = tokio::time::timeout(timeout, self.exchange(request)).await;
-        let result = result.unwrap_or_else(|_| {
+        let stream = self.stream.take();
+        let exchanged = tokio::time::timeout(timeout, self.exchange(stream, request)).await;
+        let (stream, response) = exchanged.unwrap_or_else(|_| {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no answer from {} in {timeout:?}", self.address),
             ))
-        });
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
+        })?;
+        self.stream = Some(stream);
+        Ok(response)
     }
 
-    async fn exchange(&mut self, request: &Request) -> io::Result<Response> {
-        if self.stream.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            stream.set_nodelay(true)?;
-            self.stream = Some(stream);
-        }
-        let stream = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no connection"))?;
-        write_frame(stream, request).await?;
-        read_frame(stream).await?.ok_or_else(|| {
+    async fn exchange(
+        &self,
+        stream: Option<TcpStream>,
+        request: &Request,
+    ) -> io::Result<(TcpStream, Response)> {
+        let mut stream = match stream {
+            Some(stream) => stream,
+            None => {
+                let stream =
+                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                        })??;
+                stream.set_nodelay(true)?;
+                stream
+            }
+        };
+        write_frame(&mut stream, request).await?;
+        let response = read_frame(&mut stream).await?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the controller closed the connection",
             )
-        })
+        })?;
+        Ok((stream, response))
     }
 }
 
@@ -197,5 +206,67 @@ impl RaftNetwork<MetadataRaft> for PeerClient {
             }
             _ => self.unexpected(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ControllerRequest, ControllerResponse};
+
+    fn delete(name: &str) -> Request {
+        Request::Controller(ControllerRequest::DeleteTopic { name: name.into() })
+    }
+
+    /// A controller that answers each request with the topic name it carries, the first on
+    /// each connection only after a pause.
+    async fn echo_controller() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut first = true;
+                    while let Ok(Some(request)) = read_frame::<_, Request>(&mut stream).await {
+                        if std::mem::take(&mut first) {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let Request::Controller(ControllerRequest::DeleteTopic { name }) = request
+                        else {
+                            return;
+                        };
+                        let answer = Response::Controller(ControllerResponse::Refused {
+                            code: 0,
+                            message: name,
+                        });
+                        if write_frame(&mut stream, &answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_halfway_never_hands_its_answer_to_the_next_call() {
+        let mut connection = Connection::new(echo_controller().await);
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            connection.call(&delete("first"), Duration::from_secs(5)),
+        )
+        .await;
+        assert!(given_up.is_err(), "the first call was given up");
+        let answer = connection
+            .call(&delete("second"), Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        let Response::Controller(ControllerResponse::Refused { message, .. }) = answer else {
+            panic!("unexpected answer {answer:?}");
+        };
+        assert_eq!(message, "second", "the answer is the second call's own");
     }
 }
