@@ -61,6 +61,9 @@ pub(crate) struct ClusterMember {
     controller: tokio::sync::Mutex<ControllerClient>,
     /// The offset of the image this broker's partitions follow.
     applied: watch::Sender<u64>,
+    /// Whether the image this broker's partitions follow shows it unfenced: listed as a live
+    /// broker, leading what the controller gave it.
+    unfenced: watch::Sender<bool>,
     /// The replica fetcher of each partition this broker follows.
     fetchers: Mutex<HashMap<PartitionKey, Fetcher>>,
     /// The controller quorum voter this process also runs (`--roles broker,controller`).
@@ -88,6 +91,7 @@ impl ClusterMember {
             heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         });
         let (applied, _) = watch::channel(0);
+        let (unfenced, _) = watch::channel(false);
         ClusterMember {
             broker_id: config.node_id,
             image: lifecycle.image(),
@@ -95,6 +99,7 @@ impl ClusterMember {
             lifecycle: Mutex::new(Some(lifecycle)),
             controller: tokio::sync::Mutex::new(ControllerClient::new(&controllers)),
             applied,
+            unfenced,
             fetchers: Mutex::new(HashMap::new()),
             quorum: tokio::sync::Mutex::new(quorum),
             runtime: tokio::runtime::Handle::current(),
@@ -117,11 +122,14 @@ impl ClusterMember {
         self.status.borrow().epoch()
     }
 
-    /// Returns once this broker has applied an image that holds its own registration: it
-    /// knows every topic created before it registered, and every live broker.
+    /// Returns once this broker has applied an image that holds its own registration,
+    /// unfenced: it knows every topic created before it registered and every live broker,
+    /// and lists itself among them (as a KRaft broker waits for its first unfencing before it
+    /// serves clients: listed as fenced, it would be absent from its own Metadata answers,
+    /// which sends admin clients looking for a controller that is not there).
     pub(crate) async fn wait_caught_up(&self) {
-        let mut applied = self.applied.subscribe();
-        let _ = applied.wait_for(|at| *at > 0).await;
+        let mut unfenced = self.unfenced.subscribe();
+        let _ = unfenced.wait_for(|unfenced| *unfenced).await;
     }
 
     /// Sends a request to the active controller; a refusal becomes its Kafka error.
@@ -287,8 +295,13 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
                 Err(error) => tracing::error!(%error, "could not apply the metadata image"),
             }
             member.applied.send_replace(image.offset());
+            let unfenced = image
+                .broker(member.broker_id)
+                .is_some_and(|registered| !registered.registration.fenced);
+            member.unfenced.send_replace(unfenced);
         } else if current == BrokerStatus::Registering {
             // Registered no more (a stale epoch): lead and follow nothing until registered.
+            member.unfenced.send_replace(false);
             let resigner = Arc::clone(&broker);
             let _ = broker.io.run(move || resign_all(&resigner)).await;
             broker.groups.follow_leadership(&broker);
