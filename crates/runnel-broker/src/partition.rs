@@ -240,7 +240,15 @@ impl Partition {
                 high_watermark,
             },
         ));
-        if unflushed {
+        if unflushed && fsync_before_replicated {
+            // A replica counts only what it knows is durable, and nothing else would fsync a
+            // tail a crash left in the page cache until the next write: a quiet partition's
+            // acknowledged records would stay below the high watermark, invisible. A failed
+            // fsync has taken the partition offline, which is all there is to do.
+            if let Ok(synced) = partition.flush() {
+                partition.flushed_offset.fetch_max(synced, Ordering::AcqRel);
+            }
+        } else if unflushed {
             partition.schedule_flush();
         }
         partition.schedule_retention_check();
@@ -1013,19 +1021,54 @@ mod tests {
     use super::*;
     use runnel_record::BatchBuilder;
     use runnel_storage::sim::{ManualClock, SimFileSystem};
-    use runnel_storage::{FileHandles, LogConfig};
+    use runnel_storage::{FileHandles, FileSystem, LogConfig};
 
-    fn replicated_partition() -> Arc<Partition> {
-        let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
-        let log = PartitionLog::open(
-            fs,
+    fn open_log(fs: &Arc<SimFileSystem>) -> PartitionLog {
+        PartitionLog::open(
+            Arc::clone(fs) as Arc<dyn FileSystem>,
             FileHandles::new(8),
             Path::new("t-0"),
             LogConfig::default(),
             0,
         )
-        .expect("open");
-        Partition::online("t".into(), 0, log, &Arc::default(), Some(true))
+        .expect("open")
+    }
+
+    fn replicated_partition() -> Arc<Partition> {
+        let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
+        Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), Some(true))
+    }
+
+    fn sole_replica(leader_epoch: i32) -> Assignment {
+        Assignment {
+            leader_epoch,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        }
+    }
+
+    /// A crash leaves acknowledged records in the page cache, past the recovery point. Nothing
+    /// else would fsync them before the next write, so a replica does it as it opens: else a
+    /// quiet partition's high watermark would stay below records already acknowledged.
+    #[test]
+    fn a_replica_fsyncs_the_tail_a_crash_left_so_its_high_watermark_reaches_it() {
+        let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
+        let before = Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), Some(true));
+        before
+            .become_leader(1, sole_replica(1), 3, leader_config(), 0)
+            .unwrap();
+        let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
+        let end = before.append(&mut batch, 0).unwrap().info.last_offset + 1;
+        drop(before); // a crash: no close, nothing fsynced
+
+        let log = open_log(&fs);
+        assert!(log.recovery_point() < end, "the tail is not known durable");
+        let after = Partition::online("t".into(), 0, log, &Arc::default(), Some(true));
+        after
+            .become_leader(1, sole_replica(2), 4, leader_config(), 0)
+            .unwrap();
+        assert_eq!(after.high_watermark(), end);
     }
 
     fn leader_config() -> LeaderConfig {

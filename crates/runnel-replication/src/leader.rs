@@ -169,7 +169,7 @@ impl LeaderState {
             .filter(|&&id| id != local)
             .map(|&id| (id, Follower::new(isr.contains(&id), now_ms)))
             .collect();
-        LeaderState {
+        let mut state = LeaderState {
             local,
             local_broker_epoch: log.broker_epoch,
             leader_epoch: assignment.leader_epoch,
@@ -184,7 +184,12 @@ impl LeaderState {
             // A checkpoint may be ahead of a log that lost an unflushed tail.
             high_watermark: log.high_watermark.clamp(0, log.durable_end),
             config,
-        }
+        };
+        // As Kafka's makeLeader does: with no follower to hear from (a sole in-sync replica),
+        // what is durable here is committed now, not at the next write, which a quiet
+        // partition may never get. Followers not heard from in this epoch hold it back.
+        state.advance_high_watermark();
+        state
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -513,6 +518,35 @@ mod tests {
         assert_eq!(leader.high_watermark(), 10);
         assert_eq!(leader.ack(10), AckOutcome::Acknowledged);
         Ok(())
+    }
+
+    #[test]
+    fn a_sole_in_sync_replica_commits_what_it_holds_durably_as_it_takes_the_lead() {
+        let local = |durable_end| LocalLog {
+            log_end: 10,
+            durable_end,
+            high_watermark: 0,
+            broker_epoch: 10,
+        };
+        let alone = LeaderState::new(1, assignment(0, &[1], &[1]), local(8), config(1), 0);
+        assert_eq!(
+            alone.high_watermark(),
+            8,
+            "durable here is committed, not the rest"
+        );
+        let with_followers = leader_of_three(10, 1);
+        assert_eq!(
+            with_followers.high_watermark(),
+            0,
+            "followers not heard from"
+        );
+        let last_standing =
+            LeaderState::new(1, assignment(0, &[1, 2], &[1]), local(10), config(2), 0);
+        assert_eq!(
+            last_standing.high_watermark(),
+            0,
+            "below min.insync.replicas it stays put (KIP-966)"
+        );
     }
 
     #[test]
