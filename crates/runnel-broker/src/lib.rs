@@ -167,7 +167,23 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
     let cluster = if controllers.is_empty() {
         None
     } else {
-        let member = Arc::new(cluster::ClusterMember::start(&broker, controllers, quorum));
+        let opened = Arc::clone(&broker);
+        let incarnation = broker
+            .io
+            .run(move || cluster::Incarnation::next(&opened))
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|next| next.map_err(|error| error.to_string()))
+            .map_err(|reason| StartupError::DataDir {
+                dir: broker.config().data_dir.display().to_string(),
+                reason: format!("cannot write this broker's incarnation: {reason}"),
+            })?;
+        let member = Arc::new(cluster::ClusterMember::start(
+            &broker,
+            controllers,
+            quorum,
+            incarnation,
+        ));
         let _ = broker.cluster.set(Arc::clone(&member));
         Some((
             member,

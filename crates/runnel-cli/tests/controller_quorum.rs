@@ -79,6 +79,7 @@ async fn register_and_unfence(client: &mut ControllerClient, id: i32) {
     let registration = Registration {
         id,
         incarnation_id: Uuid::new_v4(),
+        previous_incarnation_id: None,
         listeners: vec![],
         rack: None,
         data_intact: true,

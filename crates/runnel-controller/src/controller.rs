@@ -119,6 +119,12 @@ pub fn check_topic_collision<'a>(
 pub struct Registration {
     pub id: BrokerId,
     pub incarnation_id: Uuid,
+    /// The incarnation this process's data directory last registered as, if any: a
+    /// registration naming the one registered now replaces it at once, as it comes from the
+    /// same broker restarted (its previous life is over), not from a second process with the
+    /// same id. Without it a restarted broker waits out its previous life's session.
+    #[serde(default)]
+    pub previous_incarnation_id: Option<Uuid>,
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
     /// The broker's logs hold everything it ever reported to a leader: it shut down cleanly,
@@ -310,7 +316,9 @@ impl Controller<'_> {
             if existing.registration.incarnation_id == request.incarnation_id {
                 return Ok(Vec::new());
             }
-            if session_alive && !existing.registration.fenced {
+            let restarted =
+                request.previous_incarnation_id == Some(existing.registration.incarnation_id);
+            if session_alive && !existing.registration.fenced && !restarted {
                 return refuse(
                     ResponseError::DuplicateBrokerRegistration,
                     format!(

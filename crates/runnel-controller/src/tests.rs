@@ -88,6 +88,7 @@ impl Cluster {
         let registration = Registration {
             id,
             incarnation_id: Uuid::from_u128(self.offset as u128 * 100 + id as u128),
+            previous_incarnation_id: None,
             listeners: vec![Listener {
                 name: "PLAINTEXT".into(),
                 host: "127.0.0.1".into(),
@@ -217,6 +218,7 @@ fn a_second_process_cannot_take_a_live_brokers_id() -> TestResult {
     let impostor = Registration {
         id: 1,
         incarnation_id: Uuid::from_u128(424242),
+        previous_incarnation_id: None,
         listeners: vec![],
         rack: None,
         data_intact: true,
@@ -231,6 +233,39 @@ fn a_second_process_cannot_take_a_live_brokers_id() -> TestResult {
     cluster.commit(records)?;
     assert!(cluster.epoch(1) > before);
     assert!(!cluster.image.is_usable(1));
+    Ok(())
+}
+
+#[test]
+fn a_restarted_broker_naming_its_previous_incarnation_replaces_it_at_once() -> TestResult {
+    let mut cluster = Cluster::new();
+    cluster.start(1)?;
+    let registered = cluster
+        .image
+        .broker(1)
+        .map(|broker| broker.registration.incarnation_id);
+    let restarted = Registration {
+        id: 1,
+        incarnation_id: Uuid::from_u128(424242),
+        previous_incarnation_id: registered,
+        listeners: vec![],
+        rack: None,
+        data_intact: true,
+    };
+    // Its previous life's session is still running: only naming that life lets it in.
+    let impostor = Registration {
+        previous_incarnation_id: Some(Uuid::from_u128(999_999)),
+        ..restarted.clone()
+    };
+    assert_eq!(
+        code(cluster.controller().register_broker(&impostor, true)),
+        Some(ResponseError::DuplicateBrokerRegistration)
+    );
+    let before = cluster.epoch(1);
+    let records = cluster.controller().register_broker(&restarted, true)?;
+    cluster.commit(records)?;
+    assert!(cluster.epoch(1) > before, "a new broker epoch");
+    assert!(!cluster.image.is_usable(1), "fenced until it catches up");
     Ok(())
 }
 

@@ -30,6 +30,10 @@ pub struct LifecycleConfig {
     pub broker_id: BrokerId,
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
+    /// This process's incarnation, and the one its data directory last registered as (see
+    /// [`Registration::previous_incarnation_id`]).
+    pub incarnation_id: Uuid,
+    pub previous_incarnation_id: Option<Uuid>,
     /// See [`Registration::data_intact`].
     pub data_intact: bool,
     /// Controllers to reach (any of them).
@@ -155,13 +159,12 @@ async fn heartbeat_loop(
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let mut client = ControllerClient::new(&config.controllers);
-    let incarnation_id = Uuid::new_v4();
     let mut shutting_down = false;
     loop {
         let current = *status.borrow();
         let next = match current.epoch() {
             None if shutting_down => BrokerStatus::Stopped,
-            None => register(&mut client, &config, incarnation_id).await,
+            None => register(&mut client, &config).await,
             Some(epoch) => {
                 let heartbeat = Heartbeat {
                     id: config.broker_id,
@@ -196,14 +199,11 @@ async fn heartbeat_loop(
     }
 }
 
-async fn register(
-    client: &mut ControllerClient,
-    config: &LifecycleConfig,
-    incarnation_id: Uuid,
-) -> BrokerStatus {
+async fn register(client: &mut ControllerClient, config: &LifecycleConfig) -> BrokerStatus {
     let registration = Registration {
         id: config.broker_id,
-        incarnation_id,
+        incarnation_id: config.incarnation_id,
+        previous_incarnation_id: config.previous_incarnation_id,
         listeners: config.listeners.clone(),
         rack: config.rack.clone(),
         data_intact: config.data_intact,

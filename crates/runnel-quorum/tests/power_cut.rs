@@ -82,6 +82,7 @@ async fn run_seed(seed: u64) -> TestResult {
     let registration = runnel_controller::Registration {
         id: 1,
         incarnation_id: uuid::Uuid::from_u128(u128::from(seed) + 1),
+        previous_incarnation_id: None,
         listeners: vec![],
         rack: None,
         data_intact: true,

@@ -97,6 +97,7 @@ fn registration(id: i32) -> Registration {
     Registration {
         id,
         incarnation_id: Uuid::new_v4(),
+        previous_incarnation_id: None,
         listeners: vec![Listener {
             name: "PLAINTEXT".into(),
             host: "127.0.0.1".into(),
@@ -302,6 +303,8 @@ fn lifecycle(voters: &Voters, broker_id: i32) -> BrokerLifecycle {
         broker_id,
         listeners: registration(broker_id).listeners,
         rack: None,
+        incarnation_id: Uuid::new_v4(),
+        previous_incarnation_id: None,
         data_intact: true,
         controllers: voters.addresses.values().cloned().collect(),
         heartbeat_interval: Duration::from_millis(200),

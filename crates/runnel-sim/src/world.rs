@@ -127,6 +127,10 @@ struct Broker {
     checkpointed_high_watermark: i64,
     /// Lost unflushed writes to a power cut since it last registered (page-cache mode).
     lost_unflushed: bool,
+    /// The incarnation it last registered as, which it names when it registers again (as a
+    /// real broker keeps it in its data directory), so that a restart replaces its previous
+    /// life at once.
+    last_incarnation: Option<Uuid>,
     image: MetadataImage,
     role: Role,
 }
@@ -193,6 +197,7 @@ impl World {
                     high_watermark: 0,
                     checkpointed_high_watermark: 0,
                     lost_unflushed: false,
+                    last_incarnation: None,
                     image: MetadataImage::default(),
                     role: Role::None,
                 },
@@ -253,6 +258,10 @@ impl World {
         let registration = Registration {
             id,
             incarnation_id: Uuid::from_u128(u128::from(self.rng.next_u64())),
+            previous_incarnation_id: self
+                .brokers
+                .get(&id)
+                .and_then(|broker| broker.last_incarnation),
             listeners: vec![Listener {
                 name: "SIM".into(),
                 host: "sim".into(),
@@ -273,6 +282,7 @@ impl World {
                 if let Some(broker) = self.brokers.get_mut(&id) {
                     broker.broker_epoch = epoch;
                     broker.lost_unflushed = false;
+                    broker.last_incarnation = Some(registration.incarnation_id);
                 }
             }
             Err(error) => self.note(format!("broker {id} registration refused: {error}")),

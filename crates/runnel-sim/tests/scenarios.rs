@@ -88,9 +88,13 @@ fn kip_101_divergent_logs_converge_on_the_new_leaders() -> Result {
     world.rounds(3)?;
     let lost = world.produce_to(a).expect("taken");
     world.crash(a, false);
-    // B goes down a second later, so the controller last saw it in sync: it stays eligible.
+    // B goes down a second later and comes back once A is fenced (A's session, 3 s, ends
+    // 2 s after B's crash) but before B's own session ends: the controller last saw B in
+    // sync, so it stays eligible. (Back any sooner, its registration would replace its
+    // previous life at once and take it out of the ISR while A still looked alive.)
     world.rounds(10)?;
     world.crash(b, false);
+    world.rounds(25)?;
     world.restart(b);
     world.rounds(2 * SESSION_ROUNDS)?;
     assert_eq!(leader(&world), b, "B was in sync: it leads again");
