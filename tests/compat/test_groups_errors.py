@@ -62,9 +62,31 @@ def broker(tmp_path_factory):
     instance = Broker(tmp_path_factory.mktemp("runnel-groups-errors"), GROUP_BROKER_ARGS)
     try:
         instance.start()
+        wait_for_group_coordinators(instance)
         yield instance
     finally:
         instance.kill9()
+
+
+def wait_for_group_coordinators(broker) -> None:
+    """Real clients look for a group's coordinator and retry while it is not available: in a
+    cluster the first FindCoordinator has the controller create `__consumer_offsets`, whose
+    partitions are then loaded (COORDINATOR_NOT_AVAILABLE, then
+    COORDINATOR_LOAD_IN_PROGRESS). These hand-made requests go straight to the broker, so
+    the module waits for that once, with a probe group."""
+    conn = Connection(broker)
+    try:
+
+        def ready() -> bool:
+            found = conn.send(FindCoordinatorRequest[1](key="probe", key_type=0))
+            if found.error_code != NONE:
+                return False
+            fetched = conn.send(OffsetFetchRequest[2](group_id="probe", topics=[]))
+            return fetched.error_code == NONE
+
+        wait_until(ready, 60, "the group coordinators are loaded", interval_s=0.2)
+    finally:
+        conn.close()
 
 
 def served(broker, api_key: int, request_class) -> list[int]:
