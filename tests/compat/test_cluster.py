@@ -26,10 +26,17 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import ConfigResource, NewTopic
 
-from conftest import Cluster, Netns, runnel_bin, unique_topic
+from conftest import CLUSTER_TIMINGS, Broker, Cluster, Netns, runnel_bin, unique_topic
 from support import (
     LIBRDKAFKA_LOGGER,
     admin_client,
@@ -389,6 +396,51 @@ def test_replicas_are_spread_over_racks(tmp_path) -> None:
         assert {partition.leader for partition in partitions.values()} == {1, 2, 3}
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.timeout(180)
+def test_a_single_node_joins_a_cluster_with_its_topics(cluster: Cluster, tmp_path) -> None:
+    """A broker that ran alone, restarted with the cluster's quorum (`--roles broker
+    --controller-quorum ...`), hands the controller what it held: its topics keep their ids,
+    configs, records and committed offsets, and every broker of the cluster serves them."""
+    single = Broker(tmp_path / "single", node_id=4)
+    single.start()
+    topic = unique_topic("adopted")
+    admin = admin_client(single.bootstrap)
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=2, replication_factor=1, config={"retention.ms": "86400000"})],
+        request_timeout=30,
+    )[topic].result(timeout=30)
+    wait_for_topic(admin, topic, 2)
+    topic_id = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=30).topic_id
+    sent = Producer({"bootstrap.servers": single.bootstrap, "enable.idempotence": True}, logger=LIBRDKAFKA_LOGGER)
+    for index in range(100):
+        sent.produce(topic, value=f"alone-{index}".encode(), partition=index % 2)
+    assert sent.flush(30) == 0
+    group = unique_topic("adopted-group")
+    committer = consumer(single.bootstrap, **{"group.id": group})
+    committer.commit(offsets=[TopicPartition(topic, 0, 40), TopicPartition(topic, 1, 7)], asynchronous=False)
+    committer.close()
+    assert single.terminate() == 0
+
+    joined = Broker(
+        tmp_path / "single", ("--roles", "broker", "--controller-quorum", cluster.quorum, *CLUSTER_TIMINGS), node_id=4
+    )
+    cluster.nodes.append(joined)
+    joined.start()
+    admin = admin_client(cluster.bootstrap)
+    described = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=30)
+    assert str(described.topic_id) == str(topic_id), "the topic keeps its id"
+    assert [p.replicas[0].id for p in described.partitions] == [4, 4]
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert configs["retention.ms"].value == "86400000"
+    values = sorted(record.value for record in consume_to_end(cluster.nodes[0].bootstrap, topic, [0, 1]))
+    assert values == sorted(f"alone-{index}".encode() for index in range(100))
+    reader = consumer(cluster.bootstrap, **{"group.id": group})
+    committed = reader.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+    reader.close()
+    assert [(c.partition, c.offset) for c in committed] == [(0, 40), (1, 7)]
 
 
 @pytest.mark.timeout(240)

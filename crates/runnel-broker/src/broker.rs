@@ -497,16 +497,38 @@ fn load_or_create_identity(
                     "meta.properties belongs to node {stored_node:?}, not node {node_id}"
                 )));
             }
-            value("cluster.id").ok_or_else(|| fail("meta.properties has no cluster.id".into()))
+            let stored = value("cluster.id")
+                .ok_or_else(|| fail("meta.properties has no cluster.id".into()))?;
+            // A single node joining a quorum takes the cluster's id with its topics.
+            let joining = controller_quorum.is_some()
+                && !fs
+                    .exists(&data_dir.join(crate::cluster::ADOPTED_FILE))
+                    .map_err(|error| fail(error.to_string()))?;
+            if joining && stored != new_cluster_id(controller_quorum) {
+                return write_identity(fs, data_dir, node_id, controller_quorum);
+            }
+            Ok(stored)
         }
-        None => {
-            let cluster_id = new_cluster_id(controller_quorum);
-            let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-            write_atomically(fs, data_dir, "meta.properties", text.as_bytes())
-                .map_err(|error| fail(format!("cannot write meta.properties: {error}")))?;
-            Ok(cluster_id)
-        }
+        None => write_identity(fs, data_dir, node_id, controller_quorum),
     }
+}
+
+/// Writes `meta.properties` for this node; returns its cluster id.
+fn write_identity(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    node_id: i32,
+    controller_quorum: Option<&str>,
+) -> Result<String, StartupError> {
+    let cluster_id = new_cluster_id(controller_quorum);
+    let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+    write_atomically(fs, data_dir, "meta.properties", text.as_bytes()).map_err(|error| {
+        StartupError::DataDir {
+            dir: data_dir.display().to_string(),
+            reason: format!("cannot write meta.properties: {error}"),
+        }
+    })?;
+    Ok(cluster_id)
 }
 
 /// A 22-character URL-safe base64 UUID, the form Kafka's cluster ids take: random for a

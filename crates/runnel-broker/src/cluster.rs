@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use runnel_controller::records::{ConfigResource, Listener};
-use runnel_controller::{AlterPartition, MetadataImage, PartitionState, TopicImage};
+use runnel_controller::{AdoptedTopic, AlterPartition, MetadataImage, PartitionState, TopicImage};
 use runnel_quorum::{
     BrokerLifecycle, BrokerStatus, ControllerClient, ControllerRequest, ControllerResponse,
     LifecycleConfig, Quorum,
@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::partition::{Partition, Role};
+use crate::producer_ids;
 use crate::replica_fetcher;
 
 /// How long an admin request forwarded to the controller may take.
@@ -140,6 +141,19 @@ impl ClusterMember {
         let _ = unfenced.wait_for(|unfenced| *unfenced).await;
     }
 
+    /// Waits until the controller has unfenced this process's registration; its epoch.
+    async fn wait_unfenced(&self) -> i64 {
+        let mut status = self.status.clone();
+        loop {
+            if let BrokerStatus::Active { epoch } = *status.borrow_and_update() {
+                return epoch;
+            }
+            if status.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Sends a request to the active controller; a refusal becomes its Kafka error.
     pub(crate) async fn call(
         &self,
@@ -230,6 +244,105 @@ impl ClusterMember {
             quorum.shutdown().await;
         }
     }
+}
+
+/// The file whose presence says that this data directory's topics are the cluster's: the
+/// topics it held as a single node were adopted by the controller, or it had none.
+pub(crate) const ADOPTED_FILE: &str = "quorum.adopted";
+/// How long adoption waits between attempts while the controller cannot take it yet.
+const ADOPT_RETRY: Duration = Duration::from_millis(200);
+
+/// A single node that joins a quorum (restarted with `--controller-quorum`) hands the
+/// controller what it held on its own, before it applies any image (applying removes every
+/// topic the cluster does not know): its topics with their ids and configs, each partition
+/// on this broker alone (`runnel cluster reassign` adds replicas), and the producer ids it
+/// handed out. Waits for the quorum and for this broker to be unfenced. Done once per data
+/// directory; a topic the cluster holds under another id is refused, as adopting either
+/// would hand one topic's data to the other.
+pub(crate) async fn adopt_local_topics(
+    broker: &Arc<Broker>,
+    member: &ClusterMember,
+) -> Result<(), String> {
+    let reader = Arc::clone(broker);
+    let local = broker
+        .io
+        .run(
+            move || -> Result<Option<(Vec<AdoptedTopic>, i64)>, String> {
+                let dir = &reader.config.data_dir;
+                if reader
+                    .fs
+                    .exists(&dir.join(ADOPTED_FILE))
+                    .map_err(|error| error.to_string())?
+                {
+                    return Ok(None);
+                }
+                let topics = reader
+                    .topics
+                    .list()
+                    .iter()
+                    .map(|topic| AdoptedTopic {
+                        name: topic.name.to_string(),
+                        id: topic.id,
+                        partitions: topic.partition_count(),
+                        configs: topic.overrides().into_iter().collect(),
+                    })
+                    .collect();
+                Ok(Some((topics, producer_ids::durable_end(&*reader.fs, dir)?)))
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())??;
+    let Some((topics, next_producer_id)) = local else {
+        return Ok(());
+    };
+    if !topics.is_empty() || next_producer_id > 0 {
+        let offset = loop {
+            let broker_epoch = member.wait_unfenced().await;
+            let request = ControllerRequest::AdoptTopics {
+                broker_id: member.broker_id,
+                broker_epoch,
+                topics: topics.clone(),
+                next_producer_id,
+            };
+            match member.call(request).await {
+                Ok(ControllerResponse::Committed { offset }) => break offset,
+                Ok(other) => {
+                    return Err(format!("unexpected answer from the controller: {other:?}"))
+                }
+                Err(error) if error.code == ResponseError::TopicAlreadyExists => {
+                    return Err(format!(
+                        "cannot join the cluster with this data directory's topics: {}",
+                        error.message.unwrap_or_default()
+                    ))
+                }
+                Err(error) => {
+                    tracing::info!(error = ?error.message, "the controller cannot adopt this broker's topics yet; retrying");
+                    tokio::time::sleep(ADOPT_RETRY).await;
+                }
+            }
+        };
+        let mut image = member.image.clone();
+        let _ = image.wait_for(|image| image.offset() >= offset).await;
+        tracing::info!(
+            topics = topics.len(),
+            next_producer_id,
+            "the cluster adopted what this broker held as a single node"
+        );
+    }
+    let writer = Arc::clone(broker);
+    broker
+        .io
+        .run(move || {
+            write_atomically(
+                &*writer.fs,
+                &writer.config.data_dir,
+                ADOPTED_FILE,
+                b"the topics of this data directory are the cluster's\n",
+            )
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| format!("cannot write {ADOPTED_FILE}: {error}"))
 }
 
 /// The file in the data directory naming the incarnation this broker last registered as.

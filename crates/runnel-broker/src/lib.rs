@@ -185,26 +185,40 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             incarnation,
         ));
         let _ = broker.cluster.set(Arc::clone(&member));
-        Some((
-            member,
+        Some(member)
+    };
+    tokio::pin!(stop);
+    let mut cluster_tasks = Vec::new();
+    let joined = async {
+        let Some(member) = &cluster else {
+            return Ok::<(), RunError>(());
+        };
+        // Before any image is applied: applying removes every topic the cluster does not know.
+        cluster::adopt_local_topics(&broker, member)
+            .await
+            .map_err(|reason| StartupError::DataDir {
+                dir: broker.config().data_dir.display().to_string(),
+                reason,
+            })?;
+        cluster_tasks.extend([
             tokio::spawn(cluster::apply_images(broker.clone())),
             tokio::spawn(cluster::propose_isr_changes(broker.clone())),
             tokio::spawn(cluster::refill_producer_ids(broker.clone())),
             tokio::spawn(cluster::checkpoint_high_watermarks(broker.clone())),
-        ))
-    };
-    tokio::pin!(stop);
-    // As a KRaft broker does, a cluster member lets clients in only once it has caught up
-    // with the metadata: before, it would answer Metadata with no brokers and produces with
-    // UNKNOWN_TOPIC_OR_PARTITION, which sends librdkafka into re-bootstrapping with requests
-    // it still counts in flight, after which it never produces again.
-    let caught_up = async {
-        if let Some((member, ..)) = &cluster {
-            member.wait_caught_up().await;
-        }
+        ]);
+        // As a KRaft broker does, a cluster member lets clients in only once it has caught
+        // up with the metadata: before, it would answer Metadata with no brokers and
+        // produces with UNKNOWN_TOPIC_OR_PARTITION, which sends librdkafka into
+        // re-bootstrapping with requests it still counts in flight, after which it never
+        // produces again.
+        member.wait_caught_up().await;
+        Ok(())
     };
     let stopped_early = tokio::select! {
-        () = caught_up => false,
+        joined = joined => {
+            joined?;
+            false
+        }
         () = &mut stop => true,
     };
     let flusher = tokio::spawn(background::flush_due_partitions(broker.clone()));
@@ -235,14 +249,10 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
         Some(server)
     };
     tracing::info!("shutting down");
-    let cluster_tasks = match cluster {
-        Some((member, applier, isr_changes, producer_ids, high_watermarks)) => {
-            // Controlled shutdown: the leaderships move away while this broker still serves.
-            member.shut_down().await;
-            vec![applier, isr_changes, producer_ids, high_watermarks]
-        }
-        None => Vec::new(),
-    };
+    if let Some(member) = cluster {
+        // Controlled shutdown: the leaderships move away while this broker still serves.
+        member.shut_down().await;
+    }
     broker.begin_shutdown();
     futures::future::join_all(cluster_tasks).await;
     if let Some(server) = server {

@@ -62,23 +62,7 @@ struct Block {
 impl ProducerIds {
     /// Resumes after the last block made durable (from 0 in a new data directory).
     pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self, String> {
-        let path = dir.join(FILE);
-        let end = match read_optional(&*fs, &path).map_err(|error| error.to_string())? {
-            None => 0,
-            Some(bytes) => String::from_utf8_lossy(&bytes)
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|end| *end >= 0)
-                .ok_or_else(|| {
-                    // Guessing could hand out ids already in use: an operator must look.
-                    format!(
-                        "{} does not hold a producer id; restore it, or write an id above \
-                         every producer id in use",
-                        path.display()
-                    )
-                })?,
-        };
+        let end = durable_end(&*fs, dir)?;
         Ok(ProducerIds {
             fs,
             dir: dir.to_path_buf(),
@@ -132,6 +116,28 @@ impl ProducerIds {
         let id = block.next;
         block.next += 1;
         Ok(id)
+    }
+}
+
+/// The first producer id a one-node broker in `dir` never handed out: the end of its last
+/// durable block, 0 if it never made one.
+pub(crate) fn durable_end(fs: &dyn FileSystem, dir: &Path) -> Result<i64, String> {
+    let path = dir.join(FILE);
+    match read_optional(fs, &path).map_err(|error| error.to_string())? {
+        None => Ok(0),
+        Some(bytes) => String::from_utf8_lossy(&bytes)
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|end| *end >= 0)
+            .ok_or_else(|| {
+                // Guessing could hand out ids already in use: an operator must look.
+                format!(
+                    "{} does not hold a producer id; restore it, or write an id above every \
+                     producer id in use",
+                    path.display()
+                )
+            }),
     }
 }
 

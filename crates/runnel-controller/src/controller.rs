@@ -180,6 +180,16 @@ pub struct NewTopic {
     pub configs: Vec<(String, String)>,
 }
 
+/// A topic a broker held on its own before it joined a quorum, adopted with its id, so that
+/// its partition directories (stamped with that id) stay its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptedTopic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub configs: Vec<(String, String)>,
+}
+
 /// The controller's decisions over one image.
 #[derive(Debug, Clone, Copy)]
 pub struct Controller<'a> {
@@ -934,6 +944,63 @@ impl Controller<'_> {
             next_producer_id: next,
         };
         Ok((record, first, count))
+    }
+
+    /// Adopts what a broker held on its own (a single node before it joined a quorum): its
+    /// topics, with their ids, each partition on that broker alone, and its producer ids, so
+    /// that the cluster never hands out one its logs already know. Topics the cluster already
+    /// has under the same id were adopted before (a retry); a topic the cluster has under
+    /// another id is refused: adopting either would hand one topic's data to the other.
+    pub fn adopt_topics(
+        &self,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        topics: &[AdoptedTopic],
+        next_producer_id: i64,
+    ) -> Decided<Vec<MetadataRecord>> {
+        if self
+            .image
+            .broker(broker_id)
+            .is_none_or(|broker| broker.registration.epoch != broker_epoch)
+        {
+            return refuse(
+                ResponseError::StaleBrokerEpoch,
+                format!("Broker {broker_id} is not registered with epoch {broker_epoch}."),
+            );
+        }
+        let mut records = Vec::new();
+        for topic in topics {
+            match (self.image.topic(topic.id), self.image.topic_by_name(&topic.name)) {
+                (Some(known), _) if known.name == topic.name => continue,
+                (_, Some(known)) => {
+                    return refuse(
+                        ResponseError::TopicAlreadyExists,
+                        format!(
+                            "Topic '{}' exists in the cluster with id {}, but broker {broker_id} holds it with id {}.",
+                            topic.name, known.id, topic.id
+                        ),
+                    )
+                }
+                _ => {}
+            }
+            let new_topic = NewTopic {
+                name: topic.name.clone(),
+                partitions: -1,
+                replication_factor: -1,
+                assignments: (0..topic.partitions).map(|_| vec![broker_id]).collect(),
+                configs: topic.configs.clone(),
+            };
+            // Refused while the broker is fenced: it adopts once unfenced, and leads at once.
+            records.extend(self.create_topic(&new_topic, topic.id, 0)?);
+        }
+        if next_producer_id > self.image.next_producer_id() {
+            records.push(MetadataRecord::ProducerIds {
+                broker_id,
+                broker_epoch,
+                next_producer_id,
+            });
+        }
+        Ok(records)
     }
 
     /// Moves leadership of a partition back to its preferred (first) replica

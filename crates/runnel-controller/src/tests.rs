@@ -270,6 +270,65 @@ fn a_restarted_broker_naming_its_previous_incarnation_replaces_it_at_once() -> T
 }
 
 #[test]
+fn a_single_nodes_topics_are_adopted_with_their_ids_once_it_is_unfenced() -> TestResult {
+    let mut cluster = Cluster::new();
+    cluster.start(2)?;
+    cluster.create("theirs", 1, 1)?;
+    cluster.register(1, None, true)?;
+    let orders = AdoptedTopic {
+        name: "orders".into(),
+        id: Uuid::from_u128(77),
+        partitions: 3,
+        configs: vec![("cleanup.policy".into(), "compact".into())],
+    };
+    let adopt = |cluster: &Cluster, topics: &[AdoptedTopic]| {
+        cluster
+            .controller()
+            .adopt_topics(1, cluster.epoch(1), topics, 5_000)
+    };
+    assert_eq!(
+        code(adopt(&cluster, std::slice::from_ref(&orders))),
+        Some(ResponseError::InvalidReplicaAssignment),
+        "not while it is fenced: it could lead none of them"
+    );
+    let answer = cluster.heartbeat(1, false, false)?;
+    assert!(!answer.fenced);
+    let records = adopt(&cluster, std::slice::from_ref(&orders))?;
+    cluster.commit(records)?;
+    let adopted = cluster.image.topic_by_name("orders").expect("adopted");
+    assert_eq!(adopted.id, orders.id, "the topic keeps its id");
+    assert_eq!(cluster.state(orders.id, 2).replicas, vec![1]);
+    assert_eq!(cluster.image.next_producer_id(), 5_000);
+    assert_eq!(
+        cluster
+            .image
+            .configs(&ConfigResource::Topic("orders".into()))
+            .and_then(|configs| configs.get("cleanup.policy"))
+            .map(String::as_str),
+        Some("compact")
+    );
+    // A retry after a crash adopts nothing twice.
+    assert_eq!(adopt(&cluster, std::slice::from_ref(&orders))?, Vec::new());
+    assert_eq!(
+        cluster.state(orders.id, 0).leader,
+        1,
+        "it leads what it brought"
+    );
+    // The same name under another id would hand one topic's data to the other: refused.
+    let clash = AdoptedTopic {
+        name: "theirs".into(),
+        id: Uuid::from_u128(78),
+        partitions: 1,
+        configs: vec![],
+    };
+    assert_eq!(
+        code(adopt(&cluster, &[clash])),
+        Some(ResponseError::TopicAlreadyExists)
+    );
+    Ok(())
+}
+
+#[test]
 fn topics_are_placed_on_unfenced_brokers_with_the_default_replication_factor() -> TestResult {
     let mut cluster = Cluster::new();
     for id in 1..=3 {

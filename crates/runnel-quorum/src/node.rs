@@ -532,6 +532,16 @@ impl Service {
                 },
                 Err(error) => refused(error),
             },
+            ControllerRequest::AdoptTopics {
+                broker_id,
+                broker_epoch,
+                topics,
+                next_producer_id,
+            } => {
+                let decided =
+                    controller.adopt_topics(broker_id, broker_epoch, &topics, next_producer_id);
+                self.decided(decided, false, &image, term).await
+            }
             ControllerRequest::ElectPreferred { topic, partition } => {
                 let decided = controller
                     .elect_preferred(&topic, partition)

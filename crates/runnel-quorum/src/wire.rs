@@ -16,8 +16,8 @@ use openraft::raft::{
 };
 use runnel_controller::records::ConfigResource;
 use runnel_controller::{
-    AlterPartition, BrokerId, Heartbeat, HeartbeatAnswer, MetadataImage, NewTopic, PartitionState,
-    RegisteredBroker, Registration,
+    AdoptedTopic, AlterPartition, BrokerId, Heartbeat, HeartbeatAnswer, MetadataImage, NewTopic,
+    PartitionState, RegisteredBroker, Registration,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,14 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker_id: BrokerId,
         broker_epoch: i64,
+    },
+    /// What a broker held on its own before it joined this quorum: its topics, with their
+    /// ids, and the first producer id it never handed out.
+    AdoptTopics {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        topics: Vec<AdoptedTopic>,
+        next_producer_id: i64,
     },
     ElectPreferred {
         topic: String,
