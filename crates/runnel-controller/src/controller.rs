@@ -914,12 +914,8 @@ impl Controller<'_> {
             .collect())
     }
 
-    /// Hands a broker the next block of producer ids: `(record, first id, count)`.
-    pub fn allocate_producer_ids(
-        &self,
-        broker_id: BrokerId,
-        broker_epoch: i64,
-    ) -> Decided<(MetadataRecord, i64, i64)> {
+    /// Refuses a request from a broker's earlier life (or one never registered).
+    fn check_broker_epoch(&self, broker_id: BrokerId, broker_epoch: i64) -> Decided<()> {
         if self
             .image
             .broker(broker_id)
@@ -930,6 +926,16 @@ impl Controller<'_> {
                 format!("Broker {broker_id} is not registered with epoch {broker_epoch}."),
             );
         }
+        Ok(())
+    }
+
+    /// Hands a broker the next block of producer ids: `(record, first id, count)`.
+    pub fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    ) -> Decided<(MetadataRecord, i64, i64)> {
+        self.check_broker_epoch(broker_id, broker_epoch)?;
         let first = self.image.next_producer_id();
         let count = self.config.producer_id_block_size;
         let Some(next) = first.checked_add(count) else {
@@ -958,16 +964,7 @@ impl Controller<'_> {
         topics: &[AdoptedTopic],
         next_producer_id: i64,
     ) -> Decided<Vec<MetadataRecord>> {
-        if self
-            .image
-            .broker(broker_id)
-            .is_none_or(|broker| broker.registration.epoch != broker_epoch)
-        {
-            return refuse(
-                ResponseError::StaleBrokerEpoch,
-                format!("Broker {broker_id} is not registered with epoch {broker_epoch}."),
-            );
-        }
+        self.check_broker_epoch(broker_id, broker_epoch)?;
         let mut records = Vec::new();
         for topic in topics {
             match (self.image.topic(topic.id), self.image.topic_by_name(&topic.name)) {
