@@ -65,7 +65,7 @@ pub(crate) struct ClusterMember {
     applied: watch::Sender<u64>,
     /// Whether the image this broker's partitions follow shows it unfenced: listed as a live
     /// broker, leading what the controller gave it.
-    unfenced: watch::Sender<bool>,
+    applied_unfenced: watch::Sender<bool>,
     /// The replica fetcher of each partition this broker follows.
     fetchers: Mutex<HashMap<PartitionKey, Fetcher>>,
     /// The controller quorum voter this process also runs (`--roles broker,controller`).
@@ -100,7 +100,7 @@ impl ClusterMember {
             heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         });
         let (applied, _) = watch::channel(0);
-        let (unfenced, _) = watch::channel(false);
+        let (applied_unfenced, _) = watch::channel(false);
         ClusterMember {
             broker_id: config.node_id,
             image: lifecycle.image(),
@@ -108,7 +108,7 @@ impl ClusterMember {
             lifecycle: Mutex::new(Some(lifecycle)),
             controller: tokio::sync::Mutex::new(ControllerClient::new(&controllers)),
             applied,
-            unfenced,
+            applied_unfenced,
             fetchers: Mutex::new(HashMap::new()),
             quorum: tokio::sync::Mutex::new(quorum),
             runtime: tokio::runtime::Handle::current(),
@@ -137,7 +137,7 @@ impl ClusterMember {
     /// serves clients: listed as fenced, it would be absent from its own Metadata answers,
     /// which sends admin clients looking for a controller that is not there).
     pub(crate) async fn wait_caught_up(&self) {
-        let mut unfenced = self.unfenced.subscribe();
+        let mut unfenced = self.applied_unfenced.subscribe();
         let _ = unfenced.wait_for(|unfenced| *unfenced).await;
     }
 
@@ -449,10 +449,10 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             let unfenced = image
                 .broker(member.broker_id)
                 .is_some_and(|registered| !registered.registration.fenced);
-            member.unfenced.send_replace(unfenced);
+            member.applied_unfenced.send_replace(unfenced);
         } else if current == BrokerStatus::Registering {
             // Registered no more (a stale epoch): lead and follow nothing until registered.
-            member.unfenced.send_replace(false);
+            member.applied_unfenced.send_replace(false);
             let resigner = Arc::clone(&broker);
             let _ = broker.io.run(move || resign_all(&resigner)).await;
             broker.groups.follow_leadership(&broker);
