@@ -50,8 +50,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId,
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TransactionalId,
 };
+use kafka_protocol::protocol::StrBytes;
 use runnel_record::RecordBatch;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
@@ -989,7 +990,15 @@ async fn start_produce<'a>(
     let acks = shared.config.acks.as_i16();
     let timeout_ms =
         i32::try_from(shared.config.client.request_timeout.as_millis()).unwrap_or(i32::MAX);
+    // A transactional producer names its transactional id, with which the partition's leader
+    // asks the transaction's coordinator whether the transaction holds the partition (KIP-890).
+    let transactional_id = shared
+        .config
+        .transactional_id
+        .as_ref()
+        .map(|id| TransactionalId(StrBytes::from_string(id.clone())));
     let request = ProduceRequest::default()
+        .with_transactional_id(transactional_id)
         .with_acks(acks)
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topic_data);
