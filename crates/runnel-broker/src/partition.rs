@@ -795,8 +795,13 @@ impl Partition {
     }
 
     /// The leader epoch a client request for the partition is served in: this broker must
-    /// lead it, and the client's epoch, if it names one, must be that epoch (KIP-320).
+    /// lead it, and the client's epoch, if it names one, must be that epoch (KIP-320). A
+    /// replica whose disk failed serves nothing, whatever its role (it may have failed as it
+    /// took the leadership).
     pub(crate) fn serving_epoch(&self, requested: i32) -> Result<i32, ApiError> {
+        if self.is_offline() {
+            return Err(self.storage_error());
+        }
         let current = match &*self.role_lock() {
             Role::Alone => LEADER_EPOCH,
             Role::Leader(state) => state.leader_epoch(),
@@ -827,6 +832,9 @@ impl Partition {
                 ),
             )
         };
+        if self.is_offline() {
+            return Err(self.storage_error());
+        }
         match &*self.role_lock() {
             Role::Alone if acks == -1 && min_insync_replicas > 1 => {
                 Err(refused(1, min_insync_replicas as usize))

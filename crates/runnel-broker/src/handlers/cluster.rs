@@ -157,7 +157,7 @@ pub(crate) async fn metadata_in_cluster(
     let topics: Vec<MetadataResponseTopic> = match request.topics {
         None => image
             .topics()
-            .map(|topic| describe_image_topic(&image, topic, version))
+            .map(|topic| describe_image_topic(broker, &image, topic, version))
             .collect(),
         Some(requested) => requested
             .into_iter()
@@ -167,7 +167,7 @@ pub(crate) async fn metadata_in_cluster(
                     None => image.topic(wanted.topic_id),
                 };
                 match found {
-                    Some(topic) => describe_image_topic(&image, topic, version),
+                    Some(topic) => describe_image_topic(broker, &image, topic, version),
                     None => {
                         let mut missing = MetadataResponseTopic::default();
                         missing.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
@@ -225,7 +225,11 @@ pub(crate) async fn create_by_default(member: &ClusterMember, name: &str) {
     }
 }
 
+/// A topic as the image describes it, with what only this broker knows: its own replicas
+/// whose disk failed are offline, and a partition it leads on such a replica has no leader
+/// (the controller is not told yet, so other brokers still name this one).
 fn describe_image_topic(
+    broker: &Broker,
     image: &MetadataImage,
     topic: &TopicImage,
     version: i16,
@@ -237,6 +241,13 @@ fn describe_image_topic(
     }
     answer.is_internal = crate::internal_topics::is_internal(&topic.name);
     answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    let this = broker.node_id();
+    let held = broker.topics.get(&topic.name);
+    let offline_here = |index: i32| {
+        held.as_ref()
+            .and_then(|held| held.partition(index))
+            .is_some_and(|partition| partition.is_offline())
+    };
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     answer.partitions = topic
         .partitions
@@ -258,10 +269,15 @@ fn describe_image_topic(
                     image
                         .broker(id)
                         .is_none_or(|registered| registered.registration.fenced)
+                        || (id == this && offline_here(index))
                 })
                 .collect();
+            let leads_offline = state.leader == this && offline.contains(&this);
             partition.offline_replicas = ids(&offline);
-            if !state.has_leader() {
+            if leads_offline {
+                partition.leader_id = BrokerId(-1);
+            }
+            if !state.has_leader() || leads_offline {
                 partition.error_code = ResponseError::LeaderNotAvailable.code();
             }
             partition
