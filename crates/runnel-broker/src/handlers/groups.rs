@@ -109,9 +109,7 @@ async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<End
     } else {
         InternalTopic::offsets(broker)
     };
-    if member.image().topic_by_name(internal.name).is_none() {
-        create_internal_topic(member, &internal).await;
-    }
+    ensure_internal_topic(member, &internal).await;
     let image = member.image();
     let topic = image.topic_by_name(internal.name).ok_or(NOT_AVAILABLE)?;
     let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
@@ -166,8 +164,20 @@ impl InternalTopic {
     }
 }
 
-/// Has the controller create `topic`, as the first FindCoordinator that needs it does in Kafka.
-async fn create_internal_topic(member: &ClusterMember, topic: &InternalTopic) {
+/// Has the controller create `__consumer_offsets` if the cluster has none yet: AddOffsetsToTxn
+/// names a partition of it, and may come before anyone looked for a group's coordinator.
+pub(crate) async fn ensure_offsets_topic(broker: &Broker) {
+    if let Some(member) = broker.cluster() {
+        ensure_internal_topic(member, &InternalTopic::offsets(broker)).await;
+    }
+}
+
+/// Has the controller create `topic` unless the image has it, as the first FindCoordinator
+/// that needs it does in Kafka.
+async fn ensure_internal_topic(member: &ClusterMember, topic: &InternalTopic) {
+    if member.image().topic_by_name(topic.name).is_some() {
+        return;
+    }
     let usable = member
         .image()
         .brokers()
