@@ -852,3 +852,19 @@ pub(crate) fn broker_address(image: &MetadataImage, id: i32) -> Option<String> {
     let listener = image.broker(id)?.registration.listeners.first()?;
     Some(format!("{}:{}", listener.host, listener.port))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_name;
+    use crate::broker::shared_quorum;
+
+    #[test]
+    fn a_quorum_is_named_by_its_sorted_voters_and_a_lone_node_by_itself() {
+        assert_eq!(quorum_name(Some("2@b:1, 1@a:1"), 1), "1@a:1,2@b:1");
+        // A one-node cluster's voter address changes at each start; its name does not.
+        let lone = shared_quorum(Some("3@127.0.0.1:40001"), 3);
+        assert_eq!(lone, None);
+        assert_eq!(quorum_name(lone, 3), "node 3 alone");
+        assert_eq!(shared_quorum(Some("3@h:1,4@h:2"), 3), Some("3@h:1,4@h:2"));
+    }
+}
