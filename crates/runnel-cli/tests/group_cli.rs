@@ -49,16 +49,9 @@ fn produce(broker: &BrokerProcess, topic: &str, partition: i32, count: usize) {
     assert_eq!(answers[0].error_code, 0, "produce to {topic}-{partition}");
 }
 
-/// Finds `group`'s coordinator, as a client does before any group request, then sends
-/// `request` until its error code is not retriable (the coordinator may still be loading the
-/// offsets topic right after start).
-fn until_settled<T>(
-    broker: &BrokerProcess,
-    group: &str,
-    mut request: impl FnMut() -> T,
-    error_code: impl Fn(&T) -> i16,
-) -> T {
-    support::wait_for_group_coordinator(broker, group);
+/// Sends `request` until its error code is not retriable (the coordinator may still be
+/// loading the offsets topic right after start).
+fn until_settled<T>(mut request: impl FnMut() -> T, error_code: impl Fn(&T) -> i16) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = request();
@@ -103,8 +96,6 @@ fn commit_as(
                 ),
         ]);
     let response: OffsetCommitResponse = until_settled(
-        broker,
-        group,
         || broker.connect().request(ApiKey::OffsetCommit, 9, &request),
         |response: &OffsetCommitResponse| response.topics[0].partitions[0].error_code,
     );
@@ -145,8 +136,6 @@ fn join_and_assign(
             .with_name(text("range"))
             .with_metadata(subscription.clone().freeze())]);
         let response: JoinGroupResponse = until_settled(
-            broker,
-            group,
             || connection.request(ApiKey::JoinGroup, 7, &request),
             |response: &JoinGroupResponse| response.error_code,
         );
@@ -419,8 +408,6 @@ fn join_consumer_protocol(broker: &BrokerProcess, group: &str, topic: &str) -> C
             .with_subscribed_topic_names(Some(vec![name(topic)]))
             .with_topic_partitions(Some(owned.clone()));
         let response: ConsumerGroupHeartbeatResponse = until_settled(
-            broker,
-            group,
             || connection.request(ApiKey::ConsumerGroupHeartbeat, 1, &request),
             |response: &ConsumerGroupHeartbeatResponse| response.error_code,
         );
