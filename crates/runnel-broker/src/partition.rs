@@ -404,6 +404,14 @@ impl Partition {
         }
     }
 
+    /// KAFKA_STORAGE_ERROR if this replica's disk failed: it serves nothing, whatever its role.
+    fn check_online(&self) -> Result<(), ApiError> {
+        match self.is_offline() {
+            true => Err(self.storage_error()),
+            false => Ok(()),
+        }
+    }
+
     fn storage_error(&self) -> ApiError {
         ApiError::new(
             ResponseError::KafkaStorageError,
@@ -799,9 +807,7 @@ impl Partition {
     /// replica whose disk failed serves nothing, whatever its role (it may have failed as it
     /// took the leadership).
     pub(crate) fn serving_epoch(&self, requested: i32) -> Result<i32, ApiError> {
-        if self.is_offline() {
-            return Err(self.storage_error());
-        }
+        self.check_online()?;
         let current = match &*self.role_lock() {
             Role::Alone => LEADER_EPOCH,
             Role::Leader(state) => state.leader_epoch(),
@@ -832,9 +838,7 @@ impl Partition {
                 ),
             )
         };
-        if self.is_offline() {
-            return Err(self.storage_error());
-        }
+        self.check_online()?;
         match &*self.role_lock() {
             Role::Alone if acks == -1 && min_insync_replicas > 1 => {
                 Err(refused(1, min_insync_replicas as usize))
