@@ -96,7 +96,7 @@ impl Broker {
             &*fs,
             &config.data_dir,
             config.node_id,
-            config.controller_quorum.as_deref(),
+            shared_quorum(config.controller_quorum.as_deref(), config.node_id),
         )?;
         let producer_ids = if config.controller_quorum.is_some() {
             ProducerIds::from_controller(Arc::clone(&fs), &config.data_dir)
@@ -147,6 +147,15 @@ impl Broker {
 
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The quorum this broker's topics belong to (see [`crate::cluster::quorum_name`]).
+    pub(crate) fn quorum_name(&self) -> String {
+        let shared = shared_quorum(
+            self.config.controller_quorum.as_deref(),
+            self.config.node_id,
+        );
+        crate::cluster::quorum_name(shared, self.config.node_id)
     }
 
     pub fn node_id(&self) -> i32 {
@@ -501,10 +510,10 @@ fn load_or_create_identity(
             }
             let stored = value("cluster.id")
                 .ok_or_else(|| fail("meta.properties has no cluster.id".into()))?;
-            // A single node joining a quorum takes the cluster's id with its topics.
+            // A node joining another quorum takes the cluster's id with its topics.
+            let quorum = crate::cluster::quorum_name(controller_quorum, node_id);
             let joining = controller_quorum.is_some()
-                && !fs
-                    .exists(&data_dir.join(crate::cluster::ADOPTED_FILE))
+                && !crate::cluster::adopted_by(fs, data_dir, &quorum)
                     .map_err(|error| fail(error.to_string()))?;
             if joining && stored != new_cluster_id(controller_quorum) {
                 return write_identity(fs, data_dir, node_id, controller_quorum);
@@ -513,6 +522,18 @@ fn load_or_create_identity(
         }
         None => write_identity(fs, data_dir, node_id, controller_quorum),
     }
+}
+
+/// The quorum this node shares with other voters, if it does: a quorum of this node alone (a
+/// one-node cluster) has nobody to agree on a cluster id with, so it keeps a random one.
+pub(crate) fn shared_quorum(controller_quorum: Option<&str>, node_id: i32) -> Option<&str> {
+    let this = node_id.to_string();
+    controller_quorum.filter(|quorum| {
+        quorum
+            .split(',')
+            .filter_map(|voter| voter.split_once('@'))
+            .any(|(id, _)| id.trim() != this)
+    })
 }
 
 /// Writes `meta.properties` for this node; returns its cluster id.

@@ -12,6 +12,8 @@
 //!   (AlterPartition), on a short timer; the answer, or a newer image, settles them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use runnel_quorum::{
 };
 use runnel_replication::{Assignment, IsrChange, LeaderConfig};
 use runnel_storage::fs::{read_optional, write_atomically};
+use runnel_storage::FileSystem;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -246,19 +249,39 @@ impl ClusterMember {
     }
 }
 
-/// The file whose presence says that this data directory's topics are the cluster's: the
-/// topics it held as a single node were adopted by the controller, or it had none.
+/// The file naming the quorum this data directory's topics belong to ([`quorum_name`]): the
+/// topics it held before were adopted by that quorum's controller, or it had none.
 pub(crate) const ADOPTED_FILE: &str = "quorum.adopted";
 /// How long adoption waits between attempts while the controller cannot take it yet.
 const ADOPT_RETRY: Duration = Duration::from_millis(200);
 
-/// A single node that joins a quorum (restarted with `--controller-quorum`) hands the
-/// controller what it held on its own, before it applies any image (applying removes every
+/// The quorum a data directory's topics belong to, as [`ADOPTED_FILE`] names it: the sorted
+/// voters of a quorum shared with other nodes, or this node alone (whose voter address may
+/// change at each start).
+pub(crate) fn quorum_name(shared_quorum: Option<&str>, node_id: i32) -> String {
+    match shared_quorum {
+        Some(quorum) => {
+            let mut voters: Vec<&str> = quorum.split(',').map(str::trim).collect();
+            voters.sort_unstable();
+            voters.join(",")
+        }
+        None => format!("node {node_id} alone"),
+    }
+}
+
+/// Whether the quorum `name` has adopted this data directory's topics.
+pub(crate) fn adopted_by(fs: &dyn FileSystem, data_dir: &Path, name: &str) -> io::Result<bool> {
+    let marker = read_optional(fs, &data_dir.join(ADOPTED_FILE))?;
+    Ok(marker.is_some_and(|text| String::from_utf8_lossy(&text).trim() == name))
+}
+
+/// A node that joins a quorum other than the one its topics belong to (a single node
+/// restarted with `--controller-quorum`) hands the controller what it held, before it applies any image (applying removes every
 /// topic the cluster does not know): its topics with their ids and configs, each partition
 /// on this broker alone (`runnel cluster reassign` adds replicas), and the producer ids it
 /// handed out. Waits for the quorum and for this broker to be unfenced. Done once per data
-/// directory; a topic the cluster holds under another id is refused, as adopting either
-/// would hand one topic's data to the other.
+/// directory and quorum; a topic the cluster holds under another id is refused, as adopting
+/// either would hand one topic's data to the other.
 pub(crate) async fn adopt_local_topics(
     broker: &Arc<Broker>,
     member: &ClusterMember,
@@ -269,9 +292,7 @@ pub(crate) async fn adopt_local_topics(
         .run(
             move || -> Result<Option<(Vec<AdoptedTopic>, i64)>, String> {
                 let dir = &reader.config.data_dir;
-                if reader
-                    .fs
-                    .exists(&dir.join(ADOPTED_FILE))
+                if adopted_by(&*reader.fs, dir, &reader.quorum_name())
                     .map_err(|error| error.to_string())?
                 {
                     return Ok(None);
@@ -333,11 +354,12 @@ pub(crate) async fn adopt_local_topics(
     broker
         .io
         .run(move || {
+            let marker = format!("{}\n", writer.quorum_name());
             write_atomically(
                 &*writer.fs,
                 &writer.config.data_dir,
                 ADOPTED_FILE,
-                b"the topics of this data directory are the cluster's\n",
+                marker.as_bytes(),
             )
         })
         .await
@@ -829,4 +851,20 @@ async fn alter_partition(
 pub(crate) fn broker_address(image: &MetadataImage, id: i32) -> Option<String> {
     let listener = image.broker(id)?.registration.listeners.first()?;
     Some(format!("{}:{}", listener.host, listener.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_name;
+    use crate::broker::shared_quorum;
+
+    #[test]
+    fn a_quorum_is_named_by_its_sorted_voters_and_a_lone_node_by_itself() {
+        assert_eq!(quorum_name(Some("2@b:1, 1@a:1"), 1), "1@a:1,2@b:1");
+        // A one-node cluster's voter address changes at each start; its name does not.
+        let lone = shared_quorum(Some("3@127.0.0.1:40001"), 3);
+        assert_eq!(lone, None);
+        assert_eq!(quorum_name(lone, 3), "node 3 alone");
+        assert_eq!(shared_quorum(Some("3@h:1,4@h:2"), 3), Some("3@h:1,4@h:2"));
+    }
 }

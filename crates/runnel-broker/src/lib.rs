@@ -36,6 +36,7 @@ mod topic_config;
 mod topics;
 mod transactions;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -47,6 +48,9 @@ pub use broker::{Broker, StartupError};
 pub use config::{BrokerConfig, ConfigError, ProcessRole};
 pub use io_pool::{IoPool, PoolError};
 pub use topic_config::TOPIC_CONFIGS;
+
+/// Where a one-node cluster's controller listens when `controller-listen` is not set.
+const LONE_CONTROLLER_LISTEN: &str = "127.0.0.1:0";
 
 /// Why the broker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +101,13 @@ fn file_system(config: &BrokerConfig) -> Result<Arc<dyn FileSystem>, RunError> {
     }
 }
 
-/// Starts this node's voter of the controller quorum.
-async fn start_quorum(config: &BrokerConfig, fs: Arc<dyn FileSystem>) -> Result<Quorum, RunError> {
-    let voters = config.voters()?;
-    let listen = config.controller_listen.clone().unwrap_or_default();
-    let listener = bind(&listen).await?;
+/// Starts this node's voter of the controller quorum among `voters`, serving `listener`.
+async fn start_quorum(
+    config: &BrokerConfig,
+    voters: BTreeMap<u64, String>,
+    listener: tokio::net::TcpListener,
+    fs: Arc<dyn FileSystem>,
+) -> Result<Quorum, RunError> {
     let quorum_config = QuorumConfig {
         node_id: config.node_id as u64,
         voters,
@@ -131,6 +137,50 @@ async fn start_quorum(config: &BrokerConfig, fs: Arc<dyn FileSystem>) -> Result<
     Ok(quorum)
 }
 
+/// With no `controller-quorum`, a broker is a one-node cluster of the same code: the only
+/// voter of its own quorum, on `controller-listen` or a free loopback port. Returns the
+/// config naming that quorum. The voter's address may differ at each start; that is
+/// harmless, as a lone voter never calls itself.
+async fn as_one_node_cluster(
+    mut config: BrokerConfig,
+) -> Result<(BrokerConfig, Option<tokio::net::TcpListener>), RunError> {
+    if config.controller_quorum.is_some() {
+        return Ok((config, None));
+    }
+    let listen = config
+        .controller_listen
+        .clone()
+        .unwrap_or_else(|| LONE_CONTROLLER_LISTEN.to_owned());
+    let listener = bind(&listen).await?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| RunError::Listen {
+            address: listen,
+            source,
+        })?
+        .to_string();
+    config.controller_quorum = Some(format!("{}@{address}", config.node_id));
+    config.controller_listen = Some(address);
+    if !config.has_role(ProcessRole::Controller) {
+        config.roles.push(ProcessRole::Controller);
+    }
+    Ok((config, Some(listener)))
+}
+
+/// Starts this node's voter of the quorum `controller-quorum` names.
+/// `listener` is the controller listener if it is bound already.
+async fn start_configured_quorum(
+    config: &BrokerConfig,
+    listener: Option<tokio::net::TcpListener>,
+    fs: Arc<dyn FileSystem>,
+) -> Result<Quorum, RunError> {
+    let listener = match listener {
+        Some(listener) => listener,
+        None => bind(config.controller_listen.as_deref().unwrap_or_default()).await?,
+    };
+    start_quorum(config, config.voters()?, listener, fs).await
+}
+
 /// Runs a voter of the controller quorum until `stop` completes. What it has on disk (the
 /// metadata log, its vote and snapshot) is durable at every step, so stopping is just
 /// stopping.
@@ -138,7 +188,7 @@ async fn run_controller(
     config: BrokerConfig,
     stop: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let quorum = start_quorum(&config, file_system(&config)?).await?;
+    let quorum = start_configured_quorum(&config, None, file_system(&config)?).await?;
     stop.await;
     tracing::info!("shutting down");
     quorum.shutdown().await;
@@ -149,11 +199,12 @@ async fn run_controller(
 /// Runs a broker until `stop` completes, then shuts down cleanly: stops accepting, lets
 /// requests in flight finish, flushes and closes every log.
 async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+    let (config, controller_listener) = as_one_node_cluster(config).await?;
     let listen = config.listen.clone();
     let controllers: Vec<String> = config.voters()?.into_values().collect();
     let fs = file_system(&config)?;
     let quorum = if config.has_role(ProcessRole::Controller) {
-        Some(start_quorum(&config, Arc::clone(&fs)).await?)
+        Some(start_configured_quorum(&config, controller_listener, Arc::clone(&fs)).await?)
     } else {
         None
     };
@@ -164,37 +215,29 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
                 dir: String::new(),
                 reason: format!("recovery task failed: {join}"),
             })??;
-    let cluster = if controllers.is_empty() {
-        None
-    } else {
-        let opened = Arc::clone(&broker);
-        let incarnation = broker
-            .io
-            .run(move || cluster::Incarnation::next(&opened))
-            .await
-            .map_err(|error| error.to_string())
-            .and_then(|next| next.map_err(|error| error.to_string()))
-            .map_err(|reason| StartupError::DataDir {
-                dir: broker.config().data_dir.display().to_string(),
-                reason: format!("cannot write this broker's incarnation: {reason}"),
-            })?;
-        let member = Arc::new(cluster::ClusterMember::start(
-            &broker,
-            controllers,
-            quorum,
-            incarnation,
-        ));
-        let _ = broker.cluster.set(Arc::clone(&member));
-        Some(member)
-    };
+    let opened = Arc::clone(&broker);
+    let incarnation = broker
+        .io
+        .run(move || cluster::Incarnation::next(&opened))
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|next| next.map_err(|error| error.to_string()))
+        .map_err(|reason| StartupError::DataDir {
+            dir: broker.config().data_dir.display().to_string(),
+            reason: format!("cannot write this broker's incarnation: {reason}"),
+        })?;
+    let member = Arc::new(cluster::ClusterMember::start(
+        &broker,
+        controllers,
+        quorum,
+        incarnation,
+    ));
+    let _ = broker.cluster.set(Arc::clone(&member));
     tokio::pin!(stop);
     let mut cluster_tasks = Vec::new();
     let joined = async {
-        let Some(member) = &cluster else {
-            return Ok::<(), RunError>(());
-        };
         // Before any image is applied: applying removes every topic the cluster does not know.
-        cluster::adopt_local_topics(&broker, member)
+        cluster::adopt_local_topics(&broker, &member)
             .await
             .map_err(|reason| StartupError::DataDir {
                 dir: broker.config().data_dir.display().to_string(),
@@ -212,7 +255,7 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
         // re-bootstrapping with requests it still counts in flight, after which it never
         // produces again.
         member.wait_caught_up().await;
-        Ok(())
+        Ok::<(), RunError>(())
     };
     let stopped_early = tokio::select! {
         joined = joined => {
@@ -249,10 +292,8 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
         Some(server)
     };
     tracing::info!("shutting down");
-    if let Some(member) = cluster {
-        // Controlled shutdown: the leaderships move away while this broker still serves.
-        member.shut_down().await;
-    }
+    // Controlled shutdown: the leaderships move away while this broker still serves.
+    member.shut_down().await;
     broker.begin_shutdown();
     futures::future::join_all(cluster_tasks).await;
     if let Some(server) = server {

@@ -366,6 +366,7 @@ fn produce_ten_thousand_lines_and_consume_them_back_in_order() {
         Some(b"user-1:hello\n"),
     );
     assert!(keyed.success, "{}", keyed.stderr);
+    // Waits for the record: acks=1 answers before the fsync that lets consumers see it.
     let formatted = runnel_ok(
         &broker,
         &[
@@ -373,7 +374,8 @@ fn produce_ten_thousand_lines_and_consume_them_back_in_order() {
             "lines",
             "--offset",
             "10000",
-            "--exit-at-end",
+            "-n",
+            "1",
             "--format",
             "%t/%p@%o %k=%v [%h]\\n",
         ],

@@ -49,9 +49,16 @@ fn produce(broker: &BrokerProcess, topic: &str, partition: i32, count: usize) {
     assert_eq!(answers[0].error_code, 0, "produce to {topic}-{partition}");
 }
 
-/// Sends `request` until its error code is not retriable (the coordinator may still be
-/// loading the offsets topic right after start).
-fn until_settled<T>(mut request: impl FnMut() -> T, error_code: impl Fn(&T) -> i16) -> T {
+/// Finds `group`'s coordinator, as a client does before any group request, then sends
+/// `request` until its error code is not retriable (the coordinator may still be loading the
+/// offsets topic right after start).
+fn until_settled<T>(
+    broker: &BrokerProcess,
+    group: &str,
+    mut request: impl FnMut() -> T,
+    error_code: impl Fn(&T) -> i16,
+) -> T {
+    support::wait_for_group_coordinator(broker, group);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = request();
@@ -96,6 +103,8 @@ fn commit_as(
                 ),
         ]);
     let response: OffsetCommitResponse = until_settled(
+        broker,
+        group,
         || broker.connect().request(ApiKey::OffsetCommit, 9, &request),
         |response: &OffsetCommitResponse| response.topics[0].partitions[0].error_code,
     );
@@ -136,6 +145,8 @@ fn join_and_assign(
             .with_name(text("range"))
             .with_metadata(subscription.clone().freeze())]);
         let response: JoinGroupResponse = until_settled(
+            broker,
+            group,
             || connection.request(ApiKey::JoinGroup, 7, &request),
             |response: &JoinGroupResponse| response.error_code,
         );
@@ -408,6 +419,8 @@ fn join_consumer_protocol(broker: &BrokerProcess, group: &str, topic: &str) -> C
             .with_subscribed_topic_names(Some(vec![name(topic)]))
             .with_topic_partitions(Some(owned.clone()));
         let response: ConsumerGroupHeartbeatResponse = until_settled(
+            broker,
+            group,
             || connection.request(ApiKey::ConsumerGroupHeartbeat, 1, &request),
             |response: &ConsumerGroupHeartbeatResponse| response.error_code,
         );

@@ -440,6 +440,7 @@ fn advertising_the_any_address_is_refused_at_start() {
 #[test]
 fn shutdown_answers_parked_joins_and_completes() {
     let mut broker = BrokerProcess::start(&["--group-initial-rebalance-delay-ms", "600000"]);
+    support::wait_for_group_coordinator(&broker, "parked");
     let mut connection = broker.connect();
     // JoinGroup v3 parks until the (ten-minute) initial rebalance delay ends.
     let request = JoinGroupRequest::default()

@@ -191,7 +191,7 @@ pub fn create_topic(
     broker.connect().request(ApiKey::CreateTopics, 7, &request)
 }
 
-/// One Produce (acks=1) of `records` to partition 0; its answer.
+/// One Produce (acks=all) of `records` to partition 0; its answer.
 pub fn produce(
     broker: &BrokerProcess,
     version: i16,
@@ -201,7 +201,9 @@ pub fn produce(
     produce_to(broker, version, topic, vec![(0, records)]).remove(0)
 }
 
-/// One Produce (acks=1) writing each `(partition, records)`; the answers in order.
+/// One Produce (acks=all) writing each `(partition, records)`; the answers in order. With
+/// acks=all an answer means the high watermark passed the records: consumers and
+/// ListOffsets see them at once (with acks=1 they would after the leader's fsync).
 pub fn produce_to(
     broker: &BrokerProcess,
     version: i16,
@@ -209,7 +211,7 @@ pub fn produce_to(
     partitions: Vec<(i32, Vec<u8>)>,
 ) -> Vec<produce_response::PartitionProduceResponse> {
     let request = ProduceRequest::default()
-        .with_acks(1)
+        .with_acks(-1)
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(name(topic))
@@ -225,6 +227,31 @@ pub fn produce_to(
             )]);
     let response: ProduceResponse = broker.connect().request(ApiKey::Produce, version, &request);
     response.responses[0].partition_responses.clone()
+}
+
+/// Asks FindCoordinator for `group` until it names a coordinator, as a client does before any
+/// group request: in a cluster the first one has the controller create `__consumer_offsets`,
+/// and the coordinator answers only once it has loaded its partition.
+pub fn wait_for_group_coordinator(broker: &BrokerProcess, group: &str) {
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response: FindCoordinatorResponse =
+            broker
+                .connect()
+                .request(ApiKey::FindCoordinator, 4, &request);
+        let error_code = response.coordinators[0].error_code;
+        if error_code == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no coordinator for group {group}: error {error_code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn log_end_offset(broker: &BrokerProcess, topic: &str) -> i64 {
