@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::config::ProcessRole;
 use crate::error::ApiError;
 use crate::partition::{Partition, Role};
 use crate::producer_ids;
@@ -276,12 +277,13 @@ pub(crate) fn adopted_by(fs: &dyn FileSystem, data_dir: &Path, name: &str) -> io
 }
 
 /// A node that joins a quorum other than the one its topics belong to (a single node
-/// restarted with `--controller-quorum`) hands the controller what it held, before it applies any image (applying removes every
-/// topic the cluster does not know): its topics with their ids and configs, each partition
-/// on this broker alone (`runnel cluster reassign` adds replicas), and the producer ids it
-/// handed out. Waits for the quorum and for this broker to be unfenced. Done once per data
-/// directory and quorum; a topic the cluster holds under another id is refused, as adopting
-/// either would hand one topic's data to the other.
+/// restarted with `--roles broker --controller-quorum ...`) hands the controller what it
+/// held, before it applies any image (applying removes every topic the cluster does not
+/// know): its topics with their ids and configs, each partition on this broker alone
+/// (`runnel cluster reassign` adds replicas), and the producer ids it handed out. Waits for
+/// the quorum and for this broker to be unfenced. Done once per data directory and quorum; a
+/// topic the cluster holds under another id is refused, as adopting either would hand one
+/// topic's data to the other.
 pub(crate) async fn adopt_local_topics(
     broker: &Arc<Broker>,
     member: &ClusterMember,
@@ -289,28 +291,7 @@ pub(crate) async fn adopt_local_topics(
     let reader = Arc::clone(broker);
     let local = broker
         .io
-        .run(
-            move || -> Result<Option<(Vec<AdoptedTopic>, i64)>, String> {
-                let dir = &reader.config.data_dir;
-                if adopted_by(&*reader.fs, dir, &reader.quorum_name())
-                    .map_err(|error| error.to_string())?
-                {
-                    return Ok(None);
-                }
-                let topics = reader
-                    .topics
-                    .list()
-                    .iter()
-                    .map(|topic| AdoptedTopic {
-                        name: topic.name.to_string(),
-                        id: topic.id,
-                        partitions: topic.partition_count(),
-                        configs: topic.overrides().into_iter().collect(),
-                    })
-                    .collect();
-                Ok(Some((topics, producer_ids::durable_end(&*reader.fs, dir)?)))
-            },
-        )
+        .run(move || held_alone(&reader))
         .await
         .map_err(|error| error.to_string())??;
     let Some((topics, next_producer_id)) = local else {
@@ -365,6 +346,61 @@ pub(crate) async fn adopt_local_topics(
         .await
         .map_err(|error| error.to_string())?
         .map_err(|error| format!("cannot write {ADOPTED_FILE}: {error}"))
+}
+
+/// What this data directory held before it joined the quorum it is configured with, or
+/// `None` when that quorum adopted it already: the topics a single node of old wrote to
+/// `topics/`, and those of the quorum this node ran alone, read from its metadata log (never
+/// while this process runs a voter, which owns that log). Blocks.
+fn held_alone(broker: &Broker) -> Result<Option<(Vec<AdoptedTopic>, i64)>, String> {
+    let dir = &broker.config.data_dir;
+    if adopted_by(&*broker.fs, dir, &broker.quorum_name()).map_err(|error| error.to_string())? {
+        return Ok(None);
+    }
+    let mut topics: BTreeMap<String, AdoptedTopic> = broker
+        .topics
+        .list()
+        .iter()
+        .map(|topic| {
+            let adopted = AdoptedTopic {
+                name: topic.name.to_string(),
+                id: topic.id,
+                partitions: topic.partition_count(),
+                configs: topic.overrides().into_iter().collect(),
+            };
+            (adopted.name.clone(), adopted)
+        })
+        .collect();
+    let mut next_producer_id = producer_ids::durable_end(&*broker.fs, dir)?;
+    let node = u64::try_from(broker.config.node_id).map_err(|error| error.to_string())?;
+    let alone = if broker.config.has_role(ProcessRole::Controller) {
+        None
+    } else {
+        runnel_quorum::read_stored_metadata(Arc::clone(&broker.fs), dir)
+            .map_err(|error| format!("cannot read the metadata this node held alone: {error}"))?
+            .filter(|stored| stored.voters.len() == 1 && stored.voters.contains(&node))
+    };
+    if let Some(stored) = alone {
+        for topic in stored.image.topics() {
+            let configs = stored
+                .image
+                .configs(&ConfigResource::Topic(topic.name.clone()))
+                .map(|configs| configs.clone().into_iter().collect())
+                .unwrap_or_default();
+            topics.insert(
+                topic.name.clone(),
+                AdoptedTopic {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                    partitions: i32::try_from(topic.partitions.len())
+                        .map_err(|error| error.to_string())?,
+                    configs,
+                },
+            );
+        }
+        next_producer_id = next_producer_id.max(stored.image.next_producer_id());
+    }
+    Ok(Some((topics.into_values().collect(), next_producer_id)))
 }
 
 /// The file in the data directory naming the incarnation this broker last registered as.

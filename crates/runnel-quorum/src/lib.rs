@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientError, ControllerClient};
 pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig};
-pub use node::{Quorum, QuorumConfig, METADATA_DIR, SNAPSHOT_EVERY_ENTRIES};
+pub use node::{
+    read_stored_metadata, Quorum, QuorumConfig, StoredMetadata, METADATA_DIR,
+    SNAPSHOT_EVERY_ENTRIES,
+};
 pub use snapshot_buffer::SnapshotBuffer;
 pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};
 

@@ -3,15 +3,15 @@
 //! decides brokers' and tools' requests one at a time against the image and commits the
 //! records, and fences brokers whose sessions expire.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use openraft::{BasicNode, Config, EntryPayload, Raft, SnapshotPolicy};
 use runnel_controller::{
     BrokerSessions, Controller, ControllerConfig, ControllerError, MetadataImage, MetadataRecord,
 };
@@ -116,6 +116,20 @@ impl Quorum {
         .await
         .map_err(io::Error::other)??;
         let fresh = log.vote().is_none() && log.last_log_id().is_none();
+        let stored = stored_voters(&log, &state_machine);
+        let configured: BTreeSet<NodeId> = config.voters.keys().copied().collect();
+        if !fresh && !stored.is_empty() && stored != configured {
+            // Raft would mix two quorums' logs: refuse rather than diverge.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the metadata log in {} belongs to a quorum of voters {stored:?}, not to the \
+                     configured voters {configured:?}; a node cannot change quorums as a voter \
+                     (to bring its topics to another cluster, start it with --roles broker)",
+                    dir.display()
+                ),
+            ));
+        }
         let heartbeat = config.raft_heartbeat_ms.max(10);
         let raft_config = Config {
             cluster_name: "runnel".into(),
@@ -203,6 +217,49 @@ impl Quorum {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
     }
+}
+
+/// The voters of the last membership a metadata log and its snapshot hold.
+fn stored_voters(log: &MetadataLog, state_machine: &StateMachine) -> BTreeSet<NodeId> {
+    log.entries(..)
+        .iter()
+        .rev()
+        .find_map(|entry| match &entry.payload {
+            EntryPayload::Membership(membership) => Some(membership.voter_ids().collect()),
+            _ => None,
+        })
+        .unwrap_or_else(|| state_machine.voters())
+}
+
+/// What a data directory's metadata log holds, read offline.
+#[derive(Debug, Clone)]
+pub struct StoredMetadata {
+    /// The image of every entry held, committed or not (see [`read_stored_metadata`]).
+    pub image: MetadataImage,
+    pub voters: BTreeSet<NodeId>,
+}
+
+/// Reads the metadata log under `data_dir` without running Raft: the image its snapshot and
+/// entries build, and its voters. `None` when there is no log. The image counts uncommitted
+/// entries too, which is exact only for a quorum of this node alone (its durable entries all
+/// commit when it runs again); that is what a node that ran alone hands to a cluster it
+/// joins. Blocks.
+pub fn read_stored_metadata(
+    fs: Arc<dyn FileSystem>,
+    data_dir: &Path,
+) -> io::Result<Option<StoredMetadata>> {
+    let dir = data_dir.join(METADATA_DIR);
+    if !fs.exists(&dir)? {
+        return Ok(None);
+    }
+    let log = MetadataLog::open(fs.clone(), &dir)?;
+    let (mut state_machine, _) = StateMachine::open(fs, &dir)?;
+    let voters = stored_voters(&log, &state_machine);
+    state_machine.replay(&log);
+    Ok(Some(StoredMetadata {
+        image: state_machine.image().clone(),
+        voters,
+    }))
 }
 
 /// Accepts controller connections and serves each on its own task. The tasks belong to this

@@ -9,6 +9,7 @@
 //! broke an invariant) or was decided in an earlier term is skipped, identically on every
 //! voter, so the images never differ and no committed entry can stop the quorum for good.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +24,7 @@ use runnel_storage::FileSystem;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::log::MetadataEntry;
+use crate::log::{MetadataEntry, MetadataLog};
 use crate::snapshot_buffer::SnapshotBuffer;
 use crate::{Applied, MetadataBatch, MetadataRaft, NodeId};
 
@@ -92,6 +93,24 @@ impl StateMachine {
             },
             receiver,
         ))
+    }
+
+    /// Applies, offline, every entry `log` holds after the snapshot, committed or not: exact
+    /// for a quorum of one voter, whose durable entries all commit when it runs again.
+    pub(crate) fn replay(&mut self, log: &MetadataLog) {
+        let next = self.last_applied.map_or(0, |id| id.index + 1);
+        for entry in log.entries(next..) {
+            self.apply_entry(entry);
+        }
+    }
+
+    /// The voters of the last membership applied (empty before the quorum was formed).
+    pub(crate) fn voters(&self) -> BTreeSet<NodeId> {
+        self.membership.membership().voter_ids().collect()
+    }
+
+    pub(crate) fn image(&self) -> &MetadataImage {
+        &self.image
     }
 
     fn apply_entry(&mut self, entry: MetadataEntry) -> Applied {

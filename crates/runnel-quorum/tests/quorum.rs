@@ -533,3 +533,53 @@ async fn reassignments_are_started_listed_and_cancelled_through_the_controller()
     node.shutdown().await;
     Ok(())
 }
+
+/// A voter's data directory belongs to its quorum. Read offline, it gives the image its
+/// log builds and its voters (what a node that ran alone hands to the cluster it joins as
+/// a broker); started as a voter of another quorum, it is refused rather than mixing two
+/// quorums' logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_voters_log_is_read_offline_and_refused_by_another_quorum() -> TestResult {
+    let (mut voters, mut listeners) = Voters::bind(1).await?;
+    let node = voters
+        .start(1, listeners.remove(&1).ok_or("listener")?)
+        .await?;
+    let mut client = ControllerClient::new(voters.addresses.values());
+    for broker in 1..=3 {
+        start_broker(&mut client, broker).await?;
+    }
+    let offset = create_topic(&mut client, "kept").await?;
+    image_where(&node, |image| image.offset() >= offset).await?;
+    node.shutdown().await;
+
+    let dir = voters.dirs[&1].clone();
+    let stored = runnel_quorum::read_stored_metadata(Arc::new(OsFileSystem), &dir)?
+        .ok_or("no metadata log")?;
+    assert_eq!(stored.voters.into_iter().collect::<Vec<_>>(), vec![1]);
+    let topic = stored
+        .image
+        .topic_by_name("kept")
+        .ok_or("topic not in the image")?;
+    assert_eq!(topic.partitions.len(), 3);
+
+    for id in 2..=3 {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        voters
+            .addresses
+            .insert(id, listener.local_addr()?.to_string());
+    }
+    let refused = voters
+        .restart(1)
+        .await
+        .err()
+        .ok_or("a quorum of three started on a lone voter's log")?;
+    assert!(
+        refused
+            .to_string()
+            .contains("belongs to a quorum of voters {1}"),
+        "{refused}"
+    );
+    let empty = tempfile::tempdir()?;
+    assert!(runnel_quorum::read_stored_metadata(Arc::new(OsFileSystem), empty.path())?.is_none());
+    Ok(())
+}
