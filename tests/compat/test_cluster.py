@@ -575,3 +575,60 @@ def transaction_coordinator(cluster: Cluster, transactional_id: str) -> int | No
     partition = 0 if hash_code == -(1 << 31) else abs(hash_code) % len(topic.partitions)
     leader = topic.partitions[partition].leader
     return leader if leader >= 0 else None
+
+
+@pytest.mark.timeout(120)
+def test_a_leader_whose_disk_fills_hands_its_partition_over(cluster: Cluster) -> None:
+    """Node 1 leads a partition whose directory is a 512 KiB file system (a real tmpfs, so a
+    real ENOSPC). When it fills, that replica goes offline; node 1 names it in its next
+    heartbeat and the controller moves its leadership and ISR place away, while node 1 goes
+    on leading its other partitions. The producer (idempotent, acks=all) gets every record
+    acknowledged through the new leader, and all of them are read back, each once."""
+    topic, healthy = unique_topic("full"), unique_topic("healthy")
+    small = cluster.node(1).data_dir / f"{topic}-0"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], check=True)
+    try:
+        admin = admin_client(cluster.bootstrap)
+        new = [
+            NewTopic(name, num_partitions=1, replica_assignment=[[1, 2, 3]], config={"min.insync.replicas": "2"})
+            for name in (topic, healthy)
+        ]
+        for future in admin.create_topics(new, request_timeout=30).values():
+            future.result(timeout=60)
+        for name in (topic, healthy):
+            wait_for_topic(admin, name, 1, timeout_s=30)
+        assert leaders(cluster, topic)[0] == 1
+
+        acked: list[bytes] = []
+        writer = Producer(
+            {"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True, "linger.ms": 5},
+            logger=LIBRDKAFKA_LOGGER,
+        )
+
+        def delivered(error, message) -> None:
+            assert error is None, error
+            acked.append(message.value())
+
+        sent = [f"full-{index:05d}-".encode().ljust(1024, b".") for index in range(2000)]
+        # The first records fit: node 1 acknowledges them as the leader.
+        for value in sent[:100]:
+            writer.produce(topic, value=value, on_delivery=delivered)
+        assert writer.flush(30) == 0 and len(acked) == 100
+        assert leaders(cluster, topic)[0] == 1
+        for value in sent[100:]:
+            writer.produce(topic, value=value, on_delivery=delivered)
+            writer.poll(0)
+        assert writer.flush(60) == 0, "records were not all acknowledged"
+        writer.produce(healthy, value=b"still served")
+        assert writer.flush(30) == 0
+
+        state = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
+        assert state.leader in (2, 3) and 1 not in state.isrs, (state.leader, state.isrs)
+        assert leaders(cluster, healthy)[0] == 1, "node 1 still leads the partition whose disk is fine"
+        assert "partition is OFFLINE" in cluster.node(1).log_text()
+        read = [record.value for record in consume_to_end(cluster.bootstrap, topic, [0])]
+        assert sorted(read) == sorted(sent) and len(acked) == len(sent), (len(read), len(acked))
+    finally:
+        cluster.kill_all()
+        subprocess.run(["umount", "-l", str(small)], check=False)

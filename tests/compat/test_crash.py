@@ -102,10 +102,13 @@ def check_offsets_continue(bootstrap: str, topic: str) -> None:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(
     "flush_args",
-    [("--flush-messages", "1"), ()],
-    ids=["fsync-every-message", "default-flush"],
+    [("--flush-messages", "1"), (), ("--replica-fsync", "false")],
+    ids=["fsync-every-message", "default-flush", "page-cache-acks"],
 )
 def test_acked_records_survive_kill_9(broker_factory, flush_args):
+    """With `--replica-fsync false` the restarted node lost nothing a process crash can take
+    (the page cache survives it), and, as the only replica of its partitions, leads them
+    again although it cannot prove it holds every acknowledged record."""
     broker = broker_factory.start(*flush_args)
     topic = unique_topic("crash-kill")
     create_topic(broker.bootstrap, topic, partitions=len(PARTITIONS))
@@ -146,8 +149,11 @@ def test_kill_9_during_produce_then_again_right_after_restart(broker_factory):
 
 
 @pytest.mark.timeout(240)
-def test_restart_after_sigterm_keeps_everything(broker_factory):
-    broker = broker_factory.start()
+@pytest.mark.parametrize("args", [(), ("--replica-fsync", "false")], ids=["default", "page-cache-acks"])
+def test_restart_after_sigterm_keeps_everything(broker_factory, args):
+    """After a clean shutdown every log is flushed, so the node tells the controller its data
+    is intact, whatever `--replica-fsync` says."""
+    broker = broker_factory.start(*args)
     topic = unique_topic("crash-sigterm")
     create_topic(broker.bootstrap, topic, partitions=len(PARTITIONS))
     log = DeliveryLog()

@@ -205,9 +205,18 @@ impl Broker {
         self.shutdown.subscribe()
     }
 
-    /// Flushes and closes every partition log. Call after connections have stopped. Blocks.
+    /// Flushes and closes every partition log, then, if every one was online and closed
+    /// cleanly, leaves the mark that tells the next start its logs hold everything this
+    /// life reported ([`crate::cluster::CLEAN_SHUTDOWN_FILE`]). Call after connections have
+    /// stopped. Blocks.
     pub fn close(&self) {
-        self.topics.close_all();
+        if !self.topics.close_all() {
+            return;
+        }
+        let mark = crate::cluster::CLEAN_SHUTDOWN_FILE;
+        if let Err(error) = write_atomically(&*self.fs, &self.config.data_dir, mark, b"") {
+            tracing::warn!(%error, "cannot mark the shutdown clean; the next start counts as after a crash");
+        }
     }
 
     /// Serves one parsed request. Whatever touches the disk runs on the I/O pool. `turn` is

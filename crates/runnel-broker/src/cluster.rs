@@ -22,7 +22,7 @@ use runnel_controller::records::{ConfigResource, Listener};
 use runnel_controller::{AdoptedTopic, AlterPartition, MetadataImage, PartitionState, TopicImage};
 use runnel_quorum::{
     BrokerLifecycle, BrokerStatus, ControllerClient, ControllerRequest, ControllerResponse,
-    LifecycleConfig, Quorum,
+    LifecycleConfig, OfflineReplicas, Quorum,
 };
 use runnel_replication::{Assignment, IsrChange, LeaderConfig};
 use runnel_storage::fs::{read_optional, write_atomically};
@@ -83,7 +83,7 @@ impl ClusterMember {
     /// Starts registering with the quorum at `controllers`, as this broker's advertised
     /// listener.
     pub(crate) fn start(
-        broker: &Broker,
+        broker: &Arc<Broker>,
         controllers: Vec<String>,
         quorum: Option<Quorum>,
         incarnation: Incarnation,
@@ -99,9 +99,19 @@ impl ClusterMember {
             rack: config.rack.clone(),
             incarnation_id: incarnation.this,
             previous_incarnation_id: incarnation.previous,
-            data_intact: config.replica_fsync,
+            data_intact: config.replica_fsync || incarnation.previous_ended_cleanly,
             controllers: controllers.clone(),
             heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+            offline_replicas: {
+                // Weak: the broker owns this member, which owns the lifecycle.
+                let broker = Arc::downgrade(broker);
+                OfflineReplicas::new(move || {
+                    broker
+                        .upgrade()
+                        .map(|broker| broker.topics.offline_replicas())
+                        .unwrap_or_default()
+                })
+            },
         });
         let (applied, _) = watch::channel(0);
         let (applied_unfenced, _) = watch::channel(false);
@@ -406,6 +416,10 @@ fn held_alone(broker: &Broker) -> Result<Option<(Vec<AdoptedTopic>, i64)>, Strin
 /// The file in the data directory naming the incarnation this broker last registered as.
 const INCARNATION_FILE: &str = "broker.incarnation";
 
+/// The file a broker leaves when every partition log closed cleanly (flushed), and removes
+/// before it registers again.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "broker.clean-shutdown";
+
 /// This process's incarnation (the id it registers under), and its data directory's previous
 /// one, which lets the controller replace that registration at once instead of waiting out
 /// its session: a `kill -9` and restart takes its partitions back in moments.
@@ -413,23 +427,33 @@ const INCARNATION_FILE: &str = "broker.incarnation";
 pub(crate) struct Incarnation {
     pub this: Uuid,
     pub previous: Option<Uuid>,
+    /// The previous life flushed every log before it ended, so this one holds everything it
+    /// ever reported, fsync on acknowledgement or not ([`CLEAN_SHUTDOWN_FILE`]).
+    pub previous_ended_cleanly: bool,
 }
 
 impl Incarnation {
     /// A new incarnation, durable in the data directory before it is ever registered, so that
-    /// the file names every incarnation the controller may have registered. Blocks.
+    /// the file names every incarnation the controller may have registered. The clean-shutdown
+    /// mark is consumed, durably, before too: this life may end in a crash. Blocks.
     pub(crate) fn next(broker: &Broker) -> std::io::Result<Incarnation> {
+        let fs = &*broker.fs;
         let dir = &broker.config.data_dir;
-        let previous = read_optional(&*broker.fs, &dir.join(INCARNATION_FILE))?
+        let previous = read_optional(fs, &dir.join(INCARNATION_FILE))?
             .and_then(|bytes| Uuid::try_parse_ascii(bytes.trim_ascii()).ok());
         let this = Uuid::new_v4();
-        write_atomically(
-            &*broker.fs,
-            dir,
-            INCARNATION_FILE,
-            this.to_string().as_bytes(),
-        )?;
-        Ok(Incarnation { this, previous })
+        write_atomically(fs, dir, INCARNATION_FILE, this.to_string().as_bytes())?;
+        let mark = dir.join(CLEAN_SHUTDOWN_FILE);
+        let previous_ended_cleanly = fs.exists(&mark)?;
+        if previous_ended_cleanly {
+            fs.remove_file(&mark)?;
+            fs.sync_dir(dir)?;
+        }
+        Ok(Incarnation {
+            this,
+            previous,
+            previous_ended_cleanly,
+        })
     }
 }
 
@@ -891,8 +915,40 @@ pub(crate) fn broker_address(image: &MetadataImage, id: i32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::quorum_name;
-    use crate::broker::shared_quorum;
+    use std::sync::Arc;
+
+    use runnel_storage::sim::{ManualClock, SimFileSystem};
+
+    use super::{quorum_name, Incarnation};
+    use crate::broker::{shared_quorum, Broker};
+    use crate::config::BrokerConfig;
+
+    /// Only a life that closed every log cleanly lets the next one register with its data
+    /// intact; the mark is consumed before that registration, so a crash after it counts.
+    #[test]
+    fn only_a_clean_close_marks_the_next_life_intact() {
+        let clock = Arc::new(ManualClock::new(0));
+        let disk = SimFileSystem::new(clock.clone());
+        let config = BrokerConfig {
+            data_dir: "data".into(),
+            ..BrokerConfig::default()
+        };
+        let open = || {
+            Broker::open_with(config.clone(), Arc::new(disk.clone()), clock.clone())
+                .expect("start")
+        };
+        let intact = |broker: &Broker| {
+            Incarnation::next(broker)
+                .expect("incarnation")
+                .previous_ended_cleanly
+        };
+        let first = open();
+        assert!(!intact(&first), "a new data directory has no clean shutdown behind it");
+        first.close();
+        assert!(intact(&open()));
+        // That life crashed (no close): the next one is not intact.
+        assert!(!intact(&open()));
+    }
 
     #[test]
     fn a_quorum_is_named_by_its_sorted_voters_and_a_lone_node_by_itself() {

@@ -396,7 +396,8 @@ impl Partition {
                 dir = %dir.display(),
                 reason,
                 "partition is OFFLINE: every request for it gets KAFKA_STORAGE_ERROR until the \
-                 broker restarts; other partitions keep serving. Check the disk (dmesg, SMART), \
+                 broker restarts; other partitions keep serving, and the controller, told at the \
+                 next heartbeat, moves its leadership to an in-sync replica if it has one. Check the disk (dmesg, SMART), \
                  then restart: the partition recovers from its last fsync. If its files are \
                  damaged beyond recovery, restore the directory from a backup, or move it away \
                  to start the partition empty (its records are then lost)."

@@ -359,6 +359,21 @@ impl TopicRegistry {
         topics
     }
 
+    /// The replicas held here whose disk failed, as (topic id, partition).
+    pub(crate) fn offline_replicas(&self) -> Vec<(Uuid, i32)> {
+        read(&self.topics)
+            .values()
+            .flat_map(|topic| {
+                read(&topic.partitions)
+                    .iter()
+                    .zip(0..)
+                    .filter(|(partition, _)| partition.is_offline())
+                    .map(|(_, index)| (topic.id, index))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Refuses a change that would take the broker past `partitions_max` partitions.
     fn check_partition_budget(&self, adding: i32) -> Result<(), ApiError> {
         let held: usize = read(&self.topics)
@@ -704,18 +719,25 @@ impl TopicRegistry {
         }
     }
 
-    /// Flushes and closes every log (clean shutdown). Blocks.
-    pub(crate) fn close_all(&self) {
+    /// Flushes and closes every log (clean shutdown). Whether every one was online and
+    /// closed without an error. Blocks.
+    pub(crate) fn close_all(&self) -> bool {
         let partitions: Vec<Arc<Partition>> = self
             .list()
             .iter()
             .flat_map(|topic| topic.partitions())
             .collect();
-        in_parallel(&partitions, self.threads, |partition| {
-            if let Err(error) = partition.close() {
-                tracing::error!(partition = %partition.name(), %error, "could not close partition log");
+        let closed = in_parallel(&partitions, self.threads, |partition| {
+            let offline = partition.is_offline();
+            match partition.close() {
+                Ok(()) => !offline,
+                Err(error) => {
+                    tracing::error!(partition = %partition.name(), %error, "could not close partition log");
+                    false
+                }
             }
         });
+        closed.into_iter().all(|clean| clean)
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {

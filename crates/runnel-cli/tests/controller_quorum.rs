@@ -94,6 +94,7 @@ async fn register_and_unfence(client: &mut ControllerClient, id: i32) {
         metadata_offset: u64::MAX,
         want_fence: false,
         want_shutdown: false,
+        offline_replicas: Vec::new(),
     };
     match call(client, ControllerRequest::Heartbeat(heartbeat)).await {
         ControllerResponse::Heartbeat(answer) => assert!(!answer.fenced, "{answer:?}"),

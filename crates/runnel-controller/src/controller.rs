@@ -7,6 +7,8 @@
 //! Validation of config names and values is the broker's ([`Controller::set_configs`] stores
 //! what it is given): the broker that forwards a request holds the config schema.
 
+use std::collections::BTreeSet;
+
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -133,7 +135,7 @@ pub struct Registration {
 }
 
 /// A broker's heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub id: BrokerId,
     pub broker_epoch: i64,
@@ -141,6 +143,11 @@ pub struct Heartbeat {
     pub metadata_offset: u64,
     pub want_fence: bool,
     pub want_shutdown: bool,
+    /// The replicas this broker holds whose disk failed, as (topic id, partition): every
+    /// heartbeat names them all (KIP-858 reports failed log directories; a Runnel replica
+    /// fails alone), so the controller moves their leadership and ISR membership away.
+    #[serde(default)]
+    pub offline_replicas: Vec<(Uuid, i32)>,
 }
 
 /// The controller's answer to a heartbeat.
@@ -188,6 +195,21 @@ pub struct AdoptedTopic {
     pub id: Uuid,
     pub partitions: i32,
     pub configs: Vec<(String, String)>,
+}
+
+/// A change to the heartbeating broker's registration.
+fn broker_change(
+    heartbeat: &Heartbeat,
+    fenced: Option<bool>,
+    in_controlled_shutdown: Option<bool>,
+) -> BrokerChange {
+    BrokerChange {
+        id: heartbeat.id,
+        epoch: heartbeat.broker_epoch,
+        fenced,
+        in_controlled_shutdown,
+        offline_replicas: None,
+    }
 }
 
 /// The controller's decisions over one image.
@@ -238,12 +260,15 @@ impl Controller<'_> {
         target_isr: &[BrokerId],
         drop_from_elr: &[BrokerId],
     ) -> Option<MetadataRecord> {
+        // A replica on a failed disk is never usable, whatever the caller allows.
+        let usable =
+            |id: BrokerId| usable(id) && !self.image.is_replica_offline(id, topic.id, partition);
         let context = ChangeContext {
             topic_id: topic.id,
             partition,
             state,
             min_isr: effective_min_isr(self.min_isr(&topic.name), state.replicas.len()),
-            usable,
+            usable: &usable,
         };
         change_isr(&context, target_isr, drop_from_elr).map(MetadataRecord::PartitionChange)
     }
@@ -251,18 +276,32 @@ impl Controller<'_> {
     /// Broker `id` may no longer lead or be in sync: it leaves every ISR (joining the ELR
     /// where the rules say so, unless `lost_data`), and its partitions get new leaders.
     fn leave_partitions(&self, id: BrokerId, lost_data: bool) -> Vec<MetadataRecord> {
+        self.leave_partitions_where(id, lost_data, |_, _| true)
+    }
+
+    /// [`Self::leave_partitions`] for the partitions `chosen` picks, by topic id and index.
+    fn leave_partitions_where(
+        &self,
+        id: BrokerId,
+        lost_data: bool,
+        chosen: impl Fn(Uuid, i32) -> bool,
+    ) -> Vec<MetadataRecord> {
         let usable = |other: BrokerId| other != id && self.image.is_usable(other);
-        let drop_from_elr: &[BrokerId] = if lost_data { &[id] } else { &[] };
+        // The only replica of a partition stays eligible whatever it lost: no other copy
+        // holds more, and leaving it would strand the partition for good.
+        let loses_eligibility = |state: &PartitionState| lost_data && state.replicas != [id];
         self.image
             .partitions()
-            .filter(|(_, _, state)| {
-                state.isr.contains(&id)
+            .filter(|(topic, index, state)| {
+                (state.isr.contains(&id)
                     || state.leader == id
-                    || (lost_data && state.elr.contains(&id))
+                    || (loses_eligibility(state) && state.elr.contains(&id)))
+                    && chosen(topic.id, *index)
             })
             .flat_map(|(topic, index, state)| {
                 let target: Vec<BrokerId> =
                     state.isr.iter().copied().filter(|&r| r != id).collect();
+                let drop_from_elr: &[BrokerId] = if loses_eligibility(state) { &[id] } else { &[] };
                 let change = self.change(topic, index, state, &usable, &target, drop_from_elr);
                 self.with_completion(topic, index, state, change)
             })
@@ -292,13 +331,20 @@ impl Controller<'_> {
         records
     }
 
-    /// Broker `id` became usable: leaderless partitions it could lead elect again.
-    fn join_partitions(&self, id: BrokerId) -> Vec<MetadataRecord> {
+    /// Broker `id` became usable: leaderless partitions it could lead elect again, except
+    /// those whose replica here is `offline`.
+    fn join_partitions(
+        &self,
+        id: BrokerId,
+        offline: &BTreeSet<(Uuid, i32)>,
+    ) -> Vec<MetadataRecord> {
         let usable = |other: BrokerId| other == id || self.image.is_usable(other);
         self.image
             .partitions()
-            .filter(|(_, _, state)| {
-                !state.has_leader() && (state.isr.contains(&id) || state.elr.contains(&id))
+            .filter(|(topic, index, state)| {
+                !state.has_leader()
+                    && (state.isr.contains(&id) || state.elr.contains(&id))
+                    && !offline.contains(&(topic.id, *index))
             })
             .flat_map(|(topic, index, state)| {
                 let change = self.change(topic, index, state, &usable, &state.isr, &[]);
@@ -348,6 +394,7 @@ impl Controller<'_> {
             rack: request.rack.clone(),
             fenced: true,
             in_controlled_shutdown: false,
+            offline_replicas: BTreeSet::new(),
         }));
         Ok(records)
     }
@@ -374,12 +421,7 @@ impl Controller<'_> {
         let registration = &broker.registration;
         let caught_up = heartbeat.metadata_offset >= broker.registered_at;
         let change = |fenced: Option<bool>, in_controlled_shutdown: Option<bool>| {
-            MetadataRecord::BrokerChange(BrokerChange {
-                id: heartbeat.id,
-                epoch: heartbeat.broker_epoch,
-                fenced,
-                in_controlled_shutdown,
-            })
+            MetadataRecord::BrokerChange(broker_change(heartbeat, fenced, in_controlled_shutdown))
         };
         let mut records = Vec::new();
         let mut fenced = registration.fenced;
@@ -390,14 +432,32 @@ impl Controller<'_> {
             records.push(change(Some(true), None));
             records.extend(self.leave_partitions(heartbeat.id, false));
             fenced = true;
-        } else if !heartbeat.want_fence
-            && !heartbeat.want_shutdown
-            && registration.fenced
-            && caught_up
-        {
-            records.push(change(Some(false), None));
-            records.extend(self.join_partitions(heartbeat.id));
-            fenced = false;
+        } else if !heartbeat.want_fence && !heartbeat.want_shutdown {
+            let offline: BTreeSet<(Uuid, i32)> =
+                heartbeat.offline_replicas.iter().copied().collect();
+            if offline != registration.offline_replicas {
+                records.push(MetadataRecord::BrokerChange(BrokerChange {
+                    offline_replicas: Some(offline.clone()),
+                    ..broker_change(heartbeat, None, None)
+                }));
+            }
+            // A broker in controlled shutdown stays out until it registers again.
+            if registration.fenced && caught_up && !registration.in_controlled_shutdown {
+                records.push(change(Some(false), None));
+                records.extend(self.join_partitions(heartbeat.id, &offline));
+                fenced = false;
+            }
+            // A replica whose disk failed can neither serve nor catch up: it leaves the ISR
+            // and its leadership moves, as a fenced broker's do. It stays eligible (ELR) as
+            // a fenced one does (what it held below the high watermark was fsynced, and
+            // recovery checks every batch's checksum when it opens again), but is not elected
+            // while it is reported offline. Disjoint from the partitions joined above, which
+            // leave out the offline ones.
+            records.extend(
+                self.leave_partitions_where(heartbeat.id, false, |topic, index| {
+                    offline.contains(&(topic, index))
+                }),
+            );
         }
         let leads_nothing = !self
             .image
@@ -429,6 +489,7 @@ impl Controller<'_> {
             epoch: broker_epoch,
             fenced: Some(true),
             in_controlled_shutdown: None,
+            offline_replicas: None,
         })];
         records.extend(self.leave_partitions(id, false));
         records
@@ -510,12 +571,15 @@ impl Controller<'_> {
                 && self
                     .image
                     .broker(id)
-                    .is_some_and(|broker| broker.is_usable() && broker.registration.epoch == epoch);
+                    .is_some_and(|broker| broker.is_usable() && broker.registration.epoch == epoch)
+                && !self
+                    .image
+                    .is_replica_offline(id, topic.id, request.partition);
             if !eligible {
                 return refuse(
                     ResponseError::IneligibleReplica,
                     format!(
-                        "Replica {id} (broker epoch {epoch}) cannot join the ISR of {name}: not a replica, not registered in that epoch, fenced or shutting down."
+                        "Replica {id} (broker epoch {epoch}) cannot join the ISR of {name}: not a replica, not registered in that epoch, fenced, shutting down, or on a failed disk."
                     ),
                 );
             }
@@ -1053,7 +1117,7 @@ impl Controller<'_> {
             .replicas
             .iter()
             .copied()
-            .find(|&id| self.image.is_usable(id))
+            .find(|&id| self.image.is_usable_replica(id, topic.id, partition))
         else {
             return refuse(
                 ResponseError::EligibleLeadersNotAvailable,

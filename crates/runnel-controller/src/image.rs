@@ -91,6 +91,21 @@ impl MetadataImage {
             .is_some_and(RegisteredBroker::is_usable)
     }
 
+    /// Broker `id`'s replica of the partition is on a disk that failed (its heartbeats say).
+    pub fn is_replica_offline(&self, id: BrokerId, topic_id: Uuid, partition: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|broker| {
+            broker
+                .registration
+                .offline_replicas
+                .contains(&(topic_id, partition))
+        })
+    }
+
+    /// Broker `id` may lead the partition and be in its ISR: usable, its replica online.
+    pub fn is_usable_replica(&self, id: BrokerId, topic_id: Uuid, partition: i32) -> bool {
+        self.is_usable(id) && !self.is_replica_offline(id, topic_id, partition)
+    }
+
     pub fn topic(&self, id: Uuid) -> Option<&TopicImage> {
         self.topics.get(&id)
     }
@@ -247,6 +262,9 @@ impl MetadataImage {
         if let Some(shutting_down) = change.in_controlled_shutdown {
             broker.registration.in_controlled_shutdown = shutting_down;
         }
+        if let Some(offline) = &change.offline_replicas {
+            broker.registration.offline_replicas = offline.clone();
+        }
         Ok(())
     }
 
@@ -336,6 +354,7 @@ mod tests {
             rack: None,
             fenced: true,
             in_controlled_shutdown: false,
+            offline_replicas: Default::default(),
         })
     }
 

@@ -7,6 +7,8 @@
 //! [`PartitionRecord`] and then moved only by [`PartitionChange`]s, each of which bumps the
 //! partition epoch, and the leader epoch too when the leader changes.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -66,6 +68,10 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// Its replicas whose disk failed, as (topic id, partition), as its heartbeats report
+    /// them: they may neither lead nor be in sync. Empty at each registration.
+    #[serde(default)]
+    pub offline_replicas: BTreeSet<(Uuid, i32)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +80,8 @@ pub struct BrokerChange {
     pub epoch: i64,
     pub fenced: Option<bool>,
     pub in_controlled_shutdown: Option<bool>,
+    #[serde(default)]
+    pub offline_replicas: Option<BTreeSet<(Uuid, i32)>>,
 }
 
 /// One partition's replication state.

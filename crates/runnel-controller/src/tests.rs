@@ -1,6 +1,7 @@
 //! The controller's rules over a whole cluster's metadata: requests decided, their records
 //! applied as the quorum would, and the image checked after each step.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 
 use kafka_protocol::error::ResponseError;
@@ -26,6 +27,8 @@ struct Cluster {
     image: MetadataImage,
     config: ControllerConfig,
     offset: u64,
+    /// Each broker's replicas whose disk failed in its current life, named in its heartbeats.
+    offline: BTreeMap<BrokerId, Vec<(Uuid, i32)>>,
 }
 
 impl Cluster {
@@ -34,6 +37,7 @@ impl Cluster {
             image: MetadataImage::default(),
             config: config(),
             offset: 0,
+            offline: BTreeMap::new(),
         }
     }
 
@@ -58,7 +62,7 @@ impl Cluster {
         for (topic, index, state) in self.image.partitions() {
             if state.has_leader() {
                 assert!(
-                    self.image.is_usable(state.leader),
+                    self.image.is_usable_replica(state.leader, topic.id, index),
                     "{}-{index} led by unusable {}: {state:?}",
                     topic.name,
                     state.leader
@@ -70,7 +74,9 @@ impl Cluster {
                     &state.isr
                 };
                 assert!(
-                    !candidates.iter().any(|&id| self.image.is_usable(id)),
+                    !candidates
+                        .iter()
+                        .any(|&id| self.image.is_usable_replica(id, topic.id, index)),
                     "{}-{index} leaderless with a usable candidate: {state:?}",
                     topic.name
                 );
@@ -99,6 +105,7 @@ impl Cluster {
         };
         let records = self.controller().register_broker(&registration, false)?;
         self.commit(records)?;
+        self.offline.remove(&id);
         Ok(())
     }
 
@@ -114,9 +121,20 @@ impl Cluster {
             metadata_offset: self.offset,
             want_fence,
             want_shutdown,
+            offline_replicas: self.offline.get(&id).cloned().unwrap_or_default(),
         })?;
         self.commit(records)?;
         Ok(answer)
+    }
+
+    /// Broker `id`'s replica of the partition fails, and its next heartbeat says so.
+    fn disk_fails(&mut self, id: BrokerId, topic: Uuid, partition: i32) -> TestResult {
+        let offline = self.offline.entry(id).or_default();
+        if !offline.contains(&(topic, partition)) {
+            offline.push((topic, partition));
+        }
+        self.heartbeat(id, false, false)?;
+        Ok(())
     }
 
     fn start(&mut self, id: BrokerId) -> TestResult {
@@ -194,6 +212,7 @@ fn brokers_register_fenced_and_are_unfenced_once_caught_up() -> TestResult {
         metadata_offset: 0,
         want_fence: false,
         want_shutdown: false,
+        offline_replicas: Vec::new(),
     })?;
     assert!(records.is_empty() && answer.fenced && !answer.caught_up);
     let answer = cluster.heartbeat(1, false, false)?;
@@ -206,6 +225,7 @@ fn brokers_register_fenced_and_are_unfenced_once_caught_up() -> TestResult {
         metadata_offset: cluster.offset,
         want_fence: false,
         want_shutdown: false,
+        offline_replicas: Vec::new(),
     });
     assert_eq!(code(stale), Some(ResponseError::StaleBrokerEpoch));
     Ok(())
@@ -425,6 +445,66 @@ fn a_fenced_leader_hands_over_to_the_isr_and_leads_again_only_through_it() -> Te
     isr.push(old_leader);
     cluster.alter(topic, 0, &isr)?;
     assert_eq!(cluster.state(topic, 0).isr.len(), 3);
+    Ok(())
+}
+
+/// A replica whose disk failed, named in its broker's heartbeats, gives up its leadership
+/// and ISR place while the broker goes on serving its other partitions; a partition with no
+/// other replica waits leaderless, and is led again by that replica once it restarts healthy.
+#[test]
+fn a_replica_reported_offline_hands_over_and_a_lone_one_waits_for_its_restart() -> TestResult {
+    let mut cluster = Cluster::new();
+    for id in 1..=3 {
+        cluster.start(id)?;
+    }
+    let replicated = cluster.create("replicated", 2, 3)?;
+    let failed = cluster.state(replicated, 0).leader;
+    let other = cluster.state(replicated, 1);
+    cluster.disk_fails(failed, replicated, 0)?;
+    let moved = cluster.state(replicated, 0);
+    assert_ne!(moved.leader, failed);
+    assert!(
+        moved.leader >= 0 && !moved.isr.contains(&failed),
+        "{moved:?}"
+    );
+    assert_eq!(
+        cluster.state(replicated, 1),
+        other,
+        "its other partition is untouched"
+    );
+    // Named again in every heartbeat: nothing more changes.
+    let offset = cluster.offset;
+    cluster.heartbeat(failed, false, false)?;
+    assert_eq!(cluster.offset, offset);
+    // The new leader cannot take it back into the ISR.
+    let mut isr = moved.isr.clone();
+    isr.push(failed);
+    assert_eq!(
+        code(cluster.alter(replicated, 0, &isr)),
+        Some(ResponseError::IneligibleReplica)
+    );
+    // Never elected while offline, even with every other replica gone.
+    for id in (1..=3).filter(|&id| id != failed) {
+        cluster.fence(id)?;
+    }
+    assert!(!cluster.state(replicated, 0).has_leader());
+
+    let alone = cluster.create("alone", 1, 1)?;
+    let only = cluster.state(alone, 0).leader;
+    cluster.disk_fails(only, alone, 0)?;
+    let waiting = cluster.state(alone, 0);
+    assert!(
+        !waiting.has_leader() && waiting.elr == vec![only],
+        "{waiting:?}"
+    );
+    // Restarted with the disk still failing: not elected.
+    cluster.register(only, None, true)?;
+    cluster.disk_fails(only, alone, 0)?;
+    assert!(!cluster.state(alone, 0).has_leader());
+    // Restarted healthy, even having lost unflushed data: the only replica leads again.
+    cluster.register(only, None, false)?;
+    cluster.heartbeat(only, false, false)?;
+    assert_eq!(cluster.state(alone, 0).leader, only);
     Ok(())
 }
 
@@ -863,6 +943,11 @@ enum Event {
     Cancel {
         partition: i32,
     },
+    /// A broker's replica of a partition is on a disk that fails.
+    DiskFails {
+        partition: i32,
+        broker: usize,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -883,6 +968,7 @@ fn event() -> impl Strategy<Value = Event> {
             }
         }),
         (0i32..4).prop_map(|partition| Event::Cancel { partition }),
+        (0i32..4, 0usize..4).prop_map(|(partition, broker)| Event::DiskFails { partition, broker }),
     ]
 }
 
@@ -911,6 +997,9 @@ proptest! {
                         .and_then(|()| cluster.heartbeat(id, false, false).map(drop))
                 }
                 Event::Fence { broker } => cluster.fence(broker as i32 + 1),
+                Event::DiskFails { partition, broker } => {
+                    cluster.disk_fails(broker as i32 + 1, topic, partition)
+                }
                 Event::Shutdown { broker } => cluster.heartbeat(broker as i32 + 1, false, true).map(drop),
                 Event::Shrink { partition, broker } => {
                     let state = cluster.state(topic, partition);

@@ -27,7 +27,7 @@ use runnel_controller::MetadataRecord;
 use serde::{Deserialize, Serialize};
 
 pub use client::{ClientError, ControllerClient};
-pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig};
+pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig, OfflineReplicas};
 pub use node::{
     read_stored_metadata, Quorum, QuorumConfig, StoredMetadata, METADATA_DIR,
     SNAPSHOT_EVERY_ENTRIES,

@@ -40,6 +40,30 @@ pub struct LifecycleConfig {
     pub controllers: Vec<String>,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval: Duration,
+    /// Named in every heartbeat.
+    pub offline_replicas: OfflineReplicas,
+}
+
+/// The broker's replicas whose disk failed, as (topic id, partition), asked for at each
+/// heartbeat.
+#[derive(Clone)]
+pub struct OfflineReplicas(Arc<dyn Fn() -> Vec<(Uuid, i32)> + Send + Sync>);
+
+impl OfflineReplicas {
+    pub fn new(list: impl Fn() -> Vec<(Uuid, i32)> + Send + Sync + 'static) -> OfflineReplicas {
+        OfflineReplicas(Arc::new(list))
+    }
+
+    /// For a broker that holds no replicas.
+    pub fn none() -> OfflineReplicas {
+        OfflineReplicas::new(Vec::new)
+    }
+}
+
+impl std::fmt::Debug for OfflineReplicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OfflineReplicas")
+    }
 }
 
 /// Where the broker stands.
@@ -172,6 +196,7 @@ async fn heartbeat_loop(
                     metadata_offset: image.borrow().offset(),
                     want_fence: false,
                     want_shutdown: shutting_down,
+                    offline_replicas: (config.offline_replicas.0)(),
                 };
                 beat(&mut client, heartbeat, current).await
             }
@@ -237,12 +262,13 @@ async fn beat(
     current: BrokerStatus,
 ) -> BrokerStatus {
     let epoch = heartbeat.broker_epoch;
+    let want_shutdown = heartbeat.want_shutdown;
     match client
         .call(ControllerRequest::Heartbeat(heartbeat), CALL_WITHIN)
         .await
     {
         Ok(ControllerResponse::Heartbeat(answer)) => {
-            if heartbeat.want_shutdown {
+            if want_shutdown {
                 if answer.should_shut_down {
                     BrokerStatus::Stopped
                 } else {
@@ -257,7 +283,7 @@ async fn beat(
         Ok(ControllerResponse::Refused { code, message }) => {
             // STALE_BROKER_EPOCH: fenced for good in that epoch; a new registration starts over.
             tracing::warn!(code, %message, "heartbeat refused; registering again");
-            if heartbeat.want_shutdown {
+            if want_shutdown {
                 BrokerStatus::Stopped
             } else {
                 BrokerStatus::Registering

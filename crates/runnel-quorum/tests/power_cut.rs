@@ -103,6 +103,7 @@ async fn run_seed(seed: u64) -> TestResult {
         metadata_offset: u64::MAX,
         want_fence: false,
         want_shutdown: false,
+        offline_replicas: Vec::new(),
     };
     client
         .call(

@@ -128,6 +128,7 @@ async fn start_broker(client: &mut ControllerClient, id: i32) -> Result<i64, Box
             metadata_offset: offset,
             want_fence: false,
             want_shutdown: false,
+            offline_replicas: Vec::new(),
         };
         match client
             .call(ControllerRequest::Heartbeat(beat), WITHIN)
@@ -155,6 +156,7 @@ fn heartbeat_forever(
                 metadata_offset: u64::MAX,
                 want_fence: false,
                 want_shutdown: false,
+                offline_replicas: Vec::new(),
             };
             let _ = client
                 .call(ControllerRequest::Heartbeat(beat), WITHIN)
@@ -308,6 +310,7 @@ fn lifecycle(voters: &Voters, broker_id: i32) -> BrokerLifecycle {
         data_intact: true,
         controllers: voters.addresses.values().cloned().collect(),
         heartbeat_interval: Duration::from_millis(200),
+        offline_replicas: runnel_quorum::OfflineReplicas::none(),
     })
 }
 

@@ -303,6 +303,7 @@ impl World {
             metadata_offset: broker.image.offset(),
             want_fence: false,
             want_shutdown: false,
+            offline_replicas: Vec::new(),
         };
         match self.controller().heartbeat(&heartbeat) {
             Ok((records, _)) => {

@@ -225,9 +225,10 @@ pub(crate) async fn create_by_default(member: &ClusterMember, name: &str) {
     }
 }
 
-/// A topic as the image describes it, with what only this broker knows: its own replicas
-/// whose disk failed are offline, and a partition it leads on such a replica has no leader
-/// (the controller is not told yet, so other brokers still name this one).
+/// A topic as the image describes it: replicas on fenced brokers, or on a disk their broker
+/// reported failed, are offline. This broker adds what only it knows until its next
+/// heartbeat tells the controller: its own replicas whose disk just failed are offline, and
+/// a partition it leads on such a replica has no leader.
 fn describe_image_topic(
     broker: &Broker,
     image: &MetadataImage,
@@ -269,6 +270,7 @@ fn describe_image_topic(
                     image
                         .broker(id)
                         .is_none_or(|registered| registered.registration.fenced)
+                        || image.is_replica_offline(id, topic.id, index)
                         || (id == this && offline_here(index))
                 })
                 .collect();
