@@ -934,8 +934,7 @@ mod tests {
             ..BrokerConfig::default()
         };
         let open = || {
-            Broker::open_with(config.clone(), Arc::new(disk.clone()), clock.clone())
-                .expect("start")
+            Broker::open_with(config.clone(), Arc::new(disk.clone()), clock.clone()).expect("start")
         };
         let intact = |broker: &Broker| {
             Incarnation::next(broker)
@@ -943,7 +942,10 @@ mod tests {
                 .previous_ended_cleanly
         };
         let first = open();
-        assert!(!intact(&first), "a new data directory has no clean shutdown behind it");
+        assert!(
+            !intact(&first),
+            "a new data directory has no clean shutdown behind it"
+        );
         first.close();
         assert!(intact(&open()));
         // That life crashed (no close): the next one is not intact.

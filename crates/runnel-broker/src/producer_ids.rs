@@ -50,6 +50,19 @@ impl AllocateError {
             AllocateError::NoBlockYet => ResponseError::CoordinatorLoadInProgress,
         }
     }
+
+    /// Logs the refusal: a disk error is worth a warning; waiting for the first block (just
+    /// after start, which the client retries) is not.
+    pub(crate) fn report(&self) {
+        match self {
+            AllocateError::Storage(_) => {
+                tracing::warn!(error = %self, "cannot allocate a producer id")
+            }
+            AllocateError::NoBlockYet => {
+                tracing::debug!(error = %self, "cannot allocate a producer id yet")
+            }
+        }
+    }
 }
 
 /// What is left of the current block: ids `next..end`.

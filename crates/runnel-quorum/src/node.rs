@@ -75,6 +75,9 @@ struct Deciding {
 
 struct Service {
     id: NodeId,
+    /// This voter's address as configured for this start: the membership in the log keeps
+    /// the first one, stale for a one-node quorum listening on a new port each start.
+    address: Option<String>,
     raft: Raft<MetadataRaft>,
     image: watch::Receiver<Arc<MetadataImage>>,
     config: ControllerConfig,
@@ -165,6 +168,7 @@ impl Quorum {
         let local_addr = listener.local_addr()?;
         let service = Arc::new(Service {
             id: config.node_id,
+            address: config.voters.get(&config.node_id).cloned(),
             raft,
             image,
             config: config.controller.clone(),
@@ -408,7 +412,10 @@ impl Service {
             .nodes()
             .map(|(&id, node)| VoterStatus {
                 id,
-                address: node.addr.clone(),
+                address: match &self.address {
+                    Some(address) if id == self.id => address.clone(),
+                    _ => node.addr.clone(),
+                },
                 matched_offset: if id == self.id {
                     metrics.last_log_index
                 } else {

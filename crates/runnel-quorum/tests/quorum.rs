@@ -537,12 +537,13 @@ async fn reassignments_are_started_listed_and_cancelled_through_the_controller()
     Ok(())
 }
 
-/// A voter's data directory belongs to its quorum. Read offline, it gives the image its
-/// log builds and its voters (what a node that ran alone hands to the cluster it joins as
+/// A voter's data directory belongs to its quorum. A lone voter restarted on another port is
+/// described there. Read offline, the directory gives the image its log builds and its voters (what a node that ran alone hands to the cluster it joins as
 /// a broker); started as a voter of another quorum, it is refused rather than mixing two
 /// quorums' logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lone_voters_log_is_read_offline_and_refused_by_another_quorum() -> TestResult {
+async fn a_lone_voters_log_is_read_offline_described_where_it_listens_and_refused_by_another_quorum(
+) -> TestResult {
     let (mut voters, mut listeners) = Voters::bind(1).await?;
     let node = voters
         .start(1, listeners.remove(&1).ok_or("listener")?)
@@ -553,6 +554,26 @@ async fn a_lone_voters_log_is_read_offline_and_refused_by_another_quorum() -> Te
     }
     let offset = create_topic(&mut client, "kept").await?;
     image_where(&node, |image| image.offset() >= offset).await?;
+    node.shutdown().await;
+
+    // Alone on a new port (as `runnel server` with no --controller-listen starts): the
+    // quorum describes this voter where it listens now, not where its log first saw it.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let moved = listener.local_addr()?.to_string();
+    voters.addresses.insert(1, moved.clone());
+    let node = voters.start(1, listener).await?;
+    let mut client = ControllerClient::new([&moved]);
+    let described = loop {
+        match client
+            .call(ControllerRequest::DescribeQuorum, WITHIN)
+            .await?
+        {
+            ControllerResponse::Quorum(status) => break status,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(described.voters.len(), 1);
+    assert_eq!(described.voters[0].address, moved);
     node.shutdown().await;
 
     let dir = voters.dirs[&1].clone();

@@ -44,7 +44,7 @@ pub(crate) fn init_producer_id(
             response.producer_epoch = 0;
         }
         Err(error) => {
-            tracing::warn!(%error, "cannot allocate a producer id");
+            error.report();
             response.error_code = error.code().code();
         }
     }
