@@ -78,10 +78,6 @@ pub(crate) fn not_leader() -> ApiError {
     )
 }
 
-/// The epoch of this node's transaction coordinators: the leader epoch of their
-/// `__transaction_state` partitions, 0 on a single node.
-pub(crate) const COORDINATOR_EPOCH: i32 = 0;
-
 /// The last stable offset: consumers reading committed data see records below it, which
 /// is the high watermark unless a transaction is open below that.
 pub(crate) fn last_stable_offset(log: &PartitionLog, high_watermark: i64) -> i64 {
@@ -505,13 +501,15 @@ impl Partition {
         self.append_with(|log, epoch| log.append_from_coordinator(batches, epoch, now_ms))
     }
 
-    /// Writes a transaction marker for `producer_id` (WriteTxnMarkers, for this partition).
+    /// Writes a transaction marker for `producer_id` (WriteTxnMarkers, for this partition),
+    /// from the transaction coordinator of `coordinator_epoch`: one older than a coordinator
+    /// that already wrote one for the producer is refused (TRANSACTION_COORDINATOR_FENCED).
     /// Blocks: call it from the I/O pool.
     pub(crate) fn append_marker(
         self: &Arc<Self>,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         commit: bool,
+        coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, ApiError> {
         let marker = TransactionMarker {
@@ -520,7 +518,7 @@ impl Partition {
             } else {
                 ControlType::Abort
             },
-            coordinator_epoch: COORDINATOR_EPOCH,
+            coordinator_epoch,
         };
         self.append_with(|log, epoch| {
             log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)

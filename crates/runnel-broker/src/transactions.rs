@@ -44,7 +44,7 @@ use crate::error::ApiError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::handlers::produce::await_replicated_blocking;
 use crate::internal_topics::{self, Replayed};
-use crate::partition::{Partition, COORDINATOR_EPOCH};
+use crate::partition::Partition;
 use crate::topics::{Topic, TopicRegistry};
 
 /// How long a write of the coordinator (a state, a marker) waits for the in-sync replicas.
@@ -281,7 +281,8 @@ impl TransactionService {
         markers: &Markers,
     ) -> Result<(), ApiError> {
         let now = self.now_ms();
-        write_markers(broker, markers, now)?;
+        let coordinator_epoch = self.coordinator_epoch(broker, &markers.transactional_id)?;
+        write_markers(broker, markers, coordinator_epoch, now)?;
         if let Some(complete) = coordinator.markers_written(now, &markers.transactional_id) {
             if let Err(error) = self.write(broker, &complete) {
                 coordinator.abandon(&complete);
@@ -290,6 +291,20 @@ impl TransactionService {
             coordinator.apply(complete);
         }
         Ok(())
+    }
+
+    /// The epoch this coordinator writes `id`'s markers in (Kafka's coordinator epoch): the
+    /// leader epoch of `id`'s `__transaction_state` partition here. A coordinator that lost
+    /// that partition has none, and the markers of one that lost it before are refused by the
+    /// partitions its successor wrote to (`Partition::append_marker`).
+    fn coordinator_epoch(&self, broker: &Broker, id: &str) -> Result<i32, ApiError> {
+        let topic = self.state_topic(&broker.topics)?;
+        let index = coordinator_partition(id, topic.partition_count());
+        topic
+            .partition(index)
+            .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))?
+            .serving_epoch(-1)
+            .map_err(|_| ApiError::code(ResponseError::NotCoordinator))
     }
 
     /// InitProducerId with a transactional id: a producer id and a new epoch, fencing older
@@ -307,7 +322,7 @@ impl TransactionService {
         let expected = (version >= 3).then_some((request.producer_id.0, request.producer_epoch));
         let mut allocate = || {
             broker.producer_ids.allocate().map_err(|error| {
-                tracing::warn!(%error, "cannot allocate a producer id");
+                error.report();
                 error.code()
             })
         };
@@ -735,7 +750,12 @@ impl TransactionService {
 /// leads (or, alone, holds), with a WriteTxnMarkers request to the leader of each other one.
 /// A partition of a topic deleted since needs none. Fails, for the timer to try again, unless
 /// every marker is in its partition as durably as an `acks=all` produce. Blocks.
-fn write_markers(broker: &Broker, markers: &Markers, now_ms: i64) -> Result<(), ApiError> {
+fn write_markers(
+    broker: &Broker,
+    markers: &Markers,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Result<(), ApiError> {
     let mut elsewhere: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, index) in &markers.partitions {
         let Some(partition) = broker
@@ -769,30 +789,33 @@ fn write_markers(broker: &Broker, markers: &Markers, now_ms: i64) -> Result<(), 
                 broker,
                 &partition,
                 (markers.producer_id, markers.producer_epoch),
-                markers.commit,
+                (markers.commit, coordinator_epoch),
                 now_ms,
             )?,
         }
     }
     if let Some(member) = broker.cluster() {
         for (leader, partitions) in elsewhere {
-            member.block_on(send_markers(broker, member, leader, markers, &partitions))?;
+            let to = (leader, partitions.as_slice());
+            member.block_on(send_markers(broker, member, to, markers, coordinator_epoch))?;
         }
     }
     Ok(())
 }
 
 /// One marker into a partition this broker leads (or holds alone), as durably as an
-/// `acks=all` produce; at a `__consumer_offsets` partition the group coordinator then
+/// `acks=all` produce: `producer`'s transaction committed or not, from the coordinator of
+/// `coordinator_epoch`. At a `__consumer_offsets` partition the group coordinator then
 /// installs (or drops) the offsets committed in the transaction. Blocks.
 pub(crate) fn write_marker(
     broker: &Broker,
     partition: &Arc<Partition>,
-    (producer_id, producer_epoch): (i64, i16),
-    commit: bool,
+    producer: (i64, i16),
+    (commit, coordinator_epoch): (bool, i32),
     now_ms: i64,
 ) -> Result<(), ApiError> {
-    let appended = partition.append_marker(producer_id, producer_epoch, commit, now_ms)?;
+    let producer_id = producer.0;
+    let appended = partition.append_marker(producer, commit, coordinator_epoch, now_ms)?;
     await_replicated_blocking(broker, partition, &appended, WRITE_TIMEOUT)?;
     if partition.topic() == OFFSETS_TOPIC {
         broker.groups.complete_transaction(producer_id, commit);
@@ -805,9 +828,9 @@ pub(crate) fn write_marker(
 async fn send_markers(
     broker: &Broker,
     member: &ClusterMember,
-    leader: i32,
+    (leader, partitions): (i32, &[(String, i32)]),
     markers: &Markers,
-    partitions: &[(String, i32)],
+    coordinator_epoch: i32,
 ) -> Result<(), ApiError> {
     let unreachable = |why: String| ApiError::new(ResponseError::NetworkException, why);
     let (connection, version) = connect_to_broker(
@@ -823,7 +846,7 @@ async fn send_markers(
     marker.producer_id = ProducerId(markers.producer_id);
     marker.producer_epoch = markers.producer_epoch;
     marker.transaction_result = markers.commit;
-    marker.coordinator_epoch = COORDINATOR_EPOCH;
+    marker.coordinator_epoch = coordinator_epoch;
     marker.topics = by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {

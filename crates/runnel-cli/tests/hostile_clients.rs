@@ -424,6 +424,40 @@ fn internal_topics_refuse_produce_and_delete_records() {
     );
 }
 
+/// A transaction marker from a coordinator older than one that already wrote for the
+/// producer is refused (TRANSACTION_COORDINATOR_FENCED): a coordinator that lost its
+/// `__transaction_state` partition cannot end a transaction its successor handles.
+#[test]
+fn markers_of_a_fenced_transaction_coordinator_are_refused() {
+    let broker = BrokerProcess::start(&[]);
+    create_topic(&broker, "fenced", 1, &[]);
+    let mut connection = broker.connect();
+    let mut write_marker = |coordinator_epoch: i32| -> i16 {
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![
+            write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(0)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(coordinator_epoch)
+                .with_topics(vec![
+                    write_txn_markers_request::WritableTxnMarkerTopic::default()
+                        .with_name(name("fenced"))
+                        .with_partition_indexes(vec![0]),
+                ]),
+        ]);
+        let response: WriteTxnMarkersResponse =
+            connection.request(ApiKey::WriteTxnMarkers, 1, &request);
+        response.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(write_marker(5), 0);
+    assert_eq!(
+        write_marker(3),
+        code(ResponseError::TransactionCoordinatorFenced)
+    );
+    assert_eq!(write_marker(5), 0);
+    assert_eq!(write_marker(6), 0);
+}
+
 #[test]
 fn advertising_the_any_address_is_refused_at_start() {
     let data = tempfile::tempdir().unwrap();

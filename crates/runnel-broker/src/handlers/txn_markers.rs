@@ -61,10 +61,10 @@ async fn write_one(
         return Err(not_leader());
     }
     let producer = (marker.producer_id.0, marker.producer_epoch);
-    let commit = marker.transaction_result;
+    let outcome = (marker.transaction_result, marker.coordinator_epoch);
     broker
         .blocking_until_replicated(move |broker| {
-            write_marker(broker, &partition, producer, commit, broker.now_ms())
+            write_marker(broker, &partition, producer, outcome, broker.now_ms())
         })
         .await?
 }
