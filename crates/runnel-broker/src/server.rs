@@ -303,8 +303,20 @@ async fn serve_connection(
             return Err(ConnectionError::Shutdown);
         }
         let may_read = !blocked && awaiting_budget.is_none();
-        if may_read && input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
-            input.reserve(READ_CHUNK_BYTES);
+        if may_read {
+            // Once its budget is reserved, the frame at the front gets room for all of it at
+            // once: a large request is copied into place once, not at every growth of the
+            // buffer (frames split off before pin the old allocation, so each growth copies).
+            let frame_rest = match reserved {
+                Some(_) => decoder.missing_bytes(&input)?,
+                None => None,
+            };
+            let room = input.capacity() - input.len();
+            match frame_rest {
+                Some(rest) if rest > room => input.reserve(rest),
+                _ if room < READ_CHUNK_BYTES / 4 => input.reserve(READ_CHUNK_BYTES),
+                _ => {}
+            }
         }
         // A started frame must complete in time; a connection with nothing to do may idle
         // only so long. While requests run, the client is waiting for us, not we for it.

@@ -45,6 +45,14 @@ impl FrameDecoder {
         Ok(Some(size))
     }
 
+    /// How many bytes the frame at the front of `input` still lacks, once its size prefix has
+    /// arrived (and passed the limit).
+    pub fn missing_bytes(&self, input: &[u8]) -> Result<Option<usize>, FrameError> {
+        Ok(self
+            .next_frame_size(input)?
+            .map(|size| (SIZE_PREFIX_LEN + size).saturating_sub(input.len())))
+    }
+
     /// Takes the next whole frame's body off the front of `input`, if it has all arrived.
     pub fn decode(&self, input: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let Some(size) = self.next_frame_size(input)? else {
@@ -83,6 +91,8 @@ mod tests {
         let mut input = BytesMut::from(&(100i32 << 20).to_be_bytes()[..]);
         input.extend_from_slice(b"abc");
         assert_eq!(decoder.next_frame_size(&input), Ok(Some(100 << 20)));
+        assert_eq!(decoder.missing_bytes(&input), Ok(Some((100 << 20) - 3)));
+        assert_eq!(decoder.missing_bytes(&input[..3]), Ok(None));
         assert_eq!(decoder.decode(&mut input), Ok(None));
         assert!(input.capacity() < 1000, "capacity {}", input.capacity());
     }
