@@ -232,6 +232,11 @@ impl MetadataLog {
             .or(self.purged)
     }
 
+    /// Every entry held, the newest first, without copying them.
+    pub(crate) fn newest_first(&self) -> impl Iterator<Item = &MetadataEntry> {
+        self.entries.values().rev()
+    }
+
     pub(crate) fn entries(&self, range: impl std::ops::RangeBounds<u64>) -> Vec<MetadataEntry> {
         self.entries
             .range(range)

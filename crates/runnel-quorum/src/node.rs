@@ -225,9 +225,7 @@ impl Quorum {
 
 /// The voters of the last membership a metadata log and its snapshot hold.
 fn stored_voters(log: &MetadataLog, state_machine: &StateMachine) -> BTreeSet<NodeId> {
-    log.entries(..)
-        .iter()
-        .rev()
+    log.newest_first()
         .find_map(|entry| match &entry.payload {
             EntryPayload::Membership(membership) => Some(membership.voter_ids().collect()),
             _ => None,
