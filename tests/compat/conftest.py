@@ -11,6 +11,7 @@ Scopes: `broker` is one broker per test module (tests use unique topic names);
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
@@ -335,8 +336,12 @@ class Netns:
     does, and healing it puts it back. Uses only a private subnet it picks and creates, and
     removes everything at `close`."""
 
+    # Names are unique within this process: a namespace's links outlive `ip netns del` for a
+    # moment (the kernel tears them down asynchronously), so the next network must not reuse them.
+    _serial = itertools.count()
+
     def __init__(self, count: int):
-        tag = f"{os.getpid() % 10000}{random.randrange(100)}"
+        tag = f"{os.getpid() % 10000:04d}{next(Netns._serial) % 100:02d}"
         self.bridge = f"rbr{tag}"
         self.namespaces = [f"rns{tag}-{i + 1}" for i in range(count)]
         self.links = [f"rb{tag}-{i + 1}" for i in range(count)]
@@ -388,6 +393,14 @@ class Netns:
         for namespace in self.namespaces:
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        # Gone before the next test builds its network: a later process may get this pid.
+        deadline = time.monotonic() + 10
+        while any(self._exists(link) for link in self.links) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    @staticmethod
+    def _exists(link: str) -> bool:
+        return subprocess.run(["ip", "link", "show", link], capture_output=True).returncode == 0
 
 
 class Cluster:
