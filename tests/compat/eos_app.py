@@ -44,8 +44,12 @@ def main() -> int:
     )
     producer.init_transactions(60)
     consumer.subscribe([source])
-    last_record = time.monotonic()
+    last_record = last_report = time.monotonic()
+    committed = 0
     while time.monotonic() - last_record < float(idle_s):
+        if time.monotonic() - last_report > 5:
+            last_report = time.monotonic()
+            report(f"{committed} transactions committed; assigned {len(consumer.assignment())} partitions")
         messages = [m for m in consumer.consume(num_messages=50, timeout=0.5) if m.error() is None]
         if not messages:
             continue
@@ -59,8 +63,10 @@ def main() -> int:
                 consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
             )
             producer.commit_transaction(30)
+            committed += 1
         except KafkaException as error:
             kafka_error = error.args[0]
+            report(f"transaction failed: {kafka_error}")
             if kafka_error.txn_requires_abort():
                 producer.abort_transaction(30)
                 rewind(consumer)
@@ -69,14 +75,22 @@ def main() -> int:
                 # The commit's outcome is unknown: retrying commit_transaction settles it.
                 try:
                     producer.commit_transaction(30)
+                    committed += 1
                     continue
-                except KafkaException:
-                    pass
+                except KafkaException as retry_error:
+                    report(f"retried commit failed: {retry_error.args[0]}")
             print(f"fatal: {kafka_error}", file=sys.stderr)
             return 2
+    report(f"quiet for {idle_s} s after {committed} transactions: closing")
     producer.flush(30)
     consumer.close()
+    report("closed")
     return 0
+
+
+def report(event: str) -> None:
+    """On stderr, which the test shows if the app fails or hangs."""
+    print(f"{time.strftime('%H:%M:%S', time.gmtime())} {event}", file=sys.stderr, flush=True)
 
 
 def rewind(consumer: Consumer) -> None:

@@ -544,7 +544,13 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
     # Restarted when it fails, as a supervisor would: a transaction left open past its
     # timeout by the failover is aborted with the epoch bumped, fencing the instance.
     for _ in range(5):
-        _, stderr = app.communicate(timeout=180)
+        try:
+            _, stderr = app.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            _, stderr = app.communicate()
+            own = [line for line in stderr.decode(errors="replace").splitlines() if not line.startswith("%")]
+            pytest.fail("the app hung for 180 s; what it reported last:\n" + "\n".join(own[-40:]))
         if app.returncode == 0:
             break
         print(f"app exited {app.returncode}: {stderr.decode(errors='replace')[-500:]}")
