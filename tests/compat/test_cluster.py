@@ -18,12 +18,14 @@ min.insync.replicas=2, as a careful operator would set it.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (
@@ -396,6 +398,45 @@ def test_replicas_are_spread_over_racks(tmp_path) -> None:
         assert {partition.leader for partition in partitions.values()} == {1, 2, 3}
     finally:
         cluster.kill_all()
+
+
+@pytest.mark.timeout(120)
+def test_a_follower_copies_everything_it_follows_from_a_leader_over_one_connection(cluster: Cluster) -> None:
+    """Two topics of 6 partitions, RF 3: node 2 follows the partitions node 1 leads in both and
+    copies them all in one fetch, over one connection (Kafka's replica fetcher), and every
+    `acks=all` record, in either topic, is acknowledged and read back."""
+    topics = [create_replicated_topic(cluster), create_replicated_topic(cluster)]
+    writer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for topic in topics:
+        for index in range(600):
+            writer.produce(topic, value=f"{topic}-{index}".encode(), partition=index % PARTITIONS)
+    assert writer.flush(60) == 0, "not every acks=all record was acknowledged"
+    for topic in topics:
+        values = read_with_librdkafka(cluster.bootstrap, topic, "read_uncommitted", 600, PARTITIONS, 60)
+        assert sorted(values) == sorted(f"{topic}-{index}".encode() for index in range(600))
+    follower, leader = cluster.node(2), cluster.node(1)
+    assert follower.proc is not None
+    connections = established_connections(follower.proc.pid, leader.port)
+    assert connections == 1, f"node 2 holds {connections} connections to node 1's listener"
+
+
+def established_connections(pid: int, remote_port: int) -> int:
+    """How many established TCP connections process `pid` holds to port `remote_port`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    count = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == remote_port:
+            count += 1
+    return count
 
 
 @pytest.mark.timeout(180)

@@ -11,10 +11,10 @@
 //! - A leader's ISR changes go to the controller one at a time per partition
 //!   (AlterPartition), on a short timer; the answer, or a newer image, settles them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -28,7 +28,6 @@ use runnel_replication::{Assignment, IsrChange, LeaderConfig};
 use runnel_storage::fs::{read_optional, write_atomically};
 use runnel_storage::FileSystem;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -36,7 +35,7 @@ use crate::config::ProcessRole;
 use crate::error::ApiError;
 use crate::partition::{Partition, Role};
 use crate::producer_ids;
-use crate::replica_fetcher;
+use crate::replica_fetcher::ReplicaFetchers;
 
 /// How long an admin request forwarded to the controller may take.
 const CONTROLLER_CALL_WITHIN: Duration = Duration::from_secs(15);
@@ -48,16 +47,6 @@ const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 const APPLIED_WAIT: Duration = Duration::from_secs(10);
 
 /// A partition by topic id and index.
-type PartitionKey = (Uuid, i32);
-
-/// The replica fetcher of a followed partition, and the leader and epoch it fetches in.
-#[derive(Debug)]
-struct Fetcher {
-    leader: i32,
-    leader_epoch: i32,
-    task: JoinHandle<()>,
-}
-
 #[derive(Debug)]
 pub(crate) struct ClusterMember {
     pub broker_id: i32,
@@ -70,8 +59,8 @@ pub(crate) struct ClusterMember {
     /// Whether the image this broker's partitions follow shows it unfenced: listed as a live
     /// broker, leading what the controller gave it.
     applied_unfenced: watch::Sender<bool>,
-    /// The replica fetcher of each partition this broker follows.
-    fetchers: Mutex<HashMap<PartitionKey, Fetcher>>,
+    /// One replica fetcher per leader this broker copies partitions from.
+    fetchers: ReplicaFetchers,
     /// The controller quorum voter this process also runs (`--roles broker,controller`).
     quorum: tokio::sync::Mutex<Option<Quorum>>,
     /// For the transaction coordinator, which writes from the I/O pool under its lock and
@@ -123,7 +112,7 @@ impl ClusterMember {
             controller: tokio::sync::Mutex::new(ControllerClient::new(&controllers)),
             applied,
             applied_unfenced,
-            fetchers: Mutex::new(HashMap::new()),
+            fetchers: ReplicaFetchers::default(),
             quorum: tokio::sync::Mutex::new(quorum),
             runtime: tokio::runtime::Handle::current(),
         }
@@ -234,12 +223,6 @@ impl ClusterMember {
         })
     }
 
-    fn fetchers(&self) -> MutexGuard<'_, HashMap<PartitionKey, Fetcher>> {
-        self.fetchers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Controlled shutdown: moves this broker's leaderships away, then stops fetching and
     /// stops the quorum voter this process runs, if any.
     pub(crate) async fn shut_down(&self) {
@@ -251,9 +234,7 @@ impl ClusterMember {
         if let Some(lifecycle) = lifecycle {
             lifecycle.shut_down(Duration::from_secs(10)).await;
         }
-        for (_, fetcher) in self.fetchers().drain() {
-            fetcher.task.abort();
-        }
+        self.fetchers.stop_all();
         if let Some(quorum) = self.quorum.lock().await.take() {
             quorum.shutdown().await;
         }
@@ -521,7 +502,9 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
                 .await;
             match changes {
                 Ok(follow) => {
-                    start_fetchers(&broker, &member, &image, follow);
+                    member
+                        .fetchers
+                        .assign(&broker, follow, |leader| broker_address(&image, leader));
                     broker.groups.follow_leadership(&broker);
                     broker.transactions.follow_leadership(&broker);
                 }
@@ -539,9 +522,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             let _ = broker.io.run(move || resign_all(&resigner)).await;
             broker.groups.follow_leadership(&broker);
             broker.transactions.follow_leadership(&broker);
-            for (_, fetcher) in member.fetchers().drain() {
-                fetcher.task.abort();
-            }
+            member.fetchers.stop_all();
         }
         tokio::select! {
             _ = images.changed() => {}
@@ -690,55 +671,6 @@ fn resign_all(broker: &Broker) {
                 partition.become_follower(None);
             }
         }
-    }
-}
-
-/// Starts a fetcher for each partition to follow that has none in its leader and epoch, and
-/// stops the fetchers of partitions not followed any more.
-fn start_fetchers(
-    broker: &Arc<Broker>,
-    member: &ClusterMember,
-    image: &MetadataImage,
-    follow: Vec<Follow>,
-) {
-    let mut fetchers = member.fetchers();
-    let wanted: HashMap<PartitionKey, &Follow> = follow
-        .iter()
-        .map(|f| ((f.topic_id, f.partition.index), f))
-        .collect();
-    fetchers.retain(|key, fetcher| {
-        let keep = wanted.get(key).is_some_and(|f| {
-            f.leader == fetcher.leader
-                && f.leader_epoch == fetcher.leader_epoch
-                && !fetcher.task.is_finished()
-        });
-        if !keep {
-            fetcher.task.abort();
-        }
-        keep
-    });
-    for (key, wanted) in wanted {
-        if fetchers.contains_key(&key) {
-            continue;
-        }
-        let Some(address) = broker_address(image, wanted.leader) else {
-            continue;
-        };
-        let task = tokio::spawn(replica_fetcher::run(
-            Arc::clone(broker),
-            Arc::clone(&wanted.partition),
-            wanted.topic_id,
-            wanted.leader_epoch,
-            address,
-        ));
-        fetchers.insert(
-            key,
-            Fetcher {
-                leader: wanted.leader,
-                leader_epoch: wanted.leader_epoch,
-                task,
-            },
-        );
     }
 }
 

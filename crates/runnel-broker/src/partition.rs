@@ -772,11 +772,13 @@ impl Partition {
     /// A follower's fetch, answered by the replication rules if this broker leads: they
     /// record the follower's progress (which may move the high watermark) and say whether
     /// records follow, or where the follower's log diverges. With records, the slice from
-    /// the fetch offset to the log end, at most `max_bytes`. Blocks.
+    /// the fetch offset to the log end, at most `max_bytes` (but a whole first batch if
+    /// `at_least_one_batch`). Blocks.
     pub(crate) fn answer_replica_fetch(
         &self,
         fetch: &ReplicaFetch,
         max_bytes: usize,
+        at_least_one_batch: bool,
         now_ms: i64,
     ) -> Result<(FetchAnswer, Option<FetchSlice>, i64), ApiError> {
         let (answer, slice, log_start) = self.with_log(|log| {
@@ -791,9 +793,12 @@ impl Partition {
             );
             self.advance_high_watermark(state.high_watermark());
             let slice = match answer {
-                FetchAnswer::Records { .. } => {
-                    Some(log.read(fetch.fetch_offset, log.log_end_offset(), max_bytes, true)?)
-                }
+                FetchAnswer::Records { .. } => Some(log.read(
+                    fetch.fetch_offset,
+                    log.log_end_offset(),
+                    max_bytes,
+                    at_least_one_batch,
+                )?),
                 FetchAnswer::Diverging { .. } | FetchAnswer::Refused(_) => None,
             };
             Ok(Ok((answer, slice, log.log_start_offset())))
