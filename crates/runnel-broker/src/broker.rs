@@ -451,11 +451,11 @@ impl Broker {
                 handlers::txn_markers::write_txn_markers(self, req).await,
             )),
             RequestKind::DescribeTransactions(req) => self
-                .blocking(move |broker| broker.transactions.describe(broker, req))
+                .blocking_until_replicated(move |broker| broker.transactions.describe(broker, req))
                 .await
                 .map(ResponseKind::DescribeTransactions),
             RequestKind::ListTransactions(req) => self
-                .blocking(move |broker| broker.transactions.list(req))
+                .blocking_until_replicated(move |broker| broker.transactions.list(req))
                 .await
                 .map(ResponseKind::ListTransactions),
             _ => {

@@ -505,8 +505,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
                     member
                         .fetchers
                         .assign(&broker, follow, |leader| broker_address(&image, leader));
-                    broker.groups.follow_leadership(&broker);
-                    broker.transactions.follow_leadership(&broker);
+                    follow_coordinator_leadership(&broker).await;
                 }
                 Err(error) => tracing::error!(%error, "could not apply the metadata image"),
             }
@@ -520,8 +519,7 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             member.applied_unfenced.send_replace(false);
             let resigner = Arc::clone(&broker);
             let _ = broker.io.run(move || resign_all(&resigner)).await;
-            broker.groups.follow_leadership(&broker);
-            broker.transactions.follow_leadership(&broker);
+            follow_coordinator_leadership(&broker).await;
             member.fetchers.stop_all();
         }
         tokio::select! {
@@ -529,6 +527,22 @@ pub(crate) async fn apply_images(broker: Arc<Broker>) {
             _ = status.changed() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+/// The group and transaction coordinators load the partitions of their internal topics
+/// this broker now leads and unload the others. Off the async workers: the transaction
+/// coordinator's lock is held across writes that wait for the in-sync replicas, and a
+/// worker blocked on it would stall the connections those replicas fetch through.
+async fn follow_coordinator_leadership(broker: &Arc<Broker>) {
+    let broker = Arc::clone(broker);
+    let outcome = tokio::task::spawn_blocking(move || {
+        broker.groups.follow_leadership(&broker);
+        broker.transactions.follow_leadership(&broker);
+    })
+    .await;
+    if let Err(error) = outcome {
+        tracing::error!(%error, "the coordinators could not follow the leaderships");
     }
 }
 

@@ -20,6 +20,18 @@ use tokio::sync::{oneshot, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+thread_local! {
+    static ON_POOL_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of an I/O pool's. Code that may wait for a partition's
+/// replicas (directly, or for a lock held across such a wait) asserts it is not: the pool's
+/// threads answer the follower fetches that wait depends on, so a pool full of such waits
+/// stalls every partition of the broker until the waits time out.
+pub(crate) fn on_pool_thread() -> bool {
+    ON_POOL_THREAD.with(|on| on.get())
+}
+
 /// Why a job did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
@@ -103,6 +115,7 @@ impl IoPool {
             std::thread::Builder::new()
                 .name(format!("runnel-io-{index}"))
                 .spawn(move || {
+                    ON_POOL_THREAD.with(|on| on.set(true));
                     while let Some(job) = queue.next() {
                         job();
                     }

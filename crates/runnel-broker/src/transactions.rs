@@ -136,7 +136,14 @@ impl TransactionService {
         Ok(self.state_topic.get_or_init(|| topic))
     }
 
+    /// The coordinator, held across writes that wait for the in-sync replicas: so never
+    /// taken on the I/O pool (see [`crate::io_pool::on_pool_thread`]) nor on an async worker
+    /// (callers run on the runtime's blocking threads, [`Broker::blocking_until_replicated`]).
     fn lock(&self) -> MutexGuard<'_, TransactionCoordinator> {
+        debug_assert!(
+            !crate::io_pool::on_pool_thread(),
+            "the transaction coordinator is locked across replication waits: not on the I/O pool"
+        );
         // Plain data: a panic mid-call leaves a valid state (a transition at worst pending).
         self.coordinator
             .lock()
@@ -176,13 +183,8 @@ impl TransactionService {
                 if self.coordinated().start_loading(index) {
                     let loader = Arc::clone(broker);
                     let partition = Arc::clone(&partition);
-                    tokio::spawn(async move {
-                        let loading = Arc::clone(&loader);
-                        let _ = loader
-                            .io
-                            .run(move || loading.transactions.load(&partition))
-                            .await;
-                    });
+                    // Waits for the coordinator's lock: not on the I/O pool.
+                    tokio::task::spawn_blocking(move || loader.transactions.load(&partition));
                 }
             } else if self.coordinated().resign(index) {
                 let count = topic.partition_count();
