@@ -3,8 +3,9 @@ process by test_transactions.py so that it can be killed with SIGKILL at any mom
 
 It reads `in-N` records from the input topic as a member of a consumer group
 (read_committed), and for each writes `out-N` to the output topic, in a transaction that
-also commits the consumed offsets (send_offsets_to_transaction). After an abortable error it
-aborts and rewinds to the committed offsets; after a fatal one (it was fenced) it exits 2.
+also commits the consumed offsets (send_offsets_to_transaction). A retriable error repeats
+the call; after an abortable one it aborts and rewinds to the committed offsets; after a
+fatal one (it was fenced) it exits 2.
 It exits 0 once the input has been quiet for `idle_s` seconds after the last record.
 
 Usage: eos_app.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID IDLE_S
@@ -59,10 +60,10 @@ def main() -> int:
             for message in messages:
                 value = message.value().decode()
                 producer.produce(sink, key=message.key(), value=("out-" + value.removeprefix("in-")).encode())
-            producer.send_offsets_to_transaction(
-                consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
-            )
-            producer.commit_transaction(30)
+            offsets = consumer.position(consumer.assignment())
+            group_metadata = consumer.consumer_group_metadata()
+            retrying(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30))
+            retrying(lambda: producer.commit_transaction(30))
             committed += 1
         except KafkaException as error:
             kafka_error = error.args[0]
@@ -71,14 +72,6 @@ def main() -> int:
                 producer.abort_transaction(30)
                 rewind(consumer)
                 continue
-            if kafka_error.retriable():
-                # The commit's outcome is unknown: retrying commit_transaction settles it.
-                try:
-                    producer.commit_transaction(30)
-                    committed += 1
-                    continue
-                except KafkaException as retry_error:
-                    report(f"retried commit failed: {retry_error.args[0]}")
             print(f"fatal: {kafka_error}", file=sys.stderr)
             return 2
     report(f"quiet for {idle_s} s after {committed} transactions: closing")
@@ -86,6 +79,19 @@ def main() -> int:
     consumer.close()
     report("closed")
     return 0
+
+
+def retrying(call) -> None:
+    """Runs a transactional call, again after a retriable error (a timeout, a coordinator
+    moving), as librdkafka documents: the call resumes where it was."""
+    for attempt in range(3):
+        try:
+            call()
+            return
+        except KafkaException as error:
+            if not error.args[0].retriable() or attempt == 2:
+                raise
+            report(f"retrying after: {error.args[0]}")
 
 
 def report(event: str) -> None:

@@ -590,11 +590,10 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
         except subprocess.TimeoutExpired:
             app.kill()
             _, stderr = app.communicate()
-            own = [line for line in stderr.decode(errors="replace").splitlines() if not line.startswith("%")]
-            pytest.fail("the app hung for 180 s; what it reported last:\n" + "\n".join(own[-40:]))
+            pytest.fail(f"the app hung for 180 s; what it reported last:\n{own_lines(stderr)}")
+        print(f"app exited {app.returncode}; what it reported last:\n{own_lines(stderr)}")
         if app.returncode == 0:
             break
-        print(f"app exited {app.returncode}: {stderr.decode(errors='replace')[-500:]}")
         app = start_eos_app(cluster.bootstrap, source, sink, group, idle_s=25)
     assert app.returncode == 0
     outputs = Counter(read_with_librdkafka(cluster.bootstrap, sink, "read_committed", records, PARTITIONS, 90))
@@ -604,6 +603,12 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
     print(f"\nexactly once through the coordinator's death (broker {victim}): outputs={sum(outputs.values())} missing={len(missing)} twice={len(twice)}")
     assert not missing, f"{len(missing)} inputs have no output, e.g. {sorted(missing)[:5]}"
     assert not twice, f"{len(twice)} outputs written more than once, e.g. {list(twice.items())[:5]}"
+
+
+def own_lines(stderr: bytes) -> str:
+    """The last lines an app wrote itself, without librdkafka's log lines."""
+    own = [line for line in stderr.decode(errors="replace").splitlines() if not line.startswith("%")]
+    return "\n".join(own[-40:])
 
 
 def transaction_coordinator(cluster: Cluster, transactional_id: str) -> int | None:
