@@ -46,7 +46,8 @@ const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long an admin request waits for this broker's image to show its change.
 const APPLIED_WAIT: Duration = Duration::from_secs(10);
 
-/// A partition by topic id and index.
+/// This broker's membership of the cluster: its registration, the metadata image it applies,
+/// its replica fetchers and the controller voter it may also run.
 #[derive(Debug)]
 pub(crate) struct ClusterMember {
     pub broker_id: i32,
