@@ -5,14 +5,22 @@ It reads `in-N` records from the input topic as a member of a consumer group
 (read_committed), and for each writes `out-N` to the output topic, in a transaction that
 also commits the consumed offsets (send_offsets_to_transaction). A retriable error repeats
 the call; after an abortable one it aborts and rewinds to the committed offsets; after a
-fatal one (it was fenced) it exits 2.
+fatal one (its producer or its consumer was fenced) it exits 2, to be restarted.
 It exits 0 once the input has been quiet for `idle_s` seconds after the last record.
 
 Usage: eos_app.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID IDLE_S
+
+What it does goes to stderr (a line per failure, progress every 5 s); SIGUSR1 prints every
+thread's stack there; with EOS_APP_DEBUG_LOG=FILE, librdkafka's consumer-group and
+transaction debug logs go to FILE.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import logging
+import os
+import signal
 import sys
 import time
 
@@ -21,6 +29,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 def main() -> int:
     bootstrap, source, sink, group, transactional_id, idle_s = sys.argv[1:7]
+    # SIGUSR1 prints where every thread is: the test sends it to an app that hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -29,9 +39,12 @@ def main() -> int:
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
+            # Longer than a coordinator failover here (the 4 s broker session, an election, a
+            # load), as Kafka's 45 s default is; a shorter one races the failover.
+            "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 500,
             "reconnect.backoff.max.ms": 200,
+            **debug_config("cgrp,consumer"),
         }
     )
     producer = Producer(
@@ -41,6 +54,7 @@ def main() -> int:
             "transaction.timeout.ms": 10000,
             "linger.ms": 5,
             "reconnect.backoff.max.ms": 200,
+            **debug_config("eos"),
         }
     )
     producer.init_transactions(60)
@@ -51,7 +65,14 @@ def main() -> int:
         if time.monotonic() - last_report > 5:
             last_report = time.monotonic()
             report(f"{committed} transactions committed; assigned {len(consumer.assignment())} partitions")
-        messages = [m for m in consumer.consume(num_messages=50, timeout=0.5) if m.error() is None]
+        batch = consumer.consume(num_messages=50, timeout=0.5)
+        for failed in (m.error() for m in batch if m.error() is not None):
+            report(f"consumer error: {failed}")
+            if failed.fatal():
+                # A static member whose session timed out while its coordinator moved, for
+                # one: librdkafka then heartbeats without a member id and is fenced for good.
+                return 2
+        messages = [m for m in batch if m.error() is None]
         if not messages:
             continue
         last_record = time.monotonic()
@@ -79,6 +100,20 @@ def main() -> int:
     consumer.close()
     report("closed")
     return 0
+
+
+def debug_config(contexts: str) -> dict:
+    """librdkafka's debug log of `contexts` into the file EOS_APP_DEBUG_LOG names, if set."""
+    path = os.environ.get("EOS_APP_DEBUG_LOG")
+    if not path:
+        return {}
+    logger = logging.getLogger(f"eos_app.{contexts}")
+    if not logger.handlers:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    return {"debug": contexts, "logger": logger}
 
 
 def retrying(call) -> None:

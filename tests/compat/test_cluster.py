@@ -588,6 +588,8 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
         try:
             _, stderr = app.communicate(timeout=180)
         except subprocess.TimeoutExpired:
+            app.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             app.kill()
             _, stderr = app.communicate()
             pytest.fail(f"the app hung for 180 s; what it reported last:\n{own_lines(stderr)}")
@@ -608,7 +610,7 @@ def test_exactly_once_through_the_death_of_the_transaction_coordinator(cluster: 
 def own_lines(stderr: bytes) -> str:
     """The last lines an app wrote itself, without librdkafka's log lines."""
     own = [line for line in stderr.decode(errors="replace").splitlines() if not line.startswith("%")]
-    return "\n".join(own[-40:])
+    return "\n".join(own[-60:])
 
 
 def transaction_coordinator(cluster: Cluster, transactional_id: str) -> int | None:
