@@ -11,20 +11,25 @@ It exits 0 once the input has been quiet for `idle_s` seconds after the last rec
 Usage: eos_app.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID IDLE_S
 
 What it does goes to stderr (a line per failure, progress every 5 s); SIGUSR1 prints every
-thread's stack there; with EOS_APP_DEBUG_LOG=FILE, librdkafka's consumer-group and
-transaction debug logs go to FILE.
+thread's stack there, and so does a loop turn stuck for WATCHDOG_S before the app exits 1;
+with EOS_APP_DEBUG_LOG=FILE, stderr and librdkafka's consumer-group and transaction debug
+logs go to FILE.
 """
 
 from __future__ import annotations
 
 import faulthandler
-import logging
 import os
 import signal
 import sys
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+
+# Three times a transactional call's 30 s timeout: a turn of the loop (or the closing) that
+# takes longer is stuck, not slow.
+WATCHDOG_S = 90
 
 
 def main() -> int:
@@ -62,6 +67,9 @@ def main() -> int:
     last_record = last_report = time.monotonic()
     committed = 0
     while time.monotonic() - last_record < float(idle_s):
+        # A liveness probe: a loop turn stuck for WATCHDOG_S (a librdkafka call past its own
+        # timeout) prints every stack and exits 1, for the supervisor to restart the app.
+        faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
         if time.monotonic() - last_report > 5:
             last_report = time.monotonic()
             report(f"{committed} transactions committed; assigned {len(consumer.assignment())} partitions")
@@ -103,17 +111,20 @@ def main() -> int:
 
 
 def debug_config(contexts: str) -> dict:
-    """librdkafka's debug log of `contexts` into the file EOS_APP_DEBUG_LOG names, if set."""
+    """librdkafka's debug log of `contexts`, if EOS_APP_DEBUG_LOG names a file: stderr then
+    goes to that file, written by librdkafka's own threads as things happen (a Python logger
+    would only see the lines the app's next poll serves, nothing while a call hangs)."""
     path = os.environ.get("EOS_APP_DEBUG_LOG")
     if not path:
         return {}
-    logger = logging.getLogger(f"eos_app.{contexts}")
-    if not logger.handlers:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    return {"debug": contexts, "logger": logger}
+    global _debug_log
+    if _debug_log is None:
+        _debug_log = open(path, "ab", buffering=0)
+        os.dup2(_debug_log.fileno(), sys.stderr.fileno())
+    return {"debug": contexts}
+
+
+_debug_log = None
 
 
 def retrying(call) -> None:
