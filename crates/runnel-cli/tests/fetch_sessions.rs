@@ -1,8 +1,11 @@
-//! Incremental fetch sessions (KIP-227) against the real binary, over a raw socket: a full
-//! fetch opens a session, later fetches send only changes and hear only news, and wrong epochs
-//! or unknown sessions get the errors the protocol defines.
+//! Fetch against the real binary, over a raw socket: a waiting fetch is answered by the
+//! record that arrives, and incremental fetch sessions (KIP-227): a full fetch opens a
+//! session, later fetches send only changes and hear only news, and wrong epochs or unknown
+//! sessions get the errors the protocol defines.
 
 mod support;
+
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
@@ -116,4 +119,36 @@ fn sessions_can_be_turned_off() {
     let response = fetch(&mut broker.connect(), &fetch_request(0, 0, &[(0, 0)]));
     assert_eq!((response.error_code, response.session_id), (0, 0));
     assert_eq!(answered(&response), vec![(0, 0, 0)]);
+}
+
+/// A fetch that waits for `min_bytes` (a consumer's long poll) is answered with the record
+/// that arrives in any partition it waits on, at once, not with nothing at `max_wait_ms`.
+/// The wait once missed the partition that woke it, and consumers saw each record only on
+/// their next fetch.
+#[test]
+fn a_waiting_fetch_is_answered_by_the_record_that_arrives() {
+    let broker = BrokerProcess::start(&[]);
+    create_topic(&broker, "sessions", 2, &[]);
+    let mut connection = broker.connect();
+    let request = fetch_request(0, -1, &[(0, 0), (1, 0)])
+        .with_max_wait_ms(30_000)
+        .with_min_bytes(1);
+    let started = Instant::now();
+    let answer = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| fetch(&mut connection, &request));
+        std::thread::sleep(Duration::from_millis(300));
+        produce_to(&broker, 9, "sessions", vec![(1, batch(&[b"wake"]))]);
+        waiting.join().expect("the fetch thread panicked")
+    });
+    let answer = answered(&answer);
+    assert_eq!(answer[0], (0, 0, 0));
+    assert_eq!(answer[1].0, 1);
+    assert!(
+        answer[1].2 > 0,
+        "the record that woke the fetch is in its answer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered when the record arrived, not at max_wait_ms"
+    );
 }

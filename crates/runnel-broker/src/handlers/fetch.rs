@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, NodeEndpoint, PartitionData,
@@ -22,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::long_poll::{self, PollPlan, Wanted};
 use super::{find_topic, node_endpoints};
 use crate::broker::Broker;
 use crate::cluster;
@@ -32,17 +31,14 @@ use crate::topics::Topic;
 
 const READ_COMMITTED: i8 = 1;
 
-/// The partitions a fetch asked for, resolved once.
+/// The partitions a fetch asked for, resolved once, in request order.
 struct FetchPlan {
     version: i16,
     isolation_level: i8,
     max_bytes: usize,
-    topics: Vec<PlannedTopic>,
-}
-
-struct PlannedTopic {
-    name: TopicName,
-    id: Uuid,
+    min_bytes: usize,
+    /// Each topic of the response and how many of `partitions` (in order) are its.
+    topics: Vec<(TopicName, Uuid, usize)>,
     partitions: Vec<PlannedPartition>,
 }
 
@@ -51,6 +47,48 @@ struct PlannedPartition {
     fetch_offset: i64,
     partition_max_bytes: usize,
     target: Result<Arc<Partition>, ApiError>,
+}
+
+impl Wanted for PlannedPartition {
+    fn index(&self) -> i32 {
+        self.index
+    }
+
+    fn target(&self) -> Result<&Arc<Partition>, &ApiError> {
+        self.target.as_ref()
+    }
+}
+
+impl PollPlan for FetchPlan {
+    type Wanted = PlannedPartition;
+
+    fn wanted(&self) -> &[PlannedPartition] {
+        &self.partitions
+    }
+
+    fn channel(partition: &Partition) -> watch::Receiver<i64> {
+        partition.subscribe_high_watermark()
+    }
+
+    fn read(
+        &self,
+        planned: &PlannedPartition,
+        partition: &Arc<Partition>,
+        bytes_before: usize,
+        _now_ms: i64,
+    ) -> Result<PartitionData, ApiError> {
+        read_partition(
+            self,
+            partition,
+            planned,
+            self.max_bytes.saturating_sub(bytes_before),
+            bytes_before == 0,
+        )
+    }
+
+    fn enough(&self, answers: &[PartitionData], bytes: usize) -> bool {
+        bytes >= self.min_bytes || answers.iter().any(|data| data.error_code != 0)
+    }
 }
 
 pub(crate) async fn fetch(
@@ -64,51 +102,9 @@ pub(crate) async fn fetch(
         Err(error) => return session_error(error),
     };
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    let min_bytes = request.min_bytes.max(0) as usize;
     let plan = Arc::new(plan(broker, version, &request, &begun.wanted));
-    let mut watchers = subscribe(&plan);
-    let mut shutdown = broker.shutdown_signal();
-    // Every partition is read on the first pass; after a wake-up, only those whose high
-    // watermark moved, the others keep their answer.
-    let mut answers: Vec<Option<PartitionData>> = Vec::new();
-    let mut changed: Vec<usize> = Vec::new();
-    loop {
-        let pass = Arc::clone(&plan);
-        let reread = std::mem::take(&mut changed);
-        let previous = std::mem::take(&mut answers);
-        let read = broker
-            .io
-            .run(move || read_pass(&pass, previous, &reread))
-            .await;
-        let (read_answers, bytes, has_error) = match read {
-            Ok(read) => read,
-            Err(error) => {
-                return finish(
-                    broker,
-                    &plan,
-                    &begun,
-                    every_partition_failed(&plan, &error.into()),
-                )
-            }
-        };
-        answers = read_answers;
-        if bytes >= min_bytes || has_error || watchers.is_empty() || Instant::now() >= deadline {
-            return finish(broker, &plan, &begun, answers);
-        }
-        let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.receiver.changed())));
-        tokio::select! {
-            _ = woken => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return finish(broker, &plan, &begun, answers),
-        }
-        // Seen before the read, so that an append during it wakes the next wait.
-        for watcher in &mut watchers {
-            if watcher.receiver.has_changed().unwrap_or(true) {
-                watcher.receiver.borrow_and_update();
-                changed.push(watcher.partition);
-            }
-        }
-    }
+    let answers = long_poll::answer(broker, Arc::clone(&plan), deadline).await;
+    finish(broker, &plan, &begun, answers)
 }
 
 /// Resolves topics and partitions and the byte limits, without touching the disk. `wanted`
@@ -120,19 +116,18 @@ fn plan(
     wanted: &[WantedPartition],
 ) -> FetchPlan {
     let request_max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
-    let mut topics: Vec<PlannedTopic> = Vec::new();
+    let mut topics: Vec<(TopicName, Uuid, usize)> = Vec::new();
+    let mut partitions = Vec::with_capacity(wanted.len());
     let mut topic: Option<Arc<Topic>> = None;
     for wanted in wanted {
-        let same_topic = topics
-            .last()
-            .is_some_and(|last| last.name == wanted.topic && last.id == wanted.topic_id);
-        if !same_topic {
-            topic = find_topic(broker, &wanted.topic, wanted.topic_id);
-            topics.push(PlannedTopic {
-                name: wanted.topic.clone(),
-                id: wanted.topic_id,
-                partitions: Vec::new(),
-            });
+        match topics.last_mut() {
+            Some((name, id, count)) if *name == wanted.topic && *id == wanted.topic_id => {
+                *count += 1
+            }
+            _ => {
+                topic = find_topic(broker, &wanted.topic, wanted.topic_id);
+                topics.push((wanted.topic.clone(), wanted.topic_id, 1));
+            }
         }
         let target = match &topic {
             Some(topic) => topic
@@ -148,51 +143,21 @@ fn plan(
                 ResponseError::UnknownTopicOrPartition
             })),
         };
-        if let Some(planned_topic) = topics.last_mut() {
-            planned_topic.partitions.push(PlannedPartition {
-                index: wanted.partition,
-                fetch_offset: wanted.fetch_offset,
-                partition_max_bytes: usize::try_from(wanted.partition_max_bytes).unwrap_or(0),
-                target,
-            });
-        }
+        partitions.push(PlannedPartition {
+            index: wanted.partition,
+            fetch_offset: wanted.fetch_offset,
+            partition_max_bytes: usize::try_from(wanted.partition_max_bytes).unwrap_or(0),
+            target,
+        });
     }
     FetchPlan {
         version,
         isolation_level: request.isolation_level,
         max_bytes: request_max_bytes.min(broker.config.fetch_max_bytes),
+        min_bytes: request.min_bytes.max(0) as usize,
         topics,
+        partitions,
     }
-}
-
-/// A partition's high-watermark receiver, and which partition it is (by address).
-struct Watcher {
-    partition: usize,
-    receiver: watch::Receiver<i64>,
-}
-
-fn address(partition: &Arc<Partition>) -> usize {
-    Arc::as_ptr(partition) as usize
-}
-
-/// One high-watermark receiver per distinct partition, taken before the first read so that an
-/// append between a read and the wait still wakes the fetch.
-fn subscribe(plan: &FetchPlan) -> Vec<Watcher> {
-    let mut watchers: Vec<Watcher> = Vec::new();
-    for partition in plan
-        .topics
-        .iter()
-        .flat_map(|topic| &topic.partitions)
-        .filter_map(|planned| planned.target.as_ref().ok())
-    {
-        if !watchers.iter().any(|w| w.partition == address(partition)) {
-            watchers.push(Watcher {
-                partition: address(partition),
-                receiver: partition.subscribe_high_watermark(),
-            });
-        }
-    }
-    watchers
 }
 
 fn session_error(error: ResponseError) -> FetchResponse {
@@ -201,78 +166,14 @@ fn session_error(error: ResponseError) -> FetchResponse {
     response
 }
 
-/// Every partition answered with `error` (the read could not run). It goes through
-/// [`finish`] like any answer, so a session's state stays in step with its epoch.
-fn every_partition_failed(plan: &FetchPlan, error: &ApiError) -> Vec<Option<PartitionData>> {
-    plan.topics
-        .iter()
-        .flat_map(|topic| &topic.partitions)
-        .map(|planned| {
-            let mut data = empty_partition(planned.index);
-            data.error_code = error.error_code();
-            Some(data)
-        })
-        .collect()
-}
-
-/// One pass over the requested partitions, in request order: those without an answer yet, or
-/// in `reread`, are read; the others keep the answer of the previous pass. Returns the
-/// answers, the record bytes they carry and whether any is an error. Blocks: runs on the I/O
-/// pool.
-fn read_pass(
-    plan: &FetchPlan,
-    mut previous: Vec<Option<PartitionData>>,
-    reread: &[usize],
-) -> (Vec<Option<PartitionData>>, usize, bool) {
-    let planned = plan.topics.iter().flat_map(|topic| &topic.partitions);
-    previous.resize(planned.clone().count(), None);
-    let mut total_bytes = 0usize;
-    let mut has_error = false;
-    for (planned, answer) in planned.zip(previous.iter_mut()) {
-        let keep = match (&*answer, &planned.target) {
-            (Some(_), Ok(partition)) => !reread.contains(&address(partition)),
-            (Some(_), Err(_)) => true,
-            (None, _) => false,
-        };
-        if !keep {
-            let data = planned.target.clone().and_then(|partition| {
-                read_partition(
-                    plan,
-                    &partition,
-                    planned,
-                    plan.max_bytes.saturating_sub(total_bytes),
-                    total_bytes == 0,
-                )
-            });
-            *answer = Some(data.unwrap_or_else(|error| {
-                let mut data = empty_partition(planned.index);
-                data.error_code = error.error_code();
-                data
-            }));
-        }
-        if let Some(data) = answer {
-            has_error |= data.error_code != 0;
-            total_bytes += data.records.as_ref().map_or(0, Bytes::len);
-        }
-    }
-    (previous, total_bytes, has_error)
-}
-
 /// The response from the answers of the last pass, in request order: all of them, or for an
 /// incremental fetch session those with news. Records what the session's client now knows.
 fn finish(
     broker: &Broker,
     plan: &FetchPlan,
     begun: &Begun,
-    answers: Vec<Option<PartitionData>>,
+    answers: Vec<PartitionData>,
 ) -> FetchResponse {
-    let answers: Vec<PartitionData> = plan
-        .topics
-        .iter()
-        .flat_map(|topic| &topic.partitions)
-        .zip(answers.into_iter().chain(std::iter::repeat(None)))
-        .map(|(planned, answer)| answer.unwrap_or_else(|| empty_partition(planned.index)))
-        .collect();
     let answered: Vec<Answered> = answers
         .iter()
         .map(|data| {
@@ -299,16 +200,16 @@ fn finish(
     response.responses = plan
         .topics
         .iter()
-        .filter_map(|planned_topic| {
+        .filter_map(|(name, id, count)| {
             let partitions: Vec<PartitionData> = answers
                 .by_ref()
-                .take(planned_topic.partitions.len())
+                .take(*count)
                 .filter_map(|(data, include)| include.then_some(data))
                 .collect();
             (!partitions.is_empty()).then(|| {
                 let mut topic_response = FetchableTopicResponse::default();
-                topic_response.topic = planned_topic.name.clone();
-                topic_response.topic_id = planned_topic.id;
+                topic_response.topic = name.clone();
+                topic_response.topic_id = *id;
                 topic_response.partitions = partitions;
                 topic_response
             })

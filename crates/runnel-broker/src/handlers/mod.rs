@@ -6,6 +6,7 @@ pub(crate) mod configs;
 pub(crate) mod fetch;
 pub(crate) mod groups;
 pub(crate) mod log_dirs;
+mod long_poll;
 pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod producers;

@@ -4,7 +4,7 @@
 //! may move the high watermark and so answer waiting `acks=all` produces), and say whether
 //! records follow. Records are read up to the log end, not the high watermark. A fetch with
 //! nothing to copy in any of its partitions waits, up to `max_wait_ms`, for the log end of
-//! one of them to move.
+//! one of them to move (the long poll of [`long_poll`], which consumer fetches share).
 //!
 //! Followers fetch sessionless (session 0, epoch -1), every partition they follow from this
 //! leader in one request.
@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
@@ -23,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::find_topic;
+use super::long_poll::{self, PollPlan, Wanted};
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::partition::{not_leader, Partition};
@@ -86,9 +86,10 @@ pub(crate) async fn replica_fetch(
             });
         }
     }
-    let answers = answer_all(broker, Arc::new(planned), max_bytes, deadline).await;
-    for (slot, data) in answers {
-        if let Some(topic) = response.responses.get_mut(slot) {
+    let plan = Arc::new(ReplicaPlan { max_bytes, planned });
+    let answers = long_poll::answer(broker, Arc::clone(&plan), deadline).await;
+    for (planned, data) in plan.planned.iter().zip(answers) {
+        if let Some(topic) = response.responses.get_mut(planned.slot) {
             topic.partitions.push(data);
         }
     }
@@ -105,86 +106,51 @@ struct Planned {
     target: Result<Arc<Partition>, ApiError>,
 }
 
-/// Every partition's answer, in request order. While none has anything for the follower
-/// (records, a divergence, an error), waits until the log end of any of them moves, or
-/// `deadline`: so that a follower of many partitions hears of a record in any of them at
-/// once, and its durable position in each is recorded on every pass.
-async fn answer_all(
-    broker: &Arc<Broker>,
-    planned: Arc<Vec<Planned>>,
-    max_bytes: usize,
-    deadline: Instant,
-) -> Vec<(usize, PartitionData)> {
-    let mut watchers: Vec<Option<watch::Receiver<i64>>> = planned
-        .iter()
-        .map(|planned| {
-            planned
-                .target
-                .as_ref()
-                .ok()
-                .map(|partition| partition.subscribe_log_end())
-        })
-        .collect();
-    let mut shutdown = broker.shutdown_signal();
-    loop {
-        for watcher in watchers.iter_mut().flatten() {
-            watcher.borrow_and_update();
-        }
-        let pass = Arc::clone(&planned);
-        let now_ms = broker.now_ms();
-        let read = broker
-            .io
-            .run(move || read_pass(&pass, max_bytes, now_ms))
-            .await;
-        let answers = match read {
-            Ok(answers) => answers,
-            Err(error) => {
-                let error = ApiError::from(error);
-                return planned
-                    .iter()
-                    .map(|planned| (planned.slot, error_data(planned.index, &error)))
-                    .collect();
-            }
-        };
-        let news = answers.iter().any(|(_, data)| has_news(data));
-        if news || Instant::now() >= deadline || watchers.iter().all(Option::is_none) {
-            return answers;
-        }
-        let moved = select_all(
-            watchers
-                .iter_mut()
-                .flatten()
-                .map(|watcher| Box::pin(watcher.changed())),
-        );
-        tokio::select! {
-            _ = moved => {}
-            _ = tokio::time::sleep_until(deadline) => return answers,
-            _ = shutdown.wait_for(|stop| *stop) => return answers,
-        }
+impl Wanted for Planned {
+    fn index(&self) -> i32 {
+        self.index
+    }
+
+    fn target(&self) -> Result<&Arc<Partition>, &ApiError> {
+        self.target.as_ref()
     }
 }
 
-/// One read of every partition asked, within the response's byte budget: the first
-/// partition with records gets at least a whole batch, so the follower always progresses.
-/// Blocks.
-fn read_pass(planned: &[Planned], max_bytes: usize, now_ms: i64) -> Vec<(usize, PartitionData)> {
-    let mut bytes = 0usize;
-    planned
-        .iter()
-        .map(|planned| {
-            let data = planned
-                .target
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|partition| {
-                    let budget = planned.max_bytes.min(max_bytes.saturating_sub(bytes));
-                    read_for_replica(partition, &planned.fetch, budget, bytes == 0, now_ms)
-                })
-                .unwrap_or_else(|error| error_data(planned.index, &error));
-            bytes += data.records.as_ref().map_or(0, |records| records.len());
-            (planned.slot, data)
-        })
-        .collect()
+/// A follower's fetch waits while none of its partitions has anything for it (records, a
+/// divergence, an error), so that a follower of many partitions hears of a record in any of
+/// them at once.
+struct ReplicaPlan {
+    max_bytes: usize,
+    planned: Vec<Planned>,
+}
+
+impl PollPlan for ReplicaPlan {
+    type Wanted = Planned;
+
+    fn wanted(&self) -> &[Planned] {
+        &self.planned
+    }
+
+    fn channel(partition: &Partition) -> watch::Receiver<i64> {
+        partition.subscribe_log_end()
+    }
+
+    fn read(
+        &self,
+        planned: &Planned,
+        partition: &Arc<Partition>,
+        bytes_before: usize,
+        now_ms: i64,
+    ) -> Result<PartitionData, ApiError> {
+        let budget = planned
+            .max_bytes
+            .min(self.max_bytes.saturating_sub(bytes_before));
+        read_for_replica(partition, &planned.fetch, budget, bytes_before == 0, now_ms)
+    }
+
+    fn enough(&self, answers: &[PartitionData], _bytes: usize) -> bool {
+        answers.iter().any(has_news)
+    }
 }
 
 /// Whether an answer gives the follower something to do.
@@ -235,12 +201,4 @@ fn read_for_replica(
         }
     }
     Ok(data)
-}
-
-fn error_data(index: i32, error: &ApiError) -> PartitionData {
-    let mut data = PartitionData::default();
-    data.partition_index = index;
-    data.high_watermark = -1;
-    data.error_code = error.error_code();
-    data
 }
