@@ -188,9 +188,10 @@ impl Broker {
     }
 
     /// Runs a blocking handler that may wait, while it blocks, for a partition's in-sync
-    /// replicas (the transaction coordinator writes under its lock): on the runtime's blocking
-    /// threads, never on the I/O pool, whose threads answer the follower fetches that the wait
-    /// depends on. A full pool of such waits would otherwise stall every partition here.
+    /// replicas (a coordinator's write), or for the transaction coordinator while it loads a
+    /// partition: on the runtime's blocking threads, never on the I/O pool, whose threads
+    /// answer the follower fetches that the wait depends on. A full pool of such waits would
+    /// otherwise stall every partition here.
     pub(crate) async fn blocking_until_replicated<T: Send + 'static>(
         self: &Arc<Self>,
         handler: impl FnOnce(&Broker) -> T + Send + 'static,

@@ -4,7 +4,7 @@
 //! partition's records into its coordinator when it becomes leader, and forgets them when it
 //! stops being one. On a single node this broker coordinates every partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::error::ResponseError;
 
@@ -13,27 +13,39 @@ use kafka_protocol::error::ResponseError;
 pub(crate) enum Coordinated {
     /// A single node: every partition, loaded when the broker started.
     All,
-    /// A cluster member: the partitions it leads, each once its records are loaded.
+    /// A cluster member: the partitions it leads, each once its records are loaded, with the
+    /// number of that load (its tenure).
     Led {
-        loaded: BTreeSet<i32>,
+        loaded: BTreeMap<i32, u64>,
         loading: BTreeSet<i32>,
+        loads: u64,
     },
 }
 
 impl Coordinated {
     pub(crate) fn none_yet() -> Coordinated {
         Coordinated::Led {
-            loaded: BTreeSet::new(),
+            loaded: BTreeMap::new(),
             loading: BTreeSet::new(),
+            loads: 0,
         }
     }
 
     /// Whether requests for keys of `partition` are served here: NOT_COORDINATOR sends the
     /// client back to FindCoordinator, COORDINATOR_LOAD_IN_PROGRESS asks it to retry here.
     pub(crate) fn check(&self, partition: i32) -> Result<(), ResponseError> {
+        self.tenure(partition).map(|_| ())
+    }
+
+    /// Like [`Self::check`], and which load of the partition serves its keys. A job begun in
+    /// one tenure that ends in another (the leadership went away, and maybe came back) must
+    /// leave the coordinator alone: what it holds now was read from the log afresh.
+    pub(crate) fn tenure(&self, partition: i32) -> Result<u64, ResponseError> {
         match self {
-            Coordinated::All => Ok(()),
-            Coordinated::Led { loaded, .. } if loaded.contains(&partition) => Ok(()),
+            Coordinated::All => Ok(0),
+            Coordinated::Led { loaded, .. } if loaded.contains_key(&partition) => {
+                Ok(loaded[&partition])
+            }
             Coordinated::Led { loading, .. } if loading.contains(&partition) => {
                 Err(ResponseError::CoordinatorLoadInProgress)
             }
@@ -46,9 +58,9 @@ impl Coordinated {
     pub(crate) fn start_loading(&mut self, partition: i32) -> bool {
         match self {
             Coordinated::All => false,
-            Coordinated::Led { loaded, loading } => {
-                !loaded.contains(&partition) && loading.insert(partition)
-            }
+            Coordinated::Led {
+                loaded, loading, ..
+            } => !loaded.contains_key(&partition) && loading.insert(partition),
         }
     }
 
@@ -57,8 +69,17 @@ impl Coordinated {
     pub(crate) fn finish_loading(&mut self, partition: i32) -> bool {
         match self {
             Coordinated::All => true,
-            Coordinated::Led { loaded, loading } => {
-                loading.remove(&partition) && loaded.insert(partition)
+            Coordinated::Led {
+                loaded,
+                loading,
+                loads,
+            } => {
+                if !loading.remove(&partition) {
+                    return false;
+                }
+                *loads += 1;
+                loaded.insert(partition, *loads);
+                true
             }
         }
     }
@@ -68,8 +89,10 @@ impl Coordinated {
     pub(crate) fn resign(&mut self, partition: i32) -> bool {
         match self {
             Coordinated::All => false,
-            Coordinated::Led { loaded, loading } => {
-                let was_loaded = loaded.remove(&partition);
+            Coordinated::Led {
+                loaded, loading, ..
+            } => {
+                let was_loaded = loaded.remove(&partition).is_some();
                 let was_loading = loading.remove(&partition);
                 was_loaded || was_loading
             }
@@ -100,6 +123,18 @@ mod tests {
         assert!(coordinated.resign(3));
         assert_eq!(coordinated.check(3), Err(ResponseError::NotCoordinator));
         assert!(!coordinated.resign(3));
+    }
+
+    #[test]
+    fn each_load_of_a_partition_is_a_new_tenure() {
+        let mut coordinated = Coordinated::none_yet();
+        assert!(coordinated.start_loading(2));
+        assert!(coordinated.finish_loading(2));
+        let first = coordinated.tenure(2).unwrap();
+        assert!(coordinated.resign(2));
+        assert!(coordinated.start_loading(2));
+        assert!(coordinated.finish_loading(2));
+        assert_ne!(coordinated.tenure(2), Ok(first), "led again, loaded again");
     }
 
     #[test]

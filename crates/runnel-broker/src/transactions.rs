@@ -7,9 +7,12 @@
 //! transaction does not hold its partition is refused, so a late batch cannot hang a
 //! transaction that already ended).
 //!
-//! Every call runs on the I/O pool and holds the coordinator's lock while it writes, so a
-//! transaction's state, its markers and the transactional appends checked against it reach
-//! the logs in one order. On a single node this broker coordinates every transactional id;
+//! The coordinator's lock is held only around its own changes, never across a write: while a
+//! transition, markers or a tombstone of an id are written, the coordinator keeps that id
+//! busy (other requests for it get CONCURRENT_TRANSACTIONS, Kafka's pending state), and every
+//! other id goes on. A write finishes only in the coordinator's tenure that began it, so a
+//! write that outlived this broker's leadership of the id's partition changes nothing here.
+//! On a single node this broker coordinates every transactional id;
 //! the partition an id maps to is Kafka's, so in a cluster the coordinator becomes that
 //! partition's leader.
 
@@ -136,14 +139,8 @@ impl TransactionService {
         Ok(self.state_topic.get_or_init(|| topic))
     }
 
-    /// The coordinator, held across writes that wait for the in-sync replicas: so never
-    /// taken on the I/O pool (see [`crate::io_pool::on_pool_thread`]) nor on an async worker
-    /// (callers run on the runtime's blocking threads, [`Broker::blocking_until_replicated`]).
+    /// The coordinator, held only around its own changes (and while a partition loads).
     fn lock(&self) -> MutexGuard<'_, TransactionCoordinator> {
-        debug_assert!(
-            !crate::io_pool::on_pool_thread(),
-            "the transaction coordinator is locked across replication waits: not on the I/O pool"
-        );
         // Plain data: a panic mid-call leaves a valid state (a transition at worst pending).
         self.coordinator
             .lock()
@@ -156,16 +153,29 @@ impl TransactionService {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether this broker coordinates transactional id `id` now: the error to answer if not.
-    /// Call it holding the coordinator's lock, so that the id cannot move away meanwhile.
-    fn check(&self, broker: &Broker, id: &str) -> Result<(), ResponseError> {
+    /// Whether this broker coordinates transactional id `id` now, and in which tenure (see
+    /// [`Coordinated::tenure`]): the error to answer if not. Call it holding the coordinator's
+    /// lock, so that the id cannot move away meanwhile.
+    fn tenure(&self, broker: &Broker, id: &str) -> Result<u64, ResponseError> {
         let topic = match self.state_topic(&broker.topics) {
             Ok(topic) => topic,
             Err(_) if self.in_cluster => return Err(ResponseError::NotCoordinator),
             Err(error) => return Err(error.code),
         };
         let index = coordinator_partition(id, topic.partition_count());
-        self.coordinated().check(index)
+        self.coordinated().tenure(index)
+    }
+
+    /// A write of `id` begun in `tenure` may change the coordinator only if this broker
+    /// still coordinates `id` in that tenure. Call it holding the coordinator's lock.
+    fn still_coordinating(&self, broker: &Broker, id: &str, tenure: u64) -> Result<(), ApiError> {
+        match self.tenure(broker, id) {
+            Ok(now) if now == tenure => Ok(()),
+            _ => Err(ApiError::new(
+                ResponseError::NotCoordinator,
+                format!("transactional id {id} moved to another coordinator during a write"),
+            )),
+        }
     }
 
     /// In a cluster: loads the `__transaction_state` partitions this broker has come to lead
@@ -256,43 +266,53 @@ impl TransactionService {
         await_replicated_blocking(broker, &partition, &appended, WRITE_TIMEOUT)
     }
 
-    /// Writes and applies a transition; when it ends a transaction, writes the markers and
-    /// the completion too.
+    /// Writes a transition the coordinator began in `tenure`, with the coordinator unlocked,
+    /// then applies it; when it ends a transaction, writes the markers and the completion
+    /// too. Blocks until the in-sync replicas have each write.
     fn carry_out(
         &self,
-        coordinator: &mut TransactionCoordinator,
         broker: &Broker,
         transition: Transition,
+        tenure: u64,
     ) -> Result<(), ApiError> {
-        if let Err(error) = self.write(broker, &transition) {
-            coordinator.abandon(&transition);
-            return Err(error);
-        }
-        match coordinator.apply(transition) {
-            Some(markers) => self.finish(coordinator, broker, &markers),
+        let written = self.write(broker, &transition);
+        let markers = {
+            let mut coordinator = self.lock();
+            self.still_coordinating(broker, &transition.transactional_id, tenure)?;
+            if let Err(error) = written {
+                coordinator.abandon(&transition);
+                return Err(error);
+            }
+            coordinator.apply(transition)
+        };
+        match markers {
+            Some(markers) => self.finish(broker, &markers, tenure),
             None => Ok(()),
         }
     }
 
-    /// The markers of an ending transaction, then its completion. If a marker cannot be
-    /// written the transaction stays in PrepareCommit/PrepareAbort and the timer tries again.
-    fn finish(
-        &self,
-        coordinator: &mut TransactionCoordinator,
-        broker: &Broker,
-        markers: &Markers,
-    ) -> Result<(), ApiError> {
+    /// The markers of an ending transaction whose markers job the caller holds, then its
+    /// completion. If a marker cannot be written the transaction stays in
+    /// PrepareCommit/PrepareAbort and the timer tries again.
+    fn finish(&self, broker: &Broker, markers: &Markers, tenure: u64) -> Result<(), ApiError> {
+        let id = &markers.transactional_id;
         let now = self.now_ms();
-        let coordinator_epoch = self.coordinator_epoch(broker, &markers.transactional_id)?;
-        write_markers(broker, markers, coordinator_epoch, now)?;
-        if let Some(complete) = coordinator.markers_written(now, &markers.transactional_id) {
-            if let Err(error) = self.write(broker, &complete) {
-                coordinator.abandon(&complete);
+        let written = self
+            .coordinator_epoch(broker, id)
+            .and_then(|coordinator_epoch| write_markers(broker, markers, coordinator_epoch, now));
+        let complete = {
+            let mut coordinator = self.lock();
+            self.still_coordinating(broker, id, tenure)?;
+            if let Err(error) = written {
+                coordinator.markers_failed(id);
                 return Err(error);
             }
-            coordinator.apply(complete);
+            coordinator.markers_written(now, id)
+        };
+        match complete {
+            Some(complete) => self.carry_out(broker, complete, tenure),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The epoch this coordinator writes `id`'s markers in (Kafka's coordinator epoch): the
@@ -328,16 +348,19 @@ impl TransactionService {
                 error.code()
             })
         };
-        let mut coordinator = self.lock();
-        self.check(broker, id)?;
         let now = self.now_ms();
-        let mut outcome = coordinator.init_producer_id(
-            now,
-            id,
-            request.transaction_timeout_ms,
-            expected,
-            &mut allocate,
-        )?;
+        let (tenure, mut outcome) = {
+            let mut coordinator = self.lock();
+            let tenure = self.tenure(broker, id)?;
+            let outcome = coordinator.init_producer_id(
+                now,
+                id,
+                request.transaction_timeout_ms,
+                expected,
+                &mut allocate,
+            )?;
+            (tenure, outcome)
+        };
         if let InitOutcome::FenceFirst(fence) = outcome {
             // The open transaction is aborted at once; then the epoch is bumped again for
             // this instance, as Kafka's producer would after retrying.
@@ -345,7 +368,10 @@ impl TransactionService {
                 transactional_id = id,
                 "aborting the open transaction of a producer a new instance replaces"
             );
-            self.carry_out(&mut coordinator, broker, fence)
+            self.carry_out(broker, fence, tenure)
+                .map_err(|error| error.code)?;
+            let mut coordinator = self.lock();
+            self.still_coordinating(broker, id, tenure)
                 .map_err(|error| error.code)?;
             outcome = coordinator.init_producer_id(
                 now,
@@ -359,7 +385,7 @@ impl TransactionService {
             return Err(ResponseError::ConcurrentTransactions);
         };
         let answer = (transition.next.producer_id, transition.next.producer_epoch);
-        self.carry_out(&mut coordinator, broker, transition)
+        self.carry_out(broker, transition, tenure)
             .map_err(|error| error.code)?;
         Ok(answer)
     }
@@ -479,7 +505,6 @@ impl TransactionService {
 
     /// The coordinator's answer to a partition leader's `verify_only` question, for a
     /// coordinator on this broker: one error code per partition (0: the transaction holds it).
-    /// Blocks on the coordinator's lock, which a write may hold while it waits for replicas.
     fn verify_partitions(
         &self,
         broker: &Broker,
@@ -488,9 +513,9 @@ impl TransactionService {
         partitions: &[(String, i32)],
     ) -> Vec<i16> {
         let coordinator = self.lock();
-        match self.check(broker, id) {
+        match self.tenure(broker, id) {
             Err(error) => vec![error.code(); partitions.len()],
-            Ok(()) => partitions
+            Ok(_) => partitions
                 .iter()
                 .map(|(topic, partition)| {
                     coordinator
@@ -511,11 +536,16 @@ impl TransactionService {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), ResponseError> {
-        let mut coordinator = self.lock();
-        self.check(broker, id)?;
-        match coordinator.add_partitions(self.now_ms(), id, producer_id, epoch, partitions)? {
+        let (tenure, transition) = {
+            let mut coordinator = self.lock();
+            let tenure = self.tenure(broker, id)?;
+            let transition =
+                coordinator.add_partitions(self.now_ms(), id, producer_id, epoch, partitions)?;
+            (tenure, transition)
+        };
+        match transition {
             Some(transition) => self
-                .carry_out(&mut coordinator, broker, transition)
+                .carry_out(broker, transition, tenure)
                 .map_err(|error| error.code),
             None => Ok(()),
         }
@@ -551,25 +581,26 @@ impl TransactionService {
         let mut response = EndTxnResponse::default();
         response.producer_id = ProducerId(-1);
         response.producer_epoch = -1;
-        let mut coordinator = self.lock();
-        if let Err(error) = self.check(broker, &request.transactional_id) {
-            response.error_code = error.code();
-            return response;
-        }
-        let outcome = coordinator
-            .end_transaction(
-                self.now_ms(),
-                &request.transactional_id,
-                request.producer_id.0,
-                request.producer_epoch,
-                request.committed,
-            )
-            .and_then(|outcome| match outcome {
-                EndOutcome::Write(transition) => self
-                    .carry_out(&mut coordinator, broker, transition)
-                    .map_err(|error| error.code),
-                EndOutcome::AlreadyDone => Ok(()),
-            });
+        let begun = {
+            let mut coordinator = self.lock();
+            self.tenure(broker, &request.transactional_id)
+                .and_then(|tenure| {
+                    let outcome = coordinator.end_transaction(
+                        self.now_ms(),
+                        &request.transactional_id,
+                        request.producer_id.0,
+                        request.producer_epoch,
+                        request.committed,
+                    )?;
+                    Ok((tenure, outcome))
+                })
+        };
+        let outcome = begun.and_then(|(tenure, outcome)| match outcome {
+            EndOutcome::Write(transition) => self
+                .carry_out(broker, transition, tenure)
+                .map_err(|error| error.code),
+            EndOutcome::AlreadyDone => Ok(()),
+        });
         if let Err(code) = outcome {
             response.error_code = code.code();
         }
@@ -620,7 +651,7 @@ impl TransactionService {
             .into_iter()
             .map(|id| {
                 let mut state = DescribedState::default();
-                let here = self.check(broker, &id);
+                let here = self.tenure(broker, &id);
                 match coordinator.describe(&id).filter(|_| here.is_ok()) {
                     Some(metadata) => {
                         state.transaction_state = StrBytes::from_static_str(metadata.state.name());
@@ -716,31 +747,65 @@ impl TransactionService {
     /// The timer's work: aborts transactions past their timeout (fencing their producers),
     /// finishes transactions whose markers could not all be written (a restart, a disk
     /// error), and forgets ids idle for `transactional.id.expiration.ms` (a tombstone in
-    /// `__transaction_state` first). Blocks: call it on the I/O pool.
+    /// `__transaction_state` first). Blocks until the in-sync replicas have each write: not
+    /// on the I/O pool.
     pub(crate) fn tick(&self, broker: &Broker) {
-        let mut coordinator = self.lock();
         let now = self.now_ms();
-        for id in coordinator.expired(now) {
-            let Some(abort) = coordinator.abort_expired(now, &id) else {
-                continue;
-            };
+        let (aborts, unfinished, idle) = {
+            let mut coordinator = self.lock();
+            let mut aborts = Vec::new();
+            for id in coordinator.expired(now) {
+                let Ok(tenure) = self.tenure(broker, &id) else {
+                    continue;
+                };
+                if let Some(abort) = coordinator.abort_expired(now, &id) {
+                    aborts.push((abort, tenure));
+                }
+            }
+            // An id is here only while its partition is loaded; should one not be, it is
+            // freed at once rather than left busy.
+            let mut unfinished = Vec::new();
+            for markers in coordinator.take_unfinished() {
+                match self.tenure(broker, &markers.transactional_id) {
+                    Ok(tenure) => unfinished.push((markers, tenure)),
+                    Err(_) => coordinator.markers_failed(&markers.transactional_id),
+                }
+            }
+            let mut idle = Vec::new();
+            let expiration_ms = broker.config.transactional_id_expiration_ms;
+            for id in coordinator.take_idle(now, expiration_ms) {
+                match self.tenure(broker, &id) {
+                    Ok(tenure) => idle.push((id, tenure)),
+                    Err(_) => coordinator.release(&id),
+                }
+            }
+            (aborts, unfinished, idle)
+        };
+        for (abort, tenure) in aborts {
+            let id = abort.transactional_id.clone();
             tracing::info!(transactional_id = %id, "aborting a transaction that outlived its timeout");
-            if let Err(error) = self.carry_out(&mut coordinator, broker, abort) {
+            if let Err(error) = self.carry_out(broker, abort, tenure) {
                 tracing::warn!(transactional_id = %id, error = ?error.message, "could not abort a timed-out transaction yet");
             }
         }
-        for markers in coordinator.unfinished() {
-            if let Err(error) = self.finish(&mut coordinator, broker, &markers) {
+        for (markers, tenure) in unfinished {
+            if let Err(error) = self.finish(broker, &markers, tenure) {
                 tracing::warn!(transactional_id = %markers.transactional_id, error = ?error.message, "could not finish a transaction yet");
             }
         }
-        for id in coordinator.idle(now, broker.config.transactional_id_expiration_ms) {
-            match self.write_record(broker, &id, TransactionCoordinator::tombstone(&id)) {
+        for (id, tenure) in idle {
+            let written = self.write_record(broker, &id, TransactionCoordinator::tombstone(&id));
+            let mut coordinator = self.lock();
+            if self.still_coordinating(broker, &id, tenure).is_err() {
+                continue;
+            }
+            match written {
                 Ok(()) => {
                     tracing::info!(transactional_id = %id, "forgetting an idle transactional id");
                     coordinator.forget(&id);
                 }
                 Err(error) => {
+                    coordinator.release(&id);
                     tracing::warn!(transactional_id = %id, error = ?error.message, "could not expire a transactional id yet")
                 }
             }

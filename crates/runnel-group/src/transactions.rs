@@ -166,10 +166,22 @@ pub enum EndOutcome {
 #[derive(Debug)]
 struct Entry {
     metadata: TxnMetadata,
-    /// A transition is being written.
-    pending: bool,
-    /// Created by the pending transition: abandoning it removes the entry.
+    busy: Busy,
+    /// Created by the transition being written: abandoning it removes the entry.
     fresh: bool,
+}
+
+/// Whether a job owns an id, during which its other requests get CONCURRENT_TRANSACTIONS
+/// (Kafka's pending state). The shell writes without the coordinator's lock, so this, not
+/// the lock, keeps two writers of one id apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    Idle,
+    /// A transition is being written.
+    Writing,
+    /// The transaction's end is written and its markers are being written: the id must not
+    /// begin another transaction, which a late marker of this one would end.
+    Markers,
 }
 
 /// Every transactional id this coordinator owns.
@@ -227,7 +239,7 @@ impl TransactionCoordinator {
             id.to_string(),
             Entry {
                 metadata,
-                pending: false,
+                busy: Busy::Idle,
                 fresh: false,
             },
         ) {
@@ -267,7 +279,7 @@ impl TransactionCoordinator {
             };
             return Ok(InitOutcome::Write(self.begin(id, next)));
         };
-        if entry.pending {
+        if entry.busy != Busy::Idle {
             return Err(ResponseError::ConcurrentTransactions);
         }
         let current = entry.metadata.clone();
@@ -389,7 +401,7 @@ impl TransactionCoordinator {
             .entries
             .get(id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        if entry.pending {
+        if entry.busy != Busy::Idle {
             return Err(ResponseError::ConcurrentTransactions);
         }
         if entry.metadata.producer_id != producer_id {
@@ -404,13 +416,13 @@ impl TransactionCoordinator {
     /// Marks the id busy while `next` is written.
     fn begin(&mut self, id: &str, next: TxnMetadata) -> Transition {
         match self.entries.get_mut(id) {
-            Some(entry) => entry.pending = true,
+            Some(entry) => entry.busy = Busy::Writing,
             None => {
                 self.entries.insert(
                     id.to_string(),
                     Entry {
                         metadata: next.clone(),
-                        pending: true,
+                        busy: Busy::Writing,
                         fresh: true,
                     },
                 );
@@ -423,7 +435,8 @@ impl TransactionCoordinator {
     }
 
     /// The transition's record is in the log: it takes effect. Returns the markers to write
-    /// when the transaction is now ending.
+    /// when the transaction is now ending; the id stays busy until the caller reports them
+    /// written ([`Self::markers_written`]) or not ([`Self::markers_failed`]).
     pub fn apply(&mut self, transition: Transition) -> Option<Markers> {
         let Transition {
             transactional_id,
@@ -431,6 +444,11 @@ impl TransactionCoordinator {
         } = transition;
         let markers = markers_of(&transactional_id, &next);
         self.install(&transactional_id, next);
+        if markers.is_some() {
+            if let Some(entry) = self.entries.get_mut(&transactional_id) {
+                entry.busy = Busy::Markers;
+            }
+        }
         markers
     }
 
@@ -440,12 +458,13 @@ impl TransactionCoordinator {
         let fresh = self.entries.get(id).is_some_and(|entry| entry.fresh);
         if fresh {
             self.entries.remove(id);
-        } else if let Some(entry) = self.entries.get_mut(id) {
-            entry.pending = false;
+        } else {
+            self.release(id);
         }
     }
 
     /// Every marker of the ending transaction is written: CompleteCommit or CompleteAbort.
+    /// `None` unless the caller holds the id's markers job.
     pub fn markers_written(&mut self, now_ms: i64, id: &str) -> Option<Transition> {
         let entry = self.entries.get(id)?;
         let state = match entry.metadata.state {
@@ -453,7 +472,7 @@ impl TransactionCoordinator {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return None,
         };
-        if entry.pending {
+        if entry.busy != Busy::Markers {
             return None;
         }
         let next = TxnMetadata {
@@ -466,12 +485,22 @@ impl TransactionCoordinator {
         Some(self.begin(id, next))
     }
 
+    /// Not every marker of the ending transaction could be written: the id is free again,
+    /// still ending, for [`Self::take_unfinished`] to hand out once more.
+    pub fn markers_failed(&mut self, id: &str) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            if entry.busy == Busy::Markers {
+                entry.busy = Busy::Idle;
+            }
+        }
+    }
+
     /// Transactions open longer than their timeout at `now_ms`.
     pub fn expired(&self, now_ms: i64) -> Vec<String> {
         self.entries
             .iter()
             .filter(|(_, entry)| {
-                !entry.pending
+                entry.busy == Busy::Idle
                     && entry.metadata.state == TxnState::Ongoing
                     && now_ms.saturating_sub(entry.metadata.start_ms)
                         >= i64::from(entry.metadata.timeout_ms)
@@ -484,7 +513,7 @@ impl TransactionCoordinator {
     /// that left it open is fenced.
     pub fn abort_expired(&mut self, now_ms: i64, id: &str) -> Option<Transition> {
         let entry = self.entries.get(id)?;
-        if entry.pending || entry.metadata.state != TxnState::Ongoing {
+        if entry.busy != Busy::Idle || entry.metadata.state != TxnState::Ongoing {
             return None;
         }
         let next = TxnMetadata {
@@ -497,20 +526,32 @@ impl TransactionCoordinator {
     }
 
     /// Transactional ids idle (no transaction open, no change) for `expiration_ms` at
-    /// `now_ms`: the shell writes each one's tombstone, then calls [`Self::forget`].
-    pub fn idle(&self, now_ms: i64, expiration_ms: i64) -> Vec<String> {
+    /// `now_ms`, each busy from now on: the shell writes its tombstone, then calls
+    /// [`Self::forget`], or [`Self::release`] if the tombstone could not be written.
+    pub fn take_idle(&mut self, now_ms: i64, expiration_ms: i64) -> Vec<String> {
         self.entries
-            .iter()
+            .iter_mut()
             .filter(|(_, entry)| {
-                !entry.pending
+                entry.busy == Busy::Idle
                     && matches!(
                         entry.metadata.state,
                         TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
                     )
                     && now_ms.saturating_sub(entry.metadata.last_update_ms) >= expiration_ms
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, entry)| {
+                entry.busy = Busy::Writing;
+                id.clone()
+            })
             .collect()
+    }
+
+    /// A write for an existing id (its tombstone, or a transition: see [`Self::abandon`])
+    /// failed: the id is unchanged, and free for its next request.
+    pub fn release(&mut self, id: &str) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.busy = Busy::Idle;
+        }
     }
 
     /// The tombstone that removes `id` from `__transaction_state`.
@@ -541,12 +582,18 @@ impl TransactionCoordinator {
     }
 
     /// Transactions whose end was written but whose markers may not all be (a restart in
-    /// between): the shell writes them again (a second marker is harmless) and completes them.
-    pub fn unfinished(&self) -> Vec<Markers> {
+    /// between, a marker refused): the shell writes them again (a second marker is harmless
+    /// while the transaction is still ending) and completes them. Each id handed out is busy
+    /// until the shell reports its markers written or failed.
+    pub fn take_unfinished(&mut self) -> Vec<Markers> {
         self.entries
-            .iter()
-            .filter(|(_, entry)| !entry.pending)
-            .filter_map(|(id, entry)| markers_of(id, &entry.metadata))
+            .iter_mut()
+            .filter(|(_, entry)| entry.busy == Busy::Idle)
+            .filter_map(|(id, entry)| {
+                let markers = markers_of(id, &entry.metadata)?;
+                entry.busy = Busy::Markers;
+                Some(markers)
+            })
             .collect()
     }
 

@@ -421,8 +421,10 @@ pub(crate) async fn await_acknowledgeable(
     Ok(())
 }
 
-/// [`await_acknowledgeable`] with `acks=all`, for the coordinators that write from the I/O
-/// pool under their own lock (the transaction coordinator, TxnOffsetCommit, markers). Blocks.
+/// [`await_acknowledgeable`] with `acks=all`, for the coordinators' writes (the transaction
+/// coordinator, TxnOffsetCommit, markers). Blocks: on the runtime's blocking threads
+/// ([`Broker::blocking_until_replicated`]), never on the I/O pool, whose threads answer the
+/// follower fetches this waits for.
 pub(crate) fn await_replicated_blocking(
     broker: &Broker,
     partition: &Partition,
@@ -434,13 +436,19 @@ pub(crate) fn await_replicated_blocking(
         partition.sync_to_blocking(end_offset)?;
     }
     match broker.cluster() {
-        Some(member) if partition.leads() => member.block_on(wait_replicated(
-            broker,
-            partition,
-            appended.leader_epoch,
-            end_offset,
-            timeout,
-        )),
+        Some(member) if partition.leads() => {
+            debug_assert!(
+                !crate::io_pool::on_pool_thread(),
+                "a wait for the in-sync replicas on the I/O pool starves the follower fetches it waits for"
+            );
+            member.block_on(wait_replicated(
+                broker,
+                partition,
+                appended.leader_epoch,
+                end_offset,
+                timeout,
+            ))
+        }
         _ => Ok(()),
     }
 }

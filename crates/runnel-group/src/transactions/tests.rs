@@ -266,10 +266,67 @@ fn a_restart_finishes_transactions_whose_markers_may_be_missing() {
     for (key, value) in &log {
         restarted.replay(key, value.as_deref()).unwrap();
     }
-    let unfinished = restarted.unfinished();
+    let unfinished = restarted.take_unfinished();
     assert_eq!(unfinished.len(), 1);
     assert!(unfinished[0].commit);
+    assert!(
+        restarted.take_unfinished().is_empty(),
+        "markers handed out are not handed out twice"
+    );
     assert!(restarted.markers_written(3, ID).is_some());
+}
+
+/// The coordinator's lock is not held while markers are written, so the id itself must stay
+/// busy: a second writer of the same markers (the timer) could otherwise deliver one after
+/// the next transaction of the producer began, and end that one.
+#[test]
+fn an_id_whose_markers_are_being_written_takes_no_other_request() {
+    let mut coordinator = coordinator();
+    let producer = init(&mut coordinator, 0);
+    let add = coordinator
+        .add_partitions(1, ID, producer.0, producer.1, &partitions(&[("t", 0)]))
+        .unwrap()
+        .unwrap();
+    written(&mut coordinator, add);
+    let EndOutcome::Write(prepare) = coordinator
+        .end_transaction(2, ID, producer.0, producer.1, true)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(written(&mut coordinator, prepare).is_some());
+
+    assert!(
+        coordinator.take_unfinished().is_empty(),
+        "the timer does not write markers already being written"
+    );
+    assert_eq!(
+        coordinator.end_transaction(3, ID, producer.0, producer.1, true),
+        Err(ResponseError::ConcurrentTransactions),
+        "a retried EndTxn waits for the markers"
+    );
+    assert_eq!(
+        coordinator.init_producer_id(3, ID, 60_000, Some(producer), &mut ids()),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+
+    coordinator.markers_failed(ID);
+    assert_eq!(
+        coordinator.markers_written(4, ID),
+        None,
+        "only the holder of the markers job completes the transaction"
+    );
+    let retried = coordinator.take_unfinished();
+    assert_eq!(retried.len(), 1, "failed markers are retried by the timer");
+    let complete = coordinator.markers_written(5, ID).unwrap();
+    written(&mut coordinator, complete);
+    assert_eq!(
+        coordinator.describe(ID).unwrap().state,
+        TxnState::CompleteCommit
+    );
+    assert!(coordinator
+        .add_partitions(6, ID, producer.0, producer.1, &partitions(&[("t", 0)]))
+        .is_ok());
 }
 
 #[test]
@@ -290,7 +347,7 @@ fn idle_ids_expire_and_come_back_with_a_new_producer_id() {
     let mut coordinator = coordinator();
     let first = init(&mut coordinator, 0);
     assert!(coordinator
-        .idle(DEFAULT_ID_EXPIRATION_MS - 1, DEFAULT_ID_EXPIRATION_MS)
+        .take_idle(DEFAULT_ID_EXPIRATION_MS - 1, DEFAULT_ID_EXPIRATION_MS)
         .is_empty());
     // An open transaction never expires that way (its timeout aborts it first).
     let add = coordinator
@@ -299,12 +356,30 @@ fn idle_ids_expire_and_come_back_with_a_new_producer_id() {
         .unwrap();
     written(&mut coordinator, add);
     assert!(coordinator
-        .idle(i64::MAX, DEFAULT_ID_EXPIRATION_MS)
+        .take_idle(i64::MAX, DEFAULT_ID_EXPIRATION_MS)
         .is_empty());
     end(&mut coordinator, 2, first, false);
+    let expiry = 2 + DEFAULT_ID_EXPIRATION_MS;
     assert_eq!(
-        coordinator.idle(2 + DEFAULT_ID_EXPIRATION_MS, DEFAULT_ID_EXPIRATION_MS),
+        coordinator.take_idle(expiry, DEFAULT_ID_EXPIRATION_MS),
         vec![ID.to_string()]
+    );
+    assert_eq!(
+        coordinator.init_producer_id(expiry, ID, 60_000, None, &mut ids()),
+        Err(ResponseError::ConcurrentTransactions),
+        "an id whose tombstone is being written takes no request"
+    );
+    assert!(
+        coordinator
+            .take_idle(expiry, DEFAULT_ID_EXPIRATION_MS)
+            .is_empty(),
+        "nor a second tombstone"
+    );
+    coordinator.release(ID);
+    assert_eq!(
+        coordinator.take_idle(expiry, DEFAULT_ID_EXPIRATION_MS),
+        vec![ID.to_string()],
+        "a tombstone that could not be written is tried again"
     );
     let (key, value) = TransactionCoordinator::tombstone(ID);
     assert!(value.is_none());
@@ -367,13 +442,13 @@ fn an_unloaded_id_is_forgotten_and_its_prepared_end_finishes_elsewhere() {
 
     first.unload(|id| id == ID);
     assert_eq!(first.describe(ID), None);
-    assert!(first.unfinished().is_empty());
+    assert!(first.take_unfinished().is_empty());
 
     let mut next = coordinator();
     for (key, value) in &log {
         next.replay(key, value.as_deref()).unwrap();
     }
-    let unfinished = next.unfinished();
+    let unfinished = next.take_unfinished();
     assert_eq!(
         unfinished.len(),
         1,
