@@ -44,6 +44,26 @@ fn partitions(names: &[(&str, i32)]) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// Adds a partition to the producer's transaction, written.
+fn add(
+    coordinator: &mut TransactionCoordinator,
+    now: i64,
+    producer: (i64, i16),
+    (topic, partition): (&str, i32),
+) {
+    let add = coordinator
+        .add_partitions(
+            now,
+            ID,
+            producer.0,
+            producer.1,
+            &partitions(&[(topic, partition)]),
+        )
+        .unwrap()
+        .expect("a new partition is a change");
+    written(coordinator, add);
+}
+
 /// Ends the transaction: prepare, markers, complete. Returns the markers.
 fn end(
     coordinator: &mut TransactionCoordinator,
@@ -123,11 +143,7 @@ fn a_transaction_commits_through_prepare_markers_and_complete() {
 fn a_new_instance_fences_the_old_one_and_aborts_its_open_transaction() {
     let mut coordinator = coordinator();
     let old = init(&mut coordinator, 0);
-    let add = coordinator
-        .add_partitions(1, ID, old.0, old.1, &partitions(&[("orders", 0)]))
-        .unwrap()
-        .unwrap();
-    written(&mut coordinator, add);
+    add(&mut coordinator, 1, old, ("orders", 0));
     // The new instance's InitProducerId aborts the open transaction with a bumped epoch.
     let Ok(InitOutcome::FenceFirst(fence)) =
         coordinator.init_producer_id(2, ID, 60_000, None, &mut ids())
@@ -283,11 +299,7 @@ fn a_restart_finishes_transactions_whose_markers_may_be_missing() {
 fn an_id_whose_markers_are_being_written_takes_no_other_request() {
     let mut coordinator = coordinator();
     let producer = init(&mut coordinator, 0);
-    let add = coordinator
-        .add_partitions(1, ID, producer.0, producer.1, &partitions(&[("t", 0)]))
-        .unwrap()
-        .unwrap();
-    written(&mut coordinator, add);
+    add(&mut coordinator, 1, producer, ("t", 0));
     let EndOutcome::Write(prepare) = coordinator
         .end_transaction(2, ID, producer.0, producer.1, true)
         .unwrap()
@@ -350,11 +362,7 @@ fn idle_ids_expire_and_come_back_with_a_new_producer_id() {
         .take_idle(DEFAULT_ID_EXPIRATION_MS - 1, DEFAULT_ID_EXPIRATION_MS)
         .is_empty());
     // An open transaction never expires that way (its timeout aborts it first).
-    let add = coordinator
-        .add_partitions(1, ID, first.0, first.1, &partitions(&[("t", 0)]))
-        .unwrap()
-        .unwrap();
-    written(&mut coordinator, add);
+    add(&mut coordinator, 1, first, ("t", 0));
     assert!(coordinator
         .take_idle(i64::MAX, DEFAULT_ID_EXPIRATION_MS)
         .is_empty());
