@@ -1,105 +1,10 @@
 //! `runnel dev cluster`: three `runnel server` processes started by one command, used as a
 //! replicated cluster through the CLI, stopped by Ctrl-C, and started again on the same data.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use runnel_testkit::free_port_run;
-
-struct DevCluster {
-    child: Child,
-    bootstrap: String,
-}
-
-impl DevCluster {
-    /// Starts the cluster and waits for the line that names its bootstrap addresses.
-    fn start(data_dir: &std::path::Path, port: u16, controller_port: u16) -> DevCluster {
-        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
-            .args(["dev", "cluster", "--nodes", "3", "--data-dir"])
-            .arg(data_dir)
-            .args(["--port", &port.to_string()])
-            .args(["--controller-port", &controller_port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn runnel dev cluster");
-        // Owned first, so that a failing wait below still kills it.
-        let mut cluster = DevCluster {
-            child,
-            bootstrap: String::new(),
-        };
-        let stdout = cluster.child.stdout.take().expect("stdout");
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = received
-                .recv_timeout(left)
-                .expect("runnel dev cluster printed its bootstrap addresses");
-            if let Some(bootstrap) = line.strip_prefix("Bootstrap: ") {
-                cluster.bootstrap = bootstrap.to_owned();
-                return cluster;
-            }
-        }
-    }
-
-    fn runnel(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
-            .args(args)
-            .args(["--bootstrap", &self.bootstrap])
-            .output()
-            .expect("run runnel");
-        assert!(
-            output.status.success(),
-            "runnel {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Ctrl-C, as a person stops it; every node must stop cleanly.
-    fn interrupt(mut self) {
-        let sent = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -INT failed");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "runnel dev cluster exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "runnel dev cluster did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for DevCluster {
-    /// A failing test still stops the nodes: Ctrl-C first (SIGKILL would leave them running,
-    /// in their own process group), SIGKILL only if that does not work.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use runnel_testkit::{free_port_run, DevCluster};
 
 /// An `acks=all` Produce of `records` to partition 0 of `dev`.
 fn produce_to_dev_0(records: Vec<u8>) -> kafka_protocol::messages::ProduceRequest {
@@ -239,7 +144,7 @@ fn a_dev_cluster_replicates_stops_on_ctrl_c_and_keeps_its_data() {
     let controller_port = free_port_run(3);
     let cluster = DevCluster::start(&data_dir, port, controller_port);
     assert_eq!(
-        cluster.bootstrap,
+        cluster.bootstrap(),
         format!(
             "127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
             port,
@@ -288,7 +193,7 @@ fn a_dev_cluster_replicates_stops_on_ctrl_c_and_keeps_its_data() {
             "--acks",
             "all",
             "--bootstrap",
-            &cluster.bootstrap,
+            cluster.bootstrap(),
         ])
         .stdin(Stdio::piped())
         .spawn()

@@ -5,16 +5,19 @@
 //!   (its log is printed if the test is failing).
 //! - [`BrokerProcess`]: a broker on a free loopback port, ready once it logs `runnel ready`.
 //! - [`ControllerProcess`]: a voter of a controller quorum (`--roles controller`).
+//! - [`DevCluster`]: `runnel dev cluster --nodes 3`, a 3-node cluster from one command.
 //!
 //! The binary is not built here: `RUNNEL_BIN`, else `<target>/debug/runnel`, which
 //! `cargo test` builds for the CLI crate's tests and `scripts/test.sh` builds first.
 //! Protocol helpers stay with the tests that use them (raw frames in the CLI's tests, the
 //! Rust client in the client's).
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a process may take to say it is ready.
@@ -348,5 +351,107 @@ impl Deref for ControllerProcess {
 impl DerefMut for ControllerProcess {
     fn deref_mut(&mut self) -> &mut NodeProcess {
         &mut self.node
+    }
+}
+
+/// `runnel dev cluster --nodes 3`: three nodes started by one command, stopped by Ctrl-C
+/// (also on drop, whatever the test's outcome).
+#[derive(Debug)]
+pub struct DevCluster {
+    child: Child,
+    bootstrap: String,
+}
+
+impl DevCluster {
+    /// Starts the cluster and waits for the line that names its bootstrap addresses.
+    pub fn start(data_dir: &Path, port: u16, controller_port: u16) -> DevCluster {
+        let child = Command::new(runnel_bin())
+            .args(["dev", "cluster", "--nodes", "3", "--data-dir"])
+            .arg(data_dir)
+            .args(["--port", &port.to_string()])
+            .args(["--controller-port", &controller_port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn runnel dev cluster");
+        // Owned first, so that a failing wait below still kills it.
+        let mut cluster = DevCluster {
+            child,
+            bootstrap: String::new(),
+        };
+        let stdout = cluster.child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = received
+                .recv_timeout(left)
+                .expect("runnel dev cluster printed its bootstrap addresses");
+            if let Some(bootstrap) = line.strip_prefix("Bootstrap: ") {
+                cluster.bootstrap = bootstrap.to_owned();
+                return cluster;
+            }
+        }
+    }
+
+    /// The bootstrap addresses it printed, comma-separated.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Runs `runnel ARGS --bootstrap <this cluster>`, which must succeed.
+    pub fn runnel(&self, args: &[&str]) -> Output {
+        let output = Command::new(runnel_bin())
+            .args(args)
+            .args(["--bootstrap", &self.bootstrap])
+            .output()
+            .expect("run runnel");
+        assert!(
+            output.status.success(),
+            "runnel {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Ctrl-C, as a person stops it; every node must stop cleanly.
+    pub fn interrupt(mut self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -INT failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "runnel dev cluster exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "runnel dev cluster did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    /// A failing test still stops the nodes: Ctrl-C first (SIGKILL would leave them running,
+    /// in their own process group), SIGKILL only if that does not work.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
