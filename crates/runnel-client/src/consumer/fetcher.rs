@@ -1,13 +1,17 @@
 //! Positions and fetches: starting positions of new partitions (the committed offset, else
-//! `auto_offset_reset` through ListOffsets), then one Fetch per partition leader for every
-//! fetchable partition, records decoded by [`records_from_fetch`].
+//! `auto_offset_reset` through ListOffsets), then a Fetch to each leader of fetchable
+//! partitions, records decoded by [`records_from_fetch`].
 //!
-//! Every Fetch is a full one (session id 0, epoch -1: no KIP-227 fetch session). A position
-//! moves only if it is still the one the fetch was sent for, so a `seek` or a revocation while
-//! a fetch is out wins and the fetched records are dropped.
+//! A leader has at most one fetch out, and a fetch outlives the poll that sent it: a poll
+//! returns what any leader answered, and the next poll picks up the answers that came back
+//! meanwhile ([`Fetches`]). Every Fetch is a full one (session id 0, epoch -1: no KIP-227
+//! fetch session), so an answer dropped on close leaves nothing behind on the broker. A
+//! position moves only in a poll, and only if it is still the one the fetch was sent for, so
+//! a `seek` or a revocation while a fetch is out wins and the fetched records are dropped.
 
 use crate::wire::topic_name;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -15,12 +19,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     fetch_request, list_offsets_request, BrokerId, FetchRequest, ListOffsetsRequest,
 };
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::group;
-use super::records::{records_from_fetch, ConsumerRecord};
+use super::records::{records_from_fetch, ConsumerRecord, FetchedRecords};
 use super::subscription::{OffsetReset, PositionNeeded, Subscribed, TopicPartition};
-use super::Shared;
+use super::{lock, Shared};
 use crate::error::{ClientError, Result};
 
 /// ListOffsets' replica id for consumers.
@@ -47,7 +52,7 @@ fn is_stale_metadata(code: ResponseError) -> bool {
     )
 }
 
-pub(crate) async fn poll(shared: &Shared, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+pub(crate) async fn poll(shared: &Arc<Shared>, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
     let deadline = Instant::now() + timeout;
     let backoff = shared.cluster.config().retry_backoff;
     loop {
@@ -69,23 +74,26 @@ pub(crate) async fn poll(shared: &Shared, timeout: Duration) -> Result<Vec<Consu
             }
             Err(error) => return Err(error),
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let max_wait = shared.config.fetch_max_wait.min(remaining);
-        match fetch_once(shared, max_wait).await? {
-            Some(records) if !records.is_empty() => return Ok(records),
-            Some(_) => {}
-            None => {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                tokio::time::sleep(IDLE_WAIT.min(remaining)).await;
-            }
+        let answered = take_answers(shared);
+        // Before the records go to the application: the next fetches are out while it works.
+        let fetching = send_fetches(shared).await;
+        match answered {
+            Ok(records) if !records.is_empty() => return Ok(records),
+            Ok(_) => {}
+            Err(error) => return Err(error),
         }
-        if Instant::now() >= deadline {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
             return Ok(Vec::new());
         }
-        if wait_before_next {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(backoff.min(remaining)).await;
-        }
+        let wait = match (wait_before_next, fetching) {
+            (true, _) => backoff,
+            (false, true) => remaining,
+            (false, false) => IDLE_WAIT,
+        };
+        // A fetch answering wakes this early; a wake-up left from an answer already taken
+        // only costs a pass.
+        let _ = tokio::time::timeout(wait.min(remaining), shared.fetch_answered.notified()).await;
     }
 }
 
@@ -275,42 +283,68 @@ async fn list_offsets_on(
     Ok(answers)
 }
 
-/// One round of fetches, one per leader of the fetchable partitions, waiting up to `max_wait`.
-/// `None` when nothing could be fetched (no positioned partition, or no leader known).
-/// Records of different leaders come back in the order of their leaders' node ids; per
-/// partition they are in offset order. An error only when no partition returned records (a
-/// partition whose bytes do not decode keeps its position and fails the next fetch again).
-async fn fetch_once(shared: &Shared, max_wait: Duration) -> Result<Option<Vec<ConsumerRecord>>> {
-    let fetchable: Vec<(TopicPartition, i64)> = shared
-        .state()
-        .fetchable_partitions()
-        .map(|(tp, position)| (tp.clone(), position))
-        .collect();
-    if fetchable.is_empty() {
-        return Ok(None);
-    }
-    let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
-    for (tp, position) in fetchable {
-        match shared.cluster.leader(&tp.topic, tp.partition).await {
-            Ok(leader) => by_leader.entry(leader).or_default().push((tp, position)),
-            Err(error) => tracing::debug!(%error, partition = %tp, "no leader to fetch from"),
+/// A partition's part of a fetch answer, waiting for a poll: only if the partition's position
+/// is still `fetch_offset` then does it move, and are the records returned.
+pub(crate) struct FetchedPartition {
+    tp: TopicPartition,
+    fetch_offset: i64,
+    fetched: FetchedRecords,
+}
+
+/// What one leader's fetch brought: its partitions' records, and the first error a partition
+/// had that retrying will not fix.
+type LeaderAnswer = Result<(Vec<FetchedPartition>, Option<ClientError>)>;
+
+/// The fetches out, at most one per leader, and the answers that came back since the last
+/// poll. A fetch outlives the poll that sent it, as the Java client's do: a leader with
+/// nothing new holds its fetch for `fetch_max_wait`, and must not hold back the records of
+/// the others.
+#[derive(Default)]
+pub(crate) struct Fetches {
+    in_flight: HashMap<i32, JoinHandle<()>>,
+    answered: Vec<LeaderAnswer>,
+}
+
+impl Fetches {
+    /// Stops every fetch out and forgets what came back (the consumer closes).
+    pub(crate) fn cancel(&mut self) {
+        for (_, fetch) in self.in_flight.drain() {
+            fetch.abort();
         }
+        self.answered.clear();
     }
-    if by_leader.is_empty() {
-        return Ok(None);
-    }
-    let answers = join_all(
-        by_leader
-            .into_iter()
-            .map(|(leader, partitions)| fetch_from(shared, leader, partitions, max_wait)),
-    )
-    .await;
+}
+
+/// Applies the answers that came back: the records of every partition whose position was
+/// still the one fetched and that is not paused, in the order the answers arrived, per partition in offset order.
+/// An error only when no partition returned records (a partition whose bytes do not decode
+/// keeps its position and fails the next fetch again).
+fn take_answers(shared: &Shared) -> Result<Vec<ConsumerRecord>> {
+    let answered = std::mem::take(&mut lock(&shared.fetches).answered);
     let mut records = Vec::new();
     let mut first_error = None;
-    for answer in answers {
+    let mut state = shared.state();
+    for answer in answered {
         match answer {
-            Ok((fetched, error)) => {
-                records.extend(fetched);
+            Ok((partitions, error)) => {
+                for FetchedPartition {
+                    tp,
+                    fetch_offset,
+                    fetched,
+                } in partitions
+                {
+                    // A partition paused since is fetched again from there once resumed.
+                    if state.position(&tp) == Some(fetch_offset)
+                        && !state.is_paused(&tp)
+                        && state.update_position(
+                            &tp,
+                            fetched.next_fetch_offset,
+                            fetched.leader_epoch,
+                        )
+                    {
+                        records.extend(fetched.records);
+                    }
+                }
                 if let Some(error) = error {
                     first_error.get_or_insert(error);
                 }
@@ -325,18 +359,56 @@ async fn fetch_once(shared: &Shared, max_wait: Duration) -> Result<Option<Vec<Co
     }
     match first_error {
         Some(error) if records.is_empty() => Err(error),
-        _ => Ok(Some(records)),
+        _ => Ok(records),
     }
 }
 
-/// Fetches `partitions` from `leader`: the records, and the first error a partition had that
-/// retrying will not fix.
+/// Sends a fetch to every leader of fetchable partitions that has none out. Returns whether
+/// any fetch is out.
+async fn send_fetches(shared: &Arc<Shared>) -> bool {
+    let fetchable: Vec<(TopicPartition, i64)> = shared
+        .state()
+        .fetchable_partitions()
+        .map(|(tp, position)| (tp.clone(), position))
+        .collect();
+    let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+    for (tp, position) in fetchable {
+        match shared.cluster.leader(&tp.topic, tp.partition).await {
+            Ok(leader) => by_leader.entry(leader).or_default().push((tp, position)),
+            Err(error) => tracing::debug!(%error, partition = %tp, "no leader to fetch from"),
+        }
+    }
+    let mut fetches = lock(&shared.fetches);
+    for (leader, partitions) in by_leader {
+        if fetches.in_flight.contains_key(&leader) {
+            continue;
+        }
+        let task_shared = Arc::clone(shared);
+        // The fetch's own entry is removed by the fetch, under the lock held here until the
+        // entry is in.
+        let fetch = tokio::spawn(async move {
+            let max_wait = task_shared.config.fetch_max_wait;
+            let answer = fetch_from(&task_shared, leader, partitions, max_wait).await;
+            {
+                let mut fetches = lock(&task_shared.fetches);
+                fetches.in_flight.remove(&leader);
+                fetches.answered.push(answer);
+            }
+            task_shared.fetch_answered.notify_one();
+        });
+        fetches.in_flight.insert(leader, fetch);
+    }
+    !fetches.in_flight.is_empty()
+}
+
+/// Fetches `partitions` from `leader`, waiting up to `max_wait` for records; updates the
+/// partitions' high watermarks and what the errors say (a reset, stale metadata) right away.
 async fn fetch_from(
     shared: &Shared,
     leader: i32,
     partitions: Vec<(TopicPartition, i64)>,
     max_wait: Duration,
-) -> Result<(Vec<ConsumerRecord>, Option<ClientError>)> {
+) -> LeaderAnswer {
     let config = &shared.config;
     let connection = shared.cluster.connection(leader).await?;
     let version = connection.version_at_least::<FetchRequest>(4)?;
@@ -465,13 +537,14 @@ async fn fetch_from(
                     continue;
                 }
             };
-            let mut state = shared.state();
-            if state.position(&tp) == Some(fetch_offset)
-                && state.update_position(&tp, fetched.next_fetch_offset, fetched.leader_epoch)
-            {
-                records.extend(fetched.records);
-            }
-            state.update_high_watermark(&tp, partition.high_watermark);
+            shared
+                .state()
+                .update_high_watermark(&tp, partition.high_watermark);
+            records.push(FetchedPartition {
+                tp,
+                fetch_offset,
+                fetched,
+            });
         }
     }
     Ok((records, first_error))

@@ -319,6 +319,10 @@ pub(crate) struct Shared {
     task: Mutex<Option<JoinHandle<()>>>,
     /// One poll at a time: a second would fetch the same positions.
     poll_lock: tokio::sync::Mutex<()>,
+    /// The fetches out and their answers not yet taken by a poll.
+    pub(crate) fetches: Mutex<fetcher::Fetches>,
+    /// Wakes a waiting poll: a fetch answered.
+    pub(crate) fetch_answered: tokio::sync::Notify,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -390,6 +394,8 @@ impl Consumer {
                 closed: AtomicBool::new(false),
                 task: Mutex::new(None),
                 poll_lock: tokio::sync::Mutex::new(()),
+                fetches: Mutex::new(fetcher::Fetches::default()),
+                fetch_answered: tokio::sync::Notify::new(),
                 config,
             }),
         })
@@ -693,6 +699,7 @@ impl Consumer {
             return Ok(());
         }
         let _no_poll = self.shared.poll_lock.lock().await;
+        lock(&self.shared.fetches).cancel();
         let task = lock(&self.shared.task).take();
         if let Some(task) = task {
             task.abort();
@@ -737,6 +744,7 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
+        lock(&self.shared.fetches).cancel();
         if let Some(task) = lock(&self.shared.task).take() {
             task.abort();
         }
