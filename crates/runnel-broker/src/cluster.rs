@@ -557,7 +557,11 @@ pub(crate) struct Follow {
 
 /// Applies `image` to the topics and partitions here; returns the partitions to follow.
 /// Blocks (logs are opened and epochs persisted).
-fn apply_image(broker: &Broker, image: &MetadataImage, broker_epoch: i64) -> Vec<Follow> {
+pub(crate) fn apply_image(
+    broker: &Broker,
+    image: &MetadataImage,
+    broker_epoch: i64,
+) -> Vec<Follow> {
     let me = broker.node_id();
     let now_ms = broker.now_ms();
     broker

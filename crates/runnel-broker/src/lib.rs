@@ -25,6 +25,8 @@ mod groups;
 mod handlers;
 mod internal_topics;
 mod io_pool;
+#[cfg(test)]
+mod local_controller;
 mod partition;
 mod pipeline;
 #[cfg(test)]

@@ -5,14 +5,20 @@
 //! a time so that the order of disk operations, and so the run, replays from the seed. The
 //! power goes out before a seeded disk operation: mid-write, between a write and its fsync, or
 //! in the middle of a checkpoint. The next boot finds what was fsynced plus a seeded subset of
-//! the rest, torn anywhere. Then the checker demands, with `flush.messages=1`:
+//! the rest, torn anywhere. Then the checker demands, with `replica.fsync` on (the default):
 //! - the broker starts and every partition recovers (none offline);
 //! - every acknowledged record is there, at its offset, unchanged;
 //! - every record a consumer read is there (nobody read what the crash took);
 //! - the last acknowledged offset commit, or a later one, is there.
 //!
-//! `the_checker_catches_acks_without_fsync` runs the same workload without the fsync before
-//! the acknowledgement and shows the checker failing it.
+//! The broker is a one-node cluster, as `runnel server` on its own is: its partitions lead
+//! with the replication state machine, in the roles a metadata image gives them
+//! ([`LocalController`]: the controller's state machine, without a quorum, so that the run
+//! stays on the simulated clock). A restart registers a new incarnation and leads again in
+//! the next leader epoch.
+//!
+//! `the_checker_catches_acks_without_fsync` runs the same workload with `replica.fsync` off
+//! (acknowledged once in the page cache, as Kafka does) and shows the checker failing it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -20,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::{Request, RequestBody};
@@ -28,17 +35,23 @@ use runnel_storage::sim::{ManualClock, SimFileSystem, SplitMix64};
 
 use crate::broker::{Broker, Reply};
 use crate::config::BrokerConfig;
+use crate::groups::OFFSETS_TOPIC;
+use crate::local_controller::LocalController;
 use crate::pipeline::Turn;
 
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 2;
 const GROUP: &str = "readers";
 const START_MS: i64 = 1_700_000_000_000;
+const NODE_ID: i32 = 1;
 
 fn config(fsync_before_ack: bool) -> BrokerConfig {
     BrokerConfig {
         data_dir: "data".into(),
-        flush_messages: fsync_before_ack.then_some(1),
+        node_id: NODE_ID,
+        // A quorum of this node alone, never called: the test applies the metadata itself.
+        controller_quorum: Some(format!("{NODE_ID}@127.0.0.1:9")),
+        replica_fsync: fsync_before_ack,
         // Small segments, so that rolls, index entries and checkpoints happen mid-run.
         log_segment_bytes: Some(1024),
         offsets_topic_num_partitions: 1,
@@ -49,6 +62,34 @@ fn config(fsync_before_ack: bool) -> BrokerConfig {
         sealed_segment_files_max: 2,
         ..BrokerConfig::default()
     }
+}
+
+/// The metadata of a one-node cluster whose topic has `partitions`, with the offsets topic.
+fn one_node_cluster(partitions: i32) -> LocalController {
+    let mut controller = LocalController::new();
+    controller.register(NODE_ID);
+    controller.create_topic(TOPIC, partitions);
+    controller.create_topic(OFFSETS_TOPIC, 1);
+    controller
+}
+
+/// Opens the broker on `disk` and has it lead what `controller` gives it, as a new
+/// incarnation. Returns once its group coordinator has loaded `__consumer_offsets` (a
+/// client retries until then), so that the loader's disk reads come at the same point of
+/// every replay of a seed.
+async fn start(
+    config: BrokerConfig,
+    disk: SimFileSystem,
+    clock: Arc<ManualClock>,
+    controller: &mut LocalController,
+) -> Result<Arc<Broker>, String> {
+    let broker = Broker::open_with(config, Arc::new(disk), clock).map_err(|e| e.to_string())?;
+    let broker_epoch = controller.register(broker.node_id());
+    controller.apply(&broker, broker_epoch);
+    while fetch_committed(&broker).await.0 == ResponseError::CoordinatorLoadInProgress.code() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    Ok(broker)
 }
 
 async fn call(broker: &Arc<Broker>, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
@@ -176,7 +217,8 @@ async fn commit(broker: &Arc<Broker>, offset: i64, observed: &mut Observed) {
     }
 }
 
-async fn committed(broker: &Arc<Broker>) -> i64 {
+/// The committed offset of partition 0 of the topic, and the group's error code.
+async fn fetch_committed(broker: &Arc<Broker>) -> (i16, i64) {
     let request = OffsetFetchRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str(GROUP)))
         .with_topics(Some(vec![
@@ -194,7 +236,12 @@ async fn committed(broker: &Arc<Broker>) -> i64 {
     else {
         panic!("not an offset fetch response");
     };
-    response.topics[0].partitions[0].committed_offset
+    let offset = response
+        .topics
+        .first()
+        .and_then(|topic| topic.partitions.first())
+        .map_or(-1, |partition| partition.committed_offset);
+    (response.error_code, offset)
 }
 
 /// What one seed's run saw.
@@ -216,12 +263,10 @@ fn run(seed: u64, fsync_before_ack: bool) -> Result<Summary, String> {
         let clock = Arc::new(ManualClock::new(START_MS));
         let disk = SimFileSystem::new(clock.clone());
         let config = config(fsync_before_ack);
-        let broker = Broker::open_with(config.clone(), Arc::new(disk.clone()), clock.clone())
+        let mut controller = one_node_cluster(PARTITIONS);
+        let broker = start(config.clone(), disk.clone(), clock.clone(), &mut controller)
+            .await
             .map_err(|error| format!("first start: {error}"))?;
-        broker
-            .topics
-            .create(TOPIC, PARTITIONS, Default::default(), false, START_MS)
-            .map_err(|error| format!("create: {error:?}"))?;
         disk.cut_power_after(rng.below(300));
         let mut observed = Observed::default();
         for step in 0..60 {
@@ -267,7 +312,8 @@ fn run(seed: u64, fsync_before_ack: bool) -> Result<Summary, String> {
         let after = disk.crash(seed);
         drop(broker);
 
-        let broker = Broker::open_with(config, Arc::new(after), clock)
+        let broker = start(config, after, clock, &mut controller)
+            .await
             .map_err(|error| format!("restart after the power cut: {error}"))?;
         let topic = broker.topics.get(TOPIC).ok_or("the topic is gone")?;
         if let Some(offline) = topic.partitions().iter().find(|p| p.is_offline()) {
@@ -304,7 +350,10 @@ fn run(seed: u64, fsync_before_ack: bool) -> Result<Summary, String> {
             }
         }
         if let Some(acked) = observed.committed {
-            let stored = committed(&broker).await;
+            let (error, stored) = fetch_committed(&broker).await;
+            if error != 0 {
+                return Err(format!("OffsetFetch after restart: error {error}"));
+            }
             if stored < acked {
                 return Err(format!(
                     "commit of {acked} acknowledged, {stored} after restart"
@@ -365,11 +414,10 @@ fn a_failed_fsync_takes_only_its_partition_offline() {
     runtime.block_on(async {
         let clock = Arc::new(ManualClock::new(START_MS));
         let disk = SimFileSystem::new(clock.clone());
-        let broker = Broker::open_with(config(true), Arc::new(disk.clone()), clock).expect("start");
-        broker
-            .topics
-            .create(TOPIC, PARTITIONS, Default::default(), false, START_MS)
-            .expect("create");
+        let mut controller = one_node_cluster(PARTITIONS);
+        let broker = start(config(true), disk.clone(), clock, &mut controller)
+            .await
+            .expect("start");
         let mut observed = Observed::default();
         disk.inject(runnel_storage::sim::SimOp::SyncData, &format!("{TOPIC}-0"));
         produce(&broker, 0, &[b"lost".to_vec()], &mut observed).await;
@@ -410,12 +458,10 @@ fn consumers_never_see_a_record_before_its_fsync() {
         let seen = runtime.block_on(async {
             let clock = Arc::new(ManualClock::new(START_MS));
             let disk = SimFileSystem::new(clock.clone());
-            let broker =
-                Broker::open_with(config(fsync_before_ack), Arc::new(disk), clock).expect("start");
-            broker
-                .topics
-                .create(TOPIC, 1, Default::default(), false, START_MS)
-                .expect("create");
+            let mut controller = one_node_cluster(1);
+            let broker = start(config(fsync_before_ack), disk, clock, &mut controller)
+                .await
+                .expect("start");
             let partition = broker
                 .topics
                 .get(TOPIC)
