@@ -253,30 +253,29 @@ mod tests {
     use runnel_storage::sim::{ManualClock, SimFileSystem};
 
     use crate::broker::Broker;
-    use crate::config::BrokerConfig;
+    use crate::groups::OFFSETS_TOPIC;
+    use crate::local_controller::LocalController;
     use crate::topics::Topic;
 
     const NOW_MS: i64 = 1_700_000_000_000;
 
-    /// A broker on a simulated disk (one `__consumer_offsets` partition) with a topic of
-    /// 100 partitions.
+    /// The broker of a one-node cluster on a simulated disk, leading a topic of 100
+    /// partitions (and one `__consumer_offsets` partition). In a runtime: the group
+    /// coordinator loads its partition on a task.
     fn broker_with_topic(
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> (Arc<Broker>, Arc<Topic>) {
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let disk = SimFileSystem::new(clock.clone());
-        let config = BrokerConfig {
-            data_dir: "data".into(),
-            offsets_topic_num_partitions: 1,
-            ..BrokerConfig::default()
-        };
+        let config = LocalController::broker_config("data");
+        let mut controller = LocalController::new();
+        controller.register(config.node_id);
+        controller.create_topic(name, 100, configs);
+        controller.create_topic(OFFSETS_TOPIC, 1, BTreeMap::new());
         let broker = Broker::open_with(config, Arc::new(disk), clock).expect("start");
-        let topic = broker
-            .topics
-            .create(name, 100, configs, false, NOW_MS)
-            .expect("create")
-            .expect("not validate-only");
+        controller.start(&broker);
+        let topic = broker.topics.get(name).expect("created");
         (broker, topic)
     }
 
@@ -288,8 +287,8 @@ mod tests {
 
     /// The flusher's list holds the partitions that were written and are not yet flushed;
     /// idle partitions are never on it, so they cost the flusher nothing.
-    #[test]
-    fn only_written_partitions_are_scheduled_for_a_flush() {
+    #[tokio::test]
+    async fn only_written_partitions_are_scheduled_for_a_flush() {
         let (broker, topic) = broker_with_topic("idle-and-busy", BTreeMap::new());
         assert!(broker.topics.schedule().take().is_empty());
 
@@ -311,8 +310,8 @@ mod tests {
 
     /// Retention looks at a partition after it is written to, and again when its oldest data
     /// expires; idle partitions with nothing to expire are never looked at.
-    #[test]
-    fn retention_looks_only_at_written_and_expiring_partitions() {
+    #[tokio::test]
+    async fn retention_looks_only_at_written_and_expiring_partitions() {
         let configs = [("retention.ms".to_string(), "1000".to_string())].into();
         let (broker, topic) = broker_with_topic("expiring", configs);
         let schedule = broker.topics.schedule();

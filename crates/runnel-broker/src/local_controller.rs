@@ -5,6 +5,8 @@
 //! machine, as a `runnel server` on its own does, while a test keeps its simulated disk and
 //! clock deterministic.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use runnel_controller::records::Listener;
@@ -15,6 +17,10 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::cluster;
+use crate::config::BrokerConfig;
+
+/// The node id of the cluster's one broker.
+const NODE_ID: i32 = 1;
 
 /// The controller's side: the metadata image, built record by record.
 pub(crate) struct LocalController {
@@ -97,13 +103,30 @@ impl LocalController {
         broker_epoch
     }
 
-    pub(crate) fn create_topic(&mut self, name: &str, partitions: i32) {
+    /// A broker config for node 1 of this cluster, with its data in `data_dir`.
+    pub(crate) fn broker_config(data_dir: impl Into<PathBuf>) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            node_id: NODE_ID,
+            // A quorum of this node alone, never called: the test applies the metadata itself.
+            controller_quorum: Some(format!("{NODE_ID}@127.0.0.1:9")),
+            offsets_topic_num_partitions: 1,
+            ..BrokerConfig::default()
+        }
+    }
+
+    pub(crate) fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) {
         let topic = NewTopic {
             name: name.to_owned(),
             partitions,
             replication_factor: 1,
             assignments: Vec::new(),
-            configs: Vec::new(),
+            configs: configs.into_iter().collect(),
         };
         let id = Uuid::from_u128((u128::from(self.image.offset()) + 1) << 64);
         let records = self
@@ -113,8 +136,14 @@ impl LocalController {
         self.commit(records);
     }
 
+    /// Registers `broker` as a new incarnation and has it take the roles the image gives it.
+    pub(crate) fn start(&mut self, broker: &Arc<Broker>) {
+        let broker_epoch = self.register(broker.node_id());
+        self.apply(broker, broker_epoch);
+    }
+
     /// `broker` takes the roles the image gives it, and its coordinators follow.
-    pub(crate) fn apply(&self, broker: &Arc<Broker>, broker_epoch: i64) {
+    fn apply(&self, broker: &Arc<Broker>, broker_epoch: i64) {
         let follow = cluster::apply_image(broker, &self.image, broker_epoch);
         assert!(follow.is_empty(), "a one-node cluster follows nobody");
         broker.groups.follow_leadership(broker);

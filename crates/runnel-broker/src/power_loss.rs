@@ -43,33 +43,27 @@ const TOPIC: &str = "events";
 const PARTITIONS: i32 = 2;
 const GROUP: &str = "readers";
 const START_MS: i64 = 1_700_000_000_000;
-const NODE_ID: i32 = 1;
 
 fn config(fsync_before_ack: bool) -> BrokerConfig {
     BrokerConfig {
-        data_dir: "data".into(),
-        node_id: NODE_ID,
-        // A quorum of this node alone, never called: the test applies the metadata itself.
-        controller_quorum: Some(format!("{NODE_ID}@127.0.0.1:9")),
         replica_fsync: fsync_before_ack,
         // Small segments, so that rolls, index entries and checkpoints happen mid-run.
         log_segment_bytes: Some(1024),
-        offsets_topic_num_partitions: 1,
         // One I/O thread runs jobs in the order they were queued: the run replays from its
         // seed even when a fetch overlaps a produce.
         num_io_threads: 1,
         // Sealed segments' files are closed and reopened as the run goes.
         sealed_segment_files_max: 2,
-        ..BrokerConfig::default()
+        ..LocalController::broker_config("data")
     }
 }
 
 /// The metadata of a one-node cluster whose topic has `partitions`, with the offsets topic.
 fn one_node_cluster(partitions: i32) -> LocalController {
     let mut controller = LocalController::new();
-    controller.register(NODE_ID);
-    controller.create_topic(TOPIC, partitions);
-    controller.create_topic(OFFSETS_TOPIC, 1);
+    controller.register(config(true).node_id);
+    controller.create_topic(TOPIC, partitions, BTreeMap::new());
+    controller.create_topic(OFFSETS_TOPIC, 1, BTreeMap::new());
     controller
 }
 
@@ -84,8 +78,7 @@ async fn start(
     controller: &mut LocalController,
 ) -> Result<Arc<Broker>, String> {
     let broker = Broker::open_with(config, Arc::new(disk), clock).map_err(|e| e.to_string())?;
-    let broker_epoch = controller.register(broker.node_id());
-    controller.apply(&broker, broker_epoch);
+    controller.start(&broker);
     while fetch_committed(&broker).await.0 == ResponseError::CoordinatorLoadInProgress.code() {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }

@@ -11,6 +11,7 @@ use runnel_record::BatchBuilder;
 
 use crate::broker::{Broker, Reply};
 use crate::config::BrokerConfig;
+use crate::local_controller::LocalController;
 
 fn topic_name() -> TopicName {
     TopicName(StrBytes::from_static_str("t"))
@@ -328,17 +329,17 @@ pub(crate) fn request_for(key: ApiKey, id: uuid::Uuid) -> RequestKind {
     }
 }
 
+/// The broker of a one-node cluster leading topic `t` of 2 partitions.
 fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
     let config = BrokerConfig {
-        data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
-        ..BrokerConfig::default()
+        ..LocalController::broker_config(dir)
     };
+    let mut controller = LocalController::new();
+    controller.register(config.node_id);
+    controller.create_topic("t", 2, Default::default());
     let broker = Broker::open(config).unwrap();
-    broker
-        .topics
-        .create("t", 2, Default::default(), false, 0)
-        .unwrap();
+    controller.start(&broker);
     broker
 }
 
