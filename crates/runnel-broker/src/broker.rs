@@ -81,6 +81,13 @@ impl Broker {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Broker>, StartupError> {
         config.validate()?;
+        if config.controller_quorum.is_none() {
+            // `runnel server` names a quorum of its own when given none (`as_one_node_cluster`).
+            return Err(crate::config::ConfigError::Invalid(
+                "a broker belongs to a controller quorum: controller-quorum is not set".into(),
+            )
+            .into());
+        }
         let (advertised_host, advertised_port) =
             split_host_port(config.advertised()).ok_or_else(|| {
                 crate::config::ConfigError::Invalid(format!(
@@ -98,19 +105,10 @@ impl Broker {
             config.node_id,
             shared_quorum(config.controller_quorum.as_deref(), config.node_id),
         )?;
-        let producer_ids = if config.controller_quorum.is_some() {
-            ProducerIds::from_controller(Arc::clone(&fs), &config.data_dir)
-        } else {
-            ProducerIds::open(Arc::clone(&fs), &config.data_dir).map_err(|reason| {
-                StartupError::DataDir {
-                    dir: config.data_dir.display().to_string(),
-                    reason,
-                }
-            })?
-        };
+        let producer_ids = ProducerIds::default();
         let topics = TopicRegistry::open(Arc::clone(&fs), &config, clock.now_ms())?;
-        let groups = GroupService::open(&topics, &config, Arc::clone(&clock))?;
-        let transactions = TransactionService::open(&topics, &config, Arc::clone(&clock))?;
+        let groups = GroupService::open(&config, Arc::clone(&clock))?;
+        let transactions = TransactionService::open(&config, Arc::clone(&clock));
         let io =
             IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
                 StartupError::DataDir {
@@ -452,7 +450,7 @@ impl Broker {
                 handlers::txn_markers::write_txn_markers(self, req).await,
             )),
             RequestKind::DescribeTransactions(req) => self
-                .blocking_until_replicated(move |broker| broker.transactions.describe(broker, req))
+                .blocking_until_replicated(move |broker| broker.transactions.describe(req))
                 .await
                 .map(ResponseKind::DescribeTransactions),
             RequestKind::ListTransactions(req) => self

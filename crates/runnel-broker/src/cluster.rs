@@ -686,9 +686,7 @@ fn take_role(
 fn resign_all(broker: &Broker) {
     for topic in broker.topics.list() {
         for partition in topic.partitions() {
-            if partition.with_role(|role| !matches!(role, Role::Alone)) {
-                partition.become_follower(None);
-            }
+            partition.become_follower(None);
         }
     }
 }
@@ -872,7 +870,7 @@ mod tests {
 
     use super::{quorum_name, Incarnation};
     use crate::broker::{shared_quorum, Broker};
-    use crate::config::BrokerConfig;
+    use crate::local_controller::LocalController;
 
     /// Only a life that closed every log cleanly lets the next one register with its data
     /// intact; the mark is consumed before that registration, so a crash after it counts.
@@ -880,10 +878,7 @@ mod tests {
     fn only_a_clean_close_marks_the_next_life_intact() {
         let clock = Arc::new(ManualClock::new(0));
         let disk = SimFileSystem::new(clock.clone());
-        let config = BrokerConfig {
-            data_dir: "data".into(),
-            ..BrokerConfig::default()
-        };
+        let config = LocalController::broker_config("data");
         let open = || {
             Broker::open_with(config.clone(), Arc::new(disk.clone()), clock.clone()).expect("start")
         };

@@ -130,15 +130,10 @@ impl TopicView for RegistryView<'_> {
 }
 
 impl GroupService {
-    /// On a single node, creates `__consumer_offsets` on first start and replays it into the
-    /// coordinators. In a cluster the coordinators start empty, and load each partition this
+    /// The coordinators start empty, and load each partition of `__consumer_offsets` this
     /// broker comes to lead ([`Self::follow_leadership`]).
-    pub(crate) fn open(
-        topics: &TopicRegistry,
-        config: &BrokerConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StorageError> {
-        let mut classic = GroupCoordinator::new(GroupConfig {
+    pub(crate) fn open(config: &BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+        let classic = GroupCoordinator::new(GroupConfig {
             group_min_session_timeout_ms: config.group_min_session_timeout_ms,
             group_max_session_timeout_ms: config.group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -147,28 +142,6 @@ impl GroupService {
             ..GroupConfig::default()
         });
         let offsets_topic = OnceLock::new();
-        let coordinated = if config.controller_quorum.is_some() {
-            Coordinated::none_yet()
-        } else {
-            let topic = internal_topics::open(
-                topics,
-                OFFSETS_TOPIC,
-                config.offsets_topic_num_partitions,
-                config.offsets_topic_segment_bytes,
-                clock.now_ms(),
-            )?;
-            let mut replayed = 0;
-            for partition in topic.partitions() {
-                replayed += replay_into(&mut classic, &topic, &partition)?;
-            }
-            tracing::info!(
-                records = replayed,
-                partitions = topic.partition_count(),
-                "replayed {OFFSETS_TOPIC}"
-            );
-            let _ = offsets_topic.set(topic);
-            Coordinated::All
-        };
         let consumer = ConsumerGroups::new(ConsumerGroupConfig {
             session_timeout_ms: config.group_consumer_session_timeout_ms,
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
@@ -180,7 +153,7 @@ impl GroupService {
                 classic,
                 consumer,
                 parked: HashMap::new(),
-                coordinated,
+                coordinated: Coordinated::none_yet(),
             }),
             next_token: AtomicU64::new(1),
             deadline_changed: Notify::new(),
@@ -669,50 +642,37 @@ impl GroupService {
                 topic.partition_count(),
             ))
         });
-        let outcome = match partition.ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))
-        {
-            Err(error) => Err(error),
-            Ok(partition) => {
-                broker
-                    .transactions
-                    .append_transactional(&partition, producer_id, epoch, || {
-                        let mut state = self.lock();
-                        self.check(&state, &group_id).map_err(ApiError::code)?;
-                        let now = self.now_ms();
-                        let plan = state
-                            .classic
-                            .prepare_txn_offset_commit(now, version, request);
-                        if plan.records.is_empty() {
-                            return Ok(plan.response);
-                        }
-                        let mut batch = plan
-                            .records
-                            .iter()
-                            .fold(
-                                BatchBuilder::new(now)
-                                    .producer(producer_id, epoch, -1)
-                                    .transactional(true),
-                                |batch, (key, value)| {
-                                    batch.record(Some(key), value.as_deref(), &[])
-                                },
-                            )
-                            .build();
-                        let appended = partition.append_from_coordinator(&mut batch, now)?;
-                        // Not under the lock: the other groups go on while the replicas copy.
-                        drop(state);
-                        await_replicated_blocking(
-                            broker,
-                            &partition,
-                            &appended,
-                            OFFSET_COMMIT_TIMEOUT,
-                        )?;
-                        self.lock()
-                            .classic
-                            .stage_transactional_offsets(producer_id, plan.pending);
-                        Ok(plan.response)
-                    })
-            }
-        };
+        let outcome = partition
+            .ok_or(ApiError::code(ResponseError::CoordinatorNotAvailable))
+            .and_then(|partition| {
+                let mut state = self.lock();
+                self.check(&state, &group_id).map_err(ApiError::code)?;
+                let now = self.now_ms();
+                let plan = state
+                    .classic
+                    .prepare_txn_offset_commit(now, version, request);
+                if plan.records.is_empty() {
+                    return Ok(plan.response);
+                }
+                let mut batch = plan
+                    .records
+                    .iter()
+                    .fold(
+                        BatchBuilder::new(now)
+                            .producer(producer_id, epoch, -1)
+                            .transactional(true),
+                        |batch, (key, value)| batch.record(Some(key), value.as_deref(), &[]),
+                    )
+                    .build();
+                let appended = partition.append_from_coordinator(&mut batch, now)?;
+                // Not under the lock: the other groups go on while the replicas copy.
+                drop(state);
+                await_replicated_blocking(broker, &partition, &appended, OFFSET_COMMIT_TIMEOUT)?;
+                self.lock()
+                    .classic
+                    .stage_transactional_offsets(producer_id, plan.pending);
+                Ok(plan.response)
+            });
         outcome.unwrap_or_else(|error| {
             let mut response = TxnOffsetCommitResponse::default();
             response.topics = asked

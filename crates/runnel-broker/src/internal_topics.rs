@@ -1,10 +1,6 @@
 //! The broker's internal topics, `__consumer_offsets` and `__transaction_state`: compacted,
-//! and read back into their coordinators (at every start on a single node; in a cluster,
-//! partition by partition as this broker comes to lead them). Clients
-//! may read them but not write to them or delete their records.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! and read back into their coordinators partition by partition as this broker comes to lead
+//! them. Clients may read them but not write to them or delete their records.
 
 use runnel_group::transactions::TRANSACTION_STATE_TOPIC;
 use runnel_record::{decode_records, ControlType, RecordBatch, TransactionMarker};
@@ -13,36 +9,13 @@ use runnel_storage::StorageError;
 use crate::error::ApiError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::partition::Partition;
-use crate::topics::{Topic, TopicRegistry};
+use crate::topics::Topic;
 
 /// Largest read while replaying an internal topic at start.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 pub(crate) fn is_internal(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
-}
-
-/// The internal topic `name`, created with `partitions` partitions of `segment_bytes`
-/// segments if it does not exist yet (its partition count is fixed from then on: it decides
-/// which partition a key maps to).
-pub(crate) fn open(
-    topics: &TopicRegistry,
-    name: &str,
-    partitions: i32,
-    segment_bytes: i64,
-    now_ms: i64,
-) -> Result<Arc<Topic>, StorageError> {
-    if let Some(topic) = topics.get(name) {
-        return Ok(topic);
-    }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), segment_bytes.to_string()),
-    ]);
-    topics
-        .create(name, partitions, configs, false, now_ms)
-        .map_err(|error| StorageError::Corrupt(format!("cannot create {name}: {error:?}")))?
-        .ok_or_else(|| StorageError::Corrupt(format!("{name} was not created")))
 }
 
 /// What replaying an internal topic hands its coordinator, in log order.
@@ -57,24 +30,10 @@ pub(crate) enum Replayed<'a> {
     Marker { producer_id: i64, commit: bool },
 }
 
-/// Hands every record and transaction marker of `topic` (partition by partition, in log
-/// order) to `apply`, as [`replay_partition`] does. Returns how many records were read.
-pub(crate) fn replay(
-    topic: &Topic,
-    mut apply: impl FnMut(Replayed<'_>) -> Result<(), String>,
-) -> Result<usize, StorageError> {
-    let mut count = 0;
-    for partition in topic.partitions() {
-        count += replay_partition(topic, &partition, &mut apply)?;
-    }
-    Ok(count)
-}
-
 /// Hands every record and transaction marker of one partition of `topic`, from its log start
 /// to its log end, to `apply`, in log order; records without a key, and those `apply` cannot
-/// read, are logged and skipped. The log end, not the high watermark: on a single node they
-/// are one at start, and a coordinator loading the partition it has just come to lead reads
-/// what it will commit as leader. Returns how many records were read.
+/// read, are logged and skipped. The log end, not the high watermark: a coordinator loading
+/// the partition it has just come to lead reads what it will commit as leader. Returns how many records were read.
 pub(crate) fn replay_partition(
     topic: &Topic,
     partition: &Partition,

@@ -36,9 +36,6 @@ use tokio::sync::{watch, OwnedMutexGuard};
 use crate::error::ApiError;
 use crate::io_pool::IoPool;
 
-/// A single node leads every partition in epoch 0.
-pub(crate) const LEADER_EPOCH: i32 = 0;
-
 /// Where the leader's log stands, as its fetch answer says.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LeaderPosition {
@@ -49,8 +46,6 @@ pub(crate) struct LeaderPosition {
 /// What this broker does for a partition.
 #[derive(Debug)]
 pub(crate) enum Role {
-    /// The one-node broker: it leads alone, in epoch 0.
-    Alone,
     /// Leads in a cluster: the replication state machine decides the high watermark.
     Leader(Box<LeaderState>),
     /// Copies `leader`'s log in `leader_epoch` (the replica fetcher does).
@@ -64,7 +59,6 @@ impl Role {
     /// The leader epoch appends carry, or why this broker takes none.
     fn append_epoch(&self) -> Result<i32, ApiError> {
         match self {
-            Role::Alone => Ok(LEADER_EPOCH),
             Role::Leader(state) => Ok(state.leader_epoch()),
             Role::Follower { .. } | Role::Waiting => Err(not_leader()),
         }
@@ -205,23 +199,18 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    /// A partition whose log opened. `replication`: `None` on a one-node broker, which leads
-    /// alone; in a cluster, whether replicas count only what they fsynced.
+    /// A partition whose log opened, with no role yet. `fsync_before_replicated`: whether
+    /// replicas count only what they fsynced (`replica-fsync`).
     pub(crate) fn online(
         topic: Arc<str>,
         index: i32,
         log: PartitionLog,
         schedule: &Arc<Schedule>,
-        replication: Option<bool>,
+        fsync_before_replicated: bool,
     ) -> Arc<Self> {
-        // Alone: what recovery kept is on disk, but only what is below the recovery point is
-        // known to be fsynced; the rest was acknowledged (if at all) under a policy that
-        // allowed it. In a cluster, which of these records are committed is known only once a
-        // leader says so: the high watermark starts at the log start.
-        let (role, high_watermark, fsync_before_replicated) = match replication {
-            None => (Role::Alone, log.log_end_offset(), false),
-            Some(fsync) => (Role::Waiting, log.log_start_offset(), fsync),
-        };
+        // Which of the records recovery kept are committed is known only once a leader says
+        // so: the high watermark starts at the log start.
+        let (role, high_watermark) = (Role::Waiting, log.log_start_offset());
         let unflushed = log.unflushed_records() > 0;
         let partition = Arc::new(Partition::build(
             topic,
@@ -252,14 +241,14 @@ impl Partition {
     }
 
     /// A partition whose log could not be opened. Logs why, and what an operator can do.
-    /// `replication` as for [`Self::online`].
+    /// `fsync_before_replicated` as for [`Self::online`].
     pub(crate) fn offline(
         topic: Arc<str>,
         index: i32,
         dir: &Path,
         reason: String,
         schedule: &Arc<Schedule>,
-        replication: Option<bool>,
+        fsync_before_replicated: bool,
     ) -> Arc<Self> {
         let partition = Partition::build(
             topic,
@@ -267,11 +256,8 @@ impl Partition {
             schedule,
             Parts {
                 log: LogState::Offline,
-                role: match replication {
-                    None => Role::Alone,
-                    Some(_) => Role::Waiting,
-                },
-                fsync_before_replicated: replication.unwrap_or(false),
+                role: Role::Waiting,
+                fsync_before_replicated,
                 high_watermark: 0,
                 log_end: 0,
                 flushed_offset: 0,
@@ -558,11 +544,6 @@ impl Partition {
             let log_end_offset = log.log_end_offset();
             self.log_end.send_replace(log_end_offset);
             match &mut *role {
-                Role::Alone => {
-                    if !appended.sync_required {
-                        self.advance_high_watermark(log_end_offset);
-                    }
-                }
                 Role::Leader(state) => {
                     state.on_append(log_end_offset);
                     let durable_end = if self.fsync_before_replicated {
@@ -813,7 +794,6 @@ impl Partition {
     pub(crate) fn serving_epoch(&self, requested: i32) -> Result<i32, ApiError> {
         self.check_online()?;
         let current = match &*self.role_lock() {
-            Role::Alone => LEADER_EPOCH,
             Role::Leader(state) => state.leader_epoch(),
             Role::Follower { leader_epoch, .. } if requested > *leader_epoch => {
                 return Err(ApiError::code(ResponseError::UnknownLeaderEpoch))
@@ -828,12 +808,8 @@ impl Partition {
     }
 
     /// The checks of a produce that need the role: this broker leads the partition, and
-    /// for `acks=all` the ISR holds `min.insync.replicas` (alone, this broker is the ISR).
-    pub(crate) fn check_produce(
-        &self,
-        acks: i16,
-        min_insync_replicas: i32,
-    ) -> Result<(), ApiError> {
+    /// for `acks=all` the ISR holds `min.insync.replicas`.
+    pub(crate) fn check_produce(&self, acks: i16) -> Result<(), ApiError> {
         let refused = |in_sync: usize, required: usize| {
             ApiError::new(
                 ResponseError::NotEnoughReplicas,
@@ -844,10 +820,6 @@ impl Partition {
         };
         self.check_online()?;
         match &*self.role_lock() {
-            Role::Alone if acks == -1 && min_insync_replicas > 1 => {
-                Err(refused(1, min_insync_replicas as usize))
-            }
-            Role::Alone => Ok(()),
             Role::Leader(state) if acks == -1 => state.check_produce().map_err(
                 |ProduceRefusal::NotEnoughReplicas { in_sync, required }| {
                     refused(in_sync, required)
@@ -859,10 +831,9 @@ impl Partition {
     }
 
     /// Whether records appended as leader in `epoch`, ending before `end_offset`, may be
-    /// answered to an `acks=all` producer. Alone, they may (the fsync policy was met).
+    /// answered to an `acks=all` producer.
     pub(crate) fn ack_outcome(&self, epoch: i32, end_offset: i64) -> Result<AckOutcome, ApiError> {
         match &*self.role_lock() {
-            Role::Alone => Ok(AckOutcome::Acknowledged),
             Role::Leader(state) if state.leader_epoch() == epoch => Ok(state.ack(end_offset)),
             // The leadership moved on: whether the records survive is the new leader's call.
             _ => Err(not_leader()),
@@ -902,14 +873,13 @@ impl Partition {
         self.log_end.subscribe()
     }
 
-    /// The local log is durable below `synced_offset`: consumers (alone), or the replication
-    /// rules (leading), may count it.
+    /// The local log is durable below `synced_offset`: the replication rules (leading) may
+    /// count it.
     fn on_durable(&self, synced_offset: i64) {
         self.flushed_offset
             .fetch_max(synced_offset, Ordering::AcqRel);
         let mut role = self.role_lock();
         match &mut *role {
-            Role::Alone => self.advance_high_watermark(synced_offset),
             Role::Leader(state) => {
                 // An fsync may cover an append whose log end the rules have not seen yet;
                 // that append counts its durable part itself.
@@ -1052,7 +1022,7 @@ mod tests {
 
     fn replicated_partition() -> Arc<Partition> {
         let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
-        Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), Some(true))
+        Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), true)
     }
 
     fn sole_replica(leader_epoch: i32) -> Assignment {
@@ -1070,7 +1040,7 @@ mod tests {
     #[test]
     fn a_replica_fsyncs_the_tail_a_crash_left_so_its_high_watermark_reaches_it() {
         let fs = Arc::new(SimFileSystem::new(Arc::new(ManualClock::new(0))));
-        let before = Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), Some(true));
+        let before = Partition::online("t".into(), 0, open_log(&fs), &Arc::default(), true);
         before
             .become_leader(1, sole_replica(1), 3, leader_config(), 0)
             .unwrap();
@@ -1080,7 +1050,7 @@ mod tests {
 
         let log = open_log(&fs);
         assert!(log.recovery_point() < end, "the tail is not known durable");
-        let after = Partition::online("t".into(), 0, log, &Arc::default(), Some(true));
+        let after = Partition::online("t".into(), 0, log, &Arc::default(), true);
         after
             .become_leader(1, sole_replica(2), 4, leader_config(), 0)
             .unwrap();

@@ -1,106 +1,63 @@
-//! Producer ids for InitProducerId, handed out from blocks of [`BLOCK_SIZE`].
+//! Producer ids for InitProducerId, handed out from blocks the controller commits to the
+//! metadata log before handing them out (Kafka's AllocateProducerIds), so that no two brokers
+//! and no two lives of one broker share an id. A spare block is fetched ahead (`cluster`'s
+//! refill task), so allocation never waits on the network; with none at hand it answers that
+//! the coordinator is loading, which clients retry.
 //!
-//! - On a one-node broker, before the first id of a block is given out, the block's end is
-//!   made durable (`producer-ids` in the data directory), and a start resumes from the last
-//!   durable end: a crash skips the rest of a block, but no id is ever handed out twice.
-//! - In a cluster, blocks come from the controller (Kafka's AllocateProducerIds), which
-//!   commits each to the metadata log before handing it out, so no two brokers and no two
-//!   lives of one broker share an id. A spare block is fetched ahead (`cluster`'s refill
-//!   task), so allocation never waits on the network; with none at hand it answers that the
-//!   coordinator is loading, which clients retry.
+//! A single node of old made the end of each block durable in `producer-ids` in its data
+//! directory; [`durable_end`] reads it, so that the cluster that adopts the directory hands
+//! out only ids above it.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Mutex;
 
 use kafka_protocol::error::ResponseError;
-use runnel_storage::fs::{read_optional, write_atomically};
+use runnel_storage::fs::read_optional;
 use runnel_storage::FileSystem;
 
-/// Ids per durable block: Kafka's `ProducerIdsBlock` size.
+/// Ids per block: Kafka's `ProducerIdsBlock` size.
 pub(crate) const BLOCK_SIZE: i64 = 1000;
 
 const FILE: &str = "producer-ids";
 
-/// The allocator. Blocking (a new block writes a file): call it on the I/O pool.
-#[derive(Debug)]
+/// The allocator.
+#[derive(Debug, Default)]
 pub(crate) struct ProducerIds {
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
     state: Mutex<Block>,
-    /// In a cluster, the next block from the controller, once fetched.
+    /// The next block from the controller, once fetched.
     spare: Mutex<Option<Block>>,
-    from_controller: bool,
     /// Wakes the refill task when the spare block is taken.
     pub(crate) spare_taken: tokio::sync::Notify,
 }
 
-/// Why no id could be handed out.
+/// No id could be handed out: no block from the controller yet.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AllocateError {
-    #[error("cannot make the producer id block durable: {0}")]
-    Storage(#[from] std::io::Error),
-    #[error("no producer id block from the controller yet")]
-    NoBlockYet,
-}
+#[error("no producer id block from the controller yet")]
+pub(crate) struct NoBlockYet;
 
-impl AllocateError {
+impl NoBlockYet {
+    /// What the client is told: retry (just after start, the first block is on its way).
     pub(crate) fn code(&self) -> ResponseError {
-        match self {
-            AllocateError::Storage(_) => ResponseError::KafkaStorageError,
-            AllocateError::NoBlockYet => ResponseError::CoordinatorLoadInProgress,
-        }
+        ResponseError::CoordinatorLoadInProgress
     }
 
-    /// Logs the refusal: a disk error is worth a warning; waiting for the first block (just
-    /// after start, which the client retries) is not.
+    /// Logs the refusal, quietly: the client retries.
     pub(crate) fn report(&self) {
-        match self {
-            AllocateError::Storage(_) => {
-                tracing::warn!(error = %self, "cannot allocate a producer id")
-            }
-            AllocateError::NoBlockYet => {
-                tracing::debug!(error = %self, "cannot allocate a producer id yet")
-            }
-        }
+        tracing::debug!(error = %self, "cannot allocate a producer id yet");
     }
 }
 
 /// What is left of the current block: ids `next..end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Block {
     next: i64,
     end: i64,
 }
 
 impl ProducerIds {
-    /// Resumes after the last block made durable (from 0 in a new data directory).
-    pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self, String> {
-        let end = durable_end(&*fs, dir)?;
-        Ok(ProducerIds {
-            fs,
-            dir: dir.to_path_buf(),
-            state: Mutex::new(Block { next: end, end }),
-            spare: Mutex::new(None),
-            from_controller: false,
-            spare_taken: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// An allocator whose blocks come from the controller (see [`Self::add_block`]).
-    pub(crate) fn from_controller(fs: Arc<dyn FileSystem>, dir: &Path) -> Self {
-        ProducerIds {
-            fs,
-            dir: dir.to_path_buf(),
-            state: Mutex::new(Block { next: 0, end: 0 }),
-            spare: Mutex::new(None),
-            from_controller: true,
-            spare_taken: tokio::sync::Notify::new(),
-        }
-    }
-
     /// Whether the refill task should fetch a block.
     pub(crate) fn wants_block(&self) -> bool {
-        self.from_controller && lock(&self.spare).is_none()
+        lock(&self.spare).is_none()
     }
 
     /// A block the controller committed: ids `first..first + count`.
@@ -111,20 +68,12 @@ impl ProducerIds {
         });
     }
 
-    /// A producer id never handed out before, in this cluster or by this data directory.
-    pub(crate) fn allocate(&self) -> Result<i64, AllocateError> {
+    /// A producer id never handed out before in this cluster.
+    pub(crate) fn allocate(&self) -> Result<i64, NoBlockYet> {
         let mut block = lock(&self.state);
-        if block.next == block.end && self.from_controller {
-            *block = lock(&self.spare).take().ok_or(AllocateError::NoBlockYet)?;
-            self.spare_taken.notify_one();
-        }
         if block.next == block.end {
-            let end = block
-                .end
-                .checked_add(BLOCK_SIZE)
-                .ok_or_else(|| std::io::Error::other("every producer id has been handed out"))?;
-            write_atomically(&*self.fs, &self.dir, FILE, format!("{end}\n").as_bytes())?;
-            block.end = end;
+            *block = lock(&self.spare).take().ok_or(NoBlockYet)?;
+            self.spare_taken.notify_one();
         }
         let id = block.next;
         block.next += 1;
@@ -164,32 +113,32 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runnel_storage::fs::write_atomically;
     use runnel_storage::sim::{ManualClock, SimFileSystem};
-    use runnel_storage::FileSystem;
+    use std::sync::Arc;
 
     #[test]
-    fn ids_are_never_handed_out_twice_across_crashes() {
-        let fs = SimFileSystem::new(Arc::new(ManualClock::new(0)));
-        let dir = Path::new("data");
-        runnel_storage::fs::create_dir_durably(&fs, dir).unwrap();
-        let mut seen = std::collections::HashSet::new();
-        let mut current = fs.clone();
-        for seed in 0..5 {
-            let ids = ProducerIds::open(Arc::new(current.clone()), dir).unwrap();
-            for _ in 0..(BLOCK_SIZE + 7) {
-                let id = ids.allocate().unwrap();
-                assert!(seen.insert(id), "producer id {id} handed out twice");
-            }
-            current = current.crash(seed);
-        }
+    fn ids_come_from_the_controllers_blocks_only() {
+        let ids = ProducerIds::default();
+        assert!(ids.allocate().is_err(), "no block yet");
+        assert!(ids.wants_block());
+        ids.add_block(5000, 2);
+        assert!(!ids.wants_block());
+        assert_eq!(ids.allocate().ok(), Some(5000));
+        assert!(ids.wants_block(), "the spare is in use: fetch the next");
+        assert_eq!(ids.allocate().ok(), Some(5001));
+        assert!(ids.allocate().is_err(), "the block is used up");
     }
 
     #[test]
-    fn an_unreadable_file_stops_the_start() {
+    fn a_single_nodes_durable_end_is_read_or_refused() {
         let fs = SimFileSystem::new(Arc::new(ManualClock::new(0)));
         let dir = Path::new("data");
-        fs.create_dir_all(dir).unwrap();
+        runnel_storage::fs::create_dir_durably(&fs, dir).unwrap();
+        assert_eq!(durable_end(&fs, dir), Ok(0), "none made");
+        write_atomically(&fs, dir, FILE, b"3000\n").unwrap();
+        assert_eq!(durable_end(&fs, dir), Ok(3000));
         write_atomically(&fs, dir, FILE, b"not a number").unwrap();
-        assert!(ProducerIds::open(Arc::new(fs), dir).is_err());
+        assert!(durable_end(&fs, dir).is_err(), "guessing could reuse ids");
     }
 }

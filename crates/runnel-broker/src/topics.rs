@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
-use crate::partition::{Partition, Schedule, LEADER_EPOCH};
+use crate::partition::{Partition, Schedule};
 use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
 
 const DELETE_SUFFIX: &str = "-delete";
@@ -101,18 +101,19 @@ pub(crate) struct TopicRegistry {
     schedule: Arc<Schedule>,
     /// Serialises create, delete, alter and add-partitions so the files and the map agree.
     admin_lock: Mutex<()>,
-    /// In a cluster, whether replicas count only what they fsynced (`replica-fsync`); `None`
-    /// on a one-node broker. Topics the metadata image holds are this broker's copies of
-    /// it (not written to `topics/`); the internal topics stay this node's own.
-    replication: Option<bool>,
-    /// In a cluster, each partition's high watermark as last checkpointed, by topic id and
-    /// index: where a restarted replica's high watermark starts.
+    /// Whether replicas count only what they fsynced (`replica-fsync`).
+    fsync_before_replicated: bool,
+    /// Each partition's high watermark as last checkpointed, by topic id and index: where a
+    /// restarted replica's high watermark starts.
     checkpointed_high_watermarks: HashMap<(Uuid, i32), i64>,
 }
 
 /// The file in the data directory that holds the cluster partitions' high watermarks
 /// (Kafka's `replication-offset-checkpoint`), as JSON: `{"<topic id>:<partition>": offset}`.
 pub(crate) const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
+
+/// The leader epoch a single node of old wrote every batch in.
+const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
 
 impl TopicRegistry {
     /// Loads every topic and recovers its partition logs, as `config` lays them out. A
@@ -126,14 +127,7 @@ impl TopicRegistry {
         let topics_dir = data_dir.join("topics");
         create_dir_durably(&*fs, &topics_dir)
             .map_err(|source| io_error(&topics_dir, "create", source))?;
-        let replication = config
-            .controller_quorum
-            .is_some()
-            .then_some(config.replica_fsync);
-        let checkpointed_high_watermarks = match replication {
-            Some(_) => read_high_watermarks(&*fs, data_dir)?,
-            None => HashMap::new(),
-        };
+        let checkpointed_high_watermarks = read_high_watermarks(&*fs, data_dir)?;
         let registry = TopicRegistry {
             fs,
             data_dir: data_dir.clone(),
@@ -144,10 +138,9 @@ impl TopicRegistry {
             topics: RwLock::new(HashMap::new()),
             schedule: Arc::default(),
             admin_lock: Mutex::new(()),
-            replication,
+            fsync_before_replicated: config.replica_fsync,
             checkpointed_high_watermarks,
         };
-        let mut known_dirs = Vec::new();
         let mut records = Vec::new();
         let entries = registry
             .fs
@@ -172,16 +165,9 @@ impl TopicRegistry {
                 .unwrap_or_default();
             let record: TopicRecord = serde_json::from_slice(&text)
                 .map_err(|error| StorageError::Corrupt(format!("{}: {error}", path.display())))?;
-            for index in 0..record.partitions {
-                known_dirs.push(partition_dir_name(&record.name, index));
-            }
             records.push(record);
         }
         registry.load_topics(records, now_ms);
-        // In a cluster the image says which directories are still wanted; it comes later.
-        if replication.is_none() {
-            registry.remove_leftover_dirs(&known_dirs);
-        }
         Ok(registry)
     }
 
@@ -205,14 +191,20 @@ impl TopicRegistry {
             let name = &names[topic];
             let dir = self.partition_dir(name, index);
             match self.open_partition_log(&dir, records[topic].id, &settings[topic], now_ms, true) {
-                Ok(log) => Partition::online(name.clone(), index, log, &self.schedule, None),
+                Ok(log) => Partition::online(
+                    name.clone(),
+                    index,
+                    log,
+                    &self.schedule,
+                    self.fsync_before_replicated,
+                ),
                 Err(error) => Partition::offline(
                     name.clone(),
                     index,
                     &dir,
                     error.to_string(),
                     &self.schedule,
-                    None,
+                    self.fsync_before_replicated,
                 ),
             }
         })
@@ -271,30 +263,9 @@ impl TopicRegistry {
         }
         // In a cluster, epochs come with the leader's batches, or with a leadership taken.
         if leads_alone && log.latest_leader_epoch().is_none() {
-            log.assign_leader_epoch(LEADER_EPOCH, log.log_end_offset())?;
+            log.assign_leader_epoch(SINGLE_NODE_LEADER_EPOCH, log.log_end_offset())?;
         }
         Ok(log)
-    }
-
-    /// Partition directories with no topic file (an interrupted create or delete), and
-    /// deleted topics' directories still being removed.
-    fn remove_leftover_dirs(&self, known: &[String]) {
-        let Ok(entries) = self.fs.list(&self.data_dir) else {
-            return;
-        };
-        for entry in entries.iter().filter(|entry| entry.is_dir) {
-            let name = entry.name.to_string_lossy().into_owned();
-            let is_partition_dir = name
-                .rsplit_once('-')
-                .is_some_and(|(_, index)| index.parse::<u32>().is_ok());
-            let being_deleted = name.ends_with(DELETE_SUFFIX);
-            if (is_partition_dir && !known.contains(&name)) || being_deleted {
-                tracing::warn!(dir = %name, "removing the directory of a partition whose topic no longer exists");
-                if let Err(error) = self.fs.remove_dir_all(&self.data_dir.join(&name)) {
-                    tracing::warn!(dir = %name, %error, "could not remove leftover directory");
-                }
-            }
-        }
     }
 
     /// In a cluster, the high watermark of every replica held here, keyed as the checkpoint
@@ -436,7 +407,7 @@ impl TopicRegistry {
                 index,
                 log,
                 &self.schedule,
-                None,
+                self.fsync_before_replicated,
             ));
         }
         self.persist(&TopicRecord {
@@ -542,7 +513,7 @@ impl TopicRegistry {
                 index,
                 log,
                 &self.schedule,
-                None,
+                self.fsync_before_replicated,
             ));
         }
         self.persist(&TopicRecord {
@@ -598,9 +569,7 @@ impl TopicRegistry {
         hosted: impl Fn(i32) -> bool,
         now_ms: i64,
     ) -> Result<Vec<Arc<Partition>>, ApiError> {
-        let replication = self
-            .replication
-            .expect("image topics exist only in a cluster");
+        let fsync_before_replicated = self.fsync_before_replicated;
         let _admin = lock(&self.admin_lock);
         if let Some(stale) = self.get(name).filter(|topic| topic.id != id) {
             tracing::info!(
@@ -658,7 +627,7 @@ impl TopicRegistry {
                                     index,
                                     log,
                                     &self.schedule,
-                                    Some(replication),
+                                    fsync_before_replicated,
                                 );
                                 if let Some(&checkpointed) =
                                     self.checkpointed_high_watermarks.get(&(id, index))
@@ -673,7 +642,7 @@ impl TopicRegistry {
                                 &dir,
                                 error.to_string(),
                                 &self.schedule,
-                                Some(replication),
+                                fsync_before_replicated,
                             ),
                         };
                     opened.push(Arc::clone(&partition));

@@ -37,7 +37,7 @@ use runnel_group::transactions::{
     TxnState, TRANSACTION_STATE_TOPIC,
 };
 use runnel_record::BatchBuilder;
-use runnel_storage::{Clock, StorageError};
+use runnel_storage::Clock;
 
 use crate::broker::Broker;
 use crate::cluster::{broker_address, ClusterMember};
@@ -48,7 +48,7 @@ use crate::groups::OFFSETS_TOPIC;
 use crate::handlers::produce::await_replicated_blocking;
 use crate::internal_topics::{self, Replayed};
 use crate::partition::Partition;
-use crate::topics::{Topic, TopicRegistry};
+use crate::topics::Topic;
 
 /// How long a write of the coordinator (a state, a marker) waits for the in-sync replicas.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,14 +58,10 @@ pub(crate) struct TransactionService {
     /// Which partitions of `__transaction_state` this broker coordinates; locked only while
     /// `coordinator` is, after it.
     coordinated: Mutex<Coordinated>,
-    /// On a single node, created by the first transactional InitProducerId, as Kafka does: a
-    /// broker whose clients never use transactions keeps no `__transaction_state` partitions
-    /// open. In a cluster, learnt from the metadata (the first FindCoordinator for a
-    /// transactional id has the controller create it).
+    /// Learnt from the metadata (the first FindCoordinator for a transactional id has the
+    /// controller create it, as Kafka does: a cluster whose clients never use transactions
+    /// has no `__transaction_state`).
     state_topic: OnceLock<Arc<Topic>>,
-    in_cluster: bool,
-    partitions: i32,
-    segment_bytes: i64,
     clock: Arc<dyn Clock>,
 }
 
@@ -76,67 +72,24 @@ impl std::fmt::Debug for TransactionService {
 }
 
 impl TransactionService {
-    /// On a single node, replays `__transaction_state`, if it exists, into the coordinator. In
-    /// a cluster the coordinator starts empty, and loads each partition this broker comes to
-    /// lead ([`Self::follow_leadership`]).
-    pub(crate) fn open(
-        topics: &TopicRegistry,
-        config: &BrokerConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StorageError> {
-        let mut coordinator = TransactionCoordinator::new(config.transaction_max_timeout_ms);
-        let state_topic = OnceLock::new();
-        let in_cluster = config.controller_quorum.is_some();
-        let local_topic = topics.get(TRANSACTION_STATE_TOPIC).filter(|_| !in_cluster);
-        if let Some(topic) = local_topic {
-            let replayed = internal_topics::replay(&topic, |replayed| match replayed {
-                Replayed::Record { key, value, .. } => coordinator
-                    .replay(key, value)
-                    .map_err(|error| error.to_string()),
-                Replayed::Marker { .. } => Ok(()),
-            })?;
-            tracing::info!(
-                records = replayed,
-                partitions = topic.partition_count(),
-                "replayed {TRANSACTION_STATE_TOPIC}"
-            );
-            let _ = state_topic.set(topic);
-        }
-        Ok(TransactionService {
-            coordinator: Mutex::new(coordinator),
-            coordinated: Mutex::new(if in_cluster {
-                Coordinated::none_yet()
-            } else {
-                Coordinated::All
-            }),
-            state_topic,
-            in_cluster,
-            partitions: config.transaction_state_log_num_partitions,
-            segment_bytes: config.transaction_state_log_segment_bytes,
+    /// The coordinator starts empty, and loads each partition of `__transaction_state` this
+    /// broker comes to lead ([`Self::follow_leadership`]).
+    pub(crate) fn open(config: &BrokerConfig, clock: Arc<dyn Clock>) -> Self {
+        TransactionService {
+            coordinator: Mutex::new(TransactionCoordinator::new(
+                config.transaction_max_timeout_ms,
+            )),
+            coordinated: Mutex::new(Coordinated::none_yet()),
+            state_topic: OnceLock::new(),
             clock,
-        })
+        }
     }
 
-    /// `__transaction_state`, created on first use on a single node. Blocks (creation writes
-    /// files).
-    fn state_topic(&self, topics: &TopicRegistry) -> Result<&Arc<Topic>, ApiError> {
-        if let Some(topic) = self.state_topic.get() {
-            return Ok(topic);
-        }
-        if self.in_cluster {
-            return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
-        }
-        let topic = internal_topics::open(
-            topics,
-            TRANSACTION_STATE_TOPIC,
-            self.partitions,
-            self.segment_bytes,
-            self.now_ms(),
-        )
-        .map_err(|error| {
-            ApiError::new(ResponseError::CoordinatorNotAvailable, error.to_string())
-        })?;
-        Ok(self.state_topic.get_or_init(|| topic))
+    /// `__transaction_state`, once the metadata has it.
+    fn state_topic(&self) -> Result<&Arc<Topic>, ApiError> {
+        self.state_topic
+            .get()
+            .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))
     }
 
     /// The coordinator, held only around its own changes (and while a partition loads).
@@ -156,11 +109,9 @@ impl TransactionService {
     /// Whether this broker coordinates transactional id `id` now, and in which tenure (see
     /// [`Coordinated::tenure`]): the error to answer if not. Call it holding the coordinator's
     /// lock, so that the id cannot move away meanwhile.
-    fn tenure(&self, broker: &Broker, id: &str) -> Result<u64, ResponseError> {
-        let topic = match self.state_topic(&broker.topics) {
-            Ok(topic) => topic,
-            Err(_) if self.in_cluster => return Err(ResponseError::NotCoordinator),
-            Err(error) => return Err(error.code),
+    fn tenure(&self, id: &str) -> Result<u64, ResponseError> {
+        let Ok(topic) = self.state_topic() else {
+            return Err(ResponseError::NotCoordinator);
         };
         let index = coordinator_partition(id, topic.partition_count());
         self.coordinated().tenure(index)
@@ -168,8 +119,8 @@ impl TransactionService {
 
     /// A write of `id` begun in `tenure` may change the coordinator only if this broker
     /// still coordinates `id` in that tenure. Call it holding the coordinator's lock.
-    fn still_coordinating(&self, broker: &Broker, id: &str, tenure: u64) -> Result<(), ApiError> {
-        match self.tenure(broker, id) {
+    fn still_coordinating(&self, id: &str, tenure: u64) -> Result<(), ApiError> {
+        match self.tenure(id) {
             Ok(now) if now == tenure => Ok(()),
             _ => Err(ApiError::new(
                 ResponseError::NotCoordinator,
@@ -253,7 +204,7 @@ impl TransactionService {
         id: &str,
         (key, value): (bytes::Bytes, Option<bytes::Bytes>),
     ) -> Result<(), ApiError> {
-        let state_topic = self.state_topic(&broker.topics)?;
+        let state_topic = self.state_topic()?;
         let index = coordinator_partition(id, state_topic.partition_count());
         let partition = state_topic
             .partition(index)
@@ -278,7 +229,7 @@ impl TransactionService {
         let written = self.write(broker, &transition);
         let markers = {
             let mut coordinator = self.lock();
-            self.still_coordinating(broker, &transition.transactional_id, tenure)?;
+            self.still_coordinating(&transition.transactional_id, tenure)?;
             if let Err(error) = written {
                 coordinator.abandon(&transition);
                 return Err(error);
@@ -298,11 +249,11 @@ impl TransactionService {
         let id = &markers.transactional_id;
         let now = self.now_ms();
         let written = self
-            .coordinator_epoch(broker, id)
+            .coordinator_epoch(id)
             .and_then(|coordinator_epoch| write_markers(broker, markers, coordinator_epoch, now));
         let complete = {
             let mut coordinator = self.lock();
-            self.still_coordinating(broker, id, tenure)?;
+            self.still_coordinating(id, tenure)?;
             if let Err(error) = written {
                 coordinator.markers_failed(id);
                 return Err(error);
@@ -319,8 +270,8 @@ impl TransactionService {
     /// leader epoch of `id`'s `__transaction_state` partition here. A coordinator that lost
     /// that partition has none, and the markers of one that lost it before are refused by the
     /// partitions its successor wrote to (`Partition::append_marker`).
-    fn coordinator_epoch(&self, broker: &Broker, id: &str) -> Result<i32, ApiError> {
-        let topic = self.state_topic(&broker.topics)?;
+    fn coordinator_epoch(&self, id: &str) -> Result<i32, ApiError> {
+        let topic = self.state_topic()?;
         let index = coordinator_partition(id, topic.partition_count());
         topic
             .partition(index)
@@ -351,7 +302,7 @@ impl TransactionService {
         let now = self.now_ms();
         let (tenure, mut outcome) = {
             let mut coordinator = self.lock();
-            let tenure = self.tenure(broker, id)?;
+            let tenure = self.tenure(id)?;
             let outcome = coordinator.init_producer_id(
                 now,
                 id,
@@ -371,7 +322,7 @@ impl TransactionService {
             self.carry_out(broker, fence, tenure)
                 .map_err(|error| error.code)?;
             let mut coordinator = self.lock();
-            self.still_coordinating(broker, id, tenure)
+            self.still_coordinating(id, tenure)
                 .map_err(|error| error.code)?;
             outcome = coordinator.init_producer_id(
                 now,
@@ -476,7 +427,7 @@ impl TransactionService {
             let id = transaction.transactional_id.as_str();
             let (producer_id, epoch) = (transaction.producer_id.0, transaction.producer_epoch);
             let codes: Vec<i16> = if transaction.verify_only {
-                self.verify_partitions(broker, id, (producer_id, epoch), &wanted)
+                self.verify_partitions(id, (producer_id, epoch), &wanted)
             } else {
                 let code = self
                     .add_to_transaction(broker, id, producer_id, epoch, &wanted)
@@ -507,13 +458,12 @@ impl TransactionService {
     /// coordinator on this broker: one error code per partition (0: the transaction holds it).
     fn verify_partitions(
         &self,
-        broker: &Broker,
         id: &str,
         (producer_id, epoch): (i64, i16),
         partitions: &[(String, i32)],
     ) -> Vec<i16> {
         let coordinator = self.lock();
-        match self.tenure(broker, id) {
+        match self.tenure(id) {
             Err(error) => vec![error.code(); partitions.len()],
             Ok(_) => partitions
                 .iter()
@@ -538,7 +488,7 @@ impl TransactionService {
     ) -> Result<(), ResponseError> {
         let (tenure, transition) = {
             let mut coordinator = self.lock();
-            let tenure = self.tenure(broker, id)?;
+            let tenure = self.tenure(id)?;
             let transition =
                 coordinator.add_partitions(self.now_ms(), id, producer_id, epoch, partitions)?;
             (tenure, transition)
@@ -583,17 +533,16 @@ impl TransactionService {
         response.producer_epoch = -1;
         let begun = {
             let mut coordinator = self.lock();
-            self.tenure(broker, &request.transactional_id)
-                .and_then(|tenure| {
-                    let outcome = coordinator.end_transaction(
-                        self.now_ms(),
-                        &request.transactional_id,
-                        request.producer_id.0,
-                        request.producer_epoch,
-                        request.committed,
-                    )?;
-                    Ok((tenure, outcome))
-                })
+            self.tenure(&request.transactional_id).and_then(|tenure| {
+                let outcome = coordinator.end_transaction(
+                    self.now_ms(),
+                    &request.transactional_id,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    request.committed,
+                )?;
+                Ok((tenure, outcome))
+            })
         };
         let outcome = begun.and_then(|(tenure, outcome)| match outcome {
             EndOutcome::Write(transition) => self
@@ -607,41 +556,8 @@ impl TransactionService {
         response
     }
 
-    /// For a produce: runs `append` if `producer_id` at `epoch` has an open transaction that
-    /// holds the partition, with the coordinator locked so that no marker slips in between.
-    ///
-    /// In a cluster the partition's leader is seldom its transaction's coordinator: the
-    /// produce handler asked the coordinator already ([`verify_before_append`]) for every
-    /// batch that would open a transaction here, and the rest continue one that is open.
-    pub(crate) fn append_transactional<T>(
-        &self,
-        partition: &Partition,
-        producer_id: i64,
-        epoch: i16,
-        append: impl FnOnce() -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        if self.in_cluster {
-            return append();
-        }
-        let coordinator = self.lock();
-        coordinator
-            .verify(producer_id, epoch, partition.topic(), partition.index)
-            .map_err(|code| {
-                ApiError::new(
-                    code,
-                    format!(
-                        "producer {producer_id} (epoch {epoch}) has no open transaction holding \
-                         {}; add the partition to the transaction first",
-                        partition.name()
-                    ),
-                )
-            })?;
-        append()
-    }
-
     pub(crate) fn describe(
         &self,
-        broker: &Broker,
         request: DescribeTransactionsRequest,
     ) -> DescribeTransactionsResponse {
         let coordinator = self.lock();
@@ -651,7 +567,7 @@ impl TransactionService {
             .into_iter()
             .map(|id| {
                 let mut state = DescribedState::default();
-                let here = self.tenure(broker, &id);
+                let here = self.tenure(&id);
                 match coordinator.describe(&id).filter(|_| here.is_ok()) {
                     Some(metadata) => {
                         state.transaction_state = StrBytes::from_static_str(metadata.state.name());
@@ -755,7 +671,7 @@ impl TransactionService {
             let mut coordinator = self.lock();
             let mut aborts = Vec::new();
             for id in coordinator.expired(now) {
-                let Ok(tenure) = self.tenure(broker, &id) else {
+                let Ok(tenure) = self.tenure(&id) else {
                     continue;
                 };
                 if let Some(abort) = coordinator.abort_expired(now, &id) {
@@ -766,7 +682,7 @@ impl TransactionService {
             // freed at once rather than left busy.
             let mut unfinished = Vec::new();
             for markers in coordinator.take_unfinished() {
-                match self.tenure(broker, &markers.transactional_id) {
+                match self.tenure(&markers.transactional_id) {
                     Ok(tenure) => unfinished.push((markers, tenure)),
                     Err(_) => coordinator.markers_failed(&markers.transactional_id),
                 }
@@ -774,7 +690,7 @@ impl TransactionService {
             let mut idle = Vec::new();
             let expiration_ms = broker.config.transactional_id_expiration_ms;
             for id in coordinator.take_idle(now, expiration_ms) {
-                match self.tenure(broker, &id) {
+                match self.tenure(&id) {
                     Ok(tenure) => idle.push((id, tenure)),
                     Err(_) => coordinator.release(&id),
                 }
@@ -796,7 +712,7 @@ impl TransactionService {
         for (id, tenure) in idle {
             let written = self.write_record(broker, &id, TransactionCoordinator::tombstone(&id));
             let mut coordinator = self.lock();
-            if self.still_coordinating(broker, &id, tenure).is_err() {
+            if self.still_coordinating(&id, tenure).is_err() {
                 continue;
             }
             match written {
@@ -1019,9 +935,7 @@ async fn ask_coordinator(
         let asked = partitions.to_vec();
         return broker
             .blocking_until_replicated(move |broker| {
-                broker
-                    .transactions
-                    .verify_partitions(broker, &id, producer, &asked)
+                broker.transactions.verify_partitions(&id, producer, &asked)
             })
             .await;
     }

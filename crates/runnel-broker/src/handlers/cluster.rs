@@ -21,7 +21,6 @@ use runnel_quorum::ControllerRequest;
 use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::broker::Broker;
 use crate::cluster::ClusterMember;
-use crate::partition::LEADER_EPOCH;
 use crate::topics::Topic;
 
 pub(crate) fn api_versions(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
@@ -342,7 +341,7 @@ fn describe_topic(broker: &Broker, topic: &Topic, version: i16) -> MetadataRespo
             }
             partition.leader_id = node;
             if version >= 7 {
-                partition.leader_epoch = LEADER_EPOCH;
+                partition.leader_epoch = held.serving_epoch(-1).unwrap_or(-1);
             }
             partition.isr_nodes = vec![node];
             partition

@@ -129,14 +129,13 @@ pub(crate) async fn produce(
     let finished = join_all(jobs.into_iter().map(|job| {
         let budget = Arc::clone(&budget);
         let (places, job): (Vec<_>, Vec<_>) = job.into_iter().unzip();
-        let broker_in_job = Arc::clone(broker);
         let run = broker.io.run(move || {
             job.into_iter()
                 .map(|checked| {
                     // A panic (a bug) fails its own partition only: the job's other
                     // partitions were or will be appended, and must be answered as such.
                     catch_unwind(AssertUnwindSafe(|| {
-                        append_checked(&broker_in_job, checked, &budget, now_ms)
+                        append_checked(checked, &budget, now_ms)
                     }))
                     .unwrap_or_else(|_| Err(ApiError::from(PoolError::Panicked)))
                 })
@@ -312,7 +311,7 @@ fn check_partition(
         ));
     }
     let settings = topic.settings();
-    partition.check_produce(acks, settings.min_insync_replicas)?;
+    partition.check_produce(acks)?;
     let records = data
         .records
         .filter(|records| !records.is_empty())
@@ -334,7 +333,6 @@ fn check_partition(
 /// Validates and appends one partition's records; a transactional batch only if its
 /// transaction holds the partition. Blocks: call it on the I/O pool.
 fn append_checked(
-    broker: &Broker,
     checked: Checked,
     budget: &DecompressionBudget,
     now_ms: i64,
@@ -346,17 +344,7 @@ fn append_checked(
         log_append_time_ms,
     } = checked;
     let mut batches = validate_records(&records, &settings, now_ms, budget)?;
-    let first = RecordBatch::parse_header(&batches)?;
-    let appended = if first.is_transactional() {
-        broker.transactions.append_transactional(
-            &partition,
-            first.producer_id,
-            first.producer_epoch,
-            || partition.append(&mut batches, now_ms),
-        )?
-    } else {
-        partition.append(&mut batches, now_ms)?
-    };
+    let appended = partition.append(&mut batches, now_ms)?;
     Ok(PendingAck {
         partition,
         appended,
