@@ -52,7 +52,7 @@ pub struct Broker {
     pub(crate) advertised_port: i32,
     /// Flips to true once; long-polling fetches and connections watch it.
     pub(crate) shutdown: watch::Sender<bool>,
-    /// This broker's membership of a cluster; unset on a one-node broker.
+    /// This broker's membership of its cluster; set once it has one, before clients come in.
     pub(crate) cluster: OnceLock<Arc<ClusterMember>>,
 }
 
@@ -167,9 +167,20 @@ impl Broker {
         self.groups.shutdown();
     }
 
-    /// This broker's membership of a cluster, if it is in one.
+    /// This broker's membership of its cluster, once it has one.
     pub(crate) fn cluster(&self) -> Option<&Arc<ClusterMember>> {
         self.cluster.get()
+    }
+
+    /// [`Self::cluster`], or the error for a request that needs the cluster before this
+    /// broker is a member (the binary lets no client in until then; in-process tests may ask).
+    pub(crate) fn member(&self) -> Result<&Arc<ClusterMember>, ApiError> {
+        self.cluster().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::BrokerNotAvailable,
+                "this broker has not joined its cluster yet",
+            )
+        })
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
@@ -279,23 +290,14 @@ impl Broker {
                 handlers::cluster::api_versions(version, req),
             )),
             // Metadata may create topics (auto.create.topics.enable).
-            RequestKind::Metadata(req) => match self.cluster() {
-                Some(member) => Ok(ResponseKind::Metadata(
-                    handlers::cluster::metadata_in_cluster(self, member, version, req).await,
-                )),
-                None => self
-                    .blocking(move |broker| handlers::cluster::metadata(broker, version, req))
-                    .await
-                    .map(ResponseKind::Metadata),
-            },
+            RequestKind::Metadata(req) => Ok(ResponseKind::Metadata(
+                handlers::cluster::metadata(self, version, req).await,
+            )),
             RequestKind::DescribeCluster(req) => Ok(ResponseKind::DescribeCluster(
                 handlers::cluster::describe_cluster(self, version, req),
             )),
             RequestKind::Fetch(req) => Ok(ResponseKind::Fetch(
-                // A one-node broker has no followers: it serves every fetch as a consumer's.
-                match handlers::replica_fetch::replica_of(version, &req)
-                    .filter(|_| self.cluster().is_some())
-                {
+                match handlers::replica_fetch::replica_of(version, &req) {
                     Some(replica) => {
                         handlers::replica_fetch::replica_fetch(self, version, req, replica).await
                     }

@@ -2,7 +2,7 @@
 //! broker's coordinator serves. A coordinator key (a group id, a transactional id) maps to one
 //! partition, and the broker that leads the partition coordinates the key: it loads the
 //! partition's records into its coordinator when it becomes leader, and forgets them when it
-//! stops being one (a single node leads, so coordinates, every partition).
+//! stops being one.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,10 +6,10 @@
 //! Classic groups (JoinGroup/SyncGroup) live in `GroupCoordinator`, KIP-848 groups
 //! (ConsumerGroupHeartbeat) in `ConsumerGroups`; committed offsets of both are kept by the
 //! former and written to the group's partition of `__consumer_offsets` before any commit is
-//! acknowledged, and in a cluster before the partition's in-sync replicas all hold it.
+//! acknowledged, once the partition's in-sync replicas all hold it.
 //!
-//! A group maps to a partition of `__consumer_offsets` as in Kafka. On a single node this
-//! broker coordinates every group. In a cluster the partition's leader does: it replays the
+//! A group maps to a partition of `__consumer_offsets` as in Kafka, and the partition's leader
+//! coordinates it: it replays the
 //! partition when it becomes leader (COORDINATOR_LOAD_IN_PROGRESS meanwhile) and forgets its
 //! groups when it stops leading, so a group moves with its partition when a broker dies and
 //! its committed offsets, replicated like any record, go with it.

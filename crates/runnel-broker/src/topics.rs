@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use kafka_protocol::error::ResponseError;
-use runnel_controller::{check_topic_collision, validate_topic_name, PARTITIONS_MAX};
 use runnel_storage::fs::{create_dir_durably, read_optional, write_atomically, TEMP_SUFFIX};
 use runnel_storage::{FileHandles, FileSystem, PartitionLog, StorageError, PARTITION_METADATA};
 use serde::{Deserialize, Serialize};
@@ -30,7 +28,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use crate::partition::{Partition, Schedule};
-use crate::topic_config::{validate_entry, BrokerTopicDefaults, TopicSettings};
+use crate::topic_config::{BrokerTopicDefaults, TopicSettings};
 
 const DELETE_SUFFIX: &str = "-delete";
 
@@ -89,8 +87,6 @@ pub(crate) struct TopicRegistry {
     fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
     broker_defaults: BrokerTopicDefaults,
-    /// The most partitions this broker holds, over all topics.
-    partitions_max: usize,
     /// The pool of segment file handles every partition's log shares.
     handles: Arc<FileHandles>,
     /// Threads that open partitions at start and close them at shutdown: each waits on
@@ -132,7 +128,6 @@ impl TopicRegistry {
             fs,
             data_dir: data_dir.clone(),
             broker_defaults: config.topic_defaults(),
-            partitions_max: config.partitions_max,
             handles: FileHandles::new(config.sealed_segment_files_max),
             threads: config.num_io_threads.max(1),
             topics: RwLock::new(HashMap::new()),
@@ -308,16 +303,6 @@ impl TopicRegistry {
             .cloned()
     }
 
-    /// The topic, or the UNKNOWN_TOPIC_OR_PARTITION answer admin requests give for it.
-    fn existing(&self, name: &str) -> Result<Arc<Topic>, ApiError> {
-        self.get(name).ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("Topic '{name}' does not exist."),
-            )
-        })
-    }
-
     /// The partitions with appends not yet fsynced.
     pub(crate) fn schedule(&self) -> &Schedule {
         &self.schedule
@@ -345,98 +330,9 @@ impl TopicRegistry {
             .collect()
     }
 
-    /// Refuses a change that would take the broker past `partitions_max` partitions.
-    fn check_partition_budget(&self, adding: i32) -> Result<(), ApiError> {
-        let held: usize = read(&self.topics)
-            .values()
-            .map(|topic| topic.partition_count() as usize)
-            .sum();
-        if held + adding as usize > self.partitions_max {
-            return Err(ApiError::new(
-                ResponseError::PolicyViolation,
-                format!(
-                    "This broker holds {held} partitions; {adding} more would exceed its limit of {} (partitions-max).",
-                    self.partitions_max
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Creates a topic, or with `validate_only` checks that it could be created. Blocks.
-    pub(crate) fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-        now_ms: i64,
-    ) -> Result<Option<Arc<Topic>>, ApiError> {
-        validate_topic_name(name)?;
-        if !(1..=PARTITIONS_MAX).contains(&partitions) {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("Number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}."),
-            ));
-        }
-        for (key, value) in &configs {
-            validate_entry(key, value)
-                .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
-        }
-        let _admin = lock(&self.admin_lock);
-        if self.get(name).is_some() {
-            return Err(ApiError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
-        check_topic_collision(name, read(&self.topics).keys().map(|topic| &**topic))?;
-        self.check_partition_budget(partitions)?;
-        if validate_only {
-            return Ok(None);
-        }
-        let id = Uuid::new_v4();
-        let settings = TopicSettings::resolve(&configs, &self.broker_defaults);
-        let topic_name: Arc<str> = Arc::from(name);
-        let mut opened = Vec::with_capacity(partitions as usize);
-        for index in 0..partitions {
-            let dir = self.partition_dir(name, index);
-            let log = self.open_partition_log(&dir, id, &settings, now_ms, true)?;
-            opened.push(Partition::online(
-                topic_name.clone(),
-                index,
-                log,
-                &self.schedule,
-                self.fsync_before_replicated,
-            ));
-        }
-        self.persist(&TopicRecord {
-            name: name.to_string(),
-            id,
-            partitions,
-            configs: configs.clone(),
-        })?;
-        let topic = Arc::new(Topic {
-            name: topic_name,
-            id,
-            partitions: RwLock::new(opened),
-            overrides: RwLock::new(configs),
-            settings: RwLock::new(Arc::new(settings)),
-        });
-        write(&self.topics).insert(topic.name.clone(), topic.clone());
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(Some(topic))
-    }
-
     /// Deletes a topic: its file first, durably (so a crash cannot resurrect it), then its
-    /// partition directories, renamed away before they are removed. Blocks.
-    pub(crate) fn delete(&self, name: &str) -> Result<(), ApiError> {
-        let _admin = lock(&self.admin_lock);
-        let topic = self.existing(name)?;
-        refuse_internal(&topic, "delete")?;
-        self.delete_locked(&topic)
-    }
-
+    /// partition directories, renamed away before they are removed. Under the admin lock.
+    /// Blocks.
     fn delete_locked(&self, topic: &Topic) -> Result<(), ApiError> {
         let name = &*topic.name;
         let file = self.topic_file(name);
@@ -476,82 +372,6 @@ impl TopicRegistry {
             }
         }
         tracing::info!(topic = name, "deleted topic");
-        Ok(())
-    }
-
-    /// Grows a topic to `total` partitions. Blocks.
-    pub(crate) fn add_partitions(
-        &self,
-        name: &str,
-        total: i32,
-        validate_only: bool,
-        now_ms: i64,
-    ) -> Result<(), ApiError> {
-        let _admin = lock(&self.admin_lock);
-        let topic = self.existing(name)?;
-        refuse_internal(&topic, "add partitions to")?;
-        let current = topic.partition_count();
-        if total <= current || total > PARTITIONS_MAX {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "Topic currently has {current} partitions, {total} would not be an increase."
-                ),
-            ));
-        }
-        self.check_partition_budget(total - current)?;
-        if validate_only {
-            return Ok(());
-        }
-        let settings = topic.settings();
-        let mut added = Vec::new();
-        for index in current..total {
-            let dir = self.partition_dir(name, index);
-            let log = self.open_partition_log(&dir, topic.id, &settings, now_ms, true)?;
-            added.push(Partition::online(
-                topic.name.clone(),
-                index,
-                log,
-                &self.schedule,
-                self.fsync_before_replicated,
-            ));
-        }
-        self.persist(&TopicRecord {
-            name: name.to_string(),
-            id: topic.id,
-            partitions: total,
-            configs: topic.overrides(),
-        })?;
-        write(&topic.partitions).extend(added);
-        Ok(())
-    }
-
-    /// Replaces a topic's overrides (AlterConfigs), or applies a change to them
-    /// (IncrementalAlterConfigs) via `change`. Validates every resulting value. Blocks.
-    pub(crate) fn alter_configs(
-        &self,
-        name: &str,
-        validate_only: bool,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
-    ) -> Result<(), ApiError> {
-        let _admin = lock(&self.admin_lock);
-        let topic = self.existing(name)?;
-        let mut overrides = topic.overrides();
-        change(&mut overrides)?;
-        for (key, value) in &overrides {
-            validate_entry(key, value)
-                .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
-        }
-        if validate_only {
-            return Ok(());
-        }
-        self.persist(&TopicRecord {
-            name: name.to_string(),
-            id: topic.id,
-            partitions: topic.partition_count(),
-            configs: overrides.clone(),
-        })?;
-        self.set_overrides(&topic, overrides);
         Ok(())
     }
 
@@ -716,17 +536,6 @@ impl TopicRegistry {
     fn topic_file(&self, name: &str) -> PathBuf {
         self.data_dir.join("topics").join(format!("{name}.json"))
     }
-
-    /// Writes a topic file atomically: temp file, fsync, rename, fsync the directory.
-    fn persist(&self, record: &TopicRecord) -> Result<(), StorageError> {
-        let json = serde_json::to_vec_pretty(record).map_err(|error| {
-            StorageError::Corrupt(format!("cannot encode topic {}: {error}", record.name))
-        })?;
-        let topics_dir = self.data_dir.join("topics");
-        let name = format!("{}.json", record.name);
-        write_atomically(&*self.fs, &topics_dir, &name, &json)
-            .map_err(|source| io_error(&topics_dir.join(&name), "write", source))
-    }
 }
 
 /// The high watermarks checkpointed by [`write_high_watermarks`]; none if the file is
@@ -773,18 +582,6 @@ fn parse_partition_metadata(bytes: &[u8]) -> Option<Uuid> {
         .lines()
         .find_map(|line| line.strip_prefix("topic_id:"))
         .and_then(|id| id.trim().parse().ok())
-}
-
-/// Internal topics (`__consumer_offsets`) map keys to partitions by count; deleting or growing
-/// them would lose committed offsets.
-fn refuse_internal(topic: &Topic, action: &str) -> Result<(), ApiError> {
-    if topic.is_internal() {
-        return Err(ApiError::new(
-            ResponseError::InvalidTopicException,
-            format!("Cannot {action} internal topic {}", topic.name),
-        ));
-    }
-    Ok(())
 }
 
 fn partition_dir_name(topic: &str, index: i32) -> String {

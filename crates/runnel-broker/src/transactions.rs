@@ -12,9 +12,7 @@
 //! busy (other requests for it get CONCURRENT_TRANSACTIONS, Kafka's pending state), and every
 //! other id goes on. A write finishes only in the coordinator's tenure that began it, so a
 //! write that outlived this broker's leadership of the id's partition changes nothing here.
-//! On a single node this broker coordinates every transactional id;
-//! the partition an id maps to is Kafka's, so in a cluster the coordinator becomes that
-//! partition's leader.
+//! The partition an id maps to is Kafka's; the coordinator is that partition's leader.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -730,7 +728,7 @@ impl TransactionService {
 }
 
 /// Writes one marker per partition of the transaction: itself into the partitions this broker
-/// leads (or, alone, holds), with a WriteTxnMarkers request to the leader of each other one.
+/// leads, with a WriteTxnMarkers request to the leader of each other one.
 /// A partition of a topic deleted since needs none. Fails, for the timer to try again, unless
 /// every marker is in its partition as durably as an `acks=all` produce. Blocks.
 fn write_markers(
@@ -749,44 +747,43 @@ fn write_markers(
             tracing::warn!(%topic, partition = index, "no marker for a partition that no longer exists");
             continue;
         };
-        match broker.cluster() {
-            Some(member) if !partition.leads() => {
-                let leader = member
-                    .image()
-                    .topic_by_name(topic)
-                    .and_then(|image| image.partitions.get(index))
-                    .map(|state| state.leader)
-                    .filter(|&leader| leader >= 0)
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            ResponseError::NotLeaderOrFollower,
-                            format!("{topic}-{index} has no leader to take a marker"),
-                        )
-                    })?;
-                elsewhere
-                    .entry(leader)
-                    .or_default()
-                    .push((topic.clone(), *index));
-            }
-            _ => write_marker(
+        if partition.leads() {
+            write_marker(
                 broker,
                 &partition,
                 (markers.producer_id, markers.producer_epoch),
                 (markers.commit, coordinator_epoch),
                 now_ms,
-            )?,
+            )?;
+        } else {
+            let leader = broker
+                .member()?
+                .image()
+                .topic_by_name(topic)
+                .and_then(|image| image.partitions.get(index))
+                .map(|state| state.leader)
+                .filter(|&leader| leader >= 0)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ResponseError::NotLeaderOrFollower,
+                        format!("{topic}-{index} has no leader to take a marker"),
+                    )
+                })?;
+            elsewhere
+                .entry(leader)
+                .or_default()
+                .push((topic.clone(), *index));
         }
     }
-    if let Some(member) = broker.cluster() {
-        for (leader, partitions) in elsewhere {
-            let to = (leader, partitions.as_slice());
-            member.block_on(send_markers(broker, member, to, markers, coordinator_epoch))?;
-        }
+    for (leader, partitions) in elsewhere {
+        let member = broker.member()?;
+        let to = (leader, partitions.as_slice());
+        member.block_on(send_markers(broker, member, to, markers, coordinator_epoch))?;
     }
     Ok(())
 }
 
-/// One marker into a partition this broker leads (or holds alone), as durably as an
+/// One marker into a partition this broker leads, as durably as an
 /// `acks=all` produce: `producer`'s transaction committed or not, from the coordinator of
 /// `coordinator_epoch`. At a `__consumer_offsets` partition the group coordinator then
 /// installs (or drops) the offsets committed in the transaction. Blocks.

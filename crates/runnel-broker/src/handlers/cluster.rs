@@ -1,5 +1,5 @@
-//! ApiVersions, Metadata and DescribeCluster: what a client asks before anything else. A
-//! one-node broker describes itself; in a cluster, the answers come from the metadata image.
+//! ApiVersions, Metadata and DescribeCluster: what a client asks before anything else. The
+//! answers come from the metadata image.
 
 use std::sync::Arc;
 
@@ -18,10 +18,9 @@ use runnel_controller::{validate_topic_name, MetadataImage, NewTopic, TopicImage
 use runnel_protocol::supported_versions;
 use runnel_quorum::ControllerRequest;
 
-use super::{find_or_create_topic, AUTHORIZED_OPERATIONS_OMITTED};
+use super::AUTHORIZED_OPERATIONS_OMITTED;
 use crate::broker::Broker;
 use crate::cluster::ClusterMember;
-use crate::topics::Topic;
 
 pub(crate) fn api_versions(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
@@ -55,41 +54,7 @@ fn is_valid_software_field(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
 }
 
-pub(crate) fn metadata(
-    broker: &Broker,
-    version: i16,
-    request: MetadataRequest,
-) -> MetadataResponse {
-    // Before v4 the request had no flag and creation was implied.
-    let may_create =
-        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let topics: Vec<MetadataResponseTopic> = match request.topics {
-        None => broker
-            .topics
-            .list()
-            .iter()
-            .map(|t| describe_topic(broker, t, version))
-            .collect(),
-        Some(requested) => requested
-            .into_iter()
-            .map(|wanted| match wanted.name {
-                Some(name) => topic_by_name(broker, &name, may_create, version),
-                None => match broker.topics.get_by_id(wanted.topic_id) {
-                    Some(topic) => describe_topic(broker, &topic, version),
-                    None => {
-                        let mut missing = MetadataResponseTopic::default();
-                        missing.topic_id = wanted.topic_id;
-                        missing.error_code = ResponseError::UnknownTopicId.code();
-                        missing
-                    }
-                },
-            })
-            .collect(),
-    };
-    metadata_response(broker, version, vec![this_broker(broker)], topics)
-}
-
-/// The parts of a Metadata answer both kinds of broker give alike. The controller id is this
+/// The parts of a Metadata answer besides brokers and topics. The controller id is this
 /// broker's: in a cluster, clients send admin requests to the "controller", and every broker
 /// forwards them to the active one, so this one, which is alive, serves as well as any.
 fn metadata_response(
@@ -128,18 +93,19 @@ fn live_brokers(image: &MetadataImage) -> Vec<(i32, String, i32, Option<String>)
         .collect()
 }
 
-/// Metadata in a cluster, from the metadata image: every live broker, and each partition's
-/// leader, leader epoch, replicas and ISR as the controller last published them. Missing
-/// topics are created through the controller when auto-creation allows.
-pub(crate) async fn metadata_in_cluster(
+/// Metadata from the metadata image: every live broker, and each partition's leader, leader
+/// epoch, replicas and ISR as the controller last published them. Missing topics are created
+/// through the controller when auto-creation allows. A broker not yet a member (which the
+/// binary never lets clients reach) answers from an empty image.
+pub(crate) async fn metadata(
     broker: &Arc<Broker>,
-    member: &ClusterMember,
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
     let may_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    if may_create {
+    let member = broker.cluster();
+    if let Some(member) = member.filter(|_| may_create) {
         let image = member.image();
         for name in request
             .topics
@@ -152,7 +118,7 @@ pub(crate) async fn metadata_in_cluster(
             }
         }
     }
-    let image = member.image();
+    let image = member.map(|member| member.image()).unwrap_or_default();
     let topics: Vec<MetadataResponseTopic> = match request.topics {
         None => image
             .topics()
@@ -287,78 +253,6 @@ fn describe_image_topic(
     answer
 }
 
-fn topic_by_name(
-    broker: &Broker,
-    name: &TopicName,
-    may_create: bool,
-    version: i16,
-) -> MetadataResponseTopic {
-    if let Some(topic) = broker.topics.get(name) {
-        return describe_topic(broker, &topic, version);
-    }
-    let mut answer = MetadataResponseTopic::default();
-    answer.name = Some(name.clone());
-    answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-    if let Err(error) = validate_topic_name(name) {
-        answer.error_code = error.code.code();
-        return answer;
-    }
-    if !may_create {
-        answer.error_code = ResponseError::UnknownTopicOrPartition.code();
-        return answer;
-    }
-    match find_or_create_topic(broker, name) {
-        Some(topic) => describe_topic(broker, &topic, version),
-        None => {
-            answer.error_code = ResponseError::LeaderNotAvailable.code();
-            answer
-        }
-    }
-}
-
-fn describe_topic(broker: &Broker, topic: &Topic, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
-    let mut answer = MetadataResponseTopic::default();
-    answer.name = Some(TopicName(StrBytes::from_string(topic.name.to_string())));
-    if version >= 10 {
-        answer.topic_id = topic.id;
-    }
-    answer.is_internal = topic.is_internal();
-    answer.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-    answer.partitions = topic
-        .partitions()
-        .iter()
-        .map(|held| {
-            let mut partition = MetadataResponsePartition::default();
-            partition.partition_index = held.index;
-            partition.replica_nodes = vec![node];
-            if held.is_offline() {
-                // Its only replica's disk failed: no leader, as Kafka reports it.
-                partition.error_code = ResponseError::LeaderNotAvailable.code();
-                partition.leader_id = BrokerId(-1);
-                partition.offline_replicas = vec![node];
-                return partition;
-            }
-            partition.leader_id = node;
-            if version >= 7 {
-                partition.leader_epoch = held.serving_epoch(-1).unwrap_or(-1);
-            }
-            partition.isr_nodes = vec![node];
-            partition
-        })
-        .collect();
-    answer
-}
-
-fn this_broker(broker: &Broker) -> MetadataResponseBroker {
-    let mut entry = MetadataResponseBroker::default();
-    entry.node_id = BrokerId(broker.config.node_id);
-    entry.host = StrBytes::from_string(broker.advertised_host.clone());
-    entry.port = broker.advertised_port;
-    entry.rack = broker.config.rack.clone().map(StrBytes::from_string);
-    entry
-}
-
 pub(crate) fn describe_cluster(
     broker: &Broker,
     version: i16,
@@ -381,29 +275,20 @@ pub(crate) fn describe_cluster(
         entry.rack = rack.map(StrBytes::from_string);
         entry
     };
-    let (brokers, controller_id) = match broker.cluster() {
-        None => (
-            vec![entry(
-                broker.config.node_id,
-                broker.advertised_host.clone(),
-                broker.advertised_port,
-                broker.config.rack.clone(),
-            )],
-            broker.config.node_id,
-        ),
-        Some(member) => {
-            let brokers = live_brokers(&member.image())
-                .into_iter()
-                .map(|(id, host, port, rack)| entry(id, host, port, rack))
-                .collect();
-            (brokers, broker.config.node_id)
-        }
-    };
+    let image = broker
+        .cluster()
+        .map(|member| member.image())
+        .unwrap_or_default();
+    let brokers = live_brokers(&image)
+        .into_iter()
+        .map(|(id, host, port, rack)| entry(id, host, port, rack))
+        .collect();
     if version >= 1 {
         response.endpoint_type = 1;
     }
     response.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
-    response.controller_id = BrokerId(controller_id);
+    // As in Metadata: any live broker forwards admin requests to the active controller.
+    response.controller_id = BrokerId(broker.config.node_id);
     response.brokers = brokers;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     response

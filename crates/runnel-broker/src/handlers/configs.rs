@@ -298,8 +298,8 @@ macro_rules! resource_answer {
     }};
 }
 
-/// Checks the resource is a topic, then changes its overrides with `change`: here on a
-/// one-node broker, through the controller in a cluster.
+/// Checks the resource is a topic, then changes its overrides with `change`, through the
+/// controller.
 async fn alter_resource(
     broker: &Arc<Broker>,
     resource_type: i8,
@@ -308,13 +308,7 @@ async fn alter_resource(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<(), ApiError> {
     check_resource_type(resource_type)?;
-    let Some(member) = broker.cluster() else {
-        let alterer = Arc::clone(broker);
-        return broker
-            .io
-            .run(move || alterer.topics.alter_configs(&topic, validate_only, change))
-            .await?;
-    };
+    let member = broker.member()?;
     let image = member.image();
     if image.topic_by_name(&topic).is_none() {
         return Err(ApiError::new(

@@ -19,8 +19,7 @@ const INTERNAL_TOPIC_REPLICATION_FACTOR: usize = 3;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// A one-node broker coordinates every group and transactional id. In a cluster a group's
-/// coordinator is the leader of its partition of `__consumer_offsets` (created through the
+/// A group's coordinator is the leader of its partition of `__consumer_offsets` (created through the
 /// controller by the first FindCoordinator that needs it, as Kafka does), and a transactional
 /// id's the leader of its partition of `__transaction_state`. Share groups (key type 2) are
 /// not served.
@@ -97,13 +96,10 @@ async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<End
             "unknown coordinator key type",
         ));
     }
-    let Some(member) = broker.cluster() else {
-        return Ok((
-            broker.config.node_id,
-            StrBytes::from_string(broker.advertised_host.clone()),
-            broker.advertised_port,
-        ));
-    };
+    let member = broker.cluster().ok_or((
+        ResponseError::CoordinatorNotAvailable.code(),
+        "this broker has not joined its cluster yet",
+    ))?;
     let internal = if key_type == KEY_TYPE_TRANSACTION {
         InternalTopic::transaction_state(broker)
     } else {

@@ -65,56 +65,16 @@ pub(crate) fn find_partition(
         .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
 }
 
-/// Finds a topic by name, creating it with `num.partitions` partitions when
-/// `auto.create.topics.enable` is on and the name is valid. `None` if it does not exist and
-/// may not be created. Blocks (creation writes files): call it on the I/O pool.
-pub(crate) fn find_or_create_topic(broker: &Broker, name: &str) -> Option<Arc<Topic>> {
-    if let Some(topic) = broker.topics.get(name) {
-        return Some(topic);
-    }
-    if !broker.config.auto_create_topics {
-        return None;
-    }
-    let created = broker.topics.create(
-        name,
-        broker.config.num_partitions,
-        Default::default(),
-        false,
-        broker.now_ms(),
-    );
-    match created {
-        Ok(topic) => topic,
-        // Another request created it first, or the name is invalid.
-        Err(_) => broker.topics.get(name),
-    }
-}
-
-/// Finds a topic by name, creating it if auto-creation allows: here on a one-node broker,
-/// through the controller in a cluster.
+/// Finds a topic by name, having the controller create it if auto-creation allows.
 pub(crate) async fn ensure_topic(broker: &Arc<Broker>, name: &str) -> Option<Arc<Topic>> {
     if let Some(topic) = broker.topics.get(name) {
         return Some(topic);
     }
-    match broker.cluster() {
-        Some(member) => {
-            if broker.config.auto_create_topics
-                && runnel_controller::validate_topic_name(name).is_ok()
-            {
-                cluster::create_by_default(member, name).await;
-            }
-            broker.topics.get(name)
-        }
-        None => {
-            let creator = Arc::clone(broker);
-            let name = name.to_owned();
-            broker
-                .io
-                .run(move || find_or_create_topic(&creator, &name))
-                .await
-                .ok()
-                .flatten()
-        }
+    let member = broker.cluster()?;
+    if broker.config.auto_create_topics && runnel_controller::validate_topic_name(name).is_ok() {
+        cluster::create_by_default(member, name).await;
     }
+    broker.topics.get(name)
 }
 
 /// Finds a topic by id (newer request versions) or by name.

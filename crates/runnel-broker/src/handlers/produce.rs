@@ -194,10 +194,9 @@ type RequestTopic = (
     Vec<PartitionProduceData>,
 );
 
-/// KIP-890 in a cluster: the partitions whose first batch would open a transaction of its
-/// producer there, and which the transaction's coordinator does not confirm, with the error
-/// to answer (see `transactions::verify_before_append`). A single node checks each batch
-/// against its own coordinator as it appends instead.
+/// KIP-890: the partitions whose first batch would open a transaction of its producer there,
+/// and which the transaction's coordinator does not confirm, with the error to answer (see
+/// `transactions::verify_before_append`).
 async fn verify_transactional_batches(
     broker: &Arc<Broker>,
     transactional_id: Option<&str>,
@@ -423,22 +422,23 @@ pub(crate) fn await_replicated_blocking(
     if appended.sync_required || partition.leads_with_fsync() {
         partition.sync_to_blocking(end_offset)?;
     }
-    match broker.cluster() {
-        Some(member) if partition.leads() => {
-            debug_assert!(
-                !crate::io_pool::on_pool_thread(),
-                "a wait for the in-sync replicas on the I/O pool starves the follower fetches it waits for"
-            );
-            member.block_on(wait_replicated(
-                broker,
-                partition,
-                appended.leader_epoch,
-                end_offset,
-                timeout,
-            ))
-        }
-        _ => Ok(()),
-    }
+    debug_assert!(
+        !crate::io_pool::on_pool_thread(),
+        "a wait for the in-sync replicas on the I/O pool starves the follower fetches it waits for"
+    );
+    let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
+        ApiError::new(
+            ResponseError::UnknownServerError,
+            format!("a coordinator's write waited for its replicas off the runtime: {error}"),
+        )
+    })?;
+    runtime.block_on(wait_replicated(
+        broker,
+        partition,
+        appended.leader_epoch,
+        end_offset,
+        timeout,
+    ))
 }
 
 /// Waits, up to `timeout`, until every in-sync replica holds the records appended in

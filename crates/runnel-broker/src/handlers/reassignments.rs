@@ -1,7 +1,6 @@
 //! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments: an operator
-//! moving leaderships and replicas. In a cluster each partition's change goes to the active
-//! controller (preferred or unclean election, KIP-455 reassignment or its cancellation); a
-//! one-node broker's partitions have one replica, so there is nothing to elect or move.
+//! moving leaderships and replicas. Each partition's change goes to the active controller
+//! (preferred or unclean election, KIP-455 reassignment or its cancellation).
 
 use std::sync::Arc;
 
@@ -84,29 +83,21 @@ pub(crate) async fn elect_leaders(
     for (topic, partitions) in elect_targets(image.as_deref(), &request) {
         let mut result = ReplicaElectionResult::default();
         for partition in partitions {
-            let outcome = match broker.cluster() {
-                Some(member) => {
-                    let name = topic.to_string();
-                    let decision = if election_type == ELECTION_UNCLEAN {
-                        ControllerRequest::ElectUnclean {
-                            topic: name,
-                            partition,
-                        }
-                    } else {
-                        ControllerRequest::ElectPreferred {
-                            topic: name,
-                            partition,
-                        }
-                    };
-                    member.commit(decision).await
+            let name = topic.to_string();
+            let decision = if election_type == ELECTION_UNCLEAN {
+                ControllerRequest::ElectUnclean {
+                    topic: name,
+                    partition,
                 }
-                None => Err(match single_replica(broker, &topic, partition) {
-                    Ok(()) => ApiError::new(
-                        ResponseError::ElectionNotNeeded,
-                        "the partition's only replica leads it",
-                    ),
-                    Err(unknown) => unknown,
-                }),
+            } else {
+                ControllerRequest::ElectPreferred {
+                    topic: name,
+                    partition,
+                }
+            };
+            let outcome = match broker.member() {
+                Ok(member) => member.commit(decision).await,
+                Err(error) => Err(error),
             };
             let mut answer = PartitionResult::default();
             answer.partition_id = partition;
@@ -120,16 +111,6 @@ pub(crate) async fn elect_leaders(
         response.replica_election_results.push(result);
     }
     response
-}
-
-/// On a one-node broker: the partition exists (its only replica is this broker).
-fn single_replica(broker: &Broker, topic: &str, partition: i32) -> Result<(), ApiError> {
-    broker
-        .topics
-        .get(topic)
-        .and_then(|topic| topic.partition(partition))
-        .map(|_| ())
-        .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))
 }
 
 pub(crate) async fn alter_partition_reassignments(
@@ -178,20 +159,7 @@ async fn reassign(
     target: Option<Vec<i32>>,
     allow_factor_change: bool,
 ) -> Result<(), ApiError> {
-    let Some(member) = broker.cluster() else {
-        single_replica(broker, topic, partition)?;
-        return match target {
-            None => Err(ApiError::code(ResponseError::NoReassignmentInProgress)),
-            Some(replicas) if replicas == [broker.config.node_id] => Ok(()),
-            Some(replicas) => Err(ApiError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Replica assignment {replicas:?} names brokers other than the only one, {}",
-                    broker.config.node_id
-                ),
-            )),
-        };
-    };
+    let member = broker.member()?;
     if let (Some(replicas), false) = (&target, allow_factor_change) {
         let current = member
             .image()

@@ -1,6 +1,5 @@
-//! CreateTopics, DeleteTopics and CreatePartitions: done here on a one-node broker, and in a
-//! cluster forwarded to the active controller, answered once this broker has applied the
-//! change (so the client's next Metadata shows it).
+//! CreateTopics, DeleteTopics and CreatePartitions: forwarded to the active controller,
+//! answered once this broker has applied the change (so the client's next Metadata shows it).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -25,9 +24,6 @@ use crate::broker::Broker;
 use crate::cluster::ClusterMember;
 use crate::error::ApiError;
 use crate::topic_config::{resolve_all, validate_entry};
-
-/// Replicas per partition a one-node broker can place.
-const BROKERS_AVAILABLE: i16 = 1;
 
 pub(crate) async fn create_topics(
     broker: &Arc<Broker>,
@@ -57,17 +53,9 @@ pub(crate) async fn create_topics(
             ))
         } else {
             match parse_creatable(topic) {
-                Ok(wanted) => match broker.cluster() {
-                    Some(member) => create_in_cluster(member, wanted, validate_only).await,
-                    None => {
-                        let creator = Arc::clone(broker);
-                        broker
-                            .io
-                            .run(move || create_here(&creator, wanted, validate_only))
-                            .await
-                            .map_err(ApiError::from)
-                            .and_then(|created| created)
-                    }
+                Ok(wanted) => match broker.member() {
+                    Ok(member) => create_in_cluster(member, wanted, validate_only).await,
+                    Err(error) => Err(error),
                 },
                 Err(error) => Err(error),
             }
@@ -155,40 +143,6 @@ fn parse_creatable(topic: CreatableTopic) -> Result<WantedTopic, ApiError> {
     })
 }
 
-/// Creates the topic on this one-node broker. Blocks.
-fn create_here(
-    broker: &Broker,
-    wanted: WantedTopic,
-    validate_only: bool,
-) -> Result<Created, ApiError> {
-    if wanted.replication_factor > BROKERS_AVAILABLE {
-        let factor = wanted.replication_factor;
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!("Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {BROKERS_AVAILABLE} broker(s) are registered."),
-        ));
-    }
-    check_assignments(broker, wanted.assignments.iter().cloned())?;
-    let partitions = match (wanted.assignments.len(), wanted.partitions) {
-        (0, -1) => broker.config.num_partitions,
-        (0, count) => count,
-        (assigned, _) => assigned as i32,
-    };
-    let created = broker.topics.create(
-        &wanted.name,
-        partitions,
-        wanted.configs.clone(),
-        validate_only,
-        broker.now_ms(),
-    )?;
-    Ok(Created {
-        partitions,
-        replication_factor: BROKERS_AVAILABLE,
-        configs: wanted.configs,
-        topic_id: created.map(|topic| topic.id),
-    })
-}
-
 /// Asks the controller to create the topic, and waits until this broker knows it.
 async fn create_in_cluster(
     member: &ClusterMember,
@@ -222,25 +176,6 @@ async fn create_in_cluster(
         configs: wanted.configs,
         topic_id: topic.filter(|_| !validate_only).map(|t| t.id),
     })
-}
-
-/// Every partition's replicas must be exactly this broker.
-fn check_assignments(
-    broker: &Broker,
-    assignments: impl Iterator<Item = Vec<i32>>,
-) -> Result<(), ApiError> {
-    for replicas in assignments {
-        if replicas != [broker.config.node_id] {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Replica assignment {replicas:?} names brokers other than the only one, {}",
-                    broker.config.node_id
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn describe_created_configs(
@@ -281,42 +216,28 @@ pub(crate) async fn delete_topics(
     let mut response = DeleteTopicsResponse::default();
     for (name, id) in targets {
         let mut result = DeletableTopicResult::default();
-        let found = match broker.cluster() {
-            Some(member) => {
-                let image = member.image();
-                match &name {
-                    Some(name) => image.topic_by_name(name),
-                    None => image.topic(id),
-                }
-                .map(|topic| (topic.name.clone(), topic.id))
-            }
-            None => match &name {
-                Some(name) => broker.topics.get(name),
-                None => broker.topics.get_by_id(id),
-            }
-            .map(|topic| (topic.name.to_string(), topic.id)),
-        };
+        let image = broker
+            .cluster()
+            .map(|member| member.image())
+            .unwrap_or_default();
+        let found = match &name {
+            Some(name) => image.topic_by_name(name),
+            None => image.topic(id),
+        }
+        .map(|topic| (topic.name.clone(), topic.id));
         let outcome = match found {
             Some((found_name, found_id)) => {
                 result.name = Some(TopicName(StrBytes::from_string(found_name.clone())));
                 if version >= 6 {
                     result.topic_id = found_id;
                 }
-                match broker.cluster() {
-                    Some(member) => {
+                match broker.member() {
+                    Ok(member) => {
                         member
                             .commit(ControllerRequest::DeleteTopic { name: found_name })
                             .await
                     }
-                    None => {
-                        let deleter = Arc::clone(broker);
-                        broker
-                            .io
-                            .run(move || deleter.topics.delete(&found_name))
-                            .await
-                            .map_err(ApiError::from)
-                            .and_then(|deleted| deleted)
-                    }
+                    Err(error) => Err(error),
                 }
             }
             None => {
@@ -357,8 +278,8 @@ pub(crate) async fn create_partitions(
             .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
             .collect();
         let name = topic.name.to_string();
-        let outcome = match broker.cluster() {
-            Some(member) => {
+        let outcome = match broker.member() {
+            Ok(member) => {
                 member
                     .commit(ControllerRequest::CreatePartitions {
                         name,
@@ -368,21 +289,7 @@ pub(crate) async fn create_partitions(
                     })
                     .await
             }
-            None => {
-                let grower = Arc::clone(broker);
-                let total = topic.count;
-                broker
-                    .io
-                    .run(move || {
-                        check_assignments(&grower, assignments.into_iter())?;
-                        grower
-                            .topics
-                            .add_partitions(&name, total, validate_only, grower.now_ms())
-                    })
-                    .await
-                    .map_err(ApiError::from)
-                    .and_then(|grown| grown)
-            }
+            Err(error) => Err(error),
         };
         if let Err(error) = outcome {
             result.error_code = error.error_code();

@@ -57,7 +57,7 @@ async fn write_one(
         .get(topic)
         .and_then(|topic| topic.partition(index))
         .ok_or(ApiError::code(ResponseError::UnknownTopicOrPartition))?;
-    if broker.cluster().is_some() && !partition.leads() {
+    if !partition.leads() {
         return Err(not_leader());
     }
     let producer = (marker.producer_id.0, marker.producer_epoch);
