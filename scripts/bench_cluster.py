@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_matrix import Broker, json_line
+from bench_matrix import Broker, json_line, stop
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD_BYTES = 1024
@@ -116,12 +116,7 @@ class Cluster:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, signal.SIGINT)
         for pid in self.pids():
             os.kill(int(pid), signal.SIGKILL)
         self.log.close()

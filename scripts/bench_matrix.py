@@ -62,6 +62,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop(process: subprocess.Popen, how: signal.Signals) -> None:
+    """Signals `process` to stop, and kills it if it has not within 60 s."""
+    process.send_signal(how)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Broker:
     """A broker on a free port with a fresh data dir, stopped with SIGTERM on exit."""
 
@@ -97,12 +107,7 @@ class Broker:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, signal.SIGTERM)
         self.log.close()
         shutil.rmtree(self.data, ignore_errors=True)
 
