@@ -37,6 +37,12 @@ impl BrokerSessions {
             .is_some_and(|&(_, expires)| now_ms < expires)
     }
 
+    /// When the first of the sessions expires, if there is any: the controller looks again
+    /// then, so that a silent broker is fenced when its session ends.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.sessions.values().map(|&(_, expires)| expires).min()
+    }
+
     /// The sessions expired by `now_ms`, as `(broker, epoch)`; each is forgotten, so it is
     /// reported once.
     pub fn take_expired(&mut self, now_ms: i64) -> Vec<(BrokerId, i64)> {
@@ -68,5 +74,18 @@ mod tests {
         assert_eq!(sessions.take_expired(100), vec![]);
         assert!(!sessions.is_alive(1, 100));
         assert!(sessions.is_alive(2, 100));
+    }
+
+    #[test]
+    fn the_next_expiry_is_the_earliest_session_end() {
+        let mut sessions = BrokerSessions::new(100);
+        assert_eq!(sessions.next_expiry(), None);
+        sessions.heard_from(1, 7, 30);
+        sessions.heard_from(2, 8, 10);
+        assert_eq!(sessions.next_expiry(), Some(110));
+        sessions.heard_from(2, 8, 60);
+        assert_eq!(sessions.next_expiry(), Some(130), "a heartbeat moves it");
+        sessions.take_expired(130);
+        assert_eq!(sessions.next_expiry(), Some(160));
     }
 }

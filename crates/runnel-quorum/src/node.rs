@@ -311,11 +311,17 @@ async fn serve_connection(mut stream: TcpStream, service: &Service) -> io::Resul
     Ok(())
 }
 
-/// Fences brokers whose sessions expired, while this node is the active controller.
+/// Fences brokers whose sessions expired, while this node is the active controller: when the
+/// first session ends (a dead leader's partitions move as soon as its session is over, as
+/// KRaft's controller schedules it), and at least every quarter session (at most 1 s).
 async fn fence_expired_sessions(service: Arc<Service>) {
-    let period = Duration::from_millis((service.session_timeout_ms / 4).clamp(10, 1000) as u64);
+    let period_ms = (service.session_timeout_ms / 4).clamp(10, 1000);
     loop {
-        tokio::time::sleep(period).await;
+        let next_expiry = service.deciding.lock().await.sessions.next_expiry();
+        let wait_ms = next_expiry.map_or(period_ms, |at| {
+            at.saturating_sub(service.now_ms()).clamp(1, period_ms)
+        });
+        tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())).await;
         if service.raft.metrics().borrow().current_leader != Some(service.id) {
             continue;
         }
