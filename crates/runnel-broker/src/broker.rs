@@ -107,7 +107,7 @@ impl Broker {
         )?;
         let producer_ids = ProducerIds::default();
         let topics = TopicRegistry::open(Arc::clone(&fs), &config, clock.now_ms())?;
-        let groups = GroupService::open(&config, Arc::clone(&clock))?;
+        let groups = GroupService::open(&config, Arc::clone(&clock));
         let transactions = TransactionService::open(&config, Arc::clone(&clock));
         let io =
             IoPool::new(config.num_io_threads, config.queued_max_requests).map_err(|error| {
@@ -185,6 +185,28 @@ impl Broker {
 
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Runs `future` to completion from one of the runtime's blocking threads
+    /// ([`Self::blocking_until_replicated`]): a coordinator's write waiting for its in-sync
+    /// replicas, or sending markers to other brokers. Never from an async task, which would
+    /// block a worker of the runtime the future needs, nor from the I/O pool, whose threads
+    /// answer the follower fetches such waits depend on. Blocks.
+    pub(crate) fn block_on<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> Result<F::Output, ApiError> {
+        debug_assert!(
+            !crate::io_pool::on_pool_thread(),
+            "a wait for the in-sync replicas on the I/O pool starves the follower fetches it waits for"
+        );
+        let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
+            ApiError::new(
+                ResponseError::UnknownServerError,
+                format!("a coordinator's write waited off the runtime: {error}"),
+            )
+        })?;
+        Ok(runtime.block_on(future))
     }
 
     /// Runs a blocking handler on the I/O pool.

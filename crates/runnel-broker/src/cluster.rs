@@ -64,9 +64,6 @@ pub(crate) struct ClusterMember {
     fetchers: ReplicaFetchers,
     /// The controller quorum voter this process also runs (`--roles broker,controller`).
     quorum: tokio::sync::Mutex<Option<Quorum>>,
-    /// For the transaction coordinator, which writes from the I/O pool under its lock and
-    /// there waits for the in-sync replicas (see [`Self::block_on`]).
-    runtime: tokio::runtime::Handle,
 }
 
 impl ClusterMember {
@@ -115,14 +112,7 @@ impl ClusterMember {
             applied_unfenced,
             fetchers: ReplicaFetchers::default(),
             quorum: tokio::sync::Mutex::new(quorum),
-            runtime: tokio::runtime::Handle::current(),
         }
-    }
-
-    /// Runs `future` to completion from a thread of the I/O pool (never from an async task:
-    /// that would block a worker of the runtime the future needs). Blocks.
-    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
     }
 
     /// The latest metadata image this broker has.

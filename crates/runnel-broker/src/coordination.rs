@@ -18,10 +18,6 @@ pub(crate) struct Coordinated {
 }
 
 impl Coordinated {
-    pub(crate) fn none_yet() -> Coordinated {
-        Coordinated::default()
-    }
-
     /// Whether requests for keys of `partition` are served here: NOT_COORDINATOR sends the
     /// client back to FindCoordinator, COORDINATOR_LOAD_IN_PROGRESS asks it to retry here.
     pub(crate) fn check(&self, partition: i32) -> Result<(), ResponseError> {
@@ -73,7 +69,7 @@ mod tests {
 
     #[test]
     fn a_partition_is_served_only_between_its_load_and_its_resignation() {
-        let mut coordinated = Coordinated::none_yet();
+        let mut coordinated = Coordinated::default();
         assert_eq!(coordinated.check(3), Err(ResponseError::NotCoordinator));
         assert!(coordinated.start_loading(3));
         assert!(
@@ -94,7 +90,7 @@ mod tests {
 
     #[test]
     fn each_load_of_a_partition_is_a_new_tenure() {
-        let mut coordinated = Coordinated::none_yet();
+        let mut coordinated = Coordinated::default();
         assert!(coordinated.start_loading(2));
         assert!(coordinated.finish_loading(2));
         let first = coordinated.tenure(2).unwrap();
@@ -106,7 +102,7 @@ mod tests {
 
     #[test]
     fn a_load_finished_after_the_leadership_moved_is_not_served() {
-        let mut coordinated = Coordinated::none_yet();
+        let mut coordinated = Coordinated::default();
         assert!(coordinated.start_loading(1));
         assert!(coordinated.resign(1));
         assert!(!coordinated.finish_loading(1));

@@ -9,8 +9,7 @@
 //! acknowledged, once the partition's in-sync replicas all hold it.
 //!
 //! A group maps to a partition of `__consumer_offsets` as in Kafka, and the partition's leader
-//! coordinates it: it replays the
-//! partition when it becomes leader (COORDINATOR_LOAD_IN_PROGRESS meanwhile) and forgets its
+//! coordinates it: it replays the partition when it becomes leader (COORDINATOR_LOAD_IN_PROGRESS meanwhile) and forgets its
 //! groups when it stops leading, so a group moves with its partition when a broker dies and
 //! its committed offsets, replicated like any record, go with it.
 
@@ -73,8 +72,8 @@ struct GroupsState {
 enum CommitWritten {
     /// Answered: applied, or refused.
     Done(OffsetCommitResponse),
-    /// Written; before it is applied and acknowledged it must be fsynced (the flush policy
-    /// asks) or replicated (in a cluster).
+    /// Written; before it is applied and acknowledged the partition's in-sync replicas must
+    /// all hold it.
     AwaitingDurable {
         partition: Arc<Partition>,
         appended: Appended,
@@ -88,13 +87,13 @@ pub(crate) struct GroupService {
     next_token: AtomicU64,
     /// Poked when a call may have moved the coordinators' next deadline earlier.
     deadline_changed: Notify,
-    /// Known once the topic exists: from the start on a single node, from the metadata in a
-    /// cluster (where the first FindCoordinator has the controller create it).
+    /// Known once the metadata has the topic (the first FindCoordinator has the controller
+    /// create it).
     offsets_topic: OnceLock<Arc<Topic>>,
     clock: Arc<dyn Clock>,
     /// One per `__consumer_offsets` partition: the commits of its groups are written, made
-    /// durable (fsynced when the flush policy asks, replicated in a cluster) and applied in
-    /// one order, the log's.
+    /// durable (held by the partition's in-sync replicas) and applied in one order, the
+    /// log's.
     commit_order: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     /// Set by shutdown: new JoinGroup/SyncGroup requests are turned away.
     stopping: AtomicBool,
@@ -132,7 +131,7 @@ impl TopicView for RegistryView<'_> {
 impl GroupService {
     /// The coordinators start empty, and load each partition of `__consumer_offsets` this
     /// broker comes to lead ([`Self::follow_leadership`]).
-    pub(crate) fn open(config: &BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+    pub(crate) fn open(config: &BrokerConfig, clock: Arc<dyn Clock>) -> Self {
         let classic = GroupCoordinator::new(GroupConfig {
             group_min_session_timeout_ms: config.group_min_session_timeout_ms,
             group_max_session_timeout_ms: config.group_max_session_timeout_ms,
@@ -148,12 +147,12 @@ impl GroupService {
             max_size: config.group_consumer_max_size,
             ..ConsumerGroupConfig::default()
         });
-        Ok(GroupService {
+        GroupService {
             state: Mutex::new(GroupsState {
                 classic,
                 consumer,
                 parked: HashMap::new(),
-                coordinated: Coordinated::none_yet(),
+                coordinated: Coordinated::default(),
             }),
             next_token: AtomicU64::new(1),
             deadline_changed: Notify::new(),
@@ -161,7 +160,7 @@ impl GroupService {
             clock,
             commit_order: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-        })
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -473,8 +472,7 @@ impl GroupService {
     }
 
     /// Validates, writes the commit to `__consumer_offsets`, waits for it to be durable as an
-    /// `acks=all` produce would (fsynced when the flush policy asks, held by every in-sync
-    /// replica in a cluster), then applies it: a commit is acknowledged, and visible to
+    /// `acks=all` produce would (held by every in-sync replica), then applies it: a commit is acknowledged, and visible to
     /// OffsetFetch, only once it is in the log as durably as the policy promises.
     pub(crate) async fn offset_commit(
         &self,

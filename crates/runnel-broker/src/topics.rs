@@ -228,7 +228,7 @@ impl TopicRegistry {
         id: Uuid,
         settings: &TopicSettings,
         now_ms: i64,
-        leads_alone: bool,
+        written_by_a_single_node: bool,
     ) -> Result<PartitionLog, StorageError> {
         let fs = &*self.fs;
         let metadata_path = dir.join(PARTITION_METADATA);
@@ -256,8 +256,9 @@ impl TopicRegistry {
             write_atomically(fs, dir, PARTITION_METADATA, text.as_bytes())
                 .map_err(|source| io_error(&metadata_path, "write", source))?;
         }
-        // In a cluster, epochs come with the leader's batches, or with a leadership taken.
-        if leads_alone && log.latest_leader_epoch().is_none() {
+        // Epochs come with the leader's batches, or with a leadership taken; a single node of
+        // old wrote its batches in epoch 0 without recording it.
+        if written_by_a_single_node && log.latest_leader_epoch().is_none() {
             log.assign_leader_epoch(SINGLE_NODE_LEADER_EPOCH, log.log_end_offset())?;
         }
         Ok(log)

@@ -77,7 +77,7 @@ impl TransactionService {
             coordinator: Mutex::new(TransactionCoordinator::new(
                 config.transaction_max_timeout_ms,
             )),
-            coordinated: Mutex::new(Coordinated::none_yet()),
+            coordinated: Mutex::new(Coordinated::default()),
             state_topic: OnceLock::new(),
             clock,
         }
@@ -778,7 +778,7 @@ fn write_markers(
     for (leader, partitions) in elsewhere {
         let member = broker.member()?;
         let to = (leader, partitions.as_slice());
-        member.block_on(send_markers(broker, member, to, markers, coordinator_epoch))?;
+        broker.block_on(send_markers(broker, member, to, markers, coordinator_epoch))??;
     }
     Ok(())
 }

@@ -422,23 +422,13 @@ pub(crate) fn await_replicated_blocking(
     if appended.sync_required || partition.leads_with_fsync() {
         partition.sync_to_blocking(end_offset)?;
     }
-    debug_assert!(
-        !crate::io_pool::on_pool_thread(),
-        "a wait for the in-sync replicas on the I/O pool starves the follower fetches it waits for"
-    );
-    let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
-        ApiError::new(
-            ResponseError::UnknownServerError,
-            format!("a coordinator's write waited for its replicas off the runtime: {error}"),
-        )
-    })?;
-    runtime.block_on(wait_replicated(
+    broker.block_on(wait_replicated(
         broker,
         partition,
         appended.leader_epoch,
         end_offset,
         timeout,
-    ))
+    ))?
 }
 
 /// Waits, up to `timeout`, until every in-sync replica holds the records appended in
