@@ -18,6 +18,8 @@ use runnel_storage::sim::{ManualClock, SimFileSystem, SplitMix64};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 
+mod support;
+
 type TestResult = Result<(), Box<dyn Error>>;
 
 const VOTERS: u64 = 3;
@@ -41,15 +43,26 @@ fn config(id: u64, voters: &BTreeMap<u64, String>) -> QuorumConfig {
 
 async fn start_all(
     voters: &BTreeMap<u64, String>,
+    listeners: BTreeMap<u64, TcpListener>,
     disks: &BTreeMap<u64, SimFileSystem>,
 ) -> Result<Vec<Quorum>, Box<dyn Error>> {
     let mut nodes = Vec::new();
-    for (&id, address) in voters {
-        let listener = TcpListener::bind(address).await?;
+    for (id, listener) in listeners {
         nodes
             .push(Quorum::start(config(id, voters), listener, Arc::new(disks[&id].clone())).await?);
     }
     Ok(nodes)
+}
+
+/// Listeners on the voters' addresses again, after their nodes shut down.
+async fn bind_all_again(
+    voters: &BTreeMap<u64, String>,
+) -> Result<BTreeMap<u64, TcpListener>, Box<dyn Error>> {
+    let mut listeners = BTreeMap::new();
+    for (&id, address) in voters {
+        listeners.insert(id, support::bind_again(address).await?);
+    }
+    Ok(listeners)
 }
 
 fn topic(name: String) -> ControllerRequest {
@@ -67,16 +80,20 @@ fn topic(name: String) -> ControllerRequest {
 
 async fn run_seed(seed: u64) -> TestResult {
     let mut rng = SplitMix64(seed);
+    // The first start keeps the listeners bound here: no window for another process to take
+    // a port between choosing it and listening on it.
     let mut voters = BTreeMap::new();
+    let mut listeners = BTreeMap::new();
     for id in 1..=VOTERS {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         voters.insert(id, listener.local_addr()?.to_string());
+        listeners.insert(id, listener);
     }
     let clock = Arc::new(ManualClock::new(0));
     let disks: BTreeMap<u64, SimFileSystem> = (1..=VOTERS)
         .map(|id| (id, SimFileSystem::new(clock.clone())))
         .collect();
-    let nodes = start_all(&voters, &disks).await?;
+    let nodes = start_all(&voters, listeners, &disks).await?;
     let mut client = ControllerClient::new(voters.values());
     // A broker to place topics on.
     let registration = runnel_controller::Registration {
@@ -137,7 +154,7 @@ async fn run_seed(seed: u64) -> TestResult {
         .iter()
         .map(|(&id, disk)| (id, disk.crash(rng.next_u64())))
         .collect();
-    let nodes = start_all(&voters, &rebooted).await?;
+    let nodes = start_all(&voters, bind_all_again(&voters).await?, &rebooted).await?;
 
     // Once the quorum commits something new, everything before it is applied everywhere.
     let mut client = ControllerClient::new(voters.values());

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 use uuid::Uuid;
 
+mod support;
+
 type TestResult = Result<(), Box<dyn Error>>;
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -79,7 +81,7 @@ impl Voters {
     }
 
     async fn restart(&self, id: u64) -> Result<Quorum, Box<dyn Error>> {
-        let listener = TcpListener::bind(&self.addresses[&id]).await?;
+        let listener = support::bind_again(&self.addresses[&id]).await?;
         self.start(id, listener).await
     }
 }
