@@ -19,12 +19,15 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use runnel_controller::records::{ConfigResource, Listener};
-use runnel_controller::{AdoptedTopic, AlterPartition, MetadataImage, PartitionState, TopicImage};
+use runnel_controller::{
+    alter_partition_not_applied, AdoptedTopic, AlterPartition, MetadataImage, PartitionState,
+    TopicImage,
+};
 use runnel_quorum::{
     BrokerLifecycle, BrokerStatus, ControllerClient, ControllerRequest, ControllerResponse,
     LifecycleConfig, OfflineReplicas, Quorum,
 };
-use runnel_replication::{Assignment, IsrChange, LeaderConfig};
+use runnel_replication::{Assignment, IsrChange, IsrChangeOutcome, LeaderConfig};
 use runnel_storage::fs::{read_optional, write_atomically};
 use runnel_storage::FileSystem;
 use tokio::sync::watch;
@@ -820,11 +823,11 @@ async fn alter_partition(
             .map(|m| (m.id, m.broker_epoch))
             .collect(),
     });
-    let committed = match member.call(request).await {
+    let outcome = match member.call(request).await {
         Ok(ControllerResponse::Partition(state))
             if state.leader == member.broker_id && state.leader_epoch == change.leader_epoch =>
         {
-            Some(Assignment {
+            IsrChangeOutcome::Committed(Assignment {
                 leader_epoch: state.leader_epoch,
                 partition_epoch: state.partition_epoch,
                 replicas: state.replicas,
@@ -832,17 +835,25 @@ async fn alter_partition(
             })
         }
         Ok(other) => {
-            tracing::info!(partition = %partition.name(), answer = ?other, "ISR change not taken");
-            None
+            // Committed, and the partition moved on at once: a reassignment completed on
+            // this change may have made a joiner the leader (Kafka's NEW_LEADER_ELECTED).
+            tracing::info!(partition = %partition.name(), answer = ?other, "ISR change committed; the partition moved on");
+            IsrChangeOutcome::Unsettled
         }
-        Err(error) => {
+        Err(error) if alter_partition_not_applied(error.code) => {
             tracing::info!(partition = %partition.name(), error = ?error.message, "ISR change refused");
-            None
+            IsrChangeOutcome::NotApplied
+        }
+        // No answer, or the partition is not as this leader knows it (perhaps because an
+        // earlier attempt of this change was applied): newer metadata will settle it.
+        Err(error) => {
+            tracing::info!(partition = %partition.name(), code = ?error.code, error = ?error.message, "ISR change unsettled");
+            IsrChangeOutcome::Unsettled
         }
     };
     let now_ms = broker.now_ms();
     partition.with_leader_state(change.leader_epoch, |state| {
-        state.isr_change_done(&change, committed, now_ms);
+        state.isr_change_done(&change, outcome, now_ms);
     });
 }
 

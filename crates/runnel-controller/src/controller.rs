@@ -42,6 +42,20 @@ pub struct ControllerConfig {
     pub producer_id_block_size: i64,
 }
 
+/// Whether an AlterPartition refused with `code` was certainly not applied, with the
+/// partition as the leader knows it: the refusals [`Controller::alter_partition`] makes only
+/// after the broker, leader and partition epochs matched (Kafka's INELIGIBLE_REPLICA and
+/// OPERATION_NOT_ATTEMPTED). The leader may then forget the change; after any other
+/// refusal, or none, it keeps counting the change's joiners until newer metadata comes.
+pub fn alter_partition_not_applied(code: ResponseError) -> bool {
+    matches!(
+        code,
+        ResponseError::IneligibleReplica
+            | ResponseError::InvalidRequest
+            | ResponseError::OperationNotAttempted
+    )
+}
+
 /// A refused request: the Kafka error code and a message for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControllerError {
@@ -496,7 +510,11 @@ impl Controller<'_> {
     }
 
     /// A leader's ISR change, and the completion of a reassignment it allows. No records:
-    /// the partition already has that ISR, and the answer is its current state.
+    /// the partition already has that ISR, and the answer is its current state. Refusals
+    /// come in two kinds (see [`alter_partition_not_applied`]): after the broker, leader and
+    /// partition epochs were checked, the change itself is wrong and nothing was applied;
+    /// before, the partition is not as the leader knows it, perhaps because an earlier
+    /// attempt of the same change was applied.
     pub fn alter_partition(&self, request: &AlterPartition) -> Decided<Vec<MetadataRecord>> {
         let registered = self.image.broker(request.broker_id);
         if registered.is_none_or(|broker| broker.registration.epoch != request.broker_epoch) {

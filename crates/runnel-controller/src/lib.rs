@@ -24,9 +24,9 @@ pub mod records;
 mod sessions;
 
 pub use controller::{
-    check_topic_collision, validate_topic_name, AdoptedTopic, AlterPartition, Controller,
-    ControllerConfig, ControllerError, Heartbeat, HeartbeatAnswer, NewTopic, Registration,
-    MIN_INSYNC_REPLICAS, PARTITIONS_MAX, TOPIC_NAME_MAX_LEN,
+    alter_partition_not_applied, check_topic_collision, validate_topic_name, AdoptedTopic,
+    AlterPartition, Controller, ControllerConfig, ControllerError, Heartbeat, HeartbeatAnswer,
+    NewTopic, Registration, MIN_INSYNC_REPLICAS, PARTITIONS_MAX, TOPIC_NAME_MAX_LEN,
 };
 pub use delta::{local_changes, LocalChanges, LocalPartition, RemovedReplica};
 pub use image::{InconsistentRecord, MetadataImage, RegisteredBroker, TopicImage};

@@ -566,6 +566,21 @@ fn alter_partition_is_fenced_by_epochs() -> TestResult {
         Some(ResponseError::InvalidRequest),
         "the leader must stay in its ISR"
     );
+    // The refusals made before the epochs matched may follow an applied attempt of the same
+    // change; the ones made after say nothing was applied.
+    for code in [
+        ResponseError::StaleBrokerEpoch,
+        ResponseError::FencedLeaderEpoch,
+        ResponseError::InvalidUpdateVersion,
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::UnknownTopicId,
+    ] {
+        assert!(!alter_partition_not_applied(code), "{code:?}");
+    }
+    assert!(alter_partition_not_applied(ResponseError::InvalidRequest));
+    assert!(alter_partition_not_applied(
+        ResponseError::IneligibleReplica
+    ));
     cluster.alter(
         topic,
         0,

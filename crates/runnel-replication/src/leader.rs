@@ -48,6 +48,24 @@ pub struct IsrChange {
     pub new_isr: Vec<IsrMember>,
 }
 
+/// What the controller's answer to an ISR change, or the lack of one, says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsrChangeOutcome {
+    /// Committed: the partition as the controller now has it, still led here in this
+    /// leader epoch.
+    Committed(Assignment),
+    /// Refused after the controller checked the change's epochs against the partition
+    /// (INELIGIBLE_REPLICA, INVALID_REQUEST): not applied, and the committed ISR this leader
+    /// knows is the controller's. The next change is computed afresh.
+    NotApplied,
+    /// Perhaps applied: no answer came, or the partition has moved on (another leader or
+    /// partition epoch; a reassignment may have completed on this very change and moved the
+    /// leadership). Kafka's leader stays in its pending state then, and so does this one:
+    /// the change's joiners keep counting toward the high watermark until newer metadata
+    /// settles it, and the change is sent again meanwhile.
+    Unsettled,
+}
+
 /// Why an `acks=all` produce is refused before anything is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProduceRefusal {
@@ -117,6 +135,9 @@ pub struct LeaderState {
     /// As the controller committed it.
     isr: BTreeSet<ReplicaId>,
     pending: Option<IsrChange>,
+    /// The pending change's outcome is unknown: the next [`LeaderState::next_isr_change`]
+    /// sends it again.
+    resend_pending: bool,
     followers: BTreeMap<ReplicaId, Follower>,
     log_end: i64,
     durable_end: i64,
@@ -178,6 +199,7 @@ impl LeaderState {
             replicas: assignment.replicas,
             isr,
             pending: None,
+            resend_pending: false,
             followers,
             log_end: log.log_end,
             durable_end: log.durable_end,
@@ -255,6 +277,7 @@ impl LeaderState {
             "the leader left its own ISR"
         );
         self.pending = None;
+        self.resend_pending = false;
         let local = self.local;
         self.followers
             .retain(|id, _| assignment.replicas.contains(id));
@@ -373,7 +396,10 @@ impl LeaderState {
         now_ms: i64,
         eligible: impl Fn(ReplicaId) -> bool,
     ) -> Option<IsrChange> {
-        if self.pending.is_some() {
+        if let Some(pending) = &self.pending {
+            if std::mem::take(&mut self.resend_pending) {
+                return Some(pending.clone());
+            }
             return None;
         }
         let mut new_isr = self.isr.clone();
@@ -413,26 +439,38 @@ impl LeaderState {
         Some(change)
     }
 
-    /// The controller answered the change `answered`. `committed`: the partition state it
-    /// committed (applied as [`LeaderState::update_assignment`] would); `None`: it refused or
-    /// the request failed, and the next [`LeaderState::next_isr_change`] computes afresh. An
-    /// answer to a change no longer in flight (a newer assignment superseded it, and another
-    /// may be in flight now) does not clear the one that is: the high watermark must keep
-    /// counting that one's joiners until its own answer comes.
+    /// The change `answered` came back with `outcome`. Committed: applied as
+    /// [`LeaderState::update_assignment`] would. Not applied: the next
+    /// [`LeaderState::next_isr_change`] computes afresh. Unsettled: it stays in flight, to be
+    /// sent again, until a newer assignment settles it. An answer to a change no longer in
+    /// flight (a newer assignment superseded it, and another may be in flight now) does not
+    /// touch the one that is: the high watermark must keep counting that one's joiners until
+    /// its own answer comes.
     pub fn isr_change_done(
         &mut self,
         answered: &IsrChange,
-        committed: Option<Assignment>,
+        outcome: IsrChangeOutcome,
         now_ms: i64,
     ) {
-        if self.pending.as_ref() == Some(answered) {
-            self.pending = None;
-        }
-        match committed {
-            Some(assignment) => self.update_assignment(assignment, now_ms),
-            // The maximal ISR shrank back to the committed one.
-            None => {
-                self.advance_high_watermark();
+        let in_flight = self.pending.as_ref() == Some(answered);
+        match outcome {
+            IsrChangeOutcome::Committed(assignment) => {
+                if in_flight {
+                    self.pending = None;
+                }
+                self.update_assignment(assignment, now_ms);
+            }
+            IsrChangeOutcome::NotApplied => {
+                if in_flight {
+                    // The maximal ISR shrinks back to the committed one.
+                    self.pending = None;
+                    self.advance_high_watermark();
+                }
+            }
+            IsrChangeOutcome::Unsettled => {
+                if in_flight {
+                    self.resend_pending = true;
+                }
             }
         }
     }
@@ -587,7 +625,7 @@ mod tests {
         );
         leader.isr_change_done(
             &change,
-            Some(assignment(1, &[1, 2, 3], &[1, 2])),
+            IsrChangeOutcome::Committed(assignment(1, &[1, 2, 3], &[1, 2])),
             LAG_MS + 3,
         );
         assert_eq!(leader.high_watermark(), 10);
@@ -633,12 +671,61 @@ mod tests {
         leader.on_append(130);
         leader.on_durable(130);
         assert_eq!(leader.high_watermark(), 120);
-        leader.isr_change_done(&change, None, 5);
+        leader.isr_change_done(&change, IsrChangeOutcome::NotApplied, 5);
         assert_eq!(
             leader.high_watermark(),
             130,
             "refused: back to the committed ISR"
         );
+        Ok(())
+    }
+
+    /// An expansion the controller may have committed (no answer came, or the partition
+    /// moved on, as when a reassignment completes on this very change and elects the
+    /// joiner) keeps its joiner counting: the joiner may lead now, holding only what it had.
+    #[test]
+    fn an_unsettled_expansion_keeps_its_joiner_counting_and_is_sent_again() -> Result<(), FetchError>
+    {
+        let mut leader = LeaderState::new(
+            1,
+            assignment(0, &[1, 2, 3], &[1, 2]),
+            LocalLog {
+                log_end: 10,
+                durable_end: 10,
+                high_watermark: 10,
+                broker_epoch: 10,
+            },
+            config(1),
+            0,
+        );
+        leader.on_follower_fetch(2, 20, 10, 1)?;
+        leader.on_follower_fetch(3, 30, 10, 1)?;
+        let change = leader
+            .next_isr_change(2, |_| true)
+            .ok_or(FetchError::NotAReplica)?;
+        assert_eq!(ids(&change), vec![1, 2, 3]);
+        leader.isr_change_done(&change, IsrChangeOutcome::Unsettled, 3);
+        leader.on_append(15);
+        leader.on_durable(15);
+        leader.on_follower_fetch(2, 20, 15, 4)?;
+        assert_eq!(
+            leader.high_watermark(),
+            10,
+            "replica 3 may be in the ISR, and it has only 10"
+        );
+        assert_eq!(
+            leader.next_isr_change(5, |_| true),
+            Some(change.clone()),
+            "sent again"
+        );
+        assert_eq!(leader.next_isr_change(6, |_| true), None, "once");
+        leader.isr_change_done(
+            &change,
+            IsrChangeOutcome::Committed(assignment(1, &[1, 2, 3], &[1, 2, 3])),
+            7,
+        );
+        leader.on_follower_fetch(3, 30, 15, 8)?;
+        assert_eq!(leader.high_watermark(), 15);
         Ok(())
     }
 
@@ -701,7 +788,7 @@ mod tests {
         let new = leader
             .next_isr_change(4, |_| true)
             .ok_or(FetchError::NotAReplica)?;
-        leader.isr_change_done(&old, None, 5);
+        leader.isr_change_done(&old, IsrChangeOutcome::NotApplied, 5);
         assert_eq!(
             leader.next_isr_change(6, |_| true),
             None,
@@ -715,7 +802,7 @@ mod tests {
             10,
             "the joiner of the change in flight, replica 3, still counts"
         );
-        leader.isr_change_done(&new, None, 8);
+        leader.isr_change_done(&new, IsrChangeOutcome::NotApplied, 8);
         assert_eq!(leader.high_watermark(), 12);
         Ok(())
     }
@@ -821,10 +908,16 @@ mod tests {
     enum Step {
         Append(i64),
         Durable,
-        Fetch { follower: usize, ahead: i64 },
+        Fetch {
+            follower: usize,
+            ahead: i64,
+        },
         Tick(i64),
         Propose,
-        Answer { commit: bool },
+        /// 0: committed; 1: not applied; 2: unsettled (perhaps committed).
+        Answer {
+            outcome: u8,
+        },
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -834,14 +927,15 @@ mod tests {
             (0usize..4, 0i64..20).prop_map(|(follower, ahead)| Step::Fetch { follower, ahead }),
             (0i64..20_000).prop_map(Step::Tick),
             Just(Step::Propose),
-            any::<bool>().prop_map(|commit| Step::Answer { commit }),
+            (0u8..3).prop_map(|outcome| Step::Answer { outcome }),
         ]
     }
 
     proptest! {
         /// Whatever the order of appends, fsyncs, fetches and controller answers: the high
         /// watermark never moves back and never passes the durable end of a replica in the
-        /// maximal ISR, and an acknowledgement is never given for records above it.
+        /// maximal ISR, nor of one a change with an unknown outcome may have added, and an
+        /// acknowledgement is never given for records above it.
         #[test]
         fn the_high_watermark_is_monotone_and_on_every_maximal_isr_member(
             steps in proptest::collection::vec(step(), 1..200)
@@ -858,6 +952,9 @@ mod tests {
             let mut now = 0;
             let mut in_flight: Option<IsrChange> = None;
             let mut partition_epoch = 0;
+            // Replicas that unsettled changes may have put in the ISR, as far as the leader
+            // can know until the controller's next committed state.
+            let mut perhaps_in_isr: BTreeSet<ReplicaId> = BTreeSet::new();
             for step in steps {
                 let before = leader.high_watermark();
                 match step {
@@ -876,20 +973,35 @@ mod tests {
                             in_flight = Some(change);
                         }
                     }
-                    Step::Answer { commit } => {
+                    Step::Answer { outcome } => {
                         if let Some(change) = in_flight.take() {
-                            let committed = commit.then(|| {
-                                partition_epoch += 1;
-                                assignment(partition_epoch, &replicas, &ids(&change))
-                            });
-                            leader.isr_change_done(&change, committed, now);
+                            let outcome = match outcome {
+                                0 => {
+                                    partition_epoch += 1;
+                                    perhaps_in_isr.clear();
+                                    IsrChangeOutcome::Committed(
+                                        assignment(partition_epoch, &replicas, &ids(&change)),
+                                    )
+                                }
+                                1 => {
+                                    // Not applied, and the partition is as the leader knows
+                                    // it: no earlier attempt was applied either.
+                                    perhaps_in_isr.clear();
+                                    IsrChangeOutcome::NotApplied
+                                }
+                                _ => {
+                                    perhaps_in_isr.extend(ids(&change));
+                                    IsrChangeOutcome::Unsettled
+                                }
+                            };
+                            leader.isr_change_done(&change, outcome, now);
                         }
                     }
                 }
                 let high_watermark = leader.high_watermark();
                 prop_assert!(high_watermark >= before, "moved back");
                 prop_assert!(high_watermark <= leader.durable_end);
-                for id in leader.maximal_isr() {
+                for id in leader.maximal_isr().into_iter().chain(perhaps_in_isr.iter().copied()) {
                     if id != 1 {
                         let index = replicas.iter().position(|&r| r == id).unwrap_or(0) - 1;
                         prop_assert!(high_watermark <= ends[index], "above replica {}", id);

@@ -25,8 +25,8 @@ mod leader;
 pub use fetch::{follower_step, FetchAnswer, FetchRefusal, FollowerStep, ReplicaFetch};
 pub use follower::{EpochEnd, Truncation};
 pub use leader::{
-    AckOutcome, Assignment, FetchError, IsrChange, IsrMember, LeaderConfig, LeaderState, LocalLog,
-    ProduceRefusal,
+    AckOutcome, Assignment, FetchError, IsrChange, IsrChangeOutcome, IsrMember, LeaderConfig,
+    LeaderState, LocalLog, ProduceRefusal,
 };
 
 /// A broker's node id, as the controller registered it.

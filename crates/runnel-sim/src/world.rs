@@ -19,12 +19,13 @@ use std::fmt::Write as _;
 
 use runnel_controller::records::Listener;
 use runnel_controller::{
-    local_changes, AlterPartition, BrokerId, BrokerSessions, Controller, ControllerConfig,
-    Heartbeat, MetadataImage, MetadataRecord, NewTopic, PartitionState, Registration, NO_LEADER,
+    alter_partition_not_applied, local_changes, AlterPartition, BrokerId, BrokerSessions,
+    Controller, ControllerConfig, Heartbeat, MetadataImage, MetadataRecord, NewTopic,
+    PartitionState, Registration, NO_LEADER,
 };
 use runnel_replication::{
-    follower_step, AckOutcome, Assignment, EpochEnd, FetchAnswer, FollowerStep, LeaderConfig,
-    LeaderState, LocalLog, ReplicaFetch,
+    follower_step, AckOutcome, Assignment, EpochEnd, FetchAnswer, FollowerStep, IsrChangeOutcome,
+    LeaderConfig, LeaderState, LocalLog, ReplicaFetch,
 };
 use runnel_storage::sim::SplitMix64;
 use uuid::Uuid;
@@ -412,13 +413,29 @@ impl World {
             }
             chosen
         });
-        match self.controller().reassign("sim", 0, target.as_deref()) {
+        let _ = self.reassign_to(target.as_deref());
+    }
+
+    /// An operator moves the partition to `target`, or cancels the move under way (`None`).
+    pub fn reassign_to(&mut self, target: Option<&[BrokerId]>) -> Result<(), String> {
+        match self.controller().reassign("sim", 0, target) {
             Ok(records) => {
                 self.note(format!("operator reassigns to {target:?}"));
                 self.commit(records);
+                Ok(())
             }
-            Err(error) => self.note(format!("reassignment to {target:?} refused: {error}")),
+            Err(error) => {
+                let refused = format!("reassignment to {target:?} refused: {error}");
+                self.note(refused.clone());
+                Err(refused)
+            }
         }
+    }
+
+    /// Every broker that can reach the controller heartbeats and takes the latest metadata,
+    /// and nothing else happens.
+    pub fn tick(&mut self) {
+        self.tick_control_plane(false);
     }
 
     fn produce(&mut self) {
@@ -595,33 +612,40 @@ impl World {
                 .map(|member| (member.id, member.broker_epoch))
                 .collect(),
         };
-        let decided = self.controller().alter_partition(&request);
-        let answer = match decided {
+        let outcome = match self.controller().alter_partition(&request) {
             Ok(records) => {
                 self.commit(records);
-                Self::partition(&self.image, self.topic).cloned()
+                match Self::partition(&self.image, self.topic) {
+                    Some(state)
+                        if state.leader == id && state.leader_epoch == change.leader_epoch =>
+                    {
+                        IsrChangeOutcome::Committed(Assignment {
+                            leader_epoch: state.leader_epoch,
+                            partition_epoch: state.partition_epoch,
+                            replicas: state.replicas.clone(),
+                            isr: state.isr.clone(),
+                        })
+                    }
+                    _ => IsrChangeOutcome::Unsettled,
+                }
             }
             Err(error) => {
                 self.note(format!(
                     "broker {id}'s ISR change {:?} refused: {error}",
                     request.new_isr
                 ));
-                None
+                if alter_partition_not_applied(error.code) {
+                    IsrChangeOutcome::NotApplied
+                } else {
+                    IsrChangeOutcome::Unsettled
+                }
             }
         };
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
         if let Role::Leader { state, .. } = &mut broker.role {
-            let committed = answer
-                .filter(|partition| partition.leader_epoch == state.leader_epoch())
-                .map(|partition| Assignment {
-                    leader_epoch: partition.leader_epoch,
-                    partition_epoch: partition.partition_epoch,
-                    replicas: partition.replicas,
-                    isr: partition.isr,
-                });
-            state.isr_change_done(&change, committed, now);
+            state.isr_change_done(&change, outcome, now);
             broker.high_watermark = state.high_watermark();
         }
     }

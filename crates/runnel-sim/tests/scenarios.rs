@@ -165,3 +165,56 @@ fn kip_966_after_a_total_outage_only_an_eligible_replica_leads() -> Result {
     }
     Ok(())
 }
+
+/// A reassignment completes on the leader's own ISR change: the controller takes the change
+/// that brings the new replica into the ISR, and at once moves the leadership to it, so the
+/// answer names another leader (Kafka's NEW_LEADER_ELECTED). The new replica joined holding
+/// only what was below the high watermark. Until the old leader learns it no longer leads,
+/// it must keep counting the joiner: falling back to the ISR it knew, it would acknowledge a
+/// record that only it and the old follower hold, which the new leader then lacks.
+#[test]
+fn a_reassignment_completed_by_the_leaders_own_isr_change_leaves_it_acknowledging_nothing_new(
+) -> Result {
+    let mut world = World::new(
+        7,
+        WorldConfig {
+            brokers: 3,
+            replication_factor: 2,
+            min_insync_replicas: 1,
+            ..WorldConfig::default()
+        },
+    );
+    world.rounds(3)?;
+    let old_leader = leader(&world);
+    let state = world.partition_state().expect("the partition");
+    let follower = state
+        .replicas
+        .iter()
+        .copied()
+        .find(|&id| id != old_leader)
+        .expect("a follower");
+    let newcomer = (1..=3)
+        .find(|id| !state.replicas.contains(id))
+        .expect("a third broker");
+    world
+        .reassign_to(Some(&[newcomer, follower]))
+        .expect("reassigned");
+    world.tick();
+    // The newcomer catches up with an empty log; then a record is written that only the old
+    // leader and the follower get.
+    world.fetch(newcomer);
+    let value = world.produce_to(old_leader).expect("taken");
+    world.fetch(follower);
+    world.sync_leader(old_leader);
+    world.change_isr(old_leader);
+    assert_eq!(leader(&world), newcomer, "{}", world.trace());
+    world.fetch(follower);
+    world.answer_produces(old_leader);
+    assert!(
+        !acknowledged_values(&world).contains(&value),
+        "acknowledged by the old leader without the new one\n{}",
+        world.trace()
+    );
+    world.rounds(SESSION_ROUNDS)?;
+    Ok(())
+}
