@@ -3,14 +3,16 @@
 //! A [`World`] is a few brokers replicating one partition under one controller, every step
 //! drawn from a seed: produces (some to stale leaders), follower fetches with KIP-320
 //! divergence checks, fsyncs, ISR changes through the controller, heartbeats and fencing,
-//! and the faults: `kill -9`, power cuts, a broker cut off from everyone, metadata that
-//! arrives late. The rules are the product's own state machines (`runnel-controller`,
+//! consumers reading below the high watermark, and the faults: `kill -9`, power cuts, a
+//! broker paused or cut off from everyone, messages lost or overtaken by later ones,
+//! metadata that arrives late. The rules are the product's own state machines (`runnel-controller`,
 //! `runnel-replication`); only the network, disks and clock are simulated, so a seed replays
 //! exactly, and a failing seed is a bug report with its trace.
 //!
 //! The Raft quorum is not simulated here: the controller is one always-available decider
 //! (the quorum's own tests cover its failures).
 
+mod network;
 mod replica_log;
 mod world;
 

@@ -2,8 +2,9 @@
 //! seed. The controller's decisions ([`Controller`]) and each replica's rules
 //! ([`LeaderState`], [`runnel_replication::follower`]) are the real ones; the network, the
 //! disks and the clock are simulated, and so are the faults: `kill -9`, power cuts (which
-//! lose what was not fsynced), isolation of a broker from everyone, and metadata that
-//! reaches brokers late.
+//! lose what was not fsynced), pauses (`kill -STOP`: messages wait for the paused broker,
+//! which acts on its old state when it resumes), isolation of a broker from everyone, lost
+//! and reordered messages, and metadata that reaches brokers late.
 //!
 //! The durability rule is the product's: every replica fsyncs what it appends before it
 //! reports it (a follower's next fetch offset; the leader's `on_durable`), so a power cut
@@ -12,7 +13,10 @@
 //! After each step the world checks, and [`World::run`] fails with the step's trace if:
 //! - a broker leading the partition in the current leader epoch lacks an acknowledged
 //!   record (an in-sync replica took over and lost it);
-//! - two replicas hold different records at an offset below both their high watermarks.
+//! - two replicas hold different records at an offset below both their high watermarks;
+//! - two brokers acknowledge produces in one leader epoch;
+//! - a consumer finds its position past the log end of the leader it reads from (records it
+//!   read are gone), or reads a value at an offset where another was read before.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,12 +28,13 @@ use runnel_controller::{
     PartitionState, Registration, NO_LEADER,
 };
 use runnel_replication::{
-    follower_step, AckOutcome, Assignment, EpochEnd, FetchAnswer, FollowerStep, IsrChangeOutcome,
-    LeaderConfig, LeaderState, LocalLog, ReplicaFetch,
+    check_leader_epoch, follower_step, AckOutcome, Assignment, EpochCheck, EpochEnd, FetchAnswer,
+    FollowerStep, IsrChangeOutcome, LeaderConfig, LeaderState, LocalLog, ReplicaFetch,
 };
 use runnel_storage::sim::SplitMix64;
 use uuid::Uuid;
 
+use crate::network::Network;
 use crate::replica_log::{Entry, ReplicaLog};
 
 /// The shape of one simulated run.
@@ -50,6 +55,15 @@ pub struct WorldConfig {
     pub durable: bool,
     /// Per step, out of 1000: the chance an operator reassigns the partition (or cancels).
     pub reassign_per_mille: u64,
+    /// Per step, out of 1000: the chance a broker is paused (`kill -STOP`); a paused one
+    /// resumes after a seeded while, sometimes past its session and lag timeouts, and acts
+    /// on what it knew before, with the messages sent to it meanwhile.
+    pub pause_per_mille: u64,
+    /// Out of 1000: the chance a message (a produce, a replica fetch or its answer) is lost.
+    pub loss_per_mille: u64,
+    /// Each message takes from 1 ms up to this long, drawn per message, so messages overtake
+    /// each other.
+    pub max_delay_ms: u64,
 }
 
 impl Default for WorldConfig {
@@ -63,6 +77,9 @@ impl Default for WorldConfig {
             isolate_per_mille: 15,
             durable: true,
             reassign_per_mille: 0,
+            pause_per_mille: 10,
+            loss_per_mille: 30,
+            max_delay_ms: 400,
         }
     }
 }
@@ -78,6 +95,10 @@ pub struct Outcome {
     pub leader_changes: usize,
     pub crashes: usize,
     pub truncated_entries: usize,
+    pub pauses: usize,
+    pub messages_lost: usize,
+    /// Records the consumers read (a record read again after a seek counts again).
+    pub consumed: usize,
     /// Page-cache mode only: every replica that could lead safely lost unflushed data, so
     /// the partition stays offline rather than elect one uncleanly (KIP-966).
     pub left_offline: bool,
@@ -116,11 +137,89 @@ enum Role {
     },
 }
 
+/// One end of a connection: a broker in one life (a crash ends its connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Endpoint {
+    id: BrokerId,
+    life: u64,
+}
+
+/// A leader's answer to a replica fetch, with the entries that came with it.
+#[derive(Debug, Clone)]
+struct FetchReply {
+    leader: BrokerId,
+    request: ReplicaFetch,
+    answer: FetchAnswer,
+    records: Vec<Entry>,
+    leader_end: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Message {
+    /// A client's `acks=all` produce of a new value.
+    Produce { to: Endpoint, value: u64 },
+    Fetch {
+        from: Endpoint,
+        to: Endpoint,
+        request: ReplicaFetch,
+    },
+    FetchReply {
+        from: Endpoint,
+        to: Endpoint,
+        reply: FetchReply,
+    },
+}
+
+impl Message {
+    fn recipient(&self) -> BrokerId {
+        match self {
+            Message::Produce { to, .. }
+            | Message::Fetch { to, .. }
+            | Message::FetchReply { to, .. } => to.id,
+        }
+    }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        match self {
+            Message::Produce { to, .. } => vec![*to],
+            Message::Fetch { from, to, .. } | Message::FetchReply { from, to, .. } => {
+                vec![*from, *to]
+            }
+        }
+    }
+
+    /// The follower whose fetch this is part of.
+    fn fetcher(&self) -> Option<BrokerId> {
+        match self {
+            Message::Produce { .. } => None,
+            Message::Fetch { from, .. } => Some(from.id),
+            Message::FetchReply { to, .. } => Some(to.id),
+        }
+    }
+}
+
+/// A consumer reading the partition from the leader its metadata names, below the high
+/// watermark, with the leader epoch it knows (KIP-320).
+#[derive(Debug, Clone, Default)]
+struct Consumer {
+    position: i64,
+    leader: Option<(BrokerId, i32)>,
+    /// The newest leader epoch it has seen: metadata naming an older one is stale, and
+    /// ignored (KIP-320), or a deposed leader could send it back.
+    newest_epoch: i32,
+}
+
 #[derive(Debug, Clone)]
 struct Broker {
     id: BrokerId,
     up: bool,
     isolated: bool,
+    /// Stopped (`kill -STOP`): it does nothing, and messages to it wait.
+    paused: bool,
+    /// Counts its crashes: a connection of an earlier life is gone.
+    life: u64,
+    /// As a follower: a fetch of it is on its way (one at a time, as a replica fetcher).
+    fetching: bool,
     broker_epoch: i64,
     log: ReplicaLog,
     high_watermark: i64,
@@ -137,8 +236,16 @@ struct Broker {
 }
 
 impl Broker {
+    /// Whether it runs and others can talk to it.
     fn reachable(&self) -> bool {
-        self.up && !self.isolated
+        self.up && !self.isolated && !self.paused
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            id: self.id,
+            life: self.life,
+        }
     }
 }
 
@@ -160,6 +267,16 @@ pub struct World {
     outcome: Outcome,
     trace: String,
     step: usize,
+    network: Network<Message>,
+    consumers: Vec<Consumer>,
+    /// What the consumers read: (offset, value).
+    consumed: BTreeMap<i64, u64>,
+    /// Which broker acknowledged produces in each leader epoch.
+    acknowledged_by_epoch: BTreeMap<i32, BrokerId>,
+    /// A safety rule broken while acting, reported by the next check.
+    broken: Option<String>,
+    /// Faults are over: no message is lost any more.
+    healed: bool,
 }
 
 impl World {
@@ -185,6 +302,12 @@ impl World {
             outcome: Outcome::default(),
             trace: String::new(),
             step: 0,
+            network: Network::default(),
+            consumers: vec![Consumer::default(), Consumer::default()],
+            consumed: BTreeMap::new(),
+            acknowledged_by_epoch: BTreeMap::new(),
+            broken: None,
+            healed: false,
         };
         for id in 1..=config.brokers {
             world.brokers.insert(
@@ -193,6 +316,9 @@ impl World {
                     id,
                     up: true,
                     isolated: false,
+                    paused: false,
+                    life: 0,
+                    fetching: false,
                     broker_epoch: -1,
                     log: ReplicaLog::default(),
                     high_watermark: 0,
@@ -438,9 +564,9 @@ impl World {
         self.tick_control_plane(false);
     }
 
+    /// A client sends an `acks=all` produce of a new value: mostly to the leader the
+    /// controller names, sometimes to whoever its stale metadata names.
     fn produce(&mut self) {
-        // Clients mostly send to the leader the controller names, sometimes to whoever
-        // their stale metadata names.
         let target = if self.rng.chance(1, 5) {
             1 + self.rng.below(self.config.brokers as u64) as BrokerId
         } else {
@@ -449,21 +575,36 @@ impl World {
                 None => return,
             }
         };
-        self.produce_to(target);
+        let Some(to) = self.brokers.get(&target).map(Broker::endpoint) else {
+            return;
+        };
+        let value = self.next_value;
+        self.next_value += 1;
+        self.send(Message::Produce { to, value });
     }
 
-    /// An `acks=all` produce of a new value to `target`; the value, if it took it.
+    /// An `acks=all` produce of a new value to `target`, taken at once; the value, if it
+    /// took it.
     pub fn produce_to(&mut self, target: BrokerId) -> Option<u64> {
         let value = self.next_value;
-        let broker = self.brokers.get_mut(&target)?;
+        self.next_value += 1;
+        self.take_produce(target, value).then_some(value)
+    }
+
+    /// Broker `target` takes a produce of `value` if it leads and has enough replicas in sync.
+    fn take_produce(&mut self, target: BrokerId, value: u64) -> bool {
+        let Some(broker) = self.brokers.get_mut(&target) else {
+            return false;
+        };
         if !broker.reachable() {
-            return None;
+            return false;
         }
         let Role::Leader { state, waiting } = &mut broker.role else {
-            return None;
+            return false;
         };
-        state.check_produce().ok()?;
-        self.next_value += 1;
+        if state.check_produce().is_err() {
+            return false;
+        }
         broker.log.append(Entry {
             epoch: state.leader_epoch(),
             value,
@@ -480,14 +621,15 @@ impl World {
             state.leader_epoch()
         );
         self.note(line);
-        Some(value)
+        true
     }
 
+    /// Broker `id` fsyncs its log; as a leader, it counts what is now durable.
     pub fn sync_leader(&mut self, id: BrokerId) {
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
-        if !broker.up {
+        if !broker.up || broker.paused {
             return;
         }
         broker.log.sync();
@@ -497,21 +639,79 @@ impl World {
         }
     }
 
-    /// Follower `id` fetches from the leader it knows.
-    pub fn fetch(&mut self, id: BrokerId) {
-        let Some(follower) = self.brokers.get(&id) else {
+    /// Sends `message` over the simulated network: lost, or delivered after a seeded delay.
+    fn send(&mut self, message: Message) {
+        if !self.healed && self.rng.chance(self.config.loss_per_mille, 1000) {
+            self.outcome.messages_lost += 1;
+            self.fetch_ended(&message);
             return;
-        };
+        }
+        let delay = 1 + self.rng.below(self.config.max_delay_ms) as i64;
+        self.network.send(message, self.now_ms + delay);
+    }
+
+    /// A replica fetch ended without an answer to act on: its follower may fetch again (a
+    /// real fetcher learns it from an error or a timeout).
+    fn fetch_ended(&mut self, message: &Message) {
+        if let Some(broker) = message.fetcher().and_then(|id| self.brokers.get_mut(&id)) {
+            broker.fetching = false;
+        }
+    }
+
+    /// Delivers the messages due: to running brokers, over connections both ends of which
+    /// are still in the life that opened them and not cut off; a paused recipient's wait.
+    fn deliver(&mut self) {
+        let brokers = &self.brokers;
+        let due = self.network.take_due(self.now_ms, |message| {
+            brokers
+                .get(&message.recipient())
+                .is_some_and(|broker| broker.up && broker.paused)
+        });
+        for message in due {
+            let connected = message.endpoints().iter().all(|end| {
+                self.brokers
+                    .get(&end.id)
+                    .is_some_and(|broker| broker.up && !broker.isolated && broker.life == end.life)
+            });
+            if !connected {
+                self.fetch_ended(&message);
+                continue;
+            }
+            match message {
+                Message::Produce { to, value } => {
+                    self.take_produce(to.id, value);
+                }
+                Message::Fetch { from, to, request } => match self.serve_fetch(to.id, &request) {
+                    Some(reply) => self.send(Message::FetchReply {
+                        from: to,
+                        to: from,
+                        reply,
+                    }),
+                    None => self.fetch_ended(&Message::Fetch { from, to, request }),
+                },
+                Message::FetchReply { to, reply, .. } => {
+                    if let Some(broker) = self.brokers.get_mut(&to.id) {
+                        broker.fetching = false;
+                    }
+                    self.take_fetch_reply(to.id, reply);
+                }
+            }
+        }
+    }
+
+    /// Follower `id`'s next fetch, and the leader it goes to, if it follows one it can reach
+    /// and has no fetch out.
+    fn next_fetch(&self, id: BrokerId) -> Option<(BrokerId, ReplicaFetch)> {
+        let follower = self.brokers.get(&id)?;
         let Role::Follower {
             leader,
             leader_epoch,
         } = follower.role
         else {
-            return;
+            return None;
         };
-        let reachable = |broker: Option<&Broker>| broker.is_some_and(Broker::reachable);
-        if !reachable(Some(follower)) || !reachable(self.brokers.get(&leader)) {
-            return;
+        if !follower.reachable() || follower.fetching {
+            return None;
         }
         // KIP-320: the last fetched epoch travels with the fetch.
         let request = ReplicaFetch {
@@ -521,21 +721,53 @@ impl World {
             fetch_offset: follower.log.end(),
             last_fetched_epoch: follower.log.latest_epoch(),
         };
-        let now = self.now_ms;
-        let Some(source) = self.brokers.get_mut(&leader) else {
+        Some((leader, request))
+    }
+
+    /// Follower `id` sends its next fetch over the network.
+    fn send_fetch(&mut self, id: BrokerId) {
+        let Some((leader, request)) = self.next_fetch(id) else {
             return;
         };
-        let Role::Leader { state, .. } = &mut source.role else {
+        let (Some(from), Some(to)) = (
+            self.brokers.get(&id).map(Broker::endpoint),
+            self.brokers.get(&leader).map(Broker::endpoint),
+        ) else {
             return;
+        };
+        if let Some(follower) = self.brokers.get_mut(&id) {
+            follower.fetching = true;
+        }
+        self.send(Message::Fetch { from, to, request });
+    }
+
+    /// Follower `id` fetches from the leader it knows, and acts on the answer, at once.
+    pub fn fetch(&mut self, id: BrokerId) {
+        let Some((leader, request)) = self.next_fetch(id) else {
+            return;
+        };
+        if !self.brokers.get(&leader).is_some_and(Broker::reachable) {
+            return;
+        }
+        if let Some(reply) = self.serve_fetch(leader, &request) {
+            self.take_fetch_reply(id, reply);
+        }
+    }
+
+    /// Broker `leader` answers a replica fetch, if it leads the partition.
+    fn serve_fetch(&mut self, leader: BrokerId, request: &ReplicaFetch) -> Option<FetchReply> {
+        let now = self.now_ms;
+        let source = self.brokers.get_mut(&leader)?;
+        let Role::Leader { state, .. } = &mut source.role else {
+            return None;
         };
         let source_log = &source.log;
         let (answer, _) = state.answer_fetch(
-            &request,
+            request,
             |epoch| EpochEnd::from_log(source_log.end_for_epoch(epoch)),
             now,
         );
         source.high_watermark = state.high_watermark();
-        let leader_end = source.log.end();
         let records: Vec<Entry> = match answer {
             FetchAnswer::Records { .. } => source
                 .log
@@ -547,9 +779,40 @@ impl World {
                 .collect(),
             _ => Vec::new(),
         };
+        Some(FetchReply {
+            leader,
+            request: *request,
+            answer,
+            records,
+            leader_end: source.log.end(),
+        })
+    }
+
+    /// Follower `id` acts on a fetch's answer: only if it still follows that leader in that
+    /// epoch, in the registration that asked, from the offset it asked at (as the broker's
+    /// partition refuses an answer that was on its way when any of those changed).
+    fn take_fetch_reply(&mut self, id: BrokerId, reply: FetchReply) {
         let Some(follower) = self.brokers.get_mut(&id) else {
             return;
         };
+        let FetchReply {
+            leader,
+            request,
+            answer,
+            records,
+            leader_end,
+        } = reply;
+        let current = matches!(
+            follower.role,
+            Role::Follower { leader: following, leader_epoch }
+                if following == leader && leader_epoch == request.current_leader_epoch
+        );
+        if !current
+            || follower.broker_epoch != request.broker_epoch
+            || follower.log.end() != request.fetch_offset
+        {
+            return;
+        }
         let step = follower_step(
             answer,
             |epoch| EpochEnd::from_log(follower.log.end_for_epoch(epoch)),
@@ -612,32 +875,41 @@ impl World {
                 .map(|member| (member.id, member.broker_epoch))
                 .collect(),
         };
-        let outcome = match self.controller().alter_partition(&request) {
-            Ok(records) => {
-                self.commit(records);
-                match Self::partition(&self.image, self.topic) {
-                    Some(state)
-                        if state.leader == id && state.leader_epoch == change.leader_epoch =>
-                    {
-                        IsrChangeOutcome::Committed(Assignment {
-                            leader_epoch: state.leader_epoch,
-                            partition_epoch: state.partition_epoch,
-                            replicas: state.replicas.clone(),
-                            isr: state.isr.clone(),
-                        })
+        // The request or its answer may be lost: then the leader cannot know whether the
+        // controller applied the change.
+        let request_lost = !self.healed && self.rng.chance(self.config.loss_per_mille, 1000);
+        let answer_lost = !self.healed && self.rng.chance(self.config.loss_per_mille, 1000);
+        let outcome = if request_lost {
+            IsrChangeOutcome::Unsettled
+        } else {
+            match self.controller().alter_partition(&request) {
+                Ok(records) => {
+                    self.commit(records);
+                    match Self::partition(&self.image, self.topic) {
+                        _ if answer_lost => IsrChangeOutcome::Unsettled,
+                        Some(state)
+                            if state.leader == id && state.leader_epoch == change.leader_epoch =>
+                        {
+                            IsrChangeOutcome::Committed(Assignment {
+                                leader_epoch: state.leader_epoch,
+                                partition_epoch: state.partition_epoch,
+                                replicas: state.replicas.clone(),
+                                isr: state.isr.clone(),
+                            })
+                        }
+                        _ => IsrChangeOutcome::Unsettled,
                     }
-                    _ => IsrChangeOutcome::Unsettled,
                 }
-            }
-            Err(error) => {
-                self.note(format!(
-                    "broker {id}'s ISR change {:?} refused: {error}",
-                    request.new_isr
-                ));
-                if alter_partition_not_applied(error.code) {
-                    IsrChangeOutcome::NotApplied
-                } else {
-                    IsrChangeOutcome::Unsettled
+                Err(error) => {
+                    self.note(format!(
+                        "broker {id}'s ISR change {:?} refused: {error}",
+                        request.new_isr
+                    ));
+                    if !answer_lost && alter_partition_not_applied(error.code) {
+                        IsrChangeOutcome::NotApplied
+                    } else {
+                        IsrChangeOutcome::Unsettled
+                    }
                 }
             }
         };
@@ -658,7 +930,9 @@ impl World {
         if !broker.reachable() {
             return;
         }
+        let mut leader_epoch = None;
         if let Role::Leader { state, waiting } = &mut broker.role {
+            leader_epoch = Some(state.leader_epoch());
             broker.high_watermark = state.high_watermark();
             waiting.retain(|&(end, value)| match state.ack(end) {
                 AckOutcome::Waiting => true,
@@ -669,12 +943,92 @@ impl World {
                 AckOutcome::NotEnoughReplicasAfterAppend => false,
             });
         }
+        if let (Some(epoch), false) = (leader_epoch, acknowledged.is_empty()) {
+            let first = *self.acknowledged_by_epoch.entry(epoch).or_insert(id);
+            if first != id {
+                self.broken.get_or_insert(format!(
+                    "brokers {first} and {id} both acknowledged produces in leader epoch {epoch}"
+                ));
+            }
+        }
         for (offset, value) in acknowledged {
             self.note(format!(
                 "broker {id} acknowledges value {value} at offset {offset}"
             ));
             self.acknowledged.push((offset, value));
             self.outcome.acknowledged += 1;
+        }
+    }
+
+    /// Consumer `index` reads on from the leader its metadata names, which it takes, when it
+    /// has none or now and then, from a broker's image (perhaps a stale one, ignored if it
+    /// names an older leader epoch than one seen before). It must never
+    /// find its position past the log end of a leader in the epoch it knows (records it read
+    /// were lost), nor an offset holding another value than one read before.
+    fn consume(&mut self, index: usize) {
+        let refresh = self.consumers[index].leader.is_none() || self.rng.chance(1, 10);
+        if refresh {
+            let asked = 1 + self.rng.below(self.config.brokers as u64) as BrokerId;
+            let Some(image) = self
+                .brokers
+                .get(&asked)
+                .filter(|broker| broker.reachable())
+                .map(|broker| &broker.image)
+            else {
+                return;
+            };
+            let consumer = &mut self.consumers[index];
+            if let Some(state) = Self::partition(image, self.topic)
+                .filter(|state| state.leader_epoch >= consumer.newest_epoch)
+            {
+                consumer.newest_epoch = state.leader_epoch;
+                consumer.leader =
+                    (state.leader != NO_LEADER).then_some((state.leader, state.leader_epoch));
+            }
+        }
+        let Some((leader, leader_epoch)) = self.consumers[index].leader else {
+            return;
+        };
+        let Some(broker) = self.brokers.get(&leader).filter(|b| b.reachable()) else {
+            self.consumers[index].leader = None;
+            return;
+        };
+        let Role::Leader { state, .. } = &broker.role else {
+            // NOT_LEADER_OR_FOLLOWER: refresh.
+            self.consumers[index].leader = None;
+            return;
+        };
+        if check_leader_epoch(leader_epoch, state.leader_epoch()) != EpochCheck::Current {
+            self.consumers[index].leader = None;
+            return;
+        }
+        let position = self.consumers[index].position;
+        if position > broker.log.end() {
+            self.broken.get_or_insert(format!(
+                "consumer {index} at offset {position} is past the log end {} of broker {leader}, leading epoch {leader_epoch}: records it read are gone",
+                broker.log.end()
+            ));
+            return;
+        }
+        let until = state
+            .high_watermark()
+            .min(position + FETCH_MAX_ENTRIES as i64);
+        let read: Vec<(i64, u64)> = (position..until)
+            .filter_map(|offset| broker.log.get(offset).map(|entry| (offset, entry.value)))
+            .collect();
+        for &(offset, value) in &read {
+            let first = *self.consumed.entry(offset).or_insert(value);
+            if first != value {
+                self.broken.get_or_insert(format!(
+                    "consumer {index} read value {value} at offset {offset} from broker {leader}, where value {first} was read before"
+                ));
+            }
+        }
+        self.outcome.consumed += read.len();
+        self.consumers[index].position = position + read.len() as i64;
+        // The second consumer sometimes reads everything again (reprocessing).
+        if index == 1 && self.rng.chance(1, 100) {
+            self.consumers[index].position = 0;
         }
     }
 
@@ -697,6 +1051,9 @@ impl World {
         }
         broker.lost_unflushed |= power_cut && !durable;
         broker.up = false;
+        broker.paused = false;
+        broker.fetching = false;
+        broker.life += 1;
         broker.role = Role::None;
         if power_cut {
             broker.log.power_cut();
@@ -836,6 +1193,9 @@ impl World {
     }
 
     pub fn check(&mut self) -> Result<(), String> {
+        if let Some(broken) = self.broken.take() {
+            return Err(broken);
+        }
         let Some(state) = Self::partition(&self.image, self.topic).cloned() else {
             return Ok(());
         };
@@ -903,9 +1263,12 @@ impl World {
                     }
                     let line = format!("broker {id} isolation toggled");
                     self.note(line);
+                } else {
+                    self.pause_or_resume(id);
                 }
             }
         }
+        self.deliver();
         for &id in &ids {
             let down = self.brokers.get(&id).is_some_and(|broker| !broker.up);
             if down && self.rng.chance(1, 10) {
@@ -919,9 +1282,14 @@ impl World {
         for _ in 0..1 + self.rng.below(3) {
             self.produce();
         }
+        for index in 0..self.consumers.len() {
+            if self.rng.chance(1, 2) {
+                self.consume(index);
+            }
+        }
         for &id in &ids {
             if self.rng.chance(3, 4) {
-                self.fetch(id);
+                self.send_fetch(id);
             }
             if self.rng.chance(1, 2) {
                 self.sync_leader(id);
@@ -938,6 +1306,33 @@ impl World {
         }
     }
 
+    /// A running broker is paused now and then; a paused one resumes after 15 steps on
+    /// average (about 1.6 s, often past the session and lag timeouts).
+    fn pause_or_resume(&mut self, id: BrokerId) {
+        let Some(broker) = self.brokers.get(&id).filter(|broker| broker.up) else {
+            return;
+        };
+        let toggle = if broker.paused {
+            self.rng.chance(1, 15)
+        } else {
+            self.rng.chance(self.config.pause_per_mille, 1000)
+        };
+        if !toggle {
+            return;
+        }
+        let paused = !broker.paused;
+        if let Some(broker) = self.brokers.get_mut(&id) {
+            broker.paused = paused;
+        }
+        if paused {
+            self.outcome.pauses += 1;
+        }
+        self.note(format!(
+            "broker {id} {}",
+            if paused { "is paused" } else { "resumes" }
+        ));
+    }
+
     /// Runs the faulty steps, then heals everything and runs quiet steps until the cluster
     /// settles, checking the safety rules after every step and at the end that every
     /// acknowledged record is readable below the settled leader's high watermark.
@@ -950,32 +1345,61 @@ impl World {
         for id in ids {
             if let Some(broker) = self.brokers.get_mut(&id) {
                 broker.isolated = false;
+                broker.paused = false;
             }
             self.restart(id);
         }
-        for _ in 0..self.config.steps {
+        self.healed = true;
+        // Quiet steps, then more until the cluster settles: a leader that serves every
+        // acknowledged record below its high watermark (a move completed late needs them).
+        let mut quiet = 0;
+        loop {
             self.step(false);
             self.check().map_err(|what| self.violation(what))?;
-        }
-        let Some(leader) = self.leader() else {
-            if !self.config.durable {
-                self.outcome.left_offline = true;
-                return Ok(self.outcome);
+            quiet += 1;
+            if quiet < self.config.steps {
+                continue;
             }
-            // Durable replicas never lose what they reported: one of them must lead again.
-            return Err(self.violation("no leader after the cluster healed".into()));
+            let unsettled = match self.unsettled() {
+                Ok(()) => break,
+                Err(what) => what,
+            };
+            if quiet >= 3 * self.config.steps {
+                if self.leader().is_none() && !self.config.durable {
+                    self.outcome.left_offline = true;
+                    return Ok(self.outcome);
+                }
+                return Err(self.violation(unsettled));
+            }
+        }
+        Ok(self.outcome)
+    }
+
+    /// Whether the healed cluster has settled: a leader (durable replicas never lose what
+    /// they reported, so one of them must lead again) serving every acknowledged record
+    /// below its high watermark, and holding every record a consumer read.
+    fn unsettled(&self) -> Result<(), String> {
+        let Some(leader) = self.leader() else {
+            return Err("no leader after the cluster healed".into());
         };
         let broker = &self.brokers[&leader];
         for &(offset, value) in &self.acknowledged {
             let readable = offset < broker.high_watermark
                 && broker.log.get(offset).map(|entry| entry.value) == Some(value);
             if !readable {
-                return Err(self.violation(format!(
+                return Err(format!(
                     "acknowledged value {value} at offset {offset} is not readable from leader {leader} (high watermark {})",
                     broker.high_watermark
-                )));
+                ));
             }
         }
-        Ok(self.outcome)
+        for (&offset, &value) in &self.consumed {
+            if broker.log.get(offset).map(|entry| entry.value) != Some(value) {
+                return Err(format!(
+                    "value {value} a consumer read at offset {offset} is not in leader {leader}'s log"
+                ));
+            }
+        }
+        Ok(())
     }
 }
