@@ -5,17 +5,12 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, ResponseHeader,
-};
-use kafka_protocol::protocol::{Encodable, HeaderVersion};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use runnel_client::{Admin, ClientConfig, ClientError, Cluster, Connection, NewTopic};
+use support::fake::{answer, answer_api_versions, fake_broker, read_request};
 use support::BrokerProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn a_hundred_concurrent_requests_on_one_connection_are_all_answered() {
@@ -50,74 +45,8 @@ async fn versions_are_negotiated_on_connect() {
     assert_eq!(connection.version_for(ApiKey::SaslHandshake), None);
 }
 
-/// One frame's correlation id and API key, read from its request header.
-async fn read_request(stream: &mut TcpStream) -> Option<(i16, i32)> {
-    let size = stream.read_i32().await.ok()?;
-    let mut body = vec![0u8; usize::try_from(size).ok()?];
-    stream.read_exact(&mut body).await.ok()?;
-    let mut body = &body[..];
-    let api_key = body.get_i16();
-    let _version = body.get_i16();
-    Some((api_key, body.get_i32()))
-}
-
-async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).await.expect("write");
-}
-
-/// An ApiVersions answer in v0 layout: first UNSUPPORTED_VERSION (so the client falls back to
-/// v0), then the versions served.
-async fn answer_api_versions(stream: &mut TcpStream) {
-    for error in [ResponseError::UnsupportedVersion.code(), 0] {
-        let (api_key, correlation_id) = read_request(stream).await.expect("ApiVersions");
-        assert_eq!(api_key, ApiKey::ApiVersions as i16);
-        let range = |key: ApiKey, max: i16| {
-            ApiVersion::default()
-                .with_api_key(key as i16)
-                .with_min_version(0)
-                .with_max_version(max)
-        };
-        let response = ApiVersionsResponse::default()
-            .with_error_code(error)
-            .with_api_keys(vec![
-                range(ApiKey::ApiVersions, 0),
-                range(ApiKey::Metadata, 9),
-            ]);
-        let mut body = BytesMut::new();
-        body.put_i32(correlation_id);
-        response.encode(&mut body, 0).expect("encode");
-        write_frame(stream, &body).await;
-    }
-}
-
-fn metadata_answer(correlation_id: i32, version: i16) -> BytesMut {
-    let mut body = BytesMut::new();
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut body, MetadataResponse::header_version(version))
-        .expect("header");
-    MetadataResponse::default()
-        .encode(&mut body, version)
-        .expect("body");
-    body
-}
-
-/// A fake broker on a fresh port running `script` on its one connection.
-async fn fake_broker<F, Fut>(script: F) -> String
-where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        script(stream).await;
-    });
-    address
-}
+/// What the fake brokers here serve.
+const SERVED: &[(ApiKey, i16)] = &[(ApiKey::ApiVersions, 0), (ApiKey::Metadata, 9)];
 
 fn quick_config(address: &str) -> ClientConfig {
     let mut config = ClientConfig::new(address);
@@ -129,7 +58,7 @@ fn quick_config(address: &str) -> ClientConfig {
 #[tokio::test]
 async fn api_versions_falls_back_to_v0_and_caps_each_api_at_the_broker() {
     let address = fake_broker(|mut stream| async move {
-        answer_api_versions(&mut stream).await;
+        answer_api_versions(&mut stream, SERVED).await;
         // Hold the connection open until the client is done.
         let _ = read_request(&mut stream).await;
     })
@@ -145,12 +74,18 @@ async fn api_versions_falls_back_to_v0_and_caps_each_api_at_the_broker() {
 #[tokio::test]
 async fn a_request_timeout_fails_that_request_alone_and_its_late_answer_is_dropped() {
     let address = fake_broker(|mut stream| async move {
-        answer_api_versions(&mut stream).await;
-        let (_, first) = read_request(&mut stream).await.expect("first");
-        let (_, second) = read_request(&mut stream).await.expect("second");
+        answer_api_versions(&mut stream, SERVED).await;
+        let first = read_request(&mut stream)
+            .await
+            .expect("first")
+            .correlation_id;
+        let second = read_request(&mut stream)
+            .await
+            .expect("second")
+            .correlation_id;
         // The first answer comes after its request timed out; the client must drop it.
-        write_frame(&mut stream, &metadata_answer(first, 9)).await;
-        write_frame(&mut stream, &metadata_answer(second, 9)).await;
+        answer(&mut stream, first, 9, &MetadataResponse::default()).await;
+        answer(&mut stream, second, 9, &MetadataResponse::default()).await;
         let _ = read_request(&mut stream).await;
     })
     .await;
@@ -195,7 +130,7 @@ async fn a_silent_listener_times_out_the_connect() {
 #[tokio::test]
 async fn an_oversized_response_is_a_protocol_error_and_closes_the_connection() {
     let address = fake_broker(|mut stream| async move {
-        answer_api_versions(&mut stream).await;
+        answer_api_versions(&mut stream, SERVED).await;
         let _ = read_request(&mut stream).await.expect("request");
         // Claims 200 MiB; the client must not allocate it.
         stream.write_i32(200 * 1024 * 1024).await.expect("write");
@@ -224,9 +159,18 @@ async fn an_oversized_response_is_a_protocol_error_and_closes_the_connection() {
 #[tokio::test]
 async fn an_answer_to_nothing_asked_closes_the_connection() {
     let address = fake_broker(|mut stream| async move {
-        answer_api_versions(&mut stream).await;
-        let (_, correlation_id) = read_request(&mut stream).await.expect("request");
-        write_frame(&mut stream, &metadata_answer(correlation_id + 1000, 9)).await;
+        answer_api_versions(&mut stream, SERVED).await;
+        let correlation_id = read_request(&mut stream)
+            .await
+            .expect("request")
+            .correlation_id;
+        answer(
+            &mut stream,
+            correlation_id + 1000,
+            9,
+            &MetadataResponse::default(),
+        )
+        .await;
         let _ = read_request(&mut stream).await;
     })
     .await;
@@ -246,7 +190,7 @@ async fn an_answer_to_nothing_asked_closes_the_connection() {
 #[tokio::test]
 async fn a_broker_closing_the_socket_fails_requests_in_flight_with_io() {
     let address = fake_broker(|mut stream| async move {
-        answer_api_versions(&mut stream).await;
+        answer_api_versions(&mut stream, SERVED).await;
         let _ = read_request(&mut stream).await.expect("request");
         drop(stream);
     })

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub, unused_imports)] // shared by test files; each uses a different part
 
+pub mod fake;
+
 use std::time::Duration;
 
 use runnel_client::ClientConfig;
