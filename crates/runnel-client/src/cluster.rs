@@ -199,6 +199,55 @@ struct MetadataCache {
     stale: HashMap<String, Arc<TopicMetadata>>,
     cluster_id: Option<String>,
     controller_id: Option<i32>,
+    /// The newest leader epoch seen for each partition, with its topic's id: metadata naming
+    /// an older one comes from a broker that has not caught up (KIP-320).
+    newest_epochs: HashMap<(String, i32), (uuid::Uuid, i32)>,
+}
+
+impl MetadataCache {
+    /// The topic's metadata as last known, fresh or invalidated since.
+    fn last_known(&self, name: &str) -> Option<&Arc<TopicMetadata>> {
+        self.topics
+            .get(name)
+            .map(|(topic, _)| topic)
+            .or_else(|| self.stale.get(name))
+    }
+
+    /// Takes `topic` as a broker reported it, except for partitions whose leader epoch is
+    /// older than one seen before: as the Java client does (KIP-320), those keep what was
+    /// known, or, if that is gone, are left without a leader until fresher metadata comes,
+    /// so that no request goes to a leader that has been replaced.
+    fn keep_newest_epochs(&mut self, topic: &mut TopicMetadata) {
+        let known = self
+            .last_known(&topic.name)
+            .filter(|known| known.id == topic.id)
+            .cloned();
+        for partition in &mut topic.partitions {
+            if partition.leader_epoch < 0 {
+                continue;
+            }
+            let key = (topic.name.clone(), partition.partition);
+            match self.newest_epochs.get(&key) {
+                Some(&(id, newest)) if id == topic.id && partition.leader_epoch < newest => {
+                    let kept = known
+                        .as_ref()
+                        .and_then(|known| known.partition(partition.partition))
+                        .filter(|kept| kept.leader_epoch == newest);
+                    match kept {
+                        Some(kept) => *partition = kept.clone(),
+                        None => {
+                            partition.leader = -1;
+                            partition.error = Some(ResponseError::LeaderNotAvailable);
+                        }
+                    }
+                }
+                _ => {
+                    self.newest_epochs
+                        .insert(key, (topic.id, partition.leader_epoch));
+                }
+            }
+        }
+    }
 }
 
 /// What a connection is for. Group coordination gets its own connection to a broker, as in
@@ -331,7 +380,7 @@ impl Cluster {
                 (info.node_id, info)
             })
             .collect();
-        let topics: Vec<TopicMetadata> = response
+        let mut topics: Vec<TopicMetadata> = response
             .topics
             .into_iter()
             .filter_map(|topic| {
@@ -375,6 +424,11 @@ impl Cluster {
             cache.cluster_id = response.cluster_id.map(|id| id.to_string());
         }
         cache.controller_id = (response.controller_id.0 >= 0).then_some(response.controller_id.0);
+        for topic in &mut topics {
+            if topic.error.is_none() {
+                cache.keep_newest_epochs(topic);
+            }
+        }
         if all_topics {
             cache.topics.clear();
             cache.stale.clear();
@@ -775,6 +829,70 @@ mod tests {
             .collect();
         assert_eq!(waits, [0, 50, 100, 200, 400, 800, 1000, 1000]);
         assert_eq!(reconnect_backoff(base, max, u32::MAX), max);
+    }
+
+    fn topic(id: u128, leaders: &[(i32, i32)]) -> TopicMetadata {
+        TopicMetadata {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(id),
+            is_internal: false,
+            partitions: leaders
+                .iter()
+                .enumerate()
+                .map(|(index, &(leader, leader_epoch))| PartitionMetadata {
+                    partition: index as i32,
+                    leader,
+                    leader_epoch,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                    error: None,
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    fn absorb(cache: &mut MetadataCache, mut reported: TopicMetadata) -> TopicMetadata {
+        cache.keep_newest_epochs(&mut reported);
+        cache.topics.insert(
+            reported.name.clone(),
+            (Arc::new(reported.clone()), Instant::now()),
+        );
+        reported
+    }
+
+    /// KIP-320: a broker behind the controller reports a leader that has been replaced; the
+    /// client keeps the newer leader it knew, and never goes back to the older one.
+    #[test]
+    fn metadata_naming_an_older_leader_epoch_is_not_taken() {
+        let mut cache = MetadataCache::default();
+        absorb(&mut cache, topic(1, &[(1, 4), (2, 7)]));
+        let taken = absorb(&mut cache, topic(1, &[(3, 5), (1, 6)]));
+        assert_eq!(taken.partitions[0].leader, 3, "a newer epoch is taken");
+        assert_eq!(
+            (taken.partitions[1].leader, taken.partitions[1].leader_epoch),
+            (2, 7),
+            "an older one keeps what was known"
+        );
+        // Known metadata gone (all topics refreshed): no leader rather than the old one.
+        cache.topics.clear();
+        let taken = absorb(&mut cache, topic(1, &[(3, 5), (1, 6)]));
+        assert_eq!(taken.partitions[1].leader, -1);
+        assert_eq!(
+            taken.partitions[1].error,
+            Some(ResponseError::LeaderNotAvailable)
+        );
+        let taken = absorb(&mut cache, topic(1, &[(3, 5), (2, 7)]));
+        assert_eq!(
+            taken.partitions[1].leader, 2,
+            "the epoch seen is taken again"
+        );
+        // The topic was deleted and made again under its name: its epochs start over.
+        let taken = absorb(&mut cache, topic(2, &[(1, 0), (1, 0)]));
+        assert_eq!(taken.partitions[1].leader, 1);
+        // Brokers before Metadata v7 report no epoch: taken as they come.
+        let taken = absorb(&mut cache, topic(2, &[(2, -1), (2, -1)]));
+        assert_eq!(taken.partitions[0].leader, 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The consumer against the real broker binary: manual assignment, seeks, pause, classic
-//! groups (eager and cooperative), commits, and the errors a user meets.
+//! groups (eager and cooperative), commits, and the errors a user meets; and against a fake
+//! broker, what its fetches say.
 
 mod support;
 
@@ -11,7 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    produce_request, ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataResponse,
+    ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use runnel_client::consumer::assignor::{Assignor, CooperativeStickyAssignor};
 use runnel_client::{
@@ -20,6 +27,7 @@ use runnel_client::{
 };
 use runnel_record::BatchBuilder;
 use runnel_testkit::{free_port_run, DevCluster};
+use support::fake::{answer, answer_api_versions, read_request};
 use support::BrokerProcess;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1044,4 +1052,77 @@ async fn a_record_comes_back_while_other_leaders_hold_their_fetches() {
         waited < Duration::from_secs(5),
         "the record came back after {waited:?}, held by the other leaders' fetches"
     );
+}
+
+/// KIP-320: a fetch names the leader epoch the metadata it was routed by gave, so that a
+/// leader that has been replaced without knowing it yet refuses it (FENCED_LEADER_EPOCH or
+/// UNKNOWN_LEADER_EPOCH) instead of serving from a log that may have diverged. The fake
+/// broker reports epoch 7 and looks at what comes.
+#[tokio::test]
+async fn a_fetch_names_the_leader_epoch_the_metadata_gave() {
+    const SERVED: &[(ApiKey, i16)] = &[
+        (ApiKey::ApiVersions, 0),
+        (ApiKey::Metadata, 9),
+        (ApiKey::Fetch, 12),
+        (ApiKey::ListOffsets, 7),
+    ];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (epochs, mut epochs_seen) = tokio::sync::mpsc::unbounded_channel();
+    let fake = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let epochs = epochs.clone();
+            tokio::spawn(async move {
+                answer_api_versions(&mut stream, SERVED).await;
+                while let Some(request) = read_request(&mut stream).await {
+                    let (id, version) = (request.correlation_id, request.version);
+                    if request.api_key == ApiKey::Metadata as i16 {
+                        let partition = MetadataResponsePartition::default()
+                            .with_partition_index(0)
+                            .with_leader_id(BrokerId(0))
+                            .with_leader_epoch(7)
+                            .with_replica_nodes(vec![BrokerId(0)])
+                            .with_isr_nodes(vec![BrokerId(0)]);
+                        let response = MetadataResponse::default()
+                            .with_brokers(vec![MetadataResponseBroker::default()
+                                .with_node_id(BrokerId(0))
+                                .with_host(StrBytes::from_static_str("127.0.0.1"))
+                                .with_port(i32::from(port))])
+                            .with_topics(vec![MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                                .with_partitions(vec![partition])]);
+                        answer(&mut stream, id, version, &response).await;
+                    } else if request.api_key == ApiKey::Fetch as i16 {
+                        let fetch: FetchRequest = request.decode();
+                        for topic in &fetch.topics {
+                            for partition in &topic.partitions {
+                                let _ = epochs.send(partition.current_leader_epoch);
+                            }
+                        }
+                        answer(&mut stream, id, version, &FetchResponse::default()).await;
+                    } else {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut config = ConsumerConfig::new(format!("127.0.0.1:{port}"));
+    config.fetch_max_wait = Duration::from_millis(10);
+    let consumer = Consumer::connect(config).await.expect("connect");
+    consumer.assign(vec![tp("t", 0)]).await.expect("assign");
+    consumer.seek(&tp("t", 0), 0).await.expect("seek");
+    let _ = consumer.poll(Duration::from_millis(200)).await;
+    let epoch = tokio::time::timeout(WAIT, epochs_seen.recv())
+        .await
+        .expect("a fetch came")
+        .expect("the fake runs");
+    assert_eq!(epoch, 7);
+    let _ = consumer.close().await;
+    fake.abort();
 }
