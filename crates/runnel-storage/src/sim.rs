@@ -339,7 +339,14 @@ impl SimFileSystem {
             }
         }
         let mut files = HashMap::with_capacity(state.files.len());
-        for (&id, file) in &state.files {
+        // In id order: the seed must decide the same fate for the same files on every run,
+        // and a HashMap's order differs from one process to the next.
+        let mut ids: Vec<NodeId> = state.files.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(file) = state.files.get(&id) else {
+                continue;
+            };
             let mut data = file.durable.clone();
             for op in &file.pending {
                 if !rng.chance(1, 2) {
