@@ -1180,9 +1180,11 @@ impl PartitionLog {
             self.log_start_offset = offset;
             self.recovery_point = offset;
         } else {
+            let mut deleted = false;
             while self.segments.len() > 1 && self.active().base_offset >= offset {
                 if let Some(segment) = self.segments.pop() {
                     segment.delete_files(&*self.fs)?;
+                    deleted = true;
                 }
             }
             let index_interval_bytes = u64::from(self.config.index_interval_bytes);
@@ -1191,6 +1193,16 @@ impl PartitionLog {
             // Active again: it will be written, so its file stays open.
             self.segments[last].pin();
             self.segments[last].truncate_to(offset, recovery_point, index_interval_bytes)?;
+            // Durable before anything takes the place of what was cut: after a power cut, a
+            // follower must not find the divergent records it cut (or a deleted segment
+            // holding them) again, below the high watermark it since learnt.
+            self.segments[last]
+                .log_file()?
+                .sync_data()
+                .context(|| format!("fsync of truncated partition {}", self.dir.display()))?;
+            if deleted {
+                checkpoint::sync_dir(&*self.fs, &self.dir)?;
+            }
             self.recovery_point = self.recovery_point.min(self.log_end_offset());
         }
         let log_end_offset = self.log_end_offset();

@@ -1249,6 +1249,8 @@ enum Step {
     Flush,
     Checkpoint,
     Retention,
+    /// A follower's truncation, this many records back from the log end.
+    Truncate { back: i64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1257,6 +1259,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Flush),
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Retention),
+        1 => (1i64..40).prop_map(|back| Step::Truncate { back }),
     ]
 }
 
@@ -1265,7 +1268,9 @@ proptest! {
 
     /// A power cut at any moment keeps every record below the recovery point (everything a
     /// flush covered), and recovery always yields a log that reads back whole: whatever subset
-    /// of unsynced writes survived, torn or not.
+    /// of unsynced writes survived, torn or not. A truncation is for good: what it cut never
+    /// comes back (a follower that cut its divergent records and copied its leader's must
+    /// not find the old ones again after a power cut).
     #[test]
     fn power_loss_keeps_everything_flushed(
         steps in proptest::collection::vec(step(), 1..60),
@@ -1283,10 +1288,13 @@ proptest! {
         // Producers 1 and 2 write every third batch each: (producer, last offset, last sequence).
         let mut producer_batches: Vec<(i64, i64, i32)> = Vec::new();
         let mut next_sequence = [0i32; 3];
+        // After a truncation only non-idempotent batches are written: the producers' next
+        // sequences would no longer follow on.
+        let mut truncated = false;
         for (index, step) in steps.iter().enumerate() {
             match step {
                 Step::Append { records } => {
-                    let producer = (index % 3) as i64;
+                    let producer = if truncated { 0 } else { (index % 3) as i64 };
                     let mut bytes = if producer == 0 {
                         batch(NOW + index as i64, *records)
                     } else {
@@ -1307,6 +1315,16 @@ proptest! {
                 Step::Retention => {
                     log.enforce_retention(NOW).unwrap();
                 }
+                Step::Truncate { back } => {
+                    let offset = (log.log_end_offset() - back).max(log.log_start_offset());
+                    log.truncate_to(offset, NOW).unwrap();
+                    truncated = true;
+                    // A cut inside a batch takes the whole batch.
+                    let end = log.log_end_offset();
+                    prop_assert!(end <= offset);
+                    written.retain(|record| record.offset < end);
+                    producer_batches.retain(|&(_, last_offset, _)| last_offset < end);
+                }
             }
         }
         let durable_end = log.recovery_point();
@@ -1324,11 +1342,11 @@ proptest! {
             let found = records.iter().find(|r| r.offset == expected.offset);
             prop_assert_eq!(found, Some(expected), "flushed record lost or changed");
         }
-        // Whatever survived past the recovery point is what was written, never garbage.
+        // Whatever survived past the recovery point is what was written, never garbage, and
+        // never what a truncation cut.
         for record in &records {
-            if let Some(original) = written.iter().find(|r| r.offset == record.offset) {
-                prop_assert_eq!(record, original);
-            }
+            let original = written.iter().find(|r| r.offset == record.offset);
+            prop_assert_eq!(Some(record), original);
         }
         // Producer state is what the surviving log says, including batches retention deleted:
         // nothing lost is remembered, nothing kept is forgotten.
