@@ -6,8 +6,9 @@
 //! consumers reading below the high watermark, and the faults: `kill -9`, power cuts, a
 //! broker paused or cut off from everyone, messages lost or overtaken by later ones,
 //! metadata that arrives late. The rules are the product's own state machines (`runnel-controller`,
-//! `runnel-replication`); only the network, disks and clock are simulated, so a seed replays
-//! exactly, and a failing seed is a bug report with its trace.
+//! `runnel-replication`) and each replica's log is the product's own (`runnel-storage`); only
+//! the network, disks and clock are simulated, so a seed replays exactly, and a failing seed
+//! is a bug report with its trace.
 //!
 //! The Raft quorum is not simulated here: the controller is one always-available decider
 //! (the quorum's own tests cover its failures).

@@ -35,7 +35,7 @@ use runnel_storage::sim::SplitMix64;
 use uuid::Uuid;
 
 use crate::network::Network;
-use crate::replica_log::{Entry, ReplicaLog};
+use crate::replica_log::ReplicaLog;
 
 /// The shape of one simulated run.
 #[derive(Debug, Clone, Copy)]
@@ -150,7 +150,8 @@ struct FetchReply {
     leader: BrokerId,
     request: ReplicaFetch,
     answer: FetchAnswer,
-    records: Vec<Entry>,
+    /// Whole batches, as the leader's log returned them.
+    records: Vec<u8>,
     leader_end: i64,
 }
 
@@ -209,7 +210,7 @@ struct Consumer {
     newest_epoch: i32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Broker {
     id: BrokerId,
     up: bool,
@@ -593,6 +594,7 @@ impl World {
 
     /// Broker `target` takes a produce of `value` if it leads and has enough replicas in sync.
     fn take_produce(&mut self, target: BrokerId, value: u64) -> bool {
+        let now = self.now_ms;
         let Some(broker) = self.brokers.get_mut(&target) else {
             return false;
         };
@@ -605,10 +607,7 @@ impl World {
         if state.check_produce().is_err() {
             return false;
         }
-        broker.log.append(Entry {
-            epoch: state.leader_epoch(),
-            value,
-        });
+        broker.log.append(value, state.leader_epoch(), now);
         state.on_append(broker.log.end());
         if !self.config.durable {
             // Page-cache mode: what is written counts.
@@ -768,15 +767,8 @@ impl World {
             now,
         );
         source.high_watermark = state.high_watermark();
-        let records: Vec<Entry> = match answer {
-            FetchAnswer::Records { .. } => source
-                .log
-                .entries()
-                .iter()
-                .skip(usize::try_from(request.fetch_offset).unwrap_or(0))
-                .take(FETCH_MAX_ENTRIES)
-                .copied()
-                .collect(),
+        let records = match answer {
+            FetchAnswer::Records { .. } => source.log.read_for_follower(request.fetch_offset),
             _ => Vec::new(),
         };
         Some(FetchReply {
@@ -792,6 +784,7 @@ impl World {
     /// epoch, in the registration that asked, from the offset it asked at (as the broker's
     /// partition refuses an answer that was on its way when any of those changed).
     fn take_fetch_reply(&mut self, id: BrokerId, reply: FetchReply) {
+        let now = self.now_ms;
         let Some(follower) = self.brokers.get_mut(&id) else {
             return;
         };
@@ -821,9 +814,7 @@ impl World {
         );
         let cut_to = match step {
             FollowerStep::Append { high_watermark } => {
-                for entry in records {
-                    follower.log.append(entry);
-                }
+                follower.log.append_replicated(&records, now);
                 // Fsynced before the next fetch reports it, unless in page-cache mode.
                 if self.config.durable {
                     follower.log.sync();
@@ -837,11 +828,12 @@ impl World {
         };
         if let Some(offset) = cut_to {
             let removed = (follower.log.end() - offset).max(0) as usize;
-            follower.log.truncate(offset);
+            follower.log.truncate(offset, now);
             follower.high_watermark = follower.high_watermark.min(offset);
             self.outcome.truncated_entries += removed;
+            let kept = follower.log.describe();
             self.note(format!(
-                "broker {id} diverges from {leader} ({step:?} after {answer:?}): truncated to {offset}"
+                "broker {id} diverges from {leader} ({step:?} after {answer:?}): truncated to {offset}: {kept}"
             ));
         }
     }
@@ -1043,6 +1035,7 @@ impl World {
             }
         }
         let durable = self.config.durable;
+        let disk_seed = self.rng.next_u64();
         let Some(broker) = self.brokers.get_mut(&id) else {
             return;
         };
@@ -1055,11 +1048,12 @@ impl World {
         broker.fetching = false;
         broker.life += 1;
         broker.role = Role::None;
+        // The log is opened again from what the disk kept, as the broker will when it
+        // restarts: fsynced first, where replicas count only what they fsynced.
         if power_cut {
-            broker.log.power_cut();
+            broker.log.power_cut(disk_seed, durable);
         } else {
-            // kill -9: the page cache keeps what was written.
-            broker.log.sync();
+            broker.log.killed(durable);
         }
         broker.high_watermark = broker.checkpointed_high_watermark.min(broker.log.end());
         broker.broker_epoch = -1;
@@ -1068,7 +1062,10 @@ impl World {
         } else {
             "is killed"
         };
-        let line = format!("broker {id} {how} (log end {})", broker.log.end());
+        let line = format!(
+            "broker {id} {how}: its disk keeps {}",
+            broker.log.describe()
+        );
         self.outcome.crashes += 1;
         self.note(line);
     }

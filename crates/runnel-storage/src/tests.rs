@@ -1245,12 +1245,16 @@ fn markers_end_transactions_and_aborts_survive_reopening() -> TestResult {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Append { records: usize },
+    Append {
+        records: usize,
+    },
     Flush,
     Checkpoint,
     Retention,
     /// A follower's truncation, this many records back from the log end.
-    Truncate { back: i64 },
+    Truncate {
+        back: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
