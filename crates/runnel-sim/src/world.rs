@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 
 use runnel_controller::records::Listener;
 use runnel_controller::{
@@ -99,6 +100,8 @@ pub struct Outcome {
     pub messages_lost: usize,
     /// Records the consumers read (a record read again after a seek counts again).
     pub consumed: usize,
+    /// A hash of the whole trace: two runs of one seed must agree on it.
+    pub trace_digest: u64,
     /// Page-cache mode only: every replica that could lead safely lost unflushed data, so
     /// the partition stays offline rather than elect one uncleanly (KIP-966).
     pub left_offline: bool,
@@ -189,12 +192,17 @@ impl Message {
         }
     }
 
-    /// The follower whose fetch this is part of.
-    fn fetcher(&self) -> Option<BrokerId> {
+    /// The follower whose fetch this is part of, and the leader and leader epoch the fetch
+    /// went to.
+    fn fetch_of(&self) -> Option<(BrokerId, (BrokerId, i32))> {
         match self {
             Message::Produce { .. } => None,
-            Message::Fetch { from, .. } => Some(from.id),
-            Message::FetchReply { to, .. } => Some(to.id),
+            Message::Fetch { from, to, request } => {
+                Some((from.id, (to.id, request.current_leader_epoch)))
+            }
+            Message::FetchReply { to, from, reply } => {
+                Some((to.id, (from.id, reply.request.current_leader_epoch)))
+            }
         }
     }
 }
@@ -219,8 +227,9 @@ struct Broker {
     paused: bool,
     /// Counts its crashes: a connection of an earlier life is gone.
     life: u64,
-    /// As a follower: a fetch of it is on its way (one at a time, as a replica fetcher).
-    fetching: bool,
+    /// As a follower: the leader and leader epoch its fetch on its way went to (one at a
+    /// time per leader, as a replica fetcher; one to a former leader is given up).
+    fetching: Option<(BrokerId, i32)>,
     broker_epoch: i64,
     log: ReplicaLog,
     high_watermark: i64,
@@ -319,7 +328,7 @@ impl World {
                     isolated: false,
                     paused: false,
                     life: 0,
-                    fetching: false,
+                    fetching: None,
                     broker_epoch: -1,
                     log: ReplicaLog::default(),
                     high_watermark: 0,
@@ -652,8 +661,13 @@ impl World {
     /// A replica fetch ended without an answer to act on: its follower may fetch again (a
     /// real fetcher learns it from an error or a timeout).
     fn fetch_ended(&mut self, message: &Message) {
-        if let Some(broker) = message.fetcher().and_then(|id| self.brokers.get_mut(&id)) {
-            broker.fetching = false;
+        let Some((follower, target)) = message.fetch_of() else {
+            return;
+        };
+        if let Some(broker) = self.brokers.get_mut(&follower) {
+            if broker.fetching == Some(target) {
+                broker.fetching = None;
+            }
         }
     }
 
@@ -672,8 +686,11 @@ impl World {
                     .get(&end.id)
                     .is_some_and(|broker| broker.up && !broker.isolated && broker.life == end.life)
             });
-            if !connected {
+            if !connected || matches!(message, Message::FetchReply { .. }) {
+                // The fetch is over: answered, or its connection is gone.
                 self.fetch_ended(&message);
+            }
+            if !connected {
                 continue;
             }
             match message {
@@ -688,12 +705,7 @@ impl World {
                     }),
                     None => self.fetch_ended(&Message::Fetch { from, to, request }),
                 },
-                Message::FetchReply { to, reply, .. } => {
-                    if let Some(broker) = self.brokers.get_mut(&to.id) {
-                        broker.fetching = false;
-                    }
-                    self.take_fetch_reply(to.id, reply);
-                }
+                Message::FetchReply { to, reply, .. } => self.take_fetch_reply(to.id, reply),
             }
         }
     }
@@ -709,7 +721,7 @@ impl World {
         else {
             return None;
         };
-        if !follower.reachable() || follower.fetching {
+        if !follower.reachable() || follower.fetching == Some((leader, leader_epoch)) {
             return None;
         }
         // KIP-320: the last fetched epoch travels with the fetch.
@@ -735,7 +747,7 @@ impl World {
             return;
         };
         if let Some(follower) = self.brokers.get_mut(&id) {
-            follower.fetching = true;
+            follower.fetching = Some((leader, request.current_leader_epoch));
         }
         self.send(Message::Fetch { from, to, request });
     }
@@ -838,7 +850,14 @@ impl World {
         }
     }
 
+    /// Broker `id`, if it leads, proposes the ISR change its rules call for, and takes the
+    /// controller's answer.
     pub fn change_isr(&mut self, id: BrokerId) {
+        self.change_isr_over(id, false);
+    }
+
+    /// [`Self::change_isr`], where with `lossy` the request or its answer may be lost.
+    fn change_isr_over(&mut self, id: BrokerId, lossy: bool) {
         let now = self.now_ms;
         let image = self.image.clone();
         let Some(broker) = self.brokers.get_mut(&id) else {
@@ -869,8 +888,8 @@ impl World {
         };
         // The request or its answer may be lost: then the leader cannot know whether the
         // controller applied the change.
-        let request_lost = !self.healed && self.rng.chance(self.config.loss_per_mille, 1000);
-        let answer_lost = !self.healed && self.rng.chance(self.config.loss_per_mille, 1000);
+        let request_lost = lossy && self.rng.chance(self.config.loss_per_mille, 1000);
+        let answer_lost = lossy && self.rng.chance(self.config.loss_per_mille, 1000);
         let outcome = if request_lost {
             IsrChangeOutcome::Unsettled
         } else {
@@ -1045,7 +1064,7 @@ impl World {
         broker.lost_unflushed |= power_cut && !durable;
         broker.up = false;
         broker.paused = false;
-        broker.fetching = false;
+        broker.fetching = None;
         broker.life += 1;
         broker.role = Role::None;
         // The log is opened again from what the disk kept, as the broker will when it
@@ -1292,7 +1311,7 @@ impl World {
                 self.sync_leader(id);
             }
             if self.rng.chance(1, 3) {
-                self.change_isr(id);
+                self.change_isr_over(id, !self.healed);
             }
             self.answer_produces(id);
             if self.rng.chance(1, 10) {
@@ -1364,12 +1383,20 @@ impl World {
             if quiet >= 3 * self.config.steps {
                 if self.leader().is_none() && !self.config.durable {
                     self.outcome.left_offline = true;
-                    return Ok(self.outcome);
+                    return Ok(self.finish());
                 }
                 return Err(self.violation(unsettled));
             }
         }
-        Ok(self.outcome)
+        Ok(self.finish())
+    }
+
+    /// The outcome, with the trace's digest (a fixed-key hash: the same in every process).
+    fn finish(mut self) -> Outcome {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.trace.hash(&mut hasher);
+        self.outcome.trace_digest = hasher.finish();
+        self.outcome
     }
 
     /// Whether the healed cluster has settled: a leader (durable replicas never lose what

@@ -181,7 +181,6 @@ fn a_reassignment_completed_by_the_leaders_own_isr_change_leaves_it_acknowledgin
             brokers: 3,
             replication_factor: 2,
             min_insync_replicas: 1,
-            loss_per_mille: 0,
             ..WorldConfig::default()
         },
     );
