@@ -834,10 +834,14 @@ async fn alter_partition(
                 isr: state.isr,
             })
         }
-        Ok(other) => {
+        Ok(ControllerResponse::Partition(state)) => {
             // Committed, and the partition moved on at once: a reassignment completed on
             // this change may have made a joiner the leader (Kafka's NEW_LEADER_ELECTED).
-            tracing::info!(partition = %partition.name(), answer = ?other, "ISR change committed; the partition moved on");
+            tracing::info!(partition = %partition.name(), leader = state.leader, leader_epoch = state.leader_epoch, "ISR change committed; the partition moved on");
+            IsrChangeOutcome::Unsettled
+        }
+        Ok(other) => {
+            tracing::warn!(partition = %partition.name(), answer = ?other, "unexpected answer to an ISR change");
             IsrChangeOutcome::Unsettled
         }
         Err(error) if alter_partition_not_applied(error.code) => {

@@ -216,8 +216,13 @@ impl MetadataCache {
     /// Takes `topic` as a broker reported it, except for partitions whose leader epoch is
     /// older than one seen before: as the Java client does (KIP-320), those keep what was
     /// known, or, if that is gone, are left without a leader until fresher metadata comes,
-    /// so that no request goes to a leader that has been replaced.
+    /// so that no request goes to a leader that has been replaced. Only for topics with ids
+    /// (Metadata v10+): without one, a topic deleted and made again under its name, whose
+    /// epochs start over, could not be told from a stale answer.
     fn keep_newest_epochs(&mut self, topic: &mut TopicMetadata) {
+        if topic.id.is_nil() {
+            return;
+        }
         let known = self
             .last_known(&topic.name)
             .filter(|known| known.id == topic.id)
@@ -429,6 +434,14 @@ impl Cluster {
                 cache.keep_newest_epochs(topic);
             }
         }
+        // The epochs seen of topics that are gone are forgotten.
+        let gone = |name: &str| {
+            topics
+                .iter()
+                .find(|topic| topic.name == name)
+                .map_or(all_topics, |topic| topic.error.is_some())
+        };
+        cache.newest_epochs.retain(|(name, _), _| !gone(name));
         if all_topics {
             cache.topics.clear();
             cache.stale.clear();
@@ -890,9 +903,12 @@ mod tests {
         // The topic was deleted and made again under its name: its epochs start over.
         let taken = absorb(&mut cache, topic(2, &[(1, 0), (1, 0)]));
         assert_eq!(taken.partitions[1].leader, 1);
-        // Brokers before Metadata v7 report no epoch: taken as they come.
+        // Brokers before Metadata v7 report no epoch, before v10 no topic id: taken as they
+        // come.
         let taken = absorb(&mut cache, topic(2, &[(2, -1), (2, -1)]));
         assert_eq!(taken.partitions[0].leader, 2);
+        let taken = absorb(&mut cache, topic(0, &[(3, 0), (3, 0)]));
+        assert_eq!(taken.partitions[0].leader, 3);
     }
 
     #[test]

@@ -44,15 +44,13 @@ pub struct ControllerConfig {
 
 /// Whether an AlterPartition refused with `code` was certainly not applied, with the
 /// partition as the leader knows it: the refusals [`Controller::alter_partition`] makes only
-/// after the broker, leader and partition epochs matched (Kafka's INELIGIBLE_REPLICA and
-/// OPERATION_NOT_ATTEMPTED). The leader may then forget the change; after any other
-/// refusal, or none, it keeps counting the change's joiners until newer metadata comes.
+/// after the broker, leader and partition epochs matched (INELIGIBLE_REPLICA, as in Kafka,
+/// and INVALID_REQUEST). The leader may then forget the change; after any other refusal, or
+/// no answer, it keeps counting the change's joiners until newer metadata comes.
 pub fn alter_partition_not_applied(code: ResponseError) -> bool {
     matches!(
         code,
-        ResponseError::IneligibleReplica
-            | ResponseError::InvalidRequest
-            | ResponseError::OperationNotAttempted
+        ResponseError::IneligibleReplica | ResponseError::InvalidRequest
     )
 }
 

@@ -52,8 +52,8 @@ fn is_stale_metadata(code: ResponseError) -> bool {
     )
 }
 
-/// The partition's leader epoch as the metadata the request is routed by names it, for the
-/// leader to check (KIP-320): a leader that has not yet learnt that epoch answers
+/// The partition's leader epoch as the client's metadata last gave it (the metadata the
+/// request was routed by, or newer), for the leader to check (KIP-320): a leader that has not yet learnt that epoch answers
 /// UNKNOWN_LEADER_EPOCH, one that has moved past it FENCED_LEADER_EPOCH, and a deposed
 /// leader that does not know it yet is not read from. -1 (no check) when unknown; request
 /// versions without the field (Fetch before v9, ListOffsets before v4) leave it out.
