@@ -30,7 +30,7 @@ use runnel_controller::{
 };
 use runnel_replication::{
     check_leader_epoch, follower_step, AckOutcome, Assignment, EpochCheck, EpochEnd, FetchAnswer,
-    FollowerStep, IsrChangeOutcome, LeaderConfig, LeaderState, LocalLog, ReplicaFetch,
+    FollowerStep, IsrChange, IsrChangeOutcome, LeaderConfig, LeaderState, LocalLog, ReplicaFetch,
 };
 use runnel_storage::sim::SplitMix64;
 use uuid::Uuid;
@@ -172,23 +172,49 @@ enum Message {
         to: Endpoint,
         reply: FetchReply,
     },
+    /// A leader's ISR change, to the controller.
+    AlterPartition {
+        from: Endpoint,
+        request: AlterPartition,
+        change: IsrChange,
+    },
+    /// The controller's answer to it.
+    IsrAnswer {
+        to: Endpoint,
+        change: IsrChange,
+        outcome: IsrChangeOutcome,
+    },
 }
 
 impl Message {
-    fn recipient(&self) -> BrokerId {
+    /// The broker it goes to; `None` for the controller.
+    fn recipient(&self) -> Option<BrokerId> {
         match self {
             Message::Produce { to, .. }
             | Message::Fetch { to, .. }
-            | Message::FetchReply { to, .. } => to.id,
+            | Message::FetchReply { to, .. }
+            | Message::IsrAnswer { to, .. } => Some(to.id),
+            Message::AlterPartition { .. } => None,
         }
     }
 
+    /// The brokers at its ends (the controller is always there).
     fn endpoints(&self) -> Vec<Endpoint> {
         match self {
-            Message::Produce { to, .. } => vec![*to],
+            Message::Produce { to, .. } | Message::IsrAnswer { to, .. } => vec![*to],
+            Message::AlterPartition { from, .. } => vec![*from],
             Message::Fetch { from, to, .. } | Message::FetchReply { from, to, .. } => {
                 vec![*from, *to]
             }
+        }
+    }
+
+    /// The leader waiting for the controller's answer to this ISR change.
+    fn isr_change_of(&self) -> Option<(Endpoint, &IsrChange)> {
+        match self {
+            Message::AlterPartition { from, change, .. } => Some((*from, change)),
+            Message::IsrAnswer { to, change, .. } => Some((*to, change)),
+            _ => None,
         }
     }
 
@@ -196,7 +222,9 @@ impl Message {
     /// went to.
     fn fetch_of(&self) -> Option<(BrokerId, (BrokerId, i32))> {
         match self {
-            Message::Produce { .. } => None,
+            Message::Produce { .. }
+            | Message::AlterPartition { .. }
+            | Message::IsrAnswer { .. } => None,
             Message::Fetch { from, to, request } => {
                 Some((from.id, (to.id, request.current_leader_epoch)))
             }
@@ -651,11 +679,21 @@ impl World {
     fn send(&mut self, message: Message) {
         if !self.healed && self.rng.chance(self.config.loss_per_mille, 1000) {
             self.outcome.messages_lost += 1;
-            self.fetch_ended(&message);
+            self.call_failed(&message);
             return;
         }
         let delay = 1 + self.rng.below(self.config.max_delay_ms) as i64;
         self.network.send(message, self.now_ms + delay);
+    }
+
+    /// A request or its answer is lost: the fetch it was part of is over, and an ISR change
+    /// is unsettled (the leader's call times out, not knowing whether the controller took it).
+    fn call_failed(&mut self, message: &Message) {
+        self.fetch_ended(message);
+        if let Some((leader, change)) = message.isr_change_of() {
+            let change = change.clone();
+            self.take_isr_answer(leader, &change, IsrChangeOutcome::Unsettled);
+        }
     }
 
     /// A replica fetch ended without an answer to act on: its follower may fetch again (a
@@ -676,8 +714,9 @@ impl World {
     fn deliver(&mut self) {
         let brokers = &self.brokers;
         let due = self.network.take_due(self.now_ms, |message| {
-            brokers
-                .get(&message.recipient())
+            message
+                .recipient()
+                .and_then(|id| brokers.get(&id))
                 .is_some_and(|broker| broker.up && broker.paused)
         });
         for message in due {
@@ -686,12 +725,12 @@ impl World {
                     .get(&end.id)
                     .is_some_and(|broker| broker.up && !broker.isolated && broker.life == end.life)
             });
-            if !connected || matches!(message, Message::FetchReply { .. }) {
-                // The fetch is over: answered, or its connection is gone.
-                self.fetch_ended(&message);
-            }
             if !connected {
+                self.call_failed(&message);
                 continue;
+            }
+            if matches!(message, Message::FetchReply { .. }) {
+                self.fetch_ended(&message);
             }
             match message {
                 Message::Produce { to, value } => {
@@ -706,6 +745,23 @@ impl World {
                     None => self.fetch_ended(&Message::Fetch { from, to, request }),
                 },
                 Message::FetchReply { to, reply, .. } => self.take_fetch_reply(to.id, reply),
+                Message::AlterPartition {
+                    from,
+                    request,
+                    change,
+                } => {
+                    let outcome = self.decide_alter_partition(&request, &change);
+                    self.send(Message::IsrAnswer {
+                        to: from,
+                        change,
+                        outcome,
+                    });
+                }
+                Message::IsrAnswer {
+                    to,
+                    change,
+                    outcome,
+                } => self.take_isr_answer(to, &change, outcome),
             }
         }
     }
@@ -856,8 +912,9 @@ impl World {
         self.change_isr_over(id, false);
     }
 
-    /// [`Self::change_isr`], where with `lossy` the request or its answer may be lost.
-    fn change_isr_over(&mut self, id: BrokerId, lossy: bool) {
+    /// [`Self::change_isr`], the request and its answer sent over the network (late, or
+    /// lost) with `over_network`.
+    fn change_isr_over(&mut self, id: BrokerId, over_network: bool) {
         let now = self.now_ms;
         let image = self.image.clone();
         let Some(broker) = self.brokers.get_mut(&id) else {
@@ -886,50 +943,74 @@ impl World {
                 .map(|member| (member.id, member.broker_epoch))
                 .collect(),
         };
-        // The request or its answer may be lost: then the leader cannot know whether the
-        // controller applied the change.
-        let request_lost = lossy && self.rng.chance(self.config.loss_per_mille, 1000);
-        let answer_lost = lossy && self.rng.chance(self.config.loss_per_mille, 1000);
-        let outcome = if request_lost {
-            IsrChangeOutcome::Unsettled
-        } else {
-            match self.controller().alter_partition(&request) {
-                Ok(records) => {
-                    self.commit(records);
-                    match Self::partition(&self.image, self.topic) {
-                        _ if answer_lost => IsrChangeOutcome::Unsettled,
-                        Some(state)
-                            if state.leader == id && state.leader_epoch == change.leader_epoch =>
-                        {
-                            IsrChangeOutcome::Committed(Assignment {
-                                leader_epoch: state.leader_epoch,
-                                partition_epoch: state.partition_epoch,
-                                replicas: state.replicas.clone(),
-                                isr: state.isr.clone(),
-                            })
-                        }
-                        _ => IsrChangeOutcome::Unsettled,
-                    }
-                }
-                Err(error) => {
-                    self.note(format!(
-                        "broker {id}'s ISR change {:?} refused: {error}",
-                        request.new_isr
-                    ));
-                    if !answer_lost && alter_partition_not_applied(error.code) {
-                        IsrChangeOutcome::NotApplied
-                    } else {
-                        IsrChangeOutcome::Unsettled
-                    }
-                }
-            }
-        };
-        let Some(broker) = self.brokers.get_mut(&id) else {
+        let Some(from) = self.brokers.get(&id).map(Broker::endpoint) else {
             return;
         };
+        if over_network {
+            self.send(Message::AlterPartition {
+                from,
+                request,
+                change,
+            });
+        } else {
+            let outcome = self.decide_alter_partition(&request, &change);
+            self.take_isr_answer(from, &change, outcome);
+        }
+    }
+
+    /// The controller decides an ISR change; what its answer tells the leader.
+    fn decide_alter_partition(
+        &mut self,
+        request: &AlterPartition,
+        change: &IsrChange,
+    ) -> IsrChangeOutcome {
+        match self.controller().alter_partition(request) {
+            Ok(records) => {
+                self.commit(records);
+                match Self::partition(&self.image, self.topic) {
+                    Some(state)
+                        if state.leader == request.broker_id
+                            && state.leader_epoch == change.leader_epoch =>
+                    {
+                        IsrChangeOutcome::Committed(Assignment {
+                            leader_epoch: state.leader_epoch,
+                            partition_epoch: state.partition_epoch,
+                            replicas: state.replicas.clone(),
+                            isr: state.isr.clone(),
+                        })
+                    }
+                    _ => IsrChangeOutcome::Unsettled,
+                }
+            }
+            Err(error) => {
+                self.note(format!(
+                    "broker {}'s ISR change {:?} refused: {error}",
+                    request.broker_id, request.new_isr
+                ));
+                if alter_partition_not_applied(error.code) {
+                    IsrChangeOutcome::NotApplied
+                } else {
+                    IsrChangeOutcome::Unsettled
+                }
+            }
+        }
+    }
+
+    /// The leader that proposed `change`, if still in that life and leading in its epoch,
+    /// takes the answer (as the broker's partition does only in the change's leader epoch).
+    fn take_isr_answer(&mut self, leader: Endpoint, change: &IsrChange, outcome: IsrChangeOutcome) {
+        let now = self.now_ms;
+        let Some(broker) = self.brokers.get_mut(&leader.id) else {
+            return;
+        };
+        if broker.life != leader.life {
+            return;
+        }
         if let Role::Leader { state, .. } = &mut broker.role {
-            state.isr_change_done(&change, outcome, now);
-            broker.high_watermark = state.high_watermark();
+            if state.leader_epoch() == change.leader_epoch {
+                state.isr_change_done(change, outcome, now);
+                broker.high_watermark = state.high_watermark();
+            }
         }
     }
 
