@@ -96,6 +96,9 @@ pub struct Outcome {
     pub leader_changes: usize,
     pub crashes: usize,
     pub truncated_entries: usize,
+    /// Truncations a follower had to continue with another fetch, not knowing the leader's
+    /// epoch (KIP-279).
+    pub truncations_in_rounds: usize,
     pub pauses: usize,
     pub messages_lost: usize,
     /// Records the consumers read (a record read again after a seek counts again).
@@ -890,7 +893,12 @@ impl World {
                 follower.high_watermark = high_watermark.min(follower.log.end());
                 None
             }
-            FollowerStep::Truncate(plan) => Some(plan.offset),
+            FollowerStep::Truncate(plan) => {
+                if !plan.complete {
+                    self.outcome.truncations_in_rounds += 1;
+                }
+                Some(plan.offset)
+            }
             FollowerStep::Reset => Some(leader_end.min(follower.log.end())),
             FollowerStep::AwaitMetadata | FollowerStep::Retry => None,
         };

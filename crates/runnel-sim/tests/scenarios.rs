@@ -218,3 +218,45 @@ fn a_reassignment_completed_by_the_leaders_own_isr_change_leaves_it_acknowledgin
     world.rounds(SESSION_ROUNDS)?;
     Ok(())
 }
+
+/// KIP-279's story: leaders fail over faster than followers copy. A leads epoch 0; it dies
+/// and B leads the next epoch, takes a record, and dies before C copies it; C leads the
+/// epoch after that (writing nothing: below min.insync.replicas it takes no produce) and is
+/// cut off; B comes back first and leads again. C's last epoch is one B never had: B
+/// answers with the end of its own largest epoch below it, one C never had either, so C
+/// cuts to what it can place, asks again with an older epoch, and only then matches B.
+#[test]
+fn kip_279_a_follower_that_skipped_its_leaders_epochs_truncates_in_rounds() -> Result {
+    let mut world = world(3, 3, 2);
+    world.rounds(3)?;
+    let a = leader(&world);
+    let first = world.produce_to(a).expect("taken");
+    world.rounds(3)?;
+    assert_eq!(acknowledged_values(&world), vec![first]);
+    world.crash(a, false);
+    world.rounds(SESSION_ROUNDS)?;
+    let b = leader(&world);
+    let c = (1..=3)
+        .find(|&id| id != a && id != b)
+        .expect("a third broker");
+    let unreplicated = world.produce_to(b).expect("taken");
+    world.crash(b, false);
+    world.rounds(SESSION_ROUNDS)?;
+    assert_eq!(leader(&world), c, "C was in sync\n{}", world.trace());
+    world.isolate(c, true);
+    world.rounds(SESSION_ROUNDS)?;
+    world.restart(b);
+    world.rounds(SESSION_ROUNDS)?;
+    assert_eq!(leader(&world), b, "B was eligible\n{}", world.trace());
+    world.isolate(c, false);
+    world.restart(a);
+    world.rounds(SESSION_ROUNDS)?;
+    assert!(
+        world.outcome().truncations_in_rounds >= 1,
+        "C needed a second round\n{}",
+        world.trace()
+    );
+    assert_eq!(world.values(c), world.values(b));
+    assert_eq!(world.values(b), vec![first, unreplicated]);
+    Ok(())
+}

@@ -33,6 +33,7 @@ fn run_all(name: &str, config: WorldConfig) {
                 totals.pauses += outcome.pauses;
                 totals.messages_lost += outcome.messages_lost;
                 totals.truncated_entries += outcome.truncated_entries;
+                totals.truncations_in_rounds += outcome.truncations_in_rounds;
                 offline += usize::from(outcome.left_offline);
             }
             Err(violation) => panic!(
@@ -42,7 +43,7 @@ fn run_all(name: &str, config: WorldConfig) {
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "{name}: {} seeds in {elapsed:?} ({:.0} seeds/min): {} acknowledged, {} consumed, {} leader changes, {} crashes, {} pauses, {} messages lost, {} entries truncated, {offline} left offline",
+        "{name}: {} seeds in {elapsed:?} ({:.0} seeds/min): {} acknowledged, {} consumed, {} leader changes, {} crashes, {} pauses, {} messages lost, {} entries truncated ({} truncations in rounds), {offline} left offline",
         seeds.len(),
         seeds.len() as f64 / elapsed.as_secs_f64() * 60.0,
         totals.acknowledged,
@@ -52,6 +53,7 @@ fn run_all(name: &str, config: WorldConfig) {
         totals.pauses,
         totals.messages_lost,
         totals.truncated_entries,
+        totals.truncations_in_rounds,
     );
     assert!(
         (totals.acknowledged > 0 && totals.consumed > 0) || seeds.len() < 10,
