@@ -541,6 +541,26 @@ mod tests {
         change.new_isr.iter().map(|member| member.id).collect()
     }
 
+    /// Replicas 1 (leading), 2 and 3, the ISR 1 and 2, everyone's log ending at 10: replica 3
+    /// has caught up and may join.
+    fn leader_whose_third_replica_caught_up() -> Result<LeaderState, FetchError> {
+        let mut leader = LeaderState::new(
+            1,
+            assignment(0, &[1, 2, 3], &[1, 2]),
+            LocalLog {
+                log_end: 10,
+                durable_end: 10,
+                high_watermark: 10,
+                broker_epoch: 10,
+            },
+            config(1),
+            0,
+        );
+        leader.on_follower_fetch(2, 20, 10, 1)?;
+        leader.on_follower_fetch(3, 30, 10, 1)?;
+        Ok(leader)
+    }
+
     #[test]
     fn the_high_watermark_waits_for_every_in_sync_replica_to_be_durable() -> Result<(), FetchError>
     {
@@ -686,20 +706,7 @@ mod tests {
     #[test]
     fn an_unsettled_expansion_keeps_its_joiner_counting_and_is_sent_again() -> Result<(), FetchError>
     {
-        let mut leader = LeaderState::new(
-            1,
-            assignment(0, &[1, 2, 3], &[1, 2]),
-            LocalLog {
-                log_end: 10,
-                durable_end: 10,
-                high_watermark: 10,
-                broker_epoch: 10,
-            },
-            config(1),
-            0,
-        );
-        leader.on_follower_fetch(2, 20, 10, 1)?;
-        leader.on_follower_fetch(3, 30, 10, 1)?;
+        let mut leader = leader_whose_third_replica_caught_up()?;
         let change = leader
             .next_isr_change(2, |_| true)
             .ok_or(FetchError::NotAReplica)?;
@@ -765,20 +772,7 @@ mod tests {
     /// in flight since: its joiner still counts toward the high watermark.
     #[test]
     fn a_late_answer_to_an_old_change_leaves_the_new_one_in_flight() -> Result<(), FetchError> {
-        let mut leader = LeaderState::new(
-            1,
-            assignment(0, &[1, 2, 3], &[1, 2]),
-            LocalLog {
-                log_end: 10,
-                durable_end: 10,
-                high_watermark: 10,
-                broker_epoch: 10,
-            },
-            config(1),
-            0,
-        );
-        leader.on_follower_fetch(2, 20, 10, 1)?;
-        leader.on_follower_fetch(3, 30, 10, 1)?;
+        let mut leader = leader_whose_third_replica_caught_up()?;
         let old = leader
             .next_isr_change(2, |_| true)
             .ok_or(FetchError::NotAReplica)?;
