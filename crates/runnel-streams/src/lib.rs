@@ -1,0 +1,28 @@
+//! Runnel Streams: stream processing in the manner of Kafka Streams, as a Rust library.
+//!
+//! An application describes a [`Topology`] with a [`StreamsBuilder`]: streams read from
+//! topics ([`KStream`]), transformed record by record (filter, map, flat_map, branch, merge,
+//! peek) and written to topics. The topology is a description: each task (one per input
+//! partition, as in Kafka Streams) instantiates its own copy of the processors, so that the
+//! state they will hold is the task's alone.
+//!
+//! What runs a topology is kept apart from it. [`TopologyTestDriver`] runs one without a
+//! broker, record by record, for users' unit tests; the runtime over `runnel-client`
+//! (consumer group, tasks, commits) comes next and drives the same processors.
+//!
+//! Keys and values are typed; a [`Serde`] turns them into the bytes a topic holds and back.
+//! A record's key or value may be null on the wire: [`Nullable`] makes it an `Option`.
+
+mod error;
+mod processor;
+mod serdes;
+mod stream;
+mod test_driver;
+mod topology;
+
+pub use error::StreamsError;
+pub use processor::Record;
+pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
+pub use stream::{Consumed, KStream, Predicate, Produced};
+pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
+pub use topology::{StreamsBuilder, Topology};

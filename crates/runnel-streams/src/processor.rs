@@ -1,0 +1,150 @@
+//! The processors a task runs, and what connects them.
+//!
+//! A [`crate::Topology`] holds factories, not processors: each task builds its own graph
+//! from them ([`Instances`]), once per node, so that a node two streams feed (a merge) is
+//! one instance in the task, and the state a node will keep is the task's alone. A node
+//! hands typed [`Record`]s to its [`Downstream`]; a sink serializes them into the task's
+//! [`TaskContext`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::error::StreamsError;
+
+/// A record as the processors see it: typed key and value, the event time (milliseconds
+/// since the epoch, the record's timestamp unless an extractor says otherwise) and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<K, V> {
+    pub key: K,
+    pub value: V,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl<K, V> Record<K, V> {
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        Record {
+            key,
+            value,
+            timestamp,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same record with another key and value (timestamp and headers kept).
+    pub fn with<K2, V2>(self, key: K2, value: V2) -> Record<K2, V2> {
+        Record {
+            key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+}
+
+/// A record a sink wrote, serialized, for the task to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Emitted {
+    pub(crate) topic: String,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) timestamp: i64,
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// What a task's processors share: the records its sinks wrote, and its stream time.
+#[derive(Debug, Default)]
+pub(crate) struct TaskContext {
+    pub(crate) emitted: Vec<Emitted>,
+    /// The largest timestamp the task has taken in; -1 before the first record.
+    pub(crate) stream_time: i64,
+}
+
+/// A node taking records of one type.
+pub(crate) trait Node<K, V>: Send {
+    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext);
+}
+
+/// A task's instance of a node, shared by every parent that feeds it.
+pub(crate) type Shared<K, V> = Arc<Mutex<dyn Node<K, V>>>;
+
+/// Builds (or finds, if another parent built it first) a node's instance in a task.
+pub(crate) type Factory<K, V> = Arc<dyn Fn(&mut Instances) -> Shared<K, V> + Send + Sync>;
+
+/// The factories of the nodes a stream feeds: filled while the topology is described,
+/// read when a task builds its graph.
+pub(crate) type Children<K, V> = Arc<Mutex<Vec<Factory<K, V>>>>;
+
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a user's function poisons the node; the task stops on that panic anyway.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The nodes one task has built so far, by node id.
+#[derive(Default)]
+pub(crate) struct Instances {
+    made: HashMap<usize, Box<dyn Any + Send>>,
+}
+
+impl Instances {
+    /// Node `id`'s instance: the one built before, or a new one from `make`.
+    pub(crate) fn get_or_make<K: 'static, V: 'static>(
+        &mut self,
+        id: usize,
+        make: impl FnOnce(&mut Instances) -> Shared<K, V>,
+    ) -> Shared<K, V> {
+        if let Some(made) = self
+            .made
+            .get(&id)
+            .and_then(|made| made.downcast_ref::<Shared<K, V>>())
+        {
+            return Arc::clone(made);
+        }
+        let node = make(self);
+        self.made.insert(id, Box::new(Arc::clone(&node)));
+        node
+    }
+}
+
+/// The instances of the nodes one node feeds.
+pub(crate) struct Downstream<K, V> {
+    nodes: Vec<Shared<K, V>>,
+}
+
+impl<K: Clone, V: Clone> Downstream<K, V> {
+    pub(crate) fn build(children: &Children<K, V>, instances: &mut Instances) -> Self {
+        let factories: Vec<Factory<K, V>> = lock(children).clone();
+        Downstream {
+            nodes: factories.iter().map(|factory| factory(instances)).collect(),
+        }
+    }
+
+    /// Hands `record` to every node downstream, in the order they were added.
+    pub(crate) fn forward(&self, record: Record<K, V>, context: &mut TaskContext) {
+        if let Some((last, rest)) = self.nodes.split_last() {
+            for node in rest {
+                lock(node).process(record.clone(), context);
+            }
+            lock(last).process(record, context);
+        }
+    }
+}
+
+/// A topic's records, as they come in, before their serdes.
+pub(crate) struct RawRecord<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) timestamp: i64,
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// A source node: a topic's raw records in, typed records out.
+pub(crate) trait Source: Send {
+    fn process(&self, raw: RawRecord<'_>, context: &mut TaskContext) -> Result<(), StreamsError>;
+}
+
+/// Builds a source's instance in a task.
+pub(crate) type SourceFactory = Arc<dyn Fn(&mut Instances) -> Box<dyn Source> + Send + Sync>;

@@ -1,0 +1,396 @@
+//! [`KStream`]: a stream of records, and what can be done to each of them on its own
+//! (the stateless part of Kafka Streams' DSL): filter, map, flat_map, select_key, peek,
+//! branch, merge, and writing to a topic.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::processor::{
+    Children, Downstream, Emitted, Factory, Instances, Node, Record, Shared, TaskContext,
+};
+use crate::serdes::Serde;
+use crate::topology::{describe, SharedDescription};
+
+/// The serdes a stream's topic is read with.
+pub struct Consumed<K, V> {
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Consumed<K, V> {
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Consumed {
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Consumed<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Consumed")
+    }
+}
+
+/// The serdes records are written to a topic with.
+pub struct Produced<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Produced<K, V> {
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Produced {
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Produced<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Produced")
+    }
+}
+
+/// A stream of records with keys of type `K` and values of type `V`. Each method adds a
+/// processor downstream of this stream and returns the stream it produces; a stream may
+/// feed several processors, each getting every record.
+pub struct KStream<K, V> {
+    description: SharedDescription,
+    children: Children<K, V>,
+}
+
+impl<K, V> fmt::Debug for KStream<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KStream")
+    }
+}
+
+/// One record in, any number out: the shape of every stateless processor.
+type Step<K, V, K2, V2> = Arc<dyn Fn(Record<K, V>, &mut dyn FnMut(Record<K2, V2>)) + Send + Sync>;
+
+struct StepNode<K, V, K2, V2> {
+    step: Step<K, V, K2, V2>,
+    downstream: Downstream<K2, V2>,
+}
+
+impl<K, V, K2, V2> Node<K, V> for StepNode<K, V, K2, V2>
+where
+    K: Send,
+    V: Send,
+    K2: Clone + Send,
+    V2: Clone + Send,
+{
+    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+        let downstream = &self.downstream;
+        (self.step)(record, &mut |out| downstream.forward(out, context));
+    }
+}
+
+impl<K, V> KStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    pub(crate) fn new(description: SharedDescription, children: Children<K, V>) -> Self {
+        KStream {
+            description,
+            children,
+        }
+    }
+
+    /// Adds a node fed by this stream, built in each task by `make` from the instances of
+    /// the nodes it feeds in turn; returns the stream it produces.
+    fn add<K2, V2>(
+        &self,
+        make: impl Fn(Downstream<K2, V2>) -> Shared<K, V> + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let id = describe(&self.description).node_id();
+        let children: Children<K2, V2> = Arc::default();
+        let feeds = Arc::clone(&children);
+        let factory: Factory<K, V> = Arc::new(move |instances: &mut Instances| {
+            instances.get_or_make(id, |instances| make(Downstream::build(&feeds, instances)))
+        });
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(factory);
+        KStream::new(Arc::clone(&self.description), children)
+    }
+
+    fn step<K2, V2>(
+        &self,
+        step: impl Fn(Record<K, V>, &mut dyn FnMut(Record<K2, V2>)) + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let step: Step<K, V, K2, V2> = Arc::new(step);
+        self.add(move |downstream| {
+            Arc::new(Mutex::new(StepNode {
+                step: Arc::clone(&step),
+                downstream,
+            })) as Shared<K, V>
+        })
+    }
+
+    /// The records for which `keep` is true.
+    pub fn filter(&self, keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        self.step(move |record, out| {
+            if keep(&record.key, &record.value) {
+                out(record);
+            }
+        })
+    }
+
+    /// The records for which `drop` is false.
+    pub fn filter_not(
+        &self,
+        drop: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KStream<K, V> {
+        self.filter(move |key, value| !drop(key, value))
+    }
+
+    /// Each record with a new key and value. A new key may send records of one key to a
+    /// different partition: joins and aggregations downstream repartition first.
+    pub fn map<K2, V2>(
+        &self,
+        f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        self.step(move |record: Record<K, V>, out| {
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = record;
+            let (key, value) = f(key, value);
+            out(Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            });
+        })
+    }
+
+    /// Each record with a new value, its key kept.
+    pub fn map_values<V2>(&self, f: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2>
+    where
+        V2: Clone + Send + 'static,
+    {
+        self.step(move |record: Record<K, V>, out| {
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = record;
+            out(Record {
+                key,
+                value: f(value),
+                timestamp,
+                headers,
+            });
+        })
+    }
+
+    /// Each record with a new key computed from it, its value kept.
+    pub fn select_key<K2>(&self, f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V>
+    where
+        K2: Clone + Send + 'static,
+    {
+        self.step(move |record: Record<K, V>, out| {
+            let key = f(&record.key, &record.value);
+            let Record {
+                value,
+                timestamp,
+                headers,
+                ..
+            } = record;
+            out(Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            });
+        })
+    }
+
+    /// Any number of records for each one, all with its timestamp and headers.
+    pub fn flat_map<K2, V2, I>(
+        &self,
+        f: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        self.step(move |record: Record<K, V>, out| {
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = record;
+            for (key, value) in f(key, value) {
+                out(Record {
+                    key,
+                    value,
+                    timestamp,
+                    headers: headers.clone(),
+                });
+            }
+        })
+    }
+
+    /// Any number of values for each record, each with its key.
+    pub fn flat_map_values<V2, I>(
+        &self,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> KStream<K, V2>
+    where
+        V2: Clone + Send + 'static,
+        I: IntoIterator<Item = V2>,
+    {
+        self.step(move |record: Record<K, V>, out| {
+            let Record {
+                key,
+                value,
+                timestamp,
+                headers,
+            } = record;
+            for value in f(value) {
+                out(Record {
+                    key: key.clone(),
+                    value,
+                    timestamp,
+                    headers: headers.clone(),
+                });
+            }
+        })
+    }
+
+    /// Calls `f` on each record and passes it on unchanged (for logging, metrics).
+    pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        self.step(move |record, out| {
+            f(&record.key, &record.value);
+            out(record);
+        })
+    }
+
+    /// Splits the stream: each record goes to the stream of the first predicate it
+    /// satisfies, and nowhere if it satisfies none (Kafka's `branch`).
+    pub fn branch(&self, predicates: Vec<Predicate<K, V>>) -> Vec<KStream<K, V>> {
+        let predicates: Arc<Vec<Predicate<K, V>>> = Arc::new(predicates);
+        let branches: Vec<Children<K, V>> =
+            predicates.iter().map(|_| Children::default()).collect();
+        let id = describe(&self.description).node_id();
+        let feeds = branches.clone();
+        let factory: Factory<K, V> = Arc::new(move |instances: &mut Instances| {
+            let predicates = Arc::clone(&predicates);
+            let feeds = feeds.clone();
+            instances.get_or_make(id, move |instances| {
+                let downstreams = feeds
+                    .iter()
+                    .map(|children| Downstream::build(children, instances))
+                    .collect();
+                Arc::new(Mutex::new(BranchNode {
+                    predicates,
+                    downstreams,
+                })) as Shared<K, V>
+            })
+        });
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(factory);
+        branches
+            .into_iter()
+            .map(|children| KStream::new(Arc::clone(&self.description), children))
+            .collect()
+    }
+
+    /// One stream of this one's records and `other`'s, each in the order it arrives.
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let merged = self.step(|record, out| out(record));
+        // The merge node is one instance per task, fed by both streams.
+        if let Some(factory) = self
+            .children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last()
+            .cloned()
+        {
+            other
+                .children
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(factory);
+        }
+        merged
+    }
+
+    /// Writes every record to `topic` with `produced`'s serdes.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        describe(&self.description).add_sink(topic);
+        let topic = topic.to_owned();
+        let Produced { key, value } = produced;
+        let _: KStream<K, V> = self.add(move |_: Downstream<K, V>| {
+            Arc::new(Mutex::new(SinkNode {
+                topic: topic.clone(),
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+            })) as Shared<K, V>
+        });
+    }
+}
+
+/// A test of a record, for [`KStream::branch`].
+pub type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+struct BranchNode<K, V> {
+    predicates: Arc<Vec<Predicate<K, V>>>,
+    downstreams: Vec<Downstream<K, V>>,
+}
+
+impl<K: Clone + Send, V: Clone + Send> Node<K, V> for BranchNode<K, V> {
+    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+        let chosen = self
+            .predicates
+            .iter()
+            .position(|predicate| predicate(&record.key, &record.value));
+        if let Some(downstream) = chosen.and_then(|at| self.downstreams.get(at)) {
+            downstream.forward(record, context);
+        }
+    }
+}
+
+struct SinkNode<K, V> {
+    topic: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> Node<K, V> for SinkNode<K, V> {
+    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+        context.emitted.push(Emitted {
+            topic: self.topic.clone(),
+            key: self.key.serialize(&record.key),
+            value: self.value.serialize(&record.value),
+            timestamp: record.timestamp,
+            headers: record.headers,
+        });
+    }
+}

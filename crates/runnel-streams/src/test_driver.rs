@@ -1,0 +1,193 @@
+//! [`TopologyTestDriver`]: runs a topology without a broker, one record at a time, for
+//! users' unit tests (Kafka Streams' driver of the same name). Input topics have one
+//! partition, so the driver is one task; every record piped in has gone through the whole
+//! topology when `pipe_input` returns, and what the sinks wrote waits in the output topics.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::StreamsError;
+use crate::processor::{Emitted, RawRecord, Source, TaskContext};
+use crate::serdes::{Serde, SerdeError};
+use crate::topology::Topology;
+
+/// A topic records are piped into, with the serdes to write them.
+pub struct TestInputTopic<K, V> {
+    name: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> TestInputTopic<K, V> {
+    pub fn new(name: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        TestInputTopic {
+            name: name.to_owned(),
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TestInputTopic({})", self.name)
+    }
+}
+
+/// A topic records are read from, with the serdes to read them.
+pub struct TestOutputTopic<K, V> {
+    name: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> TestOutputTopic<K, V> {
+    pub fn new(name: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        TestOutputTopic {
+            name: name.to_owned(),
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TestOutputTopic({})", self.name)
+    }
+}
+
+/// A record the topology wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord<K, V> {
+    pub key: K,
+    pub value: V,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+pub struct TopologyTestDriver {
+    sources: BTreeMap<String, Box<dyn Source>>,
+    context: TaskContext,
+    next_offsets: HashMap<String, i64>,
+    outputs: HashMap<String, VecDeque<Emitted>>,
+}
+
+impl fmt::Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopologyTestDriver")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("stream_time", &self.context.stream_time)
+            .finish()
+    }
+}
+
+impl TopologyTestDriver {
+    pub fn new(topology: &Topology) -> Self {
+        TopologyTestDriver {
+            sources: topology.instantiate(),
+            context: TaskContext {
+                emitted: Vec::new(),
+                stream_time: -1,
+            },
+            next_offsets: HashMap::new(),
+            outputs: HashMap::new(),
+        }
+    }
+
+    /// Runs one record with `key`, `value` and `timestamp` through the topology.
+    pub fn pipe_input<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestInputTopic<K, V>,
+        key: K,
+        value: V,
+        timestamp: i64,
+    ) -> Result<(), StreamsError> {
+        let key = topic.key.serialize(&key);
+        let value = topic.value.serialize(&value);
+        self.pipe_raw(&topic.name, key.as_deref(), value.as_deref(), timestamp)
+    }
+
+    /// Runs one record of raw bytes (null where `None`) through the topology: what a topic
+    /// written by another application may hold.
+    pub fn pipe_raw(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<(), StreamsError> {
+        let source = self
+            .sources
+            .get(topic)
+            .ok_or_else(|| StreamsError::UnknownTopic(topic.to_owned()))?;
+        let offset = self.next_offsets.entry(topic.to_owned()).or_insert(0);
+        let raw = RawRecord {
+            topic,
+            offset: *offset,
+            key,
+            value,
+            timestamp,
+            headers: Vec::new(),
+        };
+        *offset += 1;
+        let result = source.process(raw, &mut self.context);
+        for emitted in self.context.emitted.drain(..) {
+            self.outputs
+                .entry(emitted.topic.clone())
+                .or_default()
+                .push_back(emitted);
+        }
+        result
+    }
+
+    /// The oldest record written to `topic` and not read yet.
+    pub fn read_output<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Result<Option<OutputRecord<K, V>>, SerdeError> {
+        let Some(emitted) = self
+            .outputs
+            .get_mut(&topic.name)
+            .and_then(VecDeque::pop_front)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OutputRecord {
+            key: topic.key.deserialize(emitted.key.as_deref())?,
+            value: topic.value.deserialize(emitted.value.as_deref())?,
+            timestamp: emitted.timestamp,
+            headers: emitted.headers,
+        }))
+    }
+
+    /// Every record written to `topic` and not read yet, oldest first.
+    pub fn read_all_output<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<OutputRecord<K, V>>, SerdeError> {
+        let mut records = Vec::new();
+        while let Some(record) = self.read_output(topic)? {
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// The keys and values written to `topic` and not read yet, as `(key, value)` pairs.
+    pub fn read_key_values<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<(K, V)>, SerdeError> {
+        Ok(self
+            .read_all_output(topic)?
+            .into_iter()
+            .map(|record| (record.key, record.value))
+            .collect())
+    }
+
+    /// The largest timestamp piped in so far; -1 before the first record.
+    pub fn stream_time(&self) -> i64 {
+        self.context.stream_time
+    }
+}

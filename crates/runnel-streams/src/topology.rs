@@ -1,0 +1,189 @@
+//! [`StreamsBuilder`] and [`Topology`]: describing what an application does, then checking
+//! the description before anything runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::error::StreamsError;
+use crate::processor::{
+    Children, Downstream, Instances, RawRecord, Record, Source, SourceFactory, TaskContext,
+};
+use crate::serdes::Serde;
+use crate::stream::{Consumed, KStream};
+
+/// What the builder has been told so far; shared by every stream it made.
+#[derive(Default)]
+pub(crate) struct Description {
+    next_node: usize,
+    sources: BTreeMap<String, SourceFactory>,
+    sinks: BTreeSet<String>,
+    /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
+    errors: Vec<String>,
+}
+
+impl Description {
+    pub(crate) fn node_id(&mut self) -> usize {
+        self.next_node += 1;
+        self.next_node
+    }
+
+    pub(crate) fn add_sink(&mut self, topic: &str) {
+        self.sinks.insert(topic.to_owned());
+    }
+}
+
+pub(crate) type SharedDescription = Arc<Mutex<Description>>;
+
+pub(crate) fn describe(description: &SharedDescription) -> MutexGuard<'_, Description> {
+    description.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Describes a topology: streams from topics, what is done to them, where they go.
+///
+/// ```
+/// use runnel_streams::{Consumed, Nullable, Produced, StreamsBuilder, StringSerde};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("lines", Consumed::with(Nullable(StringSerde), StringSerde))
+///     .flat_map_values(|line: String| {
+///         line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>()
+///     })
+///     .to("words", Produced::with(Nullable(StringSerde), StringSerde));
+/// let topology = builder.build().expect("a valid topology");
+/// assert_eq!(topology.source_topics(), ["lines"]);
+/// ```
+#[derive(Default)]
+pub struct StreamsBuilder {
+    description: SharedDescription,
+}
+
+impl fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamsBuilder")
+    }
+}
+
+impl StreamsBuilder {
+    pub fn new() -> Self {
+        StreamsBuilder::default()
+    }
+
+    /// The records of `topic`, read with `consumed`'s serdes. A topic may be read by one
+    /// stream only (as in Kafka Streams); merge or branch the stream to use it twice.
+    pub fn stream<K, V>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let children: Children<K, V> = Arc::default();
+        let Consumed { key, value } = consumed;
+        let downstream_of = Arc::clone(&children);
+        let factory: SourceFactory = Arc::new(move |instances: &mut Instances| {
+            Box::new(TypedSource {
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+                downstream: Downstream::build(&downstream_of, instances),
+            }) as Box<dyn Source>
+        });
+        let mut description = describe(&self.description);
+        if description.sources.contains_key(topic) {
+            description
+                .errors
+                .push(format!("topic {topic:?} is read by two streams"));
+        } else {
+            description.sources.insert(topic.to_owned(), factory);
+        }
+        drop(description);
+        KStream::new(Arc::clone(&self.description), children)
+    }
+
+    /// The topology described, if it can run.
+    pub fn build(self) -> Result<Topology, StreamsError> {
+        let mut description = describe(&self.description);
+        if let Some(error) = description.errors.first() {
+            return Err(StreamsError::InvalidTopology(error.clone()));
+        }
+        if description.sources.is_empty() {
+            return Err(StreamsError::InvalidTopology(
+                "no stream reads a topic".into(),
+            ));
+        }
+        Ok(Topology {
+            sources: std::mem::take(&mut description.sources),
+            sinks: std::mem::take(&mut description.sinks),
+        })
+    }
+}
+
+/// A checked description of an application: its sources, its processors, its sinks.
+pub struct Topology {
+    sources: BTreeMap<String, SourceFactory>,
+    sinks: BTreeSet<String>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("sources", &self.source_topics())
+            .field("sinks", &self.sink_topics())
+            .finish()
+    }
+}
+
+impl Topology {
+    /// The topics it reads, in name order.
+    pub fn source_topics(&self) -> Vec<&str> {
+        self.sources.keys().map(String::as_str).collect()
+    }
+
+    /// The topics it writes, in name order.
+    pub fn sink_topics(&self) -> Vec<&str> {
+        self.sinks.iter().map(String::as_str).collect()
+    }
+
+    /// One task's processors: its sources by topic, each leading to its own graph.
+    pub(crate) fn instantiate(&self) -> BTreeMap<String, Box<dyn Source>> {
+        let mut instances = Instances::default();
+        self.sources
+            .iter()
+            .map(|(topic, factory)| (topic.clone(), factory(&mut instances)))
+            .collect()
+    }
+}
+
+/// A source reading keys and values of known types.
+struct TypedSource<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    downstream: Downstream<K, V>,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Source for TypedSource<K, V> {
+    fn process(&self, raw: RawRecord<'_>, context: &mut TaskContext) -> Result<(), StreamsError> {
+        let failed = |part, source| StreamsError::Deserialize {
+            topic: raw.topic.to_owned(),
+            offset: raw.offset,
+            part,
+            source,
+        };
+        let key = self
+            .key
+            .deserialize(raw.key)
+            .map_err(|e| failed("key", e))?;
+        let value = self
+            .value
+            .deserialize(raw.value)
+            .map_err(|e| failed("value", e))?;
+        context.stream_time = context.stream_time.max(raw.timestamp);
+        let record = Record {
+            key,
+            value,
+            timestamp: raw.timestamp,
+            headers: raw.headers,
+        };
+        self.downstream.forward(record, context);
+        Ok(())
+    }
+}
