@@ -7,6 +7,9 @@ pub enum StreamsError {
     /// A topology that cannot run: a topic read by two sources, a topic nobody reads.
     #[error("invalid topology: {0}")]
     InvalidTopology(String),
+    /// A state store holding a value its serde cannot read.
+    #[error("store {store:?} holds a value its serde cannot read: {source}")]
+    Store { store: String, source: SerdeError },
     /// A record for a topic no stream of the topology reads.
     #[error("no stream reads topic {0:?}")]
     UnknownTopic(String),

@@ -2,7 +2,8 @@
 //!
 //! An application describes a [`Topology`] with a [`StreamsBuilder`]: streams read from
 //! topics ([`KStream`]), transformed record by record (filter, map, flat_map, branch, merge,
-//! peek) and written to topics. The topology is a description: each task (one per input
+//! peek), grouped by key and aggregated into tables ([`KTable`]: count, reduce, aggregate,
+//! each keeping its results in a state store of the task), and written to topics. The topology is a description: each task (one per input
 //! partition, as in Kafka Streams) instantiates its own copy of the processors, so that the
 //! state they will hold is the task's alone.
 //!
@@ -14,15 +15,20 @@
 //! A record's key or value may be null on the wire: [`Nullable`] makes it an `Option`.
 
 mod error;
+mod grouped;
 mod processor;
 mod serdes;
+mod store;
 mod stream;
+mod table;
 mod test_driver;
 mod topology;
 
 pub use error::StreamsError;
+pub use grouped::{Grouped, KGroupedStream, Materialized};
 pub use processor::Record;
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
 pub use stream::{Consumed, KStream, Predicate, Produced};
+pub use table::KTable;
 pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{StreamsBuilder, Topology};

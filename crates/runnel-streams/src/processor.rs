@@ -7,10 +7,11 @@
 //! [`TaskContext`].
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
+use crate::store::KeyValueStore;
 
 /// A record as the processors see it: typed key and value, the event time (milliseconds
 /// since the epoch, the record's timestamp unless an extractor says otherwise) and headers.
@@ -53,17 +54,44 @@ pub(crate) struct Emitted {
     pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// What a task's processors share: the records its sinks wrote, and its stream time.
-#[derive(Debug, Default)]
+/// What a task's processors share: the records its sinks wrote, its state stores, its
+/// stream time.
+#[derive(Debug)]
 pub(crate) struct TaskContext {
     pub(crate) emitted: Vec<Emitted>,
+    pub(crate) stores: BTreeMap<String, KeyValueStore>,
     /// The largest timestamp the task has taken in; -1 before the first record.
     pub(crate) stream_time: i64,
+    /// Records a processor could not use (an aggregation's null key or value), as Kafka's
+    /// `dropped-records-total`.
+    pub(crate) dropped_records: u64,
+}
+
+impl Default for TaskContext {
+    fn default() -> Self {
+        TaskContext {
+            emitted: Vec::new(),
+            stores: BTreeMap::new(),
+            stream_time: -1,
+            dropped_records: 0,
+        }
+    }
+}
+
+impl TaskContext {
+    /// The task's store `name`, created empty on first use.
+    pub(crate) fn store(&mut self, name: &str) -> &mut KeyValueStore {
+        self.stores.entry(name.to_owned()).or_default()
+    }
 }
 
 /// A node taking records of one type.
 pub(crate) trait Node<K, V>: Send {
-    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext);
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError>;
 }
 
 /// A task's instance of a node, shared by every parent that feeds it.
@@ -121,13 +149,18 @@ impl<K: Clone, V: Clone> Downstream<K, V> {
     }
 
     /// Hands `record` to every node downstream, in the order they were added.
-    pub(crate) fn forward(&self, record: Record<K, V>, context: &mut TaskContext) {
+    pub(crate) fn forward(
+        &self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
         if let Some((last, rest)) = self.nodes.split_last() {
             for node in rest {
-                lock(node).process(record.clone(), context);
+                lock(node).process(record.clone(), context)?;
             }
-            lock(last).process(record, context);
+            lock(last).process(record, context)?;
         }
+        Ok(())
     }
 }
 

@@ -18,6 +18,11 @@ pub struct SerdeError(pub String);
 pub trait Serde<T>: Send + Sync + 'static {
     fn serialize(&self, value: &T) -> Option<Vec<u8>>;
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
+
+    /// Whether `value` is null on the wire (aggregations skip such keys and values).
+    fn is_null(&self, _value: &T) -> bool {
+        false
+    }
 }
 
 fn required(bytes: Option<&[u8]>) -> Result<&[u8], SerdeError> {
@@ -116,6 +121,10 @@ impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
         bytes
             .map(|bytes| self.0.deserialize(Some(bytes)))
             .transpose()
+    }
+
+    fn is_null(&self, value: &Option<T>) -> bool {
+        value.is_none()
     }
 }
 

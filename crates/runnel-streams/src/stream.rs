@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use crate::error::StreamsError;
+use crate::grouped::{Grouped, KGroupedStream};
 use crate::processor::{
     Children, Downstream, Emitted, Factory, Instances, Node, Record, Shared, TaskContext,
 };
@@ -82,9 +84,19 @@ where
     K2: Clone + Send,
     V2: Clone + Send,
 {
-    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
         let downstream = &self.downstream;
-        (self.step)(record, &mut |out| downstream.forward(out, context));
+        let mut result = Ok(());
+        (self.step)(record, &mut |out| {
+            if result.is_ok() {
+                result = downstream.forward(out, context);
+            }
+        });
+        result
     }
 }
 
@@ -100,12 +112,28 @@ where
         }
     }
 
+    pub(crate) fn description(&self) -> &SharedDescription {
+        &self.description
+    }
+
     /// Adds a node fed by this stream, built in each task by `make` from the instances of
     /// the nodes it feeds in turn; returns the stream it produces.
     fn add<K2, V2>(
         &self,
         make: impl Fn(Downstream<K2, V2>) -> Shared<K, V> + Send + Sync + 'static,
     ) -> KStream<K2, V2>
+    where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        KStream::new(Arc::clone(&self.description), self.add_changes(make))
+    }
+
+    /// [`Self::add`], returning the list of what the new node feeds.
+    pub(crate) fn add_changes<K2, V2>(
+        &self,
+        make: impl Fn(Downstream<K2, V2>) -> Shared<K, V> + Send + Sync + 'static,
+    ) -> Children<K2, V2>
     where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
@@ -120,7 +148,7 @@ where
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(factory);
-        KStream::new(Arc::clone(&self.description), children)
+        children
     }
 
     fn step<K2, V2>(
@@ -342,6 +370,25 @@ where
         merged
     }
 
+    /// The records grouped by their key, for aggregation; `grouped`'s serdes write keys to
+    /// stores (and records to a repartition topic, if keys changed upstream).
+    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+        KGroupedStream::new(self.step(|record, out| out(record)), grouped, false)
+    }
+
+    /// The records grouped by a new key computed from each: the runtime repartitions them
+    /// by it first, so that each key's records meet in one task.
+    pub fn group_by<K2>(
+        &self,
+        key: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        grouped: Grouped<K2, V>,
+    ) -> KGroupedStream<K2, V>
+    where
+        K2: Clone + Send + 'static,
+    {
+        KGroupedStream::new(self.select_key(key), grouped, true)
+    }
+
     /// Writes every record to `topic` with `produced`'s serdes.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
         describe(&self.description).add_sink(topic);
@@ -366,13 +413,18 @@ struct BranchNode<K, V> {
 }
 
 impl<K: Clone + Send, V: Clone + Send> Node<K, V> for BranchNode<K, V> {
-    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
         let chosen = self
             .predicates
             .iter()
             .position(|predicate| predicate(&record.key, &record.value));
-        if let Some(downstream) = chosen.and_then(|at| self.downstreams.get(at)) {
-            downstream.forward(record, context);
+        match chosen.and_then(|at| self.downstreams.get(at)) {
+            Some(downstream) => downstream.forward(record, context),
+            None => Ok(()),
         }
     }
 }
@@ -384,7 +436,11 @@ struct SinkNode<K, V> {
 }
 
 impl<K: Send + 'static, V: Send + 'static> Node<K, V> for SinkNode<K, V> {
-    fn process(&mut self, record: Record<K, V>, context: &mut TaskContext) {
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
         context.emitted.push(Emitted {
             topic: self.topic.clone(),
             key: self.key.serialize(&record.key),
@@ -392,5 +448,6 @@ impl<K: Send + 'static, V: Send + 'static> Node<K, V> for SinkNode<K, V> {
             timestamp: record.timestamp,
             headers: record.headers,
         });
+        Ok(())
     }
 }

@@ -87,10 +87,7 @@ impl TopologyTestDriver {
     pub fn new(topology: &Topology) -> Self {
         TopologyTestDriver {
             sources: topology.instantiate(),
-            context: TaskContext {
-                emitted: Vec::new(),
-                stream_time: -1,
-            },
+            context: TaskContext::default(),
             next_offsets: HashMap::new(),
             outputs: HashMap::new(),
         }
@@ -184,6 +181,29 @@ impl TopologyTestDriver {
             .into_iter()
             .map(|record| (record.key, record.value))
             .collect())
+    }
+
+    /// The contents of state store `name`, read with `key` and `value`, in key-byte order;
+    /// `None` if no processor has written to it yet.
+    pub fn read_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> Result<Option<Vec<(K, V)>>, SerdeError> {
+        let Some(store) = self.context.stores.get(name) else {
+            return Ok(None);
+        };
+        store
+            .entries()
+            .map(|(k, v)| Ok((key.deserialize(Some(k))?, value.deserialize(Some(v))?)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Records processors could not use (an aggregation's null key or value).
+    pub fn dropped_records(&self) -> u64 {
+        self.context.dropped_records
     }
 
     /// The largest timestamp piped in so far; -1 before the first record.

@@ -18,6 +18,7 @@ pub(crate) struct Description {
     next_node: usize,
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
+    stores: BTreeSet<String>,
     /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
     errors: Vec<String>,
 }
@@ -30,6 +31,13 @@ impl Description {
 
     pub(crate) fn add_sink(&mut self, topic: &str) {
         self.sinks.insert(topic.to_owned());
+    }
+
+    pub(crate) fn add_store(&mut self, name: &str) {
+        if !self.stores.insert(name.to_owned()) {
+            self.errors
+                .push(format!("two processors keep state in store {name:?}"));
+        }
     }
 }
 
@@ -113,6 +121,7 @@ impl StreamsBuilder {
         Ok(Topology {
             sources: std::mem::take(&mut description.sources),
             sinks: std::mem::take(&mut description.sinks),
+            stores: std::mem::take(&mut description.stores),
         })
     }
 }
@@ -121,6 +130,7 @@ impl StreamsBuilder {
 pub struct Topology {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
+    stores: BTreeSet<String>,
 }
 
 impl fmt::Debug for Topology {
@@ -128,6 +138,7 @@ impl fmt::Debug for Topology {
         f.debug_struct("Topology")
             .field("sources", &self.source_topics())
             .field("sinks", &self.sink_topics())
+            .field("stores", &self.store_names())
             .finish()
     }
 }
@@ -141,6 +152,11 @@ impl Topology {
     /// The topics it writes, in name order.
     pub fn sink_topics(&self) -> Vec<&str> {
         self.sinks.iter().map(String::as_str).collect()
+    }
+
+    /// The state stores its processors keep, in name order.
+    pub fn store_names(&self) -> Vec<&str> {
+        self.stores.iter().map(String::as_str).collect()
     }
 
     /// One task's processors: its sources by topic, each leading to its own graph.
@@ -183,7 +199,6 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Source for TypedSourc
             timestamp: raw.timestamp,
             headers: raw.headers,
         };
-        self.downstream.forward(record, context);
-        Ok(())
+        self.downstream.forward(record, context)
     }
 }

@@ -1,0 +1,221 @@
+//! Grouping and aggregating: [`KGroupedStream`] (a stream's records by key) and its
+//! aggregations into a [`KTable`]: count, reduce, aggregate. Each keeps its result per key
+//! in a state store of the task, so that a record only adds to what the key had.
+//!
+//! Records whose key or value is null are skipped and counted as dropped, as Kafka Streams
+//! does. A grouping that changed keys (`group_by`) will be repartitioned through a topic by
+//! the runtime, so that each key's records meet in one task.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::StreamsError;
+use crate::processor::{Downstream, Node, Record, Shared, TaskContext};
+use crate::serdes::{I64Serde, Serde};
+use crate::stream::KStream;
+use crate::table::{Change, KTable};
+use crate::topology::describe;
+
+/// The serdes a grouping's records are written with when they must be repartitioned, and
+/// its stores' keys.
+pub struct Grouped<K, V> {
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Grouped<K, V> {
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Grouped {
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Grouped<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Grouped")
+    }
+}
+
+/// How an aggregation's results are stored: their serde, and the store's name (generated
+/// as Kafka Streams does when none is given).
+pub struct Materialized<A> {
+    value: Arc<dyn Serde<A>>,
+    name: Option<String>,
+}
+
+impl<A> Materialized<A> {
+    pub fn with(value: impl Serde<A>) -> Self {
+        Materialized {
+            value: Arc::new(value),
+            name: None,
+        }
+    }
+
+    /// Names the store (and so, at runtime, its changelog topic).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+}
+
+impl<A> fmt::Debug for Materialized<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Materialized({:?})", self.name)
+    }
+}
+
+/// A stream's records grouped by key, ready to be aggregated.
+pub struct KGroupedStream<K, V> {
+    stream: KStream<K, V>,
+    grouped: Grouped<K, V>,
+    /// Keys were changed upstream: the runtime repartitions before aggregating.
+    pub(crate) repartition: bool,
+}
+
+impl<K, V> fmt::Debug for KGroupedStream<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KGroupedStream(repartition: {})", self.repartition)
+    }
+}
+
+impl<K, V> KGroupedStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    pub(crate) fn new(stream: KStream<K, V>, grouped: Grouped<K, V>, repartition: bool) -> Self {
+        KGroupedStream {
+            stream,
+            grouped,
+            repartition,
+        }
+    }
+
+    /// How many records each key has had, in the store `name` (or one named for it).
+    pub fn count(&self, name: Option<&str>) -> KTable<K, i64> {
+        self.fold(
+            Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1),
+            Arc::new(I64Serde),
+            name.map(str::to_owned),
+        )
+    }
+
+    /// Each key's records combined with `combine(so_far, next)`; a key's first record is its
+    /// first value.
+    pub fn reduce(
+        &self,
+        combine: impl Fn(V, V) -> V + Send + Sync + 'static,
+        name: Option<&str>,
+    ) -> KTable<K, V> {
+        self.fold(
+            Arc::new(move |_: &K, value: V, so_far: Option<V>| match so_far {
+                Some(so_far) => combine(so_far, value),
+                None => value,
+            }),
+            Arc::clone(&self.grouped.value),
+            name.map(str::to_owned),
+        )
+    }
+
+    /// Each key's records folded into an aggregate: `initial()` for a new key, then
+    /// `add(key, value, aggregate)` for each record.
+    pub fn aggregate<A>(
+        &self,
+        initial: impl Fn() -> A + Send + Sync + 'static,
+        add: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        materialized: Materialized<A>,
+    ) -> KTable<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        self.fold(
+            Arc::new(move |key: &K, value: V, so_far: Option<A>| {
+                add(key, value, so_far.unwrap_or_else(&initial))
+            }),
+            materialized.value,
+            materialized.name,
+        )
+    }
+
+    /// The aggregation every one above is: `fold(key, value, what the key had)`, kept in
+    /// store `name` with serde `result`.
+    fn fold<A>(
+        &self,
+        fold: Fold<K, V, A>,
+        result: Arc<dyn Serde<A>>,
+        name: Option<String>,
+    ) -> KTable<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        let description = self.stream.description();
+        let store = name.unwrap_or_else(|| {
+            let id = describe(description).node_id();
+            format!("KSTREAM-AGGREGATE-STATE-STORE-{id:010}")
+        });
+        describe(description).add_store(&store);
+        let key = Arc::clone(&self.grouped.key);
+        let value = Arc::clone(&self.grouped.value);
+        let store_name = store.clone();
+        let children = self.stream.add_changes(move |downstream| {
+            Arc::new(Mutex::new(AggregateNode {
+                store: store_name.clone(),
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+                result: Arc::clone(&result),
+                fold: Arc::clone(&fold),
+                downstream,
+            })) as Shared<K, V>
+        });
+        KTable::new(Arc::clone(description), children, store)
+    }
+}
+
+/// An aggregation's step: the key, the record's value, what the key had (`None`: nothing
+/// yet), to what it has now.
+type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
+
+struct AggregateNode<K, V, A> {
+    store: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    result: Arc<dyn Serde<A>>,
+    fold: Fold<K, V, A>,
+    downstream: Downstream<K, Change<A>>,
+}
+
+impl<K, V, A> Node<K, V> for AggregateNode<K, V, A>
+where
+    K: Clone + Send + 'static,
+    V: Send + 'static,
+    A: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
+        let key_bytes = match self.key.serialize(&record.key) {
+            Some(bytes) if !self.value.is_null(&record.value) => bytes,
+            _ => {
+                context.dropped_records += 1;
+                return Ok(());
+            }
+        };
+        let store = context.store(&self.store);
+        let old = store
+            .get(&key_bytes)
+            .map(|bytes| self.result.deserialize(Some(bytes)))
+            .transpose()
+            .map_err(|source| StreamsError::Store {
+                store: self.store.clone(),
+                source,
+            })?;
+        let new = (self.fold)(&record.key, record.value, old.clone());
+        store.put(key_bytes, self.result.serialize(&new));
+        let change = Record::change(record.key, Some(new), old, record.timestamp);
+        self.downstream.forward(change, context)
+    }
+}

@@ -1,0 +1,187 @@
+//! Grouping and aggregating into tables, run by the test driver: word count, reduce,
+//! aggregate, the state stores they keep, and the records they must skip.
+
+use runnel_streams::{
+    Consumed, Grouped, I64Serde, JsonSerde, Materialized, Nullable, Produced, StreamsBuilder,
+    StreamsError, StringSerde, TestInputTopic, TestOutputTopic, TopologyTestDriver,
+};
+
+fn lines() -> TestInputTopic<Option<String>, String> {
+    TestInputTopic::new("lines", Nullable(StringSerde), StringSerde)
+}
+
+/// The word count of issue 11's example, as a topology: lower-cased words, split on
+/// whitespace, each with its count so far as a decimal string.
+fn word_count() -> StreamsBuilder {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("lines", Consumed::with(Nullable(StringSerde), StringSerde))
+        .flat_map_values(|line: String| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by(
+            |_, word: &String| word.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
+        .count(Some("counts"))
+        .to_stream()
+        .map_values(|count: Option<i64>| count.map(|count| count.to_string()))
+        .to("counts", Produced::with(StringSerde, Nullable(StringSerde)));
+    builder
+}
+
+#[test]
+fn word_count_counts_each_word_so_far_and_keeps_the_counts_in_its_store() {
+    let topology = word_count().build().expect("valid");
+    assert_eq!(topology.store_names(), ["counts"]);
+    let mut driver = TopologyTestDriver::new(&topology);
+    driver
+        .pipe_input(&lines(), None, "the quick fox".into(), 1)
+        .expect("piped");
+    driver
+        .pipe_input(&lines(), None, "The lazy  THE\tend".into(), 2)
+        .expect("piped");
+    let counts = TestOutputTopic::new("counts", StringSerde, Nullable(StringSerde));
+    let updates: Vec<(String, String)> = driver
+        .read_key_values(&counts)
+        .expect("read")
+        .into_iter()
+        .map(|(word, count)| (word, count.expect("a count")))
+        .collect();
+    let expected = [
+        ("the", "1"),
+        ("quick", "1"),
+        ("fox", "1"),
+        ("the", "2"),
+        ("lazy", "1"),
+        ("the", "3"),
+        ("end", "1"),
+    ];
+    assert_eq!(
+        updates,
+        expected.map(|(word, count)| (word.to_owned(), count.to_owned()))
+    );
+    let store = driver
+        .read_store("counts", StringSerde, I64Serde)
+        .expect("readable")
+        .expect("written");
+    assert_eq!(
+        store,
+        [
+            ("end", 1),
+            ("fox", 1),
+            ("lazy", 1),
+            ("quick", 1),
+            ("the", 3)
+        ]
+        .map(|(word, count)| (word.to_owned(), count))
+    );
+}
+
+#[test]
+fn reduce_combines_a_keys_values_and_aggregate_folds_them_into_another_type() {
+    let builder = StreamsBuilder::new();
+    let stream = builder.stream("in", Consumed::with(StringSerde, I64Serde));
+    let grouped = || Grouped::with(StringSerde, I64Serde);
+    stream
+        .group_by_key(grouped())
+        .reduce(|so_far, next| so_far.max(next), Some("max"))
+        .to_stream()
+        .to("max", Produced::with(StringSerde, Nullable(I64Serde)));
+    stream
+        .group_by_key(grouped())
+        .aggregate(
+            Vec::new,
+            |_, value, mut seen: Vec<i64>| {
+                seen.push(value);
+                seen
+            },
+            Materialized::with(JsonSerde::<Vec<i64>>::new()).named("seen"),
+        )
+        .to_stream()
+        .to(
+            "seen",
+            Produced::with(StringSerde, Nullable(JsonSerde::new())),
+        );
+    let topology = builder.build().expect("valid");
+    let mut driver = TopologyTestDriver::new(&topology);
+    let input = TestInputTopic::new("in", StringSerde, I64Serde);
+    for (key, value) in [("a", 3), ("b", 1), ("a", 7), ("a", 5)] {
+        driver
+            .pipe_input(&input, key.to_owned(), value, 0)
+            .expect("piped");
+    }
+    let max = TestOutputTopic::new("max", StringSerde, Nullable(I64Serde));
+    let maxima: Vec<Option<i64>> = driver
+        .read_key_values(&max)
+        .expect("read")
+        .into_iter()
+        .filter(|(key, _)| key == "a")
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(maxima, [Some(3), Some(7), Some(7)]);
+    let seen = driver
+        .read_store("seen", StringSerde, JsonSerde::<Vec<i64>>::new())
+        .expect("readable")
+        .expect("written");
+    assert_eq!(
+        seen,
+        [("a".to_owned(), vec![3, 7, 5]), ("b".to_owned(), vec![1])]
+    );
+}
+
+#[test]
+fn aggregations_skip_null_keys_and_values_and_count_them_dropped() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(
+            "in",
+            Consumed::with(Nullable(StringSerde), Nullable(StringSerde)),
+        )
+        .group_by_key(Grouped::with(Nullable(StringSerde), Nullable(StringSerde)))
+        .count(Some("counts"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    driver.pipe_raw("in", None, Some(b"v"), 0).expect("piped");
+    driver.pipe_raw("in", Some(b"k"), None, 0).expect("piped");
+    driver
+        .pipe_raw("in", Some(b"k"), Some(b"v"), 0)
+        .expect("piped");
+    assert_eq!(driver.dropped_records(), 2);
+    let store = driver
+        .read_store("counts", Nullable(StringSerde), I64Serde)
+        .expect("readable")
+        .expect("written");
+    assert_eq!(store, [(Some("k".to_owned()), 1)]);
+}
+
+#[test]
+fn two_aggregations_may_not_share_a_store() {
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde));
+    grouped.count(Some("same"));
+    grouped.count(Some("same"));
+    assert!(matches!(
+        builder.build(),
+        Err(StreamsError::InvalidTopology(_))
+    ));
+}
+
+#[test]
+fn unnamed_stores_get_kafka_streams_generated_names() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .count(None);
+    let topology = builder.build().expect("valid");
+    let names = topology.store_names();
+    assert_eq!(names.len(), 1);
+    assert!(
+        names[0].starts_with("KSTREAM-AGGREGATE-STATE-STORE-") && names[0].len() == 40,
+        "{names:?}"
+    );
+}
