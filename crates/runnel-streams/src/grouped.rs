@@ -14,7 +14,7 @@ use crate::processor::{Downstream, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde};
 use crate::stream::KStream;
 use crate::table::{Change, KTable};
-use crate::topology::describe;
+use crate::topology::{describe, SharedDescription};
 
 /// The serdes a grouping's records are written with when they must be repartitioned, and
 /// its stores' keys.
@@ -41,8 +41,8 @@ impl<K, V> fmt::Debug for Grouped<K, V> {
 /// How an aggregation's results are stored: their serde, and the store's name (generated
 /// as Kafka Streams does when none is given).
 pub struct Materialized<A> {
-    value: Arc<dyn Serde<A>>,
-    name: Option<String>,
+    pub(crate) value: Arc<dyn Serde<A>>,
+    pub(crate) name: Option<String>,
 }
 
 impl<A> Materialized<A> {
@@ -68,8 +68,8 @@ impl<A> fmt::Debug for Materialized<A> {
 
 /// A stream's records grouped by key, ready to be aggregated.
 pub struct KGroupedStream<K, V> {
-    stream: KStream<K, V>,
-    grouped: Grouped<K, V>,
+    pub(crate) stream: KStream<K, V>,
+    pub(crate) grouped: Grouped<K, V>,
     /// Keys were changed upstream: the runtime repartitions before aggregating.
     pub(crate) repartition: bool,
 }
@@ -95,11 +95,7 @@ where
 
     /// How many records each key has had, in the store `name` (or one named for it).
     pub fn count(&self, name: Option<&str>) -> KTable<K, i64> {
-        self.fold(
-            Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1),
-            Arc::new(I64Serde),
-            name.map(str::to_owned),
-        )
+        self.fold(counting(), Arc::new(I64Serde), name.map(str::to_owned))
     }
 
     /// Each key's records combined with `combine(so_far, next)`; a key's first record is its
@@ -110,10 +106,7 @@ where
         name: Option<&str>,
     ) -> KTable<K, V> {
         self.fold(
-            Arc::new(move |_: &K, value: V, so_far: Option<V>| match so_far {
-                Some(so_far) => combine(so_far, value),
-                None => value,
-            }),
+            reducing(combine),
             Arc::clone(&self.grouped.value),
             name.map(str::to_owned),
         )
@@ -131,9 +124,7 @@ where
         A: Clone + Send + 'static,
     {
         self.fold(
-            Arc::new(move |key: &K, value: V, so_far: Option<A>| {
-                add(key, value, so_far.unwrap_or_else(&initial))
-            }),
+            aggregating(initial, add),
             materialized.value,
             materialized.name,
         )
@@ -151,11 +142,7 @@ where
         A: Clone + Send + 'static,
     {
         let description = self.stream.description();
-        let store = name.unwrap_or_else(|| {
-            let id = describe(description).node_id();
-            format!("KSTREAM-AGGREGATE-STATE-STORE-{id:010}")
-        });
-        describe(description).add_store(&store);
+        let store = store_name(description, name);
         let key = Arc::clone(&self.grouped.key);
         let value = Arc::clone(&self.grouped.value);
         let store_name = store.clone();
@@ -173,9 +160,43 @@ where
     }
 }
 
+/// Count's fold.
+pub(crate) fn counting<K, V>() -> Fold<K, V, i64> {
+    Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1)
+}
+
+/// Reduce's fold: a key's first value, then `combine(so_far, next)`.
+pub(crate) fn reducing<K, V>(combine: impl Fn(V, V) -> V + Send + Sync + 'static) -> Fold<K, V, V> {
+    Arc::new(move |_: &K, value: V, so_far: Option<V>| match so_far {
+        Some(so_far) => combine(so_far, value),
+        None => value,
+    })
+}
+
+/// Aggregate's fold: `initial()` for a new key, then `add(key, value, aggregate)`.
+pub(crate) fn aggregating<K, V, A>(
+    initial: impl Fn() -> A + Send + Sync + 'static,
+    add: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+) -> Fold<K, V, A> {
+    Arc::new(move |key: &K, value: V, so_far: Option<A>| {
+        add(key, value, so_far.unwrap_or_else(&initial))
+    })
+}
+
+/// The store `name`, or one named as Kafka Streams names an aggregation's; registered with
+/// the topology, which refuses two processors sharing one.
+pub(crate) fn store_name(description: &SharedDescription, name: Option<String>) -> String {
+    let store = name.unwrap_or_else(|| {
+        let id = describe(description).node_id();
+        format!("KSTREAM-AGGREGATE-STATE-STORE-{id:010}")
+    });
+    describe(description).add_store(&store);
+    store
+}
+
 /// An aggregation's step: the key, the record's value, what the key had (`None`: nothing
 /// yet), to what it has now.
-type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
+pub(crate) type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 
 struct AggregateNode<K, V, A> {
     store: String,

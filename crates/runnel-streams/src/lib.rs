@@ -23,6 +23,7 @@ mod stream;
 mod table;
 mod test_driver;
 mod topology;
+mod window;
 
 pub use error::StreamsError;
 pub use grouped::{Grouped, KGroupedStream, Materialized};
@@ -32,3 +33,4 @@ pub use stream::{Consumed, KStream, Predicate, Produced};
 pub use table::KTable;
 pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{StreamsBuilder, Topology};
+pub use window::{EmitStrategy, TimeWindowedKStream, TimeWindows, Windowed, WindowedSerde};
