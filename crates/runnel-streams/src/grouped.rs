@@ -142,9 +142,10 @@ where
         A: Clone + Send + 'static,
     {
         let description = self.stream.description();
-        let store = store_name(description, name);
+        let store = store_name(description, name, "KSTREAM-AGGREGATE");
         let key = Arc::clone(&self.grouped.key);
         let value = Arc::clone(&self.grouped.value);
+        let (table_key, table_value) = (Arc::clone(&key), Arc::clone(&result));
         let store_name = store.clone();
         let children = self.stream.add_changes(move |downstream| {
             Arc::new(Mutex::new(AggregateNode {
@@ -156,7 +157,13 @@ where
                 downstream,
             })) as Shared<K, V>
         });
-        KTable::new(Arc::clone(description), children, store)
+        KTable::new(
+            Arc::clone(description),
+            children,
+            store,
+            table_key,
+            table_value,
+        )
     }
 }
 
@@ -183,12 +190,16 @@ pub(crate) fn aggregating<K, V, A>(
     })
 }
 
-/// The store `name`, or one named as Kafka Streams names an aggregation's; registered with
-/// the topology, which refuses two processors sharing one.
-pub(crate) fn store_name(description: &SharedDescription, name: Option<String>) -> String {
+/// The store `name`, or one named as Kafka Streams names them (`<kind>-STATE-STORE-` and a
+/// number); registered with the topology, which refuses two processors sharing one.
+pub(crate) fn store_name(
+    description: &SharedDescription,
+    name: Option<String>,
+    kind: &str,
+) -> String {
     let store = name.unwrap_or_else(|| {
         let id = describe(description).node_id();
-        format!("KSTREAM-AGGREGATE-STATE-STORE-{id:010}")
+        format!("{kind}-STATE-STORE-{id:010}")
     });
     describe(description).add_store(&store);
     store

@@ -25,6 +25,21 @@ pub trait Serde<T>: Send + Sync + 'static {
     }
 }
 
+/// A shared serde is a serde (the topology hands them around as `Arc<dyn Serde<T>>`).
+impl<T: 'static> Serde<T> for std::sync::Arc<dyn Serde<T>> {
+    fn serialize(&self, value: &T) -> Option<Vec<u8>> {
+        (**self).serialize(value)
+    }
+
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        (**self).deserialize(bytes)
+    }
+
+    fn is_null(&self, value: &T) -> bool {
+        (**self).is_null(value)
+    }
+}
+
 fn required(bytes: Option<&[u8]>) -> Result<&[u8], SerdeError> {
     bytes.ok_or_else(|| SerdeError("null where a value is required (use Nullable)".into()))
 }

@@ -11,6 +11,7 @@ use crate::processor::{
     Children, Downstream, Emitted, Factory, Instances, Node, Record, Shared, TaskContext,
 };
 use crate::serdes::Serde;
+use crate::table::{lookup, KTable};
 use crate::topology::{describe, SharedDescription};
 
 /// The serdes a stream's topic is read with.
@@ -389,6 +390,59 @@ where
         KGroupedStream::new(self.select_key(key), grouped, true)
     }
 
+    /// Each record joined with its key's current value in `table`, where it has one (a
+    /// stream-table join: only the stream's records cause results).
+    pub fn join_table<VT, VR>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        VT: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.lookup_join(table, move |value, found| {
+            found.map(|found| joiner(value, found))
+        })
+    }
+
+    /// Each record joined with its key's current value in `table`, `None` where it has none.
+    pub fn left_join_table<VT, VR>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        VT: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.lookup_join(table, move |value, found| Some(joiner(value, found)))
+    }
+
+    fn lookup_join<VT, VR>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        VT: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let store = table.store_name().to_owned();
+        let key = Arc::clone(table.key_serde());
+        let value = Arc::clone(table.value_serde());
+        let joiner: LookupJoiner<V, VT, VR> = Arc::new(joiner);
+        self.add(move |downstream| {
+            Arc::new(Mutex::new(LookupJoinNode {
+                store: store.clone(),
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+                joiner: Arc::clone(&joiner),
+                downstream,
+            })) as Shared<K, V>
+        })
+    }
+
     /// Writes every record to `topic` with `produced`'s serdes.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
         describe(&self.description).add_sink(topic);
@@ -401,6 +455,51 @@ where
                 value: Arc::clone(&value),
             })) as Shared<K, V>
         });
+    }
+}
+
+type LookupJoiner<V, VT, VR> = Arc<dyn Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync>;
+
+/// A stream-table join: each record looks its key up in the table's store.
+struct LookupJoinNode<K, V, VT, VR> {
+    store: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<VT>>,
+    joiner: LookupJoiner<V, VT, VR>,
+    downstream: Downstream<K, VR>,
+}
+
+impl<K, V, VT, VR> Node<K, V> for LookupJoinNode<K, V, VT, VR>
+where
+    K: Clone + Send + 'static,
+    V: Send + 'static,
+    VT: Send + 'static,
+    VR: Clone + Send + 'static,
+{
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        context: &mut TaskContext,
+    ) -> Result<(), StreamsError> {
+        let found = lookup(context, &self.store, &record.key, &*self.key, &*self.value)?;
+        let Some(joined) = (self.joiner)(&record.value, found.as_ref()) else {
+            return Ok(());
+        };
+        let Record {
+            key,
+            timestamp,
+            headers,
+            ..
+        } = record;
+        self.downstream.forward(
+            Record {
+                key,
+                value: joined,
+                timestamp,
+                headers,
+            },
+            context,
+        )
     }
 }
 

@@ -6,11 +6,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
+use crate::grouped::store_name;
 use crate::processor::{
     Children, Downstream, Instances, RawRecord, Record, Source, SourceFactory, TaskContext,
 };
 use crate::serdes::Serde;
 use crate::stream::{Consumed, KStream};
+use crate::table::{lookup, Change, KTable};
 
 /// What the builder has been told so far; shared by every stream it made.
 #[derive(Default)]
@@ -95,6 +97,48 @@ impl StreamsBuilder {
                 downstream: Downstream::build(&downstream_of, instances),
             }) as Box<dyn Source>
         });
+        self.add_source(topic, factory);
+        KStream::new(Arc::clone(&self.description), children)
+    }
+
+    /// The records of `topic` read as a table: each key's latest value, a null value
+    /// deleting the key, kept in store `name` (or one named for it). Records with a null key
+    /// are dropped, as Kafka Streams drops them.
+    pub fn table<K, V>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        name: Option<&str>,
+    ) -> KTable<K, V>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let store = store_name(&self.description, name.map(str::to_owned), "KTABLE-SOURCE");
+        let children: Children<K, Change<V>> = Arc::default();
+        let Consumed { key, value } = consumed;
+        let (table_key, table_value) = (Arc::clone(&key), Arc::clone(&value));
+        let downstream_of = Arc::clone(&children);
+        let store_of = store.clone();
+        let factory: SourceFactory = Arc::new(move |instances: &mut Instances| {
+            Box::new(TableSource {
+                store: store_of.clone(),
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+                downstream: Downstream::build(&downstream_of, instances),
+            }) as Box<dyn Source>
+        });
+        self.add_source(topic, factory);
+        KTable::new(
+            Arc::clone(&self.description),
+            children,
+            store,
+            table_key,
+            table_value,
+        )
+    }
+
+    fn add_source(&self, topic: &str, factory: SourceFactory) {
         let mut description = describe(&self.description);
         if description.sources.contains_key(topic) {
             description
@@ -103,8 +147,6 @@ impl StreamsBuilder {
         } else {
             description.sources.insert(topic.to_owned(), factory);
         }
-        drop(description);
-        KStream::new(Arc::clone(&self.description), children)
     }
 
     /// The topology described, if it can run.
@@ -166,6 +208,46 @@ impl Topology {
             .iter()
             .map(|(topic, factory)| (topic.clone(), factory(&mut instances)))
             .collect()
+    }
+}
+
+/// A source reading a topic into a table.
+struct TableSource<K, V> {
+    store: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    downstream: Downstream<K, Change<V>>,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Source for TableSource<K, V> {
+    fn process(&self, raw: RawRecord<'_>, context: &mut TaskContext) -> Result<(), StreamsError> {
+        let failed = |part, source| StreamsError::Deserialize {
+            topic: raw.topic.to_owned(),
+            offset: raw.offset,
+            part,
+            source,
+        };
+        context.stream_time = context.stream_time.max(raw.timestamp);
+        let Some(key_bytes) = raw.key else {
+            context.dropped_records += 1;
+            return Ok(());
+        };
+        let key = self
+            .key
+            .deserialize(Some(key_bytes))
+            .map_err(|e| failed("key", e))?;
+        let new = raw
+            .value
+            .map(|bytes| self.value.deserialize(Some(bytes)))
+            .transpose()
+            .map_err(|e| failed("value", e))?;
+        let old = lookup(context, &self.store, &key, &*self.key, &*self.value)?;
+        context
+            .store(&self.store)
+            .put(key_bytes.to_vec(), raw.value.map(<[u8]>::to_vec));
+        let mut change = Record::change(key, new, old, raw.timestamp);
+        change.headers = raw.headers;
+        self.downstream.forward(change, context)
     }
 }
 

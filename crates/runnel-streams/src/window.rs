@@ -231,9 +231,12 @@ where
     {
         let stream = &self.grouped.stream;
         let description = stream.description();
-        let store = store_name(description, name);
+        let store = store_name(description, name, "KSTREAM-AGGREGATE");
         let key = Arc::clone(&self.grouped.grouped.key);
         let value = Arc::clone(&self.grouped.grouped.value);
+        let table_key: Arc<dyn Serde<Windowed<K>>> =
+            Arc::new(WindowedSerde::new(Arc::clone(&key), self.windows));
+        let table_value = Arc::clone(&result);
         let (windows, emit, store_name) = (self.windows, self.emit, store.clone());
         let children = stream.add_changes(move |downstream| {
             Arc::new(Mutex::new(WindowAggregateNode {
@@ -250,7 +253,13 @@ where
                 downstream,
             })) as Shared<K, V>
         });
-        KTable::new(Arc::clone(description), children, store)
+        KTable::new(
+            Arc::clone(description),
+            children,
+            store,
+            table_key,
+            table_value,
+        )
     }
 }
 

@@ -1,0 +1,159 @@
+//! Tables read from topics, and joins, run by the test driver: stream-table (inner and
+//! left; issue 11's enrichment of orders with customers) and table-table (inner, left,
+//! outer), with deletes.
+
+use runnel_streams::{
+    Consumed, Nullable, Produced, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic,
+    TopologyTestDriver,
+};
+
+fn strings() -> Consumed<String, String> {
+    Consumed::with(StringSerde, StringSerde)
+}
+
+fn pipe(driver: &mut TopologyTestDriver, topic: &str, key: &str, value: Option<&str>, at: i64) {
+    driver
+        .pipe_raw(topic, Some(key.as_bytes()), value.map(str::as_bytes), at)
+        .expect("piped");
+}
+
+fn read(driver: &mut TopologyTestDriver, topic: &str) -> Vec<(String, Option<String>)> {
+    driver
+        .read_key_values(&TestOutputTopic::new(
+            topic,
+            StringSerde,
+            Nullable(StringSerde),
+        ))
+        .expect("read")
+}
+
+fn some(pairs: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), Some((*value).to_owned())))
+        .collect()
+}
+
+#[test]
+fn orders_are_enriched_with_the_customer_as_of_the_order() {
+    let builder = StreamsBuilder::new();
+    let customers = builder.table("customers", strings(), Some("customers"));
+    let orders = builder.stream("orders", strings());
+    orders
+        .join_table(&customers, |order, customer| {
+            format!("{order} for {customer}")
+        })
+        .map_values(Some)
+        .to(
+            "enriched",
+            Produced::with(StringSerde, Nullable(StringSerde)),
+        );
+    orders
+        .left_join_table(&customers, |order, customer: Option<&String>| {
+            format!("{order} for {}", customer.map_or("nobody", String::as_str))
+        })
+        .map_values(Some)
+        .to("all", Produced::with(StringSerde, Nullable(StringSerde)));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    pipe(&mut driver, "orders", "c1", Some("book"), 1);
+    pipe(&mut driver, "customers", "c1", Some("Ada"), 2);
+    pipe(&mut driver, "orders", "c1", Some("pen"), 3);
+    pipe(&mut driver, "customers", "c1", Some("Ada L."), 4);
+    pipe(&mut driver, "orders", "c1", Some("ink"), 5);
+    pipe(&mut driver, "customers", "c1", None, 6);
+    pipe(&mut driver, "orders", "c1", Some("cap"), 7);
+    assert_eq!(
+        read(&mut driver, "enriched"),
+        some(&[("c1", "pen for Ada"), ("c1", "ink for Ada L.")]),
+        "a table update alone emits nothing; a deleted customer joins nothing"
+    );
+    assert_eq!(
+        read(&mut driver, "all"),
+        some(&[
+            ("c1", "book for nobody"),
+            ("c1", "pen for Ada"),
+            ("c1", "ink for Ada L."),
+            ("c1", "cap for nobody"),
+        ])
+    );
+    assert_eq!(
+        driver
+            .read_store("customers", StringSerde, StringSerde)
+            .expect("readable"),
+        Some(vec![]),
+        "the delete removed the key"
+    );
+}
+
+#[test]
+fn table_table_joins_follow_updates_and_deletes_on_either_side() {
+    let builder = StreamsBuilder::new();
+    let left = builder.table("left", strings(), None);
+    let right = builder.table("right", strings(), None);
+    let write = |table: runnel_streams::KTable<String, String>, topic: &str| {
+        table
+            .to_stream()
+            .to(topic, Produced::with(StringSerde, Nullable(StringSerde)));
+    };
+    write(
+        left.join(&right, |l, r| format!("{l}+{r}"), StringSerde),
+        "inner",
+    );
+    write(
+        left.left_join(
+            &right,
+            |l, r: Option<&String>| format!("{l}+{}", r.map_or("_", String::as_str)),
+            StringSerde,
+        ),
+        "left",
+    );
+    write(
+        left.outer_join(
+            &right,
+            |l: Option<&String>, r: Option<&String>| {
+                format!(
+                    "{}+{}",
+                    l.map_or("_", String::as_str),
+                    r.map_or("_", String::as_str)
+                )
+            },
+            StringSerde,
+        ),
+        "outer",
+    );
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    pipe(&mut driver, "left", "k", Some("a"), 1);
+    pipe(&mut driver, "right", "k", Some("x"), 2);
+    pipe(&mut driver, "left", "k", Some("b"), 3);
+    pipe(&mut driver, "right", "k", None, 4);
+    pipe(&mut driver, "left", "k", None, 5);
+    let deleted = |key: &str| (key.to_owned(), None);
+    let mut inner = some(&[("k", "a+x"), ("k", "b+x")]);
+    inner.push(deleted("k"));
+    assert_eq!(read(&mut driver, "inner"), inner);
+    let mut left_rows = some(&[("k", "a+_"), ("k", "a+x"), ("k", "b+x"), ("k", "b+_")]);
+    left_rows.push(deleted("k"));
+    assert_eq!(read(&mut driver, "left"), left_rows);
+    let mut outer = some(&[("k", "a+_"), ("k", "a+x"), ("k", "b+x"), ("k", "b+_")]);
+    outer.push(deleted("k"));
+    assert_eq!(read(&mut driver, "outer"), outer);
+}
+
+#[test]
+fn a_table_source_drops_records_without_a_key() {
+    let builder = StreamsBuilder::new();
+    builder.table("t", strings(), Some("t"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    driver.pipe_raw("t", None, Some(b"v"), 1).expect("piped");
+    assert_eq!(driver.dropped_records(), 1);
+    let input = TestInputTopic::new("t", StringSerde, StringSerde);
+    driver
+        .pipe_input(&input, "k".into(), "v".into(), 2)
+        .expect("piped");
+    assert_eq!(
+        driver
+            .read_store("t", StringSerde, StringSerde)
+            .expect("read"),
+        Some(vec![("k".to_owned(), "v".to_owned())])
+    );
+}
