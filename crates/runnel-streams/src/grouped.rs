@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
-use crate::processor::{Downstream, Node, Record, Shared, TaskContext};
+use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde};
 use crate::stream::KStream;
 use crate::table::{Change, KTable};
@@ -147,16 +147,18 @@ where
         let value = Arc::clone(&self.grouped.value);
         let (table_key, table_value) = (Arc::clone(&key), Arc::clone(&result));
         let store_name = store.clone();
-        let children = self.stream.add_changes(move |downstream| {
-            Arc::new(Mutex::new(AggregateNode {
-                store: store_name.clone(),
-                key: Arc::clone(&key),
-                value: Arc::clone(&value),
-                result: Arc::clone(&result),
-                fold: Arc::clone(&fold),
-                downstream,
-            })) as Shared<K, V>
-        });
+        let children = self
+            .stream
+            .add_changes(move |downstream, _: &mut Instances| {
+                Arc::new(Mutex::new(AggregateNode {
+                    store: store_name.clone(),
+                    key: Arc::clone(&key),
+                    value: Arc::clone(&value),
+                    result: Arc::clone(&result),
+                    fold: Arc::clone(&fold),
+                    downstream,
+                })) as Shared<K, V>
+            });
         KTable::new(
             Arc::clone(description),
             children,

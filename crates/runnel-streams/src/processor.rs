@@ -122,16 +122,22 @@ impl Instances {
         id: usize,
         make: impl FnOnce(&mut Instances) -> Shared<K, V>,
     ) -> Shared<K, V> {
-        if let Some(made) = self
-            .made
-            .get(&id)
-            .and_then(|made| made.downcast_ref::<Shared<K, V>>())
-        {
-            return Arc::clone(made);
+        self.shared(id, make)
+    }
+
+    /// What the task keeps under `id`: the value made before, or a new one from `make`
+    /// (a node's instance, or state two nodes share, as the sides of a join do).
+    pub(crate) fn shared<T: Clone + Send + 'static>(
+        &mut self,
+        id: usize,
+        make: impl FnOnce(&mut Instances) -> T,
+    ) -> T {
+        if let Some(made) = self.made.get(&id).and_then(|made| made.downcast_ref::<T>()) {
+            return made.clone();
         }
-        let node = make(self);
-        self.made.insert(id, Box::new(Arc::clone(&node)));
-        node
+        let made = make(self);
+        self.made.insert(id, Box::new(made.clone()));
+        made
     }
 }
 

@@ -30,6 +30,20 @@ impl KeyValueStore {
         }
     }
 
+    /// The entries with keys in `from..to`, in key order.
+    pub(crate) fn range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if from >= to {
+            return Vec::new();
+        }
+        self.entries
+            .range::<[u8], _>((
+                std::ops::Bound::Included(from),
+                std::ops::Bound::Excluded(to),
+            ))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
             .iter()

@@ -119,9 +119,9 @@ where
 
     /// Adds a node fed by this stream, built in each task by `make` from the instances of
     /// the nodes it feeds in turn; returns the stream it produces.
-    fn add<K2, V2>(
+    pub(crate) fn add<K2, V2>(
         &self,
-        make: impl Fn(Downstream<K2, V2>) -> Shared<K, V> + Send + Sync + 'static,
+        make: impl Fn(Downstream<K2, V2>, &mut Instances) -> Shared<K, V> + Send + Sync + 'static,
     ) -> KStream<K2, V2>
     where
         K2: Clone + Send + 'static,
@@ -133,23 +133,50 @@ where
     /// [`Self::add`], returning the list of what the new node feeds.
     pub(crate) fn add_changes<K2, V2>(
         &self,
-        make: impl Fn(Downstream<K2, V2>) -> Shared<K, V> + Send + Sync + 'static,
+        make: impl Fn(Downstream<K2, V2>, &mut Instances) -> Shared<K, V> + Send + Sync + 'static,
     ) -> Children<K2, V2>
     where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
     {
-        let id = describe(&self.description).node_id();
         let children: Children<K2, V2> = Arc::default();
-        let feeds = Arc::clone(&children);
+        self.add_feeding(&children, make);
+        children
+    }
+
+    /// Adds a node fed by this stream that feeds `target`'s nodes (as another stream's node
+    /// already does: the second side of a join).
+    pub(crate) fn feed<K2, V2>(
+        &self,
+        target: &KStream<K2, V2>,
+        make: impl Fn(Downstream<K2, V2>, &mut Instances) -> Shared<K, V> + Send + Sync + 'static,
+    ) where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        self.add_feeding(&target.children, make);
+    }
+
+    fn add_feeding<K2, V2>(
+        &self,
+        children: &Children<K2, V2>,
+        make: impl Fn(Downstream<K2, V2>, &mut Instances) -> Shared<K, V> + Send + Sync + 'static,
+    ) where
+        K2: Clone + Send + 'static,
+        V2: Clone + Send + 'static,
+    {
+        let id = describe(&self.description).node_id();
+        let feeds = Arc::clone(children);
         let factory: Factory<K, V> = Arc::new(move |instances: &mut Instances| {
-            instances.get_or_make(id, |instances| make(Downstream::build(&feeds, instances)))
+            instances.get_or_make(id, |instances| {
+                let downstream = Downstream::build(&feeds, instances);
+                make(downstream, instances)
+            })
         });
         self.children
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(factory);
-        children
     }
 
     fn step<K2, V2>(
@@ -161,7 +188,7 @@ where
         V2: Clone + Send + 'static,
     {
         let step: Step<K, V, K2, V2> = Arc::new(step);
-        self.add(move |downstream| {
+        self.add(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(StepNode {
                 step: Arc::clone(&step),
                 downstream,
@@ -432,7 +459,7 @@ where
         let key = Arc::clone(table.key_serde());
         let value = Arc::clone(table.value_serde());
         let joiner: LookupJoiner<V, VT, VR> = Arc::new(joiner);
-        self.add(move |downstream| {
+        self.add(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(LookupJoinNode {
                 store: store.clone(),
                 key: Arc::clone(&key),
@@ -448,7 +475,7 @@ where
         describe(&self.description).add_sink(topic);
         let topic = topic.to_owned();
         let Produced { key, value } = produced;
-        let _: KStream<K, V> = self.add(move |_: Downstream<K, V>| {
+        let _: KStream<K, V> = self.add(move |_: Downstream<K, V>, _: &mut Instances| {
             Arc::new(Mutex::new(SinkNode {
                 topic: topic.clone(),
                 key: Arc::clone(&key),

@@ -14,7 +14,7 @@ use crate::grouped::store_name;
 use crate::processor::{Children, Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::Serde;
 use crate::stream::KStream;
-use crate::topology::{describe, SharedDescription};
+use crate::topology::SharedDescription;
 
 /// A key's new value and the one it replaced; `None` where there is none (a new key; a
 /// delete).
@@ -124,12 +124,15 @@ where
         &self.value
     }
 
+    /// The table's changes, as the stream its processors are fed by.
+    fn changes(&self) -> KStream<K, Change<V>> {
+        KStream::new(Arc::clone(&self.description), Arc::clone(&self.children))
+    }
+
     /// Every update of the table as a record: the key and its new value, `None` for a
     /// delete (a tombstone when written to a topic).
     pub fn to_stream(&self) -> KStream<K, Option<V>> {
-        let changes: KStream<K, Change<V>> =
-            KStream::new(Arc::clone(&self.description), Arc::clone(&self.children));
-        changes.map_values(|change: Change<V>| change.new)
+        self.changes().map_values(|change: Change<V>| change.new)
     }
 
     /// The table of keys both tables have, with `joiner(left, right)`.
@@ -202,19 +205,20 @@ where
             right_value: Arc::clone(&other.value),
             joiner: Arc::new(joiner) as Joiner<V, VO, VR>,
         });
-        let children: Children<K, Change<VR>> = Arc::default();
-        add_table_processor(&self.description, &self.children, &children, {
+        let children = self.changes().add_changes({
             let join = Arc::clone(&join);
-            move |downstream| {
+            move |downstream, _: &mut Instances| {
                 Arc::new(Mutex::new(JoinSide::<K, V, VO, VR, true> {
                     join: Arc::clone(&join),
                     downstream,
                 })) as Shared<K, Change<V>>
             }
         });
-        add_table_processor(&self.description, &other.children, &children, {
+        let joined: KStream<K, Change<VR>> =
+            KStream::new(Arc::clone(&self.description), Arc::clone(&children));
+        other.changes().feed(&joined, {
             let join = Arc::clone(&join);
-            move |downstream| {
+            move |downstream, _: &mut Instances| {
                 Arc::new(Mutex::new(JoinSide::<K, V, VO, VR, false> {
                     join: Arc::clone(&join),
                     downstream,
@@ -229,28 +233,6 @@ where
             Arc::clone(&join.result),
         )
     }
-}
-
-/// Adds a node fed by `parent` that feeds `children`.
-fn add_table_processor<K, VI, VO>(
-    description: &SharedDescription,
-    parent: &Children<K, Change<VI>>,
-    children: &Children<K, Change<VO>>,
-    make: impl Fn(Downstream<K, Change<VO>>) -> Shared<K, Change<VI>> + Send + Sync + 'static,
-) where
-    K: Clone + Send + 'static,
-    VI: Clone + Send + 'static,
-    VO: Clone + Send + 'static,
-{
-    let id = describe(description).node_id();
-    let feeds = Arc::clone(children);
-    let factory = Arc::new(move |instances: &mut Instances| {
-        instances.get_or_make(id, |instances| make(Downstream::build(&feeds, instances)))
-    });
-    parent
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(factory);
 }
 
 type Joiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync>;

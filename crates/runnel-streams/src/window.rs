@@ -17,7 +17,7 @@ use crate::error::StreamsError;
 use crate::grouped::{
     aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
 };
-use crate::processor::{Downstream, Node, Record, Shared, TaskContext};
+use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
 
@@ -238,7 +238,7 @@ where
             Arc::new(WindowedSerde::new(Arc::clone(&key), self.windows));
         let table_value = Arc::clone(&result);
         let (windows, emit, store_name) = (self.windows, self.emit, store.clone());
-        let children = stream.add_changes(move |downstream| {
+        let children = stream.add_changes(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(WindowAggregateNode {
                 store: store_name.clone(),
                 windows,

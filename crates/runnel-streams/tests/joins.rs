@@ -3,8 +3,8 @@
 //! outer), with deletes.
 
 use runnel_streams::{
-    Consumed, Nullable, Produced, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic,
-    TopologyTestDriver,
+    Consumed, JoinWindows, Nullable, Produced, StreamJoined, StreamsBuilder, StringSerde,
+    TestInputTopic, TestOutputTopic, TopologyTestDriver,
 };
 
 fn strings() -> Consumed<String, String> {
@@ -156,4 +156,111 @@ fn a_table_source_drops_records_without_a_key() {
             .expect("read"),
         Some(vec![("k".to_owned(), "v".to_owned())])
     );
+}
+
+/// Two streams of the same key joined within 10 ms (grace 5), each pair once, whichever
+/// side came first, stamped with the later timestamp.
+fn stream_join_driver(kind: &str) -> TopologyTestDriver {
+    let builder = StreamsBuilder::new();
+    let left = builder.stream("l", strings());
+    let right = builder.stream("r", strings());
+    let windows = JoinWindows::of_time_difference_and_grace(10, 5);
+    let serdes = || StreamJoined::with(StringSerde, StringSerde, StringSerde);
+    let shown = |value: Option<&String>| value.map_or("_".to_owned(), String::clone);
+    let joined = match kind {
+        "inner" => left.join(&right, |l, r| format!("{l}+{r}"), windows, serdes()),
+        "left" => left.left_join(
+            &right,
+            move |l, r| format!("{l}+{}", shown(r)),
+            windows,
+            serdes(),
+        ),
+        _ => left.outer_join(
+            &right,
+            move |l, r| format!("{}+{}", shown(l), shown(r)),
+            windows,
+            serdes(),
+        ),
+    };
+    joined
+        .map_values(Some)
+        .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
+    TopologyTestDriver::new(&builder.build().expect("valid"))
+}
+
+fn joined(driver: &mut TopologyTestDriver) -> Vec<(String, i64)> {
+    driver
+        .read_all_output(&TestOutputTopic::new(
+            "out",
+            StringSerde,
+            Nullable(StringSerde),
+        ))
+        .expect("read")
+        .into_iter()
+        .map(|record| (record.value.expect("a value"), record.timestamp))
+        .collect()
+}
+
+fn pairs_at(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+    pairs
+        .iter()
+        .map(|(value, at)| ((*value).to_owned(), *at))
+        .collect()
+}
+
+#[test]
+fn a_stream_stream_join_pairs_records_within_the_window_either_way_round() {
+    let mut driver = stream_join_driver("inner");
+    pipe(&mut driver, "l", "k", Some("a"), 100);
+    pipe(&mut driver, "r", "k", Some("x"), 105);
+    pipe(&mut driver, "r", "other", Some("y"), 106);
+    pipe(&mut driver, "r", "k", Some("z"), 111);
+    pipe(&mut driver, "l", "k", Some("b"), 112);
+    assert_eq!(
+        joined(&mut driver),
+        pairs_at(&[("a+x", 105), ("b+x", 112), ("b+z", 112)]),
+        "z is 11 ms after a: too far; other keys never join"
+    );
+    // Within the grace, an out-of-order record still joins; beyond it, it is dropped.
+    pipe(&mut driver, "l", "k", Some("c"), 101);
+    assert_eq!(joined(&mut driver), pairs_at(&[("c+x", 105), ("c+z", 111)]));
+    pipe(&mut driver, "r", "k", Some("late"), 200);
+    pipe(&mut driver, "l", "k", Some("stale"), 150);
+    assert!(joined(&mut driver).is_empty());
+    assert_eq!(
+        driver.dropped_records(),
+        1,
+        "at stream time 200, a record at 150 is past its window and grace (165)"
+    );
+}
+
+#[test]
+fn left_and_outer_joins_emit_the_unmatched_only_once_their_window_closes() {
+    for kind in ["left", "outer"] {
+        let mut driver = stream_join_driver(kind);
+        pipe(&mut driver, "l", "k", Some("a"), 100);
+        pipe(&mut driver, "r", "k", Some("x"), 112);
+        let early = joined(&mut driver);
+        assert!(
+            early.is_empty(),
+            "{kind}: a's window is open until 115: {early:?}"
+        );
+        // A partner inside the window, arriving within the grace: joined, and a is not
+        // emitted alone.
+        pipe(&mut driver, "r", "k", Some("y"), 108);
+        assert_eq!(joined(&mut driver), pairs_at(&[("a+y", 108)]), "{kind}");
+        pipe(&mut driver, "l", "k", Some("b"), 140);
+        let expected: &[(&str, i64)] = if kind == "left" { &[] } else { &[("_+x", 112)] };
+        assert_eq!(
+            joined(&mut driver),
+            pairs_at(expected),
+            "{kind}: x's window closed at 127"
+        );
+        pipe(&mut driver, "r", "k", Some("w"), 170);
+        assert_eq!(
+            joined(&mut driver),
+            pairs_at(&[("b+_", 140)]),
+            "{kind}: b's window closed at 155"
+        );
+    }
 }
