@@ -16,23 +16,27 @@
 
 mod error;
 mod grouped;
+mod process;
 mod processor;
 mod serdes;
 mod store;
 mod stream;
 mod stream_join;
 mod table;
+mod task;
 mod test_driver;
 mod topology;
 mod window;
 
 pub use error::StreamsError;
 pub use grouped::{Grouped, KGroupedStream, Materialized};
+pub use process::{Processor, ProcessorContext, StoreHandle};
 pub use processor::Record;
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
 pub use stream::{Consumed, KStream, Predicate, Produced};
 pub use stream_join::{JoinWindows, StreamJoined};
 pub use table::KTable;
+pub use task::PunctuationType;
 pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{StreamsBuilder, Topology};
 pub use window::{EmitStrategy, TimeWindowedKStream, TimeWindows, Windowed, WindowedSerde};

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
 use crate::store::KeyValueStore;
+use crate::task::SharedLifecycle;
 
 /// A record as the processors see it: typed key and value, the event time (milliseconds
 /// since the epoch, the record's timestamp unless an extractor says otherwise) and headers.
@@ -113,9 +114,20 @@ fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub(crate) struct Instances {
     made: HashMap<usize, Box<dyn Any + Send>>,
+    /// Nodes to initialize when the task starts, in the order they were built.
+    lifecycles: Vec<SharedLifecycle>,
 }
 
 impl Instances {
+    /// Has the task initialize `node` when it starts.
+    pub(crate) fn add_lifecycle(&mut self, node: SharedLifecycle) {
+        self.lifecycles.push(node);
+    }
+
+    pub(crate) fn take_lifecycles(&mut self) -> Vec<SharedLifecycle> {
+        std::mem::take(&mut self.lifecycles)
+    }
+
     /// Node `id`'s instance: the one built before, or a new one from `make`.
     pub(crate) fn get_or_make<K: 'static, V: 'static>(
         &mut self,

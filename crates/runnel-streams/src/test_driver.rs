@@ -3,13 +3,14 @@
 //! partition, so the driver is one task; every record piped in has gone through the whole
 //! topology when `pipe_input` returns, and what the sinks wrote waits in the output topics.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use crate::error::StreamsError;
-use crate::processor::{Emitted, RawRecord, Source, TaskContext};
+use crate::processor::{Emitted, RawRecord};
 use crate::serdes::{Serde, SerdeError};
+use crate::task::Task;
 use crate::topology::Topology;
 
 /// A topic records are piped into, with the serdes to write them.
@@ -68,8 +69,8 @@ pub struct OutputRecord<K, V> {
 }
 
 pub struct TopologyTestDriver {
-    sources: BTreeMap<String, Box<dyn Source>>,
-    context: TaskContext,
+    task: Task,
+    wall_clock_ms: i64,
     next_offsets: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<Emitted>>,
 }
@@ -77,20 +78,24 @@ pub struct TopologyTestDriver {
 impl fmt::Debug for TopologyTestDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TopologyTestDriver")
-            .field("sources", &self.sources.keys().collect::<Vec<_>>())
-            .field("stream_time", &self.context.stream_time)
+            .field("stream_time", &self.task.context.stream_time)
+            .field("wall_clock_ms", &self.wall_clock_ms)
             .finish()
     }
 }
 
 impl TopologyTestDriver {
-    pub fn new(topology: &Topology) -> Self {
-        TopologyTestDriver {
-            sources: topology.instantiate(),
-            context: TaskContext::default(),
+    /// A driver running `topology` as one task, its wall clock at 0.
+    ///
+    /// # Errors
+    /// What a processor's `init` returns.
+    pub fn new(topology: &Topology) -> Result<Self, StreamsError> {
+        Ok(TopologyTestDriver {
+            task: Task::new(topology, 0)?,
+            wall_clock_ms: 0,
             next_offsets: HashMap::new(),
             outputs: HashMap::new(),
-        }
+        })
     }
 
     /// Runs one record with `key`, `value` and `timestamp` through the topology.
@@ -115,10 +120,9 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<(), StreamsError> {
-        let source = self
-            .sources
-            .get(topic)
-            .ok_or_else(|| StreamsError::UnknownTopic(topic.to_owned()))?;
+        if !self.task.reads(topic) {
+            return Err(StreamsError::UnknownTopic(topic.to_owned()));
+        }
         let offset = self.next_offsets.entry(topic.to_owned()).or_insert(0);
         let raw = RawRecord {
             topic,
@@ -129,14 +133,26 @@ impl TopologyTestDriver {
             headers: Vec::new(),
         };
         *offset += 1;
-        let result = source.process(raw, &mut self.context);
-        for emitted in self.context.emitted.drain(..) {
+        let result = self.task.process(raw);
+        self.collect_output();
+        result
+    }
+
+    /// Moves the wall clock on by `millis`, running the wall-clock punctuations due.
+    pub fn advance_wall_clock_time(&mut self, millis: i64) -> Result<(), StreamsError> {
+        self.wall_clock_ms += millis;
+        let result = self.task.advance_wall_clock(self.wall_clock_ms);
+        self.collect_output();
+        result
+    }
+
+    fn collect_output(&mut self) {
+        for emitted in self.task.take_emitted() {
             self.outputs
                 .entry(emitted.topic.clone())
                 .or_default()
                 .push_back(emitted);
         }
-        result
     }
 
     /// The oldest record written to `topic` and not read yet.
@@ -191,7 +207,7 @@ impl TopologyTestDriver {
         key: impl Serde<K>,
         value: impl Serde<V>,
     ) -> Result<Option<Vec<(K, V)>>, SerdeError> {
-        let Some(store) = self.context.stores.get(name) else {
+        let Some(store) = self.task.context.stores.get(name) else {
             return Ok(None);
         };
         store
@@ -203,11 +219,11 @@ impl TopologyTestDriver {
 
     /// Records processors could not use (an aggregation's null key or value).
     pub fn dropped_records(&self) -> u64 {
-        self.context.dropped_records
+        self.task.context.dropped_records
     }
 
     /// The largest timestamp piped in so far; -1 before the first record.
     pub fn stream_time(&self) -> i64 {
-        self.context.stream_time
+        self.task.context.stream_time
     }
 }

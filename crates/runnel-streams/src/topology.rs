@@ -13,6 +13,7 @@ use crate::processor::{
 use crate::serdes::Serde;
 use crate::stream::{Consumed, KStream};
 use crate::table::{lookup, Change, KTable};
+use crate::task::SharedLifecycle;
 
 /// What the builder has been told so far; shared by every stream it made.
 #[derive(Default)]
@@ -33,6 +34,11 @@ impl Description {
 
     pub(crate) fn add_sink(&mut self, topic: &str) {
         self.sinks.insert(topic.to_owned());
+    }
+
+    /// A store a processor of the processor API uses; several may share one.
+    pub(crate) fn connect_store(&mut self, name: &str) {
+        self.stores.insert(name.to_owned());
     }
 
     pub(crate) fn add_store(&mut self, name: &str) {
@@ -202,12 +208,14 @@ impl Topology {
     }
 
     /// One task's processors: its sources by topic, each leading to its own graph.
-    pub(crate) fn instantiate(&self) -> BTreeMap<String, Box<dyn Source>> {
+    pub(crate) fn instantiate(&self) -> (BTreeMap<String, Box<dyn Source>>, Vec<SharedLifecycle>) {
         let mut instances = Instances::default();
-        self.sources
+        let sources = self
+            .sources
             .iter()
             .map(|(topic, factory)| (topic.clone(), factory(&mut instances)))
-            .collect()
+            .collect();
+        (sources, instances.take_lifecycles())
     }
 }
 

@@ -36,7 +36,7 @@ fn word_count() -> StreamsBuilder {
 fn word_count_counts_each_word_so_far_and_keeps_the_counts_in_its_store() {
     let topology = word_count().build().expect("valid");
     assert_eq!(topology.store_names(), ["counts"]);
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
     driver
         .pipe_input(&lines(), None, "the quick fox".into(), 1)
         .expect("piped");
@@ -106,7 +106,7 @@ fn reduce_combines_a_keys_values_and_aggregate_folds_them_into_another_type() {
             Produced::with(StringSerde, Nullable(JsonSerde::new())),
         );
     let topology = builder.build().expect("valid");
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
     let input = TestInputTopic::new("in", StringSerde, I64Serde);
     for (key, value) in [("a", 3), ("b", 1), ("a", 7), ("a", 5)] {
         driver
@@ -142,7 +142,7 @@ fn aggregations_skip_null_keys_and_values_and_count_them_dropped() {
         )
         .group_by_key(Grouped::with(Nullable(StringSerde), Nullable(StringSerde)))
         .count(Some("counts"));
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     driver.pipe_raw("in", None, Some(b"v"), 0).expect("piped");
     driver.pipe_raw("in", Some(b"k"), None, 0).expect("piped");
     driver

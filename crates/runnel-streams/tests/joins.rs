@@ -54,7 +54,7 @@ fn orders_are_enriched_with_the_customer_as_of_the_order() {
         })
         .map_values(Some)
         .to("all", Produced::with(StringSerde, Nullable(StringSerde)));
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     pipe(&mut driver, "orders", "c1", Some("book"), 1);
     pipe(&mut driver, "customers", "c1", Some("Ada"), 2);
     pipe(&mut driver, "orders", "c1", Some("pen"), 3);
@@ -121,7 +121,7 @@ fn table_table_joins_follow_updates_and_deletes_on_either_side() {
         ),
         "outer",
     );
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     pipe(&mut driver, "left", "k", Some("a"), 1);
     pipe(&mut driver, "right", "k", Some("x"), 2);
     pipe(&mut driver, "left", "k", Some("b"), 3);
@@ -143,7 +143,7 @@ fn table_table_joins_follow_updates_and_deletes_on_either_side() {
 fn a_table_source_drops_records_without_a_key() {
     let builder = StreamsBuilder::new();
     builder.table("t", strings(), Some("t"));
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     driver.pipe_raw("t", None, Some(b"v"), 1).expect("piped");
     assert_eq!(driver.dropped_records(), 1);
     let input = TestInputTopic::new("t", StringSerde, StringSerde);
@@ -185,7 +185,7 @@ fn stream_join_driver(kind: &str) -> TopologyTestDriver {
     joined
         .map_values(Some)
         .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
-    TopologyTestDriver::new(&builder.build().expect("valid"))
+    TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts")
 }
 
 fn joined(driver: &mut TopologyTestDriver) -> Vec<(String, i64)> {

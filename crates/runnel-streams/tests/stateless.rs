@@ -31,7 +31,7 @@ fn run(
     let builder = StreamsBuilder::new();
     describe(builder.stream("in", strings()));
     let topology = builder.build().expect("valid");
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
     for &(key, value, timestamp) in records {
         driver
             .pipe_input(&input(), key.to_owned(), value.to_owned(), timestamp)
@@ -154,7 +154,7 @@ fn branch_sends_each_record_to_its_first_match_only() {
     let branches = builder.stream("in", strings()).branch(predicates);
     branches[0].to("short", to_strings());
     branches[1].to("medium", to_strings());
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     for &(key, value, timestamp) in RECORDS {
         driver
             .pipe_input(&input(), key.to_owned(), value.to_owned(), timestamp)
@@ -179,7 +179,7 @@ fn merge_interleaves_two_streams_and_a_stream_feeds_every_child() {
     merged.to("out", to_strings());
     left.map_values(|value| format!("{value}!"))
         .to("loud", to_strings());
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     let left_topic = TestInputTopic::new("left", StringSerde, StringSerde);
     let right_topic = TestInputTopic::new("right", StringSerde, StringSerde);
     driver
@@ -205,7 +205,7 @@ fn serdes_carry_nulls_numbers_and_json_through() {
         .stream("in", Consumed::with(Nullable(StringSerde), BytesSerde))
         .map(|key: Option<String>, value: Vec<u8>| (key.unwrap_or_default(), value.len() as i64))
         .to("lengths", Produced::with(StringSerde, I64Serde));
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     driver
         .pipe_raw("in", None, Some(b"four"), 7)
         .expect("piped");
@@ -223,7 +223,7 @@ fn serdes_carry_nulls_numbers_and_json_through() {
         )
         .map_values(|numbers| numbers.iter().sum::<u32>())
         .to("sums", Produced::with(StringSerde, JsonSerde::new()));
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     driver
         .pipe_raw("in", Some(b"k"), Some(b"[1,2,3]"), 1)
         .expect("piped");
@@ -238,7 +238,7 @@ fn serdes_carry_nulls_numbers_and_json_through() {
 fn a_record_its_serde_cannot_read_stops_the_task_with_its_offset() {
     let builder = StreamsBuilder::new();
     builder.stream("in", strings()).to("out", to_strings());
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     driver
         .pipe_raw("in", Some(b"k"), Some(b"ok"), 1)
         .expect("piped");
@@ -288,7 +288,7 @@ fn a_topic_read_twice_or_a_topology_reading_nothing_is_refused() {
 fn stream_time_is_the_largest_timestamp_seen() {
     let builder = StreamsBuilder::new();
     builder.stream("in", strings()).to("out", to_strings());
-    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid"));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
     assert_eq!(driver.stream_time(), -1);
     for &(key, value, timestamp) in RECORDS {
         driver
@@ -307,8 +307,8 @@ fn each_task_builds_its_own_processors() {
     let builder = StreamsBuilder::new();
     builder.stream("in", strings()).to("out", to_strings());
     let topology = builder.build().expect("valid");
-    let mut first = TopologyTestDriver::new(&topology);
-    let mut second = TopologyTestDriver::new(&topology);
+    let mut first = TopologyTestDriver::new(&topology).expect("starts");
+    let mut second = TopologyTestDriver::new(&topology).expect("starts");
     first
         .pipe_input(&input(), "a".into(), "1".into(), 1)
         .expect("piped");

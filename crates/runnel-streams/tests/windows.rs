@@ -23,7 +23,7 @@ fn clicks_per_page(windows: TimeWindows, emit: EmitStrategy) -> TopologyTestDriv
             "counts",
             Produced::with(WindowedSerde::new(StringSerde, windows), Nullable(I64Serde)),
         );
-    TopologyTestDriver::new(&builder.build().expect("valid"))
+    TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts")
 }
 
 fn click(driver: &mut TopologyTestDriver, page: &str, timestamp: i64) {
