@@ -10,6 +10,9 @@ pub enum StreamsError {
     /// A state store holding a value its serde cannot read.
     #[error("store {store:?} holds a value its serde cannot read: {source}")]
     Store { store: String, source: SerdeError },
+    /// The cluster refused or failed a request of the runtime.
+    #[error("{0}")]
+    Client(String),
     /// A record for a topic no stream of the topology reads.
     #[error("no stream reads topic {0:?}")]
     UnknownTopic(String),

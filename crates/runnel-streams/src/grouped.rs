@@ -142,6 +142,7 @@ where
         A: Clone + Send + 'static,
     {
         let description = self.stream.description();
+        describe(description).needs_repartition |= self.repartition;
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
         let key = Arc::clone(&self.grouped.key);
         let value = Arc::clone(&self.grouped.value);

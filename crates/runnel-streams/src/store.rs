@@ -1,9 +1,9 @@
 //! State stores: what a task's stateful processors keep between records. A store holds
 //! bytes (its key and value serdes are the processor's), in key-byte order.
 //!
-//! Today's store is in memory. Next come a store on an embedded engine on disk, and its
-//! changelog topic (every write sent there, so that a task moved elsewhere, or a wiped disk,
-//! is restored from it).
+//! Every write is noted for the store's changelog topic, which the runtime sends it to, so
+//! that a task moved elsewhere, or started again, is restored from it. Today's store is in
+//! memory (every start restores); a store on an embedded engine on disk comes next.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub(crate) struct KeyValueStore {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Writes since the runtime last took them, for the store's changelog: `(key, value)`,
+    /// `None` for a delete.
+    changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl KeyValueStore {
@@ -20,6 +23,12 @@ impl KeyValueStore {
 
     /// Sets `key` to `value`; `None` deletes it.
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.changes.push((key.clone(), value.clone()));
+        self.restore(key, value);
+    }
+
+    /// Sets `key` to `value` as its changelog says, which is not a change to log again.
+    pub(crate) fn restore(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         match value {
             Some(value) => {
                 self.entries.insert(key, value);
@@ -28,6 +37,11 @@ impl KeyValueStore {
                 self.entries.remove(&key);
             }
         }
+    }
+
+    /// The writes since the last call, oldest first.
+    pub(crate) fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.changes)
     }
 
     /// The entries with keys in `from..to`, in key order.

@@ -120,6 +120,22 @@ impl Task {
         std::mem::take(&mut self.context.emitted)
     }
 
+    /// The writes to each store since the last call: `(store, key, value)`.
+    pub(crate) fn take_store_changes(&mut self) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+        let mut changes = Vec::new();
+        for (name, store) in &mut self.context.stores {
+            for (key, value) in store.take_changes() {
+                changes.push((name.clone(), key, value));
+            }
+        }
+        changes
+    }
+
+    /// Restores `store`'s `key` to `value` from its changelog.
+    pub(crate) fn restore(&mut self, store: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.context.store(store).restore(key, value);
+    }
+
     pub(crate) fn reads(&self, topic: &str) -> bool {
         self.sources.contains_key(topic)
     }

@@ -147,6 +147,8 @@ impl TopologyTestDriver {
     }
 
     fn collect_output(&mut self) {
+        // No broker, no changelog: the driver's stores are its only copy.
+        let _ = self.task.take_store_changes();
         for emitted in self.task.take_emitted() {
             self.outputs
                 .entry(emitted.topic.clone())

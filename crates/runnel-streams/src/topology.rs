@@ -22,6 +22,9 @@ pub(crate) struct Description {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
+    /// An aggregation follows a change of keys: its input must be repartitioned by the new
+    /// key first, so that each key's records meet in one task.
+    pub(crate) needs_repartition: bool,
     /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
     errors: Vec<String>,
 }
@@ -170,6 +173,7 @@ impl StreamsBuilder {
             sources: std::mem::take(&mut description.sources),
             sinks: std::mem::take(&mut description.sinks),
             stores: std::mem::take(&mut description.stores),
+            needs_repartition: description.needs_repartition,
         })
     }
 }
@@ -179,6 +183,7 @@ pub struct Topology {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
+    pub(crate) needs_repartition: bool,
 }
 
 impl fmt::Debug for Topology {

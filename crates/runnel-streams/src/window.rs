@@ -20,6 +20,7 @@ use crate::grouped::{
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
+use crate::topology::describe;
 
 /// Windows of a fixed size, every `advance` milliseconds, taking records up to `grace`
 /// milliseconds of stream time after they end.
@@ -231,6 +232,7 @@ where
     {
         let stream = &self.grouped.stream;
         let description = stream.description();
+        describe(description).needs_repartition |= self.grouped.repartition;
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
         let key = Arc::clone(&self.grouped.grouped.key);
         let value = Arc::clone(&self.grouped.grouped.value);

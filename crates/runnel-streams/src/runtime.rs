@@ -1,0 +1,528 @@
+//! [`KafkaStreams`]: runs a topology against a cluster, as Kafka Streams' runtime of the
+//! same name does. Its consumer joins the group named by the application id and reads the
+//! topology's source topics; each input partition number is a task (the sources must be
+//! co-partitioned); what the tasks' sinks write is produced, and every write to a task's
+//! stores goes to the store's changelog topic (`<application id>-<store>-changelog`,
+//! compacted, one partition per task), from which a task is restored when it starts.
+//!
+//! At-least-once: outputs and changelogs are flushed, then the input offsets committed,
+//! every `commit_interval` and before partitions are given up. Exactly-once (KIP-447's
+//! version 2): one transactional producer writes the outputs, the changelogs and the input
+//! offsets of each commit interval in one transaction; the consumer reads committed data
+//! only; if a commit fails (the group moved on), the transaction is aborted and every task
+//! is dropped, to be rebuilt from the changelogs, so that no aborted update survives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use runnel_client::{
+    Admin, ClientConfig, ClientError, Consumer, ConsumerConfig, DeliveryFuture, IsolationLevel,
+    NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig, RebalanceListener,
+    TopicPartition,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::StreamsError;
+use crate::processor::RawRecord;
+use crate::task::Task;
+use crate::topology::Topology;
+
+/// What the runtime promises about each input record's effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Each record's effects happen at least once (after a failure, some again).
+    #[default]
+    AtLeastOnce,
+    /// Each record's effects, outputs and state alike, happen exactly once.
+    ExactlyOnce,
+}
+
+/// How an application runs.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// The consumer group, the prefix of internal topics and of transactional ids.
+    pub application_id: String,
+    pub client: ClientConfig,
+    pub processing_guarantee: ProcessingGuarantee,
+    /// How often outputs, state and input positions are committed. Kafka Streams' defaults:
+    /// 30 s at least once, 100 ms exactly once.
+    pub commit_interval: Duration,
+}
+
+impl StreamsConfig {
+    pub fn new(application_id: &str, bootstrap: &str) -> Self {
+        StreamsConfig {
+            application_id: application_id.to_owned(),
+            client: ClientConfig::new(bootstrap),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            commit_interval: Duration::from_secs(30),
+        }
+    }
+
+    pub fn exactly_once(mut self) -> Self {
+        self.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+        self.commit_interval = Duration::from_millis(100);
+        self
+    }
+
+    fn changelog(&self, store: &str) -> String {
+        format!("{}-{store}-changelog", self.application_id)
+    }
+}
+
+impl From<ClientError> for StreamsError {
+    fn from(error: ClientError) -> Self {
+        StreamsError::Client(error.to_string())
+    }
+}
+
+/// A running application. Dropping it without [`KafkaStreams::close`] stops it without a
+/// last commit (as a crash would).
+pub struct KafkaStreams {
+    stop: watch::Sender<bool>,
+    running: JoinHandle<Result<(), StreamsError>>,
+}
+
+impl fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KafkaStreams")
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        self.running.abort();
+    }
+}
+
+impl KafkaStreams {
+    /// Starts running `topology`: creates its changelog topics if missing, joins the group,
+    /// and processes until [`KafkaStreams::close`].
+    pub async fn start(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
+        let runner = Runner::connect(Arc::new(topology), config).await?;
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(runner.run(stopped));
+        Ok(KafkaStreams { stop, running })
+    }
+
+    /// Commits what was processed, leaves the group and stops.
+    pub async fn close(mut self) -> Result<(), StreamsError> {
+        let _ = self.stop.send(true);
+        let running = std::mem::replace(&mut self.running, tokio::spawn(async { Ok(()) }));
+        running
+            .await
+            .map_err(|error| StreamsError::Client(format!("the stream thread failed: {error}")))?
+    }
+}
+
+/// Partitions given and taken by the group, as the consumer's listener heard of them.
+#[derive(Default)]
+struct Rebalances {
+    assigned: Vec<TopicPartition>,
+    revoked: Vec<TopicPartition>,
+}
+
+struct Listener(Arc<Mutex<Rebalances>>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&self, partitions: &[TopicPartition]) {
+        let mut rebalances = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        rebalances.revoked.extend_from_slice(partitions);
+    }
+
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
+        let mut rebalances = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        rebalances.assigned.extend_from_slice(partitions);
+    }
+
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+        self.on_partitions_revoked(partitions);
+    }
+}
+
+struct Runner {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    consumer: Consumer,
+    producer: Producer,
+    rebalances: Arc<Mutex<Rebalances>>,
+    /// Tasks by input partition number.
+    tasks: BTreeMap<i32, Task>,
+    /// The partitions this member owns.
+    owned: BTreeSet<TopicPartition>,
+    /// The next offset to commit, per input partition.
+    positions: BTreeMap<TopicPartition, i64>,
+    /// Under exactly-once: a transaction is open.
+    in_transaction: bool,
+    /// Records sent since the last commit: each must be acknowledged before the commit.
+    deliveries: Vec<DeliveryFuture>,
+    last_commit: Instant,
+}
+
+impl Runner {
+    async fn connect(topology: Arc<Topology>, config: StreamsConfig) -> Result<Self, StreamsError> {
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+        create_changelogs(&topology, &config).await?;
+        let mut consumer_config = ConsumerConfig::new(String::new());
+        consumer_config.client = config.client.clone();
+        consumer_config = consumer_config.group(config.application_id.clone());
+        consumer_config.enable_auto_commit = false;
+        consumer_config.auto_offset_reset = OffsetReset::Earliest;
+        if exactly_once {
+            consumer_config.isolation_level = IsolationLevel::ReadCommitted;
+        }
+        let consumer = Consumer::connect(consumer_config).await?;
+        let rebalances = Arc::new(Mutex::new(Rebalances::default()));
+        consumer.set_rebalance_listener(Arc::new(Listener(Arc::clone(&rebalances))));
+        let sources: Vec<&str> = topology.source_topics();
+        consumer.subscribe(&sources).await?;
+        let mut producer_config = ProducerConfig::with_client(config.client.clone());
+        if exactly_once {
+            producer_config.transactional_id = Some(format!(
+                "{}-{}",
+                config.application_id,
+                uuid::Uuid::new_v4()
+            ));
+        }
+        let producer = Producer::connect(producer_config).await?;
+        if exactly_once {
+            producer.init_transactions().await?;
+        }
+        Ok(Runner {
+            topology,
+            config,
+            consumer,
+            producer,
+            rebalances,
+            tasks: BTreeMap::new(),
+            owned: BTreeSet::new(),
+            positions: BTreeMap::new(),
+            in_transaction: false,
+            deliveries: Vec::new(),
+            last_commit: Instant::now(),
+        })
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), StreamsError> {
+        let result = self.process_until(&mut stop).await;
+        let closed = self.consumer.close().await;
+        let flushed = self.producer.close().await;
+        result?;
+        closed?;
+        flushed?;
+        Ok(())
+    }
+
+    async fn process_until(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), StreamsError> {
+        loop {
+            if *stop.borrow() {
+                return self.commit().await;
+            }
+            let records = tokio::select! {
+                polled = self.consumer.poll(Duration::from_millis(100)) => polled?,
+                _ = stop.changed() => continue,
+            };
+            self.follow_rebalances().await?;
+            for record in records {
+                let tp = TopicPartition::new(&*record.topic, record.partition);
+                if !self.owned.contains(&tp) {
+                    continue;
+                }
+                self.begin_if_needed().await?;
+                let Some(task) = self.tasks.get_mut(&record.partition) else {
+                    continue;
+                };
+                let headers = record
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.as_ref().map(|v| v.to_vec())))
+                    .collect();
+                task.process(RawRecord {
+                    topic: &record.topic,
+                    offset: record.offset,
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
+                    timestamp: record.timestamp,
+                    headers,
+                })?;
+                self.positions.insert(tp, record.offset + 1);
+                self.send_task_output(record.partition).await?;
+            }
+            if self.last_commit.elapsed() >= self.config.commit_interval {
+                self.commit().await?;
+            }
+        }
+    }
+
+    async fn begin_if_needed(&mut self) -> Result<(), StreamsError> {
+        if self.exactly_once() && !self.in_transaction {
+            self.producer.begin_transaction().await?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Produces what task `partition` wrote: its sinks' records, and its stores' changes to
+    /// their changelogs' partition of the same number.
+    async fn send_task_output(&mut self, partition: i32) -> Result<(), StreamsError> {
+        let Some(task) = self.tasks.get_mut(&partition) else {
+            return Ok(());
+        };
+        let emitted = task.take_emitted();
+        let changes = task.take_store_changes();
+        for record in emitted {
+            let mut produce = ProduceRecord::new(record.topic);
+            produce.key = record.key.map(Bytes::from);
+            produce.value = record.value.map(Bytes::from);
+            produce.timestamp_ms = Some(record.timestamp);
+            produce.headers = record
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, value.map(Bytes::from)))
+                .collect();
+            self.deliveries.push(self.producer.send(produce).await?);
+        }
+        for (store, key, value) in changes {
+            let mut produce = ProduceRecord::new(self.config.changelog(&store));
+            produce.partition = Some(partition);
+            produce.key = Some(Bytes::from(key));
+            produce.value = value.map(Bytes::from);
+            self.deliveries.push(self.producer.send(produce).await?);
+        }
+        Ok(())
+    }
+
+    /// Waits for every record sent since the last commit to be acknowledged.
+    async fn delivered(&mut self) -> Result<(), ClientError> {
+        for delivery in std::mem::take(&mut self.deliveries) {
+            delivery.await?;
+        }
+        Ok(())
+    }
+
+    /// Makes what was processed durable and commits the input positions.
+    async fn commit(&mut self) -> Result<(), StreamsError> {
+        self.last_commit = Instant::now();
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .positions
+            .iter()
+            .map(|(tp, offset)| (tp.clone(), *offset))
+            .collect();
+        if self.exactly_once() {
+            if !self.in_transaction {
+                return Ok(());
+            }
+            self.in_transaction = false;
+            let delivered = self.delivered().await;
+            let committed = match (delivered, self.consumer.group_metadata()) {
+                (Err(error), _) => Err(error),
+                (Ok(()), Some(group)) => {
+                    match self
+                        .producer
+                        .send_offsets_to_transaction(&offsets, &group)
+                        .await
+                    {
+                        Ok(()) => self.producer.commit_transaction().await,
+                        Err(error) => Err(error),
+                    }
+                }
+                (Ok(()), None) => Err(ClientError::InvalidArgument(
+                    "the consumer is not in its group".into(),
+                )),
+            };
+            if let Err(error) = committed {
+                tracing::warn!(%error, "commit failed: aborting, and rebuilding every task from its changelogs");
+                let _ = self.producer.abort_transaction().await;
+                self.drop_tasks_and_rewind().await?;
+            }
+            return Ok(());
+        }
+        self.producer.flush().await?;
+        self.delivered().await?;
+        if !offsets.is_empty() {
+            self.consumer.commit_offsets(&offsets).await?;
+        }
+        Ok(())
+    }
+
+    /// After an aborted transaction: the tasks' state holds aborted updates, and the
+    /// consumer's positions are past aborted inputs. Both go back to what was committed.
+    async fn drop_tasks_and_rewind(&mut self) -> Result<(), StreamsError> {
+        self.tasks.clear();
+        self.positions.clear();
+        let owned: Vec<TopicPartition> = self.owned.iter().cloned().collect();
+        for tp in &owned {
+            let committed = self.consumer.committed(std::slice::from_ref(tp)).await?;
+            match committed.into_iter().next().and_then(|(_, offset)| offset) {
+                Some(offset) => self.consumer.seek(tp, offset).await?,
+                None => {
+                    self.consumer
+                        .seek_to_beginning(std::slice::from_ref(tp))
+                        .await?
+                }
+            }
+        }
+        let partitions: BTreeSet<i32> = owned.iter().map(|tp| tp.partition).collect();
+        for partition in partitions {
+            self.start_task(partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Acts on the partitions the group gave and took since the last poll.
+    async fn follow_rebalances(&mut self) -> Result<(), StreamsError> {
+        let (assigned, revoked) = {
+            let mut rebalances = self
+                .rebalances
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (
+                std::mem::take(&mut rebalances.assigned),
+                std::mem::take(&mut rebalances.revoked),
+            )
+        };
+        if !revoked.is_empty() {
+            self.commit().await?;
+            for tp in &revoked {
+                self.owned.remove(tp);
+                self.positions.remove(tp);
+            }
+            let still: BTreeSet<i32> = self.owned.iter().map(|tp| tp.partition).collect();
+            self.tasks.retain(|partition, _| still.contains(partition));
+        }
+        for tp in assigned {
+            let partition = tp.partition;
+            self.owned.insert(tp);
+            if !self.tasks.contains_key(&partition) {
+                self.start_task(partition).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds task `partition` and restores its stores from their changelogs.
+    async fn start_task(&mut self, partition: i32) -> Result<(), StreamsError> {
+        let now = wall_clock_ms();
+        let mut task = Task::new(&self.topology, now)?;
+        for store in self.topology.store_names() {
+            let changelog = self.config.changelog(store);
+            restore(&self.config, &changelog, partition, |key, value| {
+                task.restore(store, key, value);
+            })
+            .await?;
+        }
+        self.tasks.insert(partition, task);
+        Ok(())
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Reads partition `partition` of `changelog` from its start to its end (its committed end,
+/// under exactly-once), calling `apply` on each record.
+async fn restore(
+    config: &StreamsConfig,
+    changelog: &str,
+    partition: i32,
+    mut apply: impl FnMut(Vec<u8>, Option<Vec<u8>>),
+) -> Result<(), StreamsError> {
+    let mut consumer_config = ConsumerConfig::new(String::new());
+    consumer_config.client = config.client.clone();
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        consumer_config.isolation_level = IsolationLevel::ReadCommitted;
+    }
+    let consumer = Consumer::connect(consumer_config).await?;
+    let tp = TopicPartition::new(changelog, partition);
+    consumer.assign(vec![tp.clone()]).await?;
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await?;
+    let admin = Admin::from_cluster(consumer.cluster().clone());
+    let isolation = if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let end = admin
+        .list_offsets_isolated(changelog, &[partition], OffsetSpec::Latest, isolation)
+        .await?
+        .first()
+        .map_or(0, |(_, listed)| listed.offset);
+    while consumer.position(&tp).await? < end {
+        for record in consumer.poll(Duration::from_millis(200)).await? {
+            if let Some(key) = record.key {
+                apply(key.to_vec(), record.value.map(|value| value.to_vec()));
+            }
+        }
+    }
+    consumer.close().await?;
+    Ok(())
+}
+
+/// Checks the source topics' partitions, then creates each store's changelog topic,
+/// compacted, with one partition per task; an existing one is left as it is.
+async fn create_changelogs(
+    topology: &Topology,
+    config: &StreamsConfig,
+) -> Result<(), StreamsError> {
+    let admin = Admin::connect(config.client.clone()).await?;
+    let mut counts = BTreeMap::new();
+    for topic in topology.source_topics() {
+        let metadata = admin.cluster().topic(topic).await?;
+        counts.insert(topic.to_owned(), metadata.partitions.len() as i32);
+    }
+    let partitions = counts.values().copied().max().unwrap_or(1);
+    // A task reads partition p of every source: they must be co-partitioned.
+    if counts.values().any(|&count| count != partitions) {
+        return Err(StreamsError::InvalidTopology(format!(
+            "source topics must have as many partitions as each other: {counts:?}"
+        )));
+    }
+    if topology.needs_repartition && partitions > 1 {
+        return Err(StreamsError::InvalidTopology(format!(
+            "an aggregation after a change of keys needs its input repartitioned, which is not \
+             supported yet; its source topics have {partitions} partitions (one works)"
+        )));
+    }
+    let stores = topology.store_names();
+    if stores.is_empty() {
+        return Ok(());
+    }
+    let topics = stores
+        .iter()
+        .map(|store| NewTopic {
+            name: config.changelog(store),
+            partitions,
+            replication_factor: -1,
+            configs: vec![("cleanup.policy".into(), "compact".into())],
+        })
+        .collect();
+    for (name, created) in admin.create_topics(topics, false).await? {
+        match created {
+            Ok(()) => {}
+            Err(error) if error.code() == Some(ResponseError::TopicAlreadyExists) => {}
+            Err(error) => {
+                return Err(StreamsError::Client(format!(
+                    "creating changelog topic {name:?}: {error}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
