@@ -10,8 +10,8 @@
 //!     --bootstrap 127.0.0.1:9092 --input lines --output counts --application-id wordcount
 //! ```
 //!
-//! Until repartition topics come, the input topic must have one partition (the runtime
-//! refuses more, rather than count a word apart in each task).
+//! The words are repartitioned through `<application id>-counts-repartition`, so the input
+//! topic may have any number of partitions.
 
 use std::process::ExitCode;
 

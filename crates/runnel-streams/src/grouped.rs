@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::StreamsError;
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde};
-use crate::stream::KStream;
+use crate::stream::{Consumed, KStream, Produced};
 use crate::table::{Change, KTable};
-use crate::topology::{describe, SharedDescription};
+use crate::topology::{describe, stream_source, SharedDescription};
 
 /// The serdes a grouping's records are written with when they must be repartitioned, and
 /// its stores' keys.
@@ -130,6 +130,36 @@ where
         )
     }
 
+    /// The stream an aggregation keeping store `store` reads: this one, or, after a change of
+    /// keys, this one written to the repartition topic `<store>-repartition` (partitioned by
+    /// the new key) and read back, so that each key's records meet in one task.
+    pub(crate) fn input(&self, store: &str) -> KStream<K, V> {
+        if !self.repartition {
+            return KStream::new(
+                Arc::clone(self.stream.description()),
+                Arc::clone(self.stream.children()),
+            );
+        }
+        let topic = format!("{store}-repartition");
+        let description = self.stream.description();
+        describe(description).add_internal(&topic);
+        self.stream.to(
+            &topic,
+            Produced::with(
+                Arc::clone(&self.grouped.key),
+                Arc::clone(&self.grouped.value),
+            ),
+        );
+        stream_source(
+            description,
+            &topic,
+            Consumed::with(
+                Arc::clone(&self.grouped.key),
+                Arc::clone(&self.grouped.value),
+            ),
+        )
+    }
+
     /// The aggregation every one above is: `fold(key, value, what the key had)`, kept in
     /// store `name` with serde `result`.
     fn fold<A>(
@@ -142,24 +172,22 @@ where
         A: Clone + Send + 'static,
     {
         let description = self.stream.description();
-        describe(description).needs_repartition |= self.repartition;
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
+        let input = self.input(&store);
         let key = Arc::clone(&self.grouped.key);
         let value = Arc::clone(&self.grouped.value);
         let (table_key, table_value) = (Arc::clone(&key), Arc::clone(&result));
         let store_name = store.clone();
-        let children = self
-            .stream
-            .add_changes(move |downstream, _: &mut Instances| {
-                Arc::new(Mutex::new(AggregateNode {
-                    store: store_name.clone(),
-                    key: Arc::clone(&key),
-                    value: Arc::clone(&value),
-                    result: Arc::clone(&result),
-                    fold: Arc::clone(&fold),
-                    downstream,
-                })) as Shared<K, V>
-            });
+        let children = input.add_changes(move |downstream, _: &mut Instances| {
+            Arc::new(Mutex::new(AggregateNode {
+                store: store_name.clone(),
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+                result: Arc::clone(&result),
+                fold: Arc::clone(&fold),
+                downstream,
+            })) as Shared<K, V>
+        });
         KTable::new(
             Arc::clone(description),
             children,

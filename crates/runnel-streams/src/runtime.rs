@@ -73,6 +73,11 @@ impl StreamsConfig {
     fn changelog(&self, store: &str) -> String {
         format!("{}-{store}-changelog", self.application_id)
     }
+
+    /// An internal topic's name on the cluster: prefixed with the application id.
+    fn internal(&self, topic: &str) -> String {
+        format!("{}-{topic}", self.application_id)
+    }
 }
 
 impl From<ClientError> for StreamsError {
@@ -151,6 +156,8 @@ struct Runner {
     consumer: Consumer,
     producer: Producer,
     rebalances: Arc<Mutex<Rebalances>>,
+    /// The topology's repartition topics, as it names them.
+    internal: BTreeSet<String>,
     /// Tasks by input partition number.
     tasks: BTreeMap<i32, Task>,
     /// The partitions this member owns.
@@ -179,7 +186,23 @@ impl Runner {
         let consumer = Consumer::connect(consumer_config).await?;
         let rebalances = Arc::new(Mutex::new(Rebalances::default()));
         consumer.set_rebalance_listener(Arc::new(Listener(Arc::clone(&rebalances))));
-        let sources: Vec<&str> = topology.source_topics();
+        let internal: BTreeSet<String> = topology
+            .internal_topics()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let sources: Vec<String> = topology
+            .source_topics()
+            .into_iter()
+            .map(|topic| {
+                if internal.contains(topic) {
+                    config.internal(topic)
+                } else {
+                    topic.to_owned()
+                }
+            })
+            .collect();
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
         consumer.subscribe(&sources).await?;
         let mut producer_config = ProducerConfig::with_client(config.client.clone());
         if exactly_once {
@@ -199,6 +222,7 @@ impl Runner {
             consumer,
             producer,
             rebalances,
+            internal,
             tasks: BTreeMap::new(),
             owned: BTreeSet::new(),
             positions: BTreeMap::new(),
@@ -249,8 +273,13 @@ impl Runner {
                     .iter()
                     .map(|(name, value)| (name.clone(), value.as_ref().map(|v| v.to_vec())))
                     .collect();
+                let prefix = format!("{}-", self.config.application_id);
+                let topic = match record.topic.strip_prefix(&prefix) {
+                    Some(name) if self.internal.contains(name) => name,
+                    _ => &record.topic,
+                };
                 task.process(RawRecord {
-                    topic: &record.topic,
+                    topic,
                     offset: record.offset,
                     key: record.key.as_deref(),
                     value: record.value.as_deref(),
@@ -283,7 +312,12 @@ impl Runner {
         let emitted = task.take_emitted();
         let changes = task.take_store_changes();
         for record in emitted {
-            let mut produce = ProduceRecord::new(record.topic);
+            let topic = if self.internal.contains(&record.topic) {
+                self.config.internal(&record.topic)
+            } else {
+                record.topic
+            };
+            let mut produce = ProduceRecord::new(topic);
             produce.key = record.key.map(Bytes::from);
             produce.value = record.value.map(Bytes::from);
             produce.timestamp_ms = Some(record.timestamp);
@@ -342,10 +376,13 @@ impl Runner {
                     "the consumer is not in its group".into(),
                 )),
             };
-            if let Err(error) = committed {
-                tracing::warn!(%error, "commit failed: aborting, and rebuilding every task from its changelogs");
-                let _ = self.producer.abort_transaction().await;
-                self.drop_tasks_and_rewind().await?;
+            match committed {
+                Ok(()) => self.purge(&offsets).await,
+                Err(error) => {
+                    tracing::warn!(%error, "commit failed: aborting, and rebuilding every task from its changelogs");
+                    let _ = self.producer.abort_transaction().await;
+                    self.drop_tasks_and_rewind().await?;
+                }
             }
             return Ok(());
         }
@@ -355,11 +392,45 @@ impl Runner {
         if !offsets.is_empty() {
             // A refused commit (the group is rebalancing) only means those records are
             // processed again by whoever reads them next: at least once still holds.
-            if let Err(error) = self.consumer.commit_offsets(&offsets).await {
-                tracing::warn!(%error, "commit of input offsets refused; they will be read again");
+            match self.consumer.commit_offsets(&offsets).await {
+                Ok(()) => self.purge(&offsets).await,
+                Err(error) => {
+                    tracing::warn!(%error, "commit of input offsets refused; they will be read again")
+                }
             }
         }
         Ok(())
+    }
+
+    /// What of `committed` is a repartition topic's, by topic: offsets to purge below.
+    fn purgeable(&self, committed: &[(TopicPartition, i64)]) -> BTreeMap<String, Vec<(i32, i64)>> {
+        let prefix = format!("{}-", self.config.application_id);
+        let mut by_topic: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+        for (tp, offset) in committed {
+            let internal = tp
+                .topic
+                .strip_prefix(&prefix)
+                .is_some_and(|name| self.internal.contains(name));
+            if internal {
+                by_topic
+                    .entry(tp.topic.clone())
+                    .or_default()
+                    .push((tp.partition, *offset));
+            }
+        }
+        by_topic
+    }
+
+    /// Deletes what the application has read and committed from its repartition topics
+    /// (Kafka Streams' purge): nothing will read it again. A failure only leaves it there.
+    async fn purge(&mut self, committed: &[(TopicPartition, i64)]) {
+        let purgeable = self.purgeable(committed);
+        let admin = Admin::from_cluster(self.consumer.cluster().clone());
+        for (topic, before) in purgeable {
+            if let Err(error) = admin.delete_records(&topic, &before).await {
+                tracing::debug!(%error, topic, "purging a repartition topic failed");
+            }
+        }
     }
 
     /// After an aborted transaction: the tasks' state holds aborted updates, and the
@@ -480,15 +551,20 @@ async fn restore(
     Ok(())
 }
 
-/// Checks the source topics' partitions, then creates each store's changelog topic,
-/// compacted, with one partition per task; an existing one is left as it is.
+/// Checks the source topics' partitions, then creates each store's changelog topic
+/// (compacted) and each repartition topic, with one partition per task; an existing one is
+/// left as it is.
 async fn create_changelogs(
     topology: &Topology,
     config: &StreamsConfig,
 ) -> Result<(), StreamsError> {
     let admin = Admin::connect(config.client.clone()).await?;
     let mut counts = BTreeMap::new();
+    let internal = topology.internal_topics();
     for topic in topology.source_topics() {
+        if internal.contains(&topic) {
+            continue;
+        }
         let metadata = admin.cluster().topic(topic).await?;
         counts.insert(topic.to_owned(), metadata.partitions.len() as i32);
     }
@@ -499,25 +575,28 @@ async fn create_changelogs(
             "source topics must have as many partitions as each other: {counts:?}"
         )));
     }
-    if topology.needs_repartition && partitions > 1 {
-        return Err(StreamsError::InvalidTopology(format!(
-            "an aggregation after a change of keys needs its input repartitioned, which is not \
-             supported yet; its source topics have {partitions} partitions (one works)"
-        )));
-    }
     let stores = topology.store_names();
-    if stores.is_empty() {
+    let changelogs = stores.iter().map(|store| NewTopic {
+        name: config.changelog(store),
+        partitions,
+        replication_factor: -1,
+        configs: vec![("cleanup.policy".into(), "compact".into())],
+    });
+    // As Kafka Streams configures them: kept until the application purges what it read.
+    let repartitions = internal.iter().map(|topic| NewTopic {
+        name: config.internal(topic),
+        partitions,
+        replication_factor: -1,
+        configs: vec![
+            ("cleanup.policy".into(), "delete".into()),
+            ("retention.ms".into(), "-1".into()),
+            ("segment.bytes".into(), "52428800".into()),
+        ],
+    });
+    let topics: Vec<NewTopic> = changelogs.chain(repartitions).collect();
+    if topics.is_empty() {
         return Ok(());
     }
-    let topics = stores
-        .iter()
-        .map(|store| NewTopic {
-            name: config.changelog(store),
-            partitions,
-            replication_factor: -1,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        })
-        .collect();
     for (name, created) in admin.create_topics(topics, false).await? {
         match created {
             Ok(()) => {}

@@ -117,6 +117,10 @@ where
         &self.description
     }
 
+    pub(crate) fn children(&self) -> &Children<K, V> {
+        &self.children
+    }
+
     /// Adds a node fed by this stream, built in each task by `make` from the instances of
     /// the nodes it feeds in turn; returns the stream it produces.
     pub(crate) fn add<K2, V2>(

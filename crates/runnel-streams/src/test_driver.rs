@@ -3,7 +3,7 @@
 //! partition, so the driver is one task; every record piped in has gone through the whole
 //! topology when `pipe_input` returns, and what the sinks wrote waits in the output topics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -70,6 +70,8 @@ pub struct OutputRecord<K, V> {
 
 pub struct TopologyTestDriver {
     task: Task,
+    /// Repartition topics: what is written to them is read back at once.
+    internal: BTreeSet<String>,
     wall_clock_ms: i64,
     next_offsets: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<Emitted>>,
@@ -92,6 +94,11 @@ impl TopologyTestDriver {
     pub fn new(topology: &Topology) -> Result<Self, StreamsError> {
         Ok(TopologyTestDriver {
             task: Task::new(topology, 0)?,
+            internal: topology
+                .internal_topics()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             wall_clock_ms: 0,
             next_offsets: HashMap::new(),
             outputs: HashMap::new(),
@@ -120,9 +127,24 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<(), StreamsError> {
-        if !self.task.reads(topic) {
+        if !self.task.reads(topic) || self.internal.contains(topic) {
             return Err(StreamsError::UnknownTopic(topic.to_owned()));
         }
+        let result = self.process(topic, key, value, timestamp, Vec::new());
+        self.collect_output();
+        result
+    }
+
+    /// Runs one record through the task, then what it wrote to repartition topics, until
+    /// nothing is left to read back.
+    fn process(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), StreamsError> {
         let offset = self.next_offsets.entry(topic.to_owned()).or_insert(0);
         let raw = RawRecord {
             topic,
@@ -130,12 +152,26 @@ impl TopologyTestDriver {
             key,
             value,
             timestamp,
-            headers: Vec::new(),
+            headers,
         };
         *offset += 1;
-        let result = self.task.process(raw);
-        self.collect_output();
-        result
+        self.task.process(raw)?;
+        let emitted = self.task.take_emitted();
+        let (internal, external): (Vec<_>, Vec<_>) = emitted
+            .into_iter()
+            .partition(|emitted| self.internal.contains(&emitted.topic));
+        self.task.context.emitted = external;
+        for record in internal {
+            self.collect_output();
+            self.process(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.timestamp,
+                record.headers,
+            )?;
+        }
+        Ok(())
     }
 
     /// Moves the wall clock on by `millis`, running the wall-clock punctuations due.

@@ -22,9 +22,8 @@ pub(crate) struct Description {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
-    /// An aggregation follows a change of keys: its input must be repartitioned by the new
-    /// key first, so that each key's records meet in one task.
-    pub(crate) needs_repartition: bool,
+    /// Repartition topics, as the topology names them.
+    internal: BTreeSet<String>,
     /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
     errors: Vec<String>,
 }
@@ -37,6 +36,21 @@ impl Description {
 
     pub(crate) fn add_sink(&mut self, topic: &str) {
         self.sinks.insert(topic.to_owned());
+    }
+
+    fn add_source(&mut self, topic: &str, factory: SourceFactory) {
+        if self.sources.contains_key(topic) {
+            self.errors
+                .push(format!("topic {topic:?} is read by two streams"));
+        } else {
+            self.sources.insert(topic.to_owned(), factory);
+        }
+    }
+
+    /// A topic of the application's own (a repartition topic), named without the
+    /// application id the runtime prefixes it with.
+    pub(crate) fn add_internal(&mut self, topic: &str) {
+        self.internal.insert(topic.to_owned());
     }
 
     /// A store a processor of the processor API uses; several may share one.
@@ -96,18 +110,7 @@ impl StreamsBuilder {
         K: Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let children: Children<K, V> = Arc::default();
-        let Consumed { key, value } = consumed;
-        let downstream_of = Arc::clone(&children);
-        let factory: SourceFactory = Arc::new(move |instances: &mut Instances| {
-            Box::new(TypedSource {
-                key: Arc::clone(&key),
-                value: Arc::clone(&value),
-                downstream: Downstream::build(&downstream_of, instances),
-            }) as Box<dyn Source>
-        });
-        self.add_source(topic, factory);
-        KStream::new(Arc::clone(&self.description), children)
+        stream_source(&self.description, topic, consumed)
     }
 
     /// The records of `topic` read as a table: each key's latest value, a null value
@@ -148,14 +151,7 @@ impl StreamsBuilder {
     }
 
     fn add_source(&self, topic: &str, factory: SourceFactory) {
-        let mut description = describe(&self.description);
-        if description.sources.contains_key(topic) {
-            description
-                .errors
-                .push(format!("topic {topic:?} is read by two streams"));
-        } else {
-            description.sources.insert(topic.to_owned(), factory);
-        }
+        describe(&self.description).add_source(topic, factory);
     }
 
     /// The topology described, if it can run.
@@ -173,7 +169,7 @@ impl StreamsBuilder {
             sources: std::mem::take(&mut description.sources),
             sinks: std::mem::take(&mut description.sinks),
             stores: std::mem::take(&mut description.stores),
-            needs_repartition: description.needs_repartition,
+            internal: std::mem::take(&mut description.internal),
         })
     }
 }
@@ -183,7 +179,7 @@ pub struct Topology {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
-    pub(crate) needs_repartition: bool,
+    internal: BTreeSet<String>,
 }
 
 impl fmt::Debug for Topology {
@@ -207,6 +203,12 @@ impl Topology {
         self.sinks.iter().map(String::as_str).collect()
     }
 
+    /// Its repartition topics, as it names them (the runtime prefixes them with the
+    /// application id), in name order. They are among its sources and sinks too.
+    pub fn internal_topics(&self) -> Vec<&str> {
+        self.internal.iter().map(String::as_str).collect()
+    }
+
     /// The state stores its processors keep, in name order.
     pub fn store_names(&self) -> Vec<&str> {
         self.stores.iter().map(String::as_str).collect()
@@ -222,6 +224,30 @@ impl Topology {
             .collect();
         (sources, instances.take_lifecycles())
     }
+}
+
+/// A stream of `topic`'s records, read with `consumed`'s serdes.
+pub(crate) fn stream_source<K, V>(
+    description: &SharedDescription,
+    topic: &str,
+    consumed: Consumed<K, V>,
+) -> KStream<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    let children: Children<K, V> = Arc::default();
+    let Consumed { key, value } = consumed;
+    let downstream_of = Arc::clone(&children);
+    let factory: SourceFactory = Arc::new(move |instances: &mut Instances| {
+        Box::new(TypedSource {
+            key: Arc::clone(&key),
+            value: Arc::clone(&value),
+            downstream: Downstream::build(&downstream_of, instances),
+        }) as Box<dyn Source>
+    });
+    describe(description).add_source(topic, factory);
+    KStream::new(Arc::clone(description), children)
 }
 
 /// A source reading a topic into a table.

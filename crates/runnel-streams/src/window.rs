@@ -20,7 +20,6 @@ use crate::grouped::{
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
-use crate::topology::describe;
 
 /// Windows of a fixed size, every `advance` milliseconds, taking records up to `grace`
 /// milliseconds of stream time after they end.
@@ -232,15 +231,15 @@ where
     {
         let stream = &self.grouped.stream;
         let description = stream.description();
-        describe(description).needs_repartition |= self.grouped.repartition;
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
+        let input = self.grouped.input(&store);
         let key = Arc::clone(&self.grouped.grouped.key);
         let value = Arc::clone(&self.grouped.grouped.value);
         let table_key: Arc<dyn Serde<Windowed<K>>> =
             Arc::new(WindowedSerde::new(Arc::clone(&key), self.windows));
         let table_value = Arc::clone(&result);
         let (windows, emit, store_name) = (self.windows, self.emit, store.clone());
-        let children = stream.add_changes(move |downstream, _: &mut Instances| {
+        let children = input.add_changes(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(WindowAggregateNode {
                 store: store_name.clone(),
                 windows,

@@ -163,34 +163,78 @@ async fn exactly_once_counts_survive_a_restart_through_their_changelog() {
     counts_survive_a_restart(true).await;
 }
 
-/// Counting words from a topic of several partitions needs the words repartitioned, which
-/// the runtime does not do yet: it says so at start rather than count each word apart in
-/// each task.
+/// Counting words from a topic of two partitions: the words are repartitioned through the
+/// application's repartition topic, so that each word's count is one, whichever partition
+/// its lines came from; what was read and committed is purged from the repartition topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aggregation_needing_a_repartition_is_refused_on_several_partitions() {
+async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic() {
     let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
         .await
         .expect("broker");
-    let admin = Admin::connect(runnel_client::ClientConfig::new(broker.address()))
+    let bootstrap = broker.address();
+    let admin = Admin::connect(runnel_client::ClientConfig::new(&bootstrap))
         .await
         .expect("admin");
-    admin
-        .create_topic(NewTopic {
-            name: "lines".into(),
-            partitions: 2,
-            replication_factor: -1,
-            configs: vec![],
-        })
+    for (name, partitions) in [("lines", 2), ("counts", 1)] {
+        admin
+            .create_topic(NewTopic {
+                name: name.into(),
+                partitions,
+                replication_factor: -1,
+                configs: vec![],
+            })
+            .await
+            .expect("created");
+    }
+    let producer = Producer::connect(ProducerConfig::new(&bootstrap))
         .await
-        .expect("created");
-    let error = KafkaStreams::start(
-        word_count("lines", "counts"),
-        StreamsConfig::new("word-count", &broker.address()),
+        .expect("producer");
+    for (partition, line) in [(0, "the quick fox"), (1, "the lazy dog"), (1, "the fox")] {
+        producer
+            .send_and_wait(
+                ProduceRecord::new("lines")
+                    .value(line.to_owned())
+                    .partition(partition),
+            )
+            .await
+            .expect("sent");
+    }
+    producer.close().await.expect("closed");
+    let mut config = StreamsConfig::new("two-partitions", &bootstrap);
+    config.commit_interval = Duration::from_millis(100);
+    let app = KafkaStreams::start(word_count("lines", "counts"), config)
+        .await
+        .expect("started");
+    let expected = counts(&[
+        ("dog", "1"),
+        ("fox", "2"),
+        ("lazy", "1"),
+        ("quick", "1"),
+        ("the", "3"),
+    ]);
+    read_counts(
+        &bootstrap,
+        "counts",
+        IsolationLevel::ReadUncommitted,
+        &expected,
     )
-    .await
-    .expect_err("refused");
-    assert!(
-        matches!(&error, runnel_streams::StreamsError::InvalidTopology(why) if why.contains("repartition")),
-        "{error}"
-    );
+    .await;
+    let repartition = "two-partitions-counts-repartition";
+    let started = Instant::now();
+    loop {
+        let starts = admin
+            .list_offsets(repartition, &[0, 1], runnel_client::OffsetSpec::Earliest)
+            .await
+            .expect("listed");
+        let purged: i64 = starts.iter().map(|(_, listed)| listed.offset).sum();
+        if purged == 8 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the 8 words read are purged from {repartition}: log starts {starts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.close().await.expect("closed");
 }
