@@ -3,8 +3,8 @@
 //! in a state store of the task, so that a record only adds to what the key had.
 //!
 //! Records whose key or value is null are skipped and counted as dropped, as Kafka Streams
-//! does. A grouping that changed keys (`group_by`) will be repartitioned through a topic by
-//! the runtime, so that each key's records meet in one task.
+//! does. A grouping that changed keys (`group_by`) goes through a repartition topic first,
+//! so that each key's records meet in one task.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -52,6 +52,9 @@ pub struct StreamsConfig {
     /// How often outputs, state and input positions are committed. Kafka Streams' defaults:
     /// 30 s at least once, 100 ms exactly once.
     pub commit_interval: Duration,
+    /// How long the group waits for a silent member (a crashed instance) before giving its
+    /// tasks to the others (Kafka Streams' default, the consumer's: 45 s).
+    pub session_timeout: Duration,
 }
 
 impl StreamsConfig {
@@ -61,6 +64,7 @@ impl StreamsConfig {
             client: ClientConfig::new(bootstrap),
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             commit_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(45),
         }
     }
 
@@ -179,6 +183,9 @@ impl Runner {
         consumer_config.client = config.client.clone();
         consumer_config = consumer_config.group(config.application_id.clone());
         consumer_config.enable_auto_commit = false;
+        consumer_config.session_timeout = config.session_timeout;
+        consumer_config.heartbeat_interval =
+            (config.session_timeout / 3).min(Duration::from_secs(3));
         consumer_config.auto_offset_reset = OffsetReset::Earliest;
         if exactly_once {
             consumer_config.isolation_level = IsolationLevel::ReadCommitted;
@@ -206,6 +213,9 @@ impl Runner {
         consumer.subscribe(&sources).await?;
         let mut producer_config = ProducerConfig::with_client(config.client.clone());
         if exactly_once {
+            // Kafka Streams' setting: a crashed instance's open transaction, which holds back
+            // every read_committed reader of its outputs, is aborted within 10 s.
+            producer_config.transaction_timeout = Duration::from_secs(10);
             producer_config.transactional_id = Some(format!(
                 "{}-{}",
                 config.application_id,
@@ -238,6 +248,10 @@ impl Runner {
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), StreamsError> {
         let result = self.process_until(&mut stop).await;
+        if let Err(error) = &result {
+            // Said now, not only when the application is closed.
+            tracing::error!(%error, application = %self.config.application_id, "stream processing stopped");
+        }
         let closed = self.consumer.close().await;
         let flushed = self.producer.close().await;
         result?;

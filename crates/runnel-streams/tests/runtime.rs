@@ -9,7 +9,7 @@ use runnel_client::{
     Producer, ProducerConfig, TopicPartition,
 };
 use runnel_streams::{
-    Consumed, Grouped, KafkaStreams, Nullable, Produced, StreamsBuilder, StreamsConfig,
+    Consumed, Grouped, I64Serde, KafkaStreams, Nullable, Produced, StreamsBuilder, StreamsConfig,
     StringSerde, Topology,
 };
 use runnel_testkit::BrokerProcess;
@@ -237,4 +237,172 @@ async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.close().await.expect("closed");
+}
+
+/// Per key `k0`..`k9`, the values of records `from..to`: record i has key `k{i % 10}` and
+/// value i.
+async fn produce_events(bootstrap: &str, from: i64, to: i64) {
+    let producer = Producer::connect(ProducerConfig::new(bootstrap))
+        .await
+        .expect("producer");
+    for i in from..to {
+        producer
+            .send(
+                ProduceRecord::new("events")
+                    .key(format!("k{}", i % 10))
+                    .value(i.to_be_bytes().to_vec()),
+            )
+            .await
+            .expect("sent");
+    }
+    producer.flush().await.expect("flushed");
+    producer.close().await.expect("closed");
+}
+
+/// Every value written to `out` so far, per key, in order.
+async fn read_all(bootstrap: &str, isolation: IsolationLevel) -> BTreeMap<String, Vec<i64>> {
+    let mut config = ConsumerConfig::new(bootstrap);
+    config.isolation_level = isolation;
+    let consumer = Consumer::connect(config).await.expect("consumer");
+    let out = TopicPartition::new("out", 0);
+    consumer.assign(vec![out.clone()]).await.expect("assigned");
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&out))
+        .await
+        .expect("sought");
+    let admin = Admin::from_cluster(consumer.cluster().clone());
+    let end = admin
+        .list_offsets_isolated("out", &[0], runnel_client::OffsetSpec::Latest, isolation)
+        .await
+        .expect("listed")[0]
+        .1
+        .offset;
+    let mut values: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    while consumer.position(&out).await.expect("position") < end {
+        for record in consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("polled")
+        {
+            let key = String::from_utf8(record.key.expect("key").to_vec()).expect("UTF-8");
+            let bytes = record.value.expect("value");
+            let value = i64::from_be_bytes(bytes.as_ref().try_into().expect("8 bytes"));
+            values.entry(key).or_default().push(value);
+        }
+    }
+    consumer.close().await.expect("closed");
+    values
+}
+
+/// Two instances share an application over a topic of two partitions; one is killed
+/// mid-run (dropped: no commit, no goodbye to the group); the other takes its tasks, their
+/// state restored from the changelogs.
+async fn two_instances_one_killed(exactly_once: bool) {
+    let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
+        .await
+        .expect("broker");
+    let bootstrap = broker.address();
+    let admin = Admin::connect(runnel_client::ClientConfig::new(&bootstrap))
+        .await
+        .expect("admin");
+    for (name, partitions) in [("events", 2), ("out", 1)] {
+        admin
+            .create_topic(NewTopic {
+                name: name.into(),
+                partitions,
+                replication_factor: -1,
+                configs: vec![],
+            })
+            .await
+            .expect("created");
+    }
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let grouped = builder
+            .stream("events", Consumed::with(StringSerde, I64Serde))
+            .group_by_key(Grouped::with(StringSerde, I64Serde));
+        // Exactly once: counts, every one written once. At least once: the largest value,
+        // which records read again cannot change.
+        let table = if exactly_once {
+            grouped.count(Some("per-key"))
+        } else {
+            grouped.reduce(i64::max, Some("per-key"))
+        };
+        table
+            .to_stream()
+            .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
+        builder.build().expect("valid")
+    };
+    let config = || {
+        let mut config = StreamsConfig::new("pair", &bootstrap);
+        if exactly_once {
+            config = config.exactly_once();
+        }
+        config.commit_interval = Duration::from_millis(100);
+        config.session_timeout = Duration::from_secs(6);
+        config
+    };
+    let first = KafkaStreams::start(topology(), config())
+        .await
+        .expect("first");
+    let second = KafkaStreams::start(topology(), config())
+        .await
+        .expect("second");
+    produce_events(&bootstrap, 0, 200).await;
+    let isolation = if exactly_once {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    // Mid-run: once both have written some of the first 200 records' results.
+    let started = Instant::now();
+    loop {
+        let values = read_all(&bootstrap, isolation).await;
+        if values.values().map(Vec::len).sum::<usize>() >= 100 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "nothing processed: {values:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(first);
+    produce_events(&bootstrap, 200, 400).await;
+
+    let started = Instant::now();
+    loop {
+        let values = read_all(&bootstrap, isolation).await;
+        let done = (0..10).all(|key| {
+            let last = values
+                .get(&format!("k{key}"))
+                .and_then(|v| v.last().copied());
+            last == Some(if exactly_once { 40 } else { 390 + key })
+        });
+        if done {
+            if exactly_once {
+                for (key, counts) in &values {
+                    assert_eq!(
+                        counts,
+                        &(1..=40).collect::<Vec<i64>>(),
+                        "key {key}: every count exactly once"
+                    );
+                }
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not converged: {values:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    second.close().await.expect("closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_two_instances_one_killed_write_every_count_once() {
+    two_instances_one_killed(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_two_instances_one_killed_end_with_the_right_aggregates() {
+    two_instances_one_killed(false).await;
 }
