@@ -10,31 +10,13 @@ fn lines() -> TestInputTopic<Option<String>, String> {
     TestInputTopic::new("lines", Nullable(StringSerde), StringSerde)
 }
 
-/// The word count of issue 11's example, as a topology: lower-cased words, split on
-/// whitespace, each with its count so far as a decimal string.
-fn word_count() -> StreamsBuilder {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream("lines", Consumed::with(Nullable(StringSerde), StringSerde))
-        .flat_map_values(|line: String| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by(
-            |_, word: &String| word.clone(),
-            Grouped::with(StringSerde, StringSerde),
-        )
-        .count(Some("counts"))
-        .to_stream()
-        .map_values(|count: Option<i64>| count.map(|count| count.to_string()))
-        .to("counts", Produced::with(StringSerde, Nullable(StringSerde)));
-    builder
-}
+/// The word count of the example, which keeps issue 11's contract.
+#[path = "../examples/wordcount/topology.rs"]
+mod wordcount;
 
 #[test]
 fn word_count_counts_each_word_so_far_and_keeps_the_counts_in_its_store() {
-    let topology = word_count().build().expect("valid");
+    let topology = wordcount::word_count("lines", "counts").expect("valid");
     assert_eq!(topology.store_names(), ["counts"]);
     let mut driver = TopologyTestDriver::new(&topology).expect("starts");
     driver

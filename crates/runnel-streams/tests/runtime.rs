@@ -16,24 +16,33 @@ use runnel_testkit::BrokerProcess;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+#[path = "../examples/wordcount/topology.rs"]
+mod wordcount;
+
 fn word_count(input: &str, output: &str) -> Topology {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream(input, Consumed::with(Nullable(StringSerde), StringSerde))
-        .flat_map_values(|line: String| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by(
-            |_, word: &String| word.clone(),
-            Grouped::with(StringSerde, StringSerde),
-        )
-        .count(Some("counts"))
-        .to_stream()
-        .map_values(|count: Option<i64>| count.map(|count| count.to_string()))
-        .to(output, Produced::with(StringSerde, Nullable(StringSerde)));
-    builder.build().expect("valid")
+    wordcount::word_count(input, output).expect("valid")
+}
+
+/// A broker, and `topics` (name, partitions) created on it.
+async fn broker_with(topics: &[(&str, i32)]) -> (BrokerProcess, Admin) {
+    let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
+        .await
+        .expect("broker");
+    let admin = Admin::connect(runnel_client::ClientConfig::new(broker.address()))
+        .await
+        .expect("admin");
+    for &(name, partitions) in topics {
+        admin
+            .create_topic(NewTopic {
+                name: name.to_owned(),
+                partitions,
+                replication_factor: -1,
+                configs: vec![],
+            })
+            .await
+            .expect("created");
+    }
+    (broker, admin)
 }
 
 async fn produce_lines(bootstrap: &str, topic: &str, lines: &[&str]) {
@@ -94,24 +103,8 @@ fn counts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 async fn counts_survive_a_restart(exactly_once: bool) {
-    let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
-        .await
-        .expect("broker");
+    let (broker, _admin) = broker_with(&[("lines", 1), ("counts", 1)]).await;
     let bootstrap = broker.address();
-    let admin = Admin::connect(runnel_client::ClientConfig::new(&bootstrap))
-        .await
-        .expect("admin");
-    for name in ["lines", "counts"] {
-        admin
-            .create_topic(NewTopic {
-                name: name.to_owned(),
-                partitions: 1,
-                replication_factor: -1,
-                configs: vec![],
-            })
-            .await
-            .expect("created");
-    }
     let isolation = if exactly_once {
         IsolationLevel::ReadCommitted
     } else {
@@ -168,24 +161,8 @@ async fn exactly_once_counts_survive_a_restart_through_their_changelog() {
 /// its lines came from; what was read and committed is purged from the repartition topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic() {
-    let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
-        .await
-        .expect("broker");
+    let (broker, admin) = broker_with(&[("lines", 2), ("counts", 1)]).await;
     let bootstrap = broker.address();
-    let admin = Admin::connect(runnel_client::ClientConfig::new(&bootstrap))
-        .await
-        .expect("admin");
-    for (name, partitions) in [("lines", 2), ("counts", 1)] {
-        admin
-            .create_topic(NewTopic {
-                name: name.into(),
-                partitions,
-                replication_factor: -1,
-                configs: vec![],
-            })
-            .await
-            .expect("created");
-    }
     let producer = Producer::connect(ProducerConfig::new(&bootstrap))
         .await
         .expect("producer");
@@ -298,24 +275,8 @@ async fn read_all(bootstrap: &str, isolation: IsolationLevel) -> BTreeMap<String
 /// mid-run (dropped: no commit, no goodbye to the group); the other takes its tasks, their
 /// state restored from the changelogs.
 async fn two_instances_one_killed(exactly_once: bool) {
-    let broker = tokio::task::spawn_blocking(|| BrokerProcess::start(&[]))
-        .await
-        .expect("broker");
+    let (broker, _admin) = broker_with(&[("events", 2), ("out", 1)]).await;
     let bootstrap = broker.address();
-    let admin = Admin::connect(runnel_client::ClientConfig::new(&bootstrap))
-        .await
-        .expect("admin");
-    for (name, partitions) in [("events", 2), ("out", 1)] {
-        admin
-            .create_topic(NewTopic {
-                name: name.into(),
-                partitions,
-                replication_factor: -1,
-                configs: vec![],
-            })
-            .await
-            .expect("created");
-    }
     let topology = || {
         let builder = StreamsBuilder::new();
         let grouped = builder

@@ -15,11 +15,12 @@
 
 use std::process::ExitCode;
 
+mod topology;
+
 use clap::Parser;
-use runnel_streams::{
-    Consumed, Grouped, KafkaStreams, Nullable, Produced, StreamsBuilder, StreamsConfig, StringSerde,
-};
+use runnel_streams::{KafkaStreams, StreamsConfig};
 use tokio::signal::unix::{signal, SignalKind};
+use topology::word_count;
 
 #[derive(Parser)]
 struct Args {
@@ -39,29 +40,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let builder = StreamsBuilder::new();
-    builder
-        .stream(
-            &args.input,
-            Consumed::with(Nullable(StringSerde), StringSerde),
-        )
-        .flat_map_values(|line: String| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by(
-            |_, word: &String| word.clone(),
-            Grouped::with(StringSerde, StringSerde),
-        )
-        .count(Some("counts"))
-        .to_stream()
-        .map_values(|count: Option<i64>| count.map(|count| count.to_string()))
-        .to(
-            &args.output,
-            Produced::with(StringSerde, Nullable(StringSerde)),
-        );
-    let topology = match builder.build() {
+    let topology = match word_count(&args.input, &args.output) {
         Ok(topology) => topology,
         Err(error) => {
             eprintln!("wordcount: {error}");
