@@ -198,6 +198,23 @@ where
     }
 }
 
+/// The key bytes an aggregation keeps a record's result under; `None`, counted as a
+/// dropped record, for a null key or value, which aggregations skip as Kafka Streams does.
+pub(crate) fn aggregated_key<K: 'static, V: 'static>(
+    key: &dyn Serde<K>,
+    value: &dyn Serde<V>,
+    record: &Record<K, V>,
+    context: &mut TaskContext,
+) -> Option<Vec<u8>> {
+    match key.serialize(&record.key) {
+        Some(bytes) if !value.is_null(&record.value) => Some(bytes),
+        _ => {
+            context.dropped_records += 1;
+            None
+        }
+    }
+}
+
 /// Count's fold.
 pub(crate) fn counting<K, V>() -> Fold<K, V, i64> {
     Arc::new(|_: &K, _: V, count: Option<i64>| count.unwrap_or(0) + 1)
@@ -260,12 +277,8 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let key_bytes = match self.key.serialize(&record.key) {
-            Some(bytes) if !self.value.is_null(&record.value) => bytes,
-            _ => {
-                context.dropped_records += 1;
-                return Ok(());
-            }
+        let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
+            return Ok(());
         };
         let store = context.store(&self.store);
         let old = store

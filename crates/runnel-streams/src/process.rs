@@ -185,6 +185,25 @@ struct Lifecycled<K, V, P, KO, VO> {
     input: PhantomData<fn(K, V)>,
 }
 
+impl<K, V, P, KO, VO> Lifecycled<K, V, P, KO, VO> {
+    /// Calls `f` with the processor and a context on `task`.
+    fn with_context<T>(
+        &self,
+        task: &mut TaskContext,
+        f: impl FnOnce(&mut P, &mut ProcessorContext<'_, KO, VO>) -> T,
+    ) -> T {
+        let mut node = self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ProcessNode {
+            processor,
+            downstream,
+        } = &mut *node;
+        f(processor, &mut ProcessorContext::new(task, downstream))
+    }
+}
+
 impl<K, V, P, KO, VO> Lifecycle for Lifecycled<K, V, P, KO, VO>
 where
     K: 'static,
@@ -197,17 +216,10 @@ where
         &mut self,
         task: &mut TaskContext,
     ) -> Result<Vec<(i64, PunctuationType)>, StreamsError> {
-        let mut node = self
-            .node
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ProcessNode {
-            processor,
-            downstream,
-        } = &mut *node;
-        let mut context = ProcessorContext::new(task, downstream);
-        processor.init(&mut context)?;
-        Ok(context.scheduled)
+        self.with_context(task, |processor, context| {
+            processor.init(context)?;
+            Ok(std::mem::take(&mut context.scheduled))
+        })
     }
 
     fn punctuate(
@@ -216,16 +228,9 @@ where
         kind: PunctuationType,
         task: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let mut node = self
-            .node
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ProcessNode {
-            processor,
-            downstream,
-        } = &mut *node;
-        let mut context = ProcessorContext::new(task, downstream);
-        processor.punctuate(time, kind, &mut context)
+        self.with_context(task, |processor, context| {
+            processor.punctuate(time, kind, context)
+        })
     }
 }
 

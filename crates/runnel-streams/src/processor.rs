@@ -43,6 +43,17 @@ impl<K, V> Record<K, V> {
             headers: self.headers,
         }
     }
+
+    /// The record with the key and value `f` makes of its own (timestamp and headers kept).
+    pub fn map<K2, V2>(self, f: impl FnOnce(K, V) -> (K2, V2)) -> Record<K2, V2> {
+        let (key, value) = f(self.key, self.value);
+        Record {
+            key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
 }
 
 /// A record a sink wrote, serialized, for the task to produce.

@@ -227,21 +227,7 @@ where
         K2: Clone + Send + 'static,
         V2: Clone + Send + 'static,
     {
-        self.step(move |record: Record<K, V>, out| {
-            let Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            } = record;
-            let (key, value) = f(key, value);
-            out(Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            });
-        })
+        self.step(move |record: Record<K, V>, out| out(record.map(&f)))
     }
 
     /// Each record with a new value, its key kept.
@@ -249,20 +235,7 @@ where
     where
         V2: Clone + Send + 'static,
     {
-        self.step(move |record: Record<K, V>, out| {
-            let Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            } = record;
-            out(Record {
-                key,
-                value: f(value),
-                timestamp,
-                headers,
-            });
-        })
+        self.step(move |record: Record<K, V>, out| out(record.map(|key, value| (key, f(value)))))
     }
 
     /// Each record with a new key computed from it, its value kept.
@@ -272,18 +245,7 @@ where
     {
         self.step(move |record: Record<K, V>, out| {
             let key = f(&record.key, &record.value);
-            let Record {
-                value,
-                timestamp,
-                headers,
-                ..
-            } = record;
-            out(Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            });
+            out(record.map(|_, value| (key, value)));
         })
     }
 
@@ -516,21 +478,8 @@ where
         let Some(joined) = (self.joiner)(&record.value, found.as_ref()) else {
             return Ok(());
         };
-        let Record {
-            key,
-            timestamp,
-            headers,
-            ..
-        } = record;
-        self.downstream.forward(
-            Record {
-                key,
-                value: joined,
-                timestamp,
-                headers,
-            },
-            context,
-        )
+        self.downstream
+            .forward(record.map(|key, _| (key, joined)), context)
     }
 }
 

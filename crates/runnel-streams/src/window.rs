@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
 use crate::grouped::{
-    aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
+    aggregated_key, aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
 };
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
@@ -346,12 +346,8 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let key_bytes = match self.key.serialize(&record.key) {
-            Some(bytes) if !self.value.is_null(&record.value) => bytes,
-            _ => {
-                context.dropped_records += 1;
-                return Ok(());
-            }
+        let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
+            return Ok(());
         };
         self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
         let close_time = self.observed_stream_time - self.windows.grace;
