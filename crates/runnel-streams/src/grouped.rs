@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::StreamsError;
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde};
-use crate::stream::{Consumed, KStream, Produced};
+use crate::stream::KStream;
 use crate::table::{Change, KTable};
-use crate::topology::{describe, stream_source, SharedDescription};
+use crate::topology::{describe, SharedDescription};
 
 /// The serdes a grouping's records are written with when they must be repartitioned, and
 /// its stores' keys.
@@ -140,23 +140,10 @@ where
                 Arc::clone(self.stream.children()),
             );
         }
-        let topic = format!("{store}-repartition");
-        let description = self.stream.description();
-        describe(description).add_internal(&topic);
-        self.stream.to(
-            &topic,
-            Produced::with(
-                Arc::clone(&self.grouped.key),
-                Arc::clone(&self.grouped.value),
-            ),
-        );
-        stream_source(
-            description,
-            &topic,
-            Consumed::with(
-                Arc::clone(&self.grouped.key),
-                Arc::clone(&self.grouped.value),
-            ),
+        self.stream.through_internal(
+            &format!("{store}-repartition"),
+            Arc::clone(&self.grouped.key),
+            Arc::clone(&self.grouped.value),
         )
     }
 

@@ -35,7 +35,7 @@ pub use process::{Processor, ProcessorContext, StoreHandle};
 pub use processor::Record;
 pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
-pub use stream::{Consumed, KStream, Predicate, Produced};
+pub use stream::{Consumed, KStream, Predicate, Produced, Repartitioned};
 pub use stream_join::{JoinWindows, StreamJoined};
 pub use table::KTable;
 pub use task::PunctuationType;

@@ -12,7 +12,7 @@ use crate::processor::{
 };
 use crate::serdes::Serde;
 use crate::table::{lookup, KTable};
-use crate::topology::{describe, SharedDescription};
+use crate::topology::{describe, stream_source, SharedDescription};
 
 /// The serdes a stream's topic is read with.
 pub struct Consumed<K, V> {
@@ -53,6 +53,37 @@ impl<K, V> Produced<K, V> {
 impl<K, V> fmt::Debug for Produced<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Produced")
+    }
+}
+
+/// How [`KStream::repartition`] writes records to its repartition topic and reads them
+/// back: their serdes, and the topic's name (`<name>-repartition`, generated when none is
+/// given, prefixed with the application id at runtime).
+pub struct Repartitioned<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    name: Option<String>,
+}
+
+impl<K, V> Repartitioned<K, V> {
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Repartitioned {
+            key: Arc::new(key),
+            value: Arc::new(value),
+            name: None,
+        }
+    }
+
+    /// Names the repartition topic `<name>-repartition`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+}
+
+impl<K, V> fmt::Debug for Repartitioned<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Repartitioned({:?})", self.name)
     }
 }
 
@@ -434,6 +465,47 @@ where
                 downstream,
             })) as Shared<K, V>
         })
+    }
+
+    /// Writes every record to `topic` and reads them back from it: downstream, each
+    /// record is in the task of its key's partition of `topic` (Kafka's `through`). The
+    /// topic is the user's: it must exist, with as many partitions as the sources.
+    pub fn through(&self, topic: &str, produced: Produced<K, V>) -> KStream<K, V> {
+        let (key, value) = (Arc::clone(&produced.key), Arc::clone(&produced.value));
+        self.to(topic, produced);
+        stream_source(&self.description, topic, Consumed { key, value })
+    }
+
+    /// The same records, repartitioned by their current key through a topic of the
+    /// application's own, which the runtime creates and purges of what it has read: after a
+    /// change of keys, each key's records then meet in one task.
+    pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let name = repartitioned.name.unwrap_or_else(|| {
+            let id = describe(&self.description).node_id();
+            format!("KSTREAM-REPARTITION-{id:010}")
+        });
+        self.through_internal(
+            &format!("{name}-repartition"),
+            repartitioned.key,
+            repartitioned.value,
+        )
+    }
+
+    /// [`Self::through`] a repartition topic of the application's own, `topic`.
+    pub(crate) fn through_internal(
+        &self,
+        topic: &str,
+        key: Arc<dyn Serde<K>>,
+        value: Arc<dyn Serde<V>>,
+    ) -> KStream<K, V> {
+        describe(&self.description).add_internal(topic);
+        self.through(
+            topic,
+            Produced {
+                key: Arc::clone(&key),
+                value: Arc::clone(&value),
+            },
+        )
     }
 
     /// Writes every record to `topic` with `produced`'s serdes.

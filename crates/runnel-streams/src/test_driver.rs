@@ -70,7 +70,7 @@ pub struct OutputRecord<K, V> {
 
 pub struct TopologyTestDriver {
     task: Task,
-    /// Repartition topics: what is written to them is read back at once.
+    /// Repartition topics: read back at once, never output.
     internal: BTreeSet<String>,
     wall_clock_ms: i64,
     next_offsets: HashMap<String, i64>,
@@ -135,8 +135,8 @@ impl TopologyTestDriver {
         result
     }
 
-    /// Runs one record through the task, then what it wrote to repartition topics, until
-    /// nothing is left to read back.
+    /// Runs one record through the task, then what it wrote to topics the topology reads
+    /// (repartition topics, `through`), until nothing is left to read back.
     fn process(
         &mut self,
         topic: &str,
@@ -157,11 +157,18 @@ impl TopologyTestDriver {
         *offset += 1;
         self.task.process(raw)?;
         let emitted = self.task.take_emitted();
-        let (internal, external): (Vec<_>, Vec<_>) = emitted
+        // What went to a topic the topology reads (a repartition topic, or a topic of
+        // `through`) is read back at once; what went to a user's topic is output too.
+        let read_back: Vec<Emitted> = emitted
+            .iter()
+            .filter(|emitted| self.task.reads(&emitted.topic))
+            .cloned()
+            .collect();
+        self.task.context.emitted = emitted
             .into_iter()
-            .partition(|emitted| self.internal.contains(&emitted.topic));
-        self.task.context.emitted = external;
-        for record in internal {
+            .filter(|emitted| !self.internal.contains(&emitted.topic))
+            .collect();
+        for record in read_back {
             self.collect_output();
             self.process(
                 &record.topic,

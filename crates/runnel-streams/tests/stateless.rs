@@ -2,8 +2,8 @@
 
 use runnel_streams::{
     BytesSerde, Consumed, I64Serde, JsonSerde, KStream, Nullable, OutputRecord, Predicate,
-    Produced, StreamsBuilder, StreamsError, StringSerde, TestInputTopic, TestOutputTopic,
-    TopologyTestDriver,
+    Produced, Repartitioned, StreamsBuilder, StreamsError, StringSerde, TestInputTopic,
+    TestOutputTopic, TopologyTestDriver,
 };
 
 fn strings() -> Consumed<String, String> {
@@ -321,4 +321,72 @@ fn each_task_builds_its_own_processors() {
         .expect("read")
         .is_empty());
     assert_eq!(topology.sink_topics(), ["out"]);
+}
+
+#[test]
+fn through_writes_to_the_users_topic_and_reads_it_back() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", strings())
+        .map_values(|value: String| value.to_uppercase())
+        .through("mid", to_strings())
+        .map_values(|value: String| format!("{value}!"))
+        .to("out", to_strings());
+    let topology = builder.build().expect("valid");
+    assert_eq!(topology.source_topics(), ["in", "mid"]);
+    assert!(topology.internal_topics().is_empty(), "mid is the user's");
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
+    driver
+        .pipe_input(&input(), "k".into(), "v".into(), 5)
+        .expect("piped");
+    let mid = driver.read_all_output(&output("mid")).expect("readable");
+    assert_eq!(pairs(&mid), [("k", "V")]);
+    let out = driver.read_all_output(&output("out")).expect("readable");
+    assert_eq!(pairs(&out), [("k", "V!")]);
+    assert_eq!(out[0].timestamp, 5);
+}
+
+#[test]
+fn repartition_goes_through_an_internal_topic_named_for_it() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", strings())
+        .select_key(|_, value: &String| value.clone())
+        .repartition(Repartitioned::with(StringSerde, StringSerde).named("by-value"))
+        .to("out", to_strings());
+    let topology = builder.build().expect("valid");
+    assert_eq!(topology.internal_topics(), ["by-value-repartition"]);
+    assert_eq!(topology.source_topics(), ["by-value-repartition", "in"]);
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
+    driver
+        .pipe_input(&input(), "k".into(), "v".into(), 5)
+        .expect("piped");
+    let out = driver.read_all_output(&output("out")).expect("readable");
+    assert_eq!(pairs(&out), [("v", "v")]);
+    let internal = output("by-value-repartition");
+    assert!(
+        driver
+            .read_all_output(&internal)
+            .expect("readable")
+            .is_empty(),
+        "an internal topic is not output"
+    );
+    assert!(matches!(
+        driver.pipe_raw("by-value-repartition", None, None, 0),
+        Err(StreamsError::UnknownTopic(_))
+    ));
+
+    let unnamed = StreamsBuilder::new();
+    unnamed
+        .stream("in", strings())
+        .repartition(Repartitioned::with(StringSerde, StringSerde))
+        .to("out", to_strings());
+    let topology = unnamed.build().expect("valid");
+    let internal = topology.internal_topics();
+    assert!(
+        internal.len() == 1
+            && internal[0].starts_with("KSTREAM-REPARTITION-")
+            && internal[0].ends_with("-repartition"),
+        "{internal:?}"
+    );
 }
