@@ -37,7 +37,7 @@ pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
 pub use stream::{Consumed, KStream, Predicate, Produced, Repartitioned};
 pub use stream_join::{JoinWindows, StreamJoined};
-pub use table::KTable;
+pub use table::{GlobalKTable, KTable};
 pub use task::PunctuationType;
 pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{StreamsBuilder, Topology};

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
-use crate::store::KeyValueStore;
+use crate::store::{GlobalStores, KeyValueStore};
 use crate::task::SharedLifecycle;
 
 /// A record as the processors see it: typed key and value, the event time (milliseconds
@@ -77,20 +77,21 @@ pub(crate) struct TaskContext {
     /// Records a processor could not use (an aggregation's null key or value), as Kafka's
     /// `dropped-records-total`.
     pub(crate) dropped_records: u64,
+    /// The global tables' stores, shared with every task of the instance.
+    pub(crate) globals: GlobalStores,
 }
 
-impl Default for TaskContext {
-    fn default() -> Self {
+impl TaskContext {
+    pub(crate) fn new(globals: GlobalStores) -> Self {
         TaskContext {
             emitted: Vec::new(),
             stores: BTreeMap::new(),
             stream_time: -1,
             dropped_records: 0,
+            globals,
         }
     }
-}
 
-impl TaskContext {
     /// The task's store `name`, created empty on first use.
     pub(crate) fn store(&mut self, name: &str) -> &mut KeyValueStore {
         self.stores.entry(name.to_owned()).or_default()

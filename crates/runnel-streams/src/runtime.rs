@@ -20,15 +20,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use runnel_client::{
-    Admin, ClientConfig, ClientError, Consumer, ConsumerConfig, DeliveryFuture, IsolationLevel,
-    NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig, RebalanceListener,
-    TopicPartition,
+    Admin, ClientConfig, ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture,
+    IsolationLevel, NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig,
+    RebalanceListener, TopicPartition,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::StreamsError;
 use crate::processor::RawRecord;
+use crate::store::GlobalStores;
 use crate::task::Task;
 use crate::topology::Topology;
 
@@ -173,6 +174,10 @@ struct Runner {
     /// Records sent since the last commit: each must be acknowledged before the commit.
     deliveries: Vec<DeliveryFuture>,
     last_commit: Instant,
+    /// The global tables' stores, which every task reads.
+    globals: GlobalStores,
+    /// Keeps the global tables up to date while the application runs.
+    global_reader: Option<JoinHandle<()>>,
 }
 
 impl Runner {
@@ -226,6 +231,8 @@ impl Runner {
         if exactly_once {
             producer.init_transactions().await?;
         }
+        let globals = GlobalStores::default();
+        let global_reader = start_global_reader(&topology, &config, &globals).await?;
         Ok(Runner {
             topology,
             config,
@@ -239,6 +246,8 @@ impl Runner {
             in_transaction: false,
             deliveries: Vec::new(),
             last_commit: Instant::now(),
+            globals,
+            global_reader,
         })
     }
 
@@ -251,6 +260,9 @@ impl Runner {
         if let Err(error) = &result {
             // Said now, not only when the application is closed.
             tracing::error!(%error, application = %self.config.application_id, "stream processing stopped");
+        }
+        if let Some(reader) = self.global_reader.take() {
+            reader.abort();
         }
         let closed = self.consumer.close().await;
         let flushed = self.producer.close().await;
@@ -505,7 +517,7 @@ impl Runner {
     /// Builds task `partition` and restores its stores from their changelogs.
     async fn start_task(&mut self, partition: i32) -> Result<(), StreamsError> {
         let now = wall_clock_ms();
-        let mut task = Task::new(&self.topology, now)?;
+        let mut task = Task::new(&self.topology, now, self.globals.clone())?;
         for store in self.topology.store_names() {
             let changelog = self.config.changelog(store);
             restore(&self.config, &changelog, partition, |key, value| {
@@ -524,45 +536,136 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
-/// Reads partition `partition` of `changelog` from its start to its end (its committed end,
-/// under exactly-once), calling `apply` on each record.
+/// What the application reads its own state with: committed data only under exactly-once.
+fn isolation(config: &StreamsConfig) -> IsolationLevel {
+    match config.processing_guarantee {
+        ProcessingGuarantee::ExactlyOnce => IsolationLevel::ReadCommitted,
+        ProcessingGuarantee::AtLeastOnce => IsolationLevel::ReadUncommitted,
+    }
+}
+
+/// A consumer outside the group, for reading partitions it assigns itself.
+async fn state_reader(config: &StreamsConfig) -> Result<Consumer, StreamsError> {
+    let mut consumer_config = ConsumerConfig::new(String::new());
+    consumer_config.client = config.client.clone();
+    consumer_config.isolation_level = isolation(config);
+    Ok(Consumer::connect(consumer_config).await?)
+}
+
+/// Reads `partitions` from their start to their end as it is now (their committed end,
+/// under exactly-once), calling `apply` on each record with a key. Returns the consumer,
+/// positioned at those ends.
+async fn read_to_end(
+    config: &StreamsConfig,
+    partitions: &[TopicPartition],
+    mut apply: impl FnMut(&str, Vec<u8>, Option<Vec<u8>>),
+) -> Result<Consumer, StreamsError> {
+    let consumer = state_reader(config).await?;
+    consumer.assign(partitions.to_vec()).await?;
+    consumer.seek_to_beginning(partitions).await?;
+    let admin = Admin::from_cluster(consumer.cluster().clone());
+    let mut ends = Vec::new();
+    for tp in partitions {
+        let end = admin
+            .list_offsets_isolated(
+                &tp.topic,
+                &[tp.partition],
+                OffsetSpec::Latest,
+                isolation(config),
+            )
+            .await?
+            .first()
+            .map_or(0, |(_, listed)| listed.offset);
+        ends.push((tp, end));
+    }
+    for (tp, end) in ends {
+        while consumer.position(tp).await? < end {
+            for record in consumer.poll(Duration::from_millis(200)).await? {
+                apply_state(&record, &mut apply);
+            }
+        }
+    }
+    Ok(consumer)
+}
+
+/// Applies a record of a changelog or a global table's topic: a key's new value, `None`
+/// deleting it; a record without a key means nothing to a table.
+fn apply_state(record: &ConsumerRecord, apply: &mut impl FnMut(&str, Vec<u8>, Option<Vec<u8>>)) {
+    if let Some(key) = &record.key {
+        apply(
+            &record.topic,
+            key.to_vec(),
+            record.value.as_ref().map(|value| value.to_vec()),
+        );
+    }
+}
+
+/// Reads partition `partition` of `changelog` from its start to its end, calling `apply`
+/// on each record.
 async fn restore(
     config: &StreamsConfig,
     changelog: &str,
     partition: i32,
     mut apply: impl FnMut(Vec<u8>, Option<Vec<u8>>),
 ) -> Result<(), StreamsError> {
-    let mut consumer_config = ConsumerConfig::new(String::new());
-    consumer_config.client = config.client.clone();
-    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-        consumer_config.isolation_level = IsolationLevel::ReadCommitted;
-    }
-    let consumer = Consumer::connect(consumer_config).await?;
     let tp = TopicPartition::new(changelog, partition);
-    consumer.assign(vec![tp.clone()]).await?;
-    consumer
-        .seek_to_beginning(std::slice::from_ref(&tp))
-        .await?;
-    let admin = Admin::from_cluster(consumer.cluster().clone());
-    let isolation = if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-        IsolationLevel::ReadCommitted
-    } else {
-        IsolationLevel::ReadUncommitted
-    };
-    let end = admin
-        .list_offsets_isolated(changelog, &[partition], OffsetSpec::Latest, isolation)
-        .await?
-        .first()
-        .map_or(0, |(_, listed)| listed.offset);
-    while consumer.position(&tp).await? < end {
-        for record in consumer.poll(Duration::from_millis(200)).await? {
-            if let Some(key) = record.key {
-                apply(key.to_vec(), record.value.map(|value| value.to_vec()));
-            }
-        }
-    }
+    let consumer = read_to_end(config, &[tp], |_, key, value| apply(key, value)).await?;
     consumer.close().await?;
     Ok(())
+}
+
+/// Reads every partition of the global tables' topics into their stores: to the end
+/// before any task starts (as Kafka Streams' global thread bootstraps them), then in the
+/// background whatever comes after, until the application stops.
+async fn start_global_reader(
+    topology: &Topology,
+    config: &StreamsConfig,
+    globals: &GlobalStores,
+) -> Result<Option<JoinHandle<()>>, StreamsError> {
+    let mut stores: BTreeMap<String, String> = BTreeMap::new();
+    let mut partitions = Vec::new();
+    let admin = Admin::connect(config.client.clone()).await?;
+    for topic in topology.global_topics() {
+        let Some(store) = topology.global_store(topic) else {
+            continue;
+        };
+        stores.insert(topic.to_owned(), store.to_owned());
+        let metadata = admin.cluster().topic(topic).await?;
+        partitions.extend(
+            metadata
+                .partitions
+                .iter()
+                .map(|p| TopicPartition::new(topic, p.partition)),
+        );
+    }
+    if partitions.is_empty() {
+        return Ok(None);
+    }
+    let apply = {
+        let globals = globals.clone();
+        move |topic: &str, key: Vec<u8>, value: Option<Vec<u8>>| {
+            if let Some(store) = stores.get(topic) {
+                globals.apply(store, key, value);
+            }
+        }
+    };
+    let mut apply_later = apply.clone();
+    let consumer = read_to_end(config, &partitions, apply).await?;
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            match consumer.poll(Duration::from_millis(200)).await {
+                Ok(records) => {
+                    for record in records {
+                        apply_state(&record, &mut apply_later);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading the global tables failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })))
 }
 
 /// Checks the source topics' partitions, then creates each store's changelog topic

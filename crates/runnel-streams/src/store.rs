@@ -6,6 +6,42 @@
 //! memory (every start restores); a store on an embedded engine on disk comes next.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// The stores of global tables, by store name: each holds every partition of its topic and
+/// is shared by all the tasks of an instance; the runtime's global reader (or the test
+/// driver) writes them, tasks only read them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GlobalStores(Arc<RwLock<BTreeMap<String, KeyValueStore>>>);
+
+impl GlobalStores {
+    /// Sets `key` to `value` (`None` deletes it) in global store `store`.
+    pub(crate) fn apply(&self, store: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let mut stores = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        stores
+            .entry(store.to_owned())
+            .or_default()
+            .restore(key, value);
+    }
+
+    /// `key`'s value in global store `store`.
+    pub(crate) fn get(&self, store: &str, key: &[u8]) -> Option<Vec<u8>> {
+        let stores = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        stores.get(store)?.get(key).map(<[u8]>::to_vec)
+    }
+
+    /// Every entry of global store `store`, in key order; `None` if nothing was written.
+    pub(crate) fn entries(&self, store: &str) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        let stores = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let store = stores.get(store)?;
+        Some(
+            store
+                .entries()
+                .map(|(key, value)| (key.to_vec(), value.to_vec()))
+                .collect(),
+        )
+    }
+}
 
 /// A key-value store of one task.
 #[derive(Debug, Default)]

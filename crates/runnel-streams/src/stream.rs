@@ -11,7 +11,7 @@ use crate::processor::{
     Children, Downstream, Emitted, Factory, Instances, Node, Record, Shared, TaskContext,
 };
 use crate::serdes::Serde;
-use crate::table::{lookup, KTable};
+use crate::table::{lookup, lookup_global, GlobalKTable, KTable};
 use crate::topology::{describe, stream_source, SharedDescription};
 
 /// The serdes a stream's topic is read with.
@@ -443,6 +443,42 @@ where
         self.lookup_join(table, move |value, found| Some(joiner(value, found)))
     }
 
+    /// Each record joined with the value in `global` of the key `key_of` computes from it,
+    /// where there is one (a stream-global-table join: any key, no co-partitioning).
+    pub fn join_global<GK, GV, VR>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key_of: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, &GV) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        GK: 'static,
+        GV: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.global_join(global, key_of, move |value, found| {
+            found.map(|found| joiner(value, found))
+        })
+    }
+
+    /// Each record joined with the value in `global` of the key `key_of` computes from it,
+    /// `None` where there is none.
+    pub fn left_join_global<GK, GV, VR>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key_of: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        GK: 'static,
+        GV: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        self.global_join(global, key_of, move |value, found| {
+            Some(joiner(value, found))
+        })
+    }
+
     fn lookup_join<VT, VR>(
         &self,
         table: &KTable<K, VT>,
@@ -452,15 +488,63 @@ where
         VT: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
-        let store = table.store_name().to_owned();
-        let key = Arc::clone(table.key_serde());
-        let value = Arc::clone(table.value_serde());
+        let (store, key, value) = (
+            table.store_name().to_owned(),
+            Arc::clone(table.key_serde()),
+            Arc::clone(table.value_serde()),
+        );
+        self.joining(
+            move |record: &Record<K, V>, context: &mut TaskContext| {
+                lookup(context, &store, &record.key, &*key, &*value)
+            },
+            joiner,
+        )
+    }
+
+    fn global_join<GK, GV, VR>(
+        &self,
+        global: &GlobalKTable<GK, GV>,
+        key_of: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        GK: 'static,
+        GV: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let (store, key, value) = (
+            global.store_name().to_owned(),
+            Arc::clone(global.key_serde()),
+            Arc::clone(global.value_serde()),
+        );
+        self.joining(
+            move |record: &Record<K, V>, context: &mut TaskContext| {
+                let global_key = key_of(&record.key, &record.value);
+                lookup_global(context, &store, &global_key, &*key, &*value)
+            },
+            joiner,
+        )
+    }
+
+    /// A join that looks each record's match up with `find`, then makes the result (if
+    /// any) with `joiner`.
+    fn joining<VT, VR>(
+        &self,
+        find: impl Fn(&Record<K, V>, &mut TaskContext) -> Result<Option<VT>, StreamsError>
+            + Send
+            + Sync
+            + 'static,
+        joiner: impl Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR>
+    where
+        VT: Clone + Send + 'static,
+        VR: Clone + Send + 'static,
+    {
+        let find: Finder<K, V, VT> = Arc::new(find);
         let joiner: LookupJoiner<V, VT, VR> = Arc::new(joiner);
         self.add(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(LookupJoinNode {
-                store: store.clone(),
-                key: Arc::clone(&key),
-                value: Arc::clone(&value),
+                find: Arc::clone(&find),
                 joiner: Arc::clone(&joiner),
                 downstream,
             })) as Shared<K, V>
@@ -525,11 +609,14 @@ where
 
 type LookupJoiner<V, VT, VR> = Arc<dyn Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync>;
 
-/// A stream-table join: each record looks its key up in the table's store.
+/// Where a lookup join finds a record's match: its key in a table's store, or the key it
+/// maps to in a global table's.
+type Finder<K, V, VT> =
+    Arc<dyn Fn(&Record<K, V>, &mut TaskContext) -> Result<Option<VT>, StreamsError> + Send + Sync>;
+
+/// A stream-table or stream-global-table join: each record looks its match up.
 struct LookupJoinNode<K, V, VT, VR> {
-    store: String,
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<VT>>,
+    find: Finder<K, V, VT>,
     joiner: LookupJoiner<V, VT, VR>,
     downstream: Downstream<K, VR>,
 }
@@ -546,7 +633,7 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let found = lookup(context, &self.store, &record.key, &*self.key, &*self.value)?;
+        let found = (self.find)(&record, context)?;
         let Some(joined) = (self.joiner)(&record.value, found.as_ref()) else {
             return Ok(());
         };

@@ -47,6 +47,39 @@ impl<K, V> fmt::Debug for KTable<K, V> {
     }
 }
 
+/// A table of every partition of a topic, in each task ([`crate::StreamsBuilder::global_table`]),
+/// for streams to join by a key they compute.
+pub struct GlobalKTable<K, V> {
+    store: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> fmt::Debug for GlobalKTable<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GlobalKTable({})", self.store)
+    }
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    pub(crate) fn new(store: String, key: Arc<dyn Serde<K>>, value: Arc<dyn Serde<V>>) -> Self {
+        GlobalKTable { store, key, value }
+    }
+
+    /// The store holding the table.
+    pub fn store_name(&self) -> &str {
+        &self.store
+    }
+
+    pub(crate) fn key_serde(&self) -> &Arc<dyn Serde<K>> {
+        &self.key
+    }
+
+    pub(crate) fn value_serde(&self) -> &Arc<dyn Serde<V>> {
+        &self.value
+    }
+}
+
 /// Reads `key`'s value in `store`.
 pub(crate) fn lookup<K: 'static, V: 'static>(
     context: &mut TaskContext,
@@ -62,6 +95,28 @@ pub(crate) fn lookup<K: 'static, V: 'static>(
         .store(store)
         .get(&key_bytes)
         .map(|bytes| value_serde.deserialize(Some(bytes)))
+        .transpose()
+        .map_err(|source| StreamsError::Store {
+            store: store.to_owned(),
+            source,
+        })
+}
+
+/// Reads `key`'s value in global store `store`.
+pub(crate) fn lookup_global<K: 'static, V: 'static>(
+    context: &TaskContext,
+    store: &str,
+    key: &K,
+    key_serde: &dyn Serde<K>,
+    value_serde: &dyn Serde<V>,
+) -> Result<Option<V>, StreamsError> {
+    let Some(key_bytes) = key_serde.serialize(key) else {
+        return Ok(None);
+    };
+    context
+        .globals
+        .get(store, &key_bytes)
+        .map(|bytes| value_serde.deserialize(Some(&bytes)))
         .transpose()
         .map_err(|source| StreamsError::Store {
             store: store.to_owned(),

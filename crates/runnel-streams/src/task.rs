@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
 use crate::processor::{Emitted, RawRecord, Source, TaskContext};
+use crate::store::GlobalStores;
 use crate::topology::Topology;
 
 /// What a punctuation's time is measured in.
@@ -56,11 +57,15 @@ pub(crate) struct Task {
 
 impl Task {
     /// Builds the topology's processors for a task and initializes them.
-    pub(crate) fn new(topology: &Topology, wall_clock_ms: i64) -> Result<Task, StreamsError> {
+    pub(crate) fn new(
+        topology: &Topology,
+        wall_clock_ms: i64,
+        globals: GlobalStores,
+    ) -> Result<Task, StreamsError> {
         let (sources, lifecycles) = topology.instantiate();
         let mut task = Task {
             sources,
-            context: TaskContext::default(),
+            context: TaskContext::new(globals),
             punctuations: Vec::new(),
         };
         for target in lifecycles {

@@ -3,13 +3,14 @@
 //! partition, so the driver is one task; every record piped in has gone through the whole
 //! topology when `pipe_input` returns, and what the sinks wrote waits in the output topics.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use crate::error::StreamsError;
 use crate::processor::{Emitted, RawRecord};
 use crate::serdes::{Serde, SerdeError};
+use crate::store::GlobalStores;
 use crate::task::Task;
 use crate::topology::Topology;
 
@@ -72,6 +73,9 @@ pub struct TopologyTestDriver {
     task: Task,
     /// Repartition topics: read back at once, never output.
     internal: BTreeSet<String>,
+    /// Global tables' topics, and their stores.
+    global_topics: BTreeMap<String, String>,
+    globals: GlobalStores,
     wall_clock_ms: i64,
     next_offsets: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<Emitted>>,
@@ -92,8 +96,16 @@ impl TopologyTestDriver {
     /// # Errors
     /// What a processor's `init` returns.
     pub fn new(topology: &Topology) -> Result<Self, StreamsError> {
+        let globals = GlobalStores::default();
+        let global_topics = topology
+            .global_topics()
+            .into_iter()
+            .filter_map(|topic| Some((topic.to_owned(), topology.global_store(topic)?.to_owned())))
+            .collect();
         Ok(TopologyTestDriver {
-            task: Task::new(topology, 0)?,
+            task: Task::new(topology, 0, globals.clone())?,
+            global_topics,
+            globals,
             internal: topology
                 .internal_topics()
                 .into_iter()
@@ -127,56 +139,60 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<(), StreamsError> {
+        if let Some(store) = self.global_topics.get(topic) {
+            // A global table's store is its topic as it stands: no processor runs.
+            if let Some(key) = key {
+                self.globals
+                    .apply(store, key.to_vec(), value.map(<[u8]>::to_vec));
+            }
+            return Ok(());
+        }
         if !self.task.reads(topic) || self.internal.contains(topic) {
             return Err(StreamsError::UnknownTopic(topic.to_owned()));
         }
-        let result = self.process(topic, key, value, timestamp, Vec::new());
+        let first = Emitted {
+            topic: topic.to_owned(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            timestamp,
+            headers: Vec::new(),
+        };
+        let result = self.process(first);
         self.collect_output();
         result
     }
 
     /// Runs one record through the task, then what it wrote to topics the topology reads
-    /// (repartition topics, `through`), until nothing is left to read back.
-    fn process(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: Vec<(String, Option<Vec<u8>>)>,
-    ) -> Result<(), StreamsError> {
-        let offset = self.next_offsets.entry(topic.to_owned()).or_insert(0);
-        let raw = RawRecord {
-            topic,
-            offset: *offset,
-            key,
-            value,
-            timestamp,
-            headers,
-        };
-        *offset += 1;
-        self.task.process(raw)?;
-        let emitted = self.task.take_emitted();
-        // What went to a topic the topology reads (a repartition topic, or a topic of
-        // `through`) is read back at once; what went to a user's topic is output too.
-        let read_back: Vec<Emitted> = emitted
-            .iter()
-            .filter(|emitted| self.task.reads(&emitted.topic))
-            .cloned()
-            .collect();
-        self.task.context.emitted = emitted
-            .into_iter()
-            .filter(|emitted| !self.internal.contains(&emitted.topic))
-            .collect();
-        for record in read_back {
+    /// (repartition topics, `through`), oldest first, until nothing is left to read back.
+    /// A queue, not recursion: a topology feeding its own input must not exhaust the stack.
+    fn process(&mut self, first: Emitted) -> Result<(), StreamsError> {
+        let mut pending = VecDeque::from([first]);
+        while let Some(record) = pending.pop_front() {
+            let offset = self.next_offsets.entry(record.topic.clone()).or_insert(0);
+            let raw = RawRecord {
+                topic: &record.topic,
+                offset: *offset,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                timestamp: record.timestamp,
+                headers: record.headers.clone(),
+            };
+            *offset += 1;
+            self.task.process(raw)?;
+            let emitted = self.task.take_emitted();
+            // What went to a topic the topology reads is read back; what went to a user's
+            // topic is output too.
+            pending.extend(
+                emitted
+                    .iter()
+                    .filter(|emitted| self.task.reads(&emitted.topic))
+                    .cloned(),
+            );
+            self.task.context.emitted = emitted
+                .into_iter()
+                .filter(|emitted| !self.internal.contains(&emitted.topic))
+                .collect();
             self.collect_output();
-            self.process(
-                &record.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                record.timestamp,
-                record.headers,
-            )?;
         }
         Ok(())
     }
@@ -244,19 +260,26 @@ impl TopologyTestDriver {
             .collect())
     }
 
-    /// The contents of state store `name`, read with `key` and `value`, in key-byte order;
-    /// `None` if no processor has written to it yet.
+    /// The contents of state store `name` (a global table's too), read with `key` and
+    /// `value`, in key-byte order; `None` if nothing has been written to it yet.
     pub fn read_store<K: 'static, V: 'static>(
         &self,
         name: &str,
         key: impl Serde<K>,
         value: impl Serde<V>,
     ) -> Result<Option<Vec<(K, V)>>, SerdeError> {
-        let Some(store) = self.task.context.stores.get(name) else {
-            return Ok(None);
+        let entries = match self.task.context.stores.get(name) {
+            Some(store) => store
+                .entries()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+            None => match self.globals.entries(name) {
+                Some(entries) => entries,
+                None => return Ok(None),
+            },
         };
-        store
-            .entries()
+        entries
+            .iter()
             .map(|(k, v)| Ok((key.deserialize(Some(k))?, value.deserialize(Some(v))?)))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)

@@ -12,7 +12,7 @@ use crate::processor::{
 };
 use crate::serdes::Serde;
 use crate::stream::{Consumed, KStream};
-use crate::table::{lookup, Change, KTable};
+use crate::table::{lookup, Change, GlobalKTable, KTable};
 use crate::task::SharedLifecycle;
 
 /// What the builder has been told so far; shared by every stream it made.
@@ -24,6 +24,8 @@ pub(crate) struct Description {
     stores: BTreeSet<String>,
     /// Repartition topics, as the topology names them.
     internal: BTreeSet<String>,
+    /// Global tables: their topics, and the stores holding them.
+    globals: BTreeMap<String, String>,
     /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
     errors: Vec<String>,
 }
@@ -39,11 +41,23 @@ impl Description {
     }
 
     fn add_source(&mut self, topic: &str, factory: SourceFactory) {
-        if self.sources.contains_key(topic) {
+        if self.sources.contains_key(topic) || self.globals.contains_key(topic) {
             self.errors
                 .push(format!("topic {topic:?} is read by two streams"));
         } else {
             self.sources.insert(topic.to_owned(), factory);
+        }
+    }
+
+    fn add_global(&mut self, topic: &str, store: &str) {
+        if self.sources.contains_key(topic) || self.globals.contains_key(topic) {
+            self.errors
+                .push(format!("topic {topic:?} is read by two streams"));
+        } else if self.stores.contains(store) || self.globals.values().any(|s| s == store) {
+            self.errors
+                .push(format!("two processors keep state in store {store:?}"));
+        } else {
+            self.globals.insert(topic.to_owned(), store.to_owned());
         }
     }
 
@@ -150,6 +164,27 @@ impl StreamsBuilder {
         )
     }
 
+    /// Every partition of `topic` as a table, in every task of the instance: a stream
+    /// joins it by any key it computes, not only its own ([`KStream::join_global`]), and
+    /// needs no co-partitioning. The table is read from the topic itself, which serves as
+    /// its changelog; records with a null key are skipped, a null value deletes the key.
+    pub fn global_table<K, V>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        name: Option<&str>,
+    ) -> GlobalKTable<K, V> {
+        let store = match name {
+            Some(name) => name.to_owned(),
+            None => {
+                let id = describe(&self.description).node_id();
+                format!("GLOBALKTABLE-SOURCE-STATE-STORE-{id:010}")
+            }
+        };
+        describe(&self.description).add_global(topic, &store);
+        GlobalKTable::new(store, consumed.key, consumed.value)
+    }
+
     fn add_source(&self, topic: &str, factory: SourceFactory) {
         describe(&self.description).add_source(topic, factory);
     }
@@ -161,6 +196,7 @@ impl StreamsBuilder {
             return Err(StreamsError::InvalidTopology(error.clone()));
         }
         if description.sources.is_empty() {
+            // A global table alone is read, never processed.
             return Err(StreamsError::InvalidTopology(
                 "no stream reads a topic".into(),
             ));
@@ -170,6 +206,7 @@ impl StreamsBuilder {
             sinks: std::mem::take(&mut description.sinks),
             stores: std::mem::take(&mut description.stores),
             internal: std::mem::take(&mut description.internal),
+            globals: std::mem::take(&mut description.globals),
         })
     }
 }
@@ -180,6 +217,7 @@ pub struct Topology {
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
     internal: BTreeSet<String>,
+    globals: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Topology {
@@ -209,7 +247,18 @@ impl Topology {
         self.internal.iter().map(String::as_str).collect()
     }
 
-    /// The state stores its processors keep, in name order.
+    /// The topics of its global tables, in name order.
+    pub fn global_topics(&self) -> Vec<&str> {
+        self.globals.keys().map(String::as_str).collect()
+    }
+
+    /// The store of the global table read from `topic`.
+    pub(crate) fn global_store(&self, topic: &str) -> Option<&str> {
+        self.globals.get(topic).map(String::as_str)
+    }
+
+    /// The state stores its processors keep, in name order (global tables' are not among
+    /// them: they have no changelog).
     pub fn store_names(&self) -> Vec<&str> {
         self.stores.iter().map(String::as_str).collect()
     }

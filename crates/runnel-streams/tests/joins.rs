@@ -1,6 +1,6 @@
 //! Tables read from topics, and joins, run by the test driver: stream-table (inner and
-//! left; issue 11's enrichment of orders with customers) and table-table (inner, left,
-//! outer), with deletes.
+//! left; issue 11's enrichment of orders with customers), stream-global-table (inner and
+//! left, by a key computed from the record), table-table (inner, left, outer), with deletes.
 
 use runnel_streams::{
     Consumed, JoinWindows, Nullable, Produced, StreamJoined, StreamsBuilder, StringSerde,
@@ -105,7 +105,7 @@ fn table_table_joins_follow_updates_and_deletes_on_either_side() {
             |l, r: Option<&String>| format!("{l}+{}", r.map_or("_", String::as_str)),
             StringSerde,
         ),
-        "left",
+        "left-joined",
     );
     write(
         left.outer_join(
@@ -133,7 +133,7 @@ fn table_table_joins_follow_updates_and_deletes_on_either_side() {
     assert_eq!(read(&mut driver, "inner"), inner);
     let mut left_rows = some(&[("k", "a+_"), ("k", "a+x"), ("k", "b+x"), ("k", "b+_")]);
     left_rows.push(deleted("k"));
-    assert_eq!(read(&mut driver, "left"), left_rows);
+    assert_eq!(read(&mut driver, "left-joined"), left_rows);
     let mut outer = some(&[("k", "a+_"), ("k", "a+x"), ("k", "b+x"), ("k", "b+_")]);
     outer.push(deleted("k"));
     assert_eq!(read(&mut driver, "outer"), outer);
@@ -263,4 +263,71 @@ fn left_and_outer_joins_emit_the_unmatched_only_once_their_window_closes() {
             "{kind}: b's window closed at 155"
         );
     }
+}
+
+#[test]
+fn a_global_table_is_joined_by_a_key_the_stream_computes() {
+    let builder = StreamsBuilder::new();
+    let customers = builder.global_table("customers", strings(), Some("customers"));
+    // Orders keyed by order id; the value names the customer: "customer:item".
+    let orders = builder.stream("orders", strings());
+    let customer_of =
+        |_: &String, order: &String| order.split(':').next().unwrap_or_default().to_owned();
+    orders
+        .join_global(&customers, customer_of, |order, customer| {
+            format!("{order} for {customer}")
+        })
+        .map_values(Some)
+        .to(
+            "enriched",
+            Produced::with(StringSerde, Nullable(StringSerde)),
+        );
+    orders
+        .left_join_global(
+            &customers,
+            customer_of,
+            |order, customer: Option<&String>| {
+                format!("{order} for {}", customer.map_or("nobody", String::as_str))
+            },
+        )
+        .map_values(Some)
+        .to("all", Produced::with(StringSerde, Nullable(StringSerde)));
+    let topology = builder.build().expect("valid");
+    assert_eq!(topology.global_topics(), ["customers"]);
+    assert_eq!(topology.source_topics(), ["orders"]);
+    assert!(
+        topology.store_names().is_empty(),
+        "a global table has no changelog"
+    );
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
+    pipe(&mut driver, "orders", "o1", Some("c1:book"), 1);
+    pipe(&mut driver, "customers", "c1", Some("Ada"), 2);
+    pipe(&mut driver, "orders", "o2", Some("c1:pen"), 3);
+    pipe(&mut driver, "customers", "c1", None, 4);
+    pipe(&mut driver, "orders", "o3", Some("c1:ink"), 5);
+    assert_eq!(
+        read(&mut driver, "enriched"),
+        some(&[("o2", "c1:pen for Ada")])
+    );
+    assert_eq!(
+        read(&mut driver, "all"),
+        some(&[
+            ("o1", "c1:book for nobody"),
+            ("o2", "c1:pen for Ada"),
+            ("o3", "c1:ink for nobody"),
+        ])
+    );
+    pipe(&mut driver, "customers", "c2", Some("Grace"), 6);
+    let store = driver
+        .read_store("customers", StringSerde, StringSerde)
+        .expect("readable");
+    assert_eq!(store, Some(vec![("c2".to_owned(), "Grace".to_owned())]));
+}
+
+#[test]
+fn a_topic_is_either_a_stream_or_a_global_table() {
+    let builder = StreamsBuilder::new();
+    let _stream = builder.stream("t", strings());
+    let _global = builder.global_table("t", strings(), None);
+    assert!(builder.build().is_err());
 }

@@ -1,5 +1,6 @@
 //! The runtime against the real broker: an application counting words, stopped and started
-//! again (its counts restored from their changelog), at least once and exactly once.
+//! again (its counts restored from their changelog), at least once and exactly once; two
+//! instances sharing the work, one killed; a global table.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -66,6 +67,17 @@ async fn read_counts(
     isolation: IsolationLevel,
     expected: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
+    read_latest_until(bootstrap, topic, isolation, |latest| latest == expected).await
+}
+
+/// Reads partition 0 of `topic` from the start, keeping each key's latest value, until
+/// `done` says those are what was awaited, or fails after [`WAIT`].
+async fn read_latest_until(
+    bootstrap: &str,
+    topic: &str,
+    isolation: IsolationLevel,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> BTreeMap<String, String> {
     let mut config = ConsumerConfig::new(bootstrap);
     config.isolation_level = isolation;
     config.auto_offset_reset = OffsetReset::Earliest;
@@ -76,19 +88,16 @@ async fn read_counts(
         .expect("assigned");
     let mut latest = BTreeMap::new();
     let started = Instant::now();
-    while &latest != expected {
-        assert!(
-            started.elapsed() < WAIT,
-            "counts so far {latest:?}, expected {expected:?}"
-        );
+    while !done(&latest) {
+        assert!(started.elapsed() < WAIT, "read so far {latest:?}");
         for record in consumer
             .poll(Duration::from_millis(200))
             .await
             .expect("polled")
         {
-            let word = String::from_utf8(record.key.expect("a word").to_vec()).expect("UTF-8");
-            let count = String::from_utf8(record.value.expect("a count").to_vec()).expect("UTF-8");
-            latest.insert(word, count);
+            let key = String::from_utf8(record.key.expect("a key").to_vec()).expect("UTF-8");
+            let value = String::from_utf8(record.value.expect("a value").to_vec()).expect("UTF-8");
+            latest.insert(key, value);
         }
     }
     consumer.close().await.expect("closed");
@@ -154,6 +163,85 @@ async fn at_least_once_counts_survive_a_restart_through_their_changelog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_counts_survive_a_restart_through_their_changelog() {
     counts_survive_a_restart(true).await;
+}
+
+/// Orders enriched from a global table of customers: the table is read from every partition
+/// of its topic before the first order is processed, and kept up to date while the
+/// application runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_table_holds_every_partition_and_follows_updates() {
+    let (broker, _admin) = broker_with(&[("customers", 2), ("orders", 1), ("enriched", 1)]).await;
+    let bootstrap = broker.address();
+    let producer = Producer::connect(ProducerConfig::new(&bootstrap))
+        .await
+        .expect("producer");
+    let send = |topic: &'static str, key: &'static str, value: &'static str, partition| {
+        ProduceRecord::new(topic)
+            .key(key)
+            .value(value)
+            .partition(partition)
+    };
+    for (key, name, partition) in [("c1", "Ada", 0), ("c2", "Grace", 1)] {
+        producer
+            .send_and_wait(send("customers", key, name, partition))
+            .await
+            .expect("sent");
+    }
+    let builder = StreamsBuilder::new();
+    let customers = builder.global_table(
+        "customers",
+        Consumed::with(StringSerde, StringSerde),
+        Some("customers"),
+    );
+    builder
+        .stream("orders", Consumed::with(StringSerde, StringSerde))
+        .join_global(
+            &customers,
+            |_, order: &String| order.split(':').next().unwrap_or_default().to_owned(),
+            |order, customer| format!("{order} for {customer}"),
+        )
+        .to("enriched", Produced::with(StringSerde, StringSerde));
+    let mut config = StreamsConfig::new("enrich", &bootstrap);
+    config.commit_interval = Duration::from_millis(100);
+    let app = KafkaStreams::start(builder.build().expect("valid"), config)
+        .await
+        .expect("started");
+    for (key, order) in [("o1", "c1:book"), ("o2", "c2:pen")] {
+        producer
+            .send_and_wait(send("orders", key, order, 0))
+            .await
+            .expect("sent");
+    }
+    let expected = counts(&[("o1", "c1:book for Ada"), ("o2", "c2:pen for Grace")]);
+    read_counts(
+        &bootstrap,
+        "enriched",
+        IsolationLevel::ReadUncommitted,
+        &expected,
+    )
+    .await;
+
+    // An update while running reaches the table, and the orders after it.
+    producer
+        .send_and_wait(send("customers", "c1", "Ada L.", 0))
+        .await
+        .expect("sent");
+    for key in ["o3", "o4", "o5"] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        producer
+            .send_and_wait(send("orders", key, "c1:ink", 0))
+            .await
+            .expect("sent");
+    }
+    read_latest_until(
+        &bootstrap,
+        "enriched",
+        IsolationLevel::ReadUncommitted,
+        |latest| latest.get("o5").map(String::as_str) == Some("c1:ink for Ada L."),
+    )
+    .await;
+    app.close().await.expect("closed");
+    drop(broker);
 }
 
 /// Counting words from a topic of two partitions: the words are repartitioned through the
