@@ -94,6 +94,20 @@ impl KeyValueStore {
             .collect()
     }
 
+    /// The entries whose keys start with `prefix`, in key order.
+    pub(crate) fn prefixed<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.entries
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
             .iter()

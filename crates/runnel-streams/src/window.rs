@@ -9,7 +9,6 @@
 //! when the window closes ([`EmitStrategy::OnWindowClose`], KIP-825). A window's result is
 //! kept for `size + grace` of stream time, then expired from the store.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +19,7 @@ use crate::grouped::{
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
+use crate::topology::{describe, SharedDescription};
 
 /// Windows of a fixed size, every `advance` milliseconds, taking records up to `grace`
 /// milliseconds of stream time after they end.
@@ -238,19 +238,25 @@ where
         let table_key: Arc<dyn Serde<Windowed<K>>> =
             Arc::new(WindowedSerde::new(Arc::clone(&key), self.windows));
         let table_value = Arc::clone(&result);
-        let (windows, emit, store_name) = (self.windows, self.emit, store.clone());
+        let (windows, emit) = (self.windows, self.emit);
+        let emitted = WindowBook::register(description, &store, emit);
+        let (store_name, node_key) = (store.clone(), Arc::clone(&table_key));
+        let size = windows.size;
+        let end_of: EndOf = Arc::new(move |at: &[u8]| {
+            let start = i64_at(at, at.len().checked_sub(8)?)?;
+            Some(start.saturating_add(size))
+        });
         let children = input.add_changes(move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(WindowAggregateNode {
-                store: store_name.clone(),
                 windows,
                 emit,
                 key: Arc::clone(&key),
                 value: Arc::clone(&value),
                 result: Arc::clone(&result),
+                table_key: Arc::clone(&node_key),
                 fold: Arc::clone(&fold),
                 observed_stream_time: -1,
-                by_start: BTreeMap::new(),
-                unemitted: BTreeMap::new(),
+                book: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&end_of)),
                 downstream,
             })) as Shared<K, V>
         });
@@ -271,20 +277,182 @@ fn store_key(key: &[u8], start: i64) -> Vec<u8> {
     bytes
 }
 
+/// The big-endian i64 `bytes` holds at `at`, if it has 8 bytes there.
+pub(crate) fn i64_at(bytes: &[u8], at: usize) -> Option<i64> {
+    let field = bytes.get(at..at.checked_add(8)?)?;
+    <[u8; 8]>::try_from(field).ok().map(i64::from_be_bytes)
+}
+
+/// Reads a window's end from its place in the store.
+pub(crate) type EndOf = Arc<dyn Fn(&[u8]) -> Option<i64> + Send + Sync>;
+
+/// What a windowed aggregation keeps beside its results: its windows by end, to close and
+/// expire them in order, and, when it emits on close, how far emission has got (in a store
+/// of its own, `<store>-emitted`, so that it has a changelog too). The index is built from
+/// the results store on first use: a task restored from its changelogs carries on where
+/// the last one stopped, neither emitting a window twice nor keeping one forever.
+pub(crate) struct WindowBook {
+    results: String,
+    /// Under [`EmitStrategy::OnWindowClose`]: the store of the end up to which every
+    /// closed window was emitted.
+    emitted: Option<String>,
+    end_of: EndOf,
+    /// `(end, place in the store)`; `None` until built.
+    by_end: Option<std::collections::BTreeSet<(i64, Vec<u8>)>>,
+}
+
+const EMITTED_UNTIL: &[u8] = b"emitted-until";
+
+impl WindowBook {
+    /// The book of store `results` (registering its emission store if `emit` needs one).
+    pub(crate) fn register(
+        description: &SharedDescription,
+        results: &str,
+        emit: EmitStrategy,
+    ) -> Option<String> {
+        (emit == EmitStrategy::OnWindowClose).then(|| {
+            let emitted = format!("{results}-emitted");
+            describe(description).add_store(&emitted);
+            emitted
+        })
+    }
+
+    pub(crate) fn new(results: String, emitted: Option<String>, end_of: EndOf) -> Self {
+        WindowBook {
+            results,
+            emitted,
+            end_of,
+            by_end: None,
+        }
+    }
+
+    fn index(
+        &mut self,
+        context: &mut TaskContext,
+    ) -> &mut std::collections::BTreeSet<(i64, Vec<u8>)> {
+        let (results, end_of) = (&self.results, &self.end_of);
+        self.by_end.get_or_insert_with(|| {
+            context
+                .store(results)
+                .entries()
+                .filter_map(|(key, _)| Some((end_of(key)?, key.to_vec())))
+                .collect()
+        })
+    }
+
+    /// The results store's name.
+    pub(crate) fn results(&self) -> &str {
+        &self.results
+    }
+
+    /// Records a window written to the results store.
+    pub(crate) fn insert(&mut self, context: &mut TaskContext, end: i64, at: Vec<u8>) {
+        self.index(context).insert((end, at));
+    }
+
+    /// Deletes a window from the results store (a session merged into another).
+    pub(crate) fn remove(&mut self, context: &mut TaskContext, end: i64, at: &[u8]) {
+        self.index(context).remove(&(end, at.to_vec()));
+        context.store(&self.results).put(at.to_vec(), None);
+    }
+
+    /// Under on-close emission, the windows that closed since the last call, all of those
+    /// ending by `closed_through`, earliest end first, as `(end, place in the store)`;
+    /// nothing when results are emitted on update.
+    pub(crate) fn newly_closed(
+        &mut self,
+        context: &mut TaskContext,
+        closed_through: i64,
+    ) -> Vec<(i64, Vec<u8>)> {
+        let Some(emitted) = self.emitted.clone() else {
+            return Vec::new();
+        };
+        let until = context
+            .store(&emitted)
+            .get(EMITTED_UNTIL)
+            .and_then(|bytes| i64_at(bytes, 0))
+            .unwrap_or(i64::MIN);
+        if closed_through <= until {
+            return Vec::new();
+        }
+        let closed: Vec<(i64, Vec<u8>)> = self
+            .index(context)
+            .iter()
+            .skip_while(|(end, _)| *end <= until)
+            .take_while(|(end, _)| *end <= closed_through)
+            .cloned()
+            .collect();
+        // Written only when something is emitted: nothing ends between the last mark and
+        // this one otherwise, so an older mark says the same.
+        if let Some((last_end, _)) = closed.last() {
+            context.store(&emitted).put(
+                EMITTED_UNTIL.to_vec(),
+                Some(last_end.to_be_bytes().to_vec()),
+            );
+        }
+        closed
+    }
+
+    /// Deletes from the results store every window ending by `expired_through`.
+    pub(crate) fn expire(&mut self, context: &mut TaskContext, expired_through: i64) {
+        let index = self.index(context);
+        let mut expired = Vec::new();
+        while let Some(first) = index.first() {
+            if first.0 > expired_through {
+                break;
+            }
+            if let Some((_, at)) = index.pop_first() {
+                expired.push(at);
+            }
+        }
+        let store = context.store(&self.results);
+        for at in expired {
+            store.put(at, None);
+        }
+    }
+
+    /// The result `at` holds, read with `serde`.
+    pub(crate) fn read<A: 'static>(
+        &self,
+        context: &mut TaskContext,
+        at: &[u8],
+        serde: &dyn Serde<A>,
+    ) -> Result<Option<A>, StreamsError> {
+        context
+            .store(&self.results)
+            .get(at)
+            .map(|bytes| serde.deserialize(Some(bytes)))
+            .transpose()
+            .map_err(|source| StreamsError::Store {
+                store: self.results.clone(),
+                source,
+            })
+    }
+
+    /// Writes `at`'s result.
+    pub(crate) fn write(
+        &mut self,
+        context: &mut TaskContext,
+        end: i64,
+        at: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) {
+        context.store(&self.results).put(at.clone(), value);
+        self.insert(context, end, at);
+    }
+}
+
 struct WindowAggregateNode<K, V, A> {
-    store: String,
     windows: TimeWindows,
     emit: EmitStrategy,
     key: Arc<dyn Serde<K>>,
     value: Arc<dyn Serde<V>>,
     result: Arc<dyn Serde<A>>,
+    table_key: Arc<dyn Serde<Windowed<K>>>,
     fold: Fold<K, V, A>,
     /// The largest timestamp this aggregation has seen: windows close and expire by it.
     observed_stream_time: i64,
-    /// Windows in the store, by start, to expire them.
-    by_start: BTreeMap<(i64, Vec<u8>), ()>,
-    /// Under [`EmitStrategy::OnWindowClose`]: windows updated and not emitted yet, by end.
-    unemitted: BTreeMap<(i64, Vec<u8>), Windowed<K>>,
+    book: WindowBook,
     downstream: Downstream<Windowed<K>, Change<A>>,
 }
 
@@ -293,46 +461,55 @@ where
     K: Clone + Send + 'static,
     A: Clone + Send + 'static,
 {
-    fn read(&self, context: &mut TaskContext, at: &[u8]) -> Result<Option<A>, StreamsError> {
-        context
-            .store(&self.store)
-            .get(at)
-            .map(|bytes| self.result.deserialize(Some(bytes)))
-            .transpose()
-            .map_err(|source| StreamsError::Store {
-                store: self.store.clone(),
-                source,
-            })
-    }
-
     /// Emits the final result of every window closed by now (on-close emission), earliest
-    /// end first, then drops from the store the windows past their retention.
+    /// end first, then drops from the store the windows past their retention (`size +
+    /// grace`: as soon as they close).
     fn close_and_expire(&mut self, context: &mut TaskContext) -> Result<(), StreamsError> {
         let close_time = self.observed_stream_time - self.windows.grace;
-        while let Some(entry) = self.unemitted.first_entry() {
-            if entry.key().0 > close_time {
-                break;
-            }
-            let ((_, at), window) = entry.remove_entry();
-            if let Some(result) = self.read(context, &at)? {
-                let timestamp = window.end - 1;
-                self.downstream.forward(
-                    Record::change(window, Some(result), None, timestamp),
-                    context,
-                )?;
-            }
-        }
-        let retention = self.windows.size + self.windows.grace;
-        let expired_before = self.observed_stream_time - retention;
-        while let Some(entry) = self.by_start.first_entry() {
-            if entry.key().0 >= expired_before {
-                break;
-            }
-            let ((_, at), ()) = entry.remove_entry();
-            context.store(&self.store).put(at, None);
-        }
+        emit_closed(
+            &mut self.book,
+            context,
+            close_time,
+            &*self.table_key,
+            &*self.result,
+            &self.downstream,
+        )?;
+        self.book.expire(context, close_time - 1);
         Ok(())
     }
+}
+
+/// Emits the final result of each window closed by `closed_through` since the last call,
+/// with the timestamp of its last instant, as Kafka Streams does on close.
+pub(crate) fn emit_closed<K, A>(
+    book: &mut WindowBook,
+    context: &mut TaskContext,
+    closed_through: i64,
+    table_key: &dyn Serde<Windowed<K>>,
+    result: &dyn Serde<A>,
+    downstream: &Downstream<Windowed<K>, Change<A>>,
+) -> Result<(), StreamsError>
+where
+    K: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    for (_, at) in book.newly_closed(context, closed_through) {
+        let Some(value) = book.read(context, &at, result)? else {
+            continue;
+        };
+        let window = table_key
+            .deserialize(Some(&at))
+            .map_err(|source| StreamsError::Store {
+                store: book.results.clone(),
+                source,
+            })?;
+        let timestamp = window.end.saturating_sub(1).max(window.start);
+        downstream.forward(
+            Record::change(window, Some(value), None, timestamp),
+            context,
+        )?;
+    }
+    Ok(())
 }
 
 impl<K, V, A> Node<K, V> for WindowAggregateNode<K, V, A>
@@ -359,25 +536,18 @@ where
                 continue;
             }
             let at = store_key(&key_bytes, start);
-            let old = self.read(context, &at)?;
+            let old = self.book.read(context, &at, &*self.result)?;
             let new = (self.fold)(&record.key, record.value.clone(), old.clone());
-            context
-                .store(&self.store)
-                .put(at.clone(), self.result.serialize(&new));
-            self.by_start.insert((start, at.clone()), ());
-            let window = Windowed {
-                key: record.key.clone(),
-                start,
-                end,
-            };
-            match self.emit {
-                EmitStrategy::OnWindowUpdate => {
-                    let change = Record::change(window, Some(new), old, record.timestamp);
-                    self.downstream.forward(change, context)?;
-                }
-                EmitStrategy::OnWindowClose => {
-                    self.unemitted.insert((end, at), window);
-                }
+            self.book
+                .write(context, end, at, self.result.serialize(&new));
+            if self.emit == EmitStrategy::OnWindowUpdate {
+                let window = Windowed {
+                    key: record.key.clone(),
+                    start,
+                    end,
+                };
+                let change = Record::change(window, Some(new), old, record.timestamp);
+                self.downstream.forward(change, context)?;
             }
         }
         self.close_and_expire(context)
@@ -413,5 +583,76 @@ mod tests {
         assert_eq!(bytes, [b"k".as_slice(), &300i64.to_be_bytes()].concat());
         assert_eq!(serde.deserialize(Some(&bytes)), Ok(window));
         assert!(serde.deserialize(Some(b"short")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    //! A windowed aggregation's task moved (its stores rebuilt from their changelogs): it
+    //! carries on as if it had not moved.
+
+    use crate::processor::RawRecord;
+    use crate::store::GlobalStores;
+    use crate::task::Task;
+    use crate::{
+        Consumed, EmitStrategy, Grouped, Nullable, Produced, StreamsBuilder, StringSerde,
+        TimeWindows, WindowedSerde,
+    };
+    use crate::{I64Serde, Topology};
+
+    fn topology(windows: TimeWindows) -> Topology {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("clicks", Consumed::with(StringSerde, StringSerde))
+            .group_by_key(Grouped::with(StringSerde, StringSerde))
+            .windowed_by(windows)
+            .emit(EmitStrategy::OnWindowClose)
+            .count(Some("counts"))
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(WindowedSerde::new(StringSerde, windows), Nullable(I64Serde)),
+            );
+        builder.build().expect("valid")
+    }
+
+    fn click(task: &mut Task, page: &str, timestamp: i64) -> usize {
+        task.process(RawRecord {
+            topic: "clicks",
+            offset: 0,
+            key: Some(page.as_bytes()),
+            value: Some(b"click"),
+            timestamp,
+            headers: Vec::new(),
+        })
+        .expect("processed");
+        task.take_emitted().len()
+    }
+
+    #[test]
+    fn a_restored_task_neither_emits_a_closed_window_again_nor_forgets_an_open_one() {
+        let windows = TimeWindows::of_size_with_no_grace(10);
+        let topology = topology(windows);
+        assert_eq!(topology.store_names(), ["counts", "counts-emitted"]);
+        let mut first = Task::new(&topology, 0, GlobalStores::default()).expect("task");
+        assert_eq!(click(&mut first, "a", 1), 0);
+        assert_eq!(click(&mut first, "b", 15), 1, "[0, 10) closed");
+        let changelog = first.take_store_changes();
+
+        let mut moved = Task::new(&topology, 0, GlobalStores::default()).expect("task");
+        for (store, key, value) in changelog {
+            moved.restore(&store, key, value);
+        }
+        assert_eq!(click(&mut moved, "c", 16), 0, "[0, 10) was emitted already");
+        assert_eq!(click(&mut moved, "c", 25), 2, "[10, 20) of b and c close");
+        let expired: Vec<String> = moved
+            .context
+            .stores
+            .get("counts")
+            .expect("a store")
+            .entries()
+            .map(|(key, _)| String::from_utf8_lossy(&key[..key.len() - 8]).into_owned())
+            .collect();
+        assert_eq!(expired, ["c"], "closed windows expired, restored ones too");
     }
 }
