@@ -67,10 +67,10 @@ struct ResetArgs {
     output: OutputArgs,
 }
 
-/// Where the offsets go.
+/// Where the offsets go. `runnel streams reset` takes the same flags.
 #[derive(Debug, Clone, Copy, Args)]
 #[group(required = true, multiple = false)]
-struct ResetTo {
+pub(crate) struct ResetTo {
     /// To the log start offset.
     #[arg(long)]
     to_earliest: bool,
@@ -91,7 +91,7 @@ struct ResetTo {
 
 /// [`ResetTo`] as one choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ResetSpec {
+pub(crate) enum ResetSpec {
     Earliest,
     Latest,
     Datetime(i64),
@@ -100,7 +100,8 @@ enum ResetSpec {
 }
 
 impl ResetTo {
-    fn spec(self) -> ResetSpec {
+    /// The flag given; [`ResetSpec::Earliest`] if none (where clap's group is not required).
+    pub(crate) fn spec(self) -> ResetSpec {
         match self {
             ResetTo {
                 to_earliest: true, ..
@@ -120,7 +121,6 @@ impl ResetTo {
                 shift_by: Some(shift),
                 ..
             } => ResetSpec::ShiftBy(shift),
-            // clap's group demands exactly one.
             _ => ResetSpec::Earliest,
         }
     }
@@ -312,28 +312,74 @@ async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
         dry_run,
         output,
     } = args;
-    let spec = to.spec();
     let admin = output.cluster.admin().await?;
 
-    match admin.describe_group(&group).await {
-        Ok(described) if !described.members.is_empty() => {
-            let message = format!(
-                "group {group:?} has {} active member(s) (state {}); offsets can only be reset while no consumer is in the group",
-                described.members.len(),
-                described.state
-            );
-            if !dry_run {
-                bail!(message);
-            }
-            eprintln!("warning: {message}");
+    if let Some(active) = active_members(&admin, &group).await? {
+        let message =
+            format!("{active}; offsets can only be reset while no consumer is in the group");
+        if !dry_run {
+            bail!(message);
         }
-        Ok(_) => {}
-        // A group that never existed gets its first committed offsets.
-        Err(error) if error.code() == Some(ResponseError::GroupIdNotFound) => {}
-        Err(error) => return Err(error.into()),
+        eprintln!("warning: {message}");
     }
 
-    let metadata = admin.describe_topic(&topic).await?;
+    let committed = committed_offsets(&admin, &group).await?;
+    let rows = plan_reset(&admin, &topic, &partitions, to.spec(), &committed).await?;
+    if !dry_run {
+        apply_reset(&admin, &group, &rows).await?;
+    }
+    let report = ResetReport {
+        group: group.clone(),
+        dry_run,
+        partitions: rows,
+    };
+    output.print(&report, |report| reset_table(&report.partitions))?;
+    if dry_run {
+        eprintln!("Dry run: the offsets of group {group:?} did not change.");
+    }
+    Ok(())
+}
+
+/// `group "g" has 2 active member(s) (state Stable)` when the group has members, which is why
+/// its offsets cannot be moved now: the coordinator takes commits only from members, and a
+/// member would overwrite the move with its own position at its next commit. `None` for a
+/// group without members, and for one that does not exist (it gets its first offsets).
+pub(crate) async fn active_members(admin: &Admin, group: &str) -> anyhow::Result<Option<String>> {
+    match admin.describe_group(group).await {
+        Ok(described) if !described.members.is_empty() => Ok(Some(format!(
+            "group {group:?} has {} active member(s) (state {})",
+            described.members.len(),
+            described.state
+        ))),
+        Ok(_) => Ok(None),
+        Err(error) if error.code() == Some(ResponseError::GroupIdNotFound) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The group's committed offsets, by topic and partition.
+pub(crate) async fn committed_offsets(
+    admin: &Admin,
+    group: &str,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    Ok(admin
+        .list_group_offsets(group)
+        .await?
+        .into_iter()
+        .map(|(key, offset, _metadata)| (key, offset))
+        .collect())
+}
+
+/// Where `spec` moves the committed offsets of `partitions` of `topic` (every partition if
+/// none), from `committed` (the group's, as [`committed_offsets`] gives them). Changes nothing.
+pub(crate) async fn plan_reset(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[i32],
+    spec: ResetSpec,
+    committed: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<PartitionReset>> {
+    let metadata = admin.describe_topic(topic).await?;
     let all: Vec<i32> = metadata.partitions.iter().map(|p| p.partition).collect();
     let partitions = if partitions.is_empty() {
         all
@@ -344,21 +390,14 @@ async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
                 all.len()
             );
         }
-        partitions
+        partitions.to_vec()
     };
 
-    let committed: BTreeMap<i32, i64> = admin
-        .list_group_offsets(&group)
-        .await?
-        .into_iter()
-        .filter(|((committed_topic, _), _, _)| *committed_topic == topic)
-        .map(|((_, partition), offset, _)| (partition, offset))
-        .collect();
-    let earliest = offsets_of(&admin, &topic, &partitions, OffsetSpec::Earliest).await?;
-    let latest = offsets_of(&admin, &topic, &partitions, OffsetSpec::Latest).await?;
+    let earliest = offsets_of(admin, topic, &partitions, OffsetSpec::Earliest).await?;
+    let latest = offsets_of(admin, topic, &partitions, OffsetSpec::Latest).await?;
     let at_time = match spec {
         ResetSpec::Datetime(ms) => {
-            Some(offsets_of(&admin, &topic, &partitions, OffsetSpec::Timestamp(ms)).await?)
+            Some(offsets_of(admin, topic, &partitions, OffsetSpec::Timestamp(ms)).await?)
         }
         _ => None,
     };
@@ -370,37 +409,33 @@ async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
             latest: latest[partition],
             at_time: at_time.as_ref().map(|found| found[partition]),
         };
-        let current_offset = committed.get(partition).copied();
+        let current_offset = committed.get(&(topic.to_owned(), *partition)).copied();
         let new_offset = new_offset(spec, current_offset, bounds)
             .map_err(|problem| anyhow!("topic {topic:?} partition {partition}: {problem}"))?;
         rows.push(PartitionReset {
-            topic: topic.clone(),
+            topic: topic.to_owned(),
             partition: *partition,
             current_offset,
             new_offset,
         });
     }
+    Ok(rows)
+}
 
-    if !dry_run {
-        let offsets: Vec<((String, i32), i64)> = rows
-            .iter()
-            .map(|row| ((row.topic.clone(), row.partition), row.new_offset))
-            .collect();
-        admin
-            .alter_group_offsets(&group, &offsets)
-            .await
-            .map_err(|error| group_error(&group, error))?;
-    }
-    let report = ResetReport {
-        group: group.clone(),
-        dry_run,
-        partitions: rows,
-    };
-    output.print(&report, reset_table)?;
-    if dry_run {
-        eprintln!("Dry run: the offsets of group {group:?} did not change.");
-    }
-    Ok(())
+/// Commits each row's new offset for the group, which must have no active members.
+pub(crate) async fn apply_reset(
+    admin: &Admin,
+    group: &str,
+    rows: &[PartitionReset],
+) -> anyhow::Result<()> {
+    let offsets: Vec<((String, i32), i64)> = rows
+        .iter()
+        .map(|row| ((row.topic.clone(), row.partition), row.new_offset))
+        .collect();
+    admin
+        .alter_group_offsets(group, &offsets)
+        .await
+        .map_err(|error| group_error(group, error))
 }
 
 async fn offsets_of(
@@ -547,18 +582,18 @@ struct ResetReport {
     partitions: Vec<PartitionReset>,
 }
 
+/// One partition's committed offset, before and after a reset.
 #[derive(Debug, Serialize)]
-struct PartitionReset {
-    topic: String,
-    partition: i32,
+pub(crate) struct PartitionReset {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
     /// `None` when the group had committed nothing for this partition.
-    current_offset: Option<i64>,
-    new_offset: i64,
+    pub(crate) current_offset: Option<i64>,
+    pub(crate) new_offset: i64,
 }
 
-fn reset_table(report: &ResetReport) -> String {
-    let rows: Vec<Vec<String>> = report
-        .partitions
+pub(crate) fn reset_table(partitions: &[PartitionReset]) -> String {
+    let rows: Vec<Vec<String>> = partitions
         .iter()
         .map(|row| {
             vec![
@@ -859,7 +894,7 @@ billing-consumers  -      -        consumer
             ],
         };
         assert_eq!(
-            reset_table(&report),
+            reset_table(&report.partitions),
             "\
 TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET
 t      0          7               0

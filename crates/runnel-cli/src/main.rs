@@ -1,6 +1,6 @@
 //! `runnel`: the broker (`runnel server`) and the tools people drive a cluster with
-//! (`runnel topic|group|cluster|produce|consume|bench`), all on the async `runnel-client`, so
-//! they work against any Kafka-compatible cluster.
+//! (`runnel topic|group|streams|cluster|produce|consume|bench`), all on the async
+//! `runnel-client`, so they work against any Kafka-compatible cluster.
 //!
 //! Every tool takes `--bootstrap` (or `RUNNEL_BROKERS`), prints tables for people and
 //! `--format json` for scripts, and fails with one line on stderr and a non-zero exit.
@@ -14,6 +14,7 @@ mod group_cmd;
 mod open_files;
 mod output;
 mod produce_cmd;
+mod streams_cmd;
 mod template;
 mod topic_cmd;
 mod transactions_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Topic(topic_cmd::TopicArgs),
     /// Consumer groups: list, describe (members, committed offsets, lag), delete, reset offsets.
     Group(group_cmd::GroupArgs),
+    /// Streams applications: reset one so that it reprocesses its input.
+    Streams(streams_cmd::StreamsArgs),
     /// The cluster: its id, controller and brokers.
     Cluster(cluster_cmd::ClusterCmdArgs),
     /// Transactional ids: list them, describe one (state, producer, open transaction).
@@ -430,6 +433,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
             Command::Server(_) | Command::Dev(_) => unreachable!("not a client tool"),
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
+            Command::Streams(args) => streams_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
             Command::Transactions(args) => transactions_cmd::run_transactions(args).await,
             Command::Producers(args) => transactions_cmd::run_producers(args).await,
