@@ -111,10 +111,12 @@ pub struct WindowedSerde<S> {
 
 impl<S> WindowedSerde<S> {
     pub fn new(key: S, windows: TimeWindows) -> Self {
-        WindowedSerde {
-            key,
-            size: windows.size,
-        }
+        WindowedSerde::with_size(key, windows.size)
+    }
+
+    /// For windows of `size_ms` (Kafka's `timeWindowedSerdeFrom(type, size)`).
+    pub fn with_size(key: S, size_ms: i64) -> Self {
+        WindowedSerde { key, size: size_ms }
     }
 }
 

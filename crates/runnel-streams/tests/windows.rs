@@ -4,8 +4,8 @@
 
 use runnel_streams::{
     Consumed, EmitStrategy, Grouped, I64Serde, KStream, Materialized, Nullable, Produced,
-    SessionWindowedSerde, SessionWindows, StreamsBuilder, StringSerde, TestInputTopic,
-    TestOutputTopic, TimeWindows, TopologyTestDriver, Windowed, WindowedSerde,
+    SessionWindowedSerde, SessionWindows, SlidingWindows, StreamsBuilder, StringSerde,
+    TestInputTopic, TestOutputTopic, TimeWindows, TopologyTestDriver, Windowed, WindowedSerde,
 };
 
 /// Counts clicks per page in `windows`, emitting as `emit` says, to topic "counts".
@@ -302,4 +302,227 @@ fn session_aggregates_merge_with_the_merger() {
         Some("x|yz"),
         "sessions merged, then the record added"
     );
+}
+
+/// Counts clicks per page in sliding `windows`, as `(start, end, count)` results in topic
+/// "sliding".
+fn sliding_counts(windows: SlidingWindows, emit: EmitStrategy) -> TopologyTestDriver {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde))
+        .windowed_by_sliding(windows)
+        .emit(emit)
+        .count(Some("sliding"))
+        .to_stream()
+        .to(
+            "sliding",
+            Produced::with(windows.windowed_serde(StringSerde), Nullable(I64Serde)),
+        );
+    TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts")
+}
+
+fn sliding_results(
+    driver: &mut TopologyTestDriver,
+    windows: SlidingWindows,
+) -> Vec<(i64, i64, i64)> {
+    let topic = TestOutputTopic::new(
+        "sliding",
+        windows.windowed_serde(StringSerde),
+        Nullable(I64Serde),
+    );
+    driver
+        .read_key_values(&topic)
+        .expect("read")
+        .into_iter()
+        .map(|(window, count): (Windowed<String>, Option<i64>)| {
+            (window.start, window.end, count.expect("a count"))
+        })
+        .collect()
+}
+
+#[test]
+fn sliding_windows_hold_the_records_at_most_the_difference_apart() {
+    let windows = SlidingWindows::of_time_difference_and_grace(10, 20);
+    let mut driver = sliding_counts(windows, EmitStrategy::OnWindowUpdate);
+    click(&mut driver, "a", 20);
+    assert_eq!(sliding_results(&mut driver, windows), [(10, 20, 1)]);
+    click(&mut driver, "a", 26);
+    assert_eq!(
+        sliding_results(&mut driver, windows),
+        [(16, 26, 2), (21, 31, 1)],
+        "26's left window, and 20's right window which 26 made"
+    );
+    // Stream time 40 closes the windows ending by 20.
+    click(&mut driver, "a", 40);
+    assert_eq!(sliding_results(&mut driver, windows), [(30, 40, 1)]);
+    // Out of order, within the grace: every window holding 23 is recomputed, and 23's own
+    // left and right windows appear.
+    click(&mut driver, "a", 23);
+    assert_eq!(
+        sliding_results(&mut driver, windows),
+        [(13, 23, 2), (16, 26, 3), (21, 31, 2), (24, 34, 1)]
+    );
+    // Too late for any open window: 5 + 10 is before the close time (40 - 20).
+    click(&mut driver, "a", 5);
+    assert_eq!(driver.dropped_records(), 1);
+    assert!(sliding_results(&mut driver, windows).is_empty());
+    let stored: Vec<(i64, i64)> = driver
+        .read_store("sliding", windows.windowed_serde(StringSerde), I64Serde)
+        .expect("readable")
+        .expect("written")
+        .into_iter()
+        .map(|(window, count): (Windowed<String>, i64)| (window.start, count))
+        .collect();
+    assert_eq!(
+        stored,
+        [(10, 1), (13, 2), (16, 3), (21, 2), (24, 1), (30, 1)],
+        "[10, 20] ends at the close time: still open"
+    );
+    click(&mut driver, "a", 41);
+    let starts: Vec<i64> = driver
+        .read_store("sliding", windows.windowed_serde(StringSerde), I64Serde)
+        .expect("readable")
+        .expect("written")
+        .into_iter()
+        .map(|(window, _): (Windowed<String>, i64)| window.start)
+        .collect();
+    assert_eq!(
+        starts,
+        [13, 16, 21, 24, 30, 31, 41],
+        "[10, 20] expired at 41, which made 41's left window and 40's right one"
+    );
+}
+
+#[test]
+fn sliding_windows_of_records_near_the_epoch_start_at_it() {
+    let windows = SlidingWindows::of_time_difference_with_no_grace(10);
+    let mut driver = sliding_counts(windows, EmitStrategy::OnWindowUpdate);
+    click(&mut driver, "a", 3);
+    click(&mut driver, "a", 7);
+    assert_eq!(
+        sliding_results(&mut driver, windows),
+        [(0, 10, 1), (0, 10, 2), (4, 14, 1)]
+    );
+}
+
+#[test]
+fn sliding_windows_emitted_on_close_give_each_final_count_once() {
+    let windows = SlidingWindows::of_time_difference_with_no_grace(10);
+    let mut driver = sliding_counts(windows, EmitStrategy::OnWindowClose);
+    click(&mut driver, "a", 20);
+    assert!(
+        sliding_results(&mut driver, windows).is_empty(),
+        "[10, 20] ends at the close time: still open"
+    );
+    click(&mut driver, "a", 26);
+    assert_eq!(sliding_results(&mut driver, windows), [(10, 20, 1)]);
+    click(&mut driver, "a", 29);
+    assert_eq!(sliding_results(&mut driver, windows), [(16, 26, 2)]);
+    click(&mut driver, "a", 100);
+    assert_eq!(
+        sliding_results(&mut driver, windows),
+        [(19, 29, 3), (21, 31, 2), (27, 37, 1)],
+        "by end"
+    );
+}
+
+/// The windows sliding windows of `difference` must hold after `times` (no record late):
+/// each record's left window (from 0 at the earliest) and each non-empty right window,
+/// `(start, count)` in start order.
+fn sliding_model(difference: i64, times: &[i64]) -> Vec<(i64, i64)> {
+    let mut starts = std::collections::BTreeSet::new();
+    for &time in times {
+        starts.insert((time - difference).max(0));
+        let right = time + 1;
+        if times.iter().any(|&t| t >= right && t <= right + difference) {
+            starts.insert(right);
+        }
+    }
+    starts
+        .into_iter()
+        .map(|start| {
+            let count = times
+                .iter()
+                .filter(|&&t| t >= start && t <= start + difference)
+                .count();
+            (start, count as i64)
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    /// In any order, within the grace, sliding windows end up holding what their
+    /// definition says, and each result emitted last for a window is its stored one.
+    #[test]
+    fn sliding_windows_match_their_definition_in_any_order(
+        times in proptest::collection::vec(0i64..120, 1..25),
+        difference in 1i64..30,
+    ) {
+        let windows = SlidingWindows::of_time_difference_and_grace(difference, 1_000);
+        let mut driver = sliding_counts(windows, EmitStrategy::OnWindowUpdate);
+        for &time in &times {
+            click(&mut driver, "a", time);
+        }
+        let stored: Vec<(i64, i64)> = driver
+            .read_store("sliding", windows.windowed_serde(StringSerde), I64Serde)
+            .expect("readable")
+            .expect("written")
+            .into_iter()
+            .map(|(window, count): (Windowed<String>, i64)| (window.start, count))
+            .collect();
+        proptest::prop_assert_eq!(&stored, &sliding_model(difference, &times));
+        let mut last_emitted = std::collections::BTreeMap::new();
+        for (start, _, count) in sliding_results(&mut driver, windows) {
+            last_emitted.insert(start, count);
+        }
+        let last_emitted: Vec<(i64, i64)> = last_emitted.into_iter().collect();
+        proptest::prop_assert_eq!(&last_emitted, &stored);
+    }
+}
+
+proptest::proptest! {
+    /// In any order, within the grace, sessions end up as the runs of records at most the
+    /// gap apart, and the last result emitted for each is its stored one.
+    #[test]
+    fn sessions_match_their_definition_in_any_order(
+        times in proptest::collection::vec(0i64..300, 1..25),
+        gap in 1i64..40,
+    ) {
+        let windows = SessionWindows::of_inactivity_gap_and_grace(gap, 1_000);
+        let mut driver = sessions_per_user(windows, EmitStrategy::OnWindowUpdate);
+        for &time in &times {
+            click(&mut driver, "a", time);
+        }
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        let mut expected: Vec<(i64, i64, i64)> = Vec::new();
+        for time in sorted {
+            match expected.last_mut() {
+                Some((_, end, count)) if time - *end <= gap => {
+                    *end = time;
+                    *count += 1;
+                }
+                _ => expected.push((time, time, 1)),
+            }
+        }
+        let mut stored: Vec<(i64, i64, i64)> = driver
+            .read_store("sessions", SessionWindowedSerde::new(StringSerde), I64Serde)
+            .expect("readable")
+            .expect("written")
+            .into_iter()
+            .map(|(session, count): (Windowed<String>, i64)| (session.start, session.end, count))
+            .collect();
+        stored.sort_unstable();
+        proptest::prop_assert_eq!(&stored, &expected);
+        let mut last = std::collections::BTreeMap::new();
+        for (_, start, end, count) in sessions(&mut driver) {
+            last.insert((start, end), count);
+        }
+        let live: Vec<(i64, i64, i64)> = last
+            .into_iter()
+            .filter_map(|((start, end), count)| Some((start, end, count?)))
+            .collect();
+        proptest::prop_assert_eq!(&live, &expected);
+    }
 }
