@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
-use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
+use crate::processor::{Children, Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde};
 use crate::stream::KStream;
 use crate::table::{Change, KTable};
@@ -130,10 +130,10 @@ where
         )
     }
 
-    /// The stream an aggregation keeping store `store` reads: this one, or, after a change of
-    /// keys, this one written to the repartition topic `<store>-repartition` (partitioned by
-    /// the new key) and read back, so that each key's records meet in one task.
-    pub(crate) fn input(&self, store: &str) -> KStream<K, V> {
+    /// The stream an aggregation reads: this one, or, after a change of keys, this one
+    /// written to the repartition topic `<name>-repartition` (partitioned by the new key)
+    /// and read back, so that each key's records meet in one task.
+    pub(crate) fn input(&self, name: &str) -> KStream<K, V> {
         if !self.repartition {
             return KStream::new(
                 Arc::clone(self.stream.description()),
@@ -141,7 +141,7 @@ where
             );
         }
         self.stream.through_internal(
-            &format!("{store}-repartition"),
+            &format!("{name}-repartition"),
             Arc::clone(&self.grouped.key),
             Arc::clone(&self.grouped.value),
         )
@@ -160,14 +160,37 @@ where
     {
         let description = self.stream.description();
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
-        let input = self.input(&store);
+        let children: Children<K, Change<A>> = Arc::default();
+        self.aggregate_into(&store, &store, fold, Arc::clone(&result), &children);
+        KTable::new(
+            Arc::clone(description),
+            children,
+            store,
+            Arc::clone(&self.grouped.key),
+            result,
+        )
+    }
+
+    /// Adds the node folding this grouping's records into `store` (reading them through
+    /// repartition topic `<input>-repartition` if keys changed), feeding `children`.
+    fn aggregate_into<A>(
+        &self,
+        input: &str,
+        store: &str,
+        fold: Fold<K, V, A>,
+        result: Arc<dyn Serde<A>>,
+        children: &Children<K, Change<A>>,
+    ) where
+        A: Clone + Send + 'static,
+    {
+        let input = self.input(input);
         let key = Arc::clone(&self.grouped.key);
         let value = Arc::clone(&self.grouped.value);
-        let (table_key, table_value) = (Arc::clone(&key), Arc::clone(&result));
-        let store_name = store.clone();
-        let children = input.add_changes(move |downstream, _: &mut Instances| {
+        let store = store.to_owned();
+        let target = KStream::new(Arc::clone(self.stream.description()), Arc::clone(children));
+        input.feed(&target, move |downstream, _: &mut Instances| {
             Arc::new(Mutex::new(AggregateNode {
-                store: store_name.clone(),
+                store: store.clone(),
                 key: Arc::clone(&key),
                 value: Arc::clone(&value),
                 result: Arc::clone(&result),
@@ -175,12 +198,118 @@ where
                 downstream,
             })) as Shared<K, V>
         });
+    }
+
+    /// Starts a co-aggregation (KIP-150): this grouping's records folded with `add` into an
+    /// aggregate that other groupings of the same key type fold into too, one store and one
+    /// table for all of them ([`CogroupedKStream::cogroup`], then `aggregate`).
+    pub fn cogroup<A>(
+        &self,
+        add: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+    ) -> CogroupedKStream<K, A>
+    where
+        A: Clone + Send + 'static,
+    {
+        CogroupedKStream {
+            description: Arc::clone(self.stream.description()),
+            key: Arc::clone(&self.grouped.key),
+            inputs: Vec::new(),
+        }
+        .cogroup(self, add)
+    }
+}
+
+/// Several groupings of one key type aggregated into one table: each input's records are
+/// folded into the key's aggregate with that input's own function.
+pub struct CogroupedKStream<K, A> {
+    description: SharedDescription,
+    key: Arc<dyn Serde<K>>,
+    /// Each input, ready to be wired to the aggregation's store once its name is known.
+    inputs: Vec<CogroupInput<K, A>>,
+}
+
+/// Wires one input of a co-aggregation: `(input's name, store, initial, result, children)`.
+type CogroupInput<K, A> = Box<
+    dyn FnOnce(
+        &str,
+        &str,
+        Arc<dyn Fn() -> A + Send + Sync>,
+        Arc<dyn Serde<A>>,
+        &Children<K, Change<A>>,
+    ),
+>;
+
+impl<K, A> fmt::Debug for CogroupedKStream<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CogroupedKStream({} inputs)", self.inputs.len())
+    }
+}
+
+impl<K, A> CogroupedKStream<K, A>
+where
+    K: Clone + Send + 'static,
+    A: Clone + Send + 'static,
+{
+    /// Adds `grouped`'s records, folded with `add`.
+    pub fn cogroup<V>(
+        mut self,
+        grouped: &KGroupedStream<K, V>,
+        add: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+    ) -> Self
+    where
+        V: Clone + Send + 'static,
+    {
+        let grouped = KGroupedStream::new(
+            KStream::new(
+                Arc::clone(grouped.stream.description()),
+                Arc::clone(grouped.stream.children()),
+            ),
+            Grouped {
+                key: Arc::clone(&grouped.grouped.key),
+                value: Arc::clone(&grouped.grouped.value),
+            },
+            grouped.repartition,
+        );
+        self.inputs.push(Box::new(
+            move |input: &str, store: &str, initial, result, children: &Children<K, Change<A>>| {
+                let fold: Fold<K, V, A> = Arc::new(move |key: &K, value: V, so_far: Option<A>| {
+                    add(key, value, so_far.unwrap_or_else(|| initial()))
+                });
+                grouped.aggregate_into(input, store, fold, result, children);
+            },
+        ));
+        self
+    }
+
+    /// The table of each key's aggregate: `initial()` for a new key, then each input's
+    /// records folded in with that input's function, in the order they arrive.
+    pub fn aggregate(
+        self,
+        initial: impl Fn() -> A + Send + Sync + 'static,
+        materialized: Materialized<A>,
+    ) -> KTable<K, A> {
+        let store = store_name(
+            &self.description,
+            materialized.name,
+            "COGROUPKSTREAM-AGGREGATE",
+        );
+        let children: Children<K, Change<A>> = Arc::default();
+        let initial: Arc<dyn Fn() -> A + Send + Sync> = Arc::new(initial);
+        for (index, wire) in self.inputs.into_iter().enumerate() {
+            wire(
+                &format!("{store}-{index}"),
+                &store,
+                Arc::clone(&initial),
+                Arc::clone(&materialized.value),
+                &children,
+            );
+        }
         KTable::new(
-            Arc::clone(description),
+            self.description,
             children,
             store,
-            table_key,
-            table_value,
+            self.key,
+            materialized.value,
         )
     }
 }

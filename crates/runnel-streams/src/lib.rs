@@ -32,7 +32,7 @@ mod topology;
 mod window;
 
 pub use error::StreamsError;
-pub use grouped::{Grouped, KGroupedStream, Materialized};
+pub use grouped::{CogroupedKStream, Grouped, KGroupedStream, Materialized};
 pub use process::{Processor, ProcessorContext, StoreHandle};
 pub use processor::Record;
 pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};

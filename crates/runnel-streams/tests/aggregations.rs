@@ -167,3 +167,77 @@ fn unnamed_stores_get_kafka_streams_generated_names() {
         "{names:?}"
     );
 }
+
+/// Clicks and purchases per user, from two topics, into one table: `(clicks, spent)`. The
+/// purchases are keyed by order and regrouped by user, through a repartition topic.
+#[test]
+fn cogroup_folds_several_streams_into_one_table() {
+    let builder = StreamsBuilder::new();
+    let clicks = builder
+        .stream("clicks", Consumed::with(StringSerde, StringSerde))
+        .group_by_key(Grouped::with(StringSerde, StringSerde));
+    // Purchases keyed by order id, valued "user:amount".
+    let purchases = builder
+        .stream("purchases", Consumed::with(StringSerde, StringSerde))
+        .group_by(
+            |_, purchase: &String| purchase.split(':').next().unwrap_or_default().to_owned(),
+            Grouped::with(StringSerde, StringSerde),
+        );
+    clicks
+        .cogroup(|_, _click: String, (clicks, spent): (i64, i64)| (clicks + 1, spent))
+        .cogroup(
+            &purchases,
+            |_, purchase: String, (clicks, spent): (i64, i64)| {
+                let amount = purchase
+                    .rsplit(':')
+                    .next()
+                    .and_then(|amount| amount.parse::<i64>().ok())
+                    .unwrap_or(0);
+                (clicks, spent + amount)
+            },
+        )
+        .aggregate(
+            || (0, 0),
+            Materialized::with(JsonSerde::new()).named("activity"),
+        )
+        .to_stream()
+        .to(
+            "activity",
+            Produced::with(StringSerde, Nullable(JsonSerde::<(i64, i64)>::new())),
+        );
+    let topology = builder.build().expect("valid");
+    assert_eq!(topology.store_names(), ["activity"]);
+    assert_eq!(topology.internal_topics(), ["activity-1-repartition"]);
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
+    let pipe = |driver: &mut TopologyTestDriver, topic: &str, key: &str, value: &str| {
+        let input = TestInputTopic::new(topic, StringSerde, StringSerde);
+        driver
+            .pipe_input(&input, key.to_owned(), value.to_owned(), 1)
+            .expect("piped");
+    };
+    pipe(&mut driver, "clicks", "ada", "home");
+    pipe(&mut driver, "purchases", "order-1", "ada:30");
+    pipe(&mut driver, "clicks", "bob", "home");
+    pipe(&mut driver, "clicks", "ada", "cart");
+    pipe(&mut driver, "purchases", "order-2", "ada:12");
+    let output = TestOutputTopic::new(
+        "activity",
+        StringSerde,
+        Nullable(JsonSerde::<(i64, i64)>::new()),
+    );
+    let updates: Vec<(String, (i64, i64))> = driver
+        .read_key_values(&output)
+        .expect("read")
+        .into_iter()
+        .map(|(user, activity)| (user, activity.expect("a value")))
+        .collect();
+    let expected = [
+        ("ada", (1, 0)),
+        ("ada", (1, 30)),
+        ("bob", (1, 0)),
+        ("ada", (2, 30)),
+        ("ada", (2, 42)),
+    ]
+    .map(|(user, activity)| (user.to_owned(), activity));
+    assert_eq!(updates, expected);
+}
