@@ -15,6 +15,7 @@
 //! A record's key or value may be null on the wire: [`Nullable`] makes it an `Option`.
 
 mod error;
+mod fk_join;
 mod grouped;
 mod process;
 mod processor;

@@ -179,8 +179,12 @@ where
         &self.value
     }
 
+    pub(crate) fn description(&self) -> &SharedDescription {
+        &self.description
+    }
+
     /// The table's changes, as the stream its processors are fed by.
-    fn changes(&self) -> KStream<K, Change<V>> {
+    pub(crate) fn changes(&self) -> KStream<K, Change<V>> {
         KStream::new(Arc::clone(&self.description), Arc::clone(&self.children))
     }
 

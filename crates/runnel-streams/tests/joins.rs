@@ -331,3 +331,118 @@ fn a_topic_is_either_a_stream_or_a_global_table() {
     let _global = builder.global_table("t", strings(), None);
     assert!(builder.build().is_err());
 }
+
+/// Orders (by order id, valued "customer:item", or just "item" for no customer) joined with
+/// the customer each names, through the foreign-key join's subscription and response
+/// topics: inner into "inner", left into "left".
+fn foreign_key_driver() -> TopologyTestDriver {
+    let builder = StreamsBuilder::new();
+    let customers = builder.table(
+        "customers",
+        Consumed::with(Nullable(StringSerde), StringSerde),
+        Some("customers"),
+    );
+    let orders = builder.table("orders", strings(), Some("orders"));
+    let customer_of = |order: &String| {
+        order
+            .split_once(':')
+            .map(|(customer, _)| customer.to_owned())
+    };
+    let item_of = |order: &String| order.rsplit(':').next().unwrap_or_default().to_owned();
+    let write = |table: runnel_streams::KTable<String, String>, topic: &str| {
+        table
+            .to_stream()
+            .to(topic, Produced::with(StringSerde, Nullable(StringSerde)));
+    };
+    write(
+        orders.join_foreign_key(
+            &customers,
+            customer_of,
+            move |order, customer| format!("{} for {customer}", item_of(order)),
+            StringSerde,
+        ),
+        "inner",
+    );
+    write(
+        orders.left_join_foreign_key(
+            &customers,
+            customer_of,
+            move |order, customer: Option<&String>| {
+                format!(
+                    "{} for {}",
+                    item_of(order),
+                    customer.map_or("nobody", String::as_str)
+                )
+            },
+            StringSerde,
+        ),
+        "left",
+    );
+    let topology = builder.build().expect("valid");
+    assert_eq!(topology.internal_topics().len(), 4, "two topics per join");
+    TopologyTestDriver::new(&topology).expect("starts")
+}
+
+#[test]
+fn a_foreign_key_join_follows_both_tables_and_a_change_of_key() {
+    let mut driver = foreign_key_driver();
+    let mut step = |topic: &str, key: &str, value: Option<&str>| {
+        pipe(&mut driver, topic, key, value, 1);
+        (read(&mut driver, "inner"), read(&mut driver, "left"))
+    };
+    let deleted = |key: &str| vec![(key.to_owned(), None)];
+    assert_eq!(step("customers", "c1", Some("Ada")), (vec![], vec![]));
+    assert_eq!(
+        step("orders", "o1", Some("c1:book")),
+        (
+            some(&[("o1", "book for Ada")]),
+            some(&[("o1", "book for Ada")])
+        )
+    );
+    assert_eq!(
+        step("orders", "o2", Some("c2:pen")),
+        (vec![], some(&[("o2", "pen for nobody")])),
+        "no customer c2 yet"
+    );
+    assert_eq!(
+        step("customers", "c2", Some("Grace")),
+        (
+            some(&[("o2", "pen for Grace")]),
+            some(&[("o2", "pen for Grace")])
+        )
+    );
+    assert_eq!(
+        step("customers", "c1", Some("Ada L.")),
+        (
+            some(&[("o1", "book for Ada L.")]),
+            some(&[("o1", "book for Ada L.")])
+        )
+    );
+    assert_eq!(
+        step("orders", "o1", Some("c2:ink")),
+        (
+            some(&[("o1", "ink for Grace")]),
+            some(&[("o1", "ink for Grace")])
+        ),
+        "the order moved to another customer"
+    );
+    assert_eq!(
+        step("customers", "c1", Some("Ada X")),
+        (vec![], vec![]),
+        "o1 no longer follows c1"
+    );
+    let (inner, left) = step("customers", "c2", None);
+    let mut expected_inner = deleted("o1");
+    expected_inner.extend(deleted("o2"));
+    assert_eq!(inner, expected_inner, "both orders lost their customer");
+    assert_eq!(
+        left,
+        some(&[("o1", "ink for nobody"), ("o2", "pen for nobody")])
+    );
+    assert_eq!(step("orders", "o2", None), (vec![], deleted("o2")));
+    assert_eq!(
+        step("orders", "o3", Some("gift")),
+        (vec![], some(&[("o3", "gift for nobody")])),
+        "an order naming no customer joins nothing, at once"
+    );
+}
