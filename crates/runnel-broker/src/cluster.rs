@@ -557,9 +557,14 @@ pub(crate) fn apply_image(
 ) -> Vec<Follow> {
     let me = broker.node_id();
     let now_ms = broker.now_ms();
-    broker
+    let deleted = broker
         .topics
         .remove_topics_not_in(|id| image.topic(id).is_some());
+    // Kafka's onPartitionsDeleted: every broker applies the image that deletes a topic, and
+    // each clears the groups it coordinates. Done before the image counts as applied, which
+    // the answer to DeleteTopics waits for: where this broker coordinates the group too, the
+    // client that deleted a topic no longer finds offsets on it.
+    broker.groups.remove_offsets_of_topics(&deleted);
     let mut follow = Vec::new();
     for topic in image.topics() {
         let configs: BTreeMap<String, String> = image

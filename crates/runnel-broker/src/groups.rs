@@ -716,6 +716,24 @@ impl GroupService {
         response
     }
 
+    /// Topics deleted from the cluster: the groups coordinated here forget their committed
+    /// offsets on them, through the tombstones OffsetDelete writes too, so that neither a
+    /// restart nor the next coordinator of a group replays them back. Groups coordinated
+    /// elsewhere are their coordinator's to clear, as it applies the same metadata image; the
+    /// tombstones reach this broker's followers of `__consumer_offsets` as any record does.
+    /// Blocks.
+    pub(crate) fn remove_offsets_of_topics(&self, topics: &[Arc<str>]) {
+        if topics.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for topic in topics {
+            state.classic.remove_offsets_of_topic(topic, &mut out);
+        }
+        self.dispatch(&mut state, out);
+    }
+
     pub(crate) fn list_groups(
         &self,
         version: i16,

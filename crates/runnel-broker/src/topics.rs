@@ -478,9 +478,12 @@ impl TopicRegistry {
     }
 
     /// In a cluster: removes every topic the image no longer has (the internal topics, this
-    /// node's own, stay). Blocks.
-    pub(crate) fn remove_topics_not_in(&self, keep: impl Fn(Uuid) -> bool) {
+    /// node's own, stay). Returns the names of those topics, for what else must go with them
+    /// (the groups' committed offsets): the cluster has deleted them even where removing the
+    /// local copy failed. Blocks.
+    pub(crate) fn remove_topics_not_in(&self, keep: impl Fn(Uuid) -> bool) -> Vec<Arc<str>> {
         let _admin = lock(&self.admin_lock);
+        let mut deleted = Vec::new();
         for topic in self.list() {
             if topic.is_internal() || keep(topic.id) {
                 continue;
@@ -489,7 +492,9 @@ impl TopicRegistry {
             if let Err(error) = self.delete_locked(&topic) {
                 tracing::warn!(topic = %topic.name, error = ?error.message, "could not remove a deleted topic");
             }
+            deleted.push(Arc::clone(&topic.name));
         }
+        deleted
     }
 
     /// Puts new overrides in force on every partition of `topic`.

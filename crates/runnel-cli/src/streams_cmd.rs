@@ -173,9 +173,10 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         .filter(|topic| is_internal_topic(id, topic))
         .cloned()
         .collect();
-    // Deleted explicitly, including those on internal topics already gone: the broker keeps a
-    // group's offsets on a deleted topic, and a repartition topic recreated by the next run
-    // would otherwise be read from those stale offsets instead of from its start.
+    // Deleted explicitly, including those on internal topics already gone. Runnel's broker
+    // drops a deleted topic's offsets itself, but not every Kafka-compatible broker in every
+    // case (a coordinator loading its partition when the topic went), and a repartition topic
+    // recreated by the next run would otherwise be read from stale offsets, not its start.
     let internal_offsets: Vec<(String, i32)> = committed
         .keys()
         .filter(|(topic, _)| is_internal_topic(id, topic))

@@ -1,6 +1,7 @@
 //! `runnel group list|describe` against the real binary: groups set up with raw requests
 //! (records produced, offsets committed, a classic member joined), then read back through the
-//! command line's JSON and table output.
+//! command line's JSON and table output. Also what a topic's deletion leaves of the groups'
+//! offsets on it: nothing, through a crash and the topic's creation again.
 
 mod support;
 
@@ -527,4 +528,133 @@ fn consumer_protocol_group_is_described_with_its_own_api() {
         json!({"topic": "clicks", "partition": 2, "committed_offset": 1, "log_end_offset": 6,
                "lag": 5, "member_id": member_id, "error": null})
     );
+}
+
+fn delete_topic(broker: &BrokerProcess, topic: &str) {
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![name(topic)])
+        .with_timeout_ms(30_000);
+    let response: DeleteTopicsResponse =
+        broker.connect().request(ApiKey::DeleteTopics, 4, &request);
+    assert_eq!(response.responses[0].error_code, 0, "delete {topic}");
+}
+
+/// Every offset `group` has committed, through OffsetFetch v8 (all topics): (topic,
+/// partition, offset), in the coordinator's order.
+fn committed_offsets(broker: &BrokerProcess, group: &str) -> Vec<(String, i32, i64)> {
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text(group)))
+            .with_topics(None),
+    ]);
+    let response: OffsetFetchResponse = until_settled(
+        broker,
+        group,
+        || broker.connect().request(ApiKey::OffsetFetch, 8, &request),
+        |response: &OffsetFetchResponse| response.groups[0].error_code,
+    );
+    let fetched = &response.groups[0];
+    assert_eq!(fetched.error_code, 0, "offset fetch for {group}");
+    fetched
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                assert_eq!(partition.error_code, 0, "{}", topic.name.as_str());
+                (
+                    topic.name.to_string(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                )
+            })
+        })
+        .collect()
+}
+
+/// What OffsetFetch v8 answers for `partitions` of `topic` named one by one, as a consumer
+/// asks for its assignment: -1 where nothing is committed.
+fn committed_on(broker: &BrokerProcess, group: &str, topic: &str, partitions: &[i32]) -> Vec<i64> {
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text(group)))
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(partitions.to_vec()),
+            ])),
+    ]);
+    let response: OffsetFetchResponse = until_settled(
+        broker,
+        group,
+        || broker.connect().request(ApiKey::OffsetFetch, 8, &request),
+        |response: &OffsetFetchResponse| response.groups[0].error_code,
+    );
+    assert_eq!(response.groups[0].error_code, 0, "offset fetch for {group}");
+    response.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.committed_offset)
+        .collect()
+}
+
+/// As Kafka's group coordinator does on a topic's deletion: the offsets every group committed
+/// on it go, durably (tombstones in `__consumer_offsets`, so a crash does not bring them back),
+/// and a topic created again under the name starts with none, so a group reading it starts
+/// from its reset point rather than from offsets into records that are gone.
+#[test]
+fn deleting_a_topic_removes_every_groups_offsets_on_it() {
+    let mut broker = start_broker();
+    let bootstrap = format!("127.0.0.1:{}", broker.port);
+    create_topic(&broker, "doomed", 2);
+    create_topic(&broker, "kept", 1);
+    produce(&broker, "doomed", 0, 5);
+    produce(&broker, "kept", 0, 2);
+    commit(&broker, "readers", "doomed", &[(0, 3), (1, 4)]);
+    commit(&broker, "readers", "kept", &[(0, 1)]);
+    // A group with offsets on the doomed topic alone.
+    commit(&broker, "doomed-only", "doomed", &[(0, 2)]);
+    assert_eq!(
+        committed_offsets(&broker, "readers"),
+        [
+            ("doomed".to_owned(), 0, 3),
+            ("doomed".to_owned(), 1, 4),
+            ("kept".to_owned(), 0, 1)
+        ]
+    );
+
+    delete_topic(&broker, "doomed");
+
+    // Gone as soon as DeleteTopics is answered: this broker coordinates the groups too.
+    let kept = [("kept".to_owned(), 0, 1)];
+    assert_eq!(committed_offsets(&broker, "readers"), kept);
+    assert_eq!(committed_offsets(&broker, "doomed-only"), []);
+    assert_eq!(
+        committed_on(&broker, "readers", "doomed", &[0, 1]),
+        [-1, -1]
+    );
+    let described = runnel_json(
+        &["group", "describe", "readers", "--format", "json"],
+        Some(&bootstrap),
+    );
+    let rows = partition_rows(&described);
+    assert_eq!(rows.len(), 1, "{described:#}");
+    assert_eq!(rows[0]["topic"], "kept", "{described:#}");
+
+    // A crash: the groups are replayed from `__consumer_offsets`, tombstones included.
+    broker.kill9();
+    broker.start_again();
+    assert_eq!(committed_offsets(&broker, "readers"), kept);
+    assert_eq!(committed_offsets(&broker, "doomed-only"), []);
+
+    // Created again under the same name: nothing committed on it.
+    create_topic(&broker, "doomed", 2);
+    assert_eq!(
+        committed_on(&broker, "readers", "doomed", &[0, 1]),
+        [-1, -1]
+    );
+    assert_eq!(
+        committed_on(&broker, "doomed-only", "doomed", &[0, 1]),
+        [-1, -1]
+    );
+    assert_eq!(committed_offsets(&broker, "readers"), kept);
 }

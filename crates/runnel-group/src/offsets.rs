@@ -1,6 +1,7 @@
 //! Committed offsets: OffsetCommit (in two phases, so nothing is acknowledged before it is
-//! written), OffsetFetch (one group before v8, batched groups from v8), OffsetDelete, and the
-//! committed positions the broker reports for lag.
+//! written), OffsetFetch (one group before v8, batched groups from v8), OffsetDelete, the
+//! removal of a deleted topic's offsets from every group, and the committed positions the
+//! broker reports for lag.
 //!
 //! A commit is checked against the group as Kafka checks it: generation -1 commits are for
 //! groups that only store offsets (simple consumers, `assign()`), everything else must come from
@@ -384,6 +385,57 @@ impl GroupCoordinator {
         }
         self.refresh(&group_id);
         response
+    }
+
+    /// `topic` was deleted from the cluster: every group forgets its committed offsets on it,
+    /// with a tombstone for each in the group's `__consumer_offsets` partition, as Kafka's
+    /// `onPartitionsDeleted` writes them. Without the tombstones a replay (a restart, or the
+    /// broker that coordinates the group next) would bring the offsets back, and a topic
+    /// created again under the name would be read from them instead of from its reset point.
+    /// Every partition of the name goes, also any committed beyond the topic's partition count
+    /// (commits are not checked against the metadata), which a topic created again with more
+    /// partitions would otherwise inherit.
+    ///
+    /// Groups are left as they are otherwise, members and all: one left with neither offsets
+    /// nor members goes at the next `tick`, as after OffsetDelete and as Kafka's offset-expiry
+    /// pass removes it. Offsets held aside in open transactions are not touched (Kafka drops
+    /// those too): replaying a tombstone here leaves them, and what the coordinator holds must
+    /// stay what replaying its log rebuilds.
+    pub fn remove_offsets_of_topic(&mut self, topic: &str, out: &mut Vec<Output>) {
+        let holding: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, group)| group.offsets.keys().any(|(name, _)| name == topic))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in holding {
+            let Some(group) = self.groups.get_mut(&group_id) else {
+                continue;
+            };
+            let partitions: Vec<i32> = group
+                .offsets
+                .keys()
+                .filter(|(name, _)| name == topic)
+                .map(|(_, partition)| *partition)
+                .collect();
+            let records = partitions
+                .into_iter()
+                .map(|partition| {
+                    group.offsets.remove(&(topic.to_owned(), partition));
+                    let key = RecordKey::OffsetCommit {
+                        group: group_id.clone(),
+                        topic: topic.to_owned(),
+                        partition,
+                    };
+                    (records::encode_key(&key), None)
+                })
+                .collect();
+            out.push(Output::Persist {
+                group: group_id.clone(),
+                records,
+            });
+            self.refresh(&group_id);
+        }
     }
 
     /// Committed offsets of a group, for lag reporting: (topic, partition) -> (offset,

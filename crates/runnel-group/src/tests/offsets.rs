@@ -406,3 +406,117 @@ fn simple_group_offsets_expire_by_commit_time() {
     let persisted = h.persisted();
     assert_eq!(persisted.iter().map(|(_, r)| r.len()).sum::<usize>(), 2);
 }
+
+/// Kafka's `onPartitionsDeleted`: a deleted topic's offsets go from every group, each with a
+/// tombstone, and nothing else about the groups changes; a group left with nothing goes at
+/// the next tick, as Kafka's offset-expiry pass removes it.
+#[test]
+fn a_deleted_topics_offsets_go_from_every_group_with_tombstones() {
+    let mut h = Harness::new();
+    // A live consumer group subscribed to the topic, with offsets on another one too.
+    let (members, generation) = h.stable_group("live");
+    h.commit(
+        7_000,
+        "live",
+        &members[0],
+        generation,
+        &[("t", 0, 1), ("t", 1, 2), ("kept", 0, 3)],
+    );
+    // A consumer group that emptied with offsets only on the topic: its metadata is in the log.
+    let (member, token) = h.join_new(7_100, "emptied");
+    h.tick(7_100 + DELAY_MS);
+    let joined = h.joined(token);
+    let sync = h.send_sync(10_200, "emptied", &member, joined.generation, &[]);
+    assert_eq!(h.sync_answer(sync).map(|r| r.error_code), Some(0));
+    h.commit(
+        10_300,
+        "emptied",
+        &member,
+        joined.generation,
+        &[("t", 0, 4)],
+    );
+    h.leave(10_400, "emptied", &member);
+    assert_eq!(h.state("emptied"), Some(GroupState::Empty));
+    // A simple group with offsets only on the topic, and one on a topic whose name starts
+    // the same.
+    h.commit(10_500, "simple", "", -1, &[("t", 2, 5)]);
+    h.commit(10_500, "other", "", -1, &[("t2", 0, 6)]);
+    h.persisted();
+
+    let mut out = Vec::new();
+    h.coordinator.remove_offsets_of_topic("t", &mut out);
+
+    let mut tombstones: Vec<(String, RecordKey)> = out
+        .iter()
+        .flat_map(|output| {
+            let Output::Persist { group, records } = output else {
+                panic!("only records to write: {output:?}");
+            };
+            records.iter().map(move |(key, value)| {
+                assert_eq!(*value, None, "a tombstone");
+                (group.clone(), decode_key(key).unwrap())
+            })
+        })
+        .collect();
+    tombstones.sort_by_key(|(group, key)| (group.clone(), format!("{key:?}")));
+    let offset_key = |group: &str, partition| RecordKey::OffsetCommit {
+        group: group.into(),
+        topic: "t".into(),
+        partition,
+    };
+    assert_eq!(
+        tombstones,
+        vec![
+            ("emptied".into(), offset_key("emptied", 0)),
+            ("live".into(), offset_key("live", 0)),
+            ("live".into(), offset_key("live", 1)),
+            ("simple".into(), offset_key("simple", 2)),
+        ],
+        "each tombstone goes to its own group's partition"
+    );
+    assert_eq!(offsets(&h, "live"), vec![("kept".into(), 0, 3)]);
+    assert_eq!(
+        fetch_v1(&h, "live", "t", vec![0, 1], 5),
+        vec![(0, -1, -1), (1, -1, -1)]
+    );
+    assert_eq!(offsets(&h, "other"), vec![("t2".into(), 0, 6)]);
+    assert!(offsets(&h, "emptied").is_empty());
+    assert!(offsets(&h, "simple").is_empty());
+    // The live group carries on as it was.
+    assert_eq!(h.state("live"), Some(GroupState::Stable));
+    assert_eq!(h.heartbeat(10_600, "live", &members[1], generation), 0);
+
+    // Nothing left to remove: nothing more to write.
+    let mut again = Vec::new();
+    h.coordinator.remove_offsets_of_topic("t", &mut again);
+    assert!(again.is_empty(), "{again:?}");
+
+    // The groups left with nothing go at the next tick; only the one whose metadata is in the
+    // log needs a tombstone for it.
+    assert!(h.coordinator.group_exists("emptied"));
+    assert!(h.coordinator.group_exists("simple"));
+    h.tick(10_700);
+    assert!(!h.coordinator.group_exists("emptied"));
+    assert!(!h.coordinator.group_exists("simple"));
+    assert!(h.coordinator.group_exists("live"));
+    assert!(h.coordinator.group_exists("other"));
+    let removed: Vec<(String, RecordKey, bool)> = h
+        .persisted()
+        .into_iter()
+        .flat_map(|(group, records)| {
+            records.into_iter().map(move |(key, value)| {
+                (group.clone(), decode_key(&key).unwrap(), value.is_some())
+            })
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        vec![(
+            "emptied".into(),
+            RecordKey::GroupMetadata {
+                group: "emptied".into()
+            },
+            false
+        )]
+    );
+}

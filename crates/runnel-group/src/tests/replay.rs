@@ -230,6 +230,9 @@ enum Op {
     DeleteGroup {
         group: u8,
     },
+    DeleteTopic {
+        topic: u8,
+    },
     Advance(i64),
 }
 
@@ -238,6 +241,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..3u8, 0..2u8, 0..3i32, any::<i64>()).prop_map(|(group, topic, partition, offset)| Op::Commit { group, topic, partition, offset }),
         1 => (0..3u8, 0..2u8, 0..3i32).prop_map(|(group, topic, partition)| Op::DeleteOffset { group, topic, partition }),
         1 => (0..3u8).prop_map(|group| Op::DeleteGroup { group }),
+        1 => (0..2u8).prop_map(|topic| Op::DeleteTopic { topic }),
         1 => (0..200_000i64).prop_map(Op::Advance),
     ]
 }
@@ -269,6 +273,9 @@ proptest! {
                     let mut request = DeleteGroupsRequest::default();
                     request.groups_names = vec![gid(&format!("g{group}"))];
                     h.coordinator.delete_groups(2, request, &mut h.out);
+                }
+                Op::DeleteTopic { topic } => {
+                    h.coordinator.remove_offsets_of_topic(&format!("t{topic}"), &mut h.out);
                 }
                 Op::Advance(ms) => {
                     now += ms;
