@@ -24,9 +24,8 @@ use crate::output::OutputArgs;
 
 /// Where Streams applications keep their local state by default (their `state.dir`), one
 /// directory per application id, as Kafka Streams does under its own default
-/// (`${java.io.tmpdir}/kafka-streams`). The runnel-streams runtime keeps its stores in memory
-/// today, restored from their changelogs, and writes nothing here yet; once it keeps state on
-/// disk it must use this same default, or a reset with the default would miss that state.
+/// (`${java.io.tmpdir}/kafka-streams`): `runnel_streams::DEFAULT_STATE_DIR`, repeated here so
+/// that the CLI does not build the Streams library; the two must stay equal.
 pub(crate) const DEFAULT_STATE_DIR: &str = "./runnel-streams-state";
 
 /// The suffixes of the topics a Streams application creates for itself, after

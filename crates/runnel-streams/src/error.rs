@@ -10,6 +10,9 @@ pub enum StreamsError {
     /// A state store holding a value its serde cannot read.
     #[error("store {store:?} holds a value its serde cannot read: {source}")]
     Store { store: String, source: SerdeError },
+    /// A task's state on disk could not be read or written.
+    #[error("local state: {0}")]
+    LocalState(String),
     /// The cluster refused or failed a request of the runtime.
     #[error("{0}")]
     Client(String),

@@ -353,10 +353,7 @@ impl Node<Vec<u8>, Vec<u8>> for SubscriptionNode {
                 context
                     .store(&self.subscriptions)
                     .put(at, Some(hash.to_be_bytes().to_vec()));
-                let right = context
-                    .store(&self.right_store)
-                    .get(foreign_key)
-                    .map(<[u8]>::to_vec);
+                let right = context.store(&self.right_store).get(foreign_key)?;
                 Some(encode_response(hash, right.as_deref()))
             }
             Instruction::Unsubscribe => {
@@ -406,9 +403,10 @@ impl<KO: Send + 'static, VO: Send + 'static> Node<KO, Change<VO>> for RightChang
             .and_then(|value| self.value.serialize(value));
         let subscribers: Vec<(Vec<u8>, u64)> = context
             .store(&self.subscriptions)
-            .prefixed(&prefix)
+            .prefixed(&prefix)?
+            .into_iter()
             .filter_map(|(at, hash)| {
-                let hash = u64::from_be_bytes(<[u8; 8]>::try_from(hash).ok()?);
+                let hash = u64::from_be_bytes(<[u8; 8]>::try_from(hash.as_slice()).ok()?);
                 Some((at.get(prefix.len()..)?.to_vec(), hash))
             })
             .collect();
@@ -452,10 +450,7 @@ where
     ) -> Result<(), StreamsError> {
         let (hash, right) = decode_response(&record.value)
             .ok_or_else(|| store_error(&self.result_store, "foreign-key join answer"))?;
-        let left_bytes = context
-            .store(&self.left_store)
-            .get(&record.key)
-            .map(<[u8]>::to_vec);
+        let left_bytes = context.store(&self.left_store).get(&record.key)?;
         let current_hash = left_bytes.as_deref().map_or(0, value_hash);
         if current_hash != hash {
             // The row changed since it asked: the answer to its newer question follows.
@@ -484,11 +479,7 @@ where
             None => None,
         };
         let store = context.store(&self.result_store);
-        let old = store
-            .get(&record.key)
-            .map(|bytes| self.result.deserialize(Some(bytes)))
-            .transpose()
-            .map_err(serde_error(&self.result_store))?;
+        let old = store.read(&record.key, &*self.result)?;
         if new.is_none() && old.is_none() {
             return Ok(());
         }

@@ -397,14 +397,7 @@ where
             return Ok(());
         };
         let store = context.store(&self.store);
-        let old = store
-            .get(&key_bytes)
-            .map(|bytes| self.result.deserialize(Some(bytes)))
-            .transpose()
-            .map_err(|source| StreamsError::Store {
-                store: self.store.clone(),
-                source,
-            })?;
+        let old = store.read(&key_bytes, &*self.result)?;
         let new = (self.fold)(&record.key, record.value, old.clone());
         store.put(key_bytes, self.result.serialize(&new));
         let change = Record::change(record.key, Some(new), old, record.timestamp);

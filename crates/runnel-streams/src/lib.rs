@@ -36,7 +36,7 @@ pub use error::StreamsError;
 pub use grouped::{CogroupedKStream, Grouped, KGroupedStream, Materialized};
 pub use process::{Processor, ProcessorContext, StoreHandle};
 pub use processor::Record;
-pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig};
+pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, DEFAULT_STATE_DIR};
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
 pub use session::{SessionWindowedKStream, SessionWindowedSerde, SessionWindows};
 pub use sliding::{SlidingWindowedKStream, SlidingWindows};

@@ -137,17 +137,13 @@ impl<KO: Clone + Send + 'static, VO: Clone + Send + 'static> ProcessorContext<'_
         &mut self,
         store: &StoreHandle<K, V>,
     ) -> Result<Vec<(K, V)>, StreamsError> {
-        let failed = |source| StreamsError::Store {
-            store: store.name.clone(),
-            source,
-        };
-        self.task
-            .store(&store.name)
-            .entries()
+        let kept = self.task.store(&store.name);
+        kept.entries()?
+            .iter()
             .map(|(key, value)| {
                 Ok((
-                    store.key.deserialize(Some(key)).map_err(failed)?,
-                    store.value.deserialize(Some(value)).map_err(failed)?,
+                    kept.decode(key, &*store.key)?,
+                    kept.decode(value, &*store.value)?,
                 ))
             })
             .collect()

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
-use crate::store::{GlobalStores, KeyValueStore};
+use crate::store::{GlobalStores, KeyValueStore, LocalState};
 use crate::task::SharedLifecycle;
 
 /// A record as the processors see it: typed key and value, the event time (milliseconds
@@ -79,22 +79,31 @@ pub(crate) struct TaskContext {
     pub(crate) dropped_records: u64,
     /// The global tables' stores, shared with every task of the instance.
     pub(crate) globals: GlobalStores,
+    /// Where the task keeps its stores on disk; `None`: in memory.
+    pub(crate) local: Option<LocalState>,
 }
 
 impl TaskContext {
-    pub(crate) fn new(globals: GlobalStores) -> Self {
+    pub(crate) fn new(globals: GlobalStores, local: Option<LocalState>) -> Self {
         TaskContext {
             emitted: Vec::new(),
             stores: BTreeMap::new(),
             stream_time: -1,
             dropped_records: 0,
             globals,
+            local,
         }
     }
 
     /// The task's store `name`, created empty on first use.
     pub(crate) fn store(&mut self, name: &str) -> &mut KeyValueStore {
-        self.stores.entry(name.to_owned()).or_default()
+        let local = &self.local;
+        self.stores
+            .entry(name.to_owned())
+            .or_insert_with(|| match local {
+                Some(local) => KeyValueStore::on_disk(name, local.database()),
+                None => KeyValueStore::in_memory(name),
+            })
     }
 }
 

@@ -14,22 +14,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use runnel_client::{
-    Admin, ClientConfig, ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture,
-    IsolationLevel, NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig,
-    RebalanceListener, TopicPartition,
+    Admin, ClientConfig, ClientError, Consumer, ConsumerConfig, DeliveryFuture, IsolationLevel,
+    NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig, RebalanceListener,
+    TopicPartition,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::StreamsError;
 use crate::processor::RawRecord;
-use crate::store::GlobalStores;
+use crate::store::{GlobalStores, LocalState};
 use crate::task::Task;
 use crate::topology::Topology;
 
@@ -56,7 +57,16 @@ pub struct StreamsConfig {
     /// How long the group waits for a silent member (a crashed instance) before giving its
     /// tasks to the others (Kafka Streams' default, the consumer's: 45 s).
     pub session_timeout: Duration,
+    /// Where tasks keep their stores on disk (Kafka's `state.dir`): one redb database per
+    /// task under `<state_dir>/<application id>/0_<partition>/`. `None` keeps them in
+    /// memory, restored in full from the changelogs at every start. Two instances on one
+    /// machine need two directories.
+    pub state_dir: Option<PathBuf>,
 }
+
+/// Where stores live by default: `./runnel-streams-state`, the default of
+/// `runnel streams reset --state-dir` too.
+pub const DEFAULT_STATE_DIR: &str = "./runnel-streams-state";
 
 impl StreamsConfig {
     pub fn new(application_id: &str, bootstrap: &str) -> Self {
@@ -66,7 +76,29 @@ impl StreamsConfig {
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             commit_interval: Duration::from_secs(30),
             session_timeout: Duration::from_secs(45),
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
         }
+    }
+
+    /// Keeps the stores in `dir` (see [`StreamsConfig::state_dir`]).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps the stores in memory only: every start restores them in full.
+    pub fn in_memory(mut self) -> Self {
+        self.state_dir = None;
+        self
+    }
+
+    /// Task `partition`'s directory, if stores are on disk.
+    fn task_dir(&self, partition: i32) -> Option<PathBuf> {
+        let dir = self.state_dir.as_ref()?;
+        Some(
+            dir.join(&self.application_id)
+                .join(format!("0_{partition}")),
+        )
     }
 
     pub fn exactly_once(mut self) -> Self {
@@ -169,6 +201,10 @@ struct Runner {
     owned: BTreeSet<TopicPartition>,
     /// The next offset to commit, per input partition.
     positions: BTreeMap<TopicPartition, i64>,
+    /// Each task's stores' checkpoints: the changelog offset each holds everything before.
+    checkpoints: BTreeMap<i32, BTreeMap<String, i64>>,
+    /// The store each changelog topic is of.
+    changelog_stores: BTreeMap<String, String>,
     /// Under exactly-once: a transaction is open.
     in_transaction: bool,
     /// Records sent since the last commit: each must be acknowledged before the commit.
@@ -233,6 +269,11 @@ impl Runner {
         }
         let globals = GlobalStores::default();
         let global_reader = start_global_reader(&topology, &config, &globals).await?;
+        let changelog_stores = topology
+            .store_names()
+            .into_iter()
+            .map(|store| (config.changelog(store), store.to_owned()))
+            .collect();
         Ok(Runner {
             topology,
             config,
@@ -245,6 +286,8 @@ impl Runner {
             positions: BTreeMap::new(),
             in_transaction: false,
             deliveries: Vec::new(),
+            checkpoints: BTreeMap::new(),
+            changelog_stores,
             last_commit: Instant::now(),
             globals,
             global_reader,
@@ -364,10 +407,20 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits for every record sent since the last commit to be acknowledged.
+    /// Waits for every record sent since the last commit to be acknowledged, noting how far
+    /// each task's changelogs now go.
     async fn delivered(&mut self) -> Result<(), ClientError> {
         for delivery in std::mem::take(&mut self.deliveries) {
-            delivery.await?;
+            let written = delivery.await?;
+            if let Some(store) = self.changelog_stores.get(&written.topic) {
+                let next = self
+                    .checkpoints
+                    .entry(written.partition)
+                    .or_default()
+                    .entry(store.clone())
+                    .or_insert(0);
+                *next = (*next).max(written.offset + 1);
+            }
         }
         Ok(())
     }
@@ -403,7 +456,11 @@ impl Runner {
                 )),
             };
             match committed {
-                Ok(()) => self.purge(&offsets).await,
+                Ok(()) => {
+                    // Only what the transaction committed may reach the stores on disk.
+                    self.checkpoint_tasks()?;
+                    self.purge(&offsets).await;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "commit failed: aborting, and rebuilding every task from its changelogs");
                     let _ = self.producer.abort_transaction().await;
@@ -415,6 +472,7 @@ impl Runner {
         // A record not delivered must not have its input committed past: that would lose it.
         self.producer.flush().await?;
         self.delivered().await?;
+        self.checkpoint_tasks()?;
         if !offsets.is_empty() {
             // A refused commit (the group is rebalancing) only means those records are
             // processed again by whoever reads them next: at least once still holds.
@@ -514,18 +572,76 @@ impl Runner {
         Ok(())
     }
 
-    /// Builds task `partition` and restores its stores from their changelogs.
+    /// Builds task `partition` and restores its stores from their changelogs: from each
+    /// store's checkpoint if its copy on disk has one the changelog still holds, else (the
+    /// copy emptied) from the changelog's start.
     async fn start_task(&mut self, partition: i32) -> Result<(), StreamsError> {
         let now = wall_clock_ms();
-        let mut task = Task::new(&self.topology, now, self.globals.clone())?;
+        let stateful = !self.topology.store_names().is_empty();
+        let local = match self.config.task_dir(partition) {
+            Some(dir) if stateful => Some(LocalState::open(&dir)?),
+            _ => None,
+        };
+        let saved = match &local {
+            Some(local) => local.checkpoints()?,
+            None => BTreeMap::new(),
+        };
+        let mut task = Task::new(&self.topology, now, self.globals.clone(), local.clone())?;
+        let admin = Admin::from_cluster(self.consumer.cluster().clone());
+        let mut checkpoints = BTreeMap::new();
         for store in self.topology.store_names() {
-            let changelog = self.config.changelog(store);
-            restore(&self.config, &changelog, partition, |key, value| {
-                task.restore(store, key, value);
-            })
+            let tp = TopicPartition::new(self.config.changelog(store), partition);
+            let (start, end) = bounds(&admin, &self.config, &tp).await?;
+            let from = match (&local, saved.get(store)) {
+                (Some(_), Some(&checkpoint)) if (start..=end).contains(&checkpoint) => checkpoint,
+                (Some(local), _) => {
+                    local.wipe(store)?;
+                    start
+                }
+                (None, _) => start,
+            };
+            let restored = Instant::now();
+            let mut records = 0u64;
+            let consumer = read_to_end(
+                &self.config,
+                &[(tp, Some(from))],
+                |(_, offset, key, value)| {
+                    records += 1;
+                    task.restore(store, key, value);
+                    // A large restore goes to disk as it goes, not all at the end.
+                    if let Some(local) = &local {
+                        let kept = task.context.store(store);
+                        if kept.pending_bytes() > RESTORE_SPILL_BYTES {
+                            let checkpoint = BTreeMap::from([(store.to_owned(), offset + 1)]);
+                            local.commit(std::iter::once(kept), &checkpoint)?;
+                        }
+                    }
+                    Ok(())
+                },
+            )
             .await?;
+            consumer.close().await?;
+            tracing::info!(store, partition, from, end, records, elapsed = ?restored.elapsed(), "restored");
+            checkpoints.insert(store.to_owned(), end);
         }
+        if let Some(local) = &local {
+            local.commit(task.context.stores.values_mut(), &checkpoints)?;
+        }
+        self.checkpoints.insert(partition, checkpoints);
         self.tasks.insert(partition, task);
+        Ok(())
+    }
+
+    /// Writes every task's stores to disk with their checkpoints: what the changelogs
+    /// acknowledged (and, under exactly-once, committed) so far.
+    fn checkpoint_tasks(&mut self) -> Result<(), StreamsError> {
+        for (partition, task) in &mut self.tasks {
+            let Some(local) = task.context.local.clone() else {
+                continue;
+            };
+            let checkpoints = self.checkpoints.get(partition).cloned().unwrap_or_default();
+            local.commit(task.context.stores.values_mut(), &checkpoints)?;
+        }
         Ok(())
     }
 }
@@ -552,66 +668,72 @@ async fn state_reader(config: &StreamsConfig) -> Result<Consumer, StreamsError> 
     Ok(Consumer::connect(consumer_config).await?)
 }
 
-/// Reads `partitions` from their start to their end as it is now (their committed end,
-/// under exactly-once), calling `apply` on each record with a key. Returns the consumer,
-/// positioned at those ends.
+/// How much a store restores in memory before writing it to disk.
+const RESTORE_SPILL_BYTES: usize = 64 << 20;
+
+/// A changelog or global table's record: its topic, offset, key and value (`None` deletes).
+type StateRecord<'a> = (&'a str, i64, Vec<u8>, Option<Vec<u8>>);
+
+/// Reads each of `partitions` from its offset (its start if `None`) to its end as it is
+/// now (its committed end, under exactly-once), calling `apply` on each record with a key.
+/// Returns the consumer, positioned at those ends.
 async fn read_to_end(
     config: &StreamsConfig,
-    partitions: &[TopicPartition],
-    mut apply: impl FnMut(&str, Vec<u8>, Option<Vec<u8>>),
+    partitions: &[(TopicPartition, Option<i64>)],
+    mut apply: impl FnMut(StateRecord<'_>) -> Result<(), StreamsError>,
 ) -> Result<Consumer, StreamsError> {
     let consumer = state_reader(config).await?;
-    consumer.assign(partitions.to_vec()).await?;
-    consumer.seek_to_beginning(partitions).await?;
+    let assigned: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+    consumer.assign(assigned).await?;
     let admin = Admin::from_cluster(consumer.cluster().clone());
     let mut ends = Vec::new();
-    for tp in partitions {
-        let end = admin
-            .list_offsets_isolated(
-                &tp.topic,
-                &[tp.partition],
-                OffsetSpec::Latest,
-                isolation(config),
-            )
-            .await?
-            .first()
-            .map_or(0, |(_, listed)| listed.offset);
+    for (tp, from) in partitions {
+        match from {
+            Some(offset) => consumer.seek(tp, *offset).await?,
+            None => consumer.seek_to_beginning(std::slice::from_ref(tp)).await?,
+        }
+        let (_, end) = bounds(&admin, config, tp).await?;
         ends.push((tp, end));
     }
     for (tp, end) in ends {
         while consumer.position(tp).await? < end {
             for record in consumer.poll(Duration::from_millis(200)).await? {
-                apply_state(&record, &mut apply);
+                if let Some(key) = &record.key {
+                    let value = record.value.as_ref().map(|value| value.to_vec());
+                    apply((&record.topic, record.offset, key.to_vec(), value))?;
+                }
             }
         }
     }
     Ok(consumer)
 }
 
-/// Applies a record of a changelog or a global table's topic: a key's new value, `None`
-/// deleting it; a record without a key means nothing to a table.
-fn apply_state(record: &ConsumerRecord, apply: &mut impl FnMut(&str, Vec<u8>, Option<Vec<u8>>)) {
-    if let Some(key) = &record.key {
-        apply(
-            &record.topic,
-            key.to_vec(),
-            record.value.as_ref().map(|value| value.to_vec()),
-        );
-    }
-}
-
-/// Reads partition `partition` of `changelog` from its start to its end, calling `apply`
-/// on each record.
-async fn restore(
+/// A partition's log start offset and its end as the application reads it (its last
+/// stable offset under exactly-once).
+async fn bounds(
+    admin: &Admin,
     config: &StreamsConfig,
-    changelog: &str,
-    partition: i32,
-    mut apply: impl FnMut(Vec<u8>, Option<Vec<u8>>),
-) -> Result<(), StreamsError> {
-    let tp = TopicPartition::new(changelog, partition);
-    let consumer = read_to_end(config, &[tp], |_, key, value| apply(key, value)).await?;
-    consumer.close().await?;
-    Ok(())
+    tp: &TopicPartition,
+) -> Result<(i64, i64), StreamsError> {
+    let offset = |listed: Vec<(i32, runnel_client::ListedOffset)>| {
+        listed.first().map_or(0, |(_, listed)| listed.offset)
+    };
+    let start = offset(
+        admin
+            .list_offsets(&tp.topic, &[tp.partition], OffsetSpec::Earliest)
+            .await?,
+    );
+    let end = offset(
+        admin
+            .list_offsets_isolated(
+                &tp.topic,
+                &[tp.partition],
+                OffsetSpec::Latest,
+                isolation(config),
+            )
+            .await?,
+    );
+    Ok((start, end))
 }
 
 /// Reads every partition of the global tables' topics into their stores: to the end
@@ -649,14 +771,23 @@ async fn start_global_reader(
             }
         }
     };
-    let mut apply_later = apply.clone();
-    let consumer = read_to_end(config, &partitions, apply).await?;
+    let apply_later = apply.clone();
+    let from_start: Vec<(TopicPartition, Option<i64>)> =
+        partitions.into_iter().map(|tp| (tp, None)).collect();
+    let consumer = read_to_end(config, &from_start, |(topic, _, key, value)| {
+        apply(topic, key, value);
+        Ok(())
+    })
+    .await?;
     Ok(Some(tokio::spawn(async move {
         loop {
             match consumer.poll(Duration::from_millis(200)).await {
                 Ok(records) => {
                     for record in records {
-                        apply_state(&record, &mut apply_later);
+                        if let Some(key) = &record.key {
+                            let value = record.value.as_ref().map(|value| value.to_vec());
+                            apply_later(&record.topic, key.to_vec(), value);
+                        }
                     }
                 }
                 Err(error) => {

@@ -274,13 +274,14 @@ where
         // The key's sessions within the gap of the record, which it joins.
         let overlapping: Vec<(Vec<u8>, i64, i64)> = context
             .store(self.book.results())
-            .prefixed(&key_bytes)
+            .prefixed(&key_bytes)?
+            .into_iter()
             .filter_map(|(at, _)| {
-                let (key, start, end) = split_session_key(at)?;
+                let (key, start, end) = split_session_key(&at)?;
                 let joins = key == key_bytes.as_slice()
                     && end >= timestamp.saturating_sub(gap)
                     && start <= timestamp.saturating_add(gap);
-                joins.then(|| (at.to_vec(), start, end))
+                joins.then_some((at, start, end))
             })
             .collect();
         let start = overlapping
@@ -304,7 +305,7 @@ where
                 Some(so_far) => (self.merge)(&record.key, so_far, merged.clone()),
                 None => merged.clone(),
             });
-            self.book.remove(context, *old_end, at);
+            self.book.remove(context, *old_end, at)?;
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let window = Windowed {
                     key: record.key.clone(),
@@ -318,7 +319,7 @@ where
         let aggregate = (self.fold)(&record.key, record.value, aggregate);
         let at = session_key(&key_bytes, start, end);
         self.book
-            .write(context, end, at, self.result.serialize(&aggregate));
+            .write(context, end, at, self.result.serialize(&aggregate))?;
         if self.emit == EmitStrategy::OnWindowUpdate {
             let window = Windowed {
                 key: record.key,
@@ -337,8 +338,7 @@ where
             &*self.result,
             &self.downstream,
         )?;
-        self.book.expire(context, close_time - 1);
-        Ok(())
+        self.book.expire(context, close_time - 1)
     }
 }
 

@@ -246,15 +246,20 @@ where
     A: Clone + Send + 'static,
 {
     /// The key's kept records, `(timestamp, sequence, value)`, in time order.
-    fn kept(&self, context: &mut TaskContext, key_bytes: &[u8]) -> Vec<(i64, u32, Vec<u8>)> {
-        context
+    fn kept(
+        &self,
+        context: &mut TaskContext,
+        key_bytes: &[u8],
+    ) -> Result<Vec<(i64, u32, Vec<u8>)>, StreamsError> {
+        Ok(context
             .store(self.records.results())
-            .prefixed(key_bytes)
+            .prefixed(key_bytes)?
+            .into_iter()
             .filter_map(|(at, value)| {
-                let (key, timestamp, sequence) = split_record_key(at)?;
-                (key == key_bytes).then(|| (timestamp, sequence, value.to_vec()))
+                let (key, timestamp, sequence) = split_record_key(&at)?;
+                (key == key_bytes).then_some((timestamp, sequence, value))
             })
-            .collect()
+            .collect())
     }
 
     /// The starts of the windows the record at `timestamp` changed or made, given every
@@ -330,7 +335,7 @@ where
             context.dropped_records += 1;
             return Ok(());
         }
-        let mut kept = self.kept(context, &key_bytes);
+        let mut kept = self.kept(context, &key_bytes)?;
         let sequence = kept
             .iter()
             .filter(|(time, _, _)| *time == timestamp)
@@ -343,7 +348,7 @@ where
             timestamp,
             record_key(&key_bytes, timestamp, sequence),
             Some(value_bytes.clone()),
-        );
+        )?;
         let at = kept.partition_point(|(time, seq, _)| (*time, *seq) < (timestamp, sequence));
         kept.insert(at, (timestamp, sequence, value_bytes));
 
@@ -357,15 +362,12 @@ where
             };
             let at = window_key(&key_bytes, start);
             let new_bytes = self.result.serialize(&new);
-            let stored = context
-                .store(self.results.results())
-                .get(&at)
-                .map(<[u8]>::to_vec);
+            let stored = context.store(self.results.results()).get(&at)?;
             if stored.is_some() && stored == new_bytes {
                 continue;
             }
             let old = self.results.read(context, &at, &*self.result)?;
-            self.results.write(context, end, at, new_bytes);
+            self.results.write(context, end, at, new_bytes)?;
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let window = Windowed {
                     key: record.key.clone(),
@@ -384,11 +386,10 @@ where
             &*self.result,
             &self.downstream,
         )?;
-        self.results.expire(context, close_time - 1);
+        self.results.expire(context, close_time - 1)?;
         // An open window starts at `close_time - difference` or later: earlier records are
         // in none.
-        self.records.expire(context, close_time - difference - 1);
-        Ok(())
+        self.records.expire(context, close_time - difference - 1)
     }
 }
 

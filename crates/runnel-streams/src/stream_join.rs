@@ -319,16 +319,7 @@ where
         at: &[u8],
         serde: &dyn Serde<T>,
     ) -> Result<Option<T>, StreamsError> {
-        let store = &self.definition.stores[side];
-        context
-            .store(store)
-            .get(at)
-            .map(|bytes| serde.deserialize(Some(bytes)))
-            .transpose()
-            .map_err(|source| StreamsError::Store {
-                store: store.clone(),
-                source,
-            })
+        context.store(&self.definition.stores[side]).read(at, serde)
     }
 
     fn join_pair(&self, this: Option<&V>, that: Option<&VO>) -> VR {
@@ -367,7 +358,7 @@ where
         let to = buffer_key(&key_bytes, timestamp + after, u64::MAX);
         let partners = context
             .store(&self.definition.stores[other_side])
-            .range(&from, &to);
+            .range(&from, &to)?;
         for (at, partner) in &partners {
             let Some((_, partner_timestamp)) = parse_buffer_key(at) else {
                 continue;

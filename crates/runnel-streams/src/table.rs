@@ -91,15 +91,7 @@ pub(crate) fn lookup<K: 'static, V: 'static>(
     let Some(key_bytes) = key_serde.serialize(key) else {
         return Ok(None);
     };
-    context
-        .store(store)
-        .get(&key_bytes)
-        .map(|bytes| value_serde.deserialize(Some(bytes)))
-        .transpose()
-        .map_err(|source| StreamsError::Store {
-            store: store.to_owned(),
-            source,
-        })
+    context.store(store).read(&key_bytes, value_serde)
 }
 
 /// Reads `key`'s value in global store `store`.
@@ -115,7 +107,7 @@ pub(crate) fn lookup_global<K: 'static, V: 'static>(
     };
     context
         .globals
-        .get(store, &key_bytes)
+        .get(store, &key_bytes)?
         .map(|bytes| value_serde.deserialize(Some(&bytes)))
         .transpose()
         .map_err(|source| StreamsError::Store {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
 use crate::processor::{Emitted, RawRecord, Source, TaskContext};
-use crate::store::GlobalStores;
+use crate::store::{GlobalStores, LocalState};
 use crate::topology::Topology;
 
 /// What a punctuation's time is measured in.
@@ -61,11 +61,12 @@ impl Task {
         topology: &Topology,
         wall_clock_ms: i64,
         globals: GlobalStores,
+        local: Option<LocalState>,
     ) -> Result<Task, StreamsError> {
         let (sources, lifecycles) = topology.instantiate();
         let mut task = Task {
             sources,
-            context: TaskContext::new(globals),
+            context: TaskContext::new(globals, local),
             punctuations: Vec::new(),
         };
         for target in lifecycles {

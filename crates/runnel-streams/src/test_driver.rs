@@ -103,7 +103,7 @@ impl TopologyTestDriver {
             .filter_map(|topic| Some((topic.to_owned(), topology.global_store(topic)?.to_owned())))
             .collect();
         Ok(TopologyTestDriver {
-            task: Task::new(topology, 0, globals.clone())?,
+            task: Task::new(topology, 0, globals.clone(), None)?,
             global_topics,
             globals,
             internal: topology
@@ -269,15 +269,13 @@ impl TopologyTestDriver {
         value: impl Serde<V>,
     ) -> Result<Option<Vec<(K, V)>>, SerdeError> {
         let entries = match self.task.context.stores.get(name) {
-            Some(store) => store
-                .entries()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .collect(),
-            None => match self.globals.entries(name) {
-                Some(entries) => entries,
-                None => return Ok(None),
-            },
+            Some(store) => Some(store.entries()),
+            None => self.globals.entries(name).transpose(),
         };
+        let Some(entries) = entries else {
+            return Ok(None);
+        };
+        let entries = entries.map_err(|error| SerdeError(error.to_string()))?;
         entries
             .iter()
             .map(|(k, v)| Ok((key.deserialize(Some(k))?, value.deserialize(Some(v))?)))

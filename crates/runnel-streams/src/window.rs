@@ -331,15 +331,17 @@ impl WindowBook {
     fn index(
         &mut self,
         context: &mut TaskContext,
-    ) -> &mut std::collections::BTreeSet<(i64, Vec<u8>)> {
-        let (results, end_of) = (&self.results, &self.end_of);
-        self.by_end.get_or_insert_with(|| {
-            context
-                .store(results)
-                .entries()
-                .filter_map(|(key, _)| Some((end_of(key)?, key.to_vec())))
-                .collect()
-        })
+    ) -> Result<&mut std::collections::BTreeSet<(i64, Vec<u8>)>, StreamsError> {
+        let index = match self.by_end.take() {
+            Some(index) => index,
+            None => context
+                .store(&self.results)
+                .entries()?
+                .into_iter()
+                .filter_map(|(key, _)| Some(((self.end_of)(&key)?, key)))
+                .collect(),
+        };
+        Ok(self.by_end.insert(index))
     }
 
     /// The results store's name.
@@ -347,15 +349,16 @@ impl WindowBook {
         &self.results
     }
 
-    /// Records a window written to the results store.
-    pub(crate) fn insert(&mut self, context: &mut TaskContext, end: i64, at: Vec<u8>) {
-        self.index(context).insert((end, at));
-    }
-
     /// Deletes a window from the results store (a session merged into another).
-    pub(crate) fn remove(&mut self, context: &mut TaskContext, end: i64, at: &[u8]) {
-        self.index(context).remove(&(end, at.to_vec()));
+    pub(crate) fn remove(
+        &mut self,
+        context: &mut TaskContext,
+        end: i64,
+        at: &[u8],
+    ) -> Result<(), StreamsError> {
+        self.index(context)?.remove(&(end, at.to_vec()));
         context.store(&self.results).put(at.to_vec(), None);
+        Ok(())
     }
 
     /// Under on-close emission, the windows that closed since the last call, all of those
@@ -365,20 +368,20 @@ impl WindowBook {
         &mut self,
         context: &mut TaskContext,
         closed_through: i64,
-    ) -> Vec<(i64, Vec<u8>)> {
+    ) -> Result<Vec<(i64, Vec<u8>)>, StreamsError> {
         let Some(emitted) = self.emitted.clone() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let until = context
             .store(&emitted)
-            .get(EMITTED_UNTIL)
-            .and_then(|bytes| i64_at(bytes, 0))
+            .get(EMITTED_UNTIL)?
+            .and_then(|bytes| i64_at(&bytes, 0))
             .unwrap_or(i64::MIN);
         if closed_through <= until {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let closed: Vec<(i64, Vec<u8>)> = self
-            .index(context)
+            .index(context)?
             .iter()
             .skip_while(|(end, _)| *end <= until)
             .take_while(|(end, _)| *end <= closed_through)
@@ -392,12 +395,16 @@ impl WindowBook {
                 Some(last_end.to_be_bytes().to_vec()),
             );
         }
-        closed
+        Ok(closed)
     }
 
     /// Deletes from the results store every window ending by `expired_through`.
-    pub(crate) fn expire(&mut self, context: &mut TaskContext, expired_through: i64) {
-        let index = self.index(context);
+    pub(crate) fn expire(
+        &mut self,
+        context: &mut TaskContext,
+        expired_through: i64,
+    ) -> Result<(), StreamsError> {
+        let index = self.index(context)?;
         let mut expired = Vec::new();
         while let Some(first) = index.first() {
             if first.0 > expired_through {
@@ -411,6 +418,7 @@ impl WindowBook {
         for at in expired {
             store.put(at, None);
         }
+        Ok(())
     }
 
     /// The result `at` holds, read with `serde`.
@@ -420,15 +428,7 @@ impl WindowBook {
         at: &[u8],
         serde: &dyn Serde<A>,
     ) -> Result<Option<A>, StreamsError> {
-        context
-            .store(&self.results)
-            .get(at)
-            .map(|bytes| serde.deserialize(Some(bytes)))
-            .transpose()
-            .map_err(|source| StreamsError::Store {
-                store: self.results.clone(),
-                source,
-            })
+        context.store(&self.results).read(at, serde)
     }
 
     /// Writes `at`'s result.
@@ -438,9 +438,10 @@ impl WindowBook {
         end: i64,
         at: Vec<u8>,
         value: Option<Vec<u8>>,
-    ) {
+    ) -> Result<(), StreamsError> {
         context.store(&self.results).put(at.clone(), value);
-        self.insert(context, end, at);
+        self.index(context)?.insert((end, at));
+        Ok(())
     }
 }
 
@@ -476,8 +477,7 @@ where
             &*self.result,
             &self.downstream,
         )?;
-        self.book.expire(context, close_time - 1);
-        Ok(())
+        self.book.expire(context, close_time - 1)
     }
 }
 
@@ -495,7 +495,7 @@ where
     K: Clone + Send + 'static,
     A: Clone + Send + 'static,
 {
-    for (_, at) in book.newly_closed(context, closed_through) {
+    for (_, at) in book.newly_closed(context, closed_through)? {
         let Some(value) = book.read(context, &at, result)? else {
             continue;
         };
@@ -541,7 +541,7 @@ where
             let old = self.book.read(context, &at, &*self.result)?;
             let new = (self.fold)(&record.key, record.value.clone(), old.clone());
             self.book
-                .write(context, end, at, self.result.serialize(&new));
+                .write(context, end, at, self.result.serialize(&new))?;
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let window = Windowed {
                     key: record.key.clone(),
@@ -594,7 +594,7 @@ mod restore_tests {
     //! carries on as if it had not moved.
 
     use crate::processor::RawRecord;
-    use crate::store::GlobalStores;
+    use crate::store::{GlobalStores, LocalState};
     use crate::task::Task;
     use crate::{
         Consumed, EmitStrategy, Grouped, Nullable, Produced, StreamsBuilder, StringSerde,
@@ -636,12 +636,16 @@ mod restore_tests {
         let windows = TimeWindows::of_size_with_no_grace(10);
         let topology = topology(windows);
         assert_eq!(topology.store_names(), ["counts", "counts-emitted"]);
-        let mut first = Task::new(&topology, 0, GlobalStores::default()).expect("task");
+        let mut first = Task::new(&topology, 0, GlobalStores::default(), None).expect("task");
         assert_eq!(click(&mut first, "a", 1), 0);
         assert_eq!(click(&mut first, "b", 15), 1, "[0, 10) closed");
         let changelog = first.take_store_changes();
 
-        let mut moved = Task::new(&topology, 0, GlobalStores::default()).expect("task");
+        // The task moved to an instance keeping its stores on disk.
+        let dir = tempfile::tempdir().expect("a state directory");
+        let local = LocalState::open(dir.path()).expect("opened");
+        let mut moved =
+            Task::new(&topology, 0, GlobalStores::default(), Some(local)).expect("task");
         for (store, key, value) in changelog {
             moved.restore(&store, key, value);
         }
@@ -653,6 +657,8 @@ mod restore_tests {
             .get("counts")
             .expect("a store")
             .entries()
+            .expect("readable")
+            .iter()
             .map(|(key, _)| String::from_utf8_lossy(&key[..key.len() - 8]).into_owned())
             .collect();
         assert_eq!(expired, ["c"], "closed windows expired, restored ones too");

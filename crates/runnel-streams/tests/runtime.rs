@@ -1,6 +1,7 @@
 //! The runtime against the real broker: an application counting words, stopped and started
-//! again (its counts restored from their changelog), at least once and exactly once; two
-//! instances sharing the work, one killed; a global table.
+//! again (its counts restored from its stores on disk, from the changelog when they are
+//! deleted, and from the disk when the changelog is emptied), at least once and exactly
+//! once; two instances sharing the work, one killed; a global table.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -111,16 +112,21 @@ fn counts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn counts_survive_a_restart(exactly_once: bool) {
-    let (broker, _admin) = broker_with(&[("lines", 1), ("counts", 1)]).await;
+/// A word count stopped and started again three times: with its stores on disk as they
+/// were (restored from their checkpoint on), with them deleted (restored from the changelog
+/// alone), and with the changelog emptied below its end (restored from the disk alone). Each
+/// time the counts carry on, and no line is counted twice.
+async fn counts_survive_restarts(exactly_once: bool) {
+    let (broker, admin) = broker_with(&[("lines", 1), ("counts", 1)]).await;
     let bootstrap = broker.address();
+    let state = tempfile::tempdir().expect("a state directory");
     let isolation = if exactly_once {
         IsolationLevel::ReadCommitted
     } else {
         IsolationLevel::ReadUncommitted
     };
     let config = || {
-        let config = StreamsConfig::new("word-count", &bootstrap);
+        let config = StreamsConfig::new("word-count", &bootstrap).state_dir(state.path());
         let mut config = if exactly_once {
             config.exactly_once()
         } else {
@@ -129,40 +135,61 @@ async fn counts_survive_a_restart(exactly_once: bool) {
         config.commit_interval = Duration::from_millis(100);
         config
     };
-    produce_lines(&bootstrap, "lines", &["the quick fox", "The lazy THE"]).await;
-    let app = KafkaStreams::start(word_count("lines", "counts"), config())
+    let mut so_far = counts(&[]);
+    let mut run = |lines: &'static [&'static str],
+                   more: &'static [(&'static str, &'static str)]| {
+        for (word, count) in more {
+            so_far.insert((*word).to_owned(), (*count).to_owned());
+        }
+        let expected = so_far.clone();
+        let config = config();
+        let bootstrap = bootstrap.clone();
+        async move {
+            produce_lines(&bootstrap, "lines", lines).await;
+            let app = KafkaStreams::start(word_count("lines", "counts"), config)
+                .await
+                .expect("started");
+            read_counts(&bootstrap, "counts", isolation, &expected).await;
+            app.close().await.expect("closed");
+        }
+    };
+    run(
+        &["the quick fox", "The lazy THE"],
+        &[("fox", "1"), ("lazy", "1"), ("quick", "1"), ("the", "3")],
+    )
+    .await;
+    // Its stores on disk as the last run left them.
+    run(&["the end"], &[("end", "1"), ("the", "4")]).await;
+    // Local state deleted: restored from the changelog.
+    std::fs::remove_dir_all(state.path().join("word-count")).expect("deleted");
+    run(&["fox"], &[("fox", "2")]).await;
+    // The changelog emptied up to its end: restored from the disk, from its checkpoint.
+    let changelog = "word-count-counts-changelog";
+    let end = admin
+        .list_offsets(changelog, &[0], runnel_client::OffsetSpec::Latest)
         .await
-        .expect("started");
-    let expected = counts(&[("fox", "1"), ("lazy", "1"), ("quick", "1"), ("the", "3")]);
-    read_counts(&bootstrap, "counts", isolation, &expected).await;
-    app.close().await.expect("closed");
-
-    // Started again, with nothing in memory: the counts come back from the changelog, and
-    // the lines already counted are not counted again.
-    produce_lines(&bootstrap, "lines", &["the end"]).await;
-    let app = KafkaStreams::start(word_count("lines", "counts"), config())
+        .expect("listed")[0]
+        .1
+        .offset;
+    // Under exactly-once the last offset is the commit marker of the last transaction, which
+    // the checkpoint (the offset after the last record) names: kept, as a record would be.
+    let below = if exactly_once { end - 1 } else { end };
+    admin
+        .delete_records(changelog, &[(0, below)])
         .await
-        .expect("started again");
-    let expected = counts(&[
-        ("end", "1"),
-        ("fox", "1"),
-        ("lazy", "1"),
-        ("quick", "1"),
-        ("the", "4"),
-    ]);
-    read_counts(&bootstrap, "counts", isolation, &expected).await;
-    app.close().await.expect("closed");
+        .expect("deleted records");
+    run(&["lazy fox"], &[("fox", "3"), ("lazy", "2")]).await;
     drop(broker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_least_once_counts_survive_a_restart_through_their_changelog() {
-    counts_survive_a_restart(false).await;
+async fn at_least_once_counts_survive_restarts_from_disk_and_from_the_changelog() {
+    counts_survive_restarts(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_counts_survive_a_restart_through_their_changelog() {
-    counts_survive_a_restart(true).await;
+async fn exactly_once_counts_survive_restarts_from_disk_and_from_the_changelog() {
+    counts_survive_restarts(true).await;
 }
 
 /// Orders enriched from a global table of customers: the table is read from every partition
@@ -201,7 +228,7 @@ async fn a_global_table_holds_every_partition_and_follows_updates() {
             |order, customer| format!("{order} for {customer}"),
         )
         .to("enriched", Produced::with(StringSerde, StringSerde));
-    let mut config = StreamsConfig::new("enrich", &bootstrap);
+    let mut config = StreamsConfig::new("enrich", &bootstrap).in_memory();
     config.commit_interval = Duration::from_millis(100);
     let app = KafkaStreams::start(builder.build().expect("valid"), config)
         .await
@@ -265,7 +292,8 @@ async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic(
             .expect("sent");
     }
     producer.close().await.expect("closed");
-    let mut config = StreamsConfig::new("two-partitions", &bootstrap);
+    let state = tempfile::tempdir().expect("a state directory");
+    let mut config = StreamsConfig::new("two-partitions", &bootstrap).state_dir(state.path());
     config.commit_interval = Duration::from_millis(100);
     let app = KafkaStreams::start(word_count("lines", "counts"), config)
         .await
@@ -382,8 +410,10 @@ async fn two_instances_one_killed(exactly_once: bool) {
             .to("out", Produced::with(StringSerde, Nullable(I64Serde)));
         builder.build().expect("valid")
     };
-    let config = || {
-        let mut config = StreamsConfig::new("pair", &bootstrap);
+    // Two machines: two state directories.
+    let states = [(); 2].map(|()| tempfile::tempdir().expect("a state directory"));
+    let config = |instance: usize| {
+        let mut config = StreamsConfig::new("pair", &bootstrap).state_dir(states[instance].path());
         if exactly_once {
             config = config.exactly_once();
         }
@@ -391,10 +421,10 @@ async fn two_instances_one_killed(exactly_once: bool) {
         config.session_timeout = Duration::from_secs(6);
         config
     };
-    let first = KafkaStreams::start(topology(), config())
+    let first = KafkaStreams::start(topology(), config(0))
         .await
         .expect("first");
-    let second = KafkaStreams::start(topology(), config())
+    let second = KafkaStreams::start(topology(), config(1))
         .await
         .expect("second");
     produce_events(&bootstrap, 0, 200).await;
