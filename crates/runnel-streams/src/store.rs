@@ -49,10 +49,7 @@ impl GlobalStores {
     }
 
     /// Every entry of global store `store`, in key order; `None` if nothing was written.
-    pub(crate) fn entries(
-        &self,
-        store: &str,
-    ) -> Result<Option<Entries>, StreamsError> {
+    pub(crate) fn entries(&self, store: &str) -> Result<Option<Entries>, StreamsError> {
         let stores = self.0.read().unwrap_or_else(PoisonError::into_inner);
         stores.get(store).map(KeyValueStore::entries).transpose()
     }

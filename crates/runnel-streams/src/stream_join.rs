@@ -19,6 +19,7 @@ use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext}
 use crate::serdes::Serde;
 use crate::stream::KStream;
 use crate::topology::describe;
+use crate::window::i64_at;
 
 /// How far apart in time two records may be to join: the other side's record may be up to
 /// `before` earlier or `after` later; records are taken until `grace` after that.
@@ -113,12 +114,17 @@ struct JoinDefinition<K, V, VO, VR> {
     other: Arc<dyn Serde<VO>>,
     /// Each side's buffer: this (left) side's, then the other's.
     stores: [String; 2],
+    /// Left and outer joins: the records that joined nothing yet, so that a task restored
+    /// from the changelogs still owes them (Kafka's outer-join store).
+    unmatched: Option<String>,
     joiner: Joiner<V, VO, VR>,
 }
 
-/// What a join's two sides share in a task.
+/// What a join's two sides share in a task: indexes of the stores, built from them when
+/// the task takes its first record (so that a restored task has them too).
 #[derive(Default)]
 struct JoinState {
+    loaded: bool,
     /// The largest timestamp either side has seen.
     observed_stream_time: i64,
     next_sequence: u64,
@@ -247,6 +253,8 @@ where
                 store_name(description, None, "KSTREAM-JOINTHIS"),
                 store_name(description, None, "KSTREAM-JOINOTHER"),
             ],
+            unmatched: (kind != Kind::Inner)
+                .then(|| store_name(description, None, "KSTREAM-OUTERSHARED")),
             joiner: Arc::new(joiner),
         });
         let state_id = describe(description).node_id();
@@ -326,6 +334,56 @@ where
         (self.definition.joiner)(this, that)
     }
 
+    /// Builds the task's indexes from the stores, once: the buffered records by time, the
+    /// unmatched ones, and the next sequence number (after every one in use).
+    fn load(&self, context: &mut TaskContext) -> Result<(), StreamsError> {
+        if lock(&self.state).loaded {
+            return Ok(());
+        }
+        let mut buffered: [BTreeMap<(i64, Vec<u8>), ()>; 2] = Default::default();
+        let mut next_sequence = 0;
+        for (side, index) in buffered.iter_mut().enumerate() {
+            for (at, _) in context.store(&self.definition.stores[side]).entries()? {
+                let Some((_, timestamp)) = parse_buffer_key(&at) else {
+                    continue;
+                };
+                if let Some(sequence) = at.len().checked_sub(8).and_then(|from| i64_at(&at, from)) {
+                    next_sequence = next_sequence.max(sequence as u64);
+                }
+                index.insert((timestamp, at), ());
+            }
+        }
+        let mut unmatched: [BTreeMap<(i64, Vec<u8>), ()>; 2] = Default::default();
+        if let Some(store) = &self.definition.unmatched {
+            for (entry, _) in context.store(store).entries()? {
+                let (Some(&side), Some(timestamp)) = (entry.first(), i64_at(&entry, 1)) else {
+                    continue;
+                };
+                if let (Some(index), Some(at)) =
+                    (unmatched.get_mut(usize::from(side)), entry.get(9..))
+                {
+                    index.insert((timestamp, at.to_vec()), ());
+                }
+            }
+        }
+        let mut state = lock(&self.state);
+        state.buffered = buffered;
+        state.unmatched = unmatched;
+        state.next_sequence = next_sequence;
+        state.loaded = true;
+        Ok(())
+    }
+
+    /// Notes in the unmatched store that `at` of `side` is owed (`true`) or no longer.
+    fn owe(&self, context: &mut TaskContext, side: usize, timestamp: i64, at: &[u8], owed: bool) {
+        if let Some(store) = &self.definition.unmatched {
+            let mut entry = vec![side as u8];
+            entry.extend_from_slice(&timestamp.to_be_bytes());
+            entry.extend_from_slice(at);
+            context.store(store).put(entry, owed.then(Vec::new));
+        }
+    }
+
     /// Takes a record of this side: joins it with the other side's buffered records in its
     /// window, buffers it, then emits closed windows' unmatched records and expires.
     fn take(
@@ -342,6 +400,7 @@ where
             context.dropped_records += 1;
             return Ok(());
         };
+        self.load(context)?;
         let grace = self.definition.windows.grace;
         let (before, after) = self.reach(side);
         let sequence = {
@@ -372,7 +431,12 @@ where
                 let that = self.decode_that(&value_bytes)?;
                 self.join_pair(Some(&this), Some(&that))
             };
-            lock(&state).unmatched[other_side].remove(&(partner_timestamp, at.clone()));
+            let was_owed = lock(&state).unmatched[other_side]
+                .remove(&(partner_timestamp, at.clone()))
+                .is_some();
+            if was_owed {
+                self.owe(context, other_side, partner_timestamp, at, false);
+            }
             let record = Record::new(key.clone(), joined, timestamp.max(partner_timestamp));
             self.downstream.forward(record, context)?;
         }
@@ -380,12 +444,16 @@ where
         context
             .store(&self.definition.stores[side])
             .put(at.clone(), Some(value_bytes));
+        let owed = partners.is_empty() && self.emits_unmatched(side);
         {
             let mut state = lock(&state);
             state.buffered[side].insert((timestamp, at.clone()), ());
-            if partners.is_empty() && self.emits_unmatched(side) {
-                state.unmatched[side].insert((timestamp, at), ());
+            if owed {
+                state.unmatched[side].insert((timestamp, at.clone()), ());
             }
+        }
+        if owed {
+            self.owe(context, side, timestamp, &at, true);
         }
         self.close_and_expire(&state, context)
     }
@@ -433,6 +501,7 @@ where
                 let Some((timestamp, at)) = closed else {
                     break;
                 };
+                self.owe(context, side, timestamp, &at, false);
                 let Some((key_bytes, _)) = parse_buffer_key(&at) else {
                     continue;
                 };
@@ -512,3 +581,89 @@ macro_rules! side_node {
 
 side_node!(V, true, value);
 side_node!(VO, false, other);
+
+#[cfg(test)]
+mod tests {
+    //! A join's task moved (its stores rebuilt from their changelogs) carries on.
+
+    use super::*;
+    use crate::processor::RawRecord;
+    use crate::store::GlobalStores;
+    use crate::task::{StoreChange, Task};
+    use crate::{Consumed, Produced, StreamsBuilder, StringSerde, Topology};
+
+    fn left_join() -> Topology {
+        let builder = StreamsBuilder::new();
+        let clicks = builder.stream("clicks", Consumed::with(StringSerde, StringSerde));
+        let views = builder.stream("views", Consumed::with(StringSerde, StringSerde));
+        clicks
+            .left_join(
+                &views,
+                |click: &String, view: Option<&String>| {
+                    format!("{click}+{}", view.map_or("_", String::as_str))
+                },
+                JoinWindows::of_time_difference_and_grace(10, 50),
+                StreamJoined::with(StringSerde, StringSerde, StringSerde),
+            )
+            .to("joined", Produced::with(StringSerde, StringSerde));
+        builder.build().expect("valid")
+    }
+
+    /// Pipes one record, returns the values the join emitted.
+    fn pipe(task: &mut Task, topic: &str, key: &str, value: &str, timestamp: i64) -> Vec<String> {
+        task.process(RawRecord {
+            topic,
+            offset: 0,
+            key: Some(key.as_bytes()),
+            value: Some(value.as_bytes()),
+            timestamp,
+            headers: Vec::new(),
+        })
+        .expect("processed");
+        task.take_emitted()
+            .into_iter()
+            .map(|emitted| String::from_utf8(emitted.value.unwrap_or_default()).expect("UTF-8"))
+            .collect()
+    }
+
+    /// A new task restored from `changelog`, after what `from` added to it.
+    fn moved(
+        from: &mut Task,
+        changelog: &mut Vec<StoreChange>,
+        topology: &Topology,
+    ) -> Task {
+        changelog.extend(from.take_store_changes());
+        let mut moved = Task::new(topology, 0, GlobalStores::default(), None).expect("task");
+        for (store, key, value) in changelog.iter().cloned() {
+            moved.restore(&store, key, value);
+        }
+        moved
+    }
+
+    #[test]
+    fn a_restored_join_still_owes_its_unmatched_records_and_still_joins_its_buffer() {
+        let topology = left_join();
+        let mut first = Task::new(&topology, 0, GlobalStores::default(), None).expect("task");
+        assert!(
+            pipe(&mut first, "clicks", "k", "a", 100).is_empty(),
+            "owed, not emitted"
+        );
+        assert!(pipe(&mut first, "clicks", "k", "b", 108).is_empty());
+        let mut changelog = Vec::new();
+        let mut second = moved(&mut first, &mut changelog, &topology);
+        assert_eq!(
+            pipe(&mut second, "views", "k", "v", 118),
+            ["b+v"],
+            "the buffer came back: 108 joins, 100 is too far"
+        );
+        let mut third = moved(&mut second, &mut changelog, &topology);
+        assert_eq!(
+            pipe(&mut third, "views", "k", "w", 200),
+            ["a+_"],
+            "100 was still owed (its window closed at 160), 108 was not"
+        );
+        assert!(pipe(&mut third, "clicks", "k", "c", 195)
+            .into_iter()
+            .eq(["c+w"]));
+    }
+}

@@ -49,6 +49,9 @@ struct Punctuation {
     target: SharedLifecycle,
 }
 
+/// A write to a store, for its changelog: `(store, key, value)`, `None` deleting the key.
+pub(crate) type StoreChange = (String, Vec<u8>, Option<Vec<u8>>);
+
 pub(crate) struct Task {
     sources: BTreeMap<String, Box<dyn Source>>,
     pub(crate) context: TaskContext,
@@ -126,8 +129,8 @@ impl Task {
         std::mem::take(&mut self.context.emitted)
     }
 
-    /// The writes to each store since the last call: `(store, key, value)`.
-    pub(crate) fn take_store_changes(&mut self) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+    /// The writes to each store since the last call.
+    pub(crate) fn take_store_changes(&mut self) -> Vec<StoreChange> {
         let mut changes = Vec::new();
         for (name, store) in &mut self.context.stores {
             for (key, value) in store.take_changes() {
