@@ -25,11 +25,13 @@ use runnel_client::{
     NewTopic, OffsetReset, OffsetSpec, ProduceRecord, Producer, ProducerConfig, RebalanceListener,
     TopicPartition,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::StreamsError;
 use crate::processor::RawRecord;
+use crate::query::{Found, Lookup, Metrics, Query, ReadOnlyKeyValueStore, StreamsMetrics};
+use crate::serdes::Serde;
 use crate::store::{GlobalStores, LocalState};
 use crate::task::Task;
 use crate::topology::Topology;
@@ -128,6 +130,8 @@ impl From<ClientError> for StreamsError {
 pub struct KafkaStreams {
     stop: watch::Sender<bool>,
     running: JoinHandle<Result<(), StreamsError>>,
+    metrics: Arc<Metrics>,
+    queries: mpsc::Sender<Query>,
 }
 
 impl fmt::Debug for KafkaStreams {
@@ -146,10 +150,34 @@ impl KafkaStreams {
     /// Starts running `topology`: creates its changelog topics if missing, joins the group,
     /// and processes until [`KafkaStreams::close`].
     pub async fn start(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
-        let runner = Runner::connect(Arc::new(topology), config).await?;
+        let (queries, asked) = mpsc::channel(64);
+        let metrics = Arc::new(Metrics::default());
+        let runner =
+            Runner::connect(Arc::new(topology), config, Arc::clone(&metrics), asked).await?;
         let (stop, stopped) = watch::channel(false);
         let running = tokio::spawn(runner.run(stopped));
-        Ok(KafkaStreams { stop, running })
+        Ok(KafkaStreams {
+            stop,
+            running,
+            metrics,
+            queries,
+        })
+    }
+
+    /// What the application has done since it started.
+    pub fn metrics(&self) -> StreamsMetrics {
+        self.metrics.snapshot()
+    }
+
+    /// Store `name` of this instance (a store of the topology, or a global table's), read
+    /// with `key` and `value` while the application runs (interactive queries).
+    pub fn store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> ReadOnlyKeyValueStore<K, V> {
+        ReadOnlyKeyValueStore::new(name, key, value, self.queries.clone())
     }
 
     /// Commits what was processed, leaves the group and stops.
@@ -214,10 +242,18 @@ struct Runner {
     globals: GlobalStores,
     /// Keeps the global tables up to date while the application runs.
     global_reader: Option<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+    /// Interactive queries, answered between polls.
+    queries: mpsc::Receiver<Query>,
 }
 
 impl Runner {
-    async fn connect(topology: Arc<Topology>, config: StreamsConfig) -> Result<Self, StreamsError> {
+    async fn connect(
+        topology: Arc<Topology>,
+        config: StreamsConfig,
+        metrics: Arc<Metrics>,
+        queries: mpsc::Receiver<Query>,
+    ) -> Result<Self, StreamsError> {
         let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         create_changelogs(&topology, &config).await?;
         let mut consumer_config = ConsumerConfig::new(String::new());
@@ -291,6 +327,8 @@ impl Runner {
             last_commit: Instant::now(),
             globals,
             global_reader,
+            metrics,
+            queries,
         })
     }
 
@@ -328,6 +366,7 @@ impl Runner {
                 _ = stop.changed() => continue,
             };
             self.follow_rebalances().await?;
+            self.answer_queries();
             for record in records {
                 let tp = TopicPartition::new(&*record.topic, record.partition);
                 if !self.owned.contains(&tp) {
@@ -355,6 +394,8 @@ impl Runner {
                     timestamp: record.timestamp,
                     headers,
                 })?;
+                let dropped = std::mem::take(&mut task.context.dropped_records);
+                self.metrics.processed(1, dropped);
                 self.positions.insert(tp, record.offset + 1);
                 self.send_task_output(record.partition).await?;
             }
@@ -457,6 +498,7 @@ impl Runner {
             };
             match committed {
                 Ok(()) => {
+                    self.metrics.committed();
                     // Only what the transaction committed may reach the stores on disk.
                     self.checkpoint_tasks()?;
                     self.purge(&offsets).await;
@@ -477,7 +519,10 @@ impl Runner {
             // A refused commit (the group is rebalancing) only means those records are
             // processed again by whoever reads them next: at least once still holds.
             match self.consumer.commit_offsets(&offsets).await {
-                Ok(()) => self.purge(&offsets).await,
+                Ok(()) => {
+                    self.metrics.committed();
+                    self.purge(&offsets).await;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "commit of input offsets refused; they will be read again")
                 }
@@ -621,6 +666,7 @@ impl Runner {
             )
             .await?;
             consumer.close().await?;
+            self.metrics.restored(records);
             tracing::info!(store, partition, from, end, records, elapsed = ?restored.elapsed(), "restored");
             checkpoints.insert(store.to_owned(), end);
         }
@@ -630,6 +676,61 @@ impl Runner {
         self.checkpoints.insert(partition, checkpoints);
         self.tasks.insert(partition, task);
         Ok(())
+    }
+
+    /// Answers the interactive queries waiting, from this instance's tasks or global tables.
+    fn answer_queries(&mut self) {
+        while let Ok(query) = self.queries.try_recv() {
+            let found = self.look_up(&query.store, &query.lookup);
+            // The asker may have given up waiting: nothing to do then.
+            let _ = query.reply.send(found);
+        }
+    }
+
+    fn look_up(&mut self, store: &str, lookup: &Lookup) -> Found {
+        let global = self
+            .topology
+            .global_topics()
+            .into_iter()
+            .any(|topic| self.topology.global_store(topic) == Some(store));
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = if global {
+            match lookup {
+                Lookup::Get(key) => self
+                    .globals
+                    .get(store, key)?
+                    .map(|value| vec![(key.clone(), value)])
+                    .unwrap_or_default(),
+                Lookup::Range(from, to) => self
+                    .globals
+                    .entries(store)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(key, _)| key >= from && key < to)
+                    .collect(),
+                Lookup::All => self.globals.entries(store)?.unwrap_or_default(),
+            }
+        } else if self.topology.store_names().contains(&store) {
+            let mut found = Vec::new();
+            for task in self.tasks.values_mut() {
+                let kept = task.context.store(store);
+                match lookup {
+                    Lookup::Get(key) => {
+                        if let Some(value) = kept.get(key)? {
+                            return Ok(vec![(key.clone(), value)]);
+                        }
+                    }
+                    Lookup::Range(from, to) => found.extend(kept.range(from, to)?),
+                    Lookup::All => found.extend(kept.entries()?),
+                }
+            }
+            found.sort();
+            found
+        } else {
+            return Err(StreamsError::InvalidTopology(format!(
+                "the application has no store named {store:?}"
+            )));
+        };
+        Ok(entries)
     }
 
     /// Writes every task's stores to disk with their checkpoints: what the changelogs

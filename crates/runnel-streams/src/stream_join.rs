@@ -627,11 +627,7 @@ mod tests {
     }
 
     /// A new task restored from `changelog`, after what `from` added to it.
-    fn moved(
-        from: &mut Task,
-        changelog: &mut Vec<StoreChange>,
-        topology: &Topology,
-    ) -> Task {
+    fn moved(from: &mut Task, changelog: &mut Vec<StoreChange>, topology: &Topology) -> Task {
         changelog.extend(from.take_store_changes());
         let mut moved = Task::new(topology, 0, GlobalStores::default(), None).expect("task");
         for (store, key, value) in changelog.iter().cloned() {

@@ -275,7 +275,7 @@ async fn a_global_table_holds_every_partition_and_follows_updates() {
 /// application's repartition topic, so that each word's count is one, whichever partition
 /// its lines came from; what was read and committed is purged from the repartition topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic() {
+async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic_and_queried() {
     let (broker, admin) = broker_with(&[("lines", 2), ("counts", 1)]).await;
     let bootstrap = broker.address();
     let producer = Producer::connect(ProducerConfig::new(&bootstrap))
@@ -329,6 +329,35 @@ async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Its store, queried while it runs, across both tasks; its metrics.
+    let store = app.store("counts", StringSerde, I64Serde);
+    assert_eq!(
+        store.get(&"fox".to_owned()).await.expect("queried"),
+        Some(2)
+    );
+    assert_eq!(store.get(&"cat".to_owned()).await.expect("queried"), None);
+    let all = store.all().await.expect("queried");
+    let words: Vec<&str> = all.iter().map(|(word, _)| word.as_str()).collect();
+    assert_eq!(words, ["dog", "fox", "lazy", "quick", "the"]);
+    let some = store
+        .range(&"f".to_owned(), &"m".to_owned())
+        .await
+        .expect("queried");
+    assert_eq!(some, [("fox".to_owned(), 2), ("lazy".to_owned(), 1)]);
+    assert!(app
+        .store("nothing", StringSerde, I64Serde)
+        .get(&"fox".to_owned())
+        .await
+        .is_err());
+    let metrics = app.metrics();
+    assert_eq!(
+        metrics.processed_records,
+        3 + 8,
+        "3 lines, then 8 words read back from the repartition topic: {metrics:?}"
+    );
+    assert_eq!(metrics.dropped_records, 0);
+    assert!(metrics.commits > 0);
     app.close().await.expect("closed");
 }
 
