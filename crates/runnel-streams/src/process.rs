@@ -262,5 +262,7 @@ where
             instances.add_lifecycle(lifecycle);
             node as Shared<K, V>
         })
+        // A processor may forward any key.
+        .keys_changed(true)
     }
 }

@@ -93,6 +93,21 @@ impl<K, V> fmt::Debug for Repartitioned<K, V> {
 pub struct KStream<K, V> {
     description: SharedDescription,
     children: Children<K, V>,
+    /// The keys may no longer be those the records were partitioned by (after map,
+    /// select_key, flat_map, process): a grouping or join repartitions first, as Kafka
+    /// Streams does.
+    key_changed: bool,
+}
+
+/// Another handle on the same stream: what is added to either feeds from the same records.
+impl<K, V> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream {
+            description: Arc::clone(&self.description),
+            children: Arc::clone(&self.children),
+            key_changed: self.key_changed,
+        }
+    }
 }
 
 impl<K, V> fmt::Debug for KStream<K, V> {
@@ -141,7 +156,18 @@ where
         KStream {
             description,
             children,
+            key_changed: false,
         }
+    }
+
+    /// The same stream, its keys marked as changed (or not) since they were partitioned.
+    pub(crate) fn keys_changed(mut self, changed: bool) -> Self {
+        self.key_changed = changed;
+        self
+    }
+
+    pub(crate) fn key_changed(&self) -> bool {
+        self.key_changed
     }
 
     pub(crate) fn description(&self) -> &SharedDescription {
@@ -163,6 +189,7 @@ where
         V2: Clone + Send + 'static,
     {
         KStream::new(Arc::clone(&self.description), self.add_changes(make))
+            .keys_changed(self.key_changed)
     }
 
     /// [`Self::add`], returning the list of what the new node feeds.
@@ -259,6 +286,7 @@ where
         V2: Clone + Send + 'static,
     {
         self.step(move |record: Record<K, V>, out| out(record.map(&f)))
+            .keys_changed(true)
     }
 
     /// Each record with a new value, its key kept.
@@ -278,6 +306,7 @@ where
             let key = f(&record.key, &record.value);
             out(record.map(|_, value| (key, value)));
         })
+        .keys_changed(true)
     }
 
     /// Any number of records for each one, all with its timestamp and headers.
@@ -306,6 +335,7 @@ where
                 });
             }
         })
+        .keys_changed(true)
     }
 
     /// Any number of values for each record, each with its key.
@@ -371,13 +401,17 @@ where
             .push(factory);
         branches
             .into_iter()
-            .map(|children| KStream::new(Arc::clone(&self.description), children))
+            .map(|children| {
+                KStream::new(Arc::clone(&self.description), children).keys_changed(self.key_changed)
+            })
             .collect()
     }
 
     /// One stream of this one's records and `other`'s, each in the order it arrives.
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
-        let merged = self.step(|record, out| out(record));
+        let merged = self
+            .step(|record, out| out(record))
+            .keys_changed(self.key_changed || other.key_changed);
         // The merge node is one instance per task, fed by both streams.
         if let Some(factory) = self
             .children
@@ -398,7 +432,8 @@ where
     /// The records grouped by their key, for aggregation; `grouped`'s serdes write keys to
     /// stores (and records to a repartition topic, if keys changed upstream).
     pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
-        KGroupedStream::new(self.step(|record, out| out(record)), grouped, false)
+        let repartition = self.key_changed;
+        KGroupedStream::new(self.step(|record, out| out(record)), grouped, repartition)
     }
 
     /// The records grouped by a new key computed from each: the runtime repartitions them
@@ -488,6 +523,14 @@ where
         VT: Clone + Send + 'static,
         VR: Clone + Send + 'static,
     {
+        if self.key_changed {
+            // Kafka Streams repartitions with the default serdes; there are none here.
+            describe(&self.description).refuse(format!(
+                "a stream whose keys changed joins table {:?}: repartition it first \
+                 (KStream::repartition), so that each record meets its key's row",
+                table.store_name()
+            ));
+        }
         let (store, key, value) = (
             table.store_name().to_owned(),
             Arc::clone(table.key_serde()),

@@ -257,8 +257,29 @@ where
                 .then(|| store_name(description, None, "KSTREAM-OUTERSHARED")),
             joiner: Arc::new(joiner),
         });
+        // A side whose keys changed goes through a repartition topic first, so that both
+        // sides' records of a key meet in one task.
+        let [this_store, other_store] = &definition.stores;
+        let this = if self.key_changed() {
+            self.through_internal(
+                &format!("{this_store}-repartition"),
+                Arc::clone(&definition.key),
+                Arc::clone(&definition.value),
+            )
+        } else {
+            self.clone()
+        };
+        let other = if other.key_changed() {
+            other.through_internal(
+                &format!("{other_store}-repartition"),
+                Arc::clone(&definition.key),
+                Arc::clone(&definition.other),
+            )
+        } else {
+            other.clone()
+        };
         let state_id = describe(description).node_id();
-        let joined = self.add({
+        let joined = this.add({
             let definition = Arc::clone(&definition);
             move |downstream, instances: &mut Instances| {
                 Arc::new(Mutex::new(SideNode::<K, V, VO, VR, true> {
@@ -413,8 +434,10 @@ where
             state.next_sequence += 1;
             state.next_sequence
         };
-        let from = buffer_key(&key_bytes, timestamp - before, 0);
-        let to = buffer_key(&key_bytes, timestamp + after, u64::MAX);
+        // Buffered timestamps are never negative (such records are dropped), and a
+        // negative one written big-endian would sort after every other.
+        let from = buffer_key(&key_bytes, timestamp.saturating_sub(before).max(0), 0);
+        let to = buffer_key(&key_bytes, timestamp.saturating_add(after), u64::MAX);
         let partners = context
             .store(&self.definition.stores[other_side])
             .range(&from, &to)?;

@@ -67,6 +67,11 @@ impl Description {
         self.internal.insert(topic.to_owned());
     }
 
+    /// Refuses the topology, with `why`, when it is built.
+    pub(crate) fn refuse(&mut self, why: String) {
+        self.errors.push(why);
+    }
+
     /// A store a processor of the processor API uses; several may share one.
     pub(crate) fn connect_store(&mut self, name: &str) {
         self.stores.insert(name.to_owned());

@@ -446,3 +446,119 @@ fn a_foreign_key_join_follows_both_tables_and_a_change_of_key() {
         "an order naming no customer joins nothing, at once"
     );
 }
+
+/// As Kafka Streams: after a change of keys, a grouping or a stream-stream join reads
+/// through a repartition topic first; a stream-table join, which has no serdes to write
+/// one, is refused until the stream is repartitioned.
+#[test]
+fn operators_after_a_change_of_keys_repartition_or_refuse() {
+    let grouped_after = |rekey: bool| {
+        let builder = StreamsBuilder::new();
+        let stream = builder.stream("in", strings());
+        let stream = if rekey {
+            stream.map(|key: String, value: String| (value, key))
+        } else {
+            stream.map_values(|value: String| value.to_uppercase())
+        };
+        stream
+            .filter(|_, _| true)
+            .group_by_key(runnel_streams::Grouped::with(StringSerde, StringSerde))
+            .count(Some("counts"));
+        builder.build().expect("valid").internal_topics().len()
+    };
+    assert_eq!(grouped_after(true), 1, "map changed the keys");
+    assert_eq!(grouped_after(false), 0, "map_values did not");
+
+    let builder = StreamsBuilder::new();
+    let table = builder.table("table", strings(), Some("table"));
+    builder
+        .stream("in", strings())
+        .select_key(|_, value: &String| value.clone())
+        .join_table(&table, |value, row| format!("{value}{row}"))
+        .to("out", Produced::with(StringSerde, StringSerde));
+    let refused = builder.build().expect_err("refused");
+    assert!(refused.to_string().contains("repartition"), "{refused}");
+
+    let builder = StreamsBuilder::new();
+    let table = builder.table("table", strings(), Some("table"));
+    builder
+        .stream("in", strings())
+        .select_key(|_, value: &String| value.clone())
+        .repartition(runnel_streams::Repartitioned::with(
+            StringSerde,
+            StringSerde,
+        ))
+        .join_table(&table, |value, row| format!("{value}{row}"))
+        .to("out", Produced::with(StringSerde, StringSerde));
+    assert!(builder.build().is_ok());
+
+    let builder = StreamsBuilder::new();
+    let left = builder
+        .stream("l", strings())
+        .select_key(|_, value: &String| value.clone());
+    let right = builder.stream("r", strings());
+    let joined = left.join(
+        &right,
+        |l, r| format!("{l}+{r}"),
+        JoinWindows::of_time_difference_with_no_grace(10),
+        StreamJoined::with(StringSerde, StringSerde, StringSerde),
+    );
+    joined.to("out", Produced::with(StringSerde, StringSerde));
+    let topology = builder.build().expect("valid");
+    let internal = topology.internal_topics();
+    assert!(
+        internal.len() == 1 && internal[0].starts_with("KSTREAM-JOINTHIS-"),
+        "only the side whose keys changed: {internal:?}"
+    );
+    let mut driver = TopologyTestDriver::new(&topology).expect("starts");
+    pipe(&mut driver, "l", "x", Some("k"), 1);
+    pipe(&mut driver, "r", "k", Some("v"), 2);
+    assert_eq!(
+        read(&mut driver, "out").len(),
+        1,
+        "joined after the repartition"
+    );
+}
+
+proptest::proptest! {
+    /// In any order and at any time from the epoch on, an inner stream-stream join (grace
+    /// wide enough for nothing to be late) emits exactly the pairs of records of one key at
+    /// most the difference apart, each once.
+    #[test]
+    fn a_stream_join_emits_every_pair_within_the_difference_once(
+        records in proptest::collection::vec((proptest::bool::ANY, 0u8..3, 0i64..60), 1..30),
+        difference in 0i64..15,
+    ) {
+        let builder = StreamsBuilder::new();
+        let left = builder.stream("l", strings());
+        let right = builder.stream("r", strings());
+        left.join(
+            &right,
+            |l, r| format!("{l}+{r}"),
+            JoinWindows::of_time_difference_and_grace(difference, 1_000),
+            StreamJoined::with(StringSerde, StringSerde, StringSerde),
+        )
+        .map_values(Some)
+        .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
+        let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
+        for (index, &(is_left, key, at)) in records.iter().enumerate() {
+            let topic = if is_left { "l" } else { "r" };
+            pipe(&mut driver, topic, &format!("k{key}"), Some(&index.to_string()), at);
+        }
+        let mut emitted: Vec<(String, String)> = read(&mut driver, "out")
+            .into_iter()
+            .map(|(key, value)| (key, value.unwrap_or_default()))
+            .collect();
+        emitted.sort();
+        let mut expected = Vec::new();
+        for (l, &(l_is_left, l_key, l_at)) in records.iter().enumerate() {
+            for (r, &(r_is_left, r_key, r_at)) in records.iter().enumerate() {
+                if l_is_left && !r_is_left && l_key == r_key && (l_at - r_at).abs() <= difference {
+                    expected.push((format!("k{l_key}"), format!("{l}+{r}")));
+                }
+            }
+        }
+        expected.sort();
+        proptest::prop_assert_eq!(emitted, expected);
+    }
+}
