@@ -15,11 +15,12 @@
 
 use std::process::ExitCode;
 
+#[path = "../common/run.rs"]
+mod run;
 mod topology;
 
 use clap::Parser;
-use runnel_streams::{KafkaStreams, StreamsConfig};
-use tokio::signal::unix::{signal, SignalKind};
+use runnel_streams::StreamsConfig;
 use topology::word_count;
 
 #[derive(Parser)]
@@ -40,40 +41,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let topology = match word_count(&args.input, &args.output) {
-        Ok(topology) => topology,
-        Err(error) => {
-            eprintln!("wordcount: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
     if args.exactly_once {
         config = config.exactly_once();
     }
-    let app = match KafkaStreams::start(topology, config).await {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("wordcount: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        eprintln!("wordcount: cannot listen for signals");
-        return ExitCode::FAILURE;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    match app.close().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("wordcount: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    run::until_stopped("wordcount", word_count(&args.input, &args.output), config).await
 }

@@ -1,0 +1,46 @@
+//! What every example's `main` does with its topology: starts it, runs it until SIGTERM or
+//! Ctrl-C, then closes it cleanly (a last commit, then it leaves the group) and says what it
+//! did. An error is printed with the example's name, and the exit code says it failed.
+
+use std::process::ExitCode;
+
+use runnel_streams::{KafkaStreams, StreamsConfig, StreamsError, Topology};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Runs `topology` with `config` until stopped.
+pub(crate) async fn until_stopped(
+    name: &str,
+    topology: Result<Topology, StreamsError>,
+    config: StreamsConfig,
+) -> ExitCode {
+    match run(topology, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    topology: Result<Topology, StreamsError>,
+    config: StreamsConfig,
+) -> Result<(), StreamsError> {
+    let app = KafkaStreams::start(topology?, config).await?;
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return Err(StreamsError::Client("cannot listen for signals".into()));
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    let metrics = app.metrics();
+    eprintln!(
+        "stopping: processed {} records, dropped {} (late, or without the key or value they need)",
+        metrics.processed_records, metrics.dropped_records
+    );
+    app.close().await
+}
