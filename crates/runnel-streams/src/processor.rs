@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
-use crate::store::{GlobalStores, KeyValueStore, LocalState};
+use crate::store::{GlobalStores, KeyValueStore, TaskState};
 use crate::task::SharedLifecycle;
 
 /// A record as the processors see it: typed key and value, the event time (milliseconds
@@ -80,11 +80,11 @@ pub(crate) struct TaskContext {
     /// The global tables' stores, shared with every task of the instance.
     pub(crate) globals: GlobalStores,
     /// Where the task keeps its stores on disk; `None`: in memory.
-    pub(crate) local: Option<LocalState>,
+    pub(crate) local: Option<TaskState>,
 }
 
 impl TaskContext {
-    pub(crate) fn new(globals: GlobalStores, local: Option<LocalState>) -> Self {
+    pub(crate) fn new(globals: GlobalStores, local: Option<TaskState>) -> Self {
         TaskContext {
             emitted: Vec::new(),
             stores: BTreeMap::new(),
@@ -101,7 +101,7 @@ impl TaskContext {
         self.stores
             .entry(name.to_owned())
             .or_insert_with(|| match local {
-                Some(local) => KeyValueStore::on_disk(name, local.database()),
+                Some(local) => KeyValueStore::on_disk(name, local.clone()),
                 None => KeyValueStore::in_memory(name),
             })
     }

@@ -32,7 +32,7 @@ use crate::error::StreamsError;
 use crate::processor::RawRecord;
 use crate::query::{Found, Lookup, Metrics, Query, ReadOnlyKeyValueStore, StreamsMetrics};
 use crate::serdes::Serde;
-use crate::store::{GlobalStores, LocalState};
+use crate::store::{GlobalStores, LocalState, TaskState};
 use crate::task::Task;
 use crate::topology::Topology;
 
@@ -59,10 +59,10 @@ pub struct StreamsConfig {
     /// How long the group waits for a silent member (a crashed instance) before giving its
     /// tasks to the others (Kafka Streams' default, the consumer's: 45 s).
     pub session_timeout: Duration,
-    /// Where tasks keep their stores on disk (Kafka's `state.dir`): one redb database per
-    /// task under `<state_dir>/<application id>/0_<partition>/`. `None` keeps them in
-    /// memory, restored in full from the changelogs at every start. Two instances on one
-    /// machine need two directories.
+    /// Where tasks keep their stores on disk (Kafka's `state.dir`): one fjall keyspace per
+    /// instance in `<state_dir>/<application id>/`. `None` keeps them in memory, restored in
+    /// full from the changelogs at every start. Two instances on one machine need two
+    /// directories.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -94,13 +94,9 @@ impl StreamsConfig {
         self
     }
 
-    /// Task `partition`'s directory, if stores are on disk.
-    fn task_dir(&self, partition: i32) -> Option<PathBuf> {
-        let dir = self.state_dir.as_ref()?;
-        Some(
-            dir.join(&self.application_id)
-                .join(format!("0_{partition}")),
-        )
+    /// The instance's state directory, if stores are on disk.
+    fn instance_dir(&self) -> Option<PathBuf> {
+        Some(self.state_dir.as_ref()?.join(&self.application_id))
     }
 
     pub fn exactly_once(mut self) -> Self {
@@ -242,6 +238,8 @@ struct Runner {
     globals: GlobalStores,
     /// Keeps the global tables up to date while the application runs.
     global_reader: Option<JoinHandle<()>>,
+    /// The instance's stores on disk, if it has stores and keeps them there.
+    local: Option<LocalState>,
     metrics: Arc<Metrics>,
     /// Interactive queries, answered between polls.
     queries: mpsc::Receiver<Query>,
@@ -303,6 +301,11 @@ impl Runner {
         if exactly_once {
             producer.init_transactions().await?;
         }
+        // Opened now, so that a directory another instance holds stops the start.
+        let local = match config.instance_dir() {
+            Some(dir) if !topology.store_names().is_empty() => Some(LocalState::open(&dir)?),
+            _ => None,
+        };
         let globals = GlobalStores::default();
         let global_reader = start_global_reader(&topology, &config, &globals).await?;
         let changelog_stores = topology
@@ -327,6 +330,7 @@ impl Runner {
             last_commit: Instant::now(),
             globals,
             global_reader,
+            local,
             metrics,
             queries,
         })
@@ -622,18 +626,15 @@ impl Runner {
     /// copy emptied) from the changelog's start.
     async fn start_task(&mut self, partition: i32) -> Result<(), StreamsError> {
         let now = wall_clock_ms();
-        let stateful = !self.topology.store_names().is_empty();
-        let local = match self.config.task_dir(partition) {
-            Some(dir) if stateful => Some(LocalState::open(&dir)?),
-            _ => None,
-        };
+        let local = self.task_state(partition);
         let saved = match &local {
             Some(local) => local.checkpoints()?,
             None => BTreeMap::new(),
         };
-        let mut task = Task::new(&self.topology, now, self.globals.clone(), local.clone())?;
+        // Where each store restores from, its copy emptied first if it cannot be trusted:
+        // before the task opens its stores.
         let admin = Admin::from_cluster(self.consumer.cluster().clone());
-        let mut checkpoints = BTreeMap::new();
+        let mut plans = Vec::new();
         for store in self.topology.store_names() {
             let tp = TopicPartition::new(self.config.changelog(store), partition);
             let (start, end) = bounds(&admin, &self.config, &tp).await?;
@@ -645,13 +646,20 @@ impl Runner {
                 }
                 (None, _) => start,
             };
+            plans.push((store, tp, from, end));
+        }
+        let mut task = Task::new(&self.topology, now, self.globals.clone(), local.clone())?;
+        let mut checkpoints = BTreeMap::new();
+        for (store, tp, from, end) in plans {
             let restored = Instant::now();
             let mut records = 0u64;
+            let metrics = Arc::clone(&self.metrics);
             let consumer = read_to_end(
                 &self.config,
                 &[(tp, Some(from))],
                 |(_, offset, key, value)| {
                     records += 1;
+                    metrics.restored(1);
                     task.restore(store, key, value);
                     // A large restore goes to disk as it goes, not all at the end.
                     if let Some(local) = &local {
@@ -666,7 +674,6 @@ impl Runner {
             )
             .await?;
             consumer.close().await?;
-            self.metrics.restored(records);
             tracing::info!(store, partition, from, end, records, elapsed = ?restored.elapsed(), "restored");
             checkpoints.insert(store.to_owned(), end);
         }
@@ -676,6 +683,13 @@ impl Runner {
         self.checkpoints.insert(partition, checkpoints);
         self.tasks.insert(partition, task);
         Ok(())
+    }
+
+    /// Task `partition`'s part of the instance's state on disk; `None` with stores in
+    /// memory, or no stores.
+    fn task_state(&self, partition: i32) -> Option<TaskState> {
+        let local = self.local.as_ref()?;
+        Some(local.task(&format!("0_{partition}")))
     }
 
     /// Answers the interactive queries waiting, from this instance's tasks or global tables.

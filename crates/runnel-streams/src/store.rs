@@ -6,19 +6,20 @@
 //! truth, and a task's local copy a cache of it that saves reading it all again.
 //!
 //! A store lives in memory (the test driver's, the global tables', and the runtime's when
-//! told so) or on disk in the task's redb database ([`LocalState`]). On disk, writes wait in
-//! memory until the runtime commits; then they go to the database in one transaction with
-//! each store's checkpoint: the changelog offset up to which it holds the changelog. A task
-//! started again reads its changelogs only from there, and a copy that cannot be trusted (no
+//! told so) or on disk: one fjall keyspace per application instance ([`LocalState`]), a
+//! partition per task and store (`<task>#<store>`). On disk, writes wait in memory until the
+//! runtime commits; then they go to the keyspace in one atomic batch with each store's
+//! checkpoint: the changelog offset up to which it holds the changelog. A task started
+//! again reads its changelogs only from there, and a copy that cannot be trusted (no
 //! checkpoint, or one outside the changelog) is emptied and restored from the start.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use crate::error::StreamsError;
 use crate::serdes::Serde;
@@ -65,9 +66,11 @@ fn state_error(error: impl fmt::Display) -> StreamsError {
 /// Where a store's entries live.
 enum Backend {
     Memory(BTreeMap<Vec<u8>, Vec<u8>>),
-    /// A table of the task's database, and the writes not in it yet (`None` deletes).
+    /// A partition of the instance's keyspace, and the writes not in it yet (`None`
+    /// deletes).
     Disk {
-        db: Arc<Database>,
+        task: TaskState,
+        partition: OnceLock<PartitionHandle>,
         pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         pending_bytes: usize,
     },
@@ -75,7 +78,7 @@ enum Backend {
 
 /// A key-value store of one task.
 pub(crate) struct KeyValueStore {
-    /// The store's name: on disk, its table's.
+    /// The store's name (the topology's).
     name: String,
     backend: Backend,
     /// Writes since the runtime last took them, for the store's changelog: `(key, value)`,
@@ -102,12 +105,13 @@ impl KeyValueStore {
         }
     }
 
-    /// Store `name` in the task's database.
-    pub(crate) fn on_disk(name: &str, db: Arc<Database>) -> Self {
+    /// Store `name` of `task`, on disk.
+    pub(crate) fn on_disk(name: &str, task: TaskState) -> Self {
         KeyValueStore {
             name: name.to_owned(),
             backend: Backend::Disk {
-                db,
+                task,
+                partition: OnceLock::new(),
                 pending: BTreeMap::new(),
                 pending_bytes: 0,
             },
@@ -115,25 +119,21 @@ impl KeyValueStore {
         }
     }
 
-    fn table(&self) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
-        TableDefinition::new(&self.name)
-    }
-
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
         match &self.backend {
             Backend::Memory(entries) => Ok(entries.get(key).cloned()),
-            Backend::Disk { db, pending, .. } => {
+            Backend::Disk {
+                task,
+                partition,
+                pending,
+                ..
+            } => {
                 if let Some(pending) = pending.get(key) {
                     return Ok(pending.clone());
                 }
-                let read = db.begin_read().map_err(state_error)?;
-                let table = match read.open_table(self.table()) {
-                    Ok(table) => table,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                    Err(error) => return Err(state_error(error)),
-                };
-                let value = table.get(key).map_err(state_error)?;
-                Ok(value.map(|value| value.value().to_vec()))
+                let partition = task.partition(partition, &self.name)?;
+                let value = partition.get(key).map_err(state_error)?;
+                Ok(value.map(|value| value.to_vec()))
             }
         }
     }
@@ -198,28 +198,27 @@ impl KeyValueStore {
 
     /// The entries with keys in `from..to` (`to` unbounded if `None`), in key order.
     fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Entries, StreamsError> {
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
         if to.is_some_and(|to| from >= to) {
             return Ok(Vec::new());
         }
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
         let bounds = (Bound::Included(from), upper);
         match &self.backend {
             Backend::Memory(entries) => Ok(entries
                 .range::<[u8], _>(bounds)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()),
-            Backend::Disk { db, pending, .. } => {
+            Backend::Disk {
+                task,
+                partition,
+                pending,
+                ..
+            } => {
+                let partition = task.partition(partition, &self.name)?;
                 let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-                let read = db.begin_read().map_err(state_error)?;
-                match read.open_table(self.table()) {
-                    Ok(table) => {
-                        for entry in table.range::<&[u8]>(bounds).map_err(state_error)? {
-                            let (key, value) = entry.map_err(state_error)?;
-                            merged.insert(key.value().to_vec(), value.value().to_vec());
-                        }
-                    }
-                    Err(redb::TableError::TableDoesNotExist(_)) => {}
-                    Err(error) => return Err(state_error(error)),
+                for entry in partition.range::<&[u8], _>(bounds) {
+                    let (key, value) = entry.map_err(state_error)?;
+                    merged.insert(key.to_vec(), value.to_vec());
                 }
                 for (key, value) in pending.range::<[u8], _>(bounds) {
                     match value {
@@ -249,7 +248,7 @@ impl KeyValueStore {
         self.scan(&[], None)
     }
 
-    /// How many bytes of writes wait for [`LocalState::commit`] (0 in memory).
+    /// How many bytes of writes wait for [`TaskState::commit`] (0 in memory).
     pub(crate) fn pending_bytes(&self) -> usize {
         match self.backend {
             Backend::Memory(_) => 0,
@@ -257,26 +256,23 @@ impl KeyValueStore {
         }
     }
 
-    /// Writes what waits into the database, in `write`'s transaction.
-    fn flush(&mut self, write: &redb::WriteTransaction) -> Result<(), StreamsError> {
-        let table_name = self.name.clone();
+    /// Adds what waits to `batch`, to be written with it.
+    fn flush(&mut self, batch: &mut fjall::Batch) -> Result<(), StreamsError> {
         let Backend::Disk {
+            task,
+            partition,
             pending,
             pending_bytes,
-            ..
         } = &mut self.backend
         else {
             return Ok(());
         };
-        let definition: TableDefinition<'_, &'static [u8], &'static [u8]> =
-            TableDefinition::new(&table_name);
-        let mut table = write.open_table(definition).map_err(state_error)?;
+        let partition = task.partition(partition, &self.name)?;
         for (key, value) in std::mem::take(pending) {
             match value {
-                Some(value) => table.insert(key.as_slice(), value.as_slice()),
-                None => table.remove(key.as_slice()),
+                Some(value) => batch.insert(partition, key, value),
+                None => batch.remove(partition, key),
             }
-            .map_err(state_error)?;
         }
         *pending_bytes = 0;
         Ok(())
@@ -296,16 +292,38 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The table of each store's checkpoint: the changelog offset its table holds everything
-/// before. A name no store can have: store names never start with a colon.
-const CHECKPOINTS: TableDefinition<'static, &'static str, i64> =
-    TableDefinition::new(":checkpoints");
+/// Whether `name` may name a store: as the changelog topic `<application id>-<name>-changelog`
+/// must be a legal topic name, ASCII letters, digits, `.`, `_` and `-`, at most 200 of them.
+/// (The keyspace's partition names allow those too, and `#`, which separates a task from a
+/// store in them.)
+pub(crate) fn is_legal_store_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+}
 
-/// A task's state on disk: one redb database holding a table per store and their
-/// checkpoints.
+/// How a store's partition is made: uncompressed (values are the application's serialized
+/// state, often compressed already or small; lz4 halved the restore rate of incompressible
+/// values), and a 64 MiB memtable, flushed to a segment in one piece.
+fn store_options() -> PartitionCreateOptions {
+    PartitionCreateOptions::default()
+        .compression(fjall::CompressionType::None)
+        .max_memtable_size(64 << 20)
+}
+
+/// The partition of the stores' checkpoints: keys `<task>#<store>`, values the offset.
+const CHECKPOINTS: &str = "#checkpoints";
+
+/// An application instance's state on disk: one fjall keyspace, a partition per task and
+/// store, and the checkpoints. Two instances need two directories: the directory is locked
+/// (`flock` on `.lock`) while any of its handles lives, as Kafka Streams locks its state
+/// directory, since two keyspaces on one directory would corrupt it.
 #[derive(Clone)]
 pub(crate) struct LocalState {
-    db: Arc<Database>,
+    keyspace: Keyspace,
+    _lock: Arc<std::fs::File>,
 }
 
 impl fmt::Debug for LocalState {
@@ -315,70 +333,147 @@ impl fmt::Debug for LocalState {
 }
 
 impl LocalState {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the keyspace in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StreamsError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            StreamsError::LocalState(format!("creating {}: {error}", dir.display()))
-        })?;
-        let db = Database::create(dir.join("state.redb")).map_err(state_error)?;
-        Ok(LocalState { db: Arc::new(db) })
-    }
-
-    pub(crate) fn database(&self) -> Arc<Database> {
-        Arc::clone(&self.db)
-    }
-
-    /// Each store's checkpoint.
-    pub(crate) fn checkpoints(&self) -> Result<BTreeMap<String, i64>, StreamsError> {
-        let read = self.db.begin_read().map_err(state_error)?;
-        let table = match read.open_table(CHECKPOINTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(error) => return Err(state_error(error)),
+        let failed = |what: &str, error: std::io::Error| {
+            StreamsError::LocalState(format!("{what} {}: {error}", dir.display()))
         };
+        std::fs::create_dir_all(dir).map_err(|error| failed("creating", error))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))
+            .map_err(|error| failed("opening the lock of", error))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                StreamsError::LocalState(format!(
+                    "{} is in use by another instance of the application: give each its own state directory",
+                    dir.display()
+                ))
+            },
+        )?;
+        let keyspace = fjall::Config::new(dir).open().map_err(state_error)?;
+        Ok(LocalState {
+            keyspace,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// Task `task`'s part of it.
+    pub(crate) fn task(&self, task: &str) -> TaskState {
+        TaskState {
+            keyspace: self.keyspace.clone(),
+            _instance: self.clone(),
+            task: task.to_owned(),
+        }
+    }
+}
+
+/// One task's stores on disk, and their checkpoints.
+#[derive(Clone)]
+pub(crate) struct TaskState {
+    keyspace: Keyspace,
+    /// Holds the directory's lock while the task lives.
+    _instance: LocalState,
+    /// The task's id, `0_<partition>`.
+    task: String,
+}
+
+impl fmt::Debug for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskState({})", self.task)
+    }
+}
+
+impl TaskState {
+    fn partition_name(&self, store: &str) -> String {
+        format!("{}#{store}", self.task)
+    }
+
+    /// Store `store`'s partition, opened once into `cell`.
+    fn partition<'a>(
+        &self,
+        cell: &'a OnceLock<PartitionHandle>,
+        store: &str,
+    ) -> Result<&'a PartitionHandle, StreamsError> {
+        if let Some(partition) = cell.get() {
+            return Ok(partition);
+        }
+        let name = self.partition_name(store);
+        // The keyspace panics on a name it does not take: the topology refuses such stores.
+        assert!(
+            is_legal_store_name(store),
+            "store name {store:?} reached the keyspace"
+        );
+        let partition = self
+            .keyspace
+            .open_partition(&name, store_options())
+            .map_err(state_error)?;
+        Ok(cell.get_or_init(|| partition))
+    }
+
+    fn checkpoint_partition(&self) -> Result<PartitionHandle, StreamsError> {
+        self.keyspace
+            .open_partition(CHECKPOINTS, PartitionCreateOptions::default())
+            .map_err(state_error)
+    }
+
+    /// Each of the task's stores' checkpoints.
+    pub(crate) fn checkpoints(&self) -> Result<BTreeMap<String, i64>, StreamsError> {
+        let prefix = format!("{}#", self.task);
         let mut checkpoints = BTreeMap::new();
-        for entry in table.iter().map_err(state_error)? {
-            let (store, offset) = entry.map_err(state_error)?;
-            checkpoints.insert(store.value().to_owned(), offset.value());
+        for entry in self.checkpoint_partition()?.prefix(prefix.as_bytes()) {
+            let (key, offset) = entry.map_err(state_error)?;
+            let store = key.get(prefix.len()..).unwrap_or_default();
+            let offset = <[u8; 8]>::try_from(&*offset)
+                .map(i64::from_be_bytes)
+                .map_err(|_| StreamsError::LocalState("a malformed checkpoint".into()))?;
+            checkpoints.insert(String::from_utf8_lossy(store).into_owned(), offset);
         }
         Ok(checkpoints)
     }
 
-    /// Empties store `store` and forgets its checkpoint: its copy cannot be trusted.
+    /// Empties store `store` and forgets its checkpoint: its copy cannot be trusted. Before
+    /// the task opens the store.
     pub(crate) fn wipe(&self, store: &str) -> Result<(), StreamsError> {
-        let write = self.db.begin_write().map_err(state_error)?;
-        let definition: TableDefinition<'_, &'static [u8], &'static [u8]> =
-            TableDefinition::new(store);
-        write.delete_table(definition).map_err(state_error)?;
-        write
-            .open_table(CHECKPOINTS)
-            .map_err(state_error)?
-            .remove(store)
-            .map_err(state_error)?;
-        write.commit().map_err(state_error)
+        let name = self.partition_name(store);
+        if self.keyspace.partition_exists(&name) {
+            let partition = self
+                .keyspace
+                .open_partition(&name, PartitionCreateOptions::default())
+                .map_err(state_error)?;
+            self.keyspace
+                .delete_partition(partition)
+                .map_err(state_error)?;
+        }
+        self.checkpoint_partition()?
+            .remove(self.partition_name(store))
+            .map_err(state_error)
     }
 
-    /// Writes every store's waiting writes and the new `checkpoints`, in one transaction:
-    /// a store's table and its checkpoint never disagree. Not synced at once (redb's
-    /// eventual durability): a power cut may take the database back to an earlier commit,
-    /// whole, whose checkpoints say how much to restore.
+    /// Writes every store's waiting writes and the new `checkpoints` in one atomic batch: a
+    /// store's entries and its checkpoint never disagree. Flushed to the operating system,
+    /// not synced: a power cut may take the keyspace back to an earlier batch, whole, whose
+    /// checkpoints say how much to restore.
     pub(crate) fn commit<'a>(
         &self,
         stores: impl IntoIterator<Item = &'a mut KeyValueStore>,
         checkpoints: &BTreeMap<String, i64>,
     ) -> Result<(), StreamsError> {
-        let mut write = self.db.begin_write().map_err(state_error)?;
-        write.set_durability(Durability::Eventual);
+        let mut batch = self.keyspace.batch().durability(Some(PersistMode::Buffer));
         for store in stores {
-            store.flush(&write)?;
+            store.flush(&mut batch)?;
         }
-        {
-            let mut table = write.open_table(CHECKPOINTS).map_err(state_error)?;
-            for (store, offset) in checkpoints {
-                table.insert(store.as_str(), *offset).map_err(state_error)?;
-            }
+        let checkpoint_partition = self.checkpoint_partition()?;
+        for (store, offset) in checkpoints {
+            batch.insert(
+                &checkpoint_partition,
+                self.partition_name(store),
+                offset.to_be_bytes().to_vec(),
+            );
         }
-        write.commit().map_err(state_error)
+        batch.commit().map_err(state_error)
     }
 }
 
@@ -393,8 +488,8 @@ mod tests {
     #[test]
     fn a_disk_store_reads_its_writes_before_and_after_they_are_committed() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let state = LocalState::open(dir.path()).expect("opened");
-        let mut store = KeyValueStore::on_disk("counts", state.database());
+        let state = LocalState::open(dir.path()).expect("opened").task("0_0");
+        let mut store = KeyValueStore::on_disk("counts", state.clone());
         store.put(b"a".to_vec(), Some(b"1".to_vec()));
         store.put(b"b".to_vec(), Some(b"2".to_vec()));
         assert_eq!(store.get(b"a").expect("read"), Some(b"1".to_vec()));
@@ -417,9 +512,11 @@ mod tests {
         // Opened again: what was committed, and its checkpoint; not what was pending.
         drop(store);
         drop(state);
-        let state = LocalState::open(dir.path()).expect("reopened");
+        let state = LocalState::open(dir.path()).expect("reopened").task("0_0");
         assert_eq!(state.checkpoints().expect("read"), checkpoints);
-        let store = KeyValueStore::on_disk("counts", state.database());
+        let other = LocalState::open(dir.path()).ok();
+        assert!(other.is_none(), "one instance at a time in a directory");
+        let store = KeyValueStore::on_disk("counts", state.clone());
         assert_eq!(
             scan_all(&store),
             [
@@ -427,8 +524,10 @@ mod tests {
                 (b"b".to_vec(), b"2".to_vec())
             ]
         );
+        drop(store);
         state.wipe("counts").expect("wiped");
         assert!(state.checkpoints().expect("read").is_empty());
+        let store = KeyValueStore::on_disk("counts", state.clone());
         assert!(scan_all(&store).is_empty());
     }
 

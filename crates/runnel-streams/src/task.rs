@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StreamsError;
 use crate::processor::{Emitted, RawRecord, Source, TaskContext};
-use crate::store::{GlobalStores, LocalState};
+use crate::store::{GlobalStores, TaskState};
 use crate::topology::Topology;
 
 /// What a punctuation's time is measured in.
@@ -64,7 +64,7 @@ impl Task {
         topology: &Topology,
         wall_clock_ms: i64,
         globals: GlobalStores,
-        local: Option<LocalState>,
+        local: Option<TaskState>,
     ) -> Result<Task, StreamsError> {
         let (sources, lifecycles) = topology.instantiate();
         let mut task = Task {

@@ -11,6 +11,7 @@ use crate::processor::{
     Children, Downstream, Instances, RawRecord, Record, Source, SourceFactory, TaskContext,
 };
 use crate::serdes::Serde;
+use crate::store::is_legal_store_name;
 use crate::stream::{Consumed, KStream};
 use crate::table::{lookup, Change, GlobalKTable, KTable};
 use crate::task::SharedLifecycle;
@@ -50,6 +51,7 @@ impl Description {
     }
 
     fn add_global(&mut self, topic: &str, store: &str) {
+        self.check_store_name(store);
         if self.sources.contains_key(topic) || self.globals.contains_key(topic) {
             self.errors
                 .push(format!("topic {topic:?} is read by two streams"));
@@ -72,12 +74,23 @@ impl Description {
         self.errors.push(why);
     }
 
+    /// Refuses a store name that cannot name a changelog topic (and a partition on disk).
+    fn check_store_name(&mut self, name: &str) {
+        if !is_legal_store_name(name) {
+            self.errors.push(format!(
+                "store name {name:?}: ASCII letters, digits, '.', '_' and '-' only, 1 to 200 of them"
+            ));
+        }
+    }
+
     /// A store a processor of the processor API uses; several may share one.
     pub(crate) fn connect_store(&mut self, name: &str) {
+        self.check_store_name(name);
         self.stores.insert(name.to_owned());
     }
 
     pub(crate) fn add_store(&mut self, name: &str) {
+        self.check_store_name(name);
         if !self.stores.insert(name.to_owned()) {
             self.errors
                 .push(format!("two processors keep state in store {name:?}"));

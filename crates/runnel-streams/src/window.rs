@@ -643,7 +643,7 @@ mod restore_tests {
 
         // The task moved to an instance keeping its stores on disk.
         let dir = tempfile::tempdir().expect("a state directory");
-        let local = LocalState::open(dir.path()).expect("opened");
+        let local = LocalState::open(dir.path()).expect("opened").task("0_0");
         let mut moved =
             Task::new(&topology, 0, GlobalStores::default(), Some(local)).expect("task");
         for (store, key, value) in changelog {

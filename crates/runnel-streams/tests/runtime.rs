@@ -295,9 +295,13 @@ async fn words_from_two_partitions_are_counted_once_through_a_repartition_topic_
     let state = tempfile::tempdir().expect("a state directory");
     let mut config = StreamsConfig::new("two-partitions", &bootstrap).state_dir(state.path());
     config.commit_interval = Duration::from_millis(100);
-    let app = KafkaStreams::start(word_count("lines", "counts"), config)
+    let app = KafkaStreams::start(word_count("lines", "counts"), config.clone())
         .await
         .expect("started");
+    let refused = KafkaStreams::start(word_count("lines", "counts"), config)
+        .await
+        .expect_err("a second instance on the same state directory");
+    assert!(refused.to_string().contains("in use"), "{refused}");
     let expected = counts(&[
         ("dog", "1"),
         ("fox", "2"),

@@ -390,3 +390,16 @@ fn repartition_goes_through_an_internal_topic_named_for_it() {
         "{internal:?}"
     );
 }
+
+#[test]
+fn a_store_name_that_cannot_name_a_changelog_topic_is_refused() {
+    for name in ["has space", "", "ünïcode", &"x".repeat(201)] {
+        let builder = StreamsBuilder::new();
+        let _table = builder.table("in", strings(), Some(name));
+        let refused = builder.build().expect_err("refused");
+        assert!(refused.to_string().contains("store name"), "{refused}");
+    }
+    let builder = StreamsBuilder::new();
+    let _table = builder.table("in", strings(), Some("Orders.by-id_2"));
+    assert!(builder.build().is_ok());
+}
