@@ -41,11 +41,13 @@ pub use query::{ReadOnlyKeyValueStore, StreamsMetrics};
 pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, DEFAULT_STATE_DIR};
 pub use serdes::{BytesSerde, I64Serde, JsonSerde, Nullable, Serde, SerdeError, StringSerde};
 pub use session::{SessionWindowedKStream, SessionWindowedSerde, SessionWindows};
-pub use sliding::{SlidingWindowedKStream, SlidingWindows};
+pub use sliding::SlidingWindows;
 pub use stream::{Consumed, KStream, Predicate, Produced, Repartitioned};
 pub use stream_join::{JoinWindows, StreamJoined};
 pub use table::{GlobalKTable, KTable};
 pub use task::PunctuationType;
 pub use test_driver::{OutputRecord, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{StreamsBuilder, Topology};
-pub use window::{EmitStrategy, TimeWindowedKStream, TimeWindows, Windowed, WindowedSerde};
+pub use window::{
+    EmitStrategy, TimeWindowedKStream, TimeWindowing, TimeWindows, Windowed, WindowedSerde,
+};

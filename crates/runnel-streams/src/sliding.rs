@@ -1,4 +1,5 @@
-//! Sliding windows (KIP-450): a window of a fixed time difference ending at each record, and
+//! Sliding windows (KIP-450), aggregated through [`crate::TimeWindowedKStream`] as Kafka's
+//! are: a window of a fixed time difference ending at each record, and
 //! one starting just after it, as Kafka Streams' sliding windows are. Two records fall in a
 //! common window exactly when their timestamps are at most the difference apart, and the
 //! windows that exist are those some record's arrival makes distinct: for each record at
@@ -13,19 +14,16 @@
 //! record for no open window is dropped and counted, as Kafka Streams does.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
-use crate::grouped::{
-    aggregated_key, aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
-};
+use crate::grouped::{aggregated_key, store_name, Fold, KGroupedStream};
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
-use crate::serdes::{I64Serde, Serde};
+use crate::serdes::Serde;
 use crate::table::{Change, KTable};
 use crate::topology::describe;
 use crate::window::{
-    emit_closed, i64_at, EmitStrategy, EndOf, WindowBook, Windowed, WindowedSerde,
+    emit_closed, i64_at, store_key, EmitStrategy, EndOf, WindowBook, Windowed, WindowedSerde,
 };
 
 /// Windows of `difference` milliseconds (both ends included) sliding with the records,
@@ -69,132 +67,54 @@ impl SlidingWindows {
     }
 }
 
-/// A grouped stream cut into sliding windows, ready to be aggregated per key and window.
-pub struct SlidingWindowedKStream<K, V> {
-    grouped: KGroupedStream<K, V>,
+/// A sliding-window aggregation of `grouped`: `fold` of each window's records, kept in
+/// store `name` (and its records in `<name>-records`) with serde `result`.
+pub(crate) fn aggregate_sliding<K, V, A>(
+    grouped: &KGroupedStream<K, V>,
     windows: SlidingWindows,
     emit: EmitStrategy,
-}
-
-impl<K, V> fmt::Debug for SlidingWindowedKStream<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SlidingWindowedKStream({:?}, {:?})",
-            self.windows, self.emit
-        )
-    }
-}
-
-impl<K, V> KGroupedStream<K, V>
+    fold: Fold<K, V, A>,
+    result: Arc<dyn Serde<A>>,
+    name: Option<String>,
+) -> KTable<Windowed<K>, A>
 where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
+    A: Clone + Send + 'static,
 {
-    /// The records cut into sliding windows by their timestamps.
-    pub fn windowed_by_sliding(self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
-        SlidingWindowedKStream {
-            grouped: self,
+    let description = grouped.stream.description();
+    let store = store_name(description, name, "KSTREAM-AGGREGATE");
+    let records = format!("{store}-records");
+    describe(description).add_store(&records);
+    let input = grouped.input(&store);
+    let key = Arc::clone(&grouped.grouped.key);
+    let value = Arc::clone(&grouped.grouped.value);
+    let table_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(windows.windowed_serde(Arc::clone(&key)));
+    let emitted = WindowBook::register(description, &store, emit);
+    let difference = windows.difference;
+    let window_end: EndOf = Arc::new(move |at: &[u8]| {
+        let start = i64_at(at, at.len().checked_sub(8)?)?;
+        Some(start.saturating_add(difference))
+    });
+    let record_time: EndOf = Arc::new(|at: &[u8]| Some(split_record_key(at)?.1));
+    let (store_name, node_key, node_result) =
+        (store.clone(), Arc::clone(&table_key), Arc::clone(&result));
+    let children = input.add_changes(move |downstream, _: &mut Instances| {
+        Arc::new(Mutex::new(SlidingAggregateNode {
             windows,
-            emit: EmitStrategy::default(),
-        }
-    }
-}
-
-impl<K, V> SlidingWindowedKStream<K, V>
-where
-    K: Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    pub fn emit(mut self, strategy: EmitStrategy) -> Self {
-        self.emit = strategy;
-        self
-    }
-
-    /// How many records each key had in each window.
-    pub fn count(&self, name: Option<&str>) -> KTable<Windowed<K>, i64> {
-        self.fold(counting(), Arc::new(I64Serde), name.map(str::to_owned))
-    }
-
-    /// Each key's records in each window combined with `combine(so_far, next)`.
-    pub fn reduce(
-        &self,
-        combine: impl Fn(V, V) -> V + Send + Sync + 'static,
-        name: Option<&str>,
-    ) -> KTable<Windowed<K>, V> {
-        self.fold(
-            reducing(combine),
-            Arc::clone(&self.grouped.grouped.value),
-            name.map(str::to_owned),
-        )
-    }
-
-    /// Each key's records in each window folded from `initial()` with `add`.
-    pub fn aggregate<A>(
-        &self,
-        initial: impl Fn() -> A + Send + Sync + 'static,
-        add: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
-        materialized: Materialized<A>,
-    ) -> KTable<Windowed<K>, A>
-    where
-        A: Clone + Send + 'static,
-    {
-        self.fold(
-            aggregating(initial, add),
-            materialized.value,
-            materialized.name,
-        )
-    }
-
-    fn fold<A>(
-        &self,
-        fold: Fold<K, V, A>,
-        result: Arc<dyn Serde<A>>,
-        name: Option<String>,
-    ) -> KTable<Windowed<K>, A>
-    where
-        A: Clone + Send + 'static,
-    {
-        let description = self.grouped.stream.description();
-        let store = store_name(description, name, "KSTREAM-AGGREGATE");
-        let records = format!("{store}-records");
-        describe(description).add_store(&records);
-        let input = self.grouped.input(&store);
-        let key = Arc::clone(&self.grouped.grouped.key);
-        let value = Arc::clone(&self.grouped.grouped.value);
-        let table_key: Arc<dyn Serde<Windowed<K>>> =
-            Arc::new(self.windows.windowed_serde(Arc::clone(&key)));
-        let (windows, emit) = (self.windows, self.emit);
-        let emitted = WindowBook::register(description, &store, emit);
-        let difference = windows.difference;
-        let window_end: EndOf = Arc::new(move |at: &[u8]| {
-            let start = i64_at(at, at.len().checked_sub(8)?)?;
-            Some(start.saturating_add(difference))
-        });
-        let record_time: EndOf = Arc::new(|at: &[u8]| Some(split_record_key(at)?.1));
-        let (store_name, node_key, node_result) =
-            (store.clone(), Arc::clone(&table_key), Arc::clone(&result));
-        let children = input.add_changes(move |downstream, _: &mut Instances| {
-            Arc::new(Mutex::new(SlidingAggregateNode {
-                windows,
-                emit,
-                key: Arc::clone(&key),
-                value: Arc::clone(&value),
-                result: Arc::clone(&node_result),
-                table_key: Arc::clone(&node_key),
-                fold: Arc::clone(&fold),
-                observed_stream_time: -1,
-                results: WindowBook::new(
-                    store_name.clone(),
-                    emitted.clone(),
-                    Arc::clone(&window_end),
-                ),
-                records: WindowBook::new(records.clone(), None, Arc::clone(&record_time)),
-                downstream,
-            })) as Shared<K, V>
-        });
-        KTable::new(Arc::clone(description), children, store, table_key, result)
-    }
+            emit,
+            key: Arc::clone(&key),
+            value: Arc::clone(&value),
+            result: Arc::clone(&node_result),
+            table_key: Arc::clone(&node_key),
+            fold: Arc::clone(&fold),
+            observed_stream_time: -1,
+            results: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&window_end)),
+            records: WindowBook::new(records.clone(), None, Arc::clone(&record_time)),
+            downstream,
+        })) as Shared<K, V>
+    });
+    KTable::new(Arc::clone(description), children, store, table_key, result)
 }
 
 /// A kept record's place in its store: the key's bytes, the timestamp (8 bytes) and a
@@ -214,13 +134,6 @@ fn split_record_key(bytes: &[u8]) -> Option<(&[u8], i64, u32)> {
         .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
         .map(u32::from_be_bytes)?;
     Some((&bytes[..key_len], i64_at(bytes, key_len)?, sequence))
-}
-
-/// A window's place in the results store: the key's bytes, then the start.
-fn window_key(key: &[u8], start: i64) -> Vec<u8> {
-    let mut bytes = key.to_vec();
-    bytes.extend_from_slice(&start.to_be_bytes());
-    bytes
 }
 
 struct SlidingAggregateNode<K, V, A> {
@@ -360,7 +273,7 @@ where
             let Some((new, latest)) = self.aggregate(&record.key, start, &kept)? else {
                 continue;
             };
-            let at = window_key(&key_bytes, start);
+            let at = store_key(&key_bytes, start);
             let new_bytes = self.result.serialize(&new);
             let stored = context.store(self.results.results()).get(&at)?;
             if stored.is_some() && stored == new_bytes {

@@ -18,6 +18,7 @@ use crate::grouped::{
 };
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
+use crate::sliding::{aggregate_sliding, SlidingWindows};
 use crate::table::{Change, KTable};
 use crate::topology::{describe, SharedDescription};
 
@@ -145,10 +146,31 @@ impl<K, S: Serde<K>> Serde<Windowed<K>> for WindowedSerde<S> {
     }
 }
 
-/// A grouped stream cut into time windows, ready to be aggregated per key and window.
+/// The windows a [`TimeWindowedKStream`] cuts time into: fixed ones (tumbling or hopping)
+/// or sliding ones; made from either with `into()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeWindowing {
+    Fixed(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+impl From<TimeWindows> for TimeWindowing {
+    fn from(windows: TimeWindows) -> Self {
+        TimeWindowing::Fixed(windows)
+    }
+}
+
+impl From<SlidingWindows> for TimeWindowing {
+    fn from(windows: SlidingWindows) -> Self {
+        TimeWindowing::Sliding(windows)
+    }
+}
+
+/// A grouped stream cut into time windows, fixed or sliding, ready to be aggregated per key
+/// and window.
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
-    windows: TimeWindows,
+    windows: TimeWindowing,
     emit: EmitStrategy,
 }
 
@@ -167,11 +189,12 @@ where
     K: Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
-    /// The records cut into `windows` by their timestamps.
-    pub fn windowed_by(self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+    /// The records cut into `windows` by their timestamps: [`TimeWindows`] or
+    /// [`SlidingWindows`].
+    pub fn windowed_by(self, windows: impl Into<TimeWindowing>) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
             grouped: self,
-            windows,
+            windows: windows.into(),
             emit: EmitStrategy::default(),
         }
     }
@@ -231,6 +254,12 @@ where
     where
         A: Clone + Send + 'static,
     {
+        let windows = match self.windows {
+            TimeWindowing::Fixed(windows) => windows,
+            TimeWindowing::Sliding(windows) => {
+                return aggregate_sliding(&self.grouped, windows, self.emit, fold, result, name)
+            }
+        };
         let stream = &self.grouped.stream;
         let description = stream.description();
         let store = store_name(description, name, "KSTREAM-AGGREGATE");
@@ -238,9 +267,9 @@ where
         let key = Arc::clone(&self.grouped.grouped.key);
         let value = Arc::clone(&self.grouped.grouped.value);
         let table_key: Arc<dyn Serde<Windowed<K>>> =
-            Arc::new(WindowedSerde::new(Arc::clone(&key), self.windows));
+            Arc::new(WindowedSerde::new(Arc::clone(&key), windows));
         let table_value = Arc::clone(&result);
-        let (windows, emit) = (self.windows, self.emit);
+        let emit = self.emit;
         let emitted = WindowBook::register(description, &store, emit);
         let (store_name, node_key) = (store.clone(), Arc::clone(&table_key));
         let size = windows.size;
@@ -273,7 +302,7 @@ where
 }
 
 /// A window's place in the store: the key's bytes, then the start, 8 bytes big-endian.
-fn store_key(key: &[u8], start: i64) -> Vec<u8> {
+pub(crate) fn store_key(key: &[u8], start: i64) -> Vec<u8> {
     let mut bytes = key.to_vec();
     bytes.extend_from_slice(&start.to_be_bytes());
     bytes

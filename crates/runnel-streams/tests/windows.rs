@@ -311,7 +311,7 @@ fn sliding_counts(windows: SlidingWindows, emit: EmitStrategy) -> TopologyTestDr
     builder
         .stream("clicks", Consumed::with(StringSerde, StringSerde))
         .group_by_key(Grouped::with(StringSerde, StringSerde))
-        .windowed_by_sliding(windows)
+        .windowed_by(windows)
         .emit(emit)
         .count(Some("sliding"))
         .to_stream()

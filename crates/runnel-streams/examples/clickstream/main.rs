@@ -19,24 +19,19 @@ mod run;
 mod topology;
 
 use clap::Parser;
-use runnel_streams::{EmitStrategy, StreamsConfig};
+use runnel_streams::EmitStrategy;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    bootstrap: String,
+    #[command(flatten)]
+    app: run::AppArgs,
     #[arg(long)]
     input: String,
     #[arg(long)]
     output: String,
-    #[arg(long)]
-    application_id: String,
     /// Each window's final count only, once it closes (its end plus the grace passed).
     #[arg(long)]
     emit_final: bool,
-    /// Exactly-once processing (read_committed input, transactional output).
-    #[arg(long)]
-    exactly_once: bool,
 }
 
 #[tokio::main]
@@ -47,10 +42,7 @@ async fn main() -> ExitCode {
     } else {
         EmitStrategy::OnWindowUpdate
     };
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
-    if args.exactly_once {
-        config = config.exactly_once();
-    }
+    let config = args.app.config();
     let topology = topology::clicks_per_page(&args.input, &args.output, emit);
     run::until_stopped("clickstream", topology, config).await
 }

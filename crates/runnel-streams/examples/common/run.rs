@@ -1,11 +1,36 @@
-//! What every example's `main` does with its topology: starts it, runs it until SIGTERM or
-//! Ctrl-C, then closes it cleanly (a last commit, then it leaves the group) and says what it
-//! did. An error is printed with the example's name, and the exit code says it failed.
+//! What every example's `main` does with its topology: takes the flags every example has,
+//! starts it, runs it until SIGTERM or Ctrl-C, then closes it cleanly (a last commit, then
+//! it leaves the group) and says what it did. An error is printed with the example's name,
+//! and the exit code says it failed.
 
 use std::process::ExitCode;
 
 use runnel_streams::{KafkaStreams, StreamsConfig, StreamsError, Topology};
 use tokio::signal::unix::{signal, SignalKind};
+
+// The flags of every example: where the cluster is, which application this is, and how.
+// (Not a doc comment: clap would make it the examples' description.)
+#[derive(clap::Args)]
+pub(crate) struct AppArgs {
+    #[arg(long)]
+    bootstrap: String,
+    #[arg(long)]
+    application_id: String,
+    /// Exactly-once processing (read_committed input, transactional output).
+    #[arg(long)]
+    exactly_once: bool,
+}
+
+impl AppArgs {
+    pub(crate) fn config(&self) -> StreamsConfig {
+        let config = StreamsConfig::new(&self.application_id, &self.bootstrap);
+        if self.exactly_once {
+            config.exactly_once()
+        } else {
+            config
+        }
+    }
+}
 
 /// Runs `topology` with `config` until stopped.
 pub(crate) async fn until_stopped(

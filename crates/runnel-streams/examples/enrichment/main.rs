@@ -16,32 +16,23 @@ mod run;
 mod topology;
 
 use clap::Parser;
-use runnel_streams::StreamsConfig;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    bootstrap: String,
+    #[command(flatten)]
+    app: run::AppArgs,
     #[arg(long)]
     orders: String,
     #[arg(long)]
     customers: String,
     #[arg(long)]
     output: String,
-    #[arg(long)]
-    application_id: String,
-    /// Exactly-once processing (read_committed input, transactional output).
-    #[arg(long)]
-    exactly_once: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
-    if args.exactly_once {
-        config = config.exactly_once();
-    }
+    let config = args.app.config();
     let topology = topology::enrich_orders(&args.orders, &args.customers, &args.output);
     run::until_stopped("enrichment", topology, config).await
 }
