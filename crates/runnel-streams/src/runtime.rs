@@ -34,7 +34,7 @@ use crate::query::{Found, Lookup, Metrics, Query, ReadOnlyKeyValueStore, Streams
 use crate::serdes::Serde;
 use crate::store::{GlobalStores, LocalState, TaskState};
 use crate::task::Task;
-use crate::topology::Topology;
+use crate::topology::{GlobalSource, Topology};
 
 /// What the runtime promises about each input record's effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -702,11 +702,7 @@ impl Runner {
     }
 
     fn look_up(&mut self, store: &str, lookup: &Lookup) -> Found {
-        let global = self
-            .topology
-            .global_topics()
-            .into_iter()
-            .any(|topic| self.topology.global_store(topic) == Some(store));
+        let global = self.topology.is_global_store(store);
         let entries: Vec<(Vec<u8>, Vec<u8>)> = if global {
             match lookup {
                 Lookup::Get(key) => self
@@ -859,14 +855,14 @@ async fn start_global_reader(
     config: &StreamsConfig,
     globals: &GlobalStores,
 ) -> Result<Option<JoinHandle<()>>, StreamsError> {
-    let mut stores: BTreeMap<String, String> = BTreeMap::new();
+    let mut sources: BTreeMap<String, GlobalSource> = BTreeMap::new();
     let mut partitions = Vec::new();
     let admin = Admin::connect(config.client.clone()).await?;
     for topic in topology.global_topics() {
-        let Some(store) = topology.global_store(topic) else {
+        let Some(global) = topology.global(topic) else {
             continue;
         };
-        stores.insert(topic.to_owned(), store.to_owned());
+        sources.insert(topic.to_owned(), global.clone());
         let metadata = admin.cluster().topic(topic).await?;
         partitions.extend(
             metadata
@@ -881,8 +877,13 @@ async fn start_global_reader(
     let apply = {
         let globals = globals.clone();
         move |topic: &str, key: Vec<u8>, value: Option<Vec<u8>>| {
-            if let Some(store) = stores.get(topic) {
-                globals.apply(store, key, value);
+            let Some(global) = sources.get(topic) else {
+                return;
+            };
+            // A record its serdes cannot read is left out of the table (the reader cannot
+            // stop the application), and said.
+            if let Err(error) = globals.apply_record(global, &key, value.as_deref()) {
+                tracing::warn!(%error, topic, "a global table's record its serdes cannot read: skipped");
             }
         }
     };

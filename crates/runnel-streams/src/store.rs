@@ -22,7 +22,8 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use crate::error::StreamsError;
-use crate::serdes::Serde;
+use crate::serdes::{Serde, SerdeError};
+use crate::topology::GlobalSource;
 
 /// The stores of global tables, by store name: each holds every partition of its topic and
 /// is shared by all the tasks of an instance; the runtime's global reader (or the test
@@ -38,6 +39,20 @@ impl GlobalStores {
             .entry(store.to_owned())
             .or_insert_with(|| KeyValueStore::in_memory(store))
             .restore(key, value);
+    }
+
+    /// Applies a record of `global`'s topic: its key and value as the table's serdes write
+    /// them (a null value deleting the key); a key that serializes to null is not kept.
+    pub(crate) fn apply_record(
+        &self,
+        global: &GlobalSource,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), SerdeError> {
+        if let Some((key, value)) = (global.canonical)(key, value)? {
+            self.apply(&global.store, key, value);
+        }
+        Ok(())
     }
 
     /// `key`'s value in global store `store`.

@@ -12,7 +12,7 @@ use crate::processor::{Emitted, RawRecord};
 use crate::serdes::{Serde, SerdeError};
 use crate::store::GlobalStores;
 use crate::task::Task;
-use crate::topology::Topology;
+use crate::topology::{GlobalSource, Topology};
 
 /// A topic records are piped into, with the serdes to write them.
 pub struct TestInputTopic<K, V> {
@@ -74,7 +74,7 @@ pub struct TopologyTestDriver {
     /// Repartition topics: read back at once, never output.
     internal: BTreeSet<String>,
     /// Global tables' topics, and their stores.
-    global_topics: BTreeMap<String, String>,
+    global_topics: BTreeMap<String, GlobalSource>,
     globals: GlobalStores,
     wall_clock_ms: i64,
     next_offsets: HashMap<String, i64>,
@@ -100,7 +100,7 @@ impl TopologyTestDriver {
         let global_topics = topology
             .global_topics()
             .into_iter()
-            .filter_map(|topic| Some((topic.to_owned(), topology.global_store(topic)?.to_owned())))
+            .filter_map(|topic| Some((topic.to_owned(), topology.global(topic)?.clone())))
             .collect();
         Ok(TopologyTestDriver {
             task: Task::new(topology, 0, globals.clone(), None)?,
@@ -139,11 +139,20 @@ impl TopologyTestDriver {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<(), StreamsError> {
-        if let Some(store) = self.global_topics.get(topic) {
-            // A global table's store is its topic as it stands: no processor runs.
+        if let Some(global) = self.global_topics.get(topic) {
+            // A global table's store is its topic as its serdes write it: no processor runs.
             if let Some(key) = key {
+                let offset = self.next_offsets.entry(topic.to_owned()).or_insert(0);
+                *offset += 1;
+                let at = *offset - 1;
                 self.globals
-                    .apply(store, key.to_vec(), value.map(<[u8]>::to_vec));
+                    .apply_record(global, key, value)
+                    .map_err(|source| StreamsError::Deserialize {
+                        topic: topic.to_owned(),
+                        offset: at,
+                        part: "key or value",
+                        source,
+                    })?;
             }
             return Ok(());
         }

@@ -10,7 +10,7 @@ use crate::grouped::store_name;
 use crate::processor::{
     Children, Downstream, Instances, RawRecord, Record, Source, SourceFactory, TaskContext,
 };
-use crate::serdes::Serde;
+use crate::serdes::{Serde, SerdeError};
 use crate::store::is_legal_store_name;
 use crate::stream::{Consumed, KStream};
 use crate::table::{lookup, Change, GlobalKTable, KTable};
@@ -26,7 +26,7 @@ pub(crate) struct Description {
     /// Repartition topics, as the topology names them.
     internal: BTreeSet<String>,
     /// Global tables: their topics, and the stores holding them.
-    globals: BTreeMap<String, String>,
+    globals: BTreeMap<String, GlobalSource>,
     /// Mistakes found while describing, reported by [`StreamsBuilder::build`].
     errors: Vec<String>,
 }
@@ -50,16 +50,17 @@ impl Description {
         }
     }
 
-    fn add_global(&mut self, topic: &str, store: &str) {
-        self.check_store_name(store);
+    fn add_global(&mut self, topic: &str, global: GlobalSource) {
+        let store = global.store.clone();
+        self.check_store_name(&store);
         if self.sources.contains_key(topic) || self.globals.contains_key(topic) {
             self.errors
                 .push(format!("topic {topic:?} is read by two streams"));
-        } else if self.stores.contains(store) || self.globals.values().any(|s| s == store) {
+        } else if self.stores.contains(&store) || self.globals.values().any(|g| g.store == store) {
             self.errors
                 .push(format!("two processors keep state in store {store:?}"));
         } else {
-            self.globals.insert(topic.to_owned(), store.to_owned());
+            self.globals.insert(topic.to_owned(), global);
         }
     }
 
@@ -186,7 +187,7 @@ impl StreamsBuilder {
     /// joins it by any key it computes, not only its own ([`KStream::join_global`]), and
     /// needs no co-partitioning. The table is read from the topic itself, which serves as
     /// its changelog; records with a null key are skipped, a null value deletes the key.
-    pub fn global_table<K, V>(
+    pub fn global_table<K: 'static, V: 'static>(
         &self,
         topic: &str,
         consumed: Consumed<K, V>,
@@ -199,7 +200,20 @@ impl StreamsBuilder {
                 format!("GLOBALKTABLE-SOURCE-STATE-STORE-{id:010}")
             }
         };
-        describe(&self.description).add_global(topic, &store);
+        let (key, value) = (Arc::clone(&consumed.key), Arc::clone(&consumed.value));
+        let canonical: Canonical = Arc::new(move |raw_key: &[u8], raw_value: Option<&[u8]>| {
+            let stored_key = key.serialize(&key.deserialize(Some(raw_key))?);
+            let stored_value = match raw_value {
+                Some(bytes) => value.serialize(&value.deserialize(Some(bytes))?),
+                None => None,
+            };
+            Ok(stored_key.map(|stored_key| (stored_key, stored_value)))
+        });
+        let global = GlobalSource {
+            store: store.clone(),
+            canonical,
+        };
+        describe(&self.description).add_global(topic, global);
         GlobalKTable::new(store, consumed.key, consumed.value)
     }
 
@@ -235,7 +249,22 @@ pub struct Topology {
     sinks: BTreeSet<String>,
     stores: BTreeSet<String>,
     internal: BTreeSet<String>,
-    globals: BTreeMap<String, String>,
+    globals: BTreeMap<String, GlobalSource>,
+}
+
+/// Turns a global topic's record into what its store keeps: the key and value as its
+/// serdes write them (`None`: a key that serializes to null, not kept).
+pub(crate) type Canonical = Arc<
+    dyn Fn(&[u8], Option<&[u8]>) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, SerdeError>
+        + Send
+        + Sync,
+>;
+
+/// A global table: its store, and how its topic's records are stored.
+#[derive(Clone)]
+pub(crate) struct GlobalSource {
+    pub(crate) store: String,
+    pub(crate) canonical: Canonical,
 }
 
 impl fmt::Debug for Topology {
@@ -270,9 +299,14 @@ impl Topology {
         self.globals.keys().map(String::as_str).collect()
     }
 
-    /// The store of the global table read from `topic`.
-    pub(crate) fn global_store(&self, topic: &str) -> Option<&str> {
-        self.globals.get(topic).map(String::as_str)
+    /// The global table read from `topic`.
+    pub(crate) fn global(&self, topic: &str) -> Option<&GlobalSource> {
+        self.globals.get(topic)
+    }
+
+    /// Whether `store` is a global table's.
+    pub(crate) fn is_global_store(&self, store: &str) -> bool {
+        self.globals.values().any(|global| global.store == store)
     }
 
     /// The state stores its processors keep, in name order (global tables' are not among
@@ -348,9 +382,12 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> Source for TableSourc
             .transpose()
             .map_err(|e| failed("value", e))?;
         let old = lookup(context, &self.store, &key, &*self.key, &*self.value)?;
-        context
-            .store(&self.store)
-            .put(key_bytes.to_vec(), raw.value.map(<[u8]>::to_vec));
+        // Stored as the serdes write them, not as the topic held them: lookups serialize
+        // the key they look for, and the foreign-key join hashes the value so written.
+        if let Some(stored_key) = self.key.serialize(&key) {
+            let stored_value = new.as_ref().and_then(|new| self.value.serialize(new));
+            context.store(&self.store).put(stored_key, stored_value);
+        }
         let mut change = Record::change(key, new, old, raw.timestamp);
         change.headers = raw.headers;
         self.downstream.forward(change, context)
