@@ -776,6 +776,9 @@ async fn state_reader(config: &StreamsConfig) -> Result<Consumer, StreamsError> 
     let mut consumer_config = ConsumerConfig::new(String::new());
     consumer_config.client = config.client.clone();
     consumer_config.isolation_level = isolation(config);
+    // A position gone from the log (a retention, DeleteRecords) goes back to its start, not
+    // to its end: state read from the end would miss everything before it.
+    consumer_config.auto_offset_reset = OffsetReset::Earliest;
     Ok(Consumer::connect(consumer_config).await?)
 }
 

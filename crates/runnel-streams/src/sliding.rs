@@ -300,9 +300,13 @@ where
             &self.downstream,
         )?;
         self.results.expire(context, close_time - 1)?;
-        // An open window starts at `close_time - difference` or later: earlier records are
-        // in none.
-        self.records.expire(context, close_time - difference - 1)
+        // A record at t anchors its right window `[t + 1, t + 1 + difference]`, open while
+        // its end is not before the close time: records up to `close_time - difference - 2`
+        // are in no open window, nor anchor one.
+        self.records.expire(
+            context,
+            close_time.saturating_sub(difference).saturating_sub(2),
+        )
     }
 }
 

@@ -441,10 +441,10 @@ impl TaskState {
         for entry in self.checkpoint_partition()?.prefix(prefix.as_bytes()) {
             let (key, offset) = entry.map_err(state_error)?;
             let store = key.get(prefix.len()..).unwrap_or_default();
-            let offset = <[u8; 8]>::try_from(&*offset)
-                .map(i64::from_be_bytes)
-                .map_err(|_| StreamsError::LocalState("a malformed checkpoint".into()))?;
-            checkpoints.insert(String::from_utf8_lossy(store).into_owned(), offset);
+            // A malformed checkpoint is no checkpoint: its store is restored from the start.
+            if let Ok(offset) = <[u8; 8]>::try_from(&*offset).map(i64::from_be_bytes) {
+                checkpoints.insert(String::from_utf8_lossy(store).into_owned(), offset);
+            }
         }
         Ok(checkpoints)
     }

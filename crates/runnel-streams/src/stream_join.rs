@@ -3,7 +3,8 @@
 //! its own, and the result carries the later of the two timestamps.
 //!
 //! Each side keeps its records in a store of the task for as long as a record of the other
-//! side could still join them (`before + after + grace` of stream time). A record whose
+//! side could still join them (what its window reaches after it, plus the widest reach and
+//! the grace, of stream time). A record whose
 //! window has closed (`timestamp + reach + grace` behind stream time) is dropped and
 //! counted. Left and outer joins emit a record that found no partner with `None` for the
 //! other side once its window has closed, not before: so a partner arriving late within
@@ -65,10 +66,6 @@ impl JoinWindows {
             after: after_ms,
             ..self
         }
-    }
-
-    fn retention(&self) -> i64 {
-        self.before + self.after + self.grace
     }
 }
 
@@ -551,14 +548,20 @@ where
                     .forward(Record::new(key, joined, timestamp), context)?;
             }
         }
-        let retention = self.definition.windows.retention();
+        let windows = self.definition.windows;
         for side in [0, 1] {
+            // A record is kept while a partner could still come: one as late as its window
+            // reaches after it, itself as late as the grace and the widest reach allow.
+            let (_, after) = self.reach(side);
+            let kept_for = after
+                .saturating_add(windows.before.max(windows.after))
+                .saturating_add(windows.grace);
             loop {
                 let expired = {
                     let mut state = lock(state);
                     let observed = state.observed_stream_time;
                     match state.buffered[side].first_entry() {
-                        Some(entry) if entry.key().0 < observed - retention => {
+                        Some(entry) if entry.key().0.saturating_add(kept_for) < observed => {
                             Some(entry.remove_entry().0)
                         }
                         _ => None,

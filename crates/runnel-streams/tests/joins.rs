@@ -637,3 +637,26 @@ fn tables_keep_what_their_serdes_write_so_joins_find_rows_written_any_way() {
         .expect("written");
     assert_eq!(stored, [(b"1".to_vec(), br#"{"name":"Ada"}"#.to_vec())]);
 }
+
+/// A window reaching only after a record (`before` negative) keeps the record for as long
+/// as a partner may still come, not `before + after + grace`.
+#[test]
+fn a_join_window_ahead_of_the_record_keeps_it_until_its_partner_can_come() {
+    let builder = StreamsBuilder::new();
+    let left = builder.stream("l", strings());
+    let right = builder.stream("r", strings());
+    left.left_join(
+        &right,
+        |l, r: Option<&String>| format!("{l}+{}", r.map_or("_", String::as_str)),
+        JoinWindows::of_time_difference_with_no_grace(10).before(-5),
+        StreamJoined::with(StringSerde, StringSerde, StringSerde),
+    )
+    .map_values(Some)
+    .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
+    let mut driver = TopologyTestDriver::new(&builder.build().expect("valid")).expect("starts");
+    pipe(&mut driver, "l", "k", Some("L"), 100);
+    pipe(&mut driver, "r", "other", Some("x"), 106);
+    pipe(&mut driver, "r", "k", Some("R"), 108);
+    pipe(&mut driver, "r", "other", Some("y"), 200);
+    assert_eq!(read(&mut driver, "out"), some(&[("k", "L+R")]));
+}

@@ -526,3 +526,27 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&live, &expected);
     }
 }
+
+/// A record is kept while it anchors an open right window, not only while it is in one.
+#[test]
+fn a_sliding_windows_anchor_outlives_its_own_left_window() {
+    let windows = SlidingWindows::of_time_difference_with_no_grace(10);
+    let mut driver = sliding_counts(windows, EmitStrategy::OnWindowUpdate);
+    click(&mut driver, "a", 100);
+    click(&mut driver, "a", 105);
+    // Stream time 111: [101, 111], 100's right window, is open until its end passes.
+    click(&mut driver, "b", 111);
+    click(&mut driver, "a", 103);
+    let counts: Vec<(i64, i64)> = driver
+        .read_store("sliding", windows.windowed_serde(StringSerde), I64Serde)
+        .expect("readable")
+        .expect("written")
+        .into_iter()
+        .filter(|(window, _): &(Windowed<String>, i64)| window.key == "a")
+        .map(|(window, count)| (window.start, count))
+        .collect();
+    assert!(
+        counts.contains(&(101, 2)),
+        "103 joined [101, 111]: {counts:?}"
+    );
+}
