@@ -141,6 +141,35 @@ where
 /// How two sessions' aggregates combine when a record bridges them.
 type Merger<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
+/// The first session merged, into what the merge starts from.
+type First<K, A> = Arc<dyn Fn(&K, A) -> A + Send + Sync>;
+
+/// How a record's session starts from the sessions it merges, as Kafka's does: the first
+/// one merged into a fresh aggregate (for `aggregate`, `merge(initial(), first)`; for count
+/// and reduce, whose merges start from nothing, the first itself), the others merged in.
+struct SessionMerge<K, A> {
+    first: First<K, A>,
+    merge: Merger<K, A>,
+}
+
+impl<K, A> Clone for SessionMerge<K, A> {
+    fn clone(&self) -> Self {
+        SessionMerge {
+            first: Arc::clone(&self.first),
+            merge: Arc::clone(&self.merge),
+        }
+    }
+}
+
+impl<K: 'static, A: 'static> SessionMerge<K, A> {
+    fn starting_from_nothing(merge: Merger<K, A>) -> Self {
+        SessionMerge {
+            first: Arc::new(|_: &K, first: A| first),
+            merge,
+        }
+    }
+}
+
 impl<K, V> SessionWindowedKStream<K, V>
 where
     K: Clone + Send + 'static,
@@ -155,7 +184,7 @@ where
     pub fn count(&self, name: Option<&str>) -> KTable<Windowed<K>, i64> {
         self.fold(
             counting(),
-            Arc::new(|_: &K, a: i64, b: i64| a + b),
+            SessionMerge::starting_from_nothing(Arc::new(|_: &K, a: i64, b: i64| a + b)),
             Arc::new(I64Serde),
             name.map(str::to_owned),
         )
@@ -172,7 +201,7 @@ where
         let merging = Arc::clone(&combine);
         self.fold(
             reducing(move |a, b| combine(a, b)),
-            Arc::new(move |_: &K, a: V, b: V| merging(a, b)),
+            SessionMerge::starting_from_nothing(Arc::new(move |_: &K, a: V, b: V| merging(a, b))),
             Arc::clone(&self.grouped.grouped.value),
             name.map(str::to_owned),
         )
@@ -190,9 +219,16 @@ where
     where
         A: Clone + Send + 'static,
     {
+        let initial = Arc::new(initial);
+        let merge: Merger<K, A> = Arc::new(merge);
+        let (first_initial, first_merge) = (Arc::clone(&initial), Arc::clone(&merge));
+        let merging = SessionMerge {
+            first: Arc::new(move |key: &K, first: A| first_merge(key, first_initial(), first)),
+            merge,
+        };
         self.fold(
-            aggregating(initial, add),
-            Arc::new(merge),
+            aggregating(move || initial(), add),
+            merging,
             materialized.value,
             materialized.name,
         )
@@ -201,7 +237,7 @@ where
     fn fold<A>(
         &self,
         fold: Fold<K, V, A>,
-        merge: Merger<K, A>,
+        merge: SessionMerge<K, A>,
         result: Arc<dyn Serde<A>>,
         name: Option<String>,
     ) -> KTable<Windowed<K>, A>
@@ -229,9 +265,10 @@ where
                 result: Arc::clone(&node_result),
                 table_key: Arc::clone(&node_key),
                 fold: Arc::clone(&fold),
-                merge: Arc::clone(&merge),
+                merge: merge.clone(),
                 observed_stream_time: -1,
-                book: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&end_of)),
+                book: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&end_of))
+                    .inclusive_ends(),
                 downstream,
             })) as Shared<K, V>
         });
@@ -247,7 +284,7 @@ struct SessionAggregateNode<K, V, A> {
     result: Arc<dyn Serde<A>>,
     table_key: Arc<dyn Serde<Windowed<K>>>,
     fold: Fold<K, V, A>,
-    merge: Merger<K, A>,
+    merge: SessionMerge<K, A>,
     observed_stream_time: i64,
     book: WindowBook,
     downstream: Downstream<Windowed<K>, Change<A>>,
@@ -267,7 +304,18 @@ where
         let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
+        if record.timestamp < 0 {
+            // No window holds a time before the epoch (Kafka Streams refuses such records).
+            context.dropped_records += 1;
+            return Ok(());
+        }
         let timestamp = record.timestamp;
+        if self.observed_stream_time < 0 {
+            // Restored: a session ends at its latest record.
+            if let Some(end) = self.book.latest_end(context)? {
+                self.observed_stream_time = end;
+            }
+        }
         self.observed_stream_time = self.observed_stream_time.max(timestamp);
         let gap = self.windows.gap;
         let close_time = self.observed_stream_time - self.windows.grace - gap;
@@ -296,15 +344,21 @@ where
             context.dropped_records += 1;
             return Ok(());
         }
+        // A record at the very instant of a one-record session only updates it (Kafka
+        // replaces merged sessions only when the session they make is another).
+        let replaces = start != timestamp || end != timestamp;
         let mut aggregate: Option<A> = None;
         for (at, old_start, old_end) in &overlapping {
             let Some(merged) = self.book.read(context, at, &*self.result)? else {
                 continue;
             };
             aggregate = Some(match aggregate {
-                Some(so_far) => (self.merge)(&record.key, so_far, merged.clone()),
-                None => merged.clone(),
+                Some(so_far) => (self.merge.merge)(&record.key, so_far, merged.clone()),
+                None => (self.merge.first)(&record.key, merged.clone()),
             });
+            if !replaces {
+                continue;
+            }
             self.book.remove(context, *old_end, at)?;
             if self.emit == EmitStrategy::OnWindowUpdate {
                 let window = Windowed {

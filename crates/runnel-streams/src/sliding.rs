@@ -109,7 +109,8 @@ where
             table_key: Arc::clone(&node_key),
             fold: Arc::clone(&fold),
             observed_stream_time: -1,
-            results: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&window_end)),
+            results: WindowBook::new(store_name.clone(), emitted.clone(), Arc::clone(&window_end))
+                .inclusive_ends(),
             records: WindowBook::new(records.clone(), None, Arc::clone(&record_time)),
             downstream,
         })) as Shared<K, V>
@@ -187,11 +188,12 @@ where
             // A record earlier than the difference after the epoch has its left window
             // start at 0, as Kafka's does: no window starts before the epoch.
             let left = (time - difference).max(0);
-            let right = time + 1;
+            let right = time.saturating_add(1);
             for start in [left, right] {
-                let exists = start == left || has_record_in(right, right + difference);
-                let holds = start <= timestamp && timestamp <= start + difference;
-                if exists && (holds || start == timestamp + 1) {
+                let exists =
+                    start == left || has_record_in(right, right.saturating_add(difference));
+                let holds = start <= timestamp && timestamp <= start.saturating_add(difference);
+                if exists && (holds || start == timestamp.saturating_add(1)) {
                     starts.insert(start);
                 }
             }
@@ -207,7 +209,7 @@ where
         start: i64,
         kept: &[(i64, u32, Vec<u8>)],
     ) -> Result<Option<(A, i64)>, StreamsError> {
-        let end = start + self.windows.difference;
+        let end = start.saturating_add(self.windows.difference);
         let mut result: Option<(A, i64)> = None;
         for (time, _, bytes) in kept.iter().filter(|(t, _, _)| (start..=end).contains(t)) {
             let value =
@@ -238,8 +240,19 @@ where
         let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
+        if record.timestamp < 0 {
+            // No window holds a time before the epoch (Kafka Streams refuses such records).
+            context.dropped_records += 1;
+            return Ok(());
+        }
         let timestamp = record.timestamp;
         let difference = self.windows.difference;
+        if self.observed_stream_time < 0 {
+            // Restored: the latest record kept.
+            if let Some(latest) = self.records.latest_end(context)? {
+                self.observed_stream_time = latest;
+            }
+        }
         self.observed_stream_time = self.observed_stream_time.max(timestamp);
         let close_time = self.observed_stream_time - self.windows.grace;
         // A window is open while its end is not before the close time; the latest window
@@ -266,7 +279,7 @@ where
         kept.insert(at, (timestamp, sequence, value_bytes));
 
         for start in self.touched(timestamp, &kept) {
-            let end = start + difference;
+            let end = start.saturating_add(difference);
             if end < close_time {
                 continue;
             }

@@ -388,6 +388,19 @@ where
         state.buffered = buffered;
         state.unmatched = unmatched;
         state.next_sequence = next_sequence;
+        // Restored: stream time is at least the latest record buffered.
+        let latest = state
+            .buffered
+            .iter()
+            .filter_map(|index| {
+                index
+                    .last_key_value()
+                    .map(|((timestamp, _), ())| *timestamp)
+            })
+            .max();
+        if let Some(latest) = latest {
+            state.observed_stream_time = state.observed_stream_time.max(latest);
+        }
         state.loaded = true;
         Ok(())
     }
@@ -424,7 +437,8 @@ where
         let sequence = {
             let mut state = lock(&state);
             state.observed_stream_time = state.observed_stream_time.max(timestamp);
-            if timestamp < 0 || timestamp + after.max(before) + grace < state.observed_stream_time {
+            let reach = after.max(before).saturating_add(grace);
+            if timestamp < 0 || timestamp.saturating_add(reach) < state.observed_stream_time {
                 context.dropped_records += 1;
                 return Ok(());
             }

@@ -76,10 +76,13 @@ impl TimeWindows {
 
     /// The starts of the windows holding `timestamp`, earliest first.
     fn starts_for(&self, timestamp: i64) -> impl Iterator<Item = i64> {
-        let first = ((timestamp - self.size + self.advance).max(0) / self.advance) * self.advance;
+        let earliest = timestamp
+            .saturating_sub(self.size)
+            .saturating_add(self.advance);
+        let first = (earliest.max(0) / self.advance) * self.advance;
         let advance = self.advance;
-        (0..)
-            .map(move |step| first + step * advance)
+        (0i64..)
+            .map_while(move |step| first.checked_add(step.checked_mul(advance)?))
             .take_while(move |start| *start <= timestamp)
     }
 }
@@ -330,6 +333,8 @@ pub(crate) struct WindowBook {
     end_of: EndOf,
     /// `(end, place in the store)`; `None` until built.
     by_end: Option<std::collections::BTreeSet<(i64, Vec<u8>)>>,
+    /// Windows hold their end (sessions, sliding windows), not only up to it.
+    inclusive_ends: bool,
 }
 
 const EMITTED_UNTIL: &[u8] = b"emitted-until";
@@ -354,7 +359,15 @@ impl WindowBook {
             emitted,
             end_of,
             by_end: None,
+            inclusive_ends: false,
         }
+    }
+
+    /// For windows that hold their end: a final result then carries the end as its
+    /// timestamp, not the instant before it.
+    pub(crate) fn inclusive_ends(mut self) -> Self {
+        self.inclusive_ends = true;
+        self
     }
 
     fn index(
@@ -371,6 +384,15 @@ impl WindowBook {
                 .collect(),
         };
         Ok(self.by_end.insert(index))
+    }
+
+    /// The latest end of a window in the store: what a restored node's stream time is at
+    /// least (rebuilt from the store, as Kafka's window stores rebuild theirs).
+    pub(crate) fn latest_end(
+        &mut self,
+        context: &mut TaskContext,
+    ) -> Result<Option<i64>, StreamsError> {
+        Ok(self.index(context)?.last().map(|(end, _)| *end))
     }
 
     /// The results store's name.
@@ -511,7 +533,8 @@ where
 }
 
 /// Emits the final result of each window closed by `closed_through` since the last call,
-/// with the timestamp of its last instant, as Kafka Streams does on close.
+/// with the timestamp of its last instant (its end, or the instant before an exclusive end),
+/// as Kafka Streams does on close.
 pub(crate) fn emit_closed<K, A>(
     book: &mut WindowBook,
     context: &mut TaskContext,
@@ -534,7 +557,11 @@ where
                 store: book.results.clone(),
                 source,
             })?;
-        let timestamp = window.end.saturating_sub(1).max(window.start);
+        let timestamp = if book.inclusive_ends {
+            window.end
+        } else {
+            window.end.saturating_sub(1).max(window.start)
+        };
         downstream.forward(
             Record::change(window, Some(value), None, timestamp),
             context,
@@ -557,10 +584,21 @@ where
         let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
+        if record.timestamp < 0 {
+            // No window holds a time before the epoch (Kafka Streams refuses such records).
+            context.dropped_records += 1;
+            return Ok(());
+        }
+        if self.observed_stream_time < 0 {
+            // Restored: a window starts at or before the latest record it holds.
+            if let Some(end) = self.book.latest_end(context)? {
+                self.observed_stream_time = end.saturating_sub(self.windows.size);
+            }
+        }
         self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
         let close_time = self.observed_stream_time - self.windows.grace;
         for start in self.windows.starts_for(record.timestamp) {
-            let end = start + self.windows.size;
+            let end = start.saturating_add(self.windows.size);
             if end <= close_time {
                 // Too late for this window.
                 context.dropped_records += 1;
@@ -678,6 +716,11 @@ mod restore_tests {
         for (store, key, value) in changelog {
             moved.restore(&store, key, value);
         }
+        assert_eq!(click(&mut moved, "a", 5), 0);
+        assert_eq!(
+            moved.context.dropped_records, 1,
+            "stream time came back from the store: [0, 10) is closed"
+        );
         assert_eq!(click(&mut moved, "c", 16), 0, "[0, 10) was emitted already");
         assert_eq!(click(&mut moved, "c", 25), 2, "[10, 20) of b and c close");
         let expired: Vec<String> = moved

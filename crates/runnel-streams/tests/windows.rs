@@ -299,8 +299,8 @@ fn session_aggregates_merge_with_the_merger() {
     assert_eq!((last.0.start, last.0.end), (0, 15));
     assert_eq!(
         last.1.as_deref(),
-        Some("x|yz"),
-        "sessions merged, then the record added"
+        Some("|x|yz"),
+        "sessions merged into a fresh aggregate (\"\"), as Kafka's, then the record added"
     );
 }
 
@@ -548,5 +548,46 @@ fn a_sliding_windows_anchor_outlives_its_own_left_window() {
     assert!(
         counts.contains(&(101, 2)),
         "103 joined [101, 111]: {counts:?}"
+    );
+}
+
+/// Timestamps a producer may send at the edges: before the epoch (dropped and counted, as no
+/// window holds them) and near the end of time (no overflow).
+#[test]
+fn windows_take_timestamps_at_the_edges_of_time_without_overflowing() {
+    let hopping = TimeWindows::of_size_and_grace(10, 5).advance_by(5);
+    let mut driver = clicks_per_page(hopping, EmitStrategy::OnWindowUpdate);
+    click(&mut driver, "a", -1);
+    assert_eq!(driver.dropped_records(), 1);
+    click(&mut driver, "a", i64::MAX - 1);
+    assert!(!counts(&mut driver, hopping).is_empty());
+    let sliding = SlidingWindows::of_time_difference_and_grace(10, 5);
+    let mut driver = sliding_counts(sliding, EmitStrategy::OnWindowUpdate);
+    click(&mut driver, "a", i64::MAX - 3);
+    click(&mut driver, "a", i64::MAX);
+    click(&mut driver, "a", -5);
+    assert_eq!(driver.dropped_records(), 1);
+    let mut driver = sessions_per_user(
+        SessionWindows::of_inactivity_gap_and_grace(10, 5),
+        EmitStrategy::OnWindowClose,
+    );
+    click(&mut driver, "a", i64::MAX - 2);
+    click(&mut driver, "a", i64::MAX);
+    click(&mut driver, "a", -5);
+    assert_eq!(driver.dropped_records(), 1);
+}
+
+/// A record at the very instant of a one-record session updates it: no tombstone first.
+#[test]
+fn a_record_at_a_sessions_only_instant_updates_it_in_place() {
+    let mut driver = sessions_per_user(
+        SessionWindows::of_inactivity_gap_with_no_grace(10),
+        EmitStrategy::OnWindowUpdate,
+    );
+    click(&mut driver, "a", 5);
+    click(&mut driver, "a", 5);
+    assert_eq!(
+        sessions(&mut driver),
+        [session("a", 5, 5, Some(1)), session("a", 5, 5, Some(2))]
     );
 }
