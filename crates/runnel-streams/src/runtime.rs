@@ -403,10 +403,34 @@ impl Runner {
                 self.positions.insert(tp, record.offset + 1);
                 self.send_task_output(record.partition).await?;
             }
+            self.punctuate_wall_clock().await?;
             if self.last_commit.elapsed() >= self.config.commit_interval {
                 self.commit().await?;
             }
         }
+    }
+
+    /// Runs the wall-clock punctuations due (between polls: at most a poll late, as Kafka
+    /// Streams' are), and sends what they wrote, in the open transaction under
+    /// exactly-once.
+    async fn punctuate_wall_clock(&mut self) -> Result<(), StreamsError> {
+        let now = wall_clock_ms();
+        let due: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(_, task)| task.wall_clock_due(now))
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in due {
+            self.begin_if_needed().await?;
+            if let Some(task) = self.tasks.get_mut(&partition) {
+                task.advance_wall_clock(now)?;
+                let dropped = std::mem::take(&mut task.context.dropped_records);
+                self.metrics.processed(0, dropped);
+            }
+            self.send_task_output(partition).await?;
+        }
+        Ok(())
     }
 
     async fn begin_if_needed(&mut self) -> Result<(), StreamsError> {

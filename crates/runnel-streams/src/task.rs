@@ -101,6 +101,14 @@ impl Task {
         self.punctuate(PunctuationType::StreamTime, now)
     }
 
+    /// Whether a wall-clock punctuation is due at `now_ms`.
+    pub(crate) fn wall_clock_due(&self, now_ms: i64) -> bool {
+        self.punctuations.iter().any(|punctuation| {
+            punctuation.kind == PunctuationType::WallClockTime
+                && punctuation.next.is_some_and(|next| next <= now_ms)
+        })
+    }
+
     /// Runs the wall-clock punctuations due at `now_ms`.
     pub(crate) fn advance_wall_clock(&mut self, now_ms: i64) -> Result<(), StreamsError> {
         self.punctuate(PunctuationType::WallClockTime, now_ms)

@@ -11,8 +11,8 @@ use runnel_client::{
     Producer, ProducerConfig, TopicPartition,
 };
 use runnel_streams::{
-    Consumed, Grouped, I64Serde, KafkaStreams, Nullable, Produced, StreamsBuilder, StreamsConfig,
-    StringSerde, Topology,
+    Consumed, Grouped, I64Serde, KafkaStreams, Nullable, Processor, ProcessorContext, Produced,
+    PunctuationType, Record, StreamsBuilder, StreamsConfig, StreamsError, StringSerde, Topology,
 };
 use runnel_testkit::BrokerProcess;
 
@@ -517,4 +517,59 @@ async fn exactly_once_two_instances_one_killed_write_every_count_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_two_instances_one_killed_end_with_the_right_aggregates() {
     two_instances_one_killed(false).await;
+}
+
+/// A processor punctuating on the wall clock writes without any input, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_punctuations_run_in_the_application_without_input() {
+    struct Ticker;
+    impl Processor<String, String, String, String> for Ticker {
+        fn init(
+            &mut self,
+            context: &mut ProcessorContext<'_, String, String>,
+        ) -> Result<(), StreamsError> {
+            context.schedule(300, PunctuationType::WallClockTime);
+            Ok(())
+        }
+
+        fn process(
+            &mut self,
+            _record: Record<String, String>,
+            _context: &mut ProcessorContext<'_, String, String>,
+        ) -> Result<(), StreamsError> {
+            Ok(())
+        }
+
+        fn punctuate(
+            &mut self,
+            time: i64,
+            _kind: PunctuationType,
+            context: &mut ProcessorContext<'_, String, String>,
+        ) -> Result<(), StreamsError> {
+            context.forward(Record::new("tick".to_owned(), time.to_string(), time))
+        }
+    }
+    let (broker, _admin) = broker_with(&[("quiet", 1), ("ticks", 1)]).await;
+    let bootstrap = broker.address();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("quiet", Consumed::with(StringSerde, StringSerde))
+        .process(|| Ticker, &[])
+        .to("ticks", Produced::with(StringSerde, StringSerde));
+    let app = KafkaStreams::start(
+        builder.build().expect("valid"),
+        StreamsConfig::new("ticker", &bootstrap)
+            .in_memory()
+            .exactly_once(),
+    )
+    .await
+    .expect("started");
+    read_latest_until(
+        &bootstrap,
+        "ticks",
+        IsolationLevel::ReadCommitted,
+        |latest| latest.contains_key("tick"),
+    )
+    .await;
+    app.close().await.expect("closed");
 }
