@@ -17,65 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
+from bench_broker import Broker
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Broker:
-    def __init__(self, binary: Path, port: int, *args: str):
-        self.work = Path(tempfile.mkdtemp(prefix="runnel-eos-"))
-        self.port = port
-        self.binary = binary
-        self.args = args
-        self.log = self.work / "broker.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, *extra: str) -> str:
-        with open(self.log, "ab") as log:
-            log.write(b"=== start\n")
-        command = [str(self.binary), "server", "--listen", self.bootstrap,
-                   "--data-dir", str(self.work / "data"), *self.args, *extra]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNEL_")}
-        env["NO_COLOR"] = "1"
-        self.proc = subprocess.Popen(command, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            text = self.current_log()
-            if "runnel ready" in text:
-                return text
-            time.sleep(0.05)
-        raise SystemExit(f"broker not ready; see {self.log}")
-
-    def current_log(self) -> str:
-        return self.log.read_text(errors="replace").split("=== start\n")[-1]
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(120)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-    def rss_kib(self) -> tuple[int, int]:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        field = lambda name: int(re.search(rf"{name}:\s+(\d+)", status).group(1))
-        return field("VmRSS"), field("VmHWM")
 
 
 def runnel(binary: Path, *args: str) -> str:

@@ -3,7 +3,9 @@
 //! it leaves the group) and says what it did. An error is printed with the example's name,
 //! and the exit code says it failed.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use runnel_streams::{KafkaStreams, StreamsConfig, StreamsError, Topology};
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,16 +21,29 @@ pub(crate) struct AppArgs {
     /// Exactly-once processing (read_committed input, transactional output).
     #[arg(long)]
     exactly_once: bool,
+    /// How often to commit; by default Kafka Streams' (30 s at least once, 100 ms exactly
+    /// once).
+    #[arg(long, value_name = "MS")]
+    commit_interval_ms: Option<u64>,
+    /// Where the stores live (default `./runnel-streams-state`); two instances on one
+    /// machine need two.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 impl AppArgs {
     pub(crate) fn config(&self) -> StreamsConfig {
-        let config = StreamsConfig::new(&self.application_id, &self.bootstrap);
+        let mut config = StreamsConfig::new(&self.application_id, &self.bootstrap);
         if self.exactly_once {
-            config.exactly_once()
-        } else {
-            config
+            config = config.exactly_once();
         }
+        if let Some(millis) = self.commit_interval_ms {
+            config.commit_interval = Duration::from_millis(millis);
+        }
+        if let Some(dir) = &self.state_dir {
+            config = config.state_dir(dir);
+        }
+        config
     }
 }
 
@@ -51,13 +66,14 @@ async fn run(
     topology: Result<Topology, StreamsError>,
     config: StreamsConfig,
 ) -> Result<(), StreamsError> {
-    let app = KafkaStreams::start(topology?, config).await?;
+    // Listening first: a signal while the application starts stops it cleanly too.
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         return Err(StreamsError::Client("cannot listen for signals".into()));
     };
+    let app = KafkaStreams::start(topology?, config).await?;
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}

@@ -1,6 +1,7 @@
 //! The Rust side of `scripts/bench_streams.py`, which runs it against quixstreams on the same
 //! broker and input: one of three pipelines from topic `--input` to topic `--output`, until
-//! SIGTERM or Ctrl-C, which stop it cleanly (a last commit, then it leaves the group).
+//! SIGTERM or Ctrl-C, which stop it cleanly (a last commit, then it leaves the group). Its
+//! stores live on disk, under `--state-dir` if given.
 //!
 //! - `wordcount`: the word count example's topology (lower-cased words split on whitespace,
 //!   repartitioned by word; the value is the word's running count as a decimal string);
@@ -16,17 +17,17 @@
 //! ```
 
 use std::process::ExitCode;
-use std::time::Duration;
 
+#[path = "../common/run.rs"]
+mod run;
 #[path = "../wordcount/topology.rs"]
 mod topology;
 
 use clap::{Parser, ValueEnum};
 use runnel_streams::{
-    BytesSerde, Consumed, Grouped, I64Serde, KafkaStreams, Nullable, Produced, StreamsBuilder,
-    StreamsConfig, StreamsError, StringSerde, TimeWindows, Topology, WindowedSerde,
+    BytesSerde, Consumed, Grouped, I64Serde, Nullable, Produced, StreamsBuilder, StreamsError,
+    StringSerde, TimeWindows, Topology, WindowedSerde,
 };
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The windowed pipeline's windows: tumbling, 1 minute, taking records up to 10 s late.
 const WINDOW_MS: i64 = 60_000;
@@ -41,23 +42,14 @@ enum Pipeline {
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    bootstrap: String,
+    #[command(flatten)]
+    app: run::AppArgs,
     #[arg(long, value_enum)]
     pipeline: Pipeline,
     #[arg(long)]
     input: String,
     #[arg(long)]
     output: String,
-    #[arg(long)]
-    application_id: String,
-    /// Exactly-once processing (read_committed input, transactional output).
-    #[arg(long)]
-    exactly_once: bool,
-    /// The commit interval; without it, the library's default (30 s at least once, 100 ms
-    /// exactly once, as Kafka Streams').
-    #[arg(long)]
-    commit_interval_ms: Option<u64>,
 }
 
 /// Counts each key's records in tumbling windows of event time, emitting every update.
@@ -100,43 +92,5 @@ async fn main() -> ExitCode {
         Pipeline::Windowed => windowed(&args.input, &args.output),
         Pipeline::Passthrough => passthrough(&args.input, &args.output),
     };
-    let topology = match topology {
-        Ok(topology) => topology,
-        Err(error) => {
-            eprintln!("streams_bench: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap);
-    if args.exactly_once {
-        config = config.exactly_once();
-    }
-    if let Some(millis) = args.commit_interval_ms {
-        config.commit_interval = Duration::from_millis(millis);
-    }
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        eprintln!("streams_bench: cannot listen for signals");
-        return ExitCode::FAILURE;
-    };
-    let app = match KafkaStreams::start(topology, config).await {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("streams_bench: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    match app.close().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("streams_bench: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    run::until_stopped("streams_bench", topology, args.app.config()).await
 }
