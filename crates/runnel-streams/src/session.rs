@@ -18,7 +18,9 @@ use crate::grouped::{
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
-use crate::window::{emit_closed, i64_at, EmitStrategy, EndOf, WindowBook, Windowed};
+use crate::window::{
+    check_lengths, emit_closed, i64_at, EmitStrategy, EndOf, WindowBook, Windowed,
+};
 
 /// Sessions of activity: a key's records less than `gap` apart are one session, which
 /// takes late records for `grace` milliseconds of stream time after it closes.
@@ -42,14 +44,7 @@ impl SessionWindows {
     /// If the gap is not positive or the grace is negative: a topology bug, found when it
     /// is described.
     pub fn of_inactivity_gap_and_grace(gap_ms: i64, grace_ms: i64) -> Self {
-        assert!(
-            gap_ms > 0,
-            "a session's inactivity gap must be positive, not {gap_ms}"
-        );
-        assert!(
-            grace_ms >= 0,
-            "a grace period cannot be negative: {grace_ms}"
-        );
+        check_lengths("a session's inactivity gap", gap_ms, grace_ms);
         SessionWindows {
             gap: gap_ms,
             grace: grace_ms,

@@ -23,7 +23,8 @@ use crate::serdes::Serde;
 use crate::table::{Change, KTable};
 use crate::topology::describe;
 use crate::window::{
-    emit_closed, i64_at, store_key, EmitStrategy, EndOf, WindowBook, Windowed, WindowedSerde,
+    check_lengths, emit_closed, i64_at, store_key, EmitStrategy, EndOf, WindowBook, Windowed,
+    WindowedSerde,
 };
 
 /// Windows of `difference` milliseconds (both ends included) sliding with the records,
@@ -46,13 +47,10 @@ impl SlidingWindows {
     /// If the difference is not positive or the grace is negative: a topology bug, found
     /// when it is described.
     pub fn of_time_difference_and_grace(difference_ms: i64, grace_ms: i64) -> Self {
-        assert!(
-            difference_ms > 0,
-            "a sliding window's time difference must be positive, not {difference_ms}"
-        );
-        assert!(
-            grace_ms >= 0,
-            "a grace period cannot be negative: {grace_ms}"
+        check_lengths(
+            "a sliding window's time difference",
+            difference_ms,
+            grace_ms,
         );
         SlidingWindows {
             difference: difference_ms,

@@ -43,14 +43,7 @@ impl TimeWindows {
     /// If the size is not positive or the grace is negative: a topology bug, found when it
     /// is described.
     pub fn of_size_and_grace(size_ms: i64, grace_ms: i64) -> Self {
-        assert!(
-            size_ms > 0,
-            "a window's size must be positive, not {size_ms}"
-        );
-        assert!(
-            grace_ms >= 0,
-            "a grace period cannot be negative: {grace_ms}"
-        );
+        check_lengths("a window's size", size_ms, grace_ms);
         TimeWindows {
             size: size_ms,
             advance: size_ms,
@@ -85,6 +78,16 @@ impl TimeWindows {
             .map_while(move |step| first.checked_add(step.checked_mul(advance)?))
             .take_while(move |start| *start <= timestamp)
     }
+}
+
+/// Refuses windows of a length (`what`: size, gap, difference) that is not positive, or a
+/// grace period that is negative: a topology bug, found when it is described.
+pub(crate) fn check_lengths(what: &str, length_ms: i64, grace_ms: i64) {
+    assert!(length_ms > 0, "{what} must be positive, not {length_ms}");
+    assert!(
+        grace_ms >= 0,
+        "a grace period cannot be negative: {grace_ms}"
+    );
 }
 
 /// When a windowed aggregation emits its results.
