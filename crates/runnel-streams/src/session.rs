@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
 use crate::grouped::{
-    aggregated_key, aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
+    aggregating, counting, reducing, store_name, Fold, KGroupedStream, Materialized,
 };
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::{I64Serde, Serde, SerdeError};
 use crate::table::{Change, KTable};
 use crate::window::{
-    check_lengths, emit_closed, i64_at, EmitStrategy, EndOf, WindowBook, Windowed,
+    check_lengths, emit_closed, i64_at, windowed_key, EmitStrategy, EndOf, WindowBook, Windowed,
 };
 
 /// Sessions of activity: a key's records less than `gap` apart are one session, which
@@ -296,14 +296,9 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
+        let Some(key_bytes) = windowed_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
-        if record.timestamp < 0 {
-            // No window holds a time before the epoch (Kafka Streams refuses such records).
-            context.dropped_records += 1;
-            return Ok(());
-        }
         let timestamp = record.timestamp;
         if self.observed_stream_time < 0 {
             // Restored: a session ends at its latest record.

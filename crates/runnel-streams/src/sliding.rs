@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StreamsError;
-use crate::grouped::{aggregated_key, store_name, Fold, KGroupedStream};
+use crate::grouped::{store_name, Fold, KGroupedStream};
 use crate::processor::{Downstream, Instances, Node, Record, Shared, TaskContext};
 use crate::serdes::Serde;
 use crate::table::{Change, KTable};
 use crate::topology::describe;
 use crate::window::{
-    check_lengths, emit_closed, i64_at, store_key, EmitStrategy, EndOf, WindowBook, Windowed,
-    WindowedSerde,
+    check_lengths, emit_closed, i64_at, store_key, windowed_key, EmitStrategy, EndOf, WindowBook,
+    Windowed, WindowedSerde,
 };
 
 /// Windows of `difference` milliseconds (both ends included) sliding with the records,
@@ -235,14 +235,9 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
+        let Some(key_bytes) = windowed_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
-        if record.timestamp < 0 {
-            // No window holds a time before the epoch (Kafka Streams refuses such records).
-            context.dropped_records += 1;
-            return Ok(());
-        }
         let timestamp = record.timestamp;
         let difference = self.windows.difference;
         if self.observed_stream_time < 0 {

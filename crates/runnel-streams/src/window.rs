@@ -80,6 +80,23 @@ impl TimeWindows {
     }
 }
 
+/// The key bytes a windowed aggregation keeps a record's results under, as
+/// [`aggregated_key`]; `None`, counted as dropped, also for a record before the epoch,
+/// which no window holds (Kafka Streams refuses such records).
+pub(crate) fn windowed_key<K: 'static, V: 'static>(
+    key: &dyn Serde<K>,
+    value: &dyn Serde<V>,
+    record: &Record<K, V>,
+    context: &mut TaskContext,
+) -> Option<Vec<u8>> {
+    let key_bytes = aggregated_key(key, value, record, context)?;
+    if record.timestamp < 0 {
+        context.dropped_records += 1;
+        return None;
+    }
+    Some(key_bytes)
+}
+
 /// Refuses windows of a length (`what`: size, gap, difference) that is not positive, or a
 /// grace period that is negative: a topology bug, found when it is described.
 pub(crate) fn check_lengths(what: &str, length_ms: i64, grace_ms: i64) {
@@ -584,14 +601,9 @@ where
         record: Record<K, V>,
         context: &mut TaskContext,
     ) -> Result<(), StreamsError> {
-        let Some(key_bytes) = aggregated_key(&*self.key, &*self.value, &record, context) else {
+        let Some(key_bytes) = windowed_key(&*self.key, &*self.value, &record, context) else {
             return Ok(());
         };
-        if record.timestamp < 0 {
-            // No window holds a time before the epoch (Kafka Streams refuses such records).
-            context.dropped_records += 1;
-            return Ok(());
-        }
         if self.observed_stream_time < 0 {
             // Restored: a window starts at or before the latest record it holds.
             if let Some(end) = self.book.latest_end(context)? {
