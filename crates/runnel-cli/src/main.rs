@@ -7,6 +7,7 @@
 
 mod bench_cmd;
 mod cluster_cmd;
+mod connect_cmd;
 mod consume_cmd;
 mod datetime;
 mod dev_cmd;
@@ -54,6 +55,9 @@ enum Command {
     Group(group_cmd::GroupArgs),
     /// Streams applications: reset one so that it reprocesses its input.
     Streams(streams_cmd::StreamsArgs),
+    /// Connect: run a worker with Kafka Connect's REST API and the built-in file and
+    /// database connectors.
+    Connect(connect_cmd::ConnectArgs),
     /// The cluster: its id, controller and brokers.
     Cluster(cluster_cmd::ClusterCmdArgs),
     /// Transactional ids: list them, describe one (state, producer, open transaction).
@@ -374,6 +378,7 @@ fn main() -> anyhow::Result<()> {
     // Raft's warnings are the ordinary course of elections, and we log what they lead to.
     let default_log = match command {
         Command::Server(_) => "info,openraft=error",
+        Command::Connect(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -431,6 +436,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Server(_) | Command::Dev(_) => unreachable!("not a client tool"),
+            Command::Connect(args) => connect_cmd::run(args, stop_signal()).await,
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
             Command::Streams(args) => streams_cmd::run(args).await,

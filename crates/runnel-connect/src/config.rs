@@ -294,15 +294,17 @@ pub struct ConfigKey {
     pub name: String,
     /// Its type.
     pub kind: ConfigType,
-    /// Its default; `None` makes it required.
+    /// Its default, if it has one.
     pub default: Option<String>,
+    /// Whether a value must be given (no default, not optional).
+    pub required: bool,
     /// Its rule beyond the type.
     pub validator: Option<Validator>,
     /// How much it matters.
     pub importance: Importance,
     /// What it does.
     pub documentation: String,
-    /// Which group the REST API shows it in.
+    /// Which group the REST API shows it in; empty for none.
     pub group: String,
     /// Its place in the group.
     pub order: i32,
@@ -337,6 +339,7 @@ impl ConfigDef {
             name: name.to_owned(),
             kind,
             default: default.map(str::to_owned),
+            required: default.is_none(),
             validator: None,
             importance,
             documentation: documentation.to_owned(),
@@ -351,6 +354,14 @@ impl ConfigDef {
     pub fn validated(mut self, validator: Validator) -> ConfigDef {
         if let Some(key) = self.keys.last_mut() {
             key.validator = Some(validator);
+        }
+        self
+    }
+
+    /// Makes the key defined last optional with no default (Kafka's `null` default).
+    pub fn optional(mut self) -> ConfigDef {
+        if let Some(key) = self.keys.last_mut() {
+            key.required = false;
         }
         self
     }
@@ -379,9 +390,7 @@ impl ConfigDef {
                 let value = configs.get(&key.name);
                 let mut errors = Vec::new();
                 match value {
-                    None if key.default.is_none() => {
-                        errors.push(ConfigError::missing(&key.name).message)
-                    }
+                    None if key.required => errors.push(ConfigError::missing(&key.name).message),
                     None => {}
                     Some(text) => {
                         let why = key
@@ -462,8 +471,8 @@ pub struct ConfigKeyInfo {
     pub importance: String,
     /// What it does.
     pub documentation: String,
-    /// Its group.
-    pub group: String,
+    /// Its group, if it has one.
+    pub group: Option<String>,
     /// Always `NONE`: no form widths here.
     pub width: String,
     /// A short name.
@@ -479,11 +488,11 @@ impl From<&ConfigKey> for ConfigKeyInfo {
         ConfigKeyInfo {
             name: key.name.clone(),
             kind: key.kind.name().to_owned(),
-            required: key.default.is_none(),
+            required: key.required,
             default_value: key.default.clone(),
             importance: key.importance.name().to_owned(),
             documentation: key.documentation.clone(),
-            group: key.group.clone(),
+            group: (!key.group.is_empty()).then(|| key.group.clone()),
             width: "NONE".to_owned(),
             display_name: key.display_name.clone(),
             dependents: Vec::new(),
@@ -509,8 +518,10 @@ impl ConfigInfos {
                 }
                 None => continue,
             };
-            if !groups.contains(&definition.group) && !definition.group.is_empty() {
-                groups.push(definition.group.clone());
+            if let Some(group) = &definition.group {
+                if !groups.contains(group) {
+                    groups.push(group.clone());
+                }
             }
             configs.push(ConfigInfo { definition, value });
         }

@@ -191,7 +191,7 @@ pub trait SinkTask: Send {
 
     /// Takes records; may write them at once or buffer them until [`SinkTask::flush`].
     /// A [`ConnectError::Retriable`] makes the worker hand the same records again later.
-    fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError>;
+    fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError>;
 
     /// Makes everything `put` so far durable. `offsets` are the next offsets to read per
     /// partition; the worker commits them to the group only if this returns `Ok`.

@@ -23,7 +23,7 @@ pub struct ConversionError(pub String);
 /// Turns connect data into bytes and back. One instance per task and role (key or value).
 pub trait Converter: Send + fmt::Debug {
     /// The bytes for `data`; `None` for a null.
-    fn from_connect(
+    fn to_bytes(
         &self,
         topic: &str,
         data: &SchemaAndValue,
@@ -106,7 +106,7 @@ pub fn converter_for(class: &str, configs: &Configs) -> Result<Box<dyn Converter
 pub struct StringConverter;
 
 impl Converter for StringConverter {
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         data: &SchemaAndValue,
@@ -141,7 +141,7 @@ impl Converter for StringConverter {
 pub struct ByteArrayConverter;
 
 impl Converter for ByteArrayConverter {
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         data: &SchemaAndValue,
@@ -179,7 +179,7 @@ pub struct JsonConverter {
 }
 
 impl Converter for JsonConverter {
-    fn from_connect(
+    fn to_bytes(
         &self,
         _topic: &str,
         data: &SchemaAndValue,
@@ -698,7 +698,7 @@ mod tests {
             Some(schema),
             Value::Struct(vec![Value::Int32(7), Value::String("Ada".into())]),
         );
-        let bytes = json(true).from_connect("t", &data).unwrap().unwrap();
+        let bytes = json(true).to_bytes("t", &data).unwrap().unwrap();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
             r#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"},{"type":"string","optional":true,"field":"name"}],"optional":false,"name":"customer"},"payload":{"id":7,"name":"Ada"}}"#
@@ -712,12 +712,12 @@ mod tests {
             Some(Schema::new(SchemaType::String)),
             Value::String("a line".into()),
         );
-        let bytes = json(true).from_connect("t", &data).unwrap().unwrap();
+        let bytes = json(true).to_bytes("t", &data).unwrap().unwrap();
         assert_eq!(
             bytes,
             br#"{"schema":{"type":"string","optional":false},"payload":"a line"}"#
         );
-        let bare = json(false).from_connect("t", &data).unwrap().unwrap();
+        let bare = json(false).to_bytes("t", &data).unwrap().unwrap();
         assert_eq!(bare, br#""a line""#);
     }
 
@@ -752,7 +752,7 @@ mod tests {
             Some(Schema::new(SchemaType::Int32)),
             Value::String("x".into()),
         );
-        assert!(json(true).from_connect("t", &data).is_err());
+        assert!(json(true).to_bytes("t", &data).is_err());
         let envelope = br#"{"schema":{"type":"int8","optional":false},"payload":300}"#;
         assert!(json(true).to_connect("t", Some(envelope)).is_err());
     }
@@ -768,12 +768,12 @@ mod tests {
             schemas_enable: true,
             decimal_numeric: true,
         };
-        let bytes = numeric.from_connect("t", &data).unwrap().unwrap();
+        let bytes = numeric.to_bytes("t", &data).unwrap().unwrap();
         assert!(std::str::from_utf8(&bytes)
             .unwrap()
             .ends_with(r#""payload":-12.34}"#));
         assert_eq!(numeric.to_connect("t", Some(&bytes)).unwrap(), data);
-        let base64 = json(true).from_connect("t", &data).unwrap().unwrap();
+        let base64 = json(true).to_bytes("t", &data).unwrap().unwrap();
         assert_eq!(json(true).to_connect("t", Some(&base64)).unwrap(), data);
     }
 
@@ -787,7 +787,7 @@ mod tests {
             Some(schema),
             Value::Map(vec![(Value::Int32(1), Value::String("one".into()))]),
         );
-        let bytes = json(false).from_connect("t", &data).unwrap().unwrap();
+        let bytes = json(false).to_bytes("t", &data).unwrap().unwrap();
         assert_eq!(bytes, br#"[[1,"one"]]"#);
     }
 
@@ -795,7 +795,7 @@ mod tests {
     fn strings_and_bytes_pass_through_their_converters() {
         let text = StringConverter.to_connect("t", Some(b"hello")).unwrap();
         assert_eq!(
-            StringConverter.from_connect("t", &text).unwrap().unwrap(),
+            StringConverter.to_bytes("t", &text).unwrap().unwrap(),
             b"hello"
         );
         assert!(StringConverter.to_connect("t", Some(&[0xff])).is_err());
@@ -803,7 +803,7 @@ mod tests {
             .to_connect("t", Some(&[0, 1, 255]))
             .unwrap();
         assert_eq!(
-            ByteArrayConverter.from_connect("t", &raw).unwrap().unwrap(),
+            ByteArrayConverter.to_bytes("t", &raw).unwrap().unwrap(),
             vec![0, 1, 255]
         );
     }

@@ -7,7 +7,14 @@
 //! - [`config`] and [`providers`]: connector configurations, their validation, and
 //!   `${file:...}` / `${env:...}` secrets;
 //! - [`connector`]: the SDK a connector implements (`Connector`, `SourceTask`, `SinkTask`);
-//! - [`transforms`]: single message transforms and their predicates.
+//! - [`transforms`]: single message transforms and their predicates;
+//! - [`errors`]: error tolerance, retries and the dead letter queue;
+//! - [`worker`]: runs tasks: converting, transforming, producing, consuming, offsets;
+//! - [`offsets`] and [`status`]: source offsets, and what each connector and task is doing;
+//! - [`herder`]: the connectors a worker runs and every operation on them;
+//! - [`rest`]: Kafka Connect's REST API over the herder;
+//! - [`standalone`]: a worker in one process, as `runnel connect standalone` runs it;
+//! - [`file`]: the built-in file connectors.
 
 #![warn(missing_docs)]
 
@@ -15,5 +22,18 @@ pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod errors;
+pub mod file;
+pub mod herder;
+pub mod offsets;
 pub mod providers;
+pub mod rest;
+pub mod standalone;
+pub mod status;
 pub mod transforms;
+pub mod worker;
+
+/// The connectors every worker has: files (and databases, as they come).
+pub fn builtin_plugins() -> connector::Plugins {
+    connector::Plugins::new(vec![file::FILE_SOURCE, file::FILE_SINK])
+}

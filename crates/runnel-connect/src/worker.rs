@@ -1,0 +1,890 @@
+//! The worker: runs connector tasks, each on its own thread (connector code may block), and
+//! does for them what Kafka Connect's worker does: converters, transforms, error tolerance,
+//! producing and consuming through `runnel-client`, and offsets.
+//!
+//! The order that makes delivery at-least-once:
+//! - a source task's records are sent, and a source partition's offset becomes committable
+//!   only once every record up to it was acknowledged (`acks=all`, idempotent producer);
+//! - a sink task's consumer offsets are committed only after [`SinkTask::flush`] returned,
+//!   so a crash re-delivers what the sink may not have made durable, never skips it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use runnel_client::{
+    Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, NewTopic,
+    OffsetReset, ProduceRecord, Producer, ProducerConfig, TopicPartition as ClientTopicPartition,
+};
+use tokio::runtime::Handle;
+
+use crate::config::{ConfigError, ConfigType, Configs};
+use crate::connector::{ConnectError, SinkTask, SourceTask, TaskContext, TopicPartition};
+use crate::converter::{converter_for, Converter};
+use crate::data::{ConnectRecord, Header, SinkRecord};
+use crate::errors::{ErrorPolicy, Stage};
+use crate::offsets::{ConnectorOffsetReader, OffsetStore, PartitionOffset};
+use crate::providers::ConfigProviders;
+use crate::status::{State, StatusBoard, TargetState};
+use crate::transforms::TransformChain;
+
+/// The converter a connector gets when neither it nor the worker names one.
+pub const DEFAULT_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+
+/// What every task of a worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The cluster, `HOST:PORT[,HOST:PORT...]`.
+    pub bootstrap: String,
+    /// How this worker is named in statuses: its REST address, as in Kafka.
+    pub worker_id: String,
+    /// The worker's own properties: default `key.converter` / `value.converter` and their
+    /// settings (`value.converter.schemas.enable=false`, ...).
+    pub properties: Configs,
+    /// `offset.flush.interval.ms`: how often offsets are committed (10 s, as Kafka's sample
+    /// worker configs set it).
+    pub offset_flush_interval: Duration,
+    /// The config providers placeholders may name.
+    pub providers: ConfigProviders,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker on `bootstrap` named `worker_id`.
+    pub fn new(bootstrap: impl Into<String>, worker_id: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            bootstrap: bootstrap.into(),
+            worker_id: worker_id.into(),
+            properties: Configs::new(),
+            offset_flush_interval: Duration::from_secs(10),
+            providers: ConfigProviders::default(),
+        }
+    }
+}
+
+/// The converter for `role` (`key.converter` or `value.converter`): the connector's if it
+/// names one, else the worker's, else JSON; its settings are the worker's under
+/// `role.` overlaid with the connector's.
+pub(crate) fn converter(
+    role: &str,
+    connector: &Configs,
+    worker: &Configs,
+) -> Result<Box<dyn Converter>, ConfigError> {
+    let prefix = format!("{role}.");
+    let named = |c: &Configs| {
+        c.get(role)
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+    };
+    let (class, mut settings) = match (named(connector), named(worker)) {
+        (Some(mine), Some(workers)) if mine != workers => (mine, Configs::new()),
+        (Some(class), _) | (None, Some(class)) => (class, worker.with_prefix(&prefix)),
+        (None, None) => (DEFAULT_CONVERTER.to_owned(), worker.with_prefix(&prefix)),
+    };
+    settings.0.extend(connector.with_prefix(&prefix).0);
+    converter_for(&class, &settings).map_err(|e| ConfigError {
+        key: role.to_owned(),
+        message: e.message,
+    })
+}
+
+/// How a task is told to pause, resume and stop.
+#[derive(Debug)]
+pub(crate) struct TaskControl {
+    target: Mutex<TargetState>,
+    changed: Condvar,
+    stopping: Arc<AtomicBool>,
+}
+
+impl TaskControl {
+    fn new(target: TargetState) -> TaskControl {
+        TaskControl {
+            target: Mutex::new(target),
+            changed: Condvar::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(crate) fn set_target(&self, target: TargetState) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn is_paused(&self) -> bool {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) == TargetState::Paused
+    }
+
+    /// Blocks while paused; false once the task is stopping.
+    fn wait_while_paused(&self) -> bool {
+        let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        while *target == TargetState::Paused && !self.is_stopping() {
+            target = self
+                .changed
+                .wait_timeout(target, Duration::from_secs(1))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        !self.is_stopping()
+    }
+}
+
+/// A running task, as the herder holds it.
+#[derive(Debug)]
+pub(crate) struct TaskHandle {
+    pub(crate) control: Arc<TaskControl>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+/// How long a stopping task may take before the worker stops waiting for it (Kafka's
+/// `task.shutdown.graceful.timeout.ms`).
+const TASK_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TaskHandle {
+    /// Stops the task and waits for it, up to the shutdown timeout.
+    pub(crate) fn stop(self) {
+        self.control.stop();
+        if self.done.recv_timeout(TASK_SHUTDOWN_TIMEOUT).is_err() {
+            tracing::warn!("a task did not stop within {TASK_SHUTDOWN_TIMEOUT:?}; it is abandoned");
+        }
+    }
+}
+
+/// What a task needs to run.
+pub(crate) struct TaskSpec {
+    pub(crate) connector: String,
+    pub(crate) task: usize,
+    /// The connector's resolved configuration (converters, transforms, errors, topics).
+    pub(crate) connector_configs: Configs,
+    /// The task's resolved configuration.
+    pub(crate) task_configs: Configs,
+}
+
+/// Runs tasks.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    config: Arc<WorkerConfig>,
+    runtime: Handle,
+    statuses: StatusBoard,
+    offsets: Arc<dyn OffsetStore>,
+}
+
+impl Worker {
+    /// A worker whose tasks do their I/O on `runtime`.
+    pub fn new(config: WorkerConfig, runtime: Handle, offsets: Arc<dyn OffsetStore>) -> Worker {
+        Worker {
+            config: Arc::new(config),
+            runtime,
+            statuses: StatusBoard::default(),
+            offsets,
+        }
+    }
+
+    /// The worker's configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// The statuses of the worker's connectors and tasks.
+    pub fn statuses(&self) -> &StatusBoard {
+        &self.statuses
+    }
+
+    /// The source offsets store.
+    pub fn offsets(&self) -> &Arc<dyn OffsetStore> {
+        &self.offsets
+    }
+
+    /// The runtime tasks do their I/O on.
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    /// Starts a source task on its own thread.
+    pub(crate) fn start_source(
+        &self,
+        spec: TaskSpec,
+        task: Box<dyn SourceTask>,
+        target: TargetState,
+    ) -> TaskHandle {
+        self.spawn(spec, target, move |run| run.source(task))
+    }
+
+    /// Starts a sink task on its own thread.
+    pub(crate) fn start_sink(
+        &self,
+        spec: TaskSpec,
+        task: Box<dyn SinkTask>,
+        target: TargetState,
+    ) -> TaskHandle {
+        self.spawn(spec, target, move |run| run.sink(task))
+    }
+
+    fn spawn(
+        &self,
+        spec: TaskSpec,
+        target: TargetState,
+        body: impl FnOnce(&TaskRun) -> Result<(), ConnectError> + Send + 'static,
+    ) -> TaskHandle {
+        let control = Arc::new(TaskControl::new(target));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let run = TaskRun {
+            worker: self.clone(),
+            control: control.clone(),
+            spec,
+        };
+        let name = format!("task-{}-{}", run.spec.connector, run.spec.task);
+        // A task created paused is paused from the start, not unassigned until its thread runs.
+        let initial = match target {
+            TargetState::Paused => State::Paused,
+            _ => State::Unassigned,
+        };
+        run.set_status(initial, None);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            // A connector's panic fails its task, not the worker.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| body(&run)))
+                .unwrap_or_else(|panic| Err(ConnectError::Failed(format!("the task panicked: {}", panic_text(&panic)))));
+            if let Err(error) = outcome {
+                tracing::error!(connector = %run.spec.connector, task = run.spec.task, %error, "task failed");
+                run.set_status(State::Failed, Some(error.to_string()));
+            }
+            let _ = done_tx.send(());
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a task thread");
+        }
+        TaskHandle { control, done }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// One task's run, on its thread.
+struct TaskRun {
+    worker: Worker,
+    control: Arc<TaskControl>,
+    spec: TaskSpec,
+}
+
+/// Most records a source task may have unacknowledged before polling waits.
+const SOURCE_IN_FLIGHT_MAX: usize = 100_000;
+/// How long a sink's consumer poll waits for records.
+const SINK_POLL: Duration = Duration::from_millis(500);
+/// The wait before handing a sink records again after a retriable failure of `put`.
+const SINK_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+fn client_error(what: &str) -> impl Fn(runnel_client::ClientError) -> ConnectError + '_ {
+    move |e| {
+        if e.is_retriable() {
+            ConnectError::Retriable(format!("{what}: {e}"))
+        } else {
+            ConnectError::Failed(format!("{what}: {e}"))
+        }
+    }
+}
+
+impl TaskRun {
+    fn set_status(&self, state: State, trace: Option<String>) {
+        self.worker.statuses.set(
+            &self.spec.connector,
+            Some(self.spec.task),
+            state,
+            &self.worker.config.worker_id,
+            trace,
+        );
+    }
+
+    fn context(&self) -> TaskContext {
+        TaskContext::new(
+            &self.spec.connector,
+            self.spec.task,
+            self.control.stopping.clone(),
+            Arc::new(ConnectorOffsetReader {
+                store: self.worker.offsets.clone(),
+                connector: self.spec.connector.clone(),
+            }),
+        )
+    }
+
+    fn client(&self, role: &str) -> ClientConfig {
+        let mut client = ClientConfig::new(self.worker.config.bootstrap.clone());
+        client.client_id = format!(
+            "connector-{role}-{}-{}",
+            self.spec.connector, self.spec.task
+        );
+        client
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.worker.runtime.block_on(future)
+    }
+
+    /// Waits while paused (reporting PAUSED, then RUNNING again); false once stopping.
+    fn pause_point(&self) -> bool {
+        if !self.control.is_paused() {
+            return !self.control.is_stopping();
+        }
+        self.set_status(State::Paused, None);
+        let running = self.control.wait_while_paused();
+        if running {
+            self.set_status(State::Running, None);
+        }
+        running
+    }
+
+    fn source(&self, mut task: Box<dyn SourceTask>) -> Result<(), ConnectError> {
+        let configs = &self.spec.connector_configs;
+        let worker = &self.worker.config.properties;
+        let key_converter = converter("key.converter", configs, worker)?;
+        let value_converter = converter("value.converter", configs, worker)?;
+        let transforms = TransformChain::from_configs(configs)?;
+        let policy = ErrorPolicy::from_configs(configs)?;
+        let producer = self
+            .block_on(Producer::connect(ProducerConfig::with_client(
+                self.client("producer"),
+            )))
+            .map_err(client_error("cannot connect the producer"))?;
+        task.start(&self.spec.task_configs, &self.context())?;
+        self.set_status(
+            if self.control.is_paused() {
+                State::Paused
+            } else {
+                State::Running
+            },
+            None,
+        );
+        let mut source = SourceProgress {
+            in_flight: VecDeque::new(),
+            committable: BTreeMap::new(),
+        };
+        let stopping = || self.control.is_stopping();
+        let mut last_commit = Instant::now();
+        let outcome = (|| {
+            while self.pause_point() {
+                let records = match task.poll() {
+                    Ok(records) => records,
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(connector = %self.spec.connector, error = %e, "poll failed; retrying");
+                        std::thread::sleep(SINK_RETRY_BACKOFF);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for polled in records {
+                    let offset = PartitionOffset {
+                        partition: polled.source_partition,
+                        offset: Some(polled.source_offset),
+                    };
+                    let produce = match policy.execute(Stage::Transformation, &stopping, || {
+                        transforms.apply(polled.record.clone())
+                    })? {
+                        Ok(Some(record)) => {
+                            self.to_produce(&record, &*key_converter, &*value_converter, &policy)?
+                        }
+                        // Dropped by a transform or tolerated: its offset still counts as done.
+                        Ok(None) | Err(_) => None,
+                    };
+                    let delivery = match produce {
+                        Some(record) => {
+                            self.worker
+                                .statuses
+                                .topic_used(&self.spec.connector, &record.topic);
+                            Some(
+                                self.block_on(producer.send(record))
+                                    .map_err(client_error("cannot send a record"))?,
+                            )
+                        }
+                        None => None,
+                    };
+                    source.in_flight.push_back((delivery, offset));
+                }
+                source.settle(self, &policy, source.in_flight.len() > SOURCE_IN_FLIGHT_MAX)?;
+                if last_commit.elapsed() >= self.worker.config.offset_flush_interval {
+                    source.commit(self, &mut *task, &policy, false)?;
+                    last_commit = Instant::now();
+                }
+            }
+            source.commit(self, &mut *task, &policy, true)
+        })();
+        task.stop();
+        if let Err(e) = self.block_on(producer.close()) {
+            tracing::warn!(connector = %self.spec.connector, error = %e, "closing the producer failed");
+        }
+        outcome
+    }
+
+    /// The record to send for `record`, or `None` when converting it failed and is tolerated.
+    fn to_produce(
+        &self,
+        record: &ConnectRecord,
+        key_converter: &dyn Converter,
+        value_converter: &dyn Converter,
+        policy: &ErrorPolicy,
+    ) -> Result<Option<ProduceRecord>, ConnectError> {
+        let stopping = || self.control.is_stopping();
+        let convert = |stage: Stage, converter: &dyn Converter, data| {
+            policy.execute(stage, &stopping, || {
+                converter
+                    .to_bytes(&record.topic, data)
+                    .map_err(|e| ConnectError::Failed(e.to_string()))
+            })
+        };
+        let Ok(key) = convert(Stage::KeyConverter, key_converter, &record.key)? else {
+            return Ok(None);
+        };
+        let Ok(value) = convert(Stage::ValueConverter, value_converter, &record.value)? else {
+            return Ok(None);
+        };
+        let mut produce = ProduceRecord::new(record.topic.clone());
+        if let Some(key) = key {
+            produce = produce.key(key);
+        }
+        if let Some(value) = value {
+            produce = produce.value(value);
+        }
+        if let Some(partition) = record.partition {
+            produce = produce.partition(partition);
+        }
+        if let Some(timestamp) = record.timestamp {
+            produce = produce.timestamp(timestamp);
+        }
+        for header in &record.headers {
+            produce = produce.header(header.key.clone(), header.value.clone());
+        }
+        Ok(Some(produce))
+    }
+
+    fn sink(&self, mut task: Box<dyn SinkTask>) -> Result<(), ConnectError> {
+        let configs = &self.spec.connector_configs;
+        let worker = &self.worker.config.properties;
+        let key_converter = converter("key.converter", configs, worker)?;
+        let value_converter = converter("value.converter", configs, worker)?;
+        let transforms = TransformChain::from_configs(configs)?;
+        let policy = ErrorPolicy::from_configs(configs)?;
+        let dead_letters = DeadLetterQueue::open(self, configs)?;
+
+        let mut consumer_config = ConsumerConfig::new(self.worker.config.bootstrap.clone());
+        consumer_config.client = self.client("consumer");
+        consumer_config.group_id = Some(sink_group(&self.spec.connector));
+        // How soon a crashed task's partitions go to its restarted self or another worker.
+        if let Some(ms) = self
+            .worker
+            .config
+            .properties
+            .get("consumer.session.timeout.ms")
+        {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                ConnectError::Failed(format!(
+                    "consumer.session.timeout.ms={ms} is not a number of milliseconds"
+                ))
+            })?;
+            consumer_config.session_timeout = Duration::from_millis(ms);
+            consumer_config.heartbeat_interval = consumer_config
+                .heartbeat_interval
+                .min(Duration::from_millis(ms / 3));
+        }
+        consumer_config.enable_auto_commit = false;
+        consumer_config.auto_offset_reset = OffsetReset::Earliest;
+        let consumer = self
+            .block_on(Consumer::connect(consumer_config))
+            .map_err(client_error("cannot connect the consumer"))?;
+        let topics = configs.list("topics");
+        let subscribed = match configs
+            .get("topics.regex")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            Some(regex) => self.block_on(consumer.subscribe_pattern(regex)),
+            None => {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                self.block_on(consumer.subscribe(&topics))
+            }
+        };
+        subscribed.map_err(client_error("cannot subscribe"))?;
+        task.start(&self.spec.task_configs, &self.context())?;
+        self.set_status(
+            if self.control.is_paused() {
+                State::Paused
+            } else {
+                State::Running
+            },
+            None,
+        );
+
+        let stopping = || self.control.is_stopping();
+        let mut progress = SinkProgress::default();
+        let mut last_commit = Instant::now();
+        let outcome = (|| {
+            while self.pause_point() {
+                let records = match self.block_on(consumer.poll(SINK_POLL)) {
+                    Ok(records) => records,
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(connector = %self.spec.connector, error = %e, "poll failed; retrying");
+                        continue;
+                    }
+                    Err(e) => return Err(client_error("cannot poll")(e)),
+                };
+                let mut batch = Vec::with_capacity(records.len());
+                for read in &records {
+                    self.worker
+                        .statuses
+                        .topic_used(&self.spec.connector, &read.topic);
+                    match self.to_sink(
+                        read,
+                        &*key_converter,
+                        &*value_converter,
+                        &transforms,
+                        &policy,
+                    )? {
+                        Ok(Some(record)) => batch.push(record),
+                        Ok(None) => {}
+                        Err((stage, error)) => {
+                            if let Some(queue) = &dead_letters {
+                                queue.send(self, read, stage, &error);
+                            }
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    loop {
+                        match task.put(&batch) {
+                            Ok(()) => break,
+                            Err(e) if e.is_retriable() && !stopping() => {
+                                tracing::warn!(connector = %self.spec.connector, error = %e, "put failed; retrying");
+                                std::thread::sleep(SINK_RETRY_BACKOFF);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                for read in &records {
+                    progress
+                        .next
+                        .insert((read.topic.to_string(), read.partition), read.offset + 1);
+                }
+                if last_commit.elapsed() >= self.worker.config.offset_flush_interval {
+                    progress.commit(self, &mut *task, &consumer, dead_letters.as_ref())?;
+                    last_commit = Instant::now();
+                }
+            }
+            progress.commit(self, &mut *task, &consumer, dead_letters.as_ref())
+        })();
+        task.stop();
+        if let Err(e) = self.block_on(consumer.close()) {
+            tracing::warn!(connector = %self.spec.connector, error = %e, "closing the consumer failed");
+        }
+        outcome
+    }
+
+    /// The sink record for `read`: `Ok(None)` when a transform dropped it, `Err` with the
+    /// stage when it failed and the failure is tolerated.
+    #[allow(clippy::type_complexity)]
+    fn to_sink(
+        &self,
+        read: &ConsumerRecord,
+        key_converter: &dyn Converter,
+        value_converter: &dyn Converter,
+        transforms: &TransformChain,
+        policy: &ErrorPolicy,
+    ) -> Result<Result<Option<SinkRecord>, (Stage, ConnectError)>, ConnectError> {
+        let stopping = || self.control.is_stopping();
+        let convert = |stage: Stage, converter: &dyn Converter, bytes: Option<&[u8]>| {
+            policy.execute(stage, &stopping, || {
+                converter
+                    .to_connect(&read.topic, bytes)
+                    .map_err(|e| ConnectError::Failed(e.to_string()))
+            })
+        };
+        let key = match convert(Stage::KeyConverter, key_converter, read.key.as_deref())? {
+            Ok(key) => key,
+            Err(e) => return Ok(Err((Stage::KeyConverter, e))),
+        };
+        let value = match convert(
+            Stage::ValueConverter,
+            value_converter,
+            read.value.as_deref(),
+        )? {
+            Ok(value) => value,
+            Err(e) => return Ok(Err((Stage::ValueConverter, e))),
+        };
+        let record = ConnectRecord {
+            topic: read.topic.to_string(),
+            partition: Some(read.partition),
+            key,
+            value,
+            timestamp: Some(read.timestamp),
+            headers: read
+                .headers
+                .iter()
+                .map(|(key, value)| Header {
+                    key: key.clone(),
+                    value: value.as_ref().map(|v| v.to_vec()),
+                })
+                .collect(),
+        };
+        Ok(
+            match policy.execute(Stage::Transformation, &stopping, || {
+                transforms.apply(record.clone())
+            })? {
+                Ok(transformed) => Ok(transformed.map(|record| SinkRecord {
+                    record,
+                    kafka_offset: read.offset,
+                })),
+                Err(e) => Err((Stage::Transformation, e)),
+            },
+        )
+    }
+}
+
+/// Source records sent and not yet known to be acknowledged, in order, and the offsets
+/// that are.
+struct SourceProgress {
+    in_flight: VecDeque<(Option<DeliveryFuture>, PartitionOffset)>,
+    committable: BTreeMap<String, PartitionOffset>,
+}
+
+impl SourceProgress {
+    /// Takes acknowledged records off the front; with `block`, waits for all of them.
+    fn settle(
+        &mut self,
+        run: &TaskRun,
+        policy: &ErrorPolicy,
+        block: bool,
+    ) -> Result<(), ConnectError> {
+        while let Some((delivery, _)) = self.in_flight.front_mut() {
+            let outcome = match delivery {
+                None => Some(Ok(())),
+                Some(delivery) if block => Some(run.block_on(&mut *delivery).map(drop)),
+                Some(delivery) => delivery.now_or_never().map(|o| o.map(drop)),
+            };
+            let Some(outcome) = outcome else { break };
+            if let Err(e) = outcome {
+                if !policy.tolerate_all {
+                    return Err(ConnectError::Failed(format!(
+                        "a record was not delivered: {e}"
+                    )));
+                }
+                tracing::warn!(connector = %run.spec.connector, error = %e, "a record was not delivered; skipped (errors.tolerance=all)");
+            }
+            if let Some((_, offset)) = self.in_flight.pop_front() {
+                let key = serde_json::Value::Object(offset.partition.clone()).to_string();
+                self.committable.insert(key, offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the offsets of acknowledged records; `last` waits for every record first.
+    fn commit(
+        &mut self,
+        run: &TaskRun,
+        task: &mut dyn SourceTask,
+        policy: &ErrorPolicy,
+        last: bool,
+    ) -> Result<(), ConnectError> {
+        self.settle(run, policy, last)?;
+        if self.committable.is_empty() {
+            return Ok(());
+        }
+        let offsets: Vec<PartitionOffset> = std::mem::take(&mut self.committable)
+            .into_values()
+            .collect();
+        run.worker
+            .offsets
+            .commit(&run.spec.connector, offsets)
+            .map_err(|e| ConnectError::Failed(format!("cannot commit source offsets: {e}")))?;
+        task.commit()
+    }
+}
+
+/// The consumer group of a sink connector, as Kafka names it.
+pub fn sink_group(connector: &str) -> String {
+    format!("connect-{connector}")
+}
+
+/// What a sink task has read, and what it last committed.
+#[derive(Default)]
+struct SinkProgress {
+    next: BTreeMap<TopicPartition, i64>,
+    committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl SinkProgress {
+    fn commit(
+        &mut self,
+        run: &TaskRun,
+        task: &mut dyn SinkTask,
+        consumer: &Consumer,
+        dead_letters: Option<&DeadLetterQueue>,
+    ) -> Result<(), ConnectError> {
+        if let Some(queue) = dead_letters {
+            queue.settle(run);
+        }
+        if self.next == self.committed {
+            return Ok(());
+        }
+        match task.flush(&self.next) {
+            Ok(()) => {}
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(connector = %run.spec.connector, error = %e, "flush failed; offsets not committed yet");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let assigned: BTreeSet<ClientTopicPartition> = consumer.assignment().into_iter().collect();
+        let offsets: Vec<(ClientTopicPartition, i64)> = self
+            .next
+            .iter()
+            .map(|((topic, partition), offset)| {
+                (
+                    ClientTopicPartition::new(topic.clone(), *partition),
+                    *offset,
+                )
+            })
+            .filter(|(tp, _)| assigned.contains(tp))
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match run.block_on(consumer.commit_offsets(&offsets)) {
+            Ok(()) => self.committed = self.next.clone(),
+            // A rebalance took partitions away: their next owner starts from the last commit.
+            Err(e) => {
+                tracing::warn!(connector = %run.spec.connector, error = %e, "committing sink offsets failed")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sink's dead letter queue: records that failed, as they were read.
+struct DeadLetterQueue {
+    producer: Producer,
+    topic: String,
+    context_headers: bool,
+    sent: Mutex<Vec<DeliveryFuture>>,
+}
+
+impl DeadLetterQueue {
+    fn open(run: &TaskRun, configs: &Configs) -> Result<Option<DeadLetterQueue>, ConnectError> {
+        let Some(topic) = configs
+            .get("errors.deadletterqueue.topic.name")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let replication: i16 = configs.parsed_or(
+            "errors.deadletterqueue.topic.replication.factor",
+            3,
+            ConfigType::Short,
+        )?;
+        let admin = run
+            .block_on(Admin::connect(run.client("admin")))
+            .map_err(client_error(
+                "cannot connect to create the dead letter queue",
+            ))?;
+        let exists = run
+            .block_on(admin.list_topics(false))
+            .map_err(client_error("cannot list topics"))?
+            .iter()
+            .any(|t| t.name == topic);
+        if !exists {
+            let brokers = run
+                .block_on(admin.describe_cluster())
+                .map_err(client_error("cannot describe the cluster"))?
+                .brokers
+                .len();
+            let replication = replication
+                .min(i16::try_from(brokers).unwrap_or(i16::MAX))
+                .max(1);
+            if let Err(e) = run.block_on(
+                admin.create_topic(NewTopic::new(topic, 1).with_replication_factor(replication)),
+            ) {
+                // Another task may have created it meanwhile; sending will tell.
+                tracing::warn!(topic, error = %e, "creating the dead letter queue topic failed");
+            }
+        }
+        let producer = run
+            .block_on(Producer::connect(ProducerConfig::with_client(
+                run.client("dlq-producer"),
+            )))
+            .map_err(client_error(
+                "cannot connect the dead letter queue producer",
+            ))?;
+        Ok(Some(DeadLetterQueue {
+            producer,
+            topic: topic.to_owned(),
+            context_headers: configs
+                .bool_or("errors.deadletterqueue.context.headers.enable", false)?,
+            sent: Mutex::new(Vec::new()),
+        }))
+    }
+
+    fn send(&self, run: &TaskRun, read: &ConsumerRecord, stage: Stage, error: &ConnectError) {
+        let mut record = ProduceRecord::new(self.topic.clone()).timestamp(read.timestamp);
+        if let Some(key) = &read.key {
+            record = record.key(key.clone());
+        }
+        if let Some(value) = &read.value {
+            record = record.value(value.clone());
+        }
+        for (name, value) in &read.headers {
+            record = record.header(name.clone(), value.clone());
+        }
+        if self.context_headers {
+            let context = [
+                ("__connect.errors.topic", read.topic.to_string()),
+                ("__connect.errors.partition", read.partition.to_string()),
+                ("__connect.errors.offset", read.offset.to_string()),
+                (
+                    "__connect.errors.connector.name",
+                    run.spec.connector.clone(),
+                ),
+                ("__connect.errors.task.id", run.spec.task.to_string()),
+                ("__connect.errors.stage", stage.to_string()),
+                ("__connect.errors.exception.message", error.to_string()),
+            ];
+            for (name, value) in context {
+                record = record.header(name, Some(value.into_bytes()));
+            }
+        }
+        match run.block_on(self.producer.send(record)) {
+            Ok(delivery) => self
+                .sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(delivery),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, error = %e, "cannot send to the dead letter queue")
+            }
+        }
+    }
+
+    /// Waits for what was sent, before the offsets past those records are committed.
+    fn settle(&self, run: &TaskRun) {
+        let sent = std::mem::take(&mut *self.sent.lock().unwrap_or_else(PoisonError::into_inner));
+        for delivery in sent {
+            if let Err(e) = run.block_on(delivery) {
+                tracing::error!(topic = %self.topic, error = %e, "a record was not delivered to the dead letter queue");
+            }
+        }
+    }
+}
