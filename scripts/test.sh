@@ -27,16 +27,24 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
+# --- Debian packages the tests need --------------------------------------------------------
+# PostgreSQL's server for the database connectors' tests (started per test, as an
+# unprivileged user, by runnel-testkit's PostgresServer); kcat for the compat suite.
+packages=()
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || packages+=(postgresql)
+[[ $quick -eq 1 ]] || command -v kcat >/dev/null 2>&1 || packages+=(kcat)
+if [[ ${#packages[@]} -gt 0 ]]; then
+    step "installing ${packages[*]}"
+    if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo -n); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -q </dev/null
+    "${sudo_cmd[@]}" apt-get install -y -q "${packages[@]}" </dev/null
+    compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || die "PostgreSQL is still missing after apt-get install"
+fi
+
 # --- Tools the compat suite needs ---------------------------------------------------------
 if [[ $quick -eq 0 ]]; then
-    if ! command -v kcat >/dev/null 2>&1; then
-        step "installing kcat"
-        if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo -n); fi
-        export DEBIAN_FRONTEND=noninteractive
-        "${sudo_cmd[@]}" apt-get update -q </dev/null
-        "${sudo_cmd[@]}" apt-get install -y -q kcat </dev/null
-        command -v kcat >/dev/null 2>&1 || die "kcat is still missing after apt-get install"
-    fi
+    command -v kcat >/dev/null 2>&1 || die "kcat is missing after apt-get install"
 
     python_bin="${PYTHON:-python3}"
     command -v "$python_bin" >/dev/null 2>&1 || die "$python_bin not found (Python >= 3.11 is needed)"

@@ -6,6 +6,7 @@
 //! - [`BrokerProcess`]: a broker on a free loopback port, ready once it logs `runnel ready`.
 //! - [`ControllerProcess`]: a voter of a controller quorum (`--roles controller`).
 //! - [`DevCluster`]: `runnel dev cluster --nodes 3`, a 3-node cluster from one command.
+//! - [`PostgresServer`]: a throwaway PostgreSQL server, for the database connectors' tests.
 //!
 //! The binary is not built here: `RUNNEL_BIN`, else `<target>/debug/runnel`, which
 //! `cargo test` builds for the CLI crate's tests and `scripts/test.sh` builds first.
@@ -454,4 +455,201 @@ impl Drop for DevCluster {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A throwaway PostgreSQL server from Debian's packages (`apt-get install postgresql`), on a
+/// free loopback port with its cluster in a temporary directory, `wal_level=logical` for
+/// change data capture, trust authentication for the `postgres` user, and database
+/// `runnel`. Stopped (immediately) on drop.
+///
+/// PostgreSQL refuses to run as root: as root, the cluster is created and run as the
+/// `postgres` system user the package creates. A machine without the server fails the test
+/// with what to install, never skips it.
+#[derive(Debug)]
+pub struct PostgresServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl PostgresServer {
+    /// Starts a server and creates database `runnel`.
+    pub fn start() -> PostgresServer {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("runnel-pg-")
+            .tempdir()
+            .expect("a temporary directory for PostgreSQL");
+        // Whether this process is root, by `id -u`, which keeps the kit free of libc.
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let server = PostgresServer {
+            dir,
+            port: free_port(),
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(server.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(
+                chown.success(),
+                "cannot give {} to the postgres user",
+                server.dir.path().display()
+            );
+        }
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=20 \
+             -c max_wal_senders=20 -c fsync=off",
+            server.port,
+            server.dir.path().display()
+        );
+        let log = server.dir.path().join("postgres.log").display().to_string();
+        server.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start",
+            ],
+        );
+        server.psql("postgres", "CREATE DATABASE runnel");
+        server
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs a PostgreSQL program, as the postgres user when this process is root.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+        );
+        output
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A `jdbc:postgresql://` URL of database `runnel`, as JDBC connectors' configs name it.
+    pub fn jdbc_url(&self) -> String {
+        format!("jdbc:postgresql://127.0.0.1:{}/runnel", self.port)
+    }
+
+    /// A libpq / tokio-postgres connection string for database `runnel`.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=runnel",
+            self.port
+        )
+    }
+
+    /// Runs `sql` in `database` with psql (stopping at the first error) and returns what it
+    /// printed: unaligned, tuples only, `|` between columns.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let output = self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-A",
+                "-t",
+                "-q",
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = command
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Where Debian's PostgreSQL server programs are (`/usr/lib/postgresql/<major>/bin`), the
+/// newest major version if several are installed.
+fn postgres_bin_dir() -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("pg_ctl").is_file().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server under {}: install Debian's package (apt-get install -y postgresql); \
+             scripts/test.sh does",
+            root.display()
+        )
+    })
 }
