@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod membership;
 pub mod producer;
 mod wire;
 
@@ -49,4 +50,5 @@ pub use consumer::{
     OffsetReset, RebalanceListener, TopicPartition,
 };
 pub use error::{ClientError, Result};
+pub use membership::{GroupMember, Joined, MembershipConfig};
 pub use producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig, RecordMetadata};
