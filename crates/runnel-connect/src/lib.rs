@@ -11,13 +11,15 @@
 //! - [`errors`]: error tolerance, retries and the dead letter queue;
 //! - [`worker`]: runs tasks: converting, transforming, producing, consuming, offsets;
 //! - [`offsets`] and [`status`]: source offsets, and what each connector and task is doing;
-//! - [`herder`]: the connectors a worker runs and every operation on them;
+//! - [`api`]: what the REST API asks of a worker, in either mode;
+//! - [`herder`]: the standalone herder: connectors in memory, applied at once;
 //! - [`rest`]: Kafka Connect's REST API over the herder;
 //! - [`standalone`]: a worker in one process, as `runnel connect standalone` runs it;
 //! - [`file`]: the built-in file connectors.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod connector;
 pub mod converter;

@@ -1,6 +1,6 @@
 //! The REST API, with Kafka Connect's paths, bodies and status codes, so that the scripts and
 //! tools users have for Kafka Connect work unchanged. Every handler is a thin translation to
-//! one [`Herder`] call, run on a blocking thread because herder calls may wait for tasks to
+//! one [`ConnectApi`] call, run on a blocking thread because herder calls may wait for tasks to
 //! stop. Errors are `{"error_code": HTTP status, "message": ...}` as Kafka writes them.
 
 use std::collections::BTreeMap;
@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value as JsonValue};
 
+use crate::api::{ConnectApi, HerderError};
 use crate::config::Configs;
-use crate::herder::{Herder, HerderError};
 use crate::offsets::PartitionOffset;
 use crate::status::TargetState;
 
@@ -33,12 +33,12 @@ pub struct ServerInfo {
 
 #[derive(Clone)]
 struct Api {
-    herder: Arc<Herder>,
+    herder: Arc<dyn ConnectApi>,
     info: Arc<ServerInfo>,
 }
 
 /// The REST API's routes over `herder`.
-pub fn router(herder: Arc<Herder>, info: ServerInfo) -> Router {
+pub fn router(herder: Arc<dyn ConnectApi>, info: ServerInfo) -> Router {
     let api = Api {
         herder,
         info: Arc::new(info),
@@ -104,10 +104,10 @@ type Answer = Result<Response, HerderError>;
 /// Runs a herder call on a blocking thread.
 async fn call<T: Send + 'static>(
     api: &Api,
-    f: impl FnOnce(&Herder) -> Result<T, HerderError> + Send + 'static,
+    f: impl FnOnce(&dyn ConnectApi) -> Result<T, HerderError> + Send + 'static,
 ) -> Result<T, HerderError> {
     let herder = api.herder.clone();
-    tokio::task::spawn_blocking(move || f(&herder))
+    tokio::task::spawn_blocking(move || f(&*herder))
         .await
         .map_err(|e| HerderError {
             status: 500,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use runnel_client::{Admin, ClientConfig};
 use serde_json::Value as JsonValue;
 
+use crate::api::ConnectApi;
 use crate::config::Configs;
 use crate::connector::Plugins;
 use crate::herder::Herder;
