@@ -28,6 +28,8 @@ OFFSET_FLUSH_INTERVAL_MS = 1000
 # A sink task killed with its worker keeps its partitions until its consumer's session times
 # out: the broker's least (group.min.session.timeout.ms), not the consumer's 45 s default.
 SINK_SESSION_TIMEOUT_MS = 6000
+# How long the workers' group waits for a distributed worker killed with kill -9.
+WORKER_SESSION_TIMEOUT_MS = 6000
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Reply:
 
 
 class ConnectWorker:
-    """One `runnel connect standalone` child process with its own REST port and offsets file."""
+    """One `runnel connect standalone` child process with its own REST port and offsets file, or
+    with `group_id`, one `runnel connect distributed` worker of that group."""
 
     def __init__(
         self,
@@ -47,12 +50,14 @@ class ConnectWorker:
         bootstrap: str,
         connector_files: tuple[Path, ...] = (),
         env: dict[str, str] | None = None,
+        group_id: str | None = None,
     ):
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.bootstrap = bootstrap
         self.connector_files = tuple(connector_files)
         self.env = dict(env or {})
+        self.group_id = group_id
         self.port = free_port()
         self.offsets_file = work_dir / "connect.offsets"
         self.stdout_path = work_dir / "connect.stdout"
@@ -72,16 +77,31 @@ class ConnectWorker:
         return f"http://{self.rest_listen}"
 
     def command(self) -> list[str]:
+        if self.group_id is None:
+            mode = ["standalone", "--offsets-file", str(self.offsets_file)]
+        else:
+            # Topics of the group's own, so that tests sharing a broker never meet.
+            mode = [
+                "distributed",
+                "--group-id",
+                self.group_id,
+                "--config-topic",
+                f"{self.group_id}-configs",
+                "--offsets-topic",
+                f"{self.group_id}-offsets",
+                "--status-topic",
+                f"{self.group_id}-status",
+                "--session-timeout-ms",
+                str(WORKER_SESSION_TIMEOUT_MS),
+            ]
         return [
             str(runnel_bin()),
             "connect",
-            "standalone",
+            *mode,
             "--bootstrap",
             self.bootstrap,
             "--rest-listen",
             self.rest_listen,
-            "--offsets-file",
-            str(self.offsets_file),
             "-X",
             f"offset.flush.interval.ms={OFFSET_FLUSH_INTERVAL_MS}",
             "-X",

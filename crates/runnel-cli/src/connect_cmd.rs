@@ -1,6 +1,8 @@
-//! `runnel connect standalone`: a Kafka-Connect-compatible worker in this process, with the
-//! REST API on 127.0.0.1:8083 and connectors from JSON or properties files, as Kafka's
-//! `connect-standalone.sh` runs them. The worker itself lives in `runnel-connect`.
+//! `runnel connect standalone|distributed`: a Kafka-Connect-compatible worker in this
+//! process, with the REST API on 127.0.0.1:8083. Standalone: connectors from JSON or
+//! properties files, as Kafka's `connect-standalone.sh` runs them. Distributed: workers of
+//! one group share connectors through the cluster, as `connect-distributed.sh`. The worker
+//! itself lives in `runnel-connect`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use runnel_connect::config::Configs;
+use runnel_connect::distributed::{run_distributed, DistributedOptions};
 use runnel_connect::standalone::{
     run_standalone, StandaloneOptions, DEFAULT_OFFSETS_FILE, DEFAULT_REST_LISTEN,
 };
@@ -25,6 +28,78 @@ enum ConnectCommand {
     /// Run a standalone worker: connectors from the files given and from the REST API, source
     /// offsets in a local file. Stops its connectors cleanly on Ctrl-C or SIGTERM.
     Standalone(StandaloneArgs),
+    /// Run a distributed worker: workers started with the same --group-id share the
+    /// connectors created over the REST API of any of them; configs, offsets and statuses
+    /// are kept in three compacted topics. When a worker dies, its connectors and tasks move
+    /// to the others.
+    Distributed(DistributedArgs),
+}
+
+#[derive(Debug, Args)]
+struct DistributedArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The workers' group (group.id).
+    #[arg(long, value_name = "GROUP")]
+    group_id: String,
+    /// Where the REST API listens.
+    #[arg(long, default_value = DEFAULT_REST_LISTEN, value_name = "HOST:PORT")]
+    rest_listen: SocketAddr,
+    /// The URL other workers reach this one's REST API at (default: http:// and
+    /// --rest-listen).
+    #[arg(long, value_name = "URL")]
+    rest_advertised_url: Option<String>,
+    /// The topic of connector configs (config.storage.topic).
+    #[arg(long, default_value = "connect-configs", value_name = "TOPIC")]
+    config_topic: String,
+    /// The topic of source offsets (offset.storage.topic).
+    #[arg(long, default_value = "connect-offsets", value_name = "TOPIC")]
+    offsets_topic: String,
+    /// The topic of statuses (status.storage.topic).
+    #[arg(long, default_value = "connect-status", value_name = "TOPIC")]
+    status_topic: String,
+    /// The replication factor of those topics when the worker creates them (capped at
+    /// the number of brokers).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    replication_factor: i16,
+    /// How long the group waits for a silent worker before its work moves
+    /// (session.timeout.ms).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    session_timeout_ms: u64,
+    #[command(flatten)]
+    properties: WorkerProperties,
+}
+
+/// The worker properties both modes take.
+#[derive(Debug, Args)]
+struct WorkerProperties {
+    /// A worker properties file, as Kafka's connect-*.properties: key.converter,
+    /// value.converter (and their settings), offset.flush.interval.ms, config.providers.
+    #[arg(long, value_name = "FILE")]
+    worker_config: Option<PathBuf>,
+    /// A worker property, overriding the file's (repeatable), e.g.
+    /// -X value.converter.schemas.enable=false.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    worker_property: Vec<String>,
+}
+
+impl WorkerProperties {
+    fn read(&self) -> anyhow::Result<Configs> {
+        let mut properties = match &self.worker_config {
+            Some(path) => Configs::from_properties(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => Configs::new(),
+        };
+        for property in &self.worker_property {
+            let Some((key, value)) = property.split_once('=') else {
+                bail!("-X {property}: expected KEY=VALUE");
+            };
+            properties.set(key.trim(), value.trim());
+        }
+        Ok(properties)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -37,14 +112,8 @@ struct StandaloneArgs {
     /// Where source connectors' offsets are kept (offset.storage.file.filename).
     #[arg(long, default_value = DEFAULT_OFFSETS_FILE, value_name = "FILE")]
     offsets_file: PathBuf,
-    /// A worker properties file, as Kafka's connect-standalone.properties: key.converter,
-    /// value.converter (and their settings), offset.flush.interval.ms, config.providers.
-    #[arg(long, value_name = "FILE")]
-    worker_config: Option<PathBuf>,
-    /// A worker property, overriding the file's (repeatable), e.g.
-    /// -X value.converter.schemas.enable=false.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
-    worker_property: Vec<String>,
+    #[command(flatten)]
+    properties: WorkerProperties,
     /// Connector configurations to start: JSON as POST /connectors takes it ({"name",
     /// "config"}), a flat JSON object with "name", or a .properties file.
     #[arg(value_name = "CONNECTOR")]
@@ -57,6 +126,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     match args.command {
         ConnectCommand::Standalone(args) => standalone(args, shutdown).await,
+        ConnectCommand::Distributed(args) => distributed(args, shutdown).await,
     }
 }
 
@@ -64,19 +134,7 @@ async fn standalone(
     args: StandaloneArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mut properties = match &args.worker_config {
-        Some(path) => Configs::from_properties(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        ),
-        None => Configs::new(),
-    };
-    for property in &args.worker_property {
-        let Some((key, value)) = property.split_once('=') else {
-            bail!("-X {property}: expected KEY=VALUE");
-        };
-        properties.set(key.trim(), value.trim());
-    }
+    let properties = args.properties.read()?;
     let options = StandaloneOptions {
         bootstrap: args.cluster.bootstrap.clone(),
         rest_listen: args.rest_listen,
@@ -85,5 +143,25 @@ async fn standalone(
         connector_files: args.connectors,
     };
     run_standalone(options, runnel_connect::builtin_plugins(), shutdown).await?;
+    Ok(())
+}
+
+async fn distributed(
+    args: DistributedArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let options = DistributedOptions {
+        bootstrap: args.cluster.bootstrap.clone(),
+        group_id: args.group_id,
+        rest_listen: args.rest_listen,
+        advertised_url: args.rest_advertised_url,
+        config_topic: args.config_topic,
+        offsets_topic: args.offsets_topic,
+        status_topic: args.status_topic,
+        replication_factor: args.replication_factor,
+        session_timeout: std::time::Duration::from_millis(args.session_timeout_ms),
+        worker_properties: args.properties.read()?,
+    };
+    run_distributed(options, runnel_connect::builtin_plugins(), shutdown).await?;
     Ok(())
 }

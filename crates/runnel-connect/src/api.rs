@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{
     ConfigDef, ConfigInfos, ConfigKeyInfo, ConfigType, ConfigValue, Configs, Importance, Validator,
 };
+use crate::connector::{ConnectError, Connector};
 use crate::connector::{ConnectorType, Plugin, Plugins};
 use crate::converter::is_converter_class;
 use crate::errors::error_handling_def;
@@ -319,6 +320,12 @@ pub trait ConnectApi: Send + Sync {
 
     /// The names of the connectors, sorted.
     fn connector_names(&self) -> Vec<String>;
+
+    /// Where a write request must go: `None` to handle it here, the leader's URL to forward
+    /// it to; 409 while the workers rebalance. A standalone worker handles everything.
+    fn forward_to(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// A connector's type and target state; 404 if there is no such connector.
     fn kind_and_target(&self, name: &str) -> Result<(ConnectorType, TargetState)>;
@@ -687,6 +694,60 @@ pub trait ConnectApi: Send + Sync {
         }
         Ok(kind)
     }
+}
+
+/// The task configs a running connector generates, as stored: within `tasks.max`, with
+/// values copied from resolved placeholders put back to the placeholders.
+pub(crate) fn generate_task_configs(
+    worker: &Worker,
+    connector: &mut dyn Connector,
+    raw: &Configs,
+) -> std::result::Result<Vec<Configs>, ConnectError> {
+    let max_tasks: usize = raw.parsed_or("tasks.max", 1, ConfigType::Int)?;
+    let enforce = raw.bool_or("tasks.max.enforce", true)?;
+    let mut configs = connector.task_configs(max_tasks.max(1))?;
+    if configs.len() > max_tasks {
+        if enforce {
+            return Err(ConnectError::Failed(format!(
+                "the connector generated {} tasks, more than tasks.max={max_tasks}",
+                configs.len()
+            )));
+        }
+        configs.truncate(max_tasks);
+    }
+    let providers = &worker.config().providers;
+    let resolved = providers.resolve(raw);
+    Ok(configs
+        .iter()
+        .map(|task| providers.hide_resolved(raw, &resolved, task))
+        .collect())
+}
+
+/// What a restart (KIP-745) restarts, given the current statuses: whether the connector,
+/// which tasks, and the plan to answer with (those shown RESTARTING).
+pub(crate) fn restart_plan(
+    mut plan: ConnectorStateInfo,
+    include_tasks: bool,
+    only_failed: bool,
+) -> (ConnectorStateInfo, bool, Vec<usize>) {
+    let restart_connector = !only_failed || plan.connector.state == State::Failed;
+    let restart_tasks: Vec<usize> = plan
+        .tasks
+        .iter()
+        .filter(|t| include_tasks && (!only_failed || t.status.state == State::Failed))
+        .map(|t| t.id)
+        .collect();
+    if restart_connector {
+        plan.connector.state = State::Restarting;
+        plan.connector.trace = None;
+    }
+    for task in &mut plan.tasks {
+        if restart_tasks.contains(&task.id) {
+            task.status.state = State::Restarting;
+            task.status.trace = None;
+        }
+    }
+    (plan, restart_connector, restart_tasks)
 }
 
 pub(crate) fn not_found(name: &str) -> HerderError {

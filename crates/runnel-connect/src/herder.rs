@@ -11,10 +11,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::api::{
-    check_name, not_found, ConnectApi, ConnectorInfo, ConnectorStateInfo, HerderError, Result,
-    TaskId, TaskInfo,
+    check_name, generate_task_configs, not_found, restart_plan, ConnectApi, ConnectorInfo,
+    ConnectorStateInfo, HerderError, Result, TaskId, TaskInfo,
 };
-use crate::config::{ConfigType, Configs};
+use crate::config::Configs;
 use crate::connector::{
     ConnectError, Connector, ConnectorContext, ConnectorType, Plugin, Plugins, TaskFactory,
 };
@@ -212,28 +212,11 @@ impl Herder {
         &self,
         entry: &mut Entry,
     ) -> std::result::Result<Vec<Configs>, ConnectError> {
-        let max_tasks: usize = entry.raw.parsed_or("tasks.max", 1, ConfigType::Int)?;
-        let enforce = entry.raw.bool_or("tasks.max.enforce", true)?;
         let connector = entry
             .connector
             .as_mut()
             .ok_or_else(|| ConnectError::failed("the connector is not running"))?;
-        let mut configs = connector.task_configs(max_tasks.max(1))?;
-        if configs.len() > max_tasks {
-            if enforce {
-                return Err(ConnectError::Failed(format!(
-                    "the connector generated {} tasks, more than tasks.max={max_tasks}",
-                    configs.len()
-                )));
-            }
-            configs.truncate(max_tasks);
-        }
-        let providers = &self.worker.config().providers;
-        let resolved = providers.resolve(&entry.raw);
-        Ok(configs
-            .iter()
-            .map(|task| providers.hide_resolved(&entry.raw, &resolved, task))
-            .collect())
+        generate_task_configs(&self.worker, connector.as_mut(), &entry.raw)
     }
 
     fn start_task(&self, name: &str, entry: &mut Entry, task: usize) {
@@ -434,24 +417,11 @@ impl ConnectApi for Herder {
     ) -> Result<ConnectorStateInfo> {
         let mut connectors = self.lock();
         let entry = connectors.get_mut(name).ok_or_else(|| not_found(name))?;
-        let mut plan = self.status_of(name, entry.plugin.kind().name());
-        let restart_connector = !only_failed || plan.connector.state == State::Failed;
-        let restart_tasks: Vec<usize> = plan
-            .tasks
-            .iter()
-            .filter(|t| include_tasks && (!only_failed || t.status.state == State::Failed))
-            .map(|t| t.id)
-            .collect();
-        if restart_connector {
-            plan.connector.state = State::Restarting;
-            plan.connector.trace = None;
-        }
-        for task in &mut plan.tasks {
-            if restart_tasks.contains(&task.id) {
-                task.status.state = State::Restarting;
-                task.status.trace = None;
-            }
-        }
+        let (plan, restart_connector, restart_tasks) = restart_plan(
+            self.status_of(name, entry.plugin.kind().name()),
+            include_tasks,
+            only_failed,
+        );
         if entry.target == TargetState::Stopped {
             return Ok(plan);
         }

@@ -15,15 +15,19 @@
 //! - [`herder`]: the standalone herder: connectors in memory, applied at once;
 //! - [`rest`]: Kafka Connect's REST API over the herder;
 //! - [`standalone`]: a worker in one process, as `runnel connect standalone` runs it;
+//! - [`cluster_state`], [`topic_log`] and [`distributed`]: workers sharing connectors
+//!   through a group and three compacted topics, as `runnel connect distributed` runs them;
 //! - [`file`]: the built-in file connectors.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cluster_state;
 pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod distributed;
 pub mod errors;
 pub mod file;
 pub mod herder;
@@ -32,6 +36,7 @@ pub mod providers;
 pub mod rest;
 pub mod standalone;
 pub mod status;
+pub mod topic_log;
 pub mod transforms;
 pub mod worker;
 

@@ -132,21 +132,7 @@ impl OffsetStore for FileOffsetStore {
     fn commit(&self, connector: &str, offsets: Vec<PartitionOffset>) -> std::io::Result<()> {
         let mut all = self.lock();
         let mut next = all.clone();
-        let entry = next.entry(connector.to_owned()).or_default();
-        for offset in offsets {
-            let key = partition_key(&offset.partition);
-            match offset.offset {
-                Some(_) => {
-                    entry.insert(key, offset);
-                }
-                None => {
-                    entry.remove(&key);
-                }
-            }
-        }
-        if entry.is_empty() {
-            next.remove(connector);
-        }
+        apply(&mut next, connector, offsets);
         // Memory changes only once the file has: a failed write leaves both as they were.
         self.write(&next)?;
         *all = next;
@@ -160,6 +146,138 @@ impl OffsetStore for FileOffsetStore {
         self.write(&next)?;
         *all = next;
         Ok(())
+    }
+}
+
+/// Offsets in a compacted topic, for distributed workers: every worker follows the topic
+/// into memory; a commit is written with `acks=all` and applied once acknowledged.
+#[derive(Debug)]
+pub struct TopicOffsetStore {
+    log: crate::topic_log::TopicLog,
+    offsets: Arc<Mutex<ConnectorOffsets>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl TopicOffsetStore {
+    /// Opens (creating if missing) the offsets topic and reads it to its end.
+    pub async fn open(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<TopicOffsetStore, crate::connector::ConnectError> {
+        let offsets: Arc<Mutex<ConnectorOffsets>> = Arc::default();
+        let applied = offsets.clone();
+        let log = crate::topic_log::TopicLog::open(
+            bootstrap,
+            topic,
+            partitions,
+            replication_factor,
+            // Offsets written in a source task's transaction count only once it commits.
+            runnel_client::IsolationLevel::ReadCommitted,
+            Box::new(move |key, value| {
+                let Some((connector, partition)) =
+                    key.and_then(crate::cluster_state::parse_offset_key)
+                else {
+                    return;
+                };
+                let offset = value.and_then(crate::cluster_state::parse_offset_value);
+                apply(
+                    &mut applied.lock().unwrap_or_else(PoisonError::into_inner),
+                    &connector,
+                    vec![PartitionOffset { partition, offset }],
+                );
+            }),
+        )
+        .await?;
+        log.read_to_end().await?;
+        Ok(TopicOffsetStore {
+            log,
+            offsets,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// The offsets topic's name.
+    pub fn topic(&self) -> &str {
+        self.log.topic()
+    }
+}
+
+fn apply(all: &mut ConnectorOffsets, connector: &str, offsets: Vec<PartitionOffset>) {
+    let entry = all.entry(connector.to_owned()).or_default();
+    for offset in offsets {
+        let key = partition_key(&offset.partition);
+        match offset.offset {
+            Some(_) => {
+                entry.insert(key, offset);
+            }
+            None => {
+                entry.remove(&key);
+            }
+        }
+    }
+    if entry.is_empty() {
+        all.remove(connector);
+    }
+}
+
+impl OffsetStore for TopicOffsetStore {
+    fn get(&self, connector: &str, partition: &SourcePartition) -> Option<SourceOffset> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(connector)?
+            .get(&partition_key(partition))?
+            .offset
+            .clone()
+    }
+
+    fn all(&self, connector: &str) -> Vec<PartitionOffset> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(connector)
+            .map(|o| o.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn commit(&self, connector: &str, offsets: Vec<PartitionOffset>) -> std::io::Result<()> {
+        let records = offsets
+            .iter()
+            .map(|o| {
+                let value = o.offset.as_ref().map(|v| {
+                    serde_json::Value::Object(v.clone())
+                        .to_string()
+                        .into_bytes()
+                });
+                (
+                    crate::cluster_state::offset_key(connector, &o.partition),
+                    value,
+                )
+            })
+            .collect();
+        self.runtime
+            .block_on(self.log.write(records))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        apply(
+            &mut self.offsets.lock().unwrap_or_else(PoisonError::into_inner),
+            connector,
+            offsets,
+        );
+        Ok(())
+    }
+
+    fn reset(&self, connector: &str) -> std::io::Result<()> {
+        let removed: Vec<PartitionOffset> = self
+            .all(connector)
+            .into_iter()
+            .map(|o| PartitionOffset {
+                partition: o.partition,
+                offset: None,
+            })
+            .collect();
+        self.commit(connector, removed)
     }
 }
 

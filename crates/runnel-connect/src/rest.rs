@@ -81,7 +81,110 @@ pub fn router(herder: Arc<dyn ConnectApi>, info: ServerInfo) -> Router {
                 "HTTP 405 Method Not Allowed".to_owned(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), forward))
         .with_state(api)
+}
+
+/// The header marking a request one worker forwarded to the leader, so that it is never
+/// forwarded again (a leader that changed meanwhile answers 409 instead).
+const FORWARDED: &str = "x-runnel-forwarded";
+/// The largest request body forwarded.
+const FORWARD_BODY_MAX: usize = 16 * 1024 * 1024;
+
+/// Sends writes to the connectors (POST, PUT, PATCH, DELETE under `/connectors`) to the
+/// leader when this worker is not it, as Kafka Connect's workers do.
+async fn forward(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let writes = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
+    if !writes || !request.uri().path().starts_with("/connectors") {
+        return next.run(request).await;
+    }
+    let leader = match api.herder.forward_to() {
+        Ok(None) => return next.run(request).await,
+        Ok(Some(leader)) => leader,
+        Err(e) => return e.into_response(),
+    };
+    if request.headers().contains_key(FORWARDED) {
+        return HerderError {
+            status: 409,
+            message: "Cannot complete request: this worker is no longer the leader".to_owned(),
+        }
+        .into_response();
+    }
+    let target = format!(
+        "{}{}",
+        leader.trim_end_matches('/'),
+        request.uri().path_and_query().map_or("", |p| p.as_str())
+    );
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match axum::body::to_bytes(request.into_body(), FORWARD_BODY_MAX).await {
+        Ok(body) => body,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")).into_response(),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(90))
+            .build();
+        let mut call = agent.request(method.as_str(), &target).set(FORWARDED, "1");
+        if let Some(kind) = &content_type {
+            call = call.set("Content-Type", kind);
+        }
+        let response = match call.send_bytes(&body) {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => {
+                return Err(HerderError {
+                    status: 409,
+                    message: format!(
+                        "Cannot complete request: the leader at {target} is unreachable: {e}"
+                    ),
+                })
+            }
+        };
+        let status = response.status();
+        let location = response.header("Location").map(str::to_owned);
+        let mut text = Vec::new();
+        use std::io::Read;
+        response
+            .into_reader()
+            .take(FORWARD_BODY_MAX as u64)
+            .read_to_end(&mut text)
+            .map_err(|e| HerderError {
+                status: 500,
+                message: format!("cannot read the leader's answer: {e}"),
+            })?;
+        Ok((status, location, text))
+    })
+    .await;
+    match answer {
+        Ok(Ok((status, location, text))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let empty = text.is_empty();
+            let mut response = (status, text).into_response();
+            if !empty {
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+            }
+            if let Some(location) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("forwarding failed: {e}"),
+        ),
+    }
 }
 
 fn error(status: StatusCode, message: String) -> Response {

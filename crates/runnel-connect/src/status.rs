@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::cluster_state::StatusRecord;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,13 +57,59 @@ type Statuses = BTreeMap<(String, Option<usize>), Status>;
 
 /// The statuses of a worker's connectors (`task` `None`) and tasks, and the topics each
 /// connector has used (KIP-558).
+///
+/// In a distributed worker, every change this worker makes is also published (to the
+/// status topic), and changes other workers published are applied with
+/// [`StatusBoard::apply_remote`].
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     statuses: Arc<Mutex<Statuses>>,
     topics: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    publisher: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<StatusRecord>>>,
 }
 
 impl StatusBoard {
+    /// Publishes every later change of this worker's to `sender`.
+    pub fn publish_to(&self, sender: tokio::sync::mpsc::UnboundedSender<StatusRecord>) {
+        let _ = self.publisher.set(sender);
+    }
+
+    fn publish(&self, record: StatusRecord) {
+        if let Some(sender) = self.publisher.get() {
+            // The receiver goes away only when the worker shuts down.
+            let _ = sender.send(record);
+        }
+    }
+
+    /// Applies what another worker published (or this one, read back), without publishing.
+    pub fn apply_remote(&self, record: StatusRecord) {
+        match record {
+            StatusRecord::Status {
+                connector,
+                task,
+                status,
+            } => {
+                let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+                match status {
+                    Some(status) => statuses.insert((connector, task), status),
+                    None => statuses.remove(&(connector, task)),
+                };
+            }
+            StatusRecord::Topic {
+                connector,
+                topic,
+                used,
+            } => {
+                let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+                if used {
+                    topics.entry(connector).or_default().insert(topic);
+                } else if let Some(used) = topics.get_mut(&connector) {
+                    used.remove(&topic);
+                }
+            }
+        }
+    }
+
     /// Records the state of `connector` (task `None`) or one of its tasks.
     pub fn set(
         &self,
@@ -79,7 +127,12 @@ impl StatusBoard {
         self.statuses
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((connector.to_owned(), task), status);
+            .insert((connector.to_owned(), task), status.clone());
+        self.publish(StatusRecord::Status {
+            connector: connector.to_owned(),
+            task,
+            status: Some(status),
+        });
     }
 
     /// The status of `connector` or one of its tasks.
@@ -104,27 +157,50 @@ impl StatusBoard {
 
     /// Forgets the statuses of tasks `from` and above (after the task count shrank).
     pub fn remove_tasks_from(&self, connector: &str, from: usize) {
-        self.statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(c, t), _| c != connector || t.is_none_or(|t| t < from));
+        self.forget(|c, t| c == connector && t.is_some_and(|t| t >= from));
     }
 
     /// Forgets `connector` and its tasks.
     pub fn remove(&self, connector: &str) {
-        self.statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(c, _), _| c != connector);
+        self.forget(|c, _| c == connector);
+    }
+
+    fn forget(&self, gone: impl Fn(&str, Option<usize>) -> bool) {
+        let removed: Vec<(String, Option<usize>)> = {
+            let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+            let removed = statuses
+                .keys()
+                .filter(|(c, t)| gone(c, *t))
+                .cloned()
+                .collect::<Vec<_>>();
+            for key in &removed {
+                statuses.remove(key);
+            }
+            removed
+        };
+        for (connector, task) in removed {
+            self.publish(StatusRecord::Status {
+                connector,
+                task,
+                status: None,
+            });
+        }
     }
 
     /// Notes that `connector` used `topic`; called for every record, so that a reset is
     /// followed at once by the topics still in use.
     pub fn topic_used(&self, connector: &str, topic: &str) {
-        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
-        let used = topics.entry(connector.to_owned()).or_default();
-        if !used.contains(topic) {
-            used.insert(topic.to_owned());
+        let newly = {
+            let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+            let used = topics.entry(connector.to_owned()).or_default();
+            !used.contains(topic) && used.insert(topic.to_owned())
+        };
+        if newly {
+            self.publish(StatusRecord::Topic {
+                connector: connector.to_owned(),
+                topic: topic.to_owned(),
+                used: true,
+            });
         }
     }
 
@@ -140,9 +216,18 @@ impl StatusBoard {
 
     /// Forgets the topics `connector` used.
     pub fn reset_topics(&self, connector: &str) {
-        self.topics
+        let removed = self
+            .topics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(connector);
+            .remove(connector)
+            .unwrap_or_default();
+        for topic in removed {
+            self.publish(StatusRecord::Topic {
+                connector: connector.to_owned(),
+                topic,
+                used: false,
+            });
+        }
     }
 }
