@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cdc;
 pub mod cluster_state;
 pub mod config;
 pub mod connector;
@@ -42,5 +43,9 @@ pub mod worker;
 
 /// The connectors every worker has: files (and databases, as they come).
 pub fn builtin_plugins() -> connector::Plugins {
-    connector::Plugins::new(vec![file::FILE_SOURCE, file::FILE_SINK])
+    connector::Plugins::new(vec![
+        file::FILE_SOURCE,
+        file::FILE_SINK,
+        cdc::POSTGRES_CDC_SOURCE,
+    ])
 }

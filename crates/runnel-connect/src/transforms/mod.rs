@@ -13,7 +13,8 @@
 //!   `TimestampRouter`, `Filter`, `InsertHeader`, `DropHeaders`);
 //! - `predicates`: `TopicNameMatches`, `HasHeaderKey`, `RecordIsTombstone`;
 //! - `datetime`: the subset of Java's `SimpleDateFormat` that `TimestampRouter` and `Cast`
-//!   format with, always in UTC.
+//!   format with, always in UTC;
+//! - `debezium`: Debezium's `ExtractNewRecordState`, under Debezium's class name.
 //!
 //! Every transform and predicate is selected by its fully qualified Java name
 //! (`org.apache.kafka.connect.transforms.InsertField$Value`) or by its short name, the part
@@ -21,6 +22,7 @@
 
 mod cast;
 mod datetime;
+mod debezium;
 mod fields;
 mod predicates;
 mod routers;
@@ -440,6 +442,12 @@ static TRANSFORMS: &[Plugin<dyn Transformation>] = &[
         class: "org.apache.kafka.connect.transforms.DropHeaders",
         define: routers::DropHeaders::define,
         build: routers::DropHeaders::build,
+    },
+    // Debezium's, for the change events of the CDC connectors.
+    Plugin {
+        class: "io.debezium.transforms.ExtractNewRecordState",
+        define: debezium::ExtractNewRecordState::define,
+        build: debezium::ExtractNewRecordState::build,
     },
 ];
 

@@ -335,9 +335,12 @@ fn every_class_loads_by_full_and_short_name_and_defines_its_keys() {
     for class in transformation_classes().chain(predicate_classes()) {
         let short = class.rsplit('.').next().unwrap_or(class);
         assert!(find(TRANSFORMS, short).is_some() || find(PREDICATES, short).is_some());
-        assert!(class.starts_with("org.apache.kafka.connect.transforms."));
+        assert!(
+            class.starts_with("org.apache.kafka.connect.transforms.")
+                || class.starts_with("io.debezium.transforms.")
+        );
     }
-    assert_eq!(transformation_classes().count(), 22);
+    assert_eq!(transformation_classes().count(), 23);
     assert_eq!(predicate_classes().count(), 3);
 }
 
