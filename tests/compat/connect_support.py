@@ -51,6 +51,7 @@ class ConnectWorker:
         connector_files: tuple[Path, ...] = (),
         env: dict[str, str] | None = None,
         group_id: str | None = None,
+        properties: dict[str, str] | None = None,
     ):
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ class ConnectWorker:
         self.connector_files = tuple(connector_files)
         self.env = dict(env or {})
         self.group_id = group_id
+        self.properties = dict(properties or {})
         self.port = free_port()
         self.offsets_file = work_dir / "connect.offsets"
         self.stdout_path = work_dir / "connect.stdout"
@@ -106,6 +108,7 @@ class ConnectWorker:
             f"offset.flush.interval.ms={OFFSET_FLUSH_INTERVAL_MS}",
             "-X",
             f"consumer.session.timeout.ms={SINK_SESSION_TIMEOUT_MS}",
+            *(arg for key, value in self.properties.items() for arg in ("-X", f"{key}={value}")),
             *(str(path) for path in self.connector_files),
         ]
 

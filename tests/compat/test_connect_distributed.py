@@ -4,24 +4,30 @@ group and three compacted topics, against a real broker:
 - a connector created through one worker is seen, and can be changed, through any other (writes
   are forwarded to the leader);
 - a worker killed with kill -9 loses its tasks to the survivors within the group's session
-  timeout, and no line of the copied file is lost (at-least-once: a line may be copied twice).
+  timeout, and no line of the copied file is lost (at-least-once: a line may be copied twice);
+- with exactly-once sources (KIP-618, `exactly.once.source.support=enabled`), a worker killed
+  mid-copy leaves every line in the topic exactly once, as read_committed consumers see it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from conftest import unique_topic
 from connect_support import ConnectWorker
-from support import wait_until
+from support import read_with_librdkafka, wait_until, watermarks
 
 TIMEOUT_S = 60.0
 
 
-def start_workers(broker, tmp_path: Path, count: int) -> list[ConnectWorker]:
+def start_workers(broker, tmp_path: Path, count: int, properties: dict | None = None) -> list[ConnectWorker]:
     group = unique_topic("connect-group")
-    workers = [ConnectWorker(tmp_path / f"worker{i}", broker.bootstrap, group_id=group) for i in range(count)]
+    workers = [
+        ConnectWorker(tmp_path / f"worker{i}", broker.bootstrap, group_id=group, properties=properties)
+        for i in range(count)
+    ]
     for worker in workers:
         worker.start()
     return workers
@@ -99,6 +105,40 @@ def test_workers_share_connectors_and_a_killed_workers_tasks_move(broker, tmp_pa
             TIMEOUT_S,
             "dist-sink paused",
         )
+    finally:
+        for worker in workers:
+            worker.kill()
+
+
+def test_exactly_once_sources_write_each_line_once_across_kill_9(broker, tmp_path):
+    workers = start_workers(broker, tmp_path, 2, {"exactly.once.source.support": "enabled"})
+    try:
+        topic = unique_topic("connect-eos")
+        source = tmp_path / "in.txt"
+        total = 100_000
+        lines = [f"line {i:06d}" for i in range(total)]
+        source.write_text("".join(line + "\n" for line in lines))
+        create(
+            workers[0],
+            "eos-source",
+            {"connector.class": "FileStreamSource", "file": str(source), "topic": topic, "batch.size": "500"},
+        )
+        wait_until(lambda: running_on(workers[1], "eos-source", 1), TIMEOUT_S, "eos-source running")
+        # Kill the task's worker once part of the file is in the topic.
+        wait_until(lambda: watermarks(broker.bootstrap, topic, 0)[1] > total // 10, TIMEOUT_S, "some lines copied")
+        owner = status(workers[0], "eos-source")["tasks"][0]["worker_id"]
+        victim = next(w for w in workers if w.rest_listen == owner)
+        survivor = next(w for w in workers if w is not victim)
+        victim.kill()
+
+        def moved() -> bool:
+            body = running_on(survivor, "eos-source", 1)
+            return body is not None and body["tasks"][0]["worker_id"] == survivor.rest_listen
+
+        wait_until(moved, TIMEOUT_S, "the task moved to the survivor", describe=survivor.log_tail)
+        values = read_with_librdkafka(broker.bootstrap, topic, "read_committed", total, 1, timeout_s=TIMEOUT_S * 2)
+        read = [json.loads(value)["payload"] for value in values]
+        assert len(read) == total and read == lines, f"{len(read)} lines read for {total}: duplicates or gaps"
     finally:
         for worker in workers:
             worker.kill()

@@ -749,7 +749,8 @@ pub async fn run_distributed(
     )
     .await
     .map_err(start_failed("cannot open the offsets topic"))?;
-    let config = worker_config(&bootstrap, &worker_id, options.worker_properties.clone())?;
+    let mut config = worker_config(&bootstrap, &worker_id, options.worker_properties.clone())?;
+    config.group_id = Some(options.group_id.clone());
     let worker = Worker::new(config, tokio::runtime::Handle::current(), Arc::new(offsets));
 
     // Statuses: published by this worker, and every worker's applied from the topic.

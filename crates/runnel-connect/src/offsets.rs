@@ -34,6 +34,12 @@ pub trait OffsetStore: Send + Sync + std::fmt::Debug {
     fn commit(&self, connector: &str, offsets: Vec<PartitionOffset>) -> std::io::Result<()>;
     /// Forgets every offset of `connector`.
     fn reset(&self, connector: &str) -> std::io::Result<()>;
+
+    /// The topic the offsets are kept in, when they are: exactly-once sources write theirs
+    /// there in their own transactions.
+    fn topic(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The key of a partition in the store: its JSON text, with keys sorted.
@@ -197,11 +203,6 @@ impl TopicOffsetStore {
             runtime: tokio::runtime::Handle::current(),
         })
     }
-
-    /// The offsets topic's name.
-    pub fn topic(&self) -> &str {
-        self.log.topic()
-    }
 }
 
 fn apply(all: &mut ConnectorOffsets, connector: &str, offsets: Vec<PartitionOffset>) {
@@ -266,6 +267,10 @@ impl OffsetStore for TopicOffsetStore {
             offsets,
         );
         Ok(())
+    }
+
+    fn topic(&self) -> Option<&str> {
+        Some(self.log.topic())
     }
 
     fn reset(&self, connector: &str) -> std::io::Result<()> {

@@ -109,6 +109,16 @@ pub fn worker_config(
         )
         .map_err(|e| StartError(e.message))?;
     config.offset_flush_interval = std::time::Duration::from_millis(interval.max(1));
+    config.exactly_once_source = match properties.get("exactly.once.source.support").map(str::trim)
+    {
+        None | Some("") | Some("disabled") => false,
+        Some("enabled") => true,
+        Some(other) => {
+            return Err(StartError(format!(
+                "exactly.once.source.support={other}: expected enabled or disabled"
+            )))
+        }
+    };
     if let Some(providers) = properties.get("config.providers") {
         config.providers =
             crate::providers::ConfigProviders::new(crate::config::split_list(providers));

@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 use crate::config::{ConfigError, ConfigType, Configs};
 use crate::connector::{ConnectError, SinkTask, SourceTask, TaskContext, TopicPartition};
 use crate::converter::{converter_for, Converter};
-use crate::data::{ConnectRecord, Header, SinkRecord};
+use crate::data::{ConnectRecord, Header, SinkRecord, SourceRecord};
 use crate::errors::{ErrorPolicy, Stage};
 use crate::offsets::{ConnectorOffsetReader, OffsetStore, PartitionOffset};
 use crate::providers::ConfigProviders;
@@ -49,6 +49,11 @@ pub struct WorkerConfig {
     pub offset_flush_interval: Duration,
     /// The config providers placeholders may name.
     pub providers: ConfigProviders,
+    /// The distributed workers' group, which names source tasks' transactional ids.
+    pub group_id: Option<String>,
+    /// `exactly.once.source.support=enabled` (KIP-618): source records and their offsets are
+    /// written in one transaction. Needs the offsets in a topic (distributed mode).
+    pub exactly_once_source: bool,
 }
 
 impl WorkerConfig {
@@ -60,6 +65,8 @@ impl WorkerConfig {
             properties: Configs::new(),
             offset_flush_interval: Duration::from_secs(10),
             providers: ConfigProviders::default(),
+            group_id: None,
+            exactly_once_source: false,
         }
     }
 }
@@ -352,82 +359,221 @@ impl TaskRun {
     fn source(&self, mut task: Box<dyn SourceTask>) -> Result<(), ConnectError> {
         let configs = &self.spec.connector_configs;
         let worker = &self.worker.config.properties;
-        let key_converter = converter("key.converter", configs, worker)?;
-        let value_converter = converter("value.converter", configs, worker)?;
-        let transforms = TransformChain::from_configs(configs)?;
-        let policy = ErrorPolicy::from_configs(configs)?;
-        let producer = self
-            .block_on(Producer::connect(ProducerConfig::with_client(
-                self.client("producer"),
-            )))
-            .map_err(client_error("cannot connect the producer"))?;
-        task.start(&self.spec.task_configs, &self.context())?;
-        self.set_status(
-            if self.control.is_paused() {
-                State::Paused
-            } else {
-                State::Running
-            },
-            None,
-        );
-        let mut source = SourceProgress {
-            in_flight: VecDeque::new(),
-            committable: BTreeMap::new(),
+        let pipeline = SourcePipeline {
+            key_converter: converter("key.converter", configs, worker)?,
+            value_converter: converter("value.converter", configs, worker)?,
+            transforms: TransformChain::from_configs(configs)?,
+            policy: ErrorPolicy::from_configs(configs)?,
         };
-        let stopping = || self.control.is_stopping();
-        let mut last_commit = Instant::now();
-        let outcome = (|| {
-            while self.pause_point() {
-                let records = match task.poll() {
-                    Ok(records) => records,
-                    Err(e) if e.is_retriable() => {
-                        tracing::warn!(connector = %self.spec.connector, error = %e, "poll failed; retrying");
-                        std::thread::sleep(SINK_RETRY_BACKOFF);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for polled in records {
-                    let offset = PartitionOffset {
-                        partition: polled.source_partition,
-                        offset: Some(polled.source_offset),
-                    };
-                    let produce = match policy.execute(Stage::Transformation, &stopping, || {
-                        transforms.apply(polled.record.clone())
-                    })? {
-                        Ok(Some(record)) => {
-                            self.to_produce(&record, &*key_converter, &*value_converter, &policy)?
-                        }
-                        // Dropped by a transform or tolerated: its offset still counts as done.
-                        Ok(None) | Err(_) => None,
-                    };
-                    let delivery = match produce {
-                        Some(record) => {
-                            self.worker
-                                .statuses
-                                .topic_used(&self.spec.connector, &record.topic);
-                            Some(
-                                self.block_on(producer.send(record))
-                                    .map_err(client_error("cannot send a record"))?,
-                            )
-                        }
-                        None => None,
-                    };
-                    source.in_flight.push_back((delivery, offset));
-                }
-                source.settle(self, &policy, source.in_flight.len() > SOURCE_IN_FLIGHT_MAX)?;
-                if last_commit.elapsed() >= self.worker.config.offset_flush_interval {
-                    source.commit(self, &mut *task, &policy, false)?;
-                    last_commit = Instant::now();
-                }
+        let transactional = match (&self.worker.config.group_id, self.worker.offsets.topic()) {
+            (Some(group), Some(topic)) if self.worker.config.exactly_once_source => Some((
+                format!("{group}-{}-{}", self.spec.connector, self.spec.task),
+                topic.to_owned(),
+            )),
+            _ => None,
+        };
+        let mut producer_config = ProducerConfig::with_client(self.client("producer"));
+        producer_config.transactional_id = transactional.as_ref().map(|(id, _)| id.clone());
+        let producer = self
+            .block_on(Producer::connect(producer_config))
+            .map_err(client_error("cannot connect the producer"))?;
+        if transactional.is_some() {
+            // Fences an older instance of this task, aborting what it left open.
+            self.block_on(producer.init_transactions())
+                .map_err(client_error("cannot initialize transactions"))?;
+        }
+        task.start(&self.spec.task_configs, &self.context())?;
+        let state = if self.control.is_paused() {
+            State::Paused
+        } else {
+            State::Running
+        };
+        self.set_status(state, None);
+        let outcome = match &transactional {
+            Some((_, offsets_topic)) => {
+                self.source_exactly_once(&mut *task, &producer, &pipeline, offsets_topic)
             }
-            source.commit(self, &mut *task, &policy, true)
-        })();
+            None => self.source_at_least_once(&mut *task, &producer, &pipeline),
+        };
         task.stop();
         if let Err(e) = self.block_on(producer.close()) {
             tracing::warn!(connector = %self.spec.connector, error = %e, "closing the producer failed");
         }
         outcome
+    }
+
+    /// The next records of a source task; empty after a retriable failure.
+    fn poll_source(&self, task: &mut dyn SourceTask) -> Result<Vec<SourceRecord>, ConnectError> {
+        match task.poll() {
+            Ok(records) => Ok(records),
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(connector = %self.spec.connector, error = %e, "poll failed; retrying");
+                std::thread::sleep(SINK_RETRY_BACKOFF);
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The record to send for a polled one, or `None` when a transform dropped it or its
+    /// failure is tolerated; either way its offset counts as done.
+    fn prepare(
+        &self,
+        pipeline: &SourcePipeline,
+        record: ConnectRecord,
+    ) -> Result<Option<ProduceRecord>, ConnectError> {
+        let stopping = || self.control.is_stopping();
+        let policy = &pipeline.policy;
+        let transformed = policy.execute(Stage::Transformation, &stopping, || {
+            pipeline.transforms.apply(record.clone())
+        })?;
+        let Ok(Some(record)) = transformed else {
+            return Ok(None);
+        };
+        let produce = self.to_produce(
+            &record,
+            &*pipeline.key_converter,
+            &*pipeline.value_converter,
+            policy,
+        )?;
+        if let Some(produce) = &produce {
+            self.worker
+                .statuses
+                .topic_used(&self.spec.connector, &produce.topic);
+        }
+        Ok(produce)
+    }
+
+    /// At least once: records are sent as they come, and offsets committed every
+    /// `offset.flush.interval.ms` up to the last record acknowledged.
+    fn source_at_least_once(
+        &self,
+        task: &mut dyn SourceTask,
+        producer: &Producer,
+        pipeline: &SourcePipeline,
+    ) -> Result<(), ConnectError> {
+        let mut source = SourceProgress {
+            in_flight: VecDeque::new(),
+            committable: BTreeMap::new(),
+        };
+        let mut last_commit = Instant::now();
+        while self.pause_point() {
+            for polled in self.poll_source(task)? {
+                let offset = PartitionOffset {
+                    partition: polled.source_partition,
+                    offset: Some(polled.source_offset),
+                };
+                let delivery = match self.prepare(pipeline, polled.record)? {
+                    Some(record) => Some(
+                        self.block_on(producer.send(record))
+                            .map_err(client_error("cannot send a record"))?,
+                    ),
+                    None => None,
+                };
+                source.in_flight.push_back((delivery, offset));
+            }
+            source.settle(
+                self,
+                &pipeline.policy,
+                source.in_flight.len() > SOURCE_IN_FLIGHT_MAX,
+            )?;
+            if last_commit.elapsed() >= self.worker.config.offset_flush_interval {
+                source.commit(self, task, &pipeline.policy, false)?;
+                last_commit = Instant::now();
+            }
+        }
+        source.commit(self, task, &pipeline.policy, true)
+    }
+
+    /// Exactly once (KIP-618): each poll's records (or each interval's, with
+    /// `transaction.boundary=interval`) and the offsets they reach are written in one
+    /// transaction, offsets to the offsets topic, so that both or neither count. A task
+    /// killed mid-transaction leaves it to be aborted when its next instance starts.
+    fn source_exactly_once(
+        &self,
+        task: &mut dyn SourceTask,
+        producer: &Producer,
+        pipeline: &SourcePipeline,
+        offsets_topic: &str,
+    ) -> Result<(), ConnectError> {
+        let configs = &self.spec.connector_configs;
+        let interval = match configs.get("transaction.boundary").map(str::trim) {
+            None | Some("") | Some("poll") => None,
+            Some("interval") => Some(
+                configs
+                    .get("transaction.boundary.interval.ms")
+                    .and_then(|ms| ms.trim().parse().ok())
+                    .map_or(
+                        self.worker.config.offset_flush_interval,
+                        Duration::from_millis,
+                    ),
+            ),
+            Some(other) => {
+                return Err(ConnectError::Failed(format!(
+                    "transaction.boundary={other} is not supported: use poll or interval"
+                )))
+            }
+        };
+        let mut open = false;
+        let mut offsets: BTreeMap<String, PartitionOffset> = BTreeMap::new();
+        let mut opened_at = Instant::now();
+        let aborted = |e: runnel_client::ClientError| {
+            if let Err(abort) = self.block_on(producer.abort_transaction()) {
+                tracing::warn!(error = %abort, "aborting the transaction failed");
+            }
+            ConnectError::Failed(format!("the transaction failed and was aborted: {e}"))
+        };
+        let commit = |offsets: &mut BTreeMap<String, PartitionOffset>,
+                      task: &mut dyn SourceTask| {
+            for offset in std::mem::take(offsets).into_values() {
+                let value = offset.offset.as_ref().map(|o| {
+                    serde_json::Value::Object(o.clone())
+                        .to_string()
+                        .into_bytes()
+                });
+                let mut record = ProduceRecord::new(offsets_topic.to_owned()).key(
+                    crate::cluster_state::offset_key(&self.spec.connector, &offset.partition),
+                );
+                if let Some(value) = value {
+                    record = record.value(value);
+                }
+                self.block_on(producer.send(record)).map_err(aborted)?;
+            }
+            self.block_on(producer.commit_transaction())
+                .map_err(aborted)?;
+            task.commit()
+        };
+        while self.pause_point() {
+            let records = self.poll_source(task)?;
+            if !records.is_empty() && !open {
+                self.block_on(producer.begin_transaction())
+                    .map_err(client_error("cannot begin a transaction"))?;
+                open = true;
+                opened_at = Instant::now();
+            }
+            for polled in records {
+                let key = serde_json::Value::Object(polled.source_partition.clone()).to_string();
+                if let Some(record) = self.prepare(pipeline, polled.record)? {
+                    self.block_on(producer.send(record)).map_err(aborted)?;
+                }
+                offsets.insert(
+                    key,
+                    PartitionOffset {
+                        partition: polled.source_partition,
+                        offset: Some(polled.source_offset),
+                    },
+                );
+            }
+            let due = interval.is_none_or(|i| opened_at.elapsed() >= i);
+            if open && due {
+                commit(&mut offsets, task)?;
+                open = false;
+            }
+        }
+        if open {
+            commit(&mut offsets, task)?;
+        }
+        Ok(())
     }
 
     /// The record to send for `record`, or `None` when converting it failed and is tolerated.
@@ -651,6 +797,14 @@ impl TaskRun {
             },
         )
     }
+}
+
+/// What turns a polled record into one to send.
+struct SourcePipeline {
+    key_converter: Box<dyn Converter>,
+    value_converter: Box<dyn Converter>,
+    transforms: TransformChain,
+    policy: ErrorPolicy,
 }
 
 /// Source records sent and not yet known to be acknowledged, in order, and the offsets
