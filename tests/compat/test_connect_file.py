@@ -4,6 +4,8 @@ started with connector files, as Kafka users start `connect-standalone.sh`.
 
 - Without faults the copy is byte-identical, for lines of every shape (empty, long, UTF-8, tabs).
 - Lines appended while the worker runs follow.
+- `runnel server --connect` runs a broker and a worker in one process, and stops the worker
+  (committing its offsets) before the broker.
 - After `kill -9` of the worker and a restart on the same offsets file, every line still arrives,
   in order; the only allowed difference is lines written again (at-least-once: the source
   re-sends what it read after its last committed offset, the sink re-writes what it received
@@ -13,10 +15,12 @@ started with connector files, as Kafka users start `connect-standalone.sh`.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from pathlib import Path
 
-from conftest import unique_topic
+from conftest import broker_environment, free_port, runnel_bin, unique_topic
 from connect_support import ConnectWorker
 from support import wait_until
 
@@ -113,3 +117,59 @@ def test_a_worker_killed_mid_copy_loses_no_line(broker, tmp_path):
     # A repeat is only ever a re-delivery of lines after a committed offset: bounded, not a
     # second copy of the file.
     assert len(written) < total * 1.5, f"{len(written) - total} lines written twice"
+
+
+def test_a_broker_started_with_connect_runs_a_worker_and_stops_it_first(tmp_path):
+    """`runnel server --connect HOST:PORT`: one process, a broker and a standalone worker on it."""
+    broker_port, rest_port = free_port(), free_port()
+    data_dir = tmp_path / "data"
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(runnel_bin()),
+            "server",
+            "--listen",
+            f"127.0.0.1:{broker_port}",
+            "--data-dir",
+            str(data_dir),
+            "--connect",
+            f"127.0.0.1:{rest_port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=broker_environment(),
+    )
+    rest = ConnectWorker(tmp_path / "client", f"127.0.0.1:{broker_port}")
+    rest.port = rest_port  # the embedded worker's; this object only talks to it
+    try:
+
+        def answers() -> bool:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text(errors="replace")
+            try:
+                return rest.call("GET", "/", timeout_s=2.0).status == 200
+            except OSError:
+                return False
+
+        wait_until(answers, COPY_TIMEOUT_S, "the embedded worker's REST API")
+        source, sink = tmp_path / "in.txt", tmp_path / "out.txt"
+        source.write_text("a\nb\nc\n")
+        topic = unique_topic("embedded")
+        for name, config in [
+            ("embedded-source", {"connector.class": "FileStreamSource", "file": str(source), "topic": topic}),
+            ("embedded-sink", {"connector.class": "FileStreamSink", "file": str(sink), "topics": topic}),
+        ]:
+            code, body = rest.rest("POST", "/connectors", {"name": name, "config": config})
+            assert code == 201, (code, body)
+        wait_for_size(sink, source.stat().st_size, rest)
+        assert sink.read_bytes() == source.read_bytes()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, (tmp_path / "server.log").read_text(errors="replace")
+        # The worker committed its source offsets before the broker stopped.
+        offsets = json.loads((data_dir / "connect.offsets").read_text())
+        assert offsets["embedded-source"][0]["offset"] == {"position": 6}, offsets
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()

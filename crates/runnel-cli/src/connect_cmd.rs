@@ -165,3 +165,62 @@ async fn distributed(
     run_distributed(options, runnel_connect::builtin_plugins(), shutdown).await?;
     Ok(())
 }
+
+/// Runs a broker and, in the same process, a standalone Connect worker on it (`runnel
+/// server --connect`). On `shutdown` the worker stops first, committing its offsets while
+/// the broker still takes them, then the broker.
+pub(crate) async fn with_broker(
+    config: runnel_broker::BrokerConfig,
+    rest_listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let bootstrap = config
+        .advertised_listener
+        .clone()
+        .unwrap_or_else(|| config.listen.clone());
+    let options = StandaloneOptions {
+        bootstrap: bootstrap.clone(),
+        rest_listen,
+        offsets_file: config.data_dir.join("connect.offsets"),
+        worker_properties: Configs::new(),
+        connector_files: Vec::new(),
+    };
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_broker, broker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(async move {
+        // The broker is starting in this same process: wait until it answers.
+        let client = runnel_client::ClientConfig::new(bootstrap.clone());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while runnel_client::Admin::connect(client.clone()).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                tracing::error!(%bootstrap, "the broker did not answer; the Connect worker is not started");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let stopped = async move {
+            let _ = worker_stopped.await;
+        };
+        if let Err(e) = run_standalone(options, runnel_connect::builtin_plugins(), stopped).await {
+            tracing::error!(error = %e, "the Connect worker failed");
+        }
+    });
+    let broker = runnel_broker::run(config, async move {
+        let _ = broker_stopped.await;
+    });
+    tokio::pin!(broker);
+    tokio::select! {
+        // The broker ended by itself: it could not start, or failed.
+        served = &mut broker => {
+            served?;
+            Ok(())
+        }
+        () = shutdown => {
+            let _ = stop_worker.send(());
+            let _ = worker.await;
+            let _ = stop_broker.send(());
+            broker.await?;
+            Ok(())
+        }
+    }
+}

@@ -289,6 +289,17 @@ struct ServerArgs {
     /// The log cleaner's read and write rate in bytes per second (default unlimited).
     #[arg(long, env = "RUNNEL_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
     log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Also run a standalone Connect worker in this process, its REST API on HOST:PORT
+    /// (127.0.0.1:8083 when given without a value), its source offsets in
+    /// DATA_DIR/connect.offsets. It stops before the broker does.
+    #[arg(
+        long,
+        env = "RUNNEL_CONNECT",
+        value_name = "HOST:PORT",
+        num_args = 0..=1,
+        default_missing_value = runnel_connect::standalone::DEFAULT_REST_LISTEN
+    )]
+    connect: Option<std::net::SocketAddr>,
 }
 
 impl ServerArgs {
@@ -390,7 +401,8 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match command {
-        Command::Server(args) => {
+        Command::Server(mut args) => {
+            let connect = args.connect.take();
             let config = args.into_config()?;
             let needed =
                 open_files::needed_for(config.partitions_max, config.sealed_segment_files_max);
@@ -409,7 +421,12 @@ fn main() -> anyhow::Result<()> {
             }
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(runnel_broker::run(config, stop_signal()))?;
+            match connect {
+                None => runtime.block_on(runnel_broker::run(config, stop_signal()))?,
+                Some(rest) => {
+                    runtime.block_on(connect_cmd::with_broker(config, rest, stop_signal()))?
+                }
+            }
         }
         Command::Dev(args) => {
             if let Err(error) = dev_cmd::run(args, stop_signal()) {
