@@ -1121,6 +1121,14 @@ def test_config_placeholders_are_stored_and_shown_unresolved(worker, broker):
         shown = json.dumps(task["config"])
         assert str(source_file) not in shown and topic not in shown, f"resolved secret in task config: {task}"
 
+    # Validation shows the values as written too, where Kafka shows them resolved: a validate
+    # call must not be a way to read a secret.
+    status, infos = worker.rest("PUT", f"/connector-plugins/{SOURCE}/config/validate", {**config, "name": name})
+    assert status == 200 and infos["error_count"] == 0, infos
+    shown = json.dumps(infos)
+    assert str(source_file) not in shown and topic not in shown, f"resolved secret in validation: {infos}"
+    assert config_values(infos)["topic"]["value"] == config["topic"], infos
+
 
 # --- Connector files on the command line ------------------------------------------------------------
 
