@@ -17,7 +17,8 @@
 //! - [`standalone`]: a worker in one process, as `runnel connect standalone` runs it;
 //! - [`cluster_state`], [`topic_log`] and [`distributed`]: workers sharing connectors
 //!   through a group and three compacted topics, as `runnel connect distributed` runs them;
-//! - [`file`]: the built-in file connectors.
+//! - [`file`], [`cdc`], [`http`]: the built-in connectors: files, PostgreSQL change data
+//!   capture, an HTTP sink.
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod distributed;
 pub mod errors;
 pub mod file;
 pub mod herder;
+pub mod http;
 pub mod offsets;
 pub mod providers;
 pub mod rest;
@@ -47,5 +49,6 @@ pub fn builtin_plugins() -> connector::Plugins {
         file::FILE_SOURCE,
         file::FILE_SINK,
         cdc::POSTGRES_CDC_SOURCE,
+        http::HTTP_SINK,
     ])
 }
