@@ -34,6 +34,7 @@ pub mod errors;
 pub mod file;
 pub mod herder;
 pub mod http;
+pub mod jdbc;
 pub mod offsets;
 pub mod providers;
 pub mod rest;
@@ -50,5 +51,7 @@ pub fn builtin_plugins() -> connector::Plugins {
         file::FILE_SINK,
         cdc::POSTGRES_CDC_SOURCE,
         http::HTTP_SINK,
+        jdbc::JDBC_SOURCE,
+        jdbc::JDBC_SINK,
     ])
 }
