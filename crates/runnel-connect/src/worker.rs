@@ -881,6 +881,33 @@ struct SinkProgress {
 }
 
 impl SinkProgress {
+    /// Seeks every partition read since the last commit back to its committed offset.
+    fn rewind(&mut self, run: &TaskRun, consumer: &Consumer) -> Result<(), ConnectError> {
+        // A partition revoked meanwhile restarts from the committed offset with its new owner.
+        let assigned: BTreeSet<ClientTopicPartition> = consumer.assignment().into_iter().collect();
+        let read: Vec<ClientTopicPartition> = self
+            .next
+            .keys()
+            .map(|(topic, partition)| ClientTopicPartition::new(topic.clone(), *partition))
+            .filter(|tp| assigned.contains(tp))
+            .collect();
+        let committed = run
+            .block_on(consumer.committed(&read))
+            .map_err(client_error(
+                "cannot read the committed offsets to rewind to",
+            ))?;
+        for (tp, offset) in committed {
+            // Nothing committed: where the consumer starts a partition anew (earliest).
+            let result = match offset {
+                Some(offset) => run.block_on(consumer.seek(&tp, offset)),
+                None => run.block_on(consumer.seek_to_beginning(std::slice::from_ref(&tp))),
+            };
+            result.map_err(client_error("cannot rewind"))?;
+        }
+        self.next = self.committed.clone();
+        Ok(())
+    }
+
     fn commit(
         &mut self,
         run: &TaskRun,
@@ -897,7 +924,10 @@ impl SinkProgress {
         match task.flush(&self.next) {
             Ok(()) => {}
             Err(e) if e.is_retriable() => {
-                tracing::warn!(connector = %run.spec.connector, error = %e, "flush failed; offsets not committed yet");
+                // What the sink took since the last commit may be lost with the failed flush:
+                // rewind to the committed offsets so that it is handed again, as Kafka does.
+                tracing::warn!(connector = %run.spec.connector, error = %e, "flush failed; rewinding to the committed offsets");
+                self.rewind(run, consumer)?;
                 return Ok(());
             }
             Err(e) => return Err(e),
