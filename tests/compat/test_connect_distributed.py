@@ -115,7 +115,7 @@ def test_exactly_once_sources_write_each_line_once_across_kill_9(broker, tmp_pat
     try:
         topic = unique_topic("connect-eos")
         source = tmp_path / "in.txt"
-        total = 100_000
+        total = 40_000
         lines = [f"line {i:06d}" for i in range(total)]
         source.write_text("".join(line + "\n" for line in lines))
         create(
@@ -125,7 +125,7 @@ def test_exactly_once_sources_write_each_line_once_across_kill_9(broker, tmp_pat
         )
         wait_until(lambda: running_on(workers[1], "eos-source", 1), TIMEOUT_S, "eos-source running")
         # Kill the task's worker once part of the file is in the topic.
-        wait_until(lambda: watermarks(broker.bootstrap, topic, 0)[1] > total // 10, TIMEOUT_S, "some lines copied")
+        wait_until(lambda: watermarks(broker.bootstrap, topic, 0)[1] > total // 5, TIMEOUT_S, "some lines copied")
         owner = status(workers[0], "eos-source")["tasks"][0]["worker_id"]
         victim = next(w for w in workers if w.rest_listen == owner)
         survivor = next(w for w in workers if w is not victim)
