@@ -754,6 +754,21 @@ pub(crate) fn not_found(name: &str) -> HerderError {
     HerderError::not_found(format!("Connector {name} not found"))
 }
 
+/// `configs` as the connector `name`'s: the name checked, and set as the `name` key unless
+/// the configs already say it; 400 if they name another connector.
+pub(crate) fn named(name: &str, mut configs: Configs) -> Result<Configs> {
+    check_name(name)?;
+    match configs.get("name") {
+        Some(given) if given != name => Err(HerderError::bad_request(format!(
+            "Connector name configuration ({given}) doesn't match connector name in the URL ({name})"
+        ))),
+        _ => {
+            configs.set("name", name);
+            Ok(configs)
+        }
+    }
+}
+
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(HerderError::bad_request("Connector name is blank"));

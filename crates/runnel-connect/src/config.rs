@@ -381,6 +381,19 @@ impl ConfigDef {
         &self.keys
     }
 
+    /// The first error of `configs`, if any: for a task's start, where one error is enough.
+    pub fn check(&self, configs: &Configs) -> Result<(), ConfigError> {
+        for value in self.validate(configs) {
+            if let Some(message) = value.errors.into_iter().next() {
+                return Err(ConfigError {
+                    key: value.name,
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The errors of each key of `configs`, in definition order: missing required keys,
     /// values of the wrong type, values breaking their rule.
     pub fn validate(&self, configs: &Configs) -> Vec<ConfigValue> {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use runnel_client::{Admin, ClientConfig, Cluster, GroupMember, IsolationLevel, MembershipConfig};
 
 use crate::api::{
-    check_name, generate_task_configs, not_found, restart_plan, ConnectApi, ConnectorInfo,
+    check_name, generate_task_configs, named, not_found, restart_plan, ConnectApi, ConnectorInfo,
     ConnectorStateInfo, HerderError, Result, TaskId, TaskInfo,
 };
 use crate::cluster_state::{
@@ -559,21 +559,8 @@ impl ConnectApi for DistributedHerder {
         Ok((self.plugin_of(configs)?.kind(), config.target(name)))
     }
 
-    fn create(
-        &self,
-        name: &str,
-        mut configs: Configs,
-        initial: TargetState,
-    ) -> Result<ConnectorInfo> {
-        check_name(name)?;
-        match configs.get("name") {
-            Some(given) if given != name => {
-                return Err(HerderError::bad_request(format!(
-                    "Connector name configuration ({given}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            _ => configs.set("name", name),
-        }
+    fn create(&self, name: &str, configs: Configs, initial: TargetState) -> Result<ConnectorInfo> {
+        let configs = named(name, configs)?;
         self.require_leader()?;
         if self.config().connectors.contains_key(name) {
             return Err(HerderError::conflict(format!(
@@ -590,21 +577,14 @@ impl ConnectApi for DistributedHerder {
         self.info_of(name, &config)
     }
 
-    fn put_config(&self, name: &str, mut configs: Configs) -> Result<(bool, ConnectorInfo)> {
+    fn put_config(&self, name: &str, configs: Configs) -> Result<(bool, ConnectorInfo)> {
         check_name(name)?;
         if !self.config().connectors.contains_key(name) {
             return self
                 .create(name, configs, TargetState::Started)
                 .map(|info| (true, info));
         }
-        match configs.get("name") {
-            Some(given) if given != name => {
-                return Err(HerderError::bad_request(format!(
-                    "Connector name configuration ({given}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            _ => configs.set("name", name),
-        }
+        let configs = named(name, configs)?;
         self.require_leader()?;
         let plugin = self.checked(&configs)?;
         let (old_kind, _) = self.kind_and_target(name)?;
@@ -869,13 +849,7 @@ pub async fn run_distributed(
         stop_receiver,
     ));
 
-    let info = ServerInfo {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        commit: option_env!("RUNNEL_GIT_COMMIT")
-            .unwrap_or("unknown")
-            .to_owned(),
-        kafka_cluster_id: described.cluster_id.unwrap_or_default(),
-    };
+    let info = ServerInfo::of(described.cluster_id);
     tracing::info!(rest = %url, group = %options.group_id, "runnel connect ready (distributed)");
     eprintln!(
         "runnel connect ready rest={url} bootstrap={bootstrap} group={} (distributed)",

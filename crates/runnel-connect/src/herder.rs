@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::api::{
-    check_name, generate_task_configs, not_found, restart_plan, ConnectApi, ConnectorInfo,
+    generate_task_configs, named, not_found, restart_plan, ConnectApi, ConnectorInfo,
     ConnectorStateInfo, HerderError, Result, TaskId, TaskInfo,
 };
 use crate::config::Configs;
@@ -291,21 +291,8 @@ impl ConnectApi for Herder {
     }
 
     /// Creates a connector (`POST /connectors`). `409` if it exists.
-    fn create(
-        &self,
-        name: &str,
-        mut configs: Configs,
-        initial: TargetState,
-    ) -> Result<ConnectorInfo> {
-        check_name(name)?;
-        match configs.get("name") {
-            Some(given) if given != name => {
-                return Err(HerderError::bad_request(format!(
-                    "Connector name configuration ({given}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            _ => configs.set("name", name),
-        }
+    fn create(&self, name: &str, configs: Configs, initial: TargetState) -> Result<ConnectorInfo> {
+        let configs = named(name, configs)?;
         if self.lock().contains_key(name) {
             return Err(HerderError::conflict(format!(
                 "Connector {name} already exists"
@@ -334,16 +321,8 @@ impl ConnectApi for Herder {
 
     /// Creates or replaces a connector's configuration (`PUT /connectors/{name}/config`);
     /// true when it created the connector.
-    fn put_config(&self, name: &str, mut configs: Configs) -> Result<(bool, ConnectorInfo)> {
-        check_name(name)?;
-        match configs.get("name") {
-            Some(given) if given != name => {
-                return Err(HerderError::bad_request(format!(
-                    "Connector name configuration ({given}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            _ => configs.set("name", name),
-        }
+    fn put_config(&self, name: &str, configs: Configs) -> Result<(bool, ConnectorInfo)> {
+        let configs = named(name, configs)?;
         let plugin = self.checked(&configs)?;
         let mut connectors = self.lock();
         match connectors.get_mut(name) {

@@ -31,6 +31,19 @@ pub struct ServerInfo {
     pub kafka_cluster_id: String,
 }
 
+impl ServerInfo {
+    /// This build's version and commit, on the cluster `kafka_cluster_id`.
+    pub fn of(kafka_cluster_id: Option<String>) -> ServerInfo {
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: option_env!("RUNNEL_GIT_COMMIT")
+                .unwrap_or("unknown")
+                .to_owned(),
+            kafka_cluster_id: kafka_cluster_id.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Api {
     herder: Arc<dyn ConnectApi>,

@@ -184,13 +184,7 @@ pub async fn run_standalone(
         }
     }
 
-    let info = ServerInfo {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        commit: option_env!("RUNNEL_GIT_COMMIT")
-            .unwrap_or("unknown")
-            .to_owned(),
-        kafka_cluster_id: cluster.cluster_id.unwrap_or_default(),
-    };
+    let info = ServerInfo::of(cluster.cluster_id);
     tracing::info!(rest = %worker_id, bootstrap = %options.bootstrap, "runnel connect ready");
     eprintln!(
         "runnel connect ready rest=http://{worker_id} bootstrap={}",

@@ -240,15 +240,7 @@ fn cross_checks(configs: &Configs) -> Vec<ConfigError> {
 
 impl SinkSettings {
     fn from_configs(configs: &Configs) -> Result<SinkSettings, ConnectError> {
-        for value in sink_def().validate(configs) {
-            if let Some(message) = value.errors.into_iter().next() {
-                return Err(ConfigError {
-                    key: value.name,
-                    message,
-                }
-                .into());
-            }
-        }
+        sink_def().check(configs)?;
         if let Some(error) = cross_checks(configs).into_iter().next() {
             return Err(error.into());
         }

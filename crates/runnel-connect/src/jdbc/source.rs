@@ -477,15 +477,7 @@ fn cross_checks(configs: &Configs) -> Vec<ConfigError> {
 
 impl SourceSettings {
     fn from_configs(configs: &Configs) -> Result<SourceSettings, ConnectError> {
-        for value in source_def().validate(configs) {
-            if let Some(message) = value.errors.into_iter().next() {
-                return Err(ConfigError {
-                    key: value.name,
-                    message,
-                }
-                .into());
-            }
-        }
+        source_def().check(configs)?;
         if let Some(error) = cross_checks(configs).into_iter().next() {
             return Err(error.into());
         }
