@@ -85,6 +85,17 @@ struct GroupView {
     generation: i32,
 }
 
+impl GroupView {
+    /// Where a write goes: here (`None`) when this worker leads, else the leader; 409 while
+    /// the group rebalances or before the first assignment names a leader.
+    fn route(&self) -> Result<Option<String>> {
+        if self.rebalancing || self.leader_url.is_empty() {
+            return Err(rebalancing());
+        }
+        Ok((!self.is_leader).then(|| self.leader_url.clone()))
+    }
+}
+
 /// What this worker runs.
 #[derive(Default)]
 struct Local {
@@ -542,11 +553,7 @@ impl ConnectApi for DistributedHerder {
     }
 
     fn forward_to(&self) -> Result<Option<String>> {
-        let view = self.view();
-        if view.rebalancing || view.leader_url.is_empty() {
-            return Err(rebalancing());
-        }
-        Ok((!view.is_leader).then(|| view.leader_url.clone()))
+        self.view().route()
     }
 
     fn connector_names(&self) -> Vec<String> {
@@ -863,4 +870,26 @@ pub async fn run_distributed(
     change_handler.abort();
     status_writer.abort();
     served.map_err(|e| StartError(format!("the REST server failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_go_to_the_leader_and_wait_out_a_rebalance() {
+        let mut view = GroupView {
+            rebalancing: true,
+            is_leader: false,
+            leader_url: "http://leader:8083".into(),
+            generation: 3,
+        };
+        assert_eq!(view.route().map_err(|e| e.status), Err(409));
+        view.rebalancing = false;
+        assert_eq!(view.route(), Ok(Some("http://leader:8083".to_owned())));
+        view.is_leader = true;
+        assert_eq!(view.route(), Ok(None));
+        let before_any_assignment = GroupView::default();
+        assert_eq!(before_any_assignment.route().map_err(|e| e.status), Err(409));
+    }
 }
