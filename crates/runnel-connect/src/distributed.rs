@@ -890,6 +890,9 @@ mod tests {
         view.is_leader = true;
         assert_eq!(view.route(), Ok(None));
         let before_any_assignment = GroupView::default();
-        assert_eq!(before_any_assignment.route().map_err(|e| e.status), Err(409));
+        assert_eq!(
+            before_any_assignment.route().map_err(|e| e.status),
+            Err(409)
+        );
     }
 }
