@@ -188,7 +188,10 @@ pub(crate) async fn with_broker(
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_broker, broker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
-        // The broker is starting in this same process: wait until it answers.
+        let mut stopped = Box::pin(async move {
+            let _ = worker_stopped.await;
+        });
+        // The broker is starting in this same process: wait until it answers, or the stop.
         let client = runnel_client::ClientConfig::new(bootstrap.clone());
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         while runnel_client::Admin::connect(client.clone()).await.is_err() {
@@ -196,11 +199,11 @@ pub(crate) async fn with_broker(
                 tracing::error!(%bootstrap, "the broker did not answer; the Connect worker is not started");
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::select! {
+                () = &mut stopped => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            }
         }
-        let stopped = async move {
-            let _ = worker_stopped.await;
-        };
         if let Err(e) = run_standalone(options, runnel_connect::builtin_plugins(), stopped).await {
             tracing::error!(error = %e, "the Connect worker failed");
         }

@@ -502,8 +502,19 @@ pub trait ConnectApi: Send + Sync {
 
     /// A connector's and its tasks' statuses.
     fn status(&self, name: &str) -> Result<ConnectorStateInfo> {
-        let kind = self.kind_and_target(name)?.0.name();
-        Ok(self.status_of(name, kind))
+        let (kind, target) = self.kind_and_target(name)?;
+        let mut status = self.status_of(name, kind.name());
+        if target == TargetState::Stopped {
+            // A stopped connector has no instance to report and no tasks (KIP-875).
+            status.connector.state = State::Stopped;
+            status.connector.trace = None;
+            status.tasks.clear();
+        } else {
+            // Statuses of tasks a smaller or recreated connector no longer has.
+            let count = self.task_configs(name)?.len();
+            status.tasks.retain(|t| t.id < count);
+        }
+        Ok(status)
     }
 
     /// The statuses of `name` and its tasks as the worker's status board has them.
@@ -721,6 +732,19 @@ pub(crate) fn generate_task_configs(
         .iter()
         .map(|task| providers.hide_resolved(raw, &resolved, task))
         .collect())
+}
+
+/// Runs a call into connector code, turning a panic into a failure of that connector rather
+/// than of the worker thread that made the call.
+pub(crate) fn guarded<T>(
+    call: impl FnOnce() -> std::result::Result<T, ConnectError>,
+) -> std::result::Result<T, ConnectError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        Err(ConnectError::Failed(format!(
+            "the connector panicked: {}",
+            crate::worker::panic_text(&panic)
+        )))
+    })
 }
 
 /// What a restart (KIP-745) restarts, given the current statuses: whether the connector,

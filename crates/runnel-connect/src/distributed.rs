@@ -114,6 +114,9 @@ pub struct DistributedHerder {
     local: Mutex<Local>,
     rejoin: tokio::sync::Notify,
     reconfigure: Mutex<std::sync::mpsc::Sender<String>>,
+    /// Held by the leader through each write's check and record, so that two requests
+    /// creating one connector cannot both find it absent.
+    writes: Mutex<()>,
 }
 
 impl std::fmt::Debug for DistributedHerder {
@@ -122,6 +125,23 @@ impl std::fmt::Debug for DistributedHerder {
             .field("worker", &self.worker)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a heartbeat's error means this member must join again: the group rebalances,
+/// or no longer knows this member or generation. Others (a coordinator moving, a lost
+/// connection) are retried at the next heartbeat.
+fn must_rejoin(error: &runnel_client::ClientError) -> bool {
+    use kafka_protocol::error::ResponseError;
+    matches!(
+        error,
+        runnel_client::ClientError::Broker {
+            code: ResponseError::RebalanceInProgress
+                | ResponseError::IllegalGeneration
+                | ResponseError::UnknownMemberId
+                | ResponseError::FencedInstanceId,
+            ..
+        }
+    )
 }
 
 fn rebalancing() -> HerderError {
@@ -169,12 +189,15 @@ impl DistributedHerder {
     }
 
     /// Only the leader writes; anything else is forwarded before it gets here.
-    fn require_leader(&self) -> Result<()> {
+    /// Only the leader writes (anything else was forwarded before it got here); the guard
+    /// serializes the leader's writes.
+    fn require_leader(&self) -> Result<MutexGuard<'_, ()>> {
+        let writing = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         let view = self.view();
         if view.rebalancing || !view.is_leader {
             return Err(rebalancing());
         }
-        Ok(())
+        Ok(writing)
     }
 
     fn plugin_of(&self, configs: &Configs) -> Result<Plugin> {
@@ -212,8 +235,10 @@ impl DistributedHerder {
     fn stop_all(&self) {
         let mut local = self.local();
         let worker_id = self.worker_id();
-        for ((name, task), handle) in std::mem::take(&mut local.tasks) {
-            handle.stop();
+        let tasks = std::mem::take(&mut local.tasks);
+        let ids: Vec<(String, usize)> = tasks.keys().cloned().collect();
+        crate::worker::stop_all(tasks.into_values().collect());
+        for (name, task) in ids {
             self.worker
                 .statuses()
                 .set(&name, Some(task), State::Unassigned, &worker_id, None);
@@ -272,7 +297,7 @@ impl DistributedHerder {
                 .unwrap_or_else(PoisonError::into_inner)
                 .send(connector_name.clone());
         }));
-        if let Err(e) = connector.start(&resolved, context) {
+        if let Err(e) = crate::api::guarded(|| connector.start(&resolved, context)) {
             self.worker
                 .statuses()
                 .set(name, None, State::Failed, &worker_id, Some(e.to_string()));
@@ -299,7 +324,8 @@ impl DistributedHerder {
         let Some(connector) = local.connectors.get_mut(name) else {
             return;
         };
-        let generated = generate_task_configs(&self.worker, connector.as_mut(), &raw);
+        let generated =
+            crate::api::guarded(|| generate_task_configs(&self.worker, connector.as_mut(), &raw));
         match generated {
             Ok(tasks) => {
                 let current = self.config().tasks.get(name).cloned().unwrap_or_default();
@@ -400,11 +426,12 @@ impl DistributedHerder {
                 let plan = self.status_of(&name, "");
                 let (_, restart_connector, tasks) = restart_plan(plan, include_tasks, only_failed);
                 let mut local = self.local();
-                if restart_connector {
+                // A connector that failed to start has no instance, but is still ours.
+                if restart_connector && local.assignment.connectors.contains(&name) {
                     if let Some(mut connector) = local.connectors.remove(&name) {
                         connector.stop();
-                        self.start_connector(&mut local, &name);
                     }
+                    self.start_connector(&mut local, &name);
                 }
                 for task in tasks {
                     self.restart_local_task(&mut local, &name, task);
@@ -473,18 +500,30 @@ impl DistributedHerder {
                 "assignment received"
             );
             let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.start_assignment(assignment)).await;
+            let starting = tokio::task::spawn_blocking(move || me.start_assignment(assignment));
+            tokio::pin!(starting);
+            let mut started = false;
             loop {
                 tokio::select! {
+                    // Starting connectors may take a while; the heartbeats go on meanwhile,
+                    // or the group would drop this worker for being slow to start.
+                    _ = &mut starting, if !started => started = true,
                     _ = tokio::time::sleep(heartbeat) => {
                         if let Err(e) = member.heartbeat().await {
-                            tracing::info!(error = %e, "the group is rebalancing");
-                            break;
+                            if must_rejoin(&e) {
+                                tracing::info!(error = %e, "the group is rebalancing");
+                                break;
+                            }
+                            tracing::warn!(error = %e, "a heartbeat failed; trying again");
                         }
                     }
                     _ = self.rejoin.notified() => break,
                     _ = shutdown.changed() => break,
                 }
+            }
+            if !started {
+                // Stopping what it started needs the start finished.
+                let _ = starting.await;
             }
         }
         self.view().rebalancing = true;
@@ -568,7 +607,7 @@ impl ConnectApi for DistributedHerder {
 
     fn create(&self, name: &str, configs: Configs, initial: TargetState) -> Result<ConnectorInfo> {
         let configs = named(name, configs)?;
-        self.require_leader()?;
+        let _writing = self.require_leader()?;
         if self.config().connectors.contains_key(name) {
             return Err(HerderError::conflict(format!(
                 "Connector {name} already exists"
@@ -592,7 +631,7 @@ impl ConnectApi for DistributedHerder {
                 .map(|info| (true, info));
         }
         let configs = named(name, configs)?;
-        self.require_leader()?;
+        let _writing = self.require_leader()?;
         let plugin = self.checked(&configs)?;
         let (old_kind, _) = self.kind_and_target(name)?;
         if old_kind != plugin.kind() {
@@ -649,7 +688,7 @@ impl ConnectApi for DistributedHerder {
 
     fn set_target(&self, name: &str, target: TargetState) -> Result<()> {
         self.kind_and_target(name)?;
-        self.require_leader()?;
+        let _writing = self.require_leader()?;
         self.write(vec![target_record(name, Some(target))])
     }
 
@@ -660,7 +699,7 @@ impl ConnectApi for DistributedHerder {
         only_failed: bool,
     ) -> Result<ConnectorStateInfo> {
         let (kind, _) = self.kind_and_target(name)?;
-        self.require_leader()?;
+        let _writing = self.require_leader()?;
         let (plan, _, _) = restart_plan(
             self.status_of(name, kind.name()),
             include_tasks,
@@ -677,13 +716,16 @@ impl ConnectApi for DistributedHerder {
                 "Task {name}-{task} not found"
             )));
         }
-        self.require_leader()?;
+        let _writing = self.require_leader()?;
         self.write(vec![restart_task_record(name, task)])
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.kind_and_target(name)?;
-        self.require_leader()?;
+        // Not through the plugin: a connector whose class is gone must still be deletable.
+        if !self.config().connectors.contains_key(name) {
+            return Err(not_found(name));
+        }
+        let _writing = self.require_leader()?;
         self.write(vec![
             connector_record(name, None),
             target_record(name, None),
@@ -810,6 +852,7 @@ pub async fn run_distributed(
         local: Mutex::new(Local::default()),
         rejoin: tokio::sync::Notify::new(),
         reconfigure: Mutex::new(reconfigure_sender),
+        writes: Mutex::new(()),
     });
 
     // Status changes go to the status topic in the order they happened.
@@ -823,6 +866,9 @@ pub async fn run_distributed(
             }
         }
     });
+    // What the initial read changed is already the state the first assignment starts from:
+    // acting on it again would only rebalance again, or replay old restart requests.
+    while change_receiver.try_recv().is_ok() {}
     // Config changes are acted on off the reader's task: acting may block on tasks.
     let on_change = herder.clone();
     let change_handler = tokio::spawn(async move {

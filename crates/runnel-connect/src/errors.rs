@@ -152,8 +152,8 @@ impl ErrorPolicy {
         })
     }
 
-    /// Runs `operation`, retrying retriable failures within the retry timeout while
-    /// `stopping` says no. `Ok(Ok(t))` on success; `Ok(Err(e))` when the record failed and
+    /// Runs `operation`, retrying retriable failures within the retry timeout. While the task
+    /// is `stopping`, a retriable failure ends it rather than being tolerated. `Ok(Ok(t))` on success; `Ok(Err(e))` when the record failed and
     /// is tolerated; `Err(e)` when the task must fail.
     pub fn execute<T>(
         &self,
@@ -171,7 +171,12 @@ impl ErrorPolicy {
             let within_timeout = self
                 .retry_timeout
                 .is_none_or(|t| started.elapsed() + delay <= t);
-            if error.is_retriable() && within_timeout && !stopping() {
+            if error.is_retriable() && stopping() {
+                // Not tolerated: the task ends here, and nothing past this record is
+                // committed; its next run retries it.
+                return Err(error);
+            }
+            if error.is_retriable() && within_timeout {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(self.retry_delay_max);
                 continue;
@@ -214,6 +219,14 @@ mod tests {
             }
         });
         assert_eq!(outcome, Ok(Ok(3)));
+    }
+
+    #[test]
+    fn a_retriable_failure_while_stopping_is_never_skipped() {
+        let busy = || Err::<(), _>(ConnectError::Retriable("busy".into()));
+        assert!(policy("all", "-1")
+            .execute(Stage::Transformation, &|| true, busy)
+            .is_err());
     }
 
     #[test]

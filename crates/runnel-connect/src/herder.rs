@@ -140,6 +140,9 @@ impl Herder {
                 }
                 if entry.tasks.is_empty() {
                     self.generate_and_start_tasks(name, entry);
+                    if entry.connector.is_none() {
+                        return; // Its task configs failed; its status says why.
+                    }
                 } else {
                     for handle in entry.tasks.values() {
                         handle.control.set_target(target);
@@ -171,7 +174,7 @@ impl Herder {
                 .unwrap_or_else(PoisonError::into_inner)
                 .send(connector_name.clone());
         }));
-        match connector.start(&resolved, context) {
+        match crate::api::guarded(|| connector.start(&resolved, context)) {
             Ok(()) => {
                 entry.connector = Some(connector);
                 let state = if entry.target == TargetState::Paused {
@@ -216,7 +219,7 @@ impl Herder {
             .connector
             .as_mut()
             .ok_or_else(|| ConnectError::failed("the connector is not running"))?;
-        generate_task_configs(&self.worker, connector.as_mut(), &entry.raw)
+        crate::api::guarded(|| generate_task_configs(&self.worker, connector.as_mut(), &entry.raw))
     }
 
     fn start_task(&self, name: &str, entry: &mut Entry, task: usize) {
@@ -239,9 +242,7 @@ impl Herder {
 
     /// Stops the tasks, then the connector instance.
     fn shut_down(&self, name: &str, entry: &mut Entry) {
-        for (_, handle) in std::mem::take(&mut entry.tasks) {
-            handle.stop();
-        }
+        crate::worker::stop_all(std::mem::take(&mut entry.tasks).into_values().collect());
         self.worker.statuses().remove_tasks_from(name, 0);
         if let Some(mut connector) = entry.connector.take() {
             connector.stop();

@@ -35,6 +35,11 @@ pub trait OffsetStore: Send + Sync + std::fmt::Debug {
     /// Forgets every offset of `connector`.
     fn reset(&self, connector: &str) -> std::io::Result<()>;
 
+    /// Waits until what was committed anywhere is readable here (a topic read to its end).
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
     /// The topic the offsets are kept in, when they are: exactly-once sources write theirs
     /// there in their own transactions.
     fn topic(&self) -> Option<&str> {
@@ -271,6 +276,12 @@ impl OffsetStore for TopicOffsetStore {
 
     fn topic(&self) -> Option<&str> {
         Some(self.log.topic())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.runtime
+            .block_on(self.log.read_to_end())
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     fn reset(&self, connector: &str) -> std::io::Result<()> {

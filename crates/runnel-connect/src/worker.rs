@@ -161,8 +161,20 @@ const TASK_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 impl TaskHandle {
     /// Stops the task and waits for it, up to the shutdown timeout.
     pub(crate) fn stop(self) {
-        self.control.stop();
-        if self.done.recv_timeout(TASK_SHUTDOWN_TIMEOUT).is_err() {
+        stop_all(vec![self]);
+    }
+}
+
+/// Stops tasks together: all are told first, then waited for against one deadline, so that
+/// stopping many slow tasks takes one shutdown timeout, not one each.
+pub(crate) fn stop_all(handles: Vec<TaskHandle>) {
+    for handle in &handles {
+        handle.control.stop();
+    }
+    let deadline = Instant::now() + TASK_SHUTDOWN_TIMEOUT;
+    for handle in handles {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if handle.done.recv_timeout(left).is_err() {
             tracing::warn!("a task did not stop within {TASK_SHUTDOWN_TIMEOUT:?}; it is abandoned");
         }
     }
@@ -262,9 +274,17 @@ impl Worker {
             // A connector's panic fails its task, not the worker.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| body(&run)))
                 .unwrap_or_else(|panic| Err(ConnectError::Failed(format!("the task panicked: {}", panic_text(&panic)))));
-            if let Err(error) = outcome {
-                tracing::error!(connector = %run.spec.connector, task = run.spec.task, %error, "task failed");
-                run.set_status(State::Failed, Some(error.to_string()));
+            match outcome {
+                // Interrupted by its stop (a retry cut short): not a failure to report, and
+                // its next owner's status must not be overwritten by one.
+                Err(error) if run.control.is_stopping() => {
+                    tracing::info!(connector = %run.spec.connector, task = run.spec.task, %error, "task stopped")
+                }
+                Err(error) => {
+                    tracing::error!(connector = %run.spec.connector, task = run.spec.task, %error, "task failed");
+                    run.set_status(State::Failed, Some(error.to_string()));
+                }
+                Ok(()) => {}
             }
             let _ = done_tx.send(());
         });
@@ -275,7 +295,8 @@ impl Worker {
     }
 }
 
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The message a panic carried.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -377,6 +398,10 @@ impl TaskRun {
         let producer = self
             .block_on(Producer::connect(producer_config))
             .map_err(client_error("cannot connect the producer"))?;
+        // The offsets its previous instance committed, wherever it ran, before resuming.
+        self.worker.offsets.sync().map_err(|e| {
+            ConnectError::Retriable(format!("cannot read the committed offsets: {e}"))
+        })?;
         if transactional.is_some() {
             // Fences an older instance of this task, aborting what it left open.
             self.block_on(producer.init_transactions())
@@ -514,14 +539,10 @@ impl TaskRun {
                 )))
             }
         };
-        let mut open = false;
         let mut offsets: BTreeMap<String, PartitionOffset> = BTreeMap::new();
         let mut opened_at = Instant::now();
-        let aborted = |e: runnel_client::ClientError| {
-            if let Err(abort) = self.block_on(producer.abort_transaction()) {
-                tracing::warn!(error = %abort, "aborting the transaction failed");
-            }
-            ConnectError::Failed(format!("the transaction failed and was aborted: {e}"))
+        let failed = |e: runnel_client::ClientError| {
+            ConnectError::Failed(format!("the transaction failed and is aborted: {e}"))
         };
         let commit = |offsets: &mut BTreeMap<String, PartitionOffset>,
                       task: &mut dyn SourceTask| {
@@ -537,43 +558,64 @@ impl TaskRun {
                 if let Some(value) = value {
                     record = record.value(value);
                 }
-                self.block_on(producer.send(record)).map_err(aborted)?;
+                self.block_on(producer.send(record)).map_err(failed)?;
             }
             self.block_on(producer.commit_transaction())
-                .map_err(aborted)?;
+                .map_err(failed)?;
             task.commit()
         };
-        while self.pause_point() {
-            let records = self.poll_source(task)?;
-            if !records.is_empty() && !open {
-                self.block_on(producer.begin_transaction())
-                    .map_err(client_error("cannot begin a transaction"))?;
-                open = true;
-                opened_at = Instant::now();
-            }
-            for polled in records {
-                let key = serde_json::Value::Object(polled.source_partition.clone()).to_string();
-                if let Some(record) = self.prepare(pipeline, polled.record)? {
-                    self.block_on(producer.send(record)).map_err(aborted)?;
+        let mut open = false;
+        let outcome = (|| {
+            loop {
+                // A transaction never stays open across a pause: it would time out meanwhile.
+                if open && self.control.is_paused() {
+                    commit(&mut offsets, task)?;
+                    open = false;
                 }
-                offsets.insert(
-                    key,
-                    PartitionOffset {
-                        partition: polled.source_partition,
-                        offset: Some(polled.source_offset),
-                    },
-                );
+                if !self.pause_point() {
+                    break;
+                }
+                let records = self.poll_source(task)?;
+                if !records.is_empty() && !open {
+                    self.block_on(producer.begin_transaction())
+                        .map_err(client_error("cannot begin a transaction"))?;
+                    open = true;
+                    opened_at = Instant::now();
+                }
+                for polled in records {
+                    let key =
+                        serde_json::Value::Object(polled.source_partition.clone()).to_string();
+                    if let Some(record) = self.prepare(pipeline, polled.record)? {
+                        self.block_on(producer.send(record)).map_err(failed)?;
+                    }
+                    offsets.insert(
+                        key,
+                        PartitionOffset {
+                            partition: polled.source_partition,
+                            offset: Some(polled.source_offset),
+                        },
+                    );
+                }
+                let due = interval.is_none_or(|i| opened_at.elapsed() >= i);
+                if open && due {
+                    commit(&mut offsets, task)?;
+                    open = false;
+                }
             }
-            let due = interval.is_none_or(|i| opened_at.elapsed() >= i);
-            if open && due {
+            if open {
                 commit(&mut offsets, task)?;
                 open = false;
             }
+            Ok(())
+        })();
+        if outcome.is_err() && open {
+            // Whatever failed, the open transaction must not hold read_committed readers
+            // back until it times out.
+            if let Err(e) = self.block_on(producer.abort_transaction()) {
+                tracing::warn!(connector = %self.spec.connector, error = %e, "aborting the transaction failed");
+            }
         }
-        if open {
-            commit(&mut offsets, task)?;
-        }
-        Ok(())
+        outcome
     }
 
     /// The record to send for `record`, or `None` when converting it failed and is tolerated.
