@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need (idempotently), checks formatting
-# and clippy, builds the `runnel` binary, runs the Rust tests, runs each fuzz target for a
+# and clippy, builds and runs the Rust tests (and the `runnel` binary), runs each fuzz target for a
 # fixed time (FUZZ_SECONDS, default 20), then the compat suite of real Kafka clients
 # (tests/compat) against that binary.
 #
@@ -71,13 +71,13 @@ step "cargo fmt --check and cargo clippy -D warnings"
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt --all"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo build -p runnel-cli"
-cargo build -p runnel-cli
-runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"
-[[ -x "$runnel_bin" ]] || die "no runnel binary at $runnel_bin after the build"
-
+# `cargo test --workspace` builds every test and the `runnel` binary (the CLI's integration
+# tests need it) before it runs any test; a separate `cargo build -p runnel-cli` would build
+# the dependencies again with the CLI's own feature set, minutes of CI for nothing.
 step "cargo test --workspace"
 cargo test --workspace
+runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"
+[[ -x "$runnel_bin" ]] || die "no runnel binary at $runnel_bin after the build"
 
 # --- Fuzzing: each target a fixed time from the checked-in corpus; any crash or hang fails --
 if [[ $quick -eq 1 ]]; then
