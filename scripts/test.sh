@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need (idempotently), checks formatting
 # and clippy, builds and runs the Rust tests (and the `runnel` binary), runs each fuzz target for a
-# fixed time (FUZZ_SECONDS, default 20), then the compat suite of real Kafka clients
+# fixed time (FUZZ_SECONDS, default 10), then the compat suite of real Kafka clients
 # (tests/compat) against that binary.
 #
 #   bash scripts/test.sh           everything
@@ -84,7 +84,7 @@ if [[ $quick -eq 1 ]]; then
     echo "test.sh: --quick: fuzzers and compat suite skipped"
     exit 0
 fi
-step "fuzz targets, ${FUZZ_SECONDS:=20}s each (scripts/fuzz.sh)"
+step "fuzz targets, ${FUZZ_SECONDS:=10}s each (scripts/fuzz.sh)"
 FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 
 # --- Real clients against the real binary ------------------------------------------------
@@ -92,4 +92,4 @@ FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 step "compat suite: .venv/bin/python -m pytest tests/compat"
 export RUNNEL_BIN="$runnel_bin"
 # pytest exits non-zero on any failure, error, or when it collected no test at all (5).
-"$repo_root/.venv/bin/python" -m pytest tests/compat -v --timeout=120 "${pytest_args[@]}" </dev/null
+"$repo_root/.venv/bin/python" -m pytest tests/compat -v --timeout=120 --durations=25 "${pytest_args[@]}" </dev/null

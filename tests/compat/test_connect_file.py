@@ -90,7 +90,7 @@ def test_a_file_copied_through_a_topic_is_byte_identical(broker, tmp_path):
 def test_a_worker_killed_mid_copy_loses_no_line(broker, tmp_path):
     topic = unique_topic("connect-crash")
     source, sink = tmp_path / "in.txt", tmp_path / "out.txt"
-    total = 200_000
+    total = 100_000
     source.write_bytes("".join(f"record {i:07d}\n" for i in range(total)).encode())
     files = connector_files(tmp_path, source, sink, topic)
     worker = ConnectWorker(tmp_path / "worker", broker.bootstrap, files)

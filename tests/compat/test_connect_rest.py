@@ -64,7 +64,7 @@ STATE_TIMEOUT_S = 30.0
 DATA_TIMEOUT_S = 45.0
 # Longer than FileStreamSource's one-second wait for more input: time enough for a record that
 # should not come to show up.
-SETTLE_S = 3.0
+SETTLE_S = 1.5
 
 # [src] entities/ConfigKeyInfo: the JSON names of a configuration key's definition. The order in
 # its group is serialised as "order" (KIP-769's example shows it too).
