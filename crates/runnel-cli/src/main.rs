@@ -2,8 +2,10 @@
 //! (`runnel topic|group|streams|cluster|produce|consume|bench`), all on the async
 //! `runnel-client`, so they work against any Kafka-compatible cluster.
 //!
-//! Every tool takes `--bootstrap` (or `RUNNEL_BROKERS`), prints tables for people and
-//! `--format json` for scripts, and fails with one line on stderr and a non-zero exit.
+//! Every tool takes `-b/--bootstrap` (or `RUNNEL_BOOTSTRAP`; `RUNNEL_BROKERS` is read too), a
+//! connection profile (`--profile`, see [`profile`]) and client properties (`-X KEY=VALUE`),
+//! prints tables for people and `-f/--format json` for scripts, and fails with one line on
+//! stderr (one `{"error": ...}` object under `--format json`) and a non-zero exit.
 
 mod bench_cmd;
 mod cluster_cmd;
@@ -15,8 +17,10 @@ mod group_cmd;
 mod open_files;
 mod output;
 mod produce_cmd;
+mod profile;
 mod streams_cmd;
 mod template;
+mod toml_subset;
 mod topic_cmd;
 mod transactions_cmd;
 
@@ -24,7 +28,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use runnel_broker::{BrokerConfig, ProcessRole};
 use runnel_protocol::ClaimedSizeAllocator;
 
@@ -384,7 +389,8 @@ impl ServerArgs {
 
 fn main() -> anyhow::Result<()> {
     ClaimedSizeAllocator::tune_system_allocator();
-    let command = Cli::parse().command;
+    alias_brokers_variable();
+    let (command, errors) = parse_command_line();
     // The broker logs its life at info; a tool's stderr is for the tool's own messages.
     // Raft's warnings are the ordinary course of elections, and we log what they lead to.
     let default_log = match command {
@@ -430,19 +436,142 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dev(args) => {
             if let Err(error) = dev_cmd::run(args, stop_signal()) {
-                eprintln!("runnel: error: {error:#}");
-                std::process::exit(1);
+                errors.exit(error);
             }
         }
         tool => {
             if let Err(error) = run_tool(tool) {
-                // One line: the error and its causes, as scripts and people read it.
-                eprintln!("runnel: error: {error:#}");
-                std::process::exit(1);
+                errors.exit(error);
             }
         }
     }
     Ok(())
+}
+
+/// `RUNNEL_BROKERS`, the variable's older name, still works: clap reads one variable per flag.
+fn alias_brokers_variable() {
+    if std::env::var_os("RUNNEL_BOOTSTRAP").is_none() {
+        if let Some(brokers) = std::env::var_os("RUNNEL_BROKERS") {
+            // Before any thread starts, as setting the environment needs.
+            std::env::set_var("RUNNEL_BOOTSTRAP", brokers);
+        }
+    }
+}
+
+/// The command tree as clap parses it, with the changes derive cannot express: under
+/// `connect`, `-X` is the worker's property (as Kafka Connect's), so the client property flag
+/// keeps only a hidden long name there; and `bootstrap`, when given, is the default of every
+/// `--bootstrap` (a profile's brokers, below the flag and the environment).
+fn cli_command(bootstrap: Option<&'static str>) -> clap::Command {
+    let worker = |command: clap::Command| {
+        command.mut_arg("client_properties", |arg| {
+            arg.short(None).long("client-property").hide(true)
+        })
+    };
+    let command = Cli::command().mut_subcommand("connect", |connect| {
+        connect
+            .mut_subcommand("standalone", worker)
+            .mut_subcommand("distributed", worker)
+    });
+    match bootstrap {
+        Some(bootstrap) => with_bootstrap_default(command, bootstrap),
+        None => command,
+    }
+}
+
+fn with_bootstrap_default(command: clap::Command, bootstrap: &'static str) -> clap::Command {
+    let command = if command
+        .get_arguments()
+        .any(|arg| arg.get_id() == "bootstrap")
+    {
+        command.mut_arg("bootstrap", |arg| arg.default_value(bootstrap))
+    } else {
+        command
+    };
+    command.mut_subcommands(|sub| with_bootstrap_default(sub, bootstrap))
+}
+
+/// Parses the command line and settles the connection profile: its errors are reported as
+/// the command's (in JSON under `--format json`), and its `bootstrap` becomes the default of
+/// `--bootstrap`, so that every command, whichever way it connects, sees it.
+fn parse_command_line() -> (Command, Errors) {
+    let matches = cli_command(None).get_matches();
+    let leaf = leaf_matches(&matches);
+    let errors = Errors::of(leaf);
+    let config_file = leaf.try_get_one::<PathBuf>("config_file").ok().flatten();
+    let profile_name = leaf.try_get_one::<String>("profile").ok().flatten();
+    let takes_profile = leaf.try_get_raw("config_file").is_ok();
+    let profile = if takes_profile {
+        match profile::select(
+            config_file.map(PathBuf::as_path),
+            profile_name.map(String::as_str),
+        ) {
+            Ok(profile) => profile,
+            Err(error) => errors.exit(error),
+        }
+    } else {
+        None
+    };
+    let bootstrap_defaulted = leaf.try_get_raw("bootstrap").is_ok()
+        && leaf.value_source("bootstrap") == Some(ValueSource::DefaultValue);
+    let matches = match profile.and_then(|profile| profile.bootstrap) {
+        Some(bootstrap) if bootstrap_defaulted => {
+            // Parsed once per process, so the leak is one string.
+            let bootstrap: &'static str = Box::leak(bootstrap.into_boxed_str());
+            cli_command(Some(bootstrap)).get_matches()
+        }
+        _ => matches,
+    };
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => (cli.command, errors),
+        Err(error) => error.exit(),
+    }
+}
+
+/// The matches of the innermost subcommand given (`runnel topic create ...`: create's).
+fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
+    match matches.subcommand() {
+        Some((_, sub)) => leaf_matches(sub),
+        None => matches,
+    }
+}
+
+/// How a failing command says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Errors {
+    /// `runnel: error: ...`, one line.
+    Line,
+    /// `{"error": "..."}`, one line, for scripts that asked for JSON.
+    Json,
+}
+
+impl Errors {
+    fn of(leaf: &ArgMatches) -> Errors {
+        let format = leaf
+            .try_get_raw("format")
+            .ok()
+            .flatten()
+            .and_then(|mut values| values.next());
+        if format.is_some_and(|format| format == "json") {
+            Errors::Json
+        } else {
+            Errors::Line
+        }
+    }
+
+    /// Reports `error` on stderr (the error and its causes, as scripts and people read it) and
+    /// exits 1; an error the command already reported is not repeated.
+    fn exit(self, error: anyhow::Error) -> ! {
+        if error.downcast_ref::<output::Reported>().is_none() {
+            match self {
+                Errors::Line => eprintln!("runnel: error: {error:#}"),
+                Errors::Json => {
+                    eprintln!("{}", serde_json::json!({ "error": format!("{error:#}") }))
+                }
+            }
+        }
+        std::process::exit(1)
+    }
 }
 
 fn run_tool(command: Command) -> anyhow::Result<()> {
@@ -481,5 +610,33 @@ async fn stop_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the tree (no flag defined twice in one command, and so on), which
+    /// otherwise run only when a command is parsed.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        cli_command(None).debug_assert();
+        cli_command(Some("10.0.0.1:9092")).debug_assert();
+    }
+
+    #[test]
+    fn a_profile_bootstrap_is_below_the_flag() {
+        let parse = |args: &[&str]| {
+            let matches = cli_command(Some("10.0.0.1:9092"))
+                .try_get_matches_from(args)
+                .expect("parses");
+            leaf_matches(&matches)
+                .get_one::<String>("bootstrap")
+                .cloned()
+                .expect("bootstrap")
+        };
+        assert_eq!(parse(&["runnel", "topic", "list"]), "10.0.0.1:9092");
+        assert_eq!(parse(&["runnel", "topic", "list", "-b", "h:1"]), "h:1");
     }
 }

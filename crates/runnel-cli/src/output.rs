@@ -1,33 +1,60 @@
-//! What every client command shares: where the cluster is (`--bootstrap`), how results are
-//! printed (`--format table|json`), and how a connection failure reads.
+//! What every client command shares: where the cluster is and how to talk to it
+//! (`-b/--bootstrap`, `--profile`, `-X KEY=VALUE`), how results are printed
+//! (`-f/--format table|json`), and how a connection failure reads.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use runnel_client::{Admin, ClientConfig, ClientError};
 use serde::Serialize;
 
-/// Where the cluster is.
+use crate::profile::{self, ClientProperty, DEFAULT_BOOTSTRAP};
+
+/// Where the cluster is, and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ClusterArgs {
-    /// Brokers to bootstrap from.
+    /// Brokers to bootstrap from (RUNNEL_BROKERS is read too); else the profile's.
     #[arg(
         long,
-        env = "RUNNEL_BROKERS",
-        default_value = "127.0.0.1:9092",
+        short = 'b',
+        env = "RUNNEL_BOOTSTRAP",
+        default_value = DEFAULT_BOOTSTRAP,
         value_name = "HOST:PORT[,HOST:PORT...]"
     )]
     pub(crate) bootstrap: String,
+    /// The CLI's config file, with [profiles.NAME] tables (default:
+    /// $XDG_CONFIG_HOME/runnel/cli.toml or ~/.config/runnel/cli.toml, if it exists).
+    #[arg(long, env = "RUNNEL_CLI_CONFIG", value_name = "FILE")]
+    pub(crate) config_file: Option<PathBuf>,
+    /// The profile of the config file to use (default: its current_profile).
+    #[arg(long, env = "RUNNEL_PROFILE", value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// A Kafka client property, e.g. -X client.id=ops (repeatable); over the profile's.
+    #[arg(
+        short = 'X',
+        value_name = "KEY=VALUE",
+        value_parser = ClientProperty::parse,
+        long_help = profile::properties_help()
+    )]
+    pub(crate) client_properties: Vec<ClientProperty>,
 }
 
 impl ClusterArgs {
-    pub(crate) fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(self.bootstrap.as_str())
+    /// The client's settings: the brokers, then the profile's properties, then `-X`'s.
+    pub(crate) fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = ClientConfig::new(self.bootstrap.as_str());
+        let profile = profile::select(self.config_file.as_deref(), self.profile.as_deref())?;
+        let from_profile = profile.iter().flat_map(|profile| &profile.properties);
+        for property in from_profile.chain(&self.client_properties) {
+            property.apply(&mut config).map_err(anyhow::Error::msg)?;
+        }
+        Ok(config)
     }
 
     pub(crate) async fn admin(&self) -> anyhow::Result<Admin> {
-        Admin::connect(self.client_config())
+        Admin::connect(self.client_config()?)
             .await
             .map_err(|error| self.connect_error(error))
     }
@@ -53,13 +80,20 @@ impl ClusterArgs {
     }
 }
 
-/// `--bootstrap` and `--format`, which nearly every command takes.
+/// An error the command has already reported on stdout (`cluster health` printing an
+/// unhealthy cluster): the process exits 1 and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Reported(pub(crate) String);
+
+/// The cluster and `--format`, which nearly every command takes.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct OutputArgs {
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
-    /// `table` for people, `json` for scripts (one object).
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// `table` for people, `json` for scripts (one object; a failure is {"error": "..."} on
+    /// stderr).
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
 
@@ -184,6 +218,9 @@ mod tests {
     fn no_brokers_reads_as_one_reason() {
         let args = ClusterArgs {
             bootstrap: "127.0.0.1:1".to_owned(),
+            config_file: None,
+            profile: None,
+            client_properties: Vec::new(),
         };
         let error = ClientError::NoBrokers(
             "127.0.0.1:1: connection to 127.0.0.1:1 failed: Connection refused (os error 111)"
