@@ -13,6 +13,7 @@ mod connect_cmd;
 mod consume_cmd;
 mod datetime;
 mod dev_cmd;
+mod docs_cmd;
 mod group_cmd;
 mod open_files;
 mod output;
@@ -77,6 +78,10 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Local setups for development: `runnel dev cluster --nodes 3`.
     Dev(dev_cmd::DevArgs),
+    /// Print a shell completion script: `runnel completions bash > /etc/bash_completion.d/runnel`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Write a man page for every command and subcommand (runnel.1, runnel-topic-create.1...).
+    Man(docs_cmd::ManArgs),
 }
 
 /// Flags override `RUNNEL_*` environment variables, which override the config file.
@@ -439,6 +444,16 @@ fn main() -> anyhow::Result<()> {
                 errors.exit(error);
             }
         }
+        Command::Completions(args) => {
+            if let Err(error) = docs_cmd::completions(&args, cli_command(None)) {
+                errors.exit(error);
+            }
+        }
+        Command::Man(args) => {
+            if let Err(error) = docs_cmd::man_pages(&args, cli_command(None)) {
+                errors.exit(error);
+            }
+        }
         tool => {
             if let Err(error) = run_tool(tool) {
                 errors.exit(error);
@@ -581,7 +596,9 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Server(_) | Command::Dev(_) => unreachable!("not a client tool"),
+            Command::Server(_) | Command::Dev(_) | Command::Completions(_) | Command::Man(_) => {
+                unreachable!("not a client tool")
+            }
             Command::Connect(args) => connect_cmd::run(args, stop_signal()).await,
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
