@@ -1,5 +1,5 @@
 //! `runnel`: the broker (`runnel server`) and the tools people drive a cluster with
-//! (`runnel topic|group|streams|cluster|produce|consume|bench`), all on the async
+//! (`runnel topic|group|offsets|streams|cluster|produce|consume|bench`), all on the async
 //! `runnel-client`, so they work against any Kafka-compatible cluster.
 //!
 //! Every tool takes `-b/--bootstrap` (or `RUNNEL_BOOTSTRAP`; `RUNNEL_BROKERS` is read too), a
@@ -15,6 +15,7 @@ mod datetime;
 mod dev_cmd;
 mod docs_cmd;
 mod group_cmd;
+mod offsets_cmd;
 mod open_files;
 mod output;
 mod produce_cmd;
@@ -55,10 +56,13 @@ enum Command {
     /// Run a broker or a controller. With no arguments: a broker on 127.0.0.1:9092, data in
     /// ./runnel-data, a cluster of one.
     Server(ServerArgs),
-    /// Topics: create, list, describe, delete, alter configs, add partitions.
+    /// Topics: create, list, describe, delete, alter configs, add partitions, trim a prefix.
     Topic(topic_cmd::TopicArgs),
     /// Consumer groups: list, describe (members, committed offsets, lag), delete, reset offsets.
     Group(group_cmd::GroupArgs),
+    /// Each partition's log start offset, high watermark and last stable offset, and the
+    /// offset of a time.
+    Offsets(offsets_cmd::OffsetsArgs),
     /// Streams applications: reset one so that it reprocesses its input.
     Streams(streams_cmd::StreamsArgs),
     /// Connect: run a worker with Kafka Connect's REST API and the built-in file and
@@ -602,6 +606,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
             Command::Connect(args) => connect_cmd::run(args, stop_signal()).await,
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
+            Command::Offsets(args) => offsets_cmd::run(args).await,
             Command::Streams(args) => streams_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
             Command::Transactions(args) => transactions_cmd::run_transactions(args).await,

@@ -1,4 +1,4 @@
-//! `runnel topic create|list|describe|delete|alter-config|add-partitions`.
+//! `runnel topic create|list|describe|delete|alter-config|add-partitions|trim-prefix`.
 
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
@@ -8,7 +8,7 @@ use runnel_client::{
 };
 use serde::Serialize;
 
-use crate::output::{join_ids, key_value, or_dash, summary, table, OutputArgs};
+use crate::output::{join_ids, key_value, number_or_dash, or_dash, summary, table, OutputArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct TopicArgs {
@@ -79,6 +79,59 @@ enum TopicCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Delete the records below an offset (DeleteRecords): each partition's log start offset
+    /// moves up to it. Prints each partition's new log start offset, or why it did not move.
+    TrimPrefix {
+        /// The topic.
+        topic: String,
+        /// The new log start offset; -1 for each partition's high watermark (every record
+        /// goes).
+        #[arg(
+            long,
+            short = 'o',
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(i64).range(-1..)
+        )]
+        offset: i64,
+        #[command(flatten)]
+        partitions: PartitionsArg,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// `-p/--partitions 0,1` (or `--partition 0 --partition 1`): the partitions a command acts
+/// on, every partition of the topic when none is given.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PartitionsArg {
+    /// Only these partitions, comma-separated or repeated (default: every partition).
+    #[arg(
+        long = "partitions",
+        short = 'p',
+        alias = "partition",
+        value_delimiter = ',',
+        value_name = "P,..."
+    )]
+    pub(crate) partitions: Vec<i32>,
+}
+
+/// `wanted` partitions of `topic`, checked against its metadata; every partition if none.
+pub(crate) fn select_partitions(topic: &TopicMetadata, wanted: &[i32]) -> anyhow::Result<Vec<i32>> {
+    let all: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    if let Some(missing) = wanted.iter().find(|p| !all.contains(p)) {
+        bail!(
+            "topic {:?} has no partition {missing} (it has {} partitions)",
+            topic.name,
+            all.len()
+        );
+    }
+    let mut wanted = wanted.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    Ok(wanted)
 }
 
 pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
@@ -210,12 +263,98 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 )
             })
         }
+        TopicCommand::TrimPrefix {
+            topic,
+            offset,
+            partitions,
+            output,
+        } => {
+            let admin = output.cluster.admin().await?;
+            let metadata = admin
+                .describe_topic(&topic)
+                .await
+                .map_err(|error| topic_error(&topic, error))?;
+            let partitions = select_partitions(&metadata, &partitions.partitions)?;
+            // One request per partition, so that one partition's refusal (an offset past its
+            // high watermark) does not hide what happened to the others.
+            let (admin, name) = (&admin, topic.as_str());
+            let results =
+                futures::future::join_all(partitions.iter().map(|&partition| async move {
+                    admin.delete_records(name, &[(partition, offset)]).await
+                }))
+                .await;
+            let trimmed = Trimmed {
+                topic: topic.clone(),
+                offset,
+                partitions: partitions
+                    .iter()
+                    .zip(results)
+                    .map(|(&partition, result)| match result {
+                        Ok(answers) => TrimmedPartition {
+                            partition,
+                            low_watermark: answers.first().map(|&(_, low)| low),
+                            error: None,
+                        },
+                        Err(error) => TrimmedPartition {
+                            partition,
+                            low_watermark: None,
+                            error: Some(error.to_string()),
+                        },
+                    })
+                    .collect(),
+            };
+            output.print(&trimmed, trimmed_table)?;
+            let failed = trimmed
+                .partitions
+                .iter()
+                .filter(|p| p.error.is_some())
+                .count();
+            if failed > 0 {
+                bail!(
+                    "{failed} of {} partition(s) of topic {topic:?} were not trimmed",
+                    trimmed.partitions.len()
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+#[derive(Debug, Serialize)]
+struct Trimmed {
+    topic: String,
+    /// As given: -1 for the high watermark.
+    offset: i64,
+    partitions: Vec<TrimmedPartition>,
+}
+
+#[derive(Debug, Serialize)]
+struct TrimmedPartition {
+    partition: i32,
+    /// The log start offset after the trim; `None` when it failed.
+    low_watermark: Option<i64>,
+    error: Option<String>,
+}
+
+fn trimmed_table(trimmed: &Trimmed) -> String {
+    let rows: Vec<Vec<String>> = trimmed
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                trimmed.topic.clone(),
+                p.partition.to_string(),
+                number_or_dash(p.low_watermark),
+                or_dash(p.error.as_deref()),
+            ]
+        })
+        .collect();
+    table(&["TOPIC", "PARTITION", "LOW-WATERMARK", "ERROR"], &rows)
 }
 
 /// "topic "t" does not exist" rather than UNKNOWN_TOPIC_OR_PARTITION, which the client
 /// counts as retriable (the topic may be being created).
-fn topic_error(topic: &str, error: ClientError) -> anyhow::Error {
+pub(crate) fn topic_error(topic: &str, error: ClientError) -> anyhow::Error {
     match error.code() {
         Some(ResponseError::UnknownTopicOrPartition) => anyhow!("topic {topic:?} does not exist"),
         _ => error.into(),
