@@ -1,17 +1,20 @@
-//! `runnel group list|describe|delete|reset-offsets`: consumer groups, their members, and per
-//! partition the committed offset and lag, as aligned tables for people or one JSON object for
-//! scripts; and moving a group's committed offsets, which is how people reprocess a stream.
+//! `runnel group list|describe|delete|reset-offsets|offset-delete`: consumer groups, their
+//! members, and per partition the committed offset and lag, as aligned tables for people or one
+//! JSON object for scripts; moving a group's committed offsets, which is how people reprocess a
+//! stream; and forgetting them for a topic the group no longer reads.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
-use clap::{Args, Subcommand};
+use anyhow::{anyhow, bail, Context};
+use clap::{ArgGroup, Args, Subcommand};
 use kafka_protocol::error::ResponseError;
-use runnel_client::{Admin, ClientError, OffsetSpec};
+use runnel_client::{Admin, ClientError, OffsetSpec, TopicMetadata};
 use serde::Serialize;
 
 use crate::datetime;
 use crate::output::{number_or_dash, or_dash, summary, table, OutputArgs};
+use crate::topic_cmd::{select_partitions, topic_error, PartitionsArg};
 
 #[derive(Debug, Args)]
 pub(crate) struct GroupArgs {
@@ -42,21 +45,61 @@ enum GroupCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Move a group's committed offsets on a topic, e.g. back to reprocess it. Prints each
+    /// Move a group's committed offsets on topics, e.g. back to reprocess them. Prints each
     /// partition's current and new offset; changes nothing with --dry-run. The group must have
     /// no active members.
     ResetOffsets(ResetArgs),
+    /// Delete a group's committed offsets on a topic (OffsetDelete), e.g. one it no longer
+    /// reads, so that its lag stops being reported. The group must not be subscribed to it.
+    OffsetDelete {
+        /// The group id.
+        group: String,
+        /// The topic whose offsets go.
+        #[arg(long, short = 't')]
+        topic: String,
+        /// Only these partitions (default: every partition the group committed to).
+        #[command(flatten)]
+        partitions: PartitionsArg,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("topic_selection")
+        .args(["topics", "all_topics", "from_file"])
+        .required(true)
+))]
+// --from-file says where each partition goes; every other way needs a --to-... flag, which
+// reset_offsets requires itself.
+#[command(mut_group("ResetTo", |group| group.required(false)))]
 struct ResetArgs {
     /// The group id.
     group: String,
-    /// The topic whose offsets move.
-    #[arg(long)]
-    topic: String,
-    /// Only these partitions (repeatable); every partition of the topic if none.
-    #[arg(long = "partition", value_name = "P")]
+    /// A topic whose offsets move (repeatable).
+    #[arg(long = "topic", short = 't', value_name = "TOPIC")]
+    topics: Vec<String>,
+    /// Every topic the group has committed offsets for.
+    #[arg(long, conflicts_with = "topics")]
+    all_topics: bool,
+    /// Take the new offsets from a CSV file of `topic,partition,offset` lines (as
+    /// kafka-consumer-groups' --from-file), each kept within its partition's log.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["topics", "all_topics", "partitions", "ResetTo"]
+    )]
+    from_file: Option<PathBuf>,
+    /// Only these partitions of the one --topic (comma-separated or repeated); every
+    /// partition if none.
+    #[arg(
+        long = "partitions",
+        short = 'p',
+        alias = "partition",
+        value_delimiter = ',',
+        value_name = "P,..."
+    )]
     partitions: Vec<i32>,
     #[command(flatten)]
     to: ResetTo,
@@ -102,7 +145,12 @@ pub(crate) enum ResetSpec {
 impl ResetTo {
     /// The flag given; [`ResetSpec::Earliest`] if none (where clap's group is not required).
     pub(crate) fn spec(self) -> ResetSpec {
-        match self {
+        self.chosen().unwrap_or(ResetSpec::Earliest)
+    }
+
+    /// The flag given, if any.
+    fn chosen(self) -> Option<ResetSpec> {
+        Some(match self {
             ResetTo {
                 to_earliest: true, ..
             } => ResetSpec::Earliest,
@@ -121,8 +169,8 @@ impl ResetTo {
                 shift_by: Some(shift),
                 ..
             } => ResetSpec::ShiftBy(shift),
-            _ => ResetSpec::Earliest,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -173,7 +221,112 @@ pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
             })
         }
         GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+        GroupCommand::OffsetDelete {
+            group,
+            topic,
+            partitions,
+            output,
+        } => offset_delete(&group, &topic, &partitions.partitions, &output).await,
     }
+}
+
+/// Deletes `group`'s committed offsets on `wanted` partitions of `topic` (every partition it
+/// committed to if none), and prints what happened to each.
+async fn offset_delete(
+    group: &str,
+    topic: &str,
+    wanted: &[i32],
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let admin = output.cluster.admin().await?;
+    let committed = committed_offsets(&admin, group).await?;
+    let partitions: Vec<i32> = if wanted.is_empty() {
+        committed
+            .keys()
+            .filter(|(committed_topic, _)| committed_topic == topic)
+            .map(|&(_, partition)| partition)
+            .collect()
+    } else {
+        let mut wanted = wanted.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+    };
+    if partitions.is_empty() {
+        bail!("group {group:?} has no committed offsets on topic {topic:?}");
+    }
+    // One request per partition, so that each partition's answer is reported as its own.
+    let admin = &admin;
+    let results = futures::future::join_all(partitions.iter().map(|&partition| async move {
+        admin
+            .delete_group_offsets(group, &[(topic.to_owned(), partition)])
+            .await
+    }))
+    .await;
+    let rows: Vec<DeletedOffset> = partitions
+        .iter()
+        .zip(results)
+        .map(|(&partition, result)| DeletedOffset {
+            topic: topic.to_owned(),
+            partition,
+            committed_offset: committed.get(&(topic.to_owned(), partition)).copied(),
+            error: result.err().map(|error| match error.code() {
+                Some(ResponseError::GroupSubscribedToTopic) => {
+                    "the group is subscribed to the topic; stop its consumers or change their \
+                     subscription first"
+                        .to_owned()
+                }
+                _ => group_error(group, error).to_string(),
+            }),
+        })
+        .collect();
+    let report = OffsetsDeleted {
+        group: group.to_owned(),
+        partitions: rows,
+    };
+    output.print(&report, |report| {
+        let rows: Vec<Vec<String>> = report
+            .partitions
+            .iter()
+            .map(|row| {
+                vec![
+                    row.topic.clone(),
+                    row.partition.to_string(),
+                    number_or_dash(row.committed_offset),
+                    row.error.clone().unwrap_or_else(|| "deleted".to_owned()),
+                ]
+            })
+            .collect();
+        table(&["TOPIC", "PARTITION", "COMMITTED-OFFSET", "RESULT"], &rows)
+    })?;
+    let failed = report
+        .partitions
+        .iter()
+        .filter(|row| row.error.is_some())
+        .count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} partition(s) kept their committed offsets",
+            report.partitions.len()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct OffsetsDeleted {
+    group: String,
+    partitions: Vec<DeletedOffset>,
+}
+
+#[derive(Debug, Serialize)]
+struct DeletedOffset {
+    topic: String,
+    partition: i32,
+    /// The offset that was committed; `None` when there was none.
+    committed_offset: Option<i64>,
+    /// `None` when deleted.
+    error: Option<String>,
 }
 
 /// The group's state and members, and for each partition it has committed to or owns: the
@@ -306,12 +459,29 @@ fn group_error(group: &str, error: ClientError) -> anyhow::Error {
 async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
     let ResetArgs {
         group,
-        topic,
+        topics,
+        all_topics,
+        from_file,
         partitions,
         to,
         dry_run,
         output,
     } = args;
+    // Read before connecting: a bad file or a missing flag is the person's to fix first.
+    let from_file = match &from_file {
+        Some(path) => Some(read_offsets_file(path)?),
+        None => None,
+    };
+    let spec = to.chosen();
+    if from_file.is_none() && spec.is_none() {
+        bail!(
+            "say where the offsets go: --to-earliest, --to-latest, --to-datetime, --to-offset, \
+             --shift-by or --from-file"
+        );
+    }
+    if !partitions.is_empty() && topics.len() != 1 {
+        bail!("--partitions needs exactly one --topic");
+    }
     let admin = output.cluster.admin().await?;
 
     if let Some(active) = active_members(&admin, &group).await? {
@@ -324,7 +494,30 @@ async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
     }
 
     let committed = committed_offsets(&admin, &group).await?;
-    let rows = plan_reset(&admin, &topic, &partitions, to.spec(), &committed).await?;
+    let mut rows = Vec::new();
+    match (from_file, spec) {
+        (Some(targets), _) => {
+            for (topic, targets) in targets {
+                rows.extend(plan_reset_each(&admin, &topic, &targets, &committed).await?);
+            }
+        }
+        (None, Some(spec)) => {
+            let topics: Vec<String> = if all_topics {
+                let committed_topics: BTreeSet<&String> =
+                    committed.keys().map(|(topic, _)| topic).collect();
+                if committed_topics.is_empty() {
+                    bail!("group {group:?} has no committed offsets; name topics with --topic");
+                }
+                committed_topics.into_iter().cloned().collect()
+            } else {
+                topics
+            };
+            for topic in &topics {
+                rows.extend(plan_reset(&admin, topic, &partitions, spec, &committed).await?);
+            }
+        }
+        (None, None) => unreachable!("checked above"),
+    }
     if !dry_run {
         apply_reset(&admin, &group, &rows).await?;
     }
@@ -379,47 +572,133 @@ pub(crate) async fn plan_reset(
     spec: ResetSpec,
     committed: &BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<Vec<PartitionReset>> {
-    let metadata = admin.describe_topic(topic).await?;
-    let all: Vec<i32> = metadata.partitions.iter().map(|p| p.partition).collect();
-    let partitions = if partitions.is_empty() {
-        all
-    } else {
-        if let Some(missing) = partitions.iter().find(|p| !all.contains(p)) {
-            bail!(
-                "topic {topic:?} has no partition {missing} (it has {} partitions)",
-                all.len()
-            );
-        }
-        partitions.to_vec()
-    };
+    let metadata = admin
+        .describe_topic(topic)
+        .await
+        .map_err(|error| topic_error(topic, error))?;
+    let targets: Vec<(i32, ResetSpec)> = select_partitions(&metadata, partitions)?
+        .into_iter()
+        .map(|partition| (partition, spec))
+        .collect();
+    plan_targets(admin, &metadata, &targets, committed).await
+}
+
+/// [`plan_reset`] with a spec per partition, as `--from-file` gives them.
+async fn plan_reset_each(
+    admin: &Admin,
+    topic: &str,
+    targets: &[(i32, ResetSpec)],
+    committed: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<PartitionReset>> {
+    let metadata = admin
+        .describe_topic(topic)
+        .await
+        .map_err(|error| topic_error(topic, error))?;
+    plan_targets(admin, &metadata, targets, committed).await
+}
+
+async fn plan_targets(
+    admin: &Admin,
+    metadata: &TopicMetadata,
+    targets: &[(i32, ResetSpec)],
+    committed: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<PartitionReset>> {
+    let topic = metadata.name.as_str();
+    let wanted: Vec<i32> = targets.iter().map(|&(partition, _)| partition).collect();
+    let partitions = select_partitions(metadata, &wanted)?;
 
     let earliest = offsets_of(admin, topic, &partitions, OffsetSpec::Earliest).await?;
     let latest = offsets_of(admin, topic, &partitions, OffsetSpec::Latest).await?;
-    let at_time = match spec {
-        ResetSpec::Datetime(ms) => {
-            Some(offsets_of(admin, topic, &partitions, OffsetSpec::Timestamp(ms)).await?)
+    // One lookup per distinct time, of the partitions reset to it.
+    let mut by_time: BTreeMap<i64, Vec<i32>> = BTreeMap::new();
+    for &(partition, spec) in targets {
+        if let ResetSpec::Datetime(ms) = spec {
+            by_time.entry(ms).or_default().push(partition);
         }
-        _ => None,
-    };
+    }
+    let mut at_time: BTreeMap<i32, i64> = BTreeMap::new();
+    for (ms, partitions) in by_time {
+        at_time.extend(offsets_of(admin, topic, &partitions, OffsetSpec::Timestamp(ms)).await?);
+    }
 
-    let mut rows = Vec::with_capacity(partitions.len());
-    for partition in &partitions {
-        let bounds = LogBounds {
-            earliest: earliest[partition],
-            latest: latest[partition],
-            at_time: at_time.as_ref().map(|found| found[partition]),
+    let mut rows = Vec::with_capacity(targets.len());
+    for &(partition, spec) in targets {
+        let bound = |offsets: &BTreeMap<i32, i64>| {
+            offsets.get(&partition).copied().ok_or_else(|| {
+                anyhow!("ListOffsets did not answer for topic {topic:?} partition {partition}")
+            })
         };
-        let current_offset = committed.get(&(topic.to_owned(), *partition)).copied();
+        let bounds = LogBounds {
+            earliest: bound(&earliest)?,
+            latest: bound(&latest)?,
+            at_time: at_time.get(&partition).copied(),
+        };
+        let current_offset = committed.get(&(topic.to_owned(), partition)).copied();
         let new_offset = new_offset(spec, current_offset, bounds)
             .map_err(|problem| anyhow!("topic {topic:?} partition {partition}: {problem}"))?;
         rows.push(PartitionReset {
             topic: topic.to_owned(),
-            partition: *partition,
+            partition,
             current_offset,
             new_offset,
         });
     }
     Ok(rows)
+}
+
+/// The partitions and offsets of a `--from-file` CSV, by topic: `topic,partition,offset`
+/// lines, as kafka-consumer-groups writes and reads them. Blank lines and `#` comments are
+/// skipped.
+fn read_offsets_file(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<(i32, ResetSpec)>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_offsets_csv(&text).with_context(|| format!("{}", path.display()))
+}
+
+fn parse_offsets_csv(text: &str) -> anyhow::Result<BTreeMap<String, Vec<(i32, ResetSpec)>>> {
+    let mut by_topic: BTreeMap<String, Vec<(i32, ResetSpec)>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |problem: &str| anyhow!("line {}: {problem}: {line:?}", index + 1);
+        // Topic names cannot hold commas, so the last two fields are the numbers.
+        let mut fields = line.rsplitn(3, ',');
+        let (Some(offset), Some(partition), Some(topic)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("expected topic,partition,offset"));
+        };
+        let topic = topic.trim();
+        if topic.is_empty() {
+            return Err(bad("no topic"));
+        }
+        let partition: i32 = partition
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| bad("the partition is not a number"))?;
+        let offset: i64 = offset
+            .trim()
+            .parse()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| bad("the offset is not a number"))?;
+        if !seen.insert((topic.to_owned(), partition)) {
+            return Err(bad("this partition is listed twice"));
+        }
+        by_topic
+            .entry(topic.to_owned())
+            .or_default()
+            .push((partition, ResetSpec::Offset(offset)));
+    }
+    if by_topic.is_empty() {
+        bail!("no topic,partition,offset lines");
+    }
+    Ok(by_topic)
 }
 
 /// Commits each row's new offset for the group, which must have no active members.
@@ -860,6 +1139,39 @@ billing-consumers  -      -        consumer
         assert_eq!(reset(ResetSpec::ShiftBy(-100), Some(30)), Ok(10));
         assert_eq!(reset(ResetSpec::ShiftBy(100), Some(30)), Ok(50));
         assert!(reset(ResetSpec::ShiftBy(1), None).is_err());
+    }
+
+    #[test]
+    fn offsets_files_are_topic_partition_offset_lines() {
+        let parsed = parse_offsets_csv(
+            "# from kafka-consumer-groups --export\n\
+             orders,0,10\n\
+             \n\
+             orders, 2 , 7\n\
+             audit.log,0,0\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            parsed,
+            BTreeMap::from([
+                ("audit.log".to_owned(), vec![(0, ResetSpec::Offset(0))]),
+                (
+                    "orders".to_owned(),
+                    vec![(0, ResetSpec::Offset(10)), (2, ResetSpec::Offset(7))]
+                ),
+            ])
+        );
+        for (text, problem) in [
+            ("orders,0", "line 1: expected topic,partition,offset"),
+            ("orders,x,1", "line 1: the partition is not a number"),
+            ("orders,0,-1", "line 1: the offset is not a number"),
+            (",0,1", "line 1: no topic"),
+            ("t,0,1\nt,0,2", "line 2: this partition is listed twice"),
+            ("# nothing\n", "no topic,partition,offset lines"),
+        ] {
+            let error = parse_offsets_csv(text).expect_err(text).to_string();
+            assert!(error.starts_with(problem), "{text:?}: {error}");
+        }
     }
 
     #[test]

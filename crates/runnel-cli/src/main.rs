@@ -58,7 +58,8 @@ enum Command {
     Server(ServerArgs),
     /// Topics: create, list, describe, delete, alter configs, add partitions, trim a prefix.
     Topic(topic_cmd::TopicArgs),
-    /// Consumer groups: list, describe (members, committed offsets, lag), delete, reset offsets.
+    /// Consumer groups: list, describe (members, committed offsets, lag), delete, reset or
+    /// delete offsets.
     Group(group_cmd::GroupArgs),
     /// Each partition's log start offset, high watermark and last stable offset, and the
     /// offset of a time.
