@@ -1,18 +1,22 @@
 //! `runnel cluster info`: the cluster's id, its controller and its brokers, as brokers
-//! report them; `runnel cluster quorum`: the controller quorum, as its leader reports it;
+//! report them; `runnel cluster health`: whether every replica's broker is up and every
+//! partition led and fully in sync, for people and for scripts (its exit code);
+//! `runnel cluster quorum`: the controller quorum, as its leader reports it;
 //! `elect-leaders`, `reassign` and `reassignments`: moving leaderships and replicas.
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use kafka_protocol::error::ResponseError;
-use runnel_client::{ClientError, Election, PartitionOutcome};
+use runnel_client::{ClientError, ClusterDescription, Election, PartitionOutcome, TopicMetadata};
 use runnel_quorum::{ControllerClient, ControllerRequest, ControllerResponse, QuorumStatus};
 use serde::Serialize;
 
 use crate::output::{
-    json, number_or_dash, or_dash, print_stdout, summary, table, Format, OutputArgs,
+    join_ids, json, number_or_dash, or_dash, print_stdout, summary, table, Format, OutputArgs,
+    Reported,
 };
 
 #[derive(Debug, Args)]
@@ -28,6 +32,19 @@ enum ClusterCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Whether the cluster is healthy: no broker that holds replicas is down, every partition
+    /// has a leader, none is under-replicated. Exits 0 when healthy, 1 when not.
+    Health {
+        /// Wait until the cluster is healthy (a cluster that does not answer yet counts as
+        /// unhealthy), then print its health.
+        #[arg(long)]
+        exit_when_healthy: bool,
+        /// With --exit-when-healthy: give up after this many seconds (default: never).
+        #[arg(long, value_name = "SECONDS", requires = "exit_when_healthy")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Show the controller quorum: its leader and term, each voter and how far it has
     /// replicated the metadata log, and the brokers registered with it.
     Quorum {
@@ -39,7 +56,7 @@ enum ClusterCommand {
         )]
         bootstrap_controller: String,
         /// `table` for people, `json` for scripts (one object).
-        #[arg(long, value_enum, default_value_t = Format::Table)]
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Give partitions back to their preferred leader (the first replica), or with
@@ -48,8 +65,15 @@ enum ClusterCommand {
         /// Only this topic's partitions (default: every partition that needs an election).
         #[arg(long)]
         topic: Option<String>,
-        /// Only this partition of --topic (repeatable).
-        #[arg(long = "partition", requires = "topic")]
+        /// Only these partitions of --topic (comma-separated or repeated).
+        #[arg(
+            long = "partitions",
+            short = 'p',
+            alias = "partition",
+            value_delimiter = ',',
+            value_name = "P,...",
+            requires = "topic"
+        )]
         partitions: Vec<i32>,
         /// Elect a replica outside the in-sync replicas when none of those is alive.
         #[arg(long)]
@@ -134,6 +158,23 @@ pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
                     .collect(),
             };
             output.print(&info, info_table)
+        }
+        ClusterCommand::Health {
+            exit_when_healthy,
+            timeout,
+            output,
+        } => {
+            let health = if exit_when_healthy {
+                wait_until_healthy(&output, timeout.map(Duration::from_secs)).await?
+            } else {
+                let admin = output.cluster.admin().await?;
+                health(&admin).await?
+            };
+            output.print(&health, health_table)?;
+            if !health.healthy {
+                return Err(Reported("the cluster is unhealthy".to_owned()).into());
+            }
+            Ok(())
         }
         ClusterCommand::Quorum {
             bootstrap_controller,
@@ -245,6 +286,188 @@ pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// How often `cluster health --exit-when-healthy` looks again.
+const HEALTH_POLL: Duration = Duration::from_secs(1);
+
+/// The cluster's health as its metadata shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Health {
+    healthy: bool,
+    /// What makes it unhealthy: `nodes_down`, `leaderless_partitions`,
+    /// `under_replicated_partitions`, `no_controller`.
+    unhealthy_reasons: Vec<&'static str>,
+    controller_id: Option<i32>,
+    /// Every broker that is up or holds a replica.
+    all_nodes: Vec<i32>,
+    /// Brokers named as replicas that are not up (fenced, stopped, unreachable by the
+    /// controller).
+    nodes_down: Vec<i32>,
+    leaderless_partitions: Vec<TopicPartition>,
+    under_replicated_partitions: Vec<UnderReplicated>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct TopicPartition {
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct UnderReplicated {
+    topic: String,
+    partition: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+async fn health(admin: &runnel_client::Admin) -> anyhow::Result<Health> {
+    let cluster = admin.describe_cluster().await?;
+    let topics = admin.list_topics(true).await?;
+    Ok(assess(&cluster, &topics))
+}
+
+/// Asks for the cluster's health until it is healthy or `timeout` has passed; the last answer.
+async fn wait_until_healthy(
+    output: &OutputArgs,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Health> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let mut admin: Option<runnel_client::Admin> = None;
+    loop {
+        // A cluster that is starting does not answer at first: that is unhealthy, not an error.
+        let answer = match &admin {
+            Some(admin) => health(admin).await,
+            None => match output.cluster.admin().await {
+                Ok(connected) => {
+                    let answer = health(&connected).await;
+                    admin = Some(connected);
+                    answer
+                }
+                Err(error) => Err(error),
+            },
+        };
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let timed_out = left.is_some_and(|left| left.is_zero());
+        match answer {
+            Ok(health) if health.healthy || timed_out => return Ok(health),
+            Err(error) if timed_out => return Err(error),
+            Ok(_) => {}
+            // Connect afresh next time: the brokers it knew may be the ones that are down.
+            Err(_) => admin = None,
+        }
+        tokio::time::sleep(left.map_or(HEALTH_POLL, |left| left.min(HEALTH_POLL))).await;
+    }
+}
+
+/// Health from the live brokers (`cluster`) and every partition's replicas, leader and ISR.
+fn assess(cluster: &ClusterDescription, topics: &[TopicMetadata]) -> Health {
+    let live: BTreeSet<i32> = cluster.brokers.iter().map(|b| b.node_id).collect();
+    let mut all_nodes = live.clone();
+    let mut leaderless_partitions = Vec::new();
+    let mut under_replicated_partitions = Vec::new();
+    for topic in topics {
+        for partition in &topic.partitions {
+            all_nodes.extend(partition.replicas.iter().copied());
+            let at = || TopicPartition {
+                topic: topic.name.clone(),
+                partition: partition.partition,
+            };
+            if partition.leader < 0 || !live.contains(&partition.leader) {
+                leaderless_partitions.push(at());
+            }
+            if partition.isr.len() < partition.replicas.len() {
+                under_replicated_partitions.push(UnderReplicated {
+                    topic: topic.name.clone(),
+                    partition: partition.partition,
+                    replicas: partition.replicas.clone(),
+                    isr: partition.isr.clone(),
+                });
+            }
+        }
+    }
+    let nodes_down: Vec<i32> = all_nodes.difference(&live).copied().collect();
+    let mut unhealthy_reasons = Vec::new();
+    if cluster.controller_id.is_none() {
+        unhealthy_reasons.push("no_controller");
+    }
+    if !nodes_down.is_empty() {
+        unhealthy_reasons.push("nodes_down");
+    }
+    if !leaderless_partitions.is_empty() {
+        unhealthy_reasons.push("leaderless_partitions");
+    }
+    if !under_replicated_partitions.is_empty() {
+        unhealthy_reasons.push("under_replicated_partitions");
+    }
+    Health {
+        healthy: unhealthy_reasons.is_empty(),
+        unhealthy_reasons,
+        controller_id: cluster.controller_id,
+        all_nodes: all_nodes.into_iter().collect(),
+        nodes_down,
+        leaderless_partitions,
+        under_replicated_partitions,
+    }
+}
+
+fn health_table(health: &Health) -> String {
+    let ids = |ids: &[i32]| {
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            join_ids(ids)
+        }
+    };
+    let partitions = |partitions: &mut dyn Iterator<Item = (&str, i32)>| {
+        let listed: Vec<String> = partitions
+            .map(|(topic, partition)| format!("{topic}/{partition}"))
+            .collect();
+        if listed.is_empty() {
+            "-".to_owned()
+        } else {
+            listed.join(" ")
+        }
+    };
+    summary(&[
+        (
+            "Healthy",
+            if health.healthy { "yes" } else { "no" }.to_owned(),
+        ),
+        (
+            "Unhealthy reasons",
+            if health.unhealthy_reasons.is_empty() {
+                "-".to_owned()
+            } else {
+                health.unhealthy_reasons.join(", ")
+            },
+        ),
+        (
+            "Controller",
+            number_or_dash(health.controller_id.map(i64::from)),
+        ),
+        ("All nodes", ids(&health.all_nodes)),
+        ("Nodes down", ids(&health.nodes_down)),
+        (
+            "Leaderless partitions",
+            partitions(
+                &mut health
+                    .leaderless_partitions
+                    .iter()
+                    .map(|p| (p.topic.as_str(), p.partition)),
+            ),
+        ),
+        (
+            "Under-replicated partitions",
+            partitions(
+                &mut health
+                    .under_replicated_partitions
+                    .iter()
+                    .map(|p| (p.topic.as_str(), p.partition)),
+            ),
+        ),
+    ])
 }
 
 /// Prints each partition's outcome; fails if any failed other than with a code in `benign`.
@@ -385,7 +608,101 @@ fn info_table(info: &ClusterInfo) -> String {
 
 #[cfg(test)]
 mod tests {
+    use runnel_client::{BrokerInfo, PartitionMetadata};
+
     use super::*;
+
+    fn broker(node_id: i32) -> BrokerInfo {
+        BrokerInfo {
+            node_id,
+            host: "127.0.0.1".to_owned(),
+            port: 9091 + node_id,
+            rack: None,
+        }
+    }
+
+    fn partition(partition: i32, leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionMetadata {
+        PartitionMetadata {
+            partition,
+            leader,
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            error: None,
+        }
+    }
+
+    fn topic(name: &str, partitions: Vec<PartitionMetadata>) -> TopicMetadata {
+        TopicMetadata {
+            name: name.to_owned(),
+            id: uuid::Uuid::nil(),
+            is_internal: false,
+            partitions,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn healthy_when_every_replica_is_up_led_and_in_sync() {
+        let cluster = ClusterDescription {
+            cluster_id: Some("c".to_owned()),
+            controller_id: Some(1),
+            brokers: vec![broker(1), broker(2)],
+        };
+        let topics = [topic("t", vec![partition(0, 1, &[1, 2], &[1, 2])])];
+        let health = assess(&cluster, &topics);
+        assert!(health.healthy, "{health:?}");
+        assert_eq!(health.all_nodes, vec![1, 2]);
+        assert_eq!(
+            health_table(&health),
+            "\
+Healthy:                     yes
+Unhealthy reasons:           -
+Controller:                  1
+All nodes:                   1,2
+Nodes down:                  -
+Leaderless partitions:       -
+Under-replicated partitions: -
+"
+        );
+    }
+
+    #[test]
+    fn a_dead_replica_is_a_node_down_and_what_it_held_suffers() {
+        let cluster = ClusterDescription {
+            cluster_id: None,
+            controller_id: Some(1),
+            brokers: vec![broker(1)],
+        };
+        let topics = [topic(
+            "t",
+            vec![
+                partition(0, 1, &[1, 2], &[1]),
+                partition(1, 2, &[2, 1], &[2, 1]),
+                partition(2, -1, &[3], &[3]),
+            ],
+        )];
+        let health = assess(&cluster, &topics);
+        assert!(!health.healthy);
+        assert_eq!(health.nodes_down, vec![2, 3]);
+        assert_eq!(health.all_nodes, vec![1, 2, 3]);
+        assert_eq!(
+            health.unhealthy_reasons,
+            vec![
+                "nodes_down",
+                "leaderless_partitions",
+                "under_replicated_partitions"
+            ]
+        );
+        let leaderless: Vec<i32> = health
+            .leaderless_partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(leaderless, vec![1, 2]);
+        assert_eq!(health.under_replicated_partitions.len(), 1);
+        assert!(health_table(&health).contains("Leaderless partitions:       t/1 t/2\n"));
+    }
 
     #[test]
     fn the_controller_is_starred() {

@@ -69,7 +69,7 @@ enum Command {
     /// Connect: run a worker with Kafka Connect's REST API and the built-in file and
     /// database connectors.
     Connect(connect_cmd::ConnectArgs),
-    /// The cluster: its id, controller and brokers.
+    /// The cluster: its id, controller and brokers, its health, leaders and reassignments.
     Cluster(cluster_cmd::ClusterCmdArgs),
     /// Transactional ids: list them, describe one (state, producer, open transaction).
     Transactions(transactions_cmd::TransactionsArgs),
