@@ -29,7 +29,6 @@ use anyhow::{anyhow, Context};
 use runnel_client::ClientConfig;
 
 use crate::output::key_value;
-use crate::toml_subset::{self, Value};
 
 /// The brokers a command talks to when nothing says otherwise.
 pub(crate) const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -215,32 +214,19 @@ pub(crate) fn select(
 
 /// [`select`] on the file's text.
 fn from_text(text: &str, wanted: Option<&str>) -> anyhow::Result<Option<Profile>> {
-    let document = toml_subset::parse(text).map_err(anyhow::Error::msg)?;
+    let document: toml::Table = text.parse()?;
     let mut current = None;
-    let mut names: Vec<String> = Vec::new();
-    for table in &document.tables {
-        match &table[..] {
-            [first, name] if first == "profiles" => names.push(name.clone()),
-            [first] if first == "profiles" => {}
-            [first, _, ..] if first == "profiles" => {}
-            _ => return Err(anyhow!("unknown table [{}]", table.join("."))),
-        }
-    }
-    for (path, value) in &document.entries {
-        match &path[..] {
-            [key] if key == "current_profile" => match value {
-                Value::String(name) => current = Some(name.clone()),
-                _ => return Err(anyhow!("current_profile must be a string")),
-            },
-            [first, name, _, ..] if first == "profiles" => {
-                if !names.contains(name) {
-                    names.push(name.clone());
-                }
-            }
-            _ => {
+    let mut profiles = toml::Table::new();
+    for (key, value) in document {
+        match (key.as_str(), value) {
+            ("current_profile", toml::Value::String(name)) => current = Some(name),
+            ("current_profile", _) => return Err(anyhow!("current_profile must be a string")),
+            ("profiles", toml::Value::Table(table)) => profiles = table,
+            ("profiles", _) => return Err(anyhow!("profiles must be [profiles.NAME] tables")),
+            (other, toml::Value::Table(_)) => return Err(anyhow!("unknown table [{other}]")),
+            (other, _) => {
                 return Err(anyhow!(
-                    "unknown setting {} (profiles go in [profiles.NAME] tables)",
-                    path.join(".")
+                    "unknown setting {other} (profiles go in [profiles.NAME] tables)"
                 ))
             }
         }
@@ -248,28 +234,28 @@ fn from_text(text: &str, wanted: Option<&str>) -> anyhow::Result<Option<Profile>
     let Some(name) = wanted.map(str::to_owned).or(current) else {
         return Ok(None);
     };
-    if !names.contains(&name) {
+    let Some(settings) = profiles.get(&name) else {
+        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
         let known = if names.is_empty() {
             "it has no profiles".to_owned()
         } else {
             format!("it has {}", names.join(", "))
         };
         return Err(anyhow!("no profile {name:?} ({known})"));
-    }
+    };
+    let toml::Value::Table(settings) = settings else {
+        return Err(anyhow!(
+            "profile {name:?} must be a [profiles.{name}] table"
+        ));
+    };
+    let mut entries = Vec::new();
+    // `client.id = 1` in TOML is a nested table; the Kafka name is the dotted path.
+    flatten("", settings, &mut entries);
     let mut profile = Profile {
         name: name.clone(),
         ..Profile::default()
     };
-    for (path, value) in &document.entries {
-        let [first, of, key @ ..] = &path[..] else {
-            continue;
-        };
-        if first != "profiles" || *of != name {
-            continue;
-        }
-        // `client.id = 1` in TOML is a nested table; the Kafka name is the dotted path.
-        let key = key.join(".");
-        let value = value.to_property();
+    for (key, value) in entries {
         if key == "bootstrap" {
             profile.bootstrap = Some(value);
         } else {
@@ -279,6 +265,35 @@ fn from_text(text: &str, wanted: Option<&str>) -> anyhow::Result<Option<Profile>
         }
     }
     Ok(Some(profile))
+}
+
+/// The settings of `table` as (dotted key, value as a property takes it).
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(nested) => flatten(&key, nested, out),
+            other => out.push((key, property_text(other))),
+        }
+    }
+}
+
+/// A value as a client property takes it: numbers and booleans as written, strings as they
+/// are, arrays comma-separated (a list of brokers).
+fn property_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(property_text)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +343,7 @@ mod tests {
                 .contains("request.timeout.ms: \"soon\" is not a whole number")
         );
         assert!(error("current-profile = \"a\"", None).contains("unknown setting current-profile"));
-        assert!(error("[profile.a]", None).contains("unknown table [profile.a]"));
+        assert!(error("[profile.a]", None).contains("unknown table [profile]"));
         // A broken profile that is not used breaks nothing else.
         assert!(from_text("[profiles.a]\nx = 1\n[profiles.b]\n", Some("b")).is_ok());
     }
