@@ -130,6 +130,9 @@ class Broker:
         # What the command runs under: `ip netns exec NAME` for a node in its own namespace.
         self.runner = runner
         self.port = free_port() if host == "127.0.0.1" else 9092
+        # The admin listener (/metrics, /health/*): the default port would be shared by every
+        # broker a test starts on this machine.
+        self.admin_port = free_port() if host == "127.0.0.1" else 9644
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         # The address clients are told to use; a fault-injecting proxy's, for example.
@@ -141,6 +144,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
 
     def command(self) -> list[str]:
         return [
@@ -155,6 +162,8 @@ class Broker:
             str(self.data_dir),
             "--node-id",
             str(self.node_id),
+            "--admin-listen",
+            f"{self.host}:{self.admin_port}",
             *(("--sync-ledger", str(self.sync_ledger)) if self.sync_ledger else ()),
             *self.extra_args,
         ]

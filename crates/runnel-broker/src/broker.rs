@@ -18,6 +18,7 @@ use crate::fetch_sessions::FetchSessions;
 use crate::groups::{ClientInfo, GroupService};
 use crate::handlers;
 use crate::io_pool::IoPool;
+use crate::metrics::BrokerMetrics;
 use crate::pipeline::Turn;
 use crate::producer_ids::ProducerIds;
 use crate::topics::TopicRegistry;
@@ -54,6 +55,8 @@ pub struct Broker {
     pub(crate) shutdown: watch::Sender<bool>,
     /// This broker's membership of its cluster; set once it has one, before clients come in.
     pub(crate) cluster: OnceLock<Arc<ClusterMember>>,
+    /// What operators see at the admin listener's `/metrics`.
+    pub(crate) metrics: Arc<BrokerMetrics>,
 }
 
 /// What a handler gives back.
@@ -121,7 +124,9 @@ impl Broker {
             config.max_incremental_fetch_session_cache_slots,
             config.partitions_max,
         );
+        let metrics = Arc::clone(&topics.schedule().metrics);
         Ok(Arc::new(Broker {
+            metrics,
             config,
             fs,
             clock,

@@ -643,11 +643,14 @@ fn take_role(
                 min_insync_replicas,
             };
             match partition.become_leader(me, assignment, broker_epoch, config, now_ms) {
-                Ok(()) => tracing::info!(
-                    partition = %partition.name(),
-                    leader_epoch = state.leader_epoch,
-                    "leading"
-                ),
+                Ok(()) => {
+                    broker.metrics.leadership_taken();
+                    tracing::info!(
+                        partition = %partition.name(),
+                        leader_epoch = state.leader_epoch,
+                        "leading"
+                    )
+                }
                 Err(error) => {
                     tracing::error!(partition = %partition.name(), error = ?error.message, "could not take the leadership")
                 }
@@ -862,7 +865,12 @@ async fn alter_partition(
     };
     let now_ms = broker.now_ms();
     partition.with_leader_state(change.leader_epoch, |state| {
+        let before = state.isr().len();
+        let committed = matches!(outcome, IsrChangeOutcome::Committed(_));
         state.isr_change_done(&change, outcome, now_ms);
+        if committed {
+            broker.metrics.isr_changed(before, state.isr().len());
+        }
     });
 }
 

@@ -17,6 +17,11 @@ pub struct BrokerConfig {
     pub listen: String,
     /// Address clients are told to connect to (`advertised.listeners`); defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Where the admin listener (HTTP: `/metrics`, `/health/live`, `/health/ready`) binds, or
+    /// `none`. Unset: [`DEFAULT_ADMIN_LISTEN`], Redpanda's admin port, and a node that finds
+    /// it taken (another broker on the same machine) runs without one and says so; a
+    /// configured address that cannot be bound stops the start.
+    pub admin_listen: Option<String>,
     pub data_dir: PathBuf,
     pub node_id: i32,
     /// `broker.rack`: the failure domain this broker is in; a new partition's replicas are
@@ -164,11 +169,36 @@ pub struct BrokerConfig {
     pub sync_ledger: Option<PathBuf>,
 }
 
+/// Where the admin listener binds when `admin-listen` is not set.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
+
+/// What `admin-listen` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen<'a> {
+    /// [`DEFAULT_ADMIN_LISTEN`], if it is free.
+    Default,
+    /// This address, or the start fails.
+    At(&'a str),
+    Off,
+}
+
+impl BrokerConfig {
+    /// Where the admin listener binds, as `admin-listen` says.
+    pub fn admin_listen(&self) -> AdminListen<'_> {
+        match self.admin_listen.as_deref() {
+            None => AdminListen::Default,
+            Some("none") => AdminListen::Off,
+            Some(address) => AdminListen::At(address),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             advertised_listener: None,
+            admin_listen: None,
             data_dir: PathBuf::from("./runnel-data"),
             node_id: 0,
             rack: None,

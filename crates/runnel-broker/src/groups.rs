@@ -569,6 +569,12 @@ impl GroupService {
         }
     }
 
+    /// Every committed offset of the groups coordinated here, as (group, (topic,
+    /// partition), offset).
+    pub(crate) fn committed_offsets(&self) -> Vec<(String, (String, i32), i64)> {
+        self.lock().classic.all_committed_offsets()
+    }
+
     pub(crate) fn offset_fetch(
         &self,
         version: i16,

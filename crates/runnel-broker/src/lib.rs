@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+mod admin_listener;
 mod background;
 mod broker;
 mod cluster;
@@ -27,6 +28,7 @@ mod internal_topics;
 mod io_pool;
 #[cfg(test)]
 mod local_controller;
+mod metrics;
 mod partition;
 mod pipeline;
 #[cfg(test)]
@@ -42,12 +44,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use admin_listener::{AdminListener, Phase};
 use runnel_controller::ControllerConfig;
 use runnel_quorum::{Quorum, QuorumConfig};
 use runnel_storage::{FileSystem, OsFileSystem, SyncLedgerFileSystem, SystemClock};
 
 pub use broker::{Broker, StartupError};
-pub use config::{BrokerConfig, ConfigError, ProcessRole};
+pub use config::{AdminListen, BrokerConfig, ConfigError, ProcessRole, DEFAULT_ADMIN_LISTEN};
 pub use io_pool::{IoPool, PoolError};
 pub use topic_config::TOPIC_CONFIGS;
 
@@ -71,10 +74,29 @@ pub enum RunError {
 /// Runs this node's roles until `stop` completes: a broker (see [`run_broker`]), or a
 /// controller quorum voter.
 pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
-    if config.has_role(ProcessRole::Broker) {
-        run_broker(config, stop).await
+    let admin = start_admin_listener(&config).await?;
+    let result = if config.has_role(ProcessRole::Broker) {
+        run_broker(config, &admin, stop).await
     } else {
-        run_controller(config, stop).await
+        run_controller(config, &admin, stop).await
+    };
+    admin.stop();
+    result
+}
+
+/// Starts the admin listener `admin-listen` asks for. The default address may be taken by
+/// another node on the same machine: this one then runs without it, and says so.
+async fn start_admin_listener(config: &BrokerConfig) -> Result<AdminListener, RunError> {
+    match config.admin_listen() {
+        AdminListen::Off => AdminListener::start(None).await,
+        AdminListen::At(address) => AdminListener::start(Some(address)).await,
+        AdminListen::Default => match AdminListener::start(Some(DEFAULT_ADMIN_LISTEN)).await {
+            Ok(admin) => Ok(admin),
+            Err(error) => {
+                tracing::warn!(%error, "running without the admin listener (no /metrics or /health): set --admin-listen to serve it elsewhere, or to none");
+                AdminListener::start(None).await
+            }
+        },
     }
 }
 
@@ -188,10 +210,14 @@ async fn start_configured_quorum(
 /// stopping.
 async fn run_controller(
     config: BrokerConfig,
+    admin: &AdminListener,
     stop: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let quorum = start_configured_quorum(&config, None, file_system(&config)?).await?;
+    admin.set_raft(quorum.progress());
+    admin.set_phase(Phase::Serving);
     stop.await;
+    admin.set_phase(Phase::Stopping);
     tracing::info!("shutting down");
     quorum.shutdown().await;
     tracing::info!("stopped cleanly");
@@ -200,13 +226,19 @@ async fn run_controller(
 
 /// Runs a broker until `stop` completes, then shuts down cleanly: stops accepting, lets
 /// requests in flight finish, flushes and closes every log.
-async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+async fn run_broker(
+    config: BrokerConfig,
+    admin: &AdminListener,
+    stop: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let (config, controller_listener) = as_one_node_cluster(config).await?;
     let listen = config.listen.clone();
     let controllers: Vec<String> = config.voters()?.into_values().collect();
     let fs = file_system(&config)?;
     let quorum = if config.has_role(ProcessRole::Controller) {
-        Some(start_configured_quorum(&config, controller_listener, Arc::clone(&fs)).await?)
+        let quorum = start_configured_quorum(&config, controller_listener, Arc::clone(&fs)).await?;
+        admin.set_raft(quorum.progress());
+        Some(quorum)
     } else {
         None
     };
@@ -217,6 +249,7 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
                 dir: String::new(),
                 reason: format!("recovery task failed: {join}"),
             })??;
+    admin.set_broker(&broker);
     let opened = Arc::clone(&broker);
     let incarnation = broker
         .io
@@ -281,8 +314,10 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or(listen);
+        admin.set_phase(Phase::Serving);
         tracing::info!(
             listen = %local,
+            admin = %admin.local_addr().map_or_else(|| "none".to_owned(), |a| a.to_string()),
             advertised = %broker.config().advertised(),
             data_dir = %broker.config().data_dir.display(),
             node_id = broker.node_id(),
@@ -294,6 +329,7 @@ async fn run_broker(config: BrokerConfig, stop: impl Future<Output = ()>) -> Res
         Some(server)
     };
     tracing::info!("shutting down");
+    admin.set_phase(Phase::Stopping);
     // Controlled shutdown: the leaderships move away while this broker still serves.
     member.shut_down().await;
     broker.begin_shutdown();

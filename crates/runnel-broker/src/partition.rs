@@ -35,6 +35,7 @@ use tokio::sync::{watch, OwnedMutexGuard};
 
 use crate::error::ApiError;
 use crate::io_pool::IoPool;
+use crate::metrics::{BrokerMetrics, PartitionTraffic};
 
 /// Where the leader's log stands, as its fetch answer says.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +94,8 @@ pub(crate) struct Schedule {
     /// By the time (ms) a partition's oldest segment expires. An entry whose time is no
     /// longer its partition's `retention_due_ms` is stale and skipped.
     retention_at: Mutex<BTreeMap<i64, Vec<Arc<Partition>>>>,
+    /// The broker's counters, which every partition's fsyncs report to.
+    pub(crate) metrics: Arc<BrokerMetrics>,
 }
 
 impl Schedule {
@@ -196,6 +199,8 @@ pub(crate) struct Partition {
     retention_soon: AtomicBool,
     /// When the oldest segment expires, as entered in `schedule` (`i64::MAX`: not entered).
     retention_due_ms: AtomicI64,
+    /// Bytes and records produced to and fetched from this partition, for metrics.
+    pub(crate) traffic: PartitionTraffic,
 }
 
 impl Partition {
@@ -301,6 +306,7 @@ impl Partition {
             scheduled: AtomicBool::new(false),
             retention_soon: AtomicBool::new(false),
             retention_due_ms: AtomicI64::new(i64::MAX),
+            traffic: PartitionTraffic::default(),
         }
     }
 
@@ -938,8 +944,20 @@ impl Partition {
     /// Fsyncs what the log holds, outside the log lock, and returns the offset now durable.
     /// Blocks: call it from the I/O pool.
     pub(crate) fn flush(&self) -> Result<i64, ApiError> {
-        let (handle, dir) = self.with_log(|log| Ok((log.unflushed()?, log.dir().to_path_buf())))?;
-        if let Err(error) = handle.sync() {
+        let (handle, dir, durable_before) = self.with_log(|log| {
+            Ok((
+                log.unflushed()?,
+                log.dir().to_path_buf(),
+                log.recovery_point(),
+            ))
+        })?;
+        let started = std::time::Instant::now();
+        let synced = handle.sync();
+        self.schedule.metrics.fsynced(
+            started.elapsed(),
+            u64::try_from(handle.offset - durable_before).unwrap_or(0),
+        );
+        if let Err(error) = synced {
             // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
             // and a second fsync would "succeed" over data that is gone.
             let mut state = self.lock();

@@ -135,6 +135,7 @@ pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
             }
         };
         let Some(ip_slot) = per_ip.try_register(peer.ip()) else {
+            broker.metrics.connection_rejected();
             tracing::warn!(
                 %peer,
                 max = per_ip.max,
@@ -144,8 +145,9 @@ pub(crate) async fn serve(broker: Arc<Broker>, listener: TcpListener) {
         };
         let broker = broker.clone();
         let budget = Arc::clone(&budget);
+        let open = broker.metrics.connection_opened();
         connections.spawn(async move {
-            let _slots = (permit, ip_slot);
+            let _slots = (permit, ip_slot, open);
             if let Err(error) = serve_connection(&broker, stream, peer, &budget).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
@@ -393,25 +395,36 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
             ..
         }) => return Ok(Some(encode_api_versions_fallback(correlation_id).into())),
         Err(error) => {
+            broker.metrics.request_unparsable();
             tracing::warn!(%peer, %error, "closing connection: request not served");
             return Err(error.into());
         }
     };
+    let started = Instant::now();
     let correlation_id = request.correlation_id();
     let api_key = request.api_key;
     let version = request.api_version();
     tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-    match broker.handle(request, request_bytes, peer.ip(), turn).await {
+    let reply = broker.handle(request, request_bytes, peer.ip(), turn).await;
+    let answer = match &reply {
         Reply::Response(body) => {
-            let frame = encode_response(correlation_id, api_key, version, &body).inspect_err(
+            let frame = encode_response(correlation_id, api_key, version, body).inspect_err(
                 |error| tracing::error!(%peer, %error, "bug: response does not encode"),
             )?;
             Ok(Some(frame))
         }
-        Reply::Raw(body) => Ok(Some(encode_raw_response(correlation_id, &body).into())),
+        Reply::Raw(body) => Ok(Some(encode_raw_response(correlation_id, body).into())),
         Reply::None => Ok(None),
         Reply::Close => Err(ConnectionError::Unanswerable),
-    }
+    };
+    let response = match &reply {
+        Reply::Response(body) => Some(&**body),
+        _ => None,
+    };
+    broker
+        .metrics
+        .request_served(api_key as i16, version, started.elapsed(), response);
+    answer
 }
 
 /// Writes a response, its pieces gathered by vectored writes; a client that reads none of it

@@ -42,6 +42,9 @@ struct ClusterArgs {
     /// Node N's controller listens on 127.0.0.1:(PORT + N - 1).
     #[arg(long, default_value_t = 9192)]
     controller_port: u16,
+    /// Node N's admin listener (/metrics, /health/*) is on 127.0.0.1:(PORT + N - 1).
+    #[arg(long, default_value_t = 9644)]
+    admin_port: u16,
 }
 
 pub(crate) fn run(
@@ -58,6 +61,7 @@ struct Plan {
     id: u16,
     broker: String,
     controller: String,
+    admin: String,
     data_dir: PathBuf,
     log: PathBuf,
 }
@@ -94,6 +98,7 @@ fn run_cluster(
             id,
             broker: address(args.port, id)?,
             controller: address(args.controller_port, id)?,
+            admin: address(args.admin_port, id)?,
             data_dir: args.data_dir.join(format!("node{id}")),
             log: args.data_dir.join(format!("node{id}.log")),
         };
@@ -122,10 +127,11 @@ fn run_cluster(
     );
     for Node { plan, .. } in &nodes {
         println!(
-            "  node {}: broker {}, controller {}, log {}",
+            "  node {}: broker {}, controller {}, metrics http://{}/metrics, log {}",
             plan.id,
             plan.broker,
             plan.controller,
+            plan.admin,
             plan.log.display()
         );
     }
@@ -155,6 +161,7 @@ fn spawn_node(binary: &Path, plan: &Plan, quorum: &str, nodes: u16) -> anyhow::R
         .arg(id.to_string())
         .args(["--listen", &plan.broker])
         .args(["--controller-listen", &plan.controller])
+        .args(["--admin-listen", &plan.admin])
         .args(["--controller-quorum", quorum])
         .args(["--default-replication-factor", &replication_factor])
         .arg("--data-dir")

@@ -22,7 +22,6 @@ mod produce_cmd;
 mod profile;
 mod streams_cmd;
 mod template;
-mod toml_subset;
 mod topic_cmd;
 mod transactions_cmd;
 
@@ -101,6 +100,11 @@ struct ServerArgs {
     /// Address clients are told to connect to (defaults to --listen).
     #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
+    /// Where the admin listener serves HTTP (/metrics for Prometheus, /health/live,
+    /// /health/ready), or `none`. Default 127.0.0.1:9644; a node that finds the default
+    /// taken runs without one.
+    #[arg(long, env = "RUNNEL_ADMIN_LISTEN", value_name = "HOST:PORT|none")]
+    admin_listen: Option<String>,
     /// Where partition logs and metadata live.
     #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -381,6 +385,7 @@ impl ServerArgs {
             controller_quorum,
             log_cleaner_io_max_bytes_per_second,
             advertised_listener,
+            admin_listen,
             connections_max_per_ip,
             compression_type,
             log_message_timestamp_before_max_ms,

@@ -438,6 +438,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every group's committed offsets, as (group, (topic, partition), offset): what lag
+    /// metrics are computed from.
+    pub fn all_committed_offsets(&self) -> Vec<(String, (String, i32), i64)> {
+        self.groups
+            .iter()
+            .flat_map(|(group, g)| {
+                g.offsets
+                    .iter()
+                    .map(move |(key, committed)| (group.clone(), key.clone(), committed.offset))
+            })
+            .collect()
+    }
+
     /// Committed offsets of a group, for lag reporting: (topic, partition) -> (offset,
     /// leader_epoch, metadata).
     pub fn committed_offsets(&self, group: &str) -> Vec<((String, i32), CommittedOffset)> {

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientError, ControllerClient};
 pub use lifecycle::{BrokerLifecycle, BrokerStatus, LifecycleConfig, OfflineReplicas};
 pub use node::{
-    read_stored_metadata, Quorum, QuorumConfig, StoredMetadata, METADATA_DIR,
-    SNAPSHOT_EVERY_ENTRIES,
+    read_stored_metadata, Quorum, QuorumConfig, RaftProgress, RaftProgressWatch, StoredMetadata,
+    METADATA_DIR, SNAPSHOT_EVERY_ENTRIES,
 };
 pub use snapshot_buffer::SnapshotBuffer;
 pub use wire::{ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus};

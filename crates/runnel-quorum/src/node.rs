@@ -94,6 +94,48 @@ pub struct Quorum {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Reads one voter's Raft progress: what its metrics endpoint shows.
+#[derive(Clone)]
+pub struct RaftProgressWatch {
+    id: NodeId,
+    metrics: watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+}
+
+impl std::fmt::Debug for RaftProgressWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftProgressWatch")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One voter's Raft progress at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftProgress {
+    pub term: u64,
+    /// The voter that leads, as far as this one knows.
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    /// The last index of the metadata log on this voter.
+    pub last_log_index: u64,
+    /// The last index applied to this voter's image: committed, as only committed entries
+    /// are applied.
+    pub applied_index: u64,
+}
+
+impl RaftProgressWatch {
+    pub fn read(&self) -> RaftProgress {
+        let metrics = self.metrics.borrow();
+        RaftProgress {
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            is_leader: metrics.current_leader == Some(self.id),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+        }
+    }
+}
+
 fn refused(error: ControllerError) -> ControllerResponse {
     ControllerResponse::Refused {
         code: error.code.code(),
@@ -198,6 +240,15 @@ impl Quorum {
     /// The metadata image as this node has applied it, updated on every commit it applies.
     pub fn image(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.service.image.clone()
+    }
+
+    /// A handle that reads this voter's Raft progress (for metrics), valid after the
+    /// voter stops too (it then shows the last progress).
+    pub fn progress(&self) -> RaftProgressWatch {
+        RaftProgressWatch {
+            id: self.service.id,
+            metrics: self.service.raft.metrics(),
+        }
     }
 
     /// The voter that leads the quorum, as far as this node knows.

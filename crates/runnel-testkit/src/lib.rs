@@ -248,6 +248,8 @@ impl Drop for NodeProcess {
 pub struct BrokerProcess {
     node: NodeProcess,
     pub port: u16,
+    /// Where its admin listener (`/metrics`, `/health/*`) serves HTTP.
+    pub admin_port: u16,
     _temp: tempfile::TempDir,
 }
 
@@ -256,7 +258,14 @@ impl BrokerProcess {
     pub fn start(extra_args: &[&str]) -> BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let mut args = vec!["--listen".to_owned(), format!("127.0.0.1:{port}")];
+        let admin_port = free_port();
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            // The default admin port would be shared by every broker a test run starts.
+            "--admin-listen".to_owned(),
+            format!("127.0.0.1:{admin_port}"),
+        ];
         args.extend(extra_args.iter().map(|arg| arg.to_string()));
         let node = NodeProcess::start(
             temp.path().join("data"),
@@ -267,6 +276,7 @@ impl BrokerProcess {
         BrokerProcess {
             node,
             port,
+            admin_port,
             _temp: temp,
         }
     }
@@ -371,6 +381,8 @@ impl DevCluster {
             .arg(data_dir)
             .args(["--port", &port.to_string()])
             .args(["--controller-port", &controller_port.to_string()])
+            // The default admin ports would be shared with whatever else a test run starts.
+            .args(["--admin-port", &free_port_run(3).to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

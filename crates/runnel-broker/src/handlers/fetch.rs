@@ -286,6 +286,9 @@ fn read_partition(
     })?;
     // The copy happens outside the partition lock: appends need not wait for it.
     let records = partition.read_slice(&slice)?;
+    partition
+        .traffic
+        .fetched(records.len(), crate::metrics::offsets_spanned(&records));
     let mut data = empty_partition(planned.index);
     data.high_watermark = high_watermark;
     data.last_stable_offset = last_stable_offset;

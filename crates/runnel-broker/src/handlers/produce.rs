@@ -344,6 +344,11 @@ fn append_checked(
     } = checked;
     let mut batches = validate_records(&records, &settings, now_ms, budget)?;
     let appended = partition.append(&mut batches, now_ms)?;
+    if !appended.info.duplicate {
+        partition
+            .traffic
+            .appended(batches.len(), appended.info.records);
+    }
     Ok(PendingAck {
         partition,
         appended,
