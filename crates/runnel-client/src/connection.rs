@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{ClientError, Result};
+use crate::settings::SettingDoc;
 
 /// A larger size prefix is a broken peer or not Kafka at all; nothing is allocated for it.
 pub const RESPONSE_BYTES_MAX: usize = 100 * 1024 * 1024;
@@ -98,6 +99,89 @@ impl ClientConfig {
             retry_backoff: Duration::from_millis(100),
         }
     }
+
+    /// Every field, for the configuration reference; `tests::settings_match_the_fields` holds
+    /// it to [`ClientConfig::new`].
+    pub const SETTINGS: &'static [SettingDoc] = &[
+        SettingDoc {
+            field: "bootstrap",
+            kafka: Some("bootstrap.servers"),
+            kind: "list of HOST:PORT",
+            default: "",
+            valid: "at least one address",
+            doc: "The brokers the client first asks for the cluster's metadata; it tries them in \
+                  order until one answers, then talks to whichever brokers the metadata names.",
+        },
+        SettingDoc {
+            field: "client_id",
+            kafka: Some("client.id"),
+            kind: "string",
+            default: SOFTWARE_NAME,
+            valid: "any string",
+            doc: "Sent in the header of every request, so that brokers can tell clients apart \
+                  in their logs and quotas.",
+        },
+        SettingDoc {
+            field: "request_timeout",
+            kafka: Some("request.timeout.ms"),
+            kind: "duration",
+            default: "30000 ms",
+            valid: "above 0",
+            doc: "How long one request waits for its answer before it fails as timed out.",
+        },
+        SettingDoc {
+            field: "connect_timeout",
+            kafka: Some("socket.connection.setup.timeout.ms"),
+            kind: "duration",
+            default: "10000 ms",
+            valid: "above 0",
+            doc: "How long opening a connection to a broker, including the ApiVersions \
+                  exchange, may take.",
+        },
+        SettingDoc {
+            field: "metadata_max_age",
+            kafka: Some("metadata.max.age.ms"),
+            kind: "duration",
+            default: "300000 ms",
+            valid: "0 or more",
+            doc: "Cached metadata older than this is fetched again before it is used, so that \
+                  new partitions and moved leaders are noticed without an error first.",
+        },
+        SettingDoc {
+            field: "reconnect_backoff",
+            kafka: Some("reconnect.backoff.ms"),
+            kind: "duration",
+            default: "50 ms",
+            valid: "0 or more",
+            doc: "The first wait before connecting again to a broker that failed; it doubles \
+                  with each further failure.",
+        },
+        SettingDoc {
+            field: "reconnect_backoff_max",
+            kafka: Some("reconnect.backoff.max.ms"),
+            kind: "duration",
+            default: "1000 ms",
+            valid: "0 or more",
+            doc: "The ceiling of that doubling wait.",
+        },
+        SettingDoc {
+            field: "max_in_flight",
+            kafka: Some("max.in.flight.requests.per.connection"),
+            kind: "int",
+            default: "5",
+            valid: "1 or more",
+            doc: "How many requests one connection has sent and not yet had answered; more \
+                  wait their turn.",
+        },
+        SettingDoc {
+            field: "retry_backoff",
+            kafka: Some("retry.backoff.ms"),
+            kind: "duration",
+            default: "100 ms",
+            valid: "0 or more",
+            doc: "The wait before a request that failed with a retriable error is tried again.",
+        },
+    ];
 }
 
 /// A connection to one broker whose API versions are known. Cheap to share behind an `Arc`:
@@ -847,6 +931,36 @@ pub(crate) fn api_name(key: i16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_match_the_fields() {
+        // Destructured without `..`: a new field fails to compile here until it is listed.
+        let ClientConfig {
+            bootstrap: _,
+            client_id,
+            request_timeout,
+            connect_timeout,
+            metadata_max_age,
+            reconnect_backoff,
+            reconnect_backoff_max,
+            max_in_flight,
+            retry_backoff,
+        } = ClientConfig::new("h:1");
+        let ms = |d: Duration| Some(SettingDoc::millis(d));
+        let actual = [
+            ("bootstrap", None),
+            ("client_id", Some(client_id)),
+            ("request_timeout", ms(request_timeout)),
+            ("connect_timeout", ms(connect_timeout)),
+            ("metadata_max_age", ms(metadata_max_age)),
+            ("reconnect_backoff", ms(reconnect_backoff)),
+            ("reconnect_backoff_max", ms(reconnect_backoff_max)),
+            ("max_in_flight", Some(max_in_flight.to_string())),
+            ("retry_backoff", ms(retry_backoff)),
+        ];
+        let problems = SettingDoc::mismatches(ClientConfig::SETTINGS, &actual);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     fn range(min: i16, max: i16) -> VersionRange {
         VersionRange { min, max }

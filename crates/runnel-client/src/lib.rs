@@ -35,6 +35,7 @@ pub mod consumer;
 pub mod error;
 pub mod membership;
 pub mod producer;
+pub mod settings;
 mod wire;
 
 pub use admin::{
@@ -52,3 +53,4 @@ pub use consumer::{
 pub use error::{ClientError, Result};
 pub use membership::{GroupMember, Joined, MembershipConfig};
 pub use producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig, RecordMetadata};
+pub use settings::SettingDoc;

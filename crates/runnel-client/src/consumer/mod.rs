@@ -58,6 +58,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::connection::ClientConfig;
 use crate::error::{ClientError, Result};
+use crate::settings::SettingDoc;
 use assignor::{Assignor, CooperativeStickyAssignor, RangeAssignor, RebalanceProtocol};
 pub use records::{ConsumerRecord, IsolationLevel};
 
@@ -215,6 +216,160 @@ impl ConsumerConfig {
             fetch_max_wait: Duration::from_millis(500),
         }
     }
+
+    /// Every field, for the configuration reference; `tests::settings_match_the_fields` holds
+    /// it to [`ConsumerConfig::new`].
+    pub const SETTINGS: &'static [SettingDoc] = &[
+        SettingDoc {
+            field: "client",
+            kafka: None,
+            kind: "ClientConfig",
+            default: "ClientConfig::new(bootstrap)",
+            valid: "see the client settings",
+            doc: "Brokers, timeouts and backoffs, shared with the other clients.",
+        },
+        SettingDoc {
+            field: "group_id",
+            kafka: Some("group.id"),
+            kind: "optional string",
+            default: "",
+            valid: "any non-empty string",
+            doc: "The consumer group. Subscribing and committing offsets need one; without \
+                  it the consumer reads only partitions it is assigned by hand.",
+        },
+        SettingDoc {
+            field: "group_instance_id",
+            kafka: Some("group.instance.id"),
+            kind: "optional string",
+            default: "",
+            valid: "unique in the group",
+            doc: "Makes the member static (KIP-345): restarting within the session timeout \
+                  keeps its partitions without a rebalance of the group.",
+        },
+        SettingDoc {
+            field: "group_protocol",
+            kafka: Some("group.protocol"),
+            kind: "GroupProtocol",
+            default: "classic",
+            valid: "classic, consumer",
+            doc: "classic: JoinGroup and SyncGroup, the members' assignors share out the \
+                  partitions. consumer: KIP-848's heartbeats, the coordinator assigns and only \
+                  the partitions that move are revoked.",
+        },
+        SettingDoc {
+            field: "assignors",
+            kafka: Some("partition.assignment.strategy"),
+            kind: "list of Assignor",
+            default: "range, cooperative-sticky",
+            valid: "range, roundrobin, cooperative-sticky, or your own",
+            doc: "The assignors the member offers a classic group, most preferred first. The \
+                  group rebalances cooperatively only when every one offered is cooperative.",
+        },
+        SettingDoc {
+            field: "server_assignor",
+            kafka: Some("group.remote.assignor"),
+            kind: "optional string",
+            default: "",
+            valid: "uniform, range",
+            doc: "Under the consumer protocol: which of the coordinator's assignors to use; \
+                  unset leaves the choice to the coordinator.",
+        },
+        SettingDoc {
+            field: "session_timeout",
+            kafka: Some("session.timeout.ms"),
+            kind: "duration",
+            default: "45000 ms",
+            valid: "within the broker's group-min/max-session-timeout-ms",
+            doc: "The coordinator removes a member it has not heard a heartbeat from for this \
+                  long and gives its partitions to the others.",
+        },
+        SettingDoc {
+            field: "heartbeat_interval",
+            kafka: Some("heartbeat.interval.ms"),
+            kind: "duration",
+            default: "3000 ms",
+            valid: "below session_timeout",
+            doc: "How often the member heartbeats the coordinator.",
+        },
+        SettingDoc {
+            field: "rebalance_timeout",
+            kafka: Some("max.poll.interval.ms"),
+            kind: "duration",
+            default: "300000 ms",
+            valid: "above 0",
+            doc: "How long the coordinator waits, during a rebalance, for members to join \
+                  again.",
+        },
+        SettingDoc {
+            field: "auto_offset_reset",
+            kafka: Some("auto.offset.reset"),
+            kind: "OffsetReset",
+            default: "latest",
+            valid: "earliest, latest, none",
+            doc: "Where a partition without a committed offset (or with one out of range) \
+                  starts: its first record, its end, or an error.",
+        },
+        SettingDoc {
+            field: "enable_auto_commit",
+            kafka: Some("enable.auto.commit"),
+            kind: "bool",
+            default: "true",
+            valid: "true, false",
+            doc: "Whether positions are committed by themselves: every \
+                  auto_commit_interval, before partitions are taken away, and on close.",
+        },
+        SettingDoc {
+            field: "auto_commit_interval",
+            kafka: Some("auto.commit.interval.ms"),
+            kind: "duration",
+            default: "5000 ms",
+            valid: "above 0",
+            doc: "How often positions are committed when enable_auto_commit is on.",
+        },
+        SettingDoc {
+            field: "isolation_level",
+            kafka: Some("isolation.level"),
+            kind: "IsolationLevel",
+            default: "read_uncommitted",
+            valid: "read_uncommitted, read_committed",
+            doc: "read_committed returns only records of committed transactions and stops at \
+                  the last stable offset; read_uncommitted returns everything.",
+        },
+        SettingDoc {
+            field: "fetch_min_bytes",
+            kafka: Some("fetch.min.bytes"),
+            kind: "int",
+            default: "1",
+            valid: "0 or more",
+            doc: "The broker answers a fetch once it has this many bytes for it, or when \
+                  fetch_max_wait has passed.",
+        },
+        SettingDoc {
+            field: "fetch_max_bytes",
+            kafka: Some("fetch.max.bytes"),
+            kind: "int",
+            default: "52428800",
+            valid: "1 or more",
+            doc: "The most bytes one fetch answer carries (a single batch larger than this \
+                  still comes, so that the consumer moves on).",
+        },
+        SettingDoc {
+            field: "max_partition_fetch_bytes",
+            kafka: Some("max.partition.fetch.bytes"),
+            kind: "int",
+            default: "1048576",
+            valid: "1 or more",
+            doc: "The most bytes of one partition in one fetch answer.",
+        },
+        SettingDoc {
+            field: "fetch_max_wait",
+            kafka: Some("fetch.max.wait.ms"),
+            kind: "duration",
+            default: "500 ms",
+            valid: "0 or more",
+            doc: "How long the broker may hold a fetch while it waits for fetch_min_bytes.",
+        },
+    ];
 
     /// The same configuration in group `id`.
     pub fn group(mut self, id: impl Into<String>) -> Self {
@@ -755,6 +910,70 @@ impl Drop for Consumer {
 mod tests {
     use super::assignor::RoundRobinAssignor;
     use super::*;
+
+    #[test]
+    fn settings_match_the_fields() {
+        // Destructured without `..`: a new field fails to compile here until it is listed.
+        let ConsumerConfig {
+            client: _,
+            group_id,
+            group_instance_id,
+            group_protocol,
+            assignors,
+            server_assignor,
+            session_timeout,
+            heartbeat_interval,
+            rebalance_timeout,
+            auto_offset_reset,
+            enable_auto_commit,
+            auto_commit_interval,
+            isolation_level,
+            fetch_min_bytes,
+            fetch_max_bytes,
+            max_partition_fetch_bytes,
+            fetch_max_wait,
+        } = ConsumerConfig::new("h:1");
+        let ms = |d: Duration| Some(SettingDoc::millis(d));
+        let group_protocol = match group_protocol {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        };
+        let isolation_level = match isolation_level {
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+            IsolationLevel::ReadCommitted => "read_committed",
+        };
+        let assignors: Vec<&str> = assignors.iter().map(|a| a.name()).collect();
+        let actual = [
+            ("client", None),
+            ("group_id", Some(group_id.unwrap_or_default())),
+            (
+                "group_instance_id",
+                Some(group_instance_id.unwrap_or_default()),
+            ),
+            ("group_protocol", Some(group_protocol.to_owned())),
+            ("assignors", Some(assignors.join(", "))),
+            ("server_assignor", Some(server_assignor.unwrap_or_default())),
+            ("session_timeout", ms(session_timeout)),
+            ("heartbeat_interval", ms(heartbeat_interval)),
+            ("rebalance_timeout", ms(rebalance_timeout)),
+            (
+                "auto_offset_reset",
+                Some(auto_offset_reset.as_str().to_owned()),
+            ),
+            ("enable_auto_commit", Some(enable_auto_commit.to_string())),
+            ("auto_commit_interval", ms(auto_commit_interval)),
+            ("isolation_level", Some(isolation_level.to_owned())),
+            ("fetch_min_bytes", Some(fetch_min_bytes.to_string())),
+            ("fetch_max_bytes", Some(fetch_max_bytes.to_string())),
+            (
+                "max_partition_fetch_bytes",
+                Some(max_partition_fetch_bytes.to_string()),
+            ),
+            ("fetch_max_wait", ms(fetch_max_wait)),
+        ];
+        let problems = SettingDoc::mismatches(ConsumerConfig::SETTINGS, &actual);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn defaults_follow_the_java_client() {

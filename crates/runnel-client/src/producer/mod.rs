@@ -79,6 +79,7 @@ use self::transaction::Transaction;
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::connection::ClientConfig;
 use crate::error::{ClientError, Result};
+use crate::settings::SettingDoc;
 
 /// How many replicas must have a record before the producer counts it delivered (`acks`).
 ///
@@ -216,6 +217,138 @@ impl ProducerConfig {
             transaction_timeout: Duration::from_secs(60),
         }
     }
+
+    /// Every field, for the configuration reference; `tests::settings_match_the_fields` holds
+    /// it to [`ProducerConfig::with_client`].
+    pub const SETTINGS: &'static [SettingDoc] = &[
+        SettingDoc {
+            field: "client",
+            kafka: None,
+            kind: "ClientConfig",
+            default: "ClientConfig::new(bootstrap)",
+            valid: "see the client settings",
+            doc: "Brokers, timeouts and backoffs, shared with the other clients. Its \
+                  request timeout is also the time the broker is given to write a Produce \
+                  request.",
+        },
+        SettingDoc {
+            field: "acks",
+            kafka: Some("acks"),
+            kind: "Acks",
+            default: "all",
+            valid: "none (0), leader (1), all (-1)",
+            doc: "When the broker answers a Produce: without answering (none), once the \
+                  leader appended the batch (leader), or once every in-sync replica has it \
+                  (all).",
+        },
+        SettingDoc {
+            field: "linger",
+            kafka: Some("linger.ms"),
+            kind: "duration",
+            default: "5 ms",
+            valid: "0 or more",
+            doc: "How long a batch that is not yet full waits for more records before it is \
+                  sent.",
+        },
+        SettingDoc {
+            field: "batch_size",
+            kafka: Some("batch.size"),
+            kind: "bytes",
+            default: "1000000",
+            valid: "1 or more",
+            doc: "The most record bytes one partition's batch collects. librdkafka's default \
+                  rather than the Java producer's 16 KiB, which caps a partition at 16 KiB per \
+                  request in flight.",
+        },
+        SettingDoc {
+            field: "buffer_memory",
+            kafka: Some("buffer.memory"),
+            kind: "bytes",
+            default: "33554432",
+            valid: "at least batch_size",
+            doc: "The most bytes held in batches waiting to be sent or in flight; `send` \
+                  waits for room beyond it, up to max_block.",
+        },
+        SettingDoc {
+            field: "compression",
+            kafka: Some("compression.type"),
+            kind: "Compression",
+            default: "none",
+            valid: "none, gzip, snappy, lz4, zstd",
+            doc: "The codec batches are compressed with before they are sent.",
+        },
+        SettingDoc {
+            field: "max_request_size",
+            kafka: Some("max.request.size"),
+            kind: "bytes",
+            default: "1048576",
+            valid: "1 or more",
+            doc: "The largest record `send` accepts, measured as a batch of its own.",
+        },
+        SettingDoc {
+            field: "delivery_timeout",
+            kafka: Some("delivery.timeout.ms"),
+            kind: "duration",
+            default: "120000 ms",
+            valid: "0 or more",
+            doc: "How long after its batch was opened a record may still be retried; past \
+                  it, the record fails.",
+        },
+        SettingDoc {
+            field: "retry_backoff",
+            kafka: Some("retry.backoff.ms"),
+            kind: "duration",
+            default: "100 ms",
+            valid: "0 or more",
+            doc: "The wait before a batch refused with a retriable error is sent again.",
+        },
+        SettingDoc {
+            field: "max_block",
+            kafka: Some("max.block.ms"),
+            kind: "duration",
+            default: "60000 ms",
+            valid: "0 or more",
+            doc: "The longest `send` waits for a topic's metadata or for buffer room before \
+                  it fails.",
+        },
+        SettingDoc {
+            field: "partitioner",
+            kafka: Some("partitioner.class"),
+            kind: "Arc<dyn Partitioner>",
+            default: "DefaultPartitioner",
+            valid: "any Partitioner",
+            doc: "Picks the partition of a record that names none: keyed records by the \
+                  murmur2 hash of the key, as the Java client does, the others stuck to one \
+                  partition per batch (seeded at random).",
+        },
+        SettingDoc {
+            field: "enable_idempotence",
+            kafka: Some("enable.idempotence"),
+            kind: "bool",
+            default: "true",
+            valid: "true, false",
+            doc: "Whether batches carry a producer id and sequence numbers, so that the \
+                  broker writes each exactly once and in order however often it is retried. \
+                  Only with acks all; at most 5 batches per partition are then in flight.",
+        },
+        SettingDoc {
+            field: "transactional_id",
+            kafka: Some("transactional.id"),
+            kind: "optional string",
+            default: "",
+            valid: "any string",
+            doc: "Makes the producer transactional (implies idempotence; needs acks all). A \
+                  new producer with the same id fences the old one.",
+        },
+        SettingDoc {
+            field: "transaction_timeout",
+            kafka: Some("transaction.timeout.ms"),
+            kind: "duration",
+            default: "60000 ms",
+            valid: "up to the broker's transaction-max-timeout-ms",
+            doc: "The coordinator aborts a transaction that stays open longer than this.",
+        },
+    ];
 
     /// Whether batches carry a producer id and sequence numbers.
     pub(crate) fn idempotent(&self) -> bool {
@@ -762,6 +895,54 @@ impl Drop for FlushInProgress<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_match_the_fields() {
+        // Destructured without `..`: a new field fails to compile here until it is listed.
+        let ProducerConfig {
+            client: _,
+            acks,
+            linger,
+            batch_size,
+            buffer_memory,
+            compression,
+            max_request_size,
+            delivery_timeout,
+            retry_backoff,
+            max_block,
+            partitioner: _,
+            enable_idempotence,
+            transactional_id,
+            transaction_timeout,
+        } = ProducerConfig::new("h:1");
+        let ms = |d: Duration| Some(SettingDoc::millis(d));
+        let acks = match acks {
+            Acks::None => "none",
+            Acks::Leader => "leader",
+            Acks::All => "all",
+        };
+        let actual = [
+            ("client", None),
+            ("acks", Some(acks.to_owned())),
+            ("linger", ms(linger)),
+            ("batch_size", Some(batch_size.to_string())),
+            ("buffer_memory", Some(buffer_memory.to_string())),
+            ("compression", Some(compression.to_string())),
+            ("max_request_size", Some(max_request_size.to_string())),
+            ("delivery_timeout", ms(delivery_timeout)),
+            ("retry_backoff", ms(retry_backoff)),
+            ("max_block", ms(max_block)),
+            ("partitioner", None),
+            ("enable_idempotence", Some(enable_idempotence.to_string())),
+            (
+                "transactional_id",
+                Some(transactional_id.unwrap_or_default()),
+            ),
+            ("transaction_timeout", ms(transaction_timeout)),
+        ];
+        let problems = SettingDoc::mismatches(ProducerConfig::SETTINGS, &actual);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     #[test]
     fn acks_map_to_the_wire_values() {
