@@ -23,6 +23,7 @@ mod query;
 mod runtime;
 mod serdes;
 mod session;
+mod settings;
 mod sliding;
 mod store;
 mod stream;

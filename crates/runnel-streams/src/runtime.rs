@@ -105,6 +105,10 @@ impl StreamsConfig {
         self
     }
 
+    /// Every field, for the configuration reference (`runnel docs config-reference`);
+    /// `tests::settings_match_the_fields` holds it to [`StreamsConfig::new`].
+    pub const SETTINGS: &'static [runnel_client::SettingDoc] = crate::settings::STREAMS_SETTINGS;
+
     fn changelog(&self, store: &str) -> String {
         format!("{}-{store}-changelog", self.application_id)
     }
@@ -1000,4 +1004,42 @@ async fn create_changelogs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use runnel_client::SettingDoc;
+
+    use super::*;
+
+    #[test]
+    fn settings_match_the_fields() {
+        // Destructured without `..`: a new field fails to compile here until it is listed.
+        let StreamsConfig {
+            application_id,
+            client: _,
+            processing_guarantee,
+            commit_interval,
+            session_timeout,
+            state_dir,
+        } = StreamsConfig::new("", "h:1");
+        let ms = |d: Duration| Some(SettingDoc::millis(d));
+        let guarantee = match processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => "at_least_once",
+            ProcessingGuarantee::ExactlyOnce => "exactly_once",
+        };
+        let actual = [
+            ("application_id", Some(application_id)),
+            ("client", None),
+            ("processing_guarantee", Some(guarantee.to_owned())),
+            ("commit_interval", ms(commit_interval)),
+            ("session_timeout", ms(session_timeout)),
+            (
+                "state_dir",
+                state_dir.map(|dir| dir.to_string_lossy().into_owned()),
+            ),
+        ];
+        let problems = SettingDoc::mismatches(StreamsConfig::SETTINGS, &actual);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 }
