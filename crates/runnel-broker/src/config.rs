@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::topic_config::BrokerTopicDefaults;
 
 /// Everything `runnel server` can be told. Keys in the TOML file are the flag names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+///
+/// Serialize is for the configuration reference, which reads each key's default from
+/// `BrokerConfig::default()` as JSON; [`BROKER_SETTINGS`] adds what the struct cannot say.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// Address the listener binds (`listeners`).
@@ -169,6 +172,270 @@ pub struct BrokerConfig {
     pub sync_ledger: Option<PathBuf>,
 }
 
+/// What the configuration reference (`runnel docs config-reference`) says of a
+/// [`BrokerConfig`] key beyond its flag's help, type and default: Kafka's name for it and the
+/// values [`BrokerConfig::validate`] takes. `tests::broker_settings_cover_every_key` holds the
+/// table to the struct, so that a new key fails the test until it has an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerSetting {
+    /// The TOML key, which is also the flag's name (`--num-partitions`).
+    pub key: &'static str,
+    /// Kafka's name for the same setting, where Kafka has one.
+    pub kafka: Option<&'static str>,
+    /// The values taken. `[min,...]` and `[min,...,max]` are checked against `validate` by
+    /// `tests::ranges_are_what_validate_takes`; anything else is prose.
+    pub valid: &'static str,
+}
+
+const fn setting(
+    key: &'static str,
+    kafka: Option<&'static str>,
+    valid: &'static str,
+) -> BrokerSetting {
+    BrokerSetting { key, kafka, valid }
+}
+
+/// Every [`BrokerConfig`] key, in the order of the struct.
+pub static BROKER_SETTINGS: &[BrokerSetting] = &[
+    setting("listen", Some("listeners"), "HOST:PORT"),
+    setting(
+        "advertised-listener",
+        Some("advertised.listeners"),
+        "a HOST:PORT clients can reach (not 0.0.0.0 or ::)",
+    ),
+    setting("admin-listen", None, "HOST:PORT, or none"),
+    setting("data-dir", Some("log.dirs"), "a directory"),
+    setting(
+        "node-id",
+        Some("node.id"),
+        "unique in the cluster; on a controller, one of the controller-quorum ids",
+    ),
+    setting("rack", Some("broker.rack"), "1 to 255 bytes"),
+    setting(
+        "roles",
+        Some("process.roles"),
+        "broker, controller, or both",
+    ),
+    setting(
+        "controller-listen",
+        None,
+        "HOST:PORT; required with the controller role",
+    ),
+    setting(
+        "controller-quorum",
+        Some("controller.quorum.voters"),
+        "ID@HOST:PORT,...; required with the controller role",
+    ),
+    setting(
+        "default-replication-factor",
+        Some("default.replication.factor"),
+        "[1,...,32767]",
+    ),
+    setting(
+        "broker-session-timeout-ms",
+        Some("broker.session.timeout.ms"),
+        "[100,...]",
+    ),
+    setting("controller-heartbeat-ms", None, "[10,...]"),
+    setting(
+        "broker-heartbeat-interval-ms",
+        Some("broker.heartbeat.interval.ms"),
+        "[10,...]",
+    ),
+    setting(
+        "replica-lag-time-max-ms",
+        Some("replica.lag.time.max.ms"),
+        "[100,...]",
+    ),
+    setting("replica-fsync", None, "true, false"),
+    setting("num-partitions", Some("num.partitions"), "[1,...]"),
+    setting(
+        "auto-create-topics",
+        Some("auto.create.topics.enable"),
+        "true, false",
+    ),
+    setting(
+        "request-max-bytes",
+        Some("socket.request.max.bytes"),
+        "[1024,...]",
+    ),
+    setting("connections-max", Some("max.connections"), "[1,...]"),
+    setting(
+        "connections-max-per-ip",
+        Some("max.connections.per.ip"),
+        "[1,...]",
+    ),
+    setting(
+        "connections-max-idle-ms",
+        Some("connections.max.idle.ms"),
+        "[0,...]",
+    ),
+    setting("request-read-timeout-ms", None, "[0,...]"),
+    setting(
+        "queued-max-request-bytes",
+        Some("queued.max.request.bytes"),
+        "request-max-bytes to 4294967295",
+    ),
+    setting(
+        "queued-max-requests",
+        Some("queued.max.requests"),
+        "[1,...]",
+    ),
+    setting("num-io-threads", Some("num.io.threads"), "[1,...]"),
+    setting(
+        "fetch-max-bytes",
+        Some("fetch.max.bytes"),
+        "[1024,...,1073741823]",
+    ),
+    setting("partitions-max", None, "[1,...]"),
+    setting("sealed-segment-files-max", None, "[1,...]"),
+    setting(
+        "max-incremental-fetch-session-cache-slots",
+        Some("max.incremental.fetch.session.cache.slots"),
+        "[0,...]",
+    ),
+    setting("group-max-size", Some("group.max.size"), "[1,...]"),
+    setting(
+        "group-consumer-max-size",
+        Some("group.consumer.max.size"),
+        "[1,...]",
+    ),
+    setting(
+        "flush-offset-checkpoint-interval-ms",
+        Some("log.flush.offset.checkpoint.interval.ms"),
+        "[0,...]",
+    ),
+    setting(
+        "retention-check-interval-ms",
+        Some("log.retention.check.interval.ms"),
+        "[0,...]",
+    ),
+    setting("flush-check-interval-ms", None, "[0,...]"),
+    setting(
+        "flush-messages",
+        Some("log.flush.interval.messages"),
+        "[1,...]",
+    ),
+    setting("flush-ms", Some("log.flush.interval.ms"), "[0,...]"),
+    setting(
+        "log-segment-bytes",
+        Some("log.segment.bytes"),
+        "[1024,...,2147483647]",
+    ),
+    setting("log-retention-ms", Some("log.retention.ms"), "[-1,...]"),
+    setting(
+        "log-retention-bytes",
+        Some("log.retention.bytes"),
+        "[-1,...]",
+    ),
+    setting(
+        "message-max-bytes",
+        Some("message.max.bytes"),
+        "[0,...,2147483647]",
+    ),
+    setting(
+        "compression-type",
+        Some("compression.type"),
+        "producer, uncompressed, gzip, snappy, lz4, zstd",
+    ),
+    setting(
+        "log-message-timestamp-before-max-ms",
+        Some("log.message.timestamp.before.max.ms"),
+        "[0,...]",
+    ),
+    setting(
+        "log-message-timestamp-after-max-ms",
+        Some("log.message.timestamp.after.max.ms"),
+        "[0,...]",
+    ),
+    setting(
+        "group-initial-rebalance-delay-ms",
+        Some("group.initial.rebalance.delay.ms"),
+        "any",
+    ),
+    setting(
+        "group-min-session-timeout-ms",
+        Some("group.min.session.timeout.ms"),
+        "at most group-max-session-timeout-ms",
+    ),
+    setting(
+        "group-max-session-timeout-ms",
+        Some("group.max.session.timeout.ms"),
+        "at least group-min-session-timeout-ms",
+    ),
+    setting(
+        "group-consumer-session-timeout-ms",
+        Some("group.consumer.session.timeout.ms"),
+        "any",
+    ),
+    setting(
+        "group-consumer-heartbeat-interval-ms",
+        Some("group.consumer.heartbeat.interval.ms"),
+        "any",
+    ),
+    setting(
+        "offsets-topic-num-partitions",
+        Some("offsets.topic.num.partitions"),
+        "[1,...]",
+    ),
+    setting(
+        "offsets-retention-minutes",
+        Some("offsets.retention.minutes"),
+        "any",
+    ),
+    setting(
+        "offsets-topic-segment-bytes",
+        Some("offsets.topic.segment.bytes"),
+        "[1024,...]",
+    ),
+    setting(
+        "transaction-state-log-segment-bytes",
+        Some("transaction.state.log.segment.bytes"),
+        "[1024,...]",
+    ),
+    setting(
+        "producer-id-expiration-ms",
+        Some("producer.id.expiration.ms"),
+        "[1,...]",
+    ),
+    setting(
+        "transaction-state-log-num-partitions",
+        Some("transaction.state.log.num.partitions"),
+        "[1,...]",
+    ),
+    setting(
+        "transaction-max-timeout-ms",
+        Some("transaction.max.timeout.ms"),
+        "[1,...]",
+    ),
+    setting(
+        "transaction-abort-timed-out-transaction-cleanup-interval-ms",
+        Some("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+        "[0,...]",
+    ),
+    setting(
+        "transactional-id-expiration-ms",
+        Some("transactional.id.expiration.ms"),
+        "[1,...]",
+    ),
+    setting(
+        "log-cleaner-backoff-ms",
+        Some("log.cleaner.backoff.ms"),
+        "[0,...]",
+    ),
+    setting(
+        "log-cleaner-dedupe-buffer-size",
+        Some("log.cleaner.dedupe.buffer.size"),
+        "[0,...]",
+    ),
+    setting(
+        "log-cleaner-io-max-bytes-per-second",
+        Some("log.cleaner.io.max.bytes.per.second"),
+        "[0,...]",
+    ),
+    setting("sync-ledger", None, "a file path"),
+];
+
 /// Where the admin listener binds when `admin-listen` is not set.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
 
@@ -262,7 +529,7 @@ impl Default for BrokerConfig {
 }
 
 /// What a node runs (Kafka's `process.roles`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProcessRole {
     /// Serves clients and holds partitions.
@@ -613,6 +880,69 @@ mod tests {
         assert!(refused(&|c| c.roles.clear()).contains("roles"));
         assert!(refused(&|c| c.replica_lag_time_max_ms = 0).contains("replica-lag-time-max-ms"));
         assert!(refused(&|c| c.roles.push(ProcessRole::Broker)).is_empty());
+    }
+
+    /// The default config as JSON with `key` set to `value`, read back as a config; `None`
+    /// when the value does not even fit the field's type (which refuses it as surely).
+    fn with(key: &str, value: i64) -> Option<BrokerConfig> {
+        let mut json = serde_json::to_value(BrokerConfig::default()).expect("serializes");
+        json[key] = serde_json::json!(value);
+        serde_json::from_value(json).ok()
+    }
+
+    #[test]
+    fn broker_settings_cover_every_key() {
+        let json = serde_json::to_value(BrokerConfig::default()).expect("serializes");
+        let keys: Vec<&str> = json
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let listed: Vec<&str> = BROKER_SETTINGS.iter().map(|s| s.key).collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), listed.len(), "a key is listed twice");
+        let missing: Vec<&&str> = keys.iter().filter(|k| !listed.contains(k)).collect();
+        let extra: Vec<&&str> = listed.iter().filter(|k| !keys.contains(k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "BROKER_SETTINGS misses {missing:?} and names {extra:?}, which are not keys"
+        );
+        // And the TOML file really takes the names the table gives.
+        let back: BrokerConfig = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, BrokerConfig::default());
+    }
+
+    #[test]
+    fn ranges_are_what_validate_takes() {
+        let mut checked = 0;
+        for setting in BROKER_SETTINGS {
+            let Some(range) = setting
+                .valid
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+            else {
+                continue;
+            };
+            let parts: Vec<&str> = range.split(",...").collect();
+            let min: i64 = parts[0].parse().expect("a minimum");
+            let max: Option<i64> = parts
+                .get(1)
+                .and_then(|m| m.strip_prefix(','))
+                .map(|m| m.parse().expect("a maximum"));
+            let key = setting.key;
+            let takes = |value: i64| with(key, value).is_some_and(|c| c.validate().is_ok());
+            assert!(takes(min), "{key} refuses its minimum {min}");
+            assert!(!takes(min - 1), "{key} takes {}, below [{range}]", min - 1);
+            if let Some(max) = max {
+                assert!(takes(max), "{key} refuses its maximum {max}");
+                assert!(!takes(max + 1), "{key} takes {}, above [{range}]", max + 1);
+            }
+            checked += 1;
+        }
+        assert!(checked > 30, "only {checked} ranges were checked");
     }
 
     #[test]

@@ -51,8 +51,9 @@ use runnel_storage::{FileSystem, OsFileSystem, SyncLedgerFileSystem, SystemClock
 
 pub use broker::{Broker, StartupError};
 pub use config::{AdminListen, BrokerConfig, ConfigError, ProcessRole, DEFAULT_ADMIN_LISTEN};
+pub use config::{BrokerSetting, BROKER_SETTINGS};
 pub use io_pool::{IoPool, PoolError};
-pub use topic_config::TOPIC_CONFIGS;
+pub use topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS};
 
 /// Where a one-node cluster's controller listens when `controller-listen` is not set.
 const LONE_CONTROLLER_LISTEN: &str = "127.0.0.1:0";

@@ -40,6 +40,9 @@ pub struct ConfigDef {
     pub default: &'static str,
     /// Returns why a value is refused.
     validate: fn(&str) -> Result<(), String>,
+    /// The values `validate` takes, for people: `[min,...]` and `[min,...,max]` are checked
+    /// against it by `tests::valid_ranges_are_what_validate_takes`.
+    pub valid: &'static str,
     pub doc: &'static str,
 }
 
@@ -54,6 +57,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::List,
         default: "delete",
         validate: validate_cleanup_policy,
+        valid: "delete, compact, or both (compact,delete)",
         doc: "delete: old segments are removed by retention (retention.ms, retention.bytes). compact: the cleaner keeps the latest record of every key (and records need keys). compact,delete: both.",
     },
     ConfigDef {
@@ -62,6 +66,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::String,
         default: "producer",
         validate: validate_compression_type,
+        valid: "producer, uncompressed, gzip, snappy, lz4, zstd",
         doc: "producer stores batches as the producer compressed them; uncompressed, gzip, snappy, lz4 or zstd makes the broker recompress batches that use another codec.",
     },
     ConfigDef {
@@ -70,6 +75,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "86400000",
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "Compaction removes a tombstone (a record with a null value) once its timestamp is older than this, so consumers have this long to see the delete.",
     },
     ConfigDef {
@@ -78,6 +84,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "60000",
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "Kept for compatibility; Runnel deletes segment files once no reader holds them.",
     },
     ConfigDef {
@@ -86,6 +93,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: LONG_MAX,
         validate: positive_long,
+        valid: "[1,...]",
         doc: "fsync once this many records are unflushed; 1 means every produce is fsynced before it is acknowledged.",
     },
     ConfigDef {
@@ -94,6 +102,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "1000",
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "fsync when the oldest unflushed record is this old.",
     },
     ConfigDef {
@@ -102,6 +111,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Int,
         default: "4096",
         validate: non_negative_int,
+        valid: "[0,...,2147483647]",
         doc: "Bytes of log between offset index entries.",
     },
     ConfigDef {
@@ -110,6 +120,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: LONG_MAX,
         validate: positive_long,
+        valid: "[1,...]",
         doc: "Compaction cleans a segment once its newest record is this old, however low the dirty ratio.",
     },
     ConfigDef {
@@ -118,6 +129,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Int,
         default: "1048588",
         validate: non_negative_int,
+        valid: "[0,...,2147483647]",
         doc: "Largest record batch the topic accepts.",
     },
     ConfigDef {
@@ -126,6 +138,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "3600000",
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "How far ahead of the broker's clock a CreateTime record timestamp may be; later ones are refused with INVALID_TIMESTAMP.",
     },
     ConfigDef {
@@ -134,6 +147,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: LONG_MAX,
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "How far behind the broker's clock a CreateTime record timestamp may be; older ones are refused with INVALID_TIMESTAMP.",
     },
     ConfigDef {
@@ -142,6 +156,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::String,
         default: "CreateTime",
         validate: validate_timestamp_type,
+        valid: "CreateTime, LogAppendTime",
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock.",
     },
     ConfigDef {
@@ -150,6 +165,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Double,
         default: "0.5",
         validate: ratio,
+        valid: "[0,...,1]",
         doc: "Compaction runs once at least this share of the cleanable log was written since the last pass.",
     },
     ConfigDef {
@@ -158,6 +174,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "0",
         validate: non_negative_long,
+        valid: "[0,...]",
         doc: "A record stays uncompacted (every version readable) at least this long.",
     },
     ConfigDef {
@@ -166,6 +183,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Int,
         default: "1",
         validate: positive_int,
+        valid: "[1,...,2147483647]",
         doc: "acks=all produce fails with NOT_ENOUGH_REPLICAS when fewer replicas are in sync.",
     },
     ConfigDef {
@@ -174,6 +192,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "-1",
         validate: long_or_minus_one,
+        valid: "[-1,...]",
         doc: "Largest size a partition keeps before old segments are deleted; -1 is unlimited.",
     },
     ConfigDef {
@@ -182,6 +201,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "604800000",
         validate: long_or_minus_one,
+        valid: "[-1,...]",
         doc: "How long records are kept before their segment is deleted; -1 is forever.",
     },
     ConfigDef {
@@ -190,6 +210,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Int,
         default: "1073741824",
         validate: validate_segment_bytes,
+        valid: "[1024,...,2147483647]",
         doc: "Size at which a new segment file is started.",
     },
     ConfigDef {
@@ -198,6 +219,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Long,
         default: "604800000",
         validate: positive_long,
+        valid: "[1,...]",
         doc: "Age at which a new segment file is started.",
     },
     ConfigDef {
@@ -206,6 +228,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::Boolean,
         default: "false",
         validate: validate_boolean,
+        valid: "true, false",
         doc: "Whether an out-of-sync replica may become leader (replication arrives later).",
     },
 ];
@@ -487,6 +510,48 @@ mod tests {
                 .flush_messages,
             1
         );
+    }
+
+    #[test]
+    fn valid_ranges_are_what_validate_takes() {
+        for def in TOPIC_CONFIGS {
+            let takes = |value: &str| (def.validate)(value).is_ok();
+            assert!(takes(def.default), "{} refuses its default", def.name);
+            let Some(range) = def
+                .valid
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+            else {
+                // A list of values: each must be taken.
+                for value in def.valid.split(", ").filter(|v| !v.contains(' ')) {
+                    assert!(takes(value), "{} refuses {value}", def.name);
+                }
+                continue;
+            };
+            let (min, max) = match range.split_once(",...") {
+                Some((min, "")) => (min, None),
+                Some((min, max)) => (min, max.strip_prefix(',')),
+                None => panic!("{}: {range} is not [min,...] or [min,...,max]", def.name),
+            };
+            let min: i64 = min.parse().expect("a minimum");
+            assert!(takes(&min.to_string()), "{} refuses {min}", def.name);
+            assert!(
+                !takes(&(min - 1).to_string()),
+                "{} takes {}",
+                def.name,
+                min - 1
+            );
+            if let Some(max) = max {
+                let max: i64 = max.parse().expect("a maximum");
+                assert!(takes(&max.to_string()), "{} refuses {max}", def.name);
+                assert!(
+                    !takes(&(max + 1).to_string()),
+                    "{} takes {}",
+                    def.name,
+                    max + 1
+                );
+            }
+        }
     }
 
     #[test]
