@@ -764,6 +764,35 @@ impl SubscriptionState {
     }
 }
 
+/// The names among `topics` that the whole of `pattern` matches, in their order: what
+/// [`SubscriptionState::subscribe_pattern`] would read of them now, for a consumer that
+/// assigns partitions by hand and resolves a pattern once.
+///
+/// ```
+/// use runnel_client::consumer::subscription::topics_matching;
+///
+/// let topics = ["orders.eu", "orders.us", "xorders.eu", "payments"];
+/// assert_eq!(
+///     topics_matching(r"orders\..*", topics).unwrap(),
+///     ["orders.eu", "orders.us"]
+/// );
+/// assert!(topics_matching("(", topics).is_err());
+/// ```
+pub fn topics_matching<'a>(
+    pattern: &str,
+    topics: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, SubscriptionError> {
+    let regex = RegexBuilder::new(&anchored(pattern))
+        .size_limit(PATTERN_SIZE_LIMIT_BYTES)
+        .build()
+        .map_err(|error| SubscriptionError::InvalidPattern(error.to_string()))?;
+    Ok(topics
+        .into_iter()
+        .filter(|topic| regex.is_match(topic))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn anchored(pattern: &str) -> String {
     format!("^(?:{pattern})$")
 }
