@@ -1,5 +1,7 @@
-//! RFC 3339 date-times to milliseconds since the Unix epoch, for `--to-datetime`, without a
-//! calendar dependency: proleptic Gregorian days from Howard Hinnant's `days_from_civil`.
+//! Points in time as the tools take them, to milliseconds since the Unix epoch: RFC 3339
+//! date-times (`--to-datetime`), and for `consume -o @T` and `produce`'s `%T` also epoch
+//! milliseconds and durations before now (`-1h`). No calendar dependency: proleptic Gregorian
+//! days from Howard Hinnant's `days_from_civil`.
 
 /// `2026-01-01T00:00:00Z`, `2026-01-01T02:00:00.250+02:00`, `2026-01-01 00:00`, `2026-01-01`:
 /// a date, optionally a time (seconds and fraction optional), optionally a zone (UTC if none).
@@ -66,6 +68,65 @@ pub(crate) fn parse_ms(text: &str) -> Result<i64, String> {
     Ok(days_from_civil(year, month, day) * 86_400_000 + millis_of_day - zone_ms)
 }
 
+/// Milliseconds since the epoch now; 0 on a clock set before 1970.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// One syntax for a time wherever a tool takes one: epoch milliseconds (`1767225600000`), an
+/// RFC 3339 date-time as [`parse_ms`] takes it (`2026-01-01T00:00:00Z`), or a duration before
+/// `now_ms` (`-1h`, `-90s`, `-1h30m`, `-2d`, `-500ms`).
+pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| format!("{text:?} is too large for milliseconds since the epoch"));
+    }
+    if let Some(ago) = text.strip_prefix('-') {
+        return parse_duration_ms(ago)
+            .map(|ms| now_ms.saturating_sub(ms))
+            .ok_or_else(|| {
+                format!("{text:?} is not a duration before now like -1h, -30m, -90s, -2d or -500ms")
+            });
+    }
+    parse_ms(text).map_err(|_| {
+        format!(
+            "{text:?} is not a time: epoch milliseconds (1767225600000), RFC 3339 \
+             (2026-01-01T00:00:00Z) or a duration before now (-1h)"
+        )
+    })
+}
+
+/// `1h30m`, `90s`, `2d`, `500ms`: one or more numbers, each with a unit (ms, s, m, h, d).
+fn parse_duration_ms(text: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(number.checked_mul(unit_ms)?)?;
+    }
+    Some(total)
+}
+
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
@@ -101,6 +162,30 @@ mod tests {
         assert_eq!(parse_ms("2026-01-01T00:00:00.25Z"), Ok(1_767_225_600_250));
         assert_eq!(parse_ms("2024-02-29T12:00:00Z"), Ok(1_709_208_000_000));
         assert_eq!(parse_ms("1969-12-31T23:59:59Z"), Ok(-1000));
+    }
+
+    #[test]
+    fn times_are_epoch_ms_rfc3339_or_before_now() {
+        let now = 1_767_225_600_000;
+        assert_eq!(parse_time("1700000000000", now), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("0", now), Ok(0));
+        assert_eq!(parse_time("2026-01-01T00:00:00Z", now), Ok(now));
+        assert_eq!(parse_time("-1h", now), Ok(now - 3_600_000));
+        assert_eq!(parse_time("-1h30m", now), Ok(now - 5_400_000));
+        assert_eq!(parse_time("-2d", now), Ok(now - 172_800_000));
+        assert_eq!(parse_time("-500ms", now), Ok(now - 500));
+        for bad in [
+            "",
+            "-",
+            "-1",
+            "-h",
+            "-1y",
+            "soon",
+            "-1h-",
+            "99999999999999999999",
+        ] {
+            assert!(parse_time(bad, now).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]
