@@ -11,7 +11,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
-use crate::config::{ConfigError, Configs};
+use crate::config::{ConfigDef, ConfigError, ConfigType, Configs, Importance, Validator};
 use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value, DECIMAL_LOGICAL};
 
 /// A conversion that failed, with why: a record that cannot be converted is an error the
@@ -63,6 +63,33 @@ pub fn is_converter_class(class: &str) -> bool {
     [JSON_NAMES, STRING_NAMES, BYTES_NAMES]
         .iter()
         .any(|names| names.contains(&class))
+}
+
+/// The settings of `JsonConverter` (under `key.converter.` or `value.converter.`), for the
+/// configuration reference; `tests::json_converter_def_defaults_are_what_it_does` holds the
+/// defaults to [`converter_for`]. The string and bytes converters take none.
+pub fn json_converter_def() -> ConfigDef {
+    ConfigDef::new()
+        .define(
+            "schemas.enable",
+            ConfigType::Boolean,
+            Some("true"),
+            Importance::High,
+            "JsonConverter",
+            "Whether each value is written as {\"schema\": ..., \"payload\": ...}, so that \
+             readers know its types, and read back the same way; false writes and reads bare \
+             JSON.",
+        )
+        .define(
+            "decimal.format",
+            ConfigType::String,
+            Some("BASE64"),
+            Importance::Low,
+            "JsonConverter",
+            "How decimals are written: BASE64 (their unscaled bytes, Kafka's default) or \
+             NUMERIC (a JSON number).",
+        )
+        .validated(Validator::OneOf(&["BASE64", "NUMERIC"]))
 }
 
 /// The converter `class`, configured from `configs` (the keys under `key.converter.` or
@@ -677,6 +704,33 @@ fn truncated(json: &Json) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_converter_def_defaults_are_what_it_does() {
+        let def = json_converter_def();
+        let default = |key: &str| {
+            def.keys()
+                .iter()
+                .find(|k| k.name == key)
+                .and_then(|k| k.default.clone())
+                .unwrap_or_else(|| panic!("{key} has no default"))
+        };
+        // What converter_for builds with nothing set is what it builds from the defaults.
+        let built = |configs: &Configs| {
+            format!(
+                "{:?}",
+                converter_for(JSON_NAMES[0], configs).expect("valid")
+            )
+        };
+        let mut explicit = Configs::new();
+        for key in def.keys() {
+            explicit.set(key.name.clone(), default(&key.name));
+        }
+        assert_eq!(built(&Configs::new()), built(&explicit));
+        let mut flipped = Configs::new();
+        flipped.set("decimal.format", "NUMERIC");
+        assert_ne!(built(&Configs::new()), built(&flipped));
+    }
 
     fn json(schemas_enable: bool) -> JsonConverter {
         JsonConverter {

@@ -10,7 +10,7 @@ use runnel_client::{Admin, ClientConfig};
 use serde_json::Value as JsonValue;
 
 use crate::api::ConnectApi;
-use crate::config::Configs;
+use crate::config::{ConfigDef, ConfigType, Configs, Importance, Validator};
 use crate::connector::Plugins;
 use crate::herder::Herder;
 use crate::offsets::FileOffsetStore;
@@ -92,6 +92,74 @@ pub fn read_connector_file(path: &Path) -> Result<(String, Configs, TargetState)
         .ok_or_else(|| bad("no connector \"name\"".to_owned()))?
         .to_owned();
     Ok((name, configs, initial))
+}
+
+/// The worker properties both modes read (`--worker-config FILE`, `-X KEY=VALUE`), for the
+/// configuration reference; `tests::worker_def_defaults_are_what_the_worker_does` holds the
+/// defaults to [`worker_config`] and the worker. Other keys are kept and reach the
+/// converters under their `key.converter.` / `value.converter.` prefixes.
+pub fn worker_def() -> ConfigDef {
+    let group = "Worker";
+    ConfigDef::new()
+        .define(
+            "key.converter",
+            ConfigType::Class,
+            Some(crate::worker::DEFAULT_CONVERTER),
+            Importance::High,
+            group,
+            "The converter of record keys for connectors that name none: JsonConverter, \
+             StringConverter or ByteArrayConverter (fully qualified or short). Its settings go \
+             under key.converter., e.g. key.converter.schemas.enable.",
+        )
+        .define(
+            "value.converter",
+            ConfigType::Class,
+            Some(crate::worker::DEFAULT_CONVERTER),
+            Importance::High,
+            group,
+            "The converter of record values for connectors that name none; its settings go \
+             under value.converter.",
+        )
+        .define(
+            "offset.flush.interval.ms",
+            ConfigType::Long,
+            Some("10000"),
+            Importance::Low,
+            group,
+            "How often tasks commit: source offsets up to the last record the cluster \
+             acknowledged, sink consumer offsets after a flush of the task.",
+        )
+        .validated(Validator::Range { min: 0, max: None })
+        .define(
+            "exactly.once.source.support",
+            ConfigType::String,
+            Some("disabled"),
+            Importance::High,
+            group,
+            "enabled: each source task writes its records and their offsets in one \
+             transaction (KIP-618). Needs the offsets in a topic, so distributed workers only.",
+        )
+        .validated(Validator::OneOf(&["enabled", "disabled"]))
+        .define(
+            "config.providers",
+            ConfigType::List,
+            Some("file,env,dir"),
+            Importance::Low,
+            group,
+            "Which ${provider:...} placeholders in connector configs are resolved: file \
+             (a key of a properties file), env (an environment variable), dir (a file in a \
+             directory).",
+        )
+        .define(
+            "consumer.session.timeout.ms",
+            ConfigType::Long,
+            Some("45000"),
+            Importance::Low,
+            group,
+            "The session timeout of sink tasks' consumers: how soon a crashed task's \
+             partitions move to another.",
+        )
+        .validated(Validator::Range { min: 1, max: None })
 }
 
 /// The worker configuration of `properties`, named `worker_id`.
@@ -201,6 +269,52 @@ pub async fn run_standalone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_def_defaults_are_what_the_worker_does() {
+        let def = worker_def();
+        let default = |key: &str| {
+            def.keys()
+                .iter()
+                .find(|k| k.name == key)
+                .and_then(|k| k.default.clone())
+                .unwrap_or_else(|| panic!("{key} has no default"))
+        };
+        let config = worker_config("h:1", "w", Configs::new()).expect("defaults are valid");
+        assert_eq!(
+            default("offset.flush.interval.ms"),
+            config.offset_flush_interval.as_millis().to_string()
+        );
+        assert_eq!(
+            default("exactly.once.source.support") == "enabled",
+            config.exactly_once_source
+        );
+        let named = crate::providers::ConfigProviders::new(crate::config::split_list(&default(
+            "config.providers",
+        )));
+        for provider in ["file", "env", "dir", "vault"] {
+            let placeholder = format!("${{{provider}:k}}");
+            assert_eq!(
+                named.has_placeholder(&placeholder),
+                config.providers.has_placeholder(&placeholder),
+                "{provider}"
+            );
+        }
+        for role in ["key.converter", "value.converter"] {
+            assert_eq!(default(role), crate::worker::DEFAULT_CONVERTER);
+        }
+        let consumer = runnel_client::ConsumerConfig::new("h:1");
+        assert_eq!(
+            default("consumer.session.timeout.ms"),
+            consumer.session_timeout.as_millis().to_string()
+        );
+        // And the defaults pass the definition's own checks.
+        let mut defaults = Configs::new();
+        for key in def.keys() {
+            defaults.set(key.name.clone(), key.default.clone().unwrap_or_default());
+        }
+        assert!(def.check(&defaults).is_ok());
+    }
 
     #[test]
     fn connector_files_read_in_the_three_shapes_kafka_users_write() {
