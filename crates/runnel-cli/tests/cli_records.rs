@@ -1,8 +1,8 @@
 //! `runnel produce` and `runnel consume` round trip against the real broker binary, with kcat
 //! as the reference where it does the same thing: offset and time ranges, tails, several
 //! topics and patterns, keys, nulls, headers, delimiters, binary records, input templates
-//! and delivery reports. Without kcat on the PATH the comparisons are skipped and the rest
-//! still runs.
+//! and delivery reports. kcat must be installed (scripts/test.sh installs it): a test that
+//! cannot compare fails rather than passes unchecked.
 //!
 //! The tests share one broker while any of them runs (each uses its own topics), so that the
 //! file costs one broker start, not one a test.
@@ -46,18 +46,17 @@ struct Run {
 }
 
 /// Runs `program` with `args`, feeding `stdin`; `None` if the program is not installed.
-fn run(program: &str, args: &[&str], stdin: &[u8]) -> Option<Run> {
-    let mut child = match Command::new(program)
+fn run(program: &str, args: &[&str], stdin: &[u8]) -> Run {
+    // A missing kcat fails the test: scripts/test.sh installs it.
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(error) => panic!("cannot run {program}: {error}"),
-    };
+        .unwrap_or_else(|error| {
+            panic!("cannot run {program} (scripts/test.sh installs it): {error}")
+        });
     let mut pipe = child.stdin.take().expect("stdin");
     let input = stdin.to_vec();
     // Written from a thread so a child that fills its stdout first cannot deadlock us.
@@ -94,18 +93,18 @@ fn run(program: &str, args: &[&str], stdin: &[u8]) -> Option<Run> {
     if status.is_none() {
         stderr.push_str(&format!("\n(killed after {COMMAND_TIMEOUT:?})"));
     }
-    Some(Run {
+    Run {
         success: status.is_some_and(|status| status.success()),
         stdout,
         stderr,
-    })
+    }
 }
 
 fn runnel_run(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Run {
     let address = broker.address();
     let mut args = args.to_vec();
     args.extend(["--bootstrap", &address]);
-    run(env!("CARGO_BIN_EXE_runnel"), &args, stdin).expect("the runnel binary")
+    run(env!("CARGO_BIN_EXE_runnel"), &args, stdin)
 }
 
 /// `runnel args`, which must succeed; its stdout.
@@ -127,22 +126,20 @@ fn runnel_fails(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> String {
     output.stderr
 }
 
-/// `kcat -b BROKER -q args`, which must succeed; `None` without kcat.
-fn kcat(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Option<Vec<u8>> {
+/// `kcat -b BROKER -q args`, which must succeed; its stdout.
+fn kcat(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let address = broker.address();
     let mut all = vec!["-b", &address, "-q"];
     all.extend(args);
-    let output = run("kcat", &all, stdin)?;
+    let output = run("kcat", &all, stdin);
     assert!(output.success, "kcat {all:?} failed:\n{}", output.stderr);
-    Some(output.stdout)
+    output.stdout
 }
 
-/// Asserts kcat prints what we printed (when kcat is installed).
+/// Asserts kcat prints what we printed.
 fn same_as_kcat(broker: &BrokerProcess, ours: &[u8], kcat_args: &[&str]) {
-    match kcat(broker, kcat_args, b"") {
-        Some(theirs) => assert_eq!(text(ours), text(&theirs), "ours, then kcat {kcat_args:?}"),
-        None => eprintln!("kcat is not installed: not compared with kcat {kcat_args:?}"),
-    }
+    let theirs = kcat(broker, kcat_args, b"");
+    assert_eq!(text(ours), text(&theirs), "ours, then kcat {kcat_args:?}");
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -255,13 +252,13 @@ fn offset_ranges_and_tails_match_kcat() {
             "2 4 k4 v4"
         ]
     );
-    if let Some(theirs) = kcat(
+    let theirs = kcat(
         &broker,
         &["-C", "-t", "ranges3", "-o", "-2", "-e", "-f", "%p %o %s\\n"],
         b"",
-    ) {
-        assert_eq!(sorted(&tails), sorted(&theirs));
-    }
+    );
+    assert_eq!(sorted(&tails), sorted(&theirs));
+
     let one = runnel(
         &broker,
         &[
@@ -473,7 +470,7 @@ fn several_topics_and_patterns_with_and_without_a_group() {
             "payments payments-b"
         ]
     );
-    if let Some(theirs) = kcat(
+    let theirs = kcat(
         &broker,
         &[
             "-C",
@@ -486,22 +483,22 @@ fn several_topics_and_patterns_with_and_without_a_group() {
             "%t %s\\n",
         ],
         b"",
-    ) {
-        let ours = runnel(
-            &broker,
-            &[
-                "consume",
-                "orders.eu",
-                "-o",
-                "beginning",
-                "-e",
-                "-f",
-                "%t %s\\n",
-            ],
-            b"",
-        );
-        assert_eq!(sorted(&ours), sorted(&theirs));
-    }
+    );
+    let ours = runnel(
+        &broker,
+        &[
+            "consume",
+            "orders.eu",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%t %s\\n",
+        ],
+        b"",
+    );
+    assert_eq!(sorted(&ours), sorted(&theirs));
+
     let orders = [
         "orders.eu orders.eu-a",
         "orders.eu orders.eu-b",
@@ -637,22 +634,22 @@ fn produce_like_kcat(
     create(broker, their_topic, 1, &[]);
     let mut kcat_args = vec!["-P", "-t", their_topic];
     kcat_args.extend(theirs);
-    if kcat(broker, &kcat_args, input).is_some() {
-        same_as_kcat(
-            broker,
-            &consumed,
-            &[
-                "-C",
-                "-t",
-                their_topic,
-                "-o",
-                "beginning",
-                "-e",
-                "-f",
-                format,
-            ],
-        );
-    }
+    kcat(broker, &kcat_args, input);
+    same_as_kcat(
+        broker,
+        &consumed,
+        &[
+            "-C",
+            "-t",
+            their_topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            format,
+        ],
+    );
+
     consumed
 }
 
@@ -893,7 +890,7 @@ fn input_templates_and_delivery_reports() {
         text(&read),
         format!("{T0} k1 v1 [a=1]\n{} k2 v,2 []\n", T0 + 1)
     );
-    if let Some(theirs) = kcat(
+    let theirs = kcat(
         &broker,
         &[
             "-C",
@@ -906,9 +903,8 @@ fn input_templates_and_delivery_reports() {
             "%T %k %s [%h]\\n",
         ],
         b"",
-    ) {
-        assert_eq!(text(&read), text(&theirs));
-    }
+    );
+    assert_eq!(text(&read), text(&theirs));
 
     // Delivery reports in input order, as a template or JSON.
     let input: String = (0..50).map(|i| format!("k{i} v{i}\n")).collect();
