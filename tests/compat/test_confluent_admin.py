@@ -307,3 +307,36 @@ def test_delete_records_beyond_high_watermark_fails(broker):
     [future] = admin.delete_records([TopicPartition(topic, 0, 50)]).values()
     assert error_code_of(future) == KafkaError.OFFSET_OUT_OF_RANGE
     assert watermarks(broker.bootstrap, topic, 0) == (0, 3)
+
+
+def test_dynamic_broker_configs_reach_topics_without_overrides(broker_factory):
+    # A broker of its own: a broker-wide default would change what other tests see.
+    # (librdkafka cannot name the cluster-wide default, broker ""; `runnel cluster config`
+    # tests that one.)
+    broker = broker_factory.start()
+    admin = admin_client(broker.bootstrap)
+    topic = unique_topic("dynamic-default")
+    create_topic(broker.bootstrap, topic)
+    change = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "0",
+        incremental_configs=[ConfigEntry("log.retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)],
+    )
+    assert admin.incremental_alter_configs([change])[change].result(timeout=CLIENT_TIMEOUT_S) is None
+
+    this_broker = ConfigResource(ConfigResource.Type.BROKER, "0")
+    configs = admin.describe_configs([this_broker])[this_broker].result(timeout=CLIENT_TIMEOUT_S)
+    assert configs["log.retention.ms"].value == "3600000"
+    assert ConfigSource(configs["log.retention.ms"].source) == ConfigSource.DYNAMIC_BROKER_CONFIG
+    assert not configs["log.retention.ms"].is_read_only
+    assert configs["num.partitions"].is_read_only
+    retention = describe_topic_configs(admin, topic)["retention.ms"]
+    assert retention.value == "3600000"
+    assert ConfigSource(retention.source) == ConfigSource.DYNAMIC_BROKER_CONFIG
+
+    static = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "0",
+        incremental_configs=[ConfigEntry("num.io.threads", "3", incremental_operation=AlterConfigOpType.SET)],
+    )
+    assert error_code_of(admin.incremental_alter_configs([static])[static]) == KafkaError.INVALID_REQUEST

@@ -565,6 +565,11 @@ pub(crate) fn apply_image(
     // the answer to DeleteTopics waits for: where this broker coordinates the group too, the
     // client that deleted a topic no longer finds offsets on it.
     broker.groups.remove_offsets_of_topics(&deleted);
+    // Before the topics: a new topic resolves its settings with the defaults in force.
+    broker.topics.set_dynamic_defaults(
+        image.configs(&ConfigResource::Cluster),
+        image.configs(&ConfigResource::Broker(me)),
+    );
     let mut follow = Vec::new();
     for topic in image.topics() {
         let configs: BTreeMap<String, String> = image

@@ -172,6 +172,17 @@ pub struct BrokerConfig {
     pub sync_ledger: Option<PathBuf>,
 }
 
+/// Whether IncrementalAlterConfigs (`runnel cluster config set`) may change broker config
+/// `kafka_name` at runtime, for the whole cluster or one broker: the broker-level defaults of
+/// topic configs (`log.retention.ms`, `message.max.bytes`, ...), as in Kafka, where every
+/// topic without an override of its own follows them. The broker's own settings (listeners,
+/// limits, threads) are read at start only.
+pub fn is_dynamic_broker_config(kafka_name: &str) -> bool {
+    crate::topic_config::TOPIC_CONFIGS
+        .iter()
+        .any(|def| def.broker_synonym == kafka_name)
+}
+
 /// What the configuration reference (`runnel docs config-reference`) says of a
 /// [`BrokerConfig`] key beyond its flag's help, type and default: Kafka's name for it and the
 /// values [`BrokerConfig::validate`] takes. `tests::broker_settings_cover_every_key` holds the

@@ -50,7 +50,10 @@ use runnel_quorum::{Quorum, QuorumConfig};
 use runnel_storage::{FileSystem, OsFileSystem, SyncLedgerFileSystem, SystemClock};
 
 pub use broker::{Broker, StartupError};
-pub use config::{AdminListen, BrokerConfig, ConfigError, ProcessRole, DEFAULT_ADMIN_LISTEN};
+pub use config::{
+    is_dynamic_broker_config, AdminListen, BrokerConfig, ConfigError, ProcessRole,
+    DEFAULT_ADMIN_LISTEN,
+};
 pub use config::{BrokerSetting, BROKER_SETTINGS};
 pub use io_pool::{IoPool, PoolError};
 pub use topic_config::{ConfigDef, ConfigType, TOPIC_CONFIGS};

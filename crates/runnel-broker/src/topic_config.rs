@@ -26,6 +26,10 @@ pub enum ConfigType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConfigSource {
     TopicConfig = 1,
+    /// Set for one broker at runtime (IncrementalAlterConfigs on broker `N`).
+    DynamicBrokerConfig = 2,
+    /// Set for every broker at runtime (IncrementalAlterConfigs on broker `""`).
+    DynamicDefaultBrokerConfig = 3,
     StaticBrokerConfig = 4,
     DefaultConfig = 5,
 }
@@ -247,11 +251,15 @@ pub(crate) fn validate_entry(name: &str, value: &str) -> Result<(), String> {
         .map_err(|reason| format!("Invalid value {value} for configuration {name}: {reason}"))
 }
 
-/// Broker-wide defaults for topic configs, set by the operator (`--flush-messages` etc.),
-/// and the broker settings every partition log follows.
+/// Broker-wide defaults for topic configs, set by the operator (`--flush-messages` etc.)
+/// and at runtime (dynamic broker configs, from the cluster's metadata), and the broker
+/// settings every partition log follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerTopicDefaults {
     overrides: BTreeMap<&'static str, String>,
+    /// Set at runtime, by topic config name: for this broker, then for every broker.
+    for_this_broker: BTreeMap<&'static str, String>,
+    for_every_broker: BTreeMap<&'static str, String>,
     /// `producer.id.expiration.ms`.
     pub producer_id_expiration_ms: i64,
 }
@@ -260,6 +268,8 @@ impl Default for BrokerTopicDefaults {
     fn default() -> Self {
         BrokerTopicDefaults {
             overrides: BTreeMap::new(),
+            for_this_broker: BTreeMap::new(),
+            for_every_broker: BTreeMap::new(),
             producer_id_expiration_ms: runnel_storage::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
@@ -272,6 +282,49 @@ impl BrokerTopicDefaults {
         assert!(config_def(name).is_some(), "unknown topic config {name}");
         self.overrides.insert(name, value);
     }
+
+    /// These defaults with the dynamic broker configs the metadata holds, by broker config
+    /// name (`log.retention.ms`): for every broker, and for this one. Names that are not the
+    /// broker synonym of a topic config are not dynamic here and are left out.
+    pub(crate) fn with_dynamic(
+        &self,
+        every_broker: Option<&BTreeMap<String, String>>,
+        this_broker: Option<&BTreeMap<String, String>>,
+    ) -> BrokerTopicDefaults {
+        let by_topic_name = |configs: Option<&BTreeMap<String, String>>| {
+            configs
+                .into_iter()
+                .flatten()
+                .filter_map(|(key, value)| {
+                    TOPIC_CONFIGS
+                        .iter()
+                        .find(|def| def.broker_synonym == key)
+                        .map(|def| (def.name, value.clone()))
+                })
+                .collect()
+        };
+        BrokerTopicDefaults {
+            for_every_broker: by_topic_name(every_broker),
+            for_this_broker: by_topic_name(this_broker),
+            ..self.clone()
+        }
+    }
+
+    /// The broker-level values of topic config `name`, the one in force first: set for this
+    /// broker at runtime, for every broker at runtime, at start.
+    pub(crate) fn layers(&self, name: &str) -> Vec<(String, ConfigSource)> {
+        [
+            (&self.for_this_broker, ConfigSource::DynamicBrokerConfig),
+            (
+                &self.for_every_broker,
+                ConfigSource::DynamicDefaultBrokerConfig,
+            ),
+            (&self.overrides, ConfigSource::StaticBrokerConfig),
+        ]
+        .into_iter()
+        .filter_map(|(layer, source)| layer.get(name).map(|value| (value.clone(), source)))
+        .collect()
+    }
 }
 
 /// A resolved value with where it came from.
@@ -280,8 +333,8 @@ pub(crate) struct ResolvedConfig {
     pub def: &'static ConfigDef,
     pub value: String,
     pub source: ConfigSource,
-    /// Broker-level value under the synonym, if the operator set one.
-    pub broker_value: Option<String>,
+    /// Broker-level values under the synonym that the operator set, the one in force first.
+    pub broker_layers: Vec<(String, ConfigSource)>,
 }
 
 /// Every topic config of a topic, overrides first, then broker defaults, then Kafka's.
@@ -292,17 +345,17 @@ pub(crate) fn resolve_all(
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let broker_value = broker.overrides.get(def.name).cloned();
-            let (value, source) = match (overrides.get(def.name), &broker_value) {
+            let broker_layers = broker.layers(def.name);
+            let (value, source) = match (overrides.get(def.name), broker_layers.first()) {
                 (Some(value), _) => (value.clone(), ConfigSource::TopicConfig),
-                (None, Some(value)) => (value.clone(), ConfigSource::StaticBrokerConfig),
+                (None, Some((value, source))) => (value.clone(), *source),
                 (None, None) => (def.default.to_string(), ConfigSource::DefaultConfig),
             };
             ResolvedConfig {
                 def,
                 value,
                 source,
-                broker_value,
+                broker_layers,
             }
         })
         .collect()

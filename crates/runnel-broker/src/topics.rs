@@ -86,7 +86,11 @@ struct TopicRecord {
 pub(crate) struct TopicRegistry {
     fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
-    broker_defaults: BrokerTopicDefaults,
+    /// The topic defaults this broker was started with (`--log-retention-ms`, ...).
+    static_defaults: BrokerTopicDefaults,
+    /// Those with the dynamic broker configs of the metadata over them: what topics without
+    /// an override of their own follow.
+    broker_defaults: RwLock<Arc<BrokerTopicDefaults>>,
     /// The pool of segment file handles every partition's log shares.
     handles: Arc<FileHandles>,
     /// Threads that open partitions at start and close them at shutdown: each waits on
@@ -127,7 +131,8 @@ impl TopicRegistry {
         let registry = TopicRegistry {
             fs,
             data_dir: data_dir.clone(),
-            broker_defaults: config.topic_defaults(),
+            static_defaults: config.topic_defaults(),
+            broker_defaults: RwLock::new(Arc::new(config.topic_defaults())),
             handles: FileHandles::new(config.sealed_segment_files_max),
             threads: config.num_io_threads.max(1),
             topics: RwLock::new(HashMap::new()),
@@ -171,7 +176,7 @@ impl TopicRegistry {
     fn load_topics(&self, records: Vec<TopicRecord>, now_ms: i64) {
         let settings: Vec<TopicSettings> = records
             .iter()
-            .map(|record| TopicSettings::resolve(&record.configs, &self.broker_defaults))
+            .map(|record| TopicSettings::resolve(&record.configs, &self.broker_defaults()))
             .collect();
         let names: Vec<Arc<str>> = records
             .iter()
@@ -289,8 +294,28 @@ impl TopicRegistry {
         &self.fs
     }
 
-    pub(crate) fn broker_defaults(&self) -> &BrokerTopicDefaults {
-        &self.broker_defaults
+    pub(crate) fn broker_defaults(&self) -> Arc<BrokerTopicDefaults> {
+        Arc::clone(&read(&self.broker_defaults))
+    }
+
+    /// Puts the dynamic broker configs of the metadata in force: for every broker
+    /// (`every_broker`) and for this one. Topics without an override of their own follow
+    /// them at once. Blocks.
+    pub(crate) fn set_dynamic_defaults(
+        &self,
+        every_broker: Option<&BTreeMap<String, String>>,
+        this_broker: Option<&BTreeMap<String, String>>,
+    ) {
+        let next = self.static_defaults.with_dynamic(every_broker, this_broker);
+        if *self.broker_defaults() == next {
+            return;
+        }
+        let _admin = lock(&self.admin_lock);
+        *write(&self.broker_defaults) = Arc::new(next);
+        for topic in self.list() {
+            self.set_overrides(&topic, topic.overrides());
+        }
+        tracing::info!("dynamic broker configs changed; topic defaults updated");
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -409,7 +434,7 @@ impl TopicRegistry {
                     overrides: RwLock::new(configs.clone()),
                     settings: RwLock::new(Arc::new(TopicSettings::resolve(
                         configs,
-                        &self.broker_defaults,
+                        &self.broker_defaults(),
                     ))),
                 });
                 write(&self.topics).insert(topic.name.clone(), Arc::clone(&topic));
@@ -499,7 +524,7 @@ impl TopicRegistry {
 
     /// Puts new overrides in force on every partition of `topic`.
     fn set_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) {
-        let settings = Arc::new(TopicSettings::resolve(&overrides, &self.broker_defaults));
+        let settings = Arc::new(TopicSettings::resolve(&overrides, &self.broker_defaults()));
         for partition in topic.partitions() {
             let _ = partition.with_log(|log| {
                 log.set_config(settings.log.clone());

@@ -2,7 +2,8 @@
 //! report them; `runnel cluster health`: whether every replica's broker is up and every
 //! partition led and fully in sync, for people and for scripts (its exit code);
 //! `runnel cluster quorum`: the controller quorum, as its leader reports it;
-//! `elect-leaders`, `reassign` and `reassignments`: moving leaderships and replicas.
+//! `elect-leaders`, `reassign` and `reassignments`: moving leaderships and replicas;
+//! `config` (in `cluster_config_cmd`): broker configs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -101,6 +102,8 @@ enum ClusterCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Broker configs: get them, or set and delete the dynamic ones at runtime.
+    Config(crate::cluster_config_cmd::ConfigArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +143,7 @@ struct Broker {
 
 pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
     match args.command {
+        ClusterCommand::Config(args) => crate::cluster_config_cmd::run(args).await,
         ClusterCommand::Info { output } => {
             let admin = output.cluster.admin().await?;
             let cluster = admin.describe_cluster().await?;

@@ -9,6 +9,7 @@
 
 mod bench_cmd;
 mod cluster_cmd;
+mod cluster_config_cmd;
 mod connect_cmd;
 mod consume_cmd;
 mod datetime;

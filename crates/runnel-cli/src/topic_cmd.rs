@@ -466,7 +466,8 @@ impl TopicDescription {
     }
 }
 
-fn source_name(source: ConfigSource) -> &'static str {
+/// Where a config's value comes from, in the words every command prints.
+pub(crate) fn source_name(source: ConfigSource) -> &'static str {
     match source {
         ConfigSource::DynamicTopicConfig => "topic",
         ConfigSource::DynamicBrokerConfig => "broker (dynamic)",
@@ -577,6 +578,7 @@ mod tests {
             is_default: source == ConfigSource::DefaultConfig,
             is_sensitive: false,
             synonyms: Vec::new(),
+            documentation: None,
         }
     }
 

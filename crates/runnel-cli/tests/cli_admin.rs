@@ -230,6 +230,96 @@ fn admin_tools_against_one_broker() {
     group_offsets_reset_across_topics_and_from_a_file_then_delete(&address);
     one_broker_is_healthy_as_kcat_sees_the_cluster(&address);
     bootstrap_comes_from_the_flag_the_environment_or_the_profile(&address);
+    cluster_config_changes_topic_defaults_at_runtime(&address);
+}
+
+/// The source and value `cluster config get` shows for `key`.
+fn broker_config(broker: &str, args: &[&str], key: &str) -> (String, String) {
+    let lines = ok_json(broker, &[&["cluster", "config", "get", key][..], args].concat());
+    let line = &lines[0];
+    (
+        line["value"].as_str().unwrap_or_default().to_owned(),
+        line["source"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A record of `bytes` bytes to `topic`, acknowledged or refused.
+fn produce_sized(broker: &str, topic: &str, bytes: usize) -> Result<(), String> {
+    runtime().block_on(async {
+        let producer = Producer::connect(ProducerConfig::new(broker))
+            .await
+            .expect("producer");
+        let sent = producer
+            .send_and_wait(ProduceRecord::new(topic).value(vec![b'x'; bytes]))
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+        let _ = producer.close().await;
+        sent
+    })
+}
+
+fn cluster_config_changes_topic_defaults_at_runtime(broker: &str) {
+    ok(broker, &["topic", "create", "cfg-topic"]);
+    assert_eq!(
+        broker_config(broker, &[], "message.max.bytes"),
+        ("1048588".to_owned(), "default".to_owned())
+    );
+    produce_sized(broker, "cfg-topic", 500).expect("a small record fits the default");
+
+    // For every broker: topics without an override follow at once.
+    ok(
+        broker,
+        &["cluster", "config", "set", "message.max.bytes=200", "log.retention.ms=3600000"],
+    );
+    assert_eq!(
+        broker_config(broker, &[], "message.max.bytes"),
+        ("200".to_owned(), "cluster default (dynamic)".to_owned())
+    );
+    let set = ok_json(broker, &["cluster", "config", "get", "--cluster-default"]);
+    let names: Vec<&str> = set
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|line| line["name"].as_str())
+        .collect();
+    assert_eq!(names, ["log.retention.ms", "message.max.bytes"]);
+    let refused = produce_sized(broker, "cfg-topic", 500).expect_err("too large now");
+    assert!(refused.to_lowercase().contains("large"), "{refused}");
+
+    // For one broker, over the cluster default.
+    ok(
+        broker,
+        &["cluster", "config", "set", "message.max.bytes=100000", "--broker", "0"],
+    );
+    assert_eq!(
+        broker_config(broker, &["--broker", "0"], "message.max.bytes"),
+        ("100000".to_owned(), "broker (dynamic)".to_owned())
+    );
+    produce_sized(broker, "cfg-topic", 500).expect("this broker's own setting wins");
+
+    // What is read only at start, and bad values, are refused with the reason.
+    let fixed = run(&["cluster", "config", "set", "num.io.threads=3", "-b", broker], &[]);
+    assert_eq!(fixed.code, Some(1), "{fixed:?}");
+    assert!(
+        fixed.stderr.contains("Cannot update num.io.threads dynamically"),
+        "{fixed:?}"
+    );
+    let bad = run(&["cluster", "config", "set", "log.retention.ms=soon", "-b", broker], &[]);
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    assert!(bad.stderr.contains("log.retention.ms"), "{bad:?}");
+
+    // Deleted, the defaults come back.
+    ok(broker, &["cluster", "config", "delete", "message.max.bytes", "--broker", "0"]);
+    ok(
+        broker,
+        &["cluster", "config", "delete", "message.max.bytes", "log.retention.ms"],
+    );
+    assert_eq!(
+        broker_config(broker, &[], "log.retention.ms"),
+        ("604800000".to_owned(), "default".to_owned())
+    );
+    produce_sized(broker, "cfg-topic", 500).expect("the default again");
 }
 
 fn trim_prefix_moves_the_log_start_as_kcat_sees_it(broker: &str) {

@@ -48,6 +48,46 @@ const RETRY_ATTEMPTS_MAX: u32 = 6;
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// DescribeConfigs and IncrementalAlterConfigs resource type of a topic.
 const RESOURCE_TYPE_TOPIC: i8 = 2;
+const RESOURCE_TYPE_BROKER: i8 = 4;
+
+/// Whose configs [`Admin::describe_configs`] and [`Admin::alter_configs`] read and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigTarget {
+    /// A topic, by name.
+    Topic(String),
+    /// One broker, by node id.
+    Broker(i32),
+    /// The dynamic defaults of every broker (Kafka's `--entity-default`).
+    EveryBroker,
+}
+
+impl ConfigTarget {
+    /// The resource type and name the protocol knows it by.
+    fn resource(&self) -> (i8, String) {
+        match self {
+            ConfigTarget::Topic(name) => (RESOURCE_TYPE_TOPIC, name.clone()),
+            ConfigTarget::Broker(id) => (RESOURCE_TYPE_BROKER, id.to_string()),
+            ConfigTarget::EveryBroker => (RESOURCE_TYPE_BROKER, String::new()),
+        }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        match self {
+            ConfigTarget::Topic(name) => Scope::Topic(name),
+            ConfigTarget::Broker(_) | ConfigTarget::EveryBroker => Scope::Cluster,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigTarget::Topic(name) => write!(f, "topic {name:?}"),
+            ConfigTarget::Broker(id) => write!(f, "broker {id}"),
+            ConfigTarget::EveryBroker => f.write_str("every broker (the cluster default)"),
+        }
+    }
+}
 /// `replica_id` of a request from a client rather than a follower.
 const CONSUMER_REPLICA_ID: i32 = -1;
 /// OffsetCommit's generation for a commit from outside the group (the group must be empty).
@@ -193,6 +233,8 @@ pub struct ConfigEntry {
     pub is_sensitive: bool,
     /// The settings that could supply this config, highest precedence first.
     pub synonyms: Vec<ConfigSynonym>,
+    /// What the config does, as the broker describes it (DescribeConfigs v3+).
+    pub documentation: Option<String>,
 }
 
 /// A setting that could supply a config's value, e.g. the broker's `log.retention.ms` for a
@@ -748,25 +790,46 @@ impl Admin {
 
     /// Every config of the topic, defaults included, with its source and synonyms.
     pub async fn describe_topic_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
-        self.retrying(Scope::Topic(topic), || async move {
-            let connection = self.cluster.any_connection().await?;
+        self.describe_configs(&ConfigTarget::Topic(topic.to_owned()))
+            .await
+    }
+
+    /// Applies `ops` to the topic's configs (IncrementalAlterConfigs): all or none.
+    pub async fn alter_topic_configs(&self, topic: &str, ops: Vec<AlterConfigOp>) -> Result<()> {
+        self.alter_configs(&ConfigTarget::Topic(topic.to_owned()), ops)
+            .await
+    }
+
+    /// The configs of `target`: a topic's or a broker's every config with its source and
+    /// synonyms (asked of that broker, the only one that knows its own), or the dynamic
+    /// configs set for every broker.
+    pub async fn describe_configs(&self, target: &ConfigTarget) -> Result<Vec<ConfigEntry>> {
+        let (resource_type, name) = target.resource();
+        self.retrying(target.scope(), || async {
+            let connection = match target {
+                ConfigTarget::Broker(id) => self.cluster.connection(*id).await?,
+                ConfigTarget::Topic(_) | ConfigTarget::EveryBroker => {
+                    self.cluster.any_connection().await?
+                }
+            };
             let version = connection.version_at_least::<DescribeConfigsRequest>(1)?;
             let request = DescribeConfigsRequest::default()
                 .with_resources(vec![
                     describe_configs_request::DescribeConfigsResource::default()
-                        .with_resource_type(RESOURCE_TYPE_TOPIC)
-                        .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                        .with_resource_type(resource_type)
+                        .with_resource_name(StrBytes::from_string(name.clone()))
                         .with_configuration_keys(None),
                 ])
-                .with_include_synonyms(true);
+                .with_include_synonyms(true)
+                .with_include_documentation(true);
             let response = connection.send(request, version).await?;
             let result = response
                 .results
                 .into_iter()
-                .find(|result| result.resource_name.as_str() == topic)
-                .ok_or_else(|| missing_from_response("DescribeConfigs", &connection, topic))?;
+                .find(|result| result.resource_name.as_str() == name)
+                .ok_or_else(|| missing_from_response("DescribeConfigs", &connection, &name))?;
             ClientError::check(result.error_code, result.error_message.as_ref(), || {
-                format!("configs of topic {topic:?}")
+                format!("configs of {target}")
             })?;
             Ok(result
                 .configs
@@ -789,6 +852,7 @@ impl Admin {
                                 source: ConfigSource::from_code(synonym.source),
                             })
                             .collect(),
+                        documentation: config.documentation.map(|doc| doc.to_string()),
                     }
                 })
                 .collect())
@@ -796,9 +860,11 @@ impl Admin {
         .await
     }
 
-    /// Applies `ops` to the topic's configs (IncrementalAlterConfigs): all or none.
-    pub async fn alter_topic_configs(&self, topic: &str, ops: Vec<AlterConfigOp>) -> Result<()> {
-        self.retrying(Scope::Topic(topic), || async {
+    /// Applies `ops` to the configs of `target` (IncrementalAlterConfigs): all or none. A
+    /// broker's (or every broker's) configs that may change at runtime are the dynamic ones.
+    pub async fn alter_configs(&self, target: &ConfigTarget, ops: Vec<AlterConfigOp>) -> Result<()> {
+        let (resource_type, name) = target.resource();
+        self.retrying(target.scope(), || async {
             let connection = self.cluster.any_connection().await?;
             let version = connection.version_at_least::<IncrementalAlterConfigsRequest>(0)?;
             let configs = ops
@@ -813,20 +879,20 @@ impl Admin {
                 .collect();
             let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
-                    .with_resource_type(RESOURCE_TYPE_TOPIC)
-                    .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                    .with_resource_type(resource_type)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
                     .with_configs(configs),
             ]);
             let response = connection.send(request, version).await?;
             let result = response
                 .responses
                 .into_iter()
-                .find(|result| result.resource_name.as_str() == topic)
+                .find(|result| result.resource_name.as_str() == name)
                 .ok_or_else(|| {
-                    missing_from_response("IncrementalAlterConfigs", &connection, topic)
+                    missing_from_response("IncrementalAlterConfigs", &connection, &name)
                 })?;
             ClientError::check(result.error_code, result.error_message.as_ref(), || {
-                format!("configs of topic {topic:?}")
+                format!("configs of {target}")
             })
         })
         .await

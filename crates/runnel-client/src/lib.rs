@@ -40,6 +40,7 @@ mod wire;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigOp, ConfigSource, ConfigSynonym,
+    ConfigTarget,
     Election, GroupDescription, GroupListing, GroupType, ListedOffset, MemberDescription, NewTopic,
     OffsetSpec, PartitionOutcome, PartitionReassignment, ProducerDescription,
     TransactionDescription, TransactionListing,

@@ -23,7 +23,10 @@ use runnel_quorum::ControllerRequest;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
-use crate::topic_config::{config_def, resolve_all, validate_entry, ConfigSource, ConfigType};
+use crate::topic_config::{
+    config_def, resolve_all, validate_entry, ConfigDef, ConfigSource, ConfigType, ResolvedConfig,
+    TOPIC_CONFIGS,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -102,7 +105,7 @@ fn topic_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError>
         )
     })?;
     let overrides = topic.overrides();
-    Ok(resolve_all(&overrides, broker.topics.broker_defaults())
+    Ok(resolve_all(&overrides, &broker.topics.broker_defaults())
         .into_iter()
         .map(|entry| {
             let mut synonyms = Vec::new();
@@ -113,18 +116,7 @@ fn topic_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError>
                     ConfigSource::TopicConfig,
                 ));
             }
-            if let Some(value) = &entry.broker_value {
-                synonyms.push((
-                    entry.def.broker_synonym.to_string(),
-                    value.clone(),
-                    ConfigSource::StaticBrokerConfig,
-                ));
-            }
-            synonyms.push((
-                entry.def.broker_synonym.to_string(),
-                entry.def.default.to_string(),
-                ConfigSource::DefaultConfig,
-            ));
+            synonyms.extend(broker_synonyms(&entry));
             ConfigLine {
                 name: entry.def.name.to_string(),
                 value: entry.value,
@@ -138,10 +130,13 @@ fn topic_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError>
         .collect())
 }
 
-/// The broker's configs: the broker-level synonyms of every topic config, plus its own
-/// settings. All read-only: Runnel's broker configs are static.
+/// The broker's configs: its own settings, read-only (static), and the broker-level
+/// synonyms of every topic config, which IncrementalAlterConfigs changes at runtime.
 fn broker_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError> {
-    if !name.is_empty() && name != broker.config.node_id.to_string() {
+    if name.is_empty() {
+        return cluster_default_lines(broker);
+    }
+    if name != broker.config.node_id.to_string() {
         return Err(ApiError::new(
             ResponseError::InvalidRequest,
             format!(
@@ -217,37 +212,72 @@ fn broker_lines(broker: &Broker, name: &str) -> Result<Vec<ConfigLine>, ApiError
         ),
     ];
     let defaults = broker.topics.broker_defaults();
-    for entry in resolve_all(&BTreeMap::new(), defaults) {
+    for entry in resolve_all(&BTreeMap::new(), &defaults) {
         if lines
             .iter()
             .any(|line| line.name == entry.def.broker_synonym)
         {
             continue;
         }
-        let mut synonyms = Vec::new();
-        if let Some(value) = &entry.broker_value {
-            synonyms.push((
-                entry.def.broker_synonym.to_string(),
-                value.clone(),
-                ConfigSource::StaticBrokerConfig,
-            ));
-        }
-        synonyms.push((
-            entry.def.broker_synonym.to_string(),
-            entry.def.default.to_string(),
-            ConfigSource::DefaultConfig,
-        ));
+        let synonyms = broker_synonyms(&entry);
         lines.push(ConfigLine {
             name: entry.def.broker_synonym.to_string(),
             value: entry.value,
             source: entry.source,
             kind: entry.def.kind,
-            read_only: true,
+            read_only: false,
             synonyms,
             doc: entry.def.doc,
         });
     }
     Ok(lines)
+}
+
+/// The broker-level synonyms of a topic config, the one in force first, ending with
+/// Kafka's default.
+fn broker_synonyms(entry: &ResolvedConfig) -> Vec<(String, String, ConfigSource)> {
+    let name = entry.def.broker_synonym;
+    entry
+        .broker_layers
+        .iter()
+        .map(|(value, source)| (name.to_string(), value.clone(), *source))
+        .chain([(
+            name.to_string(),
+            entry.def.default.to_string(),
+            ConfigSource::DefaultConfig,
+        )])
+        .collect()
+}
+
+/// The dynamic broker configs set for every broker (DescribeConfigs of broker `""`, as in
+/// Kafka: only what was set, not the values in force).
+fn cluster_default_lines(broker: &Broker) -> Result<Vec<ConfigLine>, ApiError> {
+    let image = broker.member()?.image();
+    let set = image
+        .configs(&ConfigResource::Cluster)
+        .cloned()
+        .unwrap_or_default();
+    Ok(set
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let def = broker_config_def(&name)?;
+            Some(ConfigLine {
+                name: name.clone(),
+                value: value.clone(),
+                source: ConfigSource::DynamicDefaultBrokerConfig,
+                kind: def.kind,
+                read_only: false,
+                synonyms: vec![(name, value, ConfigSource::DynamicDefaultBrokerConfig)],
+                doc: def.doc,
+            })
+        })
+        .collect())
+}
+
+/// The topic config whose broker-level default `name` is: what makes a broker config
+/// dynamic.
+fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == name)
 }
 
 fn encode_line(
@@ -298,31 +328,54 @@ macro_rules! resource_answer {
     }};
 }
 
-/// Checks the resource is a topic, then changes its overrides with `change`, through the
-/// controller.
+/// Changes a topic's overrides, or the dynamic configs of a broker (`N`) or of every broker
+/// (`""`), with `change`, through the controller.
 async fn alter_resource(
     broker: &Arc<Broker>,
     resource_type: i8,
-    topic: String,
+    name: String,
     validate_only: bool,
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<(), ApiError> {
-    check_resource_type(resource_type)?;
     let member = broker.member()?;
     let image = member.image();
-    if image.topic_by_name(&topic).is_none() {
-        return Err(ApiError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("Topic '{topic}' does not exist."),
-        ));
-    }
-    let resource = ConfigResource::Topic(topic);
+    let resource = match resource_type {
+        RESOURCE_TOPIC if image.topic_by_name(&name).is_none() => {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            ))
+        }
+        RESOURCE_TOPIC => ConfigResource::Topic(name),
+        RESOURCE_BROKER if name.is_empty() => ConfigResource::Cluster,
+        RESOURCE_BROKER => match name.parse::<i32>() {
+            Ok(id) if image.broker(id).is_some() => ConfigResource::Broker(id),
+            _ => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Broker {name} is not registered with the cluster"),
+                ))
+            }
+        },
+        other => {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Altering configs of resource type {other} is not supported"),
+            ))
+        }
+    };
     let current = image.configs(&resource).cloned().unwrap_or_default();
     let mut next = current.clone();
     change(&mut next)?;
     for (key, value) in &next {
-        validate_entry(key, value)
-            .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+        match &resource {
+            ConfigResource::Topic(_) => validate_entry(key, value),
+            ConfigResource::Cluster | ConfigResource::Broker(_) => {
+                validate_broker_entry(key, value)?;
+                Ok(())
+            }
+        }
+        .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
     }
     if validate_only {
         return Ok(());
@@ -344,6 +397,18 @@ async fn alter_resource(
     member
         .commit(ControllerRequest::SetConfigs { resource, changes })
         .await
+}
+
+/// A dynamic broker config's value, checked as its topic config's would be. A broker
+/// setting that is read only at start is refused with INVALID_REQUEST, as Kafka does.
+fn validate_broker_entry(name: &str, value: &str) -> Result<(), ApiError> {
+    let def = broker_config_def(name).ok_or_else(|| not_dynamic(name))?;
+    validate_entry(def.name, value).map_err(|message| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            message.replace(def.name, name),
+        )
+    })
 }
 
 pub(crate) async fn alter_configs(
@@ -402,6 +467,7 @@ pub(crate) async fn incremental_alter_configs(
                 for config in &resource.configs {
                     apply_operation(
                         overrides,
+                        resource_type,
                         config.name.as_str(),
                         config.config_operation,
                         config.value.as_deref(),
@@ -421,33 +487,40 @@ pub(crate) async fn incremental_alter_configs(
     response
 }
 
-fn check_resource_type(resource_type: i8) -> Result<(), ApiError> {
+fn not_dynamic(name: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::InvalidRequest,
+        format!(
+            "Cannot update {name} dynamically: only the topic defaults (log.retention.ms, \
+             message.max.bytes, ...) change at runtime; set it on the command line or in the \
+             config file"
+        ),
+    )
+}
+
+/// The definition of config `name` of a resource of `resource_type`: a topic config, or the
+/// topic config a dynamic broker config is the default of.
+fn def_of(resource_type: i8, name: &str) -> Result<&'static ConfigDef, ApiError> {
     match resource_type {
-        RESOURCE_TOPIC => Ok(()),
-        RESOURCE_BROKER => Err(ApiError::new(
-            ResponseError::InvalidRequest,
-            "Runnel's broker configs are static: set them on the command line or in the config file",
-        )),
-        other => Err(ApiError::new(
-            ResponseError::InvalidRequest,
-            format!("Altering configs of resource type {other} is not supported"),
-        )),
+        RESOURCE_BROKER => broker_config_def(name).ok_or_else(|| not_dynamic(name)),
+        _ => config_def(name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("Unknown topic config name: {name}"),
+            )
+        }),
     }
 }
 
-/// One IncrementalAlterConfigs operation on a topic's overrides.
+/// One IncrementalAlterConfigs operation on the configs of a resource of `resource_type`.
 fn apply_operation(
     overrides: &mut BTreeMap<String, String>,
+    resource_type: i8,
     name: &str,
     operation: i8,
     value: Option<&str>,
 ) -> Result<(), ApiError> {
-    let def = config_def(name).ok_or_else(|| {
-        ApiError::new(
-            ResponseError::InvalidConfig,
-            format!("Unknown topic config name: {name}"),
-        )
-    })?;
+    let def = def_of(resource_type, name)?;
     let value_required = || {
         value.ok_or_else(|| {
             ApiError::new(
@@ -504,24 +577,77 @@ mod tests {
     #[test]
     fn incremental_operations() {
         let mut overrides = BTreeMap::new();
-        apply_operation(&mut overrides, "retention.ms", OP_SET, Some("10")).unwrap();
-        apply_operation(&mut overrides, "cleanup.policy", OP_APPEND, Some("compact")).unwrap();
+        apply_operation(
+            &mut overrides,
+            RESOURCE_TOPIC,
+            "retention.ms",
+            OP_SET,
+            Some("10"),
+        )
+        .unwrap();
+        apply_operation(
+            &mut overrides,
+            RESOURCE_TOPIC,
+            "cleanup.policy",
+            OP_APPEND,
+            Some("compact"),
+        )
+        .unwrap();
         assert_eq!(overrides["cleanup.policy"], "delete,compact");
         apply_operation(
             &mut overrides,
+            RESOURCE_TOPIC,
             "cleanup.policy",
             OP_SUBTRACT,
             Some("delete"),
         )
         .unwrap();
         assert_eq!(overrides["cleanup.policy"], "compact");
-        apply_operation(&mut overrides, "retention.ms", OP_DELETE, None).unwrap();
+        apply_operation(
+            &mut overrides,
+            RESOURCE_TOPIC,
+            "retention.ms",
+            OP_DELETE,
+            None,
+        )
+        .unwrap();
         assert!(!overrides.contains_key("retention.ms"));
         assert_eq!(
-            apply_operation(&mut overrides, "retention.ms", OP_APPEND, Some("1"))
-                .unwrap_err()
-                .code,
+            apply_operation(
+                &mut overrides,
+                RESOURCE_TOPIC,
+                "retention.ms",
+                OP_APPEND,
+                Some("1")
+            )
+            .unwrap_err()
+            .code,
             ResponseError::InvalidConfig
         );
+    }
+
+    #[test]
+    fn broker_operations_take_only_dynamic_broker_configs() {
+        let mut configs = BTreeMap::new();
+        apply_operation(
+            &mut configs,
+            RESOURCE_BROKER,
+            "log.retention.ms",
+            OP_SET,
+            Some("10"),
+        )
+        .unwrap();
+        assert_eq!(configs["log.retention.ms"], "10");
+        let refused = apply_operation(
+            &mut configs,
+            RESOURCE_BROKER,
+            "num.io.threads",
+            OP_SET,
+            Some("3"),
+        )
+        .unwrap_err();
+        assert_eq!(refused.code, ResponseError::InvalidRequest);
+        assert!(validate_broker_entry("log.retention.ms", "soon").is_err());
+        assert!(validate_broker_entry("log.retention.ms", "-1").is_ok());
     }
 }

@@ -182,7 +182,7 @@ fn describe_created_configs(
     broker: &Broker,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
-    resolve_all(overrides, broker.topics.broker_defaults())
+    resolve_all(overrides, &broker.topics.broker_defaults())
         .into_iter()
         .map(|entry| {
             let mut config = CreatableTopicConfigs::default();
