@@ -18,7 +18,10 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conftest import broker_environment, free_port, runnel_bin, unique_topic
 from connect_support import ConnectWorker
@@ -83,8 +86,30 @@ def test_a_file_copied_through_a_topic_is_byte_identical(broker, tmp_path):
             f.write(b"appended 1\nappended 2\n")
         wait_for_size(sink, source.stat().st_size, worker)
         assert sink.read_bytes() == source.read_bytes()
+
+        # The worker's /metrics counts what moved, per task, and the connectors' states.
+        samples = worker_metrics(worker)
+        copied = len(lines) + 2
+        assert samples[("runnel_connect_source_records_polled_total", f"{topic}-source")] == copied
+        assert samples[("runnel_connect_source_records_sent_total", f"{topic}-source")] == copied
+        assert samples[("runnel_connect_sink_records_put_total", f"{topic}-sink")] >= copied
+        assert samples[("runnel_connect_connectors", "RUNNING")] == 2
+        assert samples[("runnel_connect_tasks", "RUNNING")] == 2
     finally:
         worker.kill()
+
+
+def worker_metrics(worker: ConnectWorker) -> dict[tuple[str, str], float]:
+    """GET /metrics, parsed by Prometheus's own parser: (sample name, connector or state) -> value."""
+    with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.labels.get("connector") or sample.labels.get("state") or ""
+            samples[(sample.name, key)] = sample.value
+    return samples
 
 
 def test_a_worker_killed_mid_copy_loses_no_line(broker, tmp_path):

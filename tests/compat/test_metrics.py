@@ -20,7 +20,10 @@ RECORDS = 500
 
 
 def documented_metrics() -> list[str]:
-    names = re.findall(r"^\| `(runnel_[a-z_]+)` \|", DOCS.read_text(), flags=re.MULTILINE)
+    """The broker's table: the section from its heading to the next one."""
+    text = DOCS.read_text()
+    section = text.split("## What a broker measures", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `(runnel_[a-z_]+)` \|", section, flags=re.MULTILINE)
     assert len(names) > 20, f"the metrics table of {DOCS} was not found"
     return names
 

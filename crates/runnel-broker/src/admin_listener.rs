@@ -8,6 +8,8 @@
 //!   reason before that and while it shuts down (a readiness probe, which takes the node out
 //!   of a load balancer before it stops).
 //!
+//! With `--console`, it also serves the web console (`runnel-console`) at `/console/`.
+//!
 //! It starts before the broker recovers its logs, so that a liveness probe passes during a
 //! long recovery, and stops after the broker has closed.
 
@@ -25,9 +27,6 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::metrics::{render, ScrapeExtras};
-
-/// The content type of the OpenMetrics text format.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What the node is doing, as `/health/ready` tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +54,12 @@ pub(crate) struct AdminListener {
 }
 
 impl AdminListener {
-    /// Binds `address` and serves it until [`Self::stop`]; with `None`, a listener that
-    /// serves nothing (`--admin-listen none`).
-    pub(crate) async fn start(address: Option<&str>) -> Result<AdminListener, crate::RunError> {
+    /// Binds `address` and serves it, with the `extra` routes (the console), until
+    /// [`Self::stop`]; with `None`, a listener that serves nothing (`--admin-listen none`).
+    pub(crate) async fn start(
+        address: Option<&str>,
+        extra: Option<Router>,
+    ) -> Result<AdminListener, crate::RunError> {
         let shared = Arc::new(Shared {
             broker: OnceLock::new(),
             raft: Mutex::new(None),
@@ -75,7 +77,7 @@ impl AdminListener {
             admin = %local_addr.map_or_else(|| address.to_owned(), |a| a.to_string()),
             "admin listener ready: /metrics, /health/live, /health/ready"
         );
-        tokio::spawn(serve(listener, Arc::clone(&shared)));
+        tokio::spawn(serve(listener, Arc::clone(&shared), extra));
         Ok(AdminListener { shared, local_addr })
     }
 
@@ -105,13 +107,16 @@ impl AdminListener {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Option<Router>) {
     let mut phase = shared.phase.subscribe();
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health/live", get(|| async { "live\n" }))
         .route("/health/ready", get(ready))
         .with_state(Arc::clone(&shared));
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
     let stopped = async move {
         let _ = phase.wait_for(|phase| *phase == Phase::Stopped).await;
     };
@@ -135,7 +140,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let broker = shared.broker.get().cloned();
     // The scrape takes every partition's lock in turn, which disk work may hold.
     match tokio::task::spawn_blocking(move || render(broker.as_ref(), extras)).await {
-        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, runnel_metrics::CONTENT_TYPE)], text).into_response(),
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the scrape failed: {error}\n"),

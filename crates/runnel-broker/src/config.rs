@@ -25,6 +25,10 @@ pub struct BrokerConfig {
     /// it taken (another broker on the same machine) runs without one and says so; a
     /// configured address that cannot be bound stops the start.
     pub admin_listen: Option<String>,
+    /// Serve the web console on the admin listener, at `/console/`.
+    pub console: bool,
+    /// A Connect worker's REST API (`http://HOST:PORT`) whose connectors the console shows.
+    pub console_connect_url: Option<String>,
     pub data_dir: PathBuf,
     pub node_id: i32,
     /// `broker.rack`: the failure domain this broker is in; a new partition's replicas are
@@ -215,6 +219,12 @@ pub static BROKER_SETTINGS: &[BrokerSetting] = &[
         "a HOST:PORT clients can reach (not 0.0.0.0 or ::)",
     ),
     setting("admin-listen", None, "HOST:PORT, or none"),
+    setting("console", None, "true or false; needs the admin listener"),
+    setting(
+        "console-connect-url",
+        None,
+        "an http:// URL of a Connect worker's REST API",
+    ),
     setting("data-dir", Some("log.dirs"), "a directory"),
     setting(
         "node-id",
@@ -477,6 +487,8 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             advertised_listener: None,
             admin_listen: None,
+            console: false,
+            console_connect_url: None,
             data_dir: PathBuf::from("./runnel-data"),
             node_id: 0,
             rack: None,
@@ -602,6 +614,11 @@ impl BrokerConfig {
 
     /// Checks values that serde cannot, with messages that name the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.console && self.admin_listen() == AdminListen::Off {
+            return Err(ConfigError::Invalid(
+                "console is served on the admin listener: admin-listen must not be none".into(),
+            ));
+        }
         if self.num_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "num-partitions must be at least 1".into(),

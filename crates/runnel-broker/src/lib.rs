@@ -91,16 +91,30 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()>) -> Result
 /// Starts the admin listener `admin-listen` asks for. The default address may be taken by
 /// another node on the same machine: this one then runs without it, and says so.
 async fn start_admin_listener(config: &BrokerConfig) -> Result<AdminListener, RunError> {
+    // The console is a client of the cluster like any other: it reaches the broker through
+    // the Kafka listener clients are told to use.
+    let console = || {
+        config.console.then(|| {
+            runnel_console::router(runnel_console::ConsoleConfig {
+                bootstrap: config.advertised().to_owned(),
+                connect_url: config.console_connect_url.clone(),
+            })
+        })
+    };
     match config.admin_listen() {
-        AdminListen::Off => AdminListener::start(None).await,
-        AdminListen::At(address) => AdminListener::start(Some(address)).await,
-        AdminListen::Default => match AdminListener::start(Some(DEFAULT_ADMIN_LISTEN)).await {
-            Ok(admin) => Ok(admin),
-            Err(error) => {
-                tracing::warn!(%error, "running without the admin listener (no /metrics or /health): set --admin-listen to serve it elsewhere, or to none");
-                AdminListener::start(None).await
+        AdminListen::Off => AdminListener::start(None, None).await,
+        AdminListen::At(address) => AdminListener::start(Some(address), console()).await,
+        AdminListen::Default => {
+            match AdminListener::start(Some(DEFAULT_ADMIN_LISTEN), console()).await {
+                Ok(admin) => Ok(admin),
+                Err(error) if !config.console => {
+                    tracing::warn!(%error, "running without the admin listener (no /metrics or /health): set --admin-listen to serve it elsewhere, or to none");
+                    AdminListener::start(None, None).await
+                }
+                // Asked for the console: not serving it is not an option.
+                Err(error) => Err(error),
             }
-        },
+        }
     }
 }
 

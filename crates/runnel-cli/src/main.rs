@@ -106,6 +106,13 @@ struct ServerArgs {
     /// taken runs without one.
     #[arg(long, env = "RUNNEL_ADMIN_LISTEN", value_name = "HOST:PORT|none")]
     admin_listen: Option<String>,
+    /// Serve the web console on the admin listener: http://ADMIN-LISTEN/console/.
+    #[arg(long, env = "RUNNEL_CONSOLE")]
+    console: bool,
+    /// A Connect worker's REST API (http://HOST:PORT) whose connectors the console shows
+    /// (set by itself with --connect).
+    #[arg(long, env = "RUNNEL_CONSOLE_CONNECT_URL", value_name = "URL")]
+    console_connect_url: Option<String>,
     /// Where partition logs and metadata live.
     #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -387,6 +394,7 @@ impl ServerArgs {
             log_cleaner_io_max_bytes_per_second,
             advertised_listener,
             admin_listen,
+            console_connect_url,
             connections_max_per_ip,
             compression_type,
             log_message_timestamp_before_max_ms,
@@ -398,6 +406,9 @@ impl ServerArgs {
             log_retention_bytes,
             message_max_bytes
         );
+        if self.console {
+            config.console = true;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -425,7 +436,13 @@ fn main() -> anyhow::Result<()> {
     match command {
         Command::Server(mut args) => {
             let connect = args.connect.take();
-            let config = args.into_config()?;
+            let mut config = args.into_config()?;
+            if let Some(rest) = connect {
+                // The console shows the connectors of the worker this process runs.
+                config
+                    .console_connect_url
+                    .get_or_insert_with(|| format!("http://{rest}"));
+            }
             let needed =
                 open_files::needed_for(config.partitions_max, config.sealed_segment_files_max);
             match open_files::raise_open_files_limit() {

@@ -84,6 +84,7 @@ pub fn router(herder: Arc<dyn ConnectApi>, info: ServerInfo) -> Router {
             "/connectors/{name}/offsets",
             get(offsets).patch(alter_offsets).delete(reset_offsets),
         )
+        .route("/metrics", get(metrics))
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route("/connector-plugins/{plugin}/config/validate", put(validate))
@@ -320,6 +321,26 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool, HerderError> {
         Some(v) => Err(bad_request(format!(
             "Query parameter {name} must be true or false, not {v}"
         ))),
+    }
+}
+
+/// `GET /metrics`: the worker's metrics for Prometheus (not part of Kafka Connect's API,
+/// which exposes them over JMX).
+async fn metrics(State(api): State<Api>) -> Response {
+    let herder = Arc::clone(&api.herder);
+    let text =
+        tokio::task::spawn_blocking(move || herder.worker().openmetrics(&herder.connector_names()))
+            .await;
+    match text {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                runnel_metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,14 @@ pub(crate) fn stop_all(handles: Vec<TaskHandle>) {
     }
 }
 
+/// A state as the REST API spells it (`RUNNING`).
+fn state_name(state: State) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// What a task needs to run.
 pub(crate) struct TaskSpec {
     pub(crate) connector: String,
@@ -190,6 +198,25 @@ pub(crate) struct TaskSpec {
     pub(crate) task_configs: Configs,
 }
 
+/// What a task on this worker has done since the worker started (across its restarts):
+/// what `GET /metrics` reports.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCounters {
+    /// Records a source task's poll returned.
+    polled: AtomicU64,
+    /// Records a source task sent to Kafka (after transforms and converters).
+    sent: AtomicU64,
+    /// Records a sink task's consumer read.
+    read: AtomicU64,
+    /// Records handed to a sink task's put and taken.
+    put: AtomicU64,
+    /// Records a stage failed on and the error tolerance let through.
+    failed: AtomicU64,
+}
+
+/// Each task's counters, by (connector, task).
+type CountersByTask = BTreeMap<(String, usize), Arc<TaskCounters>>;
+
 /// Runs tasks.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -197,6 +224,7 @@ pub struct Worker {
     runtime: Handle,
     statuses: StatusBoard,
     offsets: Arc<dyn OffsetStore>,
+    counters: Arc<Mutex<CountersByTask>>,
 }
 
 impl Worker {
@@ -207,7 +235,98 @@ impl Worker {
             runtime,
             statuses: StatusBoard::default(),
             offsets,
+            counters: Arc::default(),
         }
+    }
+
+    /// The counters of task `task` of `connector`, kept across the task's restarts.
+    fn task_counters(&self, connector: &str, task: usize) -> Arc<TaskCounters> {
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(counters.entry((connector.to_owned(), task)).or_default())
+    }
+
+    /// This worker's metrics in the OpenMetrics text format: each task's records, and the
+    /// states of the connectors and tasks `connectors` names (as this worker knows them: in
+    /// a cluster, every worker's).
+    pub fn openmetrics(&self, connectors: &[String]) -> String {
+        let mut out = runnel_metrics::Exposition::default();
+        let counters: Vec<((String, usize), Arc<TaskCounters>)> = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(key, counters)| (key.clone(), Arc::clone(counters)))
+            .collect();
+        let per_task = |read: fn(&TaskCounters) -> &AtomicU64| {
+            counters.iter().map(move |((connector, task), counters)| {
+                (
+                    vec![("connector", connector.clone()), ("task", task.to_string())],
+                    read(counters).load(Ordering::Relaxed),
+                )
+            })
+        };
+        out.counters(
+            "runnel_connect_source_records_polled",
+            "Records a source task's poll returned.",
+            None,
+            per_task(|c| &c.polled),
+        );
+        out.counters(
+            "runnel_connect_source_records_sent",
+            "Records a source task sent to Kafka, after transforms and converters.",
+            None,
+            per_task(|c| &c.sent),
+        );
+        out.counters(
+            "runnel_connect_sink_records_read",
+            "Records a sink task's consumer read from Kafka.",
+            None,
+            per_task(|c| &c.read),
+        );
+        out.counters(
+            "runnel_connect_sink_records_put",
+            "Records a sink task's put took.",
+            None,
+            per_task(|c| &c.put),
+        );
+        out.counters(
+            "runnel_connect_records_failed",
+            "Records a stage failed on that errors.tolerance let through (to the dead letter queue, if one is set).",
+            None,
+            per_task(|c| &c.failed),
+        );
+        let mut connector_states: BTreeMap<String, i64> = BTreeMap::new();
+        let mut task_states: BTreeMap<String, i64> = BTreeMap::new();
+        for connector in connectors {
+            if let Some(status) = self.statuses.get(connector, None) {
+                *connector_states
+                    .entry(state_name(status.state))
+                    .or_default() += 1;
+            }
+            for (_, status) in self.statuses.tasks(connector) {
+                *task_states.entry(state_name(status.state)).or_default() += 1;
+            }
+        }
+        out.gauges(
+            "runnel_connect_connectors",
+            "Connectors by state (RUNNING, PAUSED, STOPPED, FAILED, UNASSIGNED, RESTARTING).",
+            None,
+            connector_states
+                .into_iter()
+                .map(|(state, count)| (vec![("state", state)], count)),
+        );
+        out.gauges(
+            "runnel_connect_tasks",
+            "Tasks by state.",
+            None,
+            task_states
+                .into_iter()
+                .map(|(state, count)| (vec![("state", state)], count)),
+        );
+        out.render()
     }
 
     /// The worker's configuration.
@@ -261,6 +380,7 @@ impl Worker {
         let run = TaskRun {
             worker: self.clone(),
             control: control.clone(),
+            counters: self.task_counters(&spec.connector, spec.task),
             spec,
         };
         let name = format!("task-{}-{}", run.spec.connector, run.spec.task);
@@ -308,6 +428,7 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 struct TaskRun {
     worker: Worker,
     control: Arc<TaskControl>,
+    counters: Arc<TaskCounters>,
     spec: TaskSpec,
 }
 
@@ -430,7 +551,12 @@ impl TaskRun {
     /// The next records of a source task; empty after a retriable failure.
     fn poll_source(&self, task: &mut dyn SourceTask) -> Result<Vec<SourceRecord>, ConnectError> {
         match task.poll() {
-            Ok(records) => Ok(records),
+            Ok(records) => {
+                self.counters
+                    .polled
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                Ok(records)
+            }
             Err(e) if e.is_retriable() => {
                 tracing::warn!(connector = %self.spec.connector, error = %e, "poll failed; retrying");
                 std::thread::sleep(SINK_RETRY_BACKOFF);
@@ -462,6 +588,7 @@ impl TaskRun {
             policy,
         )?;
         if let Some(produce) = &produce {
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
             self.worker
                 .statuses
                 .topic_used(&self.spec.connector, &produce.topic);
@@ -729,6 +856,9 @@ impl TaskRun {
                     }
                     Err(e) => return Err(client_error("cannot poll")(e)),
                 };
+                self.counters
+                    .read
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 let mut batch = Vec::with_capacity(records.len());
                 for read in &records {
                     self.worker
@@ -744,6 +874,7 @@ impl TaskRun {
                         Ok(Some(record)) => batch.push(record),
                         Ok(None) => {}
                         Err((stage, error)) => {
+                            self.counters.failed.fetch_add(1, Ordering::Relaxed);
                             if let Some(queue) = &dead_letters {
                                 queue.send(self, read, stage, &error);
                             }
@@ -753,7 +884,12 @@ impl TaskRun {
                 if !batch.is_empty() {
                     loop {
                         match task.put(&batch) {
-                            Ok(()) => break,
+                            Ok(()) => {
+                                self.counters
+                                    .put
+                                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                                break;
+                            }
                             Err(e) if e.is_retriable() && !stopping() => {
                                 tracing::warn!(connector = %self.spec.connector, error = %e, "put failed; retrying");
                                 std::thread::sleep(SINK_RETRY_BACKOFF);

@@ -33,6 +33,47 @@ pub struct StreamsMetrics {
     pub restored_records: u64,
 }
 
+impl StreamsMetrics {
+    /// These counts in the OpenMetrics text format Prometheus scrapes, labelled with the
+    /// application id: what an application serves at its own `/metrics`, the way the broker
+    /// serves its own (see docs/metrics.md).
+    ///
+    /// ```
+    /// let metrics = runnel_streams::StreamsMetrics { processed_records: 7, ..Default::default() };
+    /// let text = metrics.openmetrics("clicks-per-page");
+    /// assert!(text.contains("runnel_streams_processed_records_total{application_id=\"clicks-per-page\"} 7"));
+    /// ```
+    pub fn openmetrics(&self, application_id: &str) -> String {
+        let mut out = runnel_metrics::Exposition::default();
+        let labels = || vec![("application_id", application_id.to_owned())];
+        for (name, help, value) in [
+            (
+                "runnel_streams_processed_records",
+                "Input records processed (Kafka Streams' process-total).",
+                self.processed_records,
+            ),
+            (
+                "runnel_streams_dropped_records",
+                "Records a processor could not use: null keys or values where they are needed, or later than their window's grace.",
+                self.dropped_records,
+            ),
+            (
+                "runnel_streams_commits",
+                "Commits: input offsets, outputs and state made durable together.",
+                self.commits,
+            ),
+            (
+                "runnel_streams_restored_records",
+                "Changelog records read back into stores when tasks started.",
+                self.restored_records,
+            ),
+        ] {
+            out.counters(name, help, None, [(labels(), value)]);
+        }
+        out.render()
+    }
+}
+
 /// The counters behind [`StreamsMetrics`], shared by the stream thread and the handle.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
