@@ -1,4 +1,4 @@
-//! [`StreamsConfig`](crate::StreamsConfig)'s settings as data, for the configuration reference
+//! `StreamsConfig`'s settings as data, for the configuration reference
 //! (`runnel docs config-reference`, `docs/configuration.md`); `runtime::tests` holds the table
 //! to `StreamsConfig::new`.
 //!

@@ -312,7 +312,7 @@ impl ConsumerConfig {
         SettingDoc {
             field: "enable_auto_commit",
             kafka: Some("enable.auto.commit"),
-            kind: "bool",
+            kind: "boolean",
             default: "true",
             valid: "true, false",
             doc: "Whether positions are committed by themselves: every \

@@ -324,7 +324,7 @@ impl ProducerConfig {
         SettingDoc {
             field: "enable_idempotence",
             kafka: Some("enable.idempotence"),
-            kind: "bool",
+            kind: "boolean",
             default: "true",
             valid: "true, false",
             doc: "Whether batches carry a producer id and sequence numbers, so that the \
