@@ -33,35 +33,19 @@ use crate::output::key_value;
 /// The brokers a command talks to when nothing says otherwise.
 pub(crate) const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
-/// The client properties `-X` and profiles take, with what each sets. Kafka's names, so that
-/// what people know from Kafka's tools and librdkafka works here.
-const PROPERTIES: &[(&str, &str)] = &[
-    ("client.id", "the client id sent with every request"),
-    (
-        "request.timeout.ms",
-        "how long one request waits for its answer",
-    ),
-    (
-        "socket.connection.setup.timeout.ms",
-        "how long connecting to a broker may take",
-    ),
-    (
-        "metadata.max.age.ms",
-        "how old cached metadata may get before it is refreshed",
-    ),
-    ("reconnect.backoff.ms", "the first wait before reconnecting"),
-    (
-        "reconnect.backoff.max.ms",
-        "the longest wait before reconnecting",
-    ),
-    (
-        "retry.backoff.ms",
-        "the wait before retrying a retriable error",
-    ),
-    (
-        "max.in.flight.requests.per.connection",
-        "requests on the wire per connection at once",
-    ),
+/// The client properties `-X` and profiles take, by their Kafka names, so that what people
+/// know from Kafka's tools and librdkafka works here. What each does is said once, in
+/// `ClientConfig::SETTINGS` (`tests::every_property_is_a_documented_client_setting`), which
+/// `-X`'s help and the configuration reference both show.
+pub(crate) const PROPERTIES: &[&str] = &[
+    "client.id",
+    "request.timeout.ms",
+    "socket.connection.setup.timeout.ms",
+    "metadata.max.age.ms",
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
+    "retry.backoff.ms",
+    "max.in.flight.requests.per.connection",
 ];
 
 /// `-X`'s long help: what it is, and every property it takes.
@@ -69,8 +53,12 @@ pub(crate) fn properties_help() -> String {
     let mut help = String::from(
         "A Kafka client property, KEY=VALUE (repeatable); over the profile's. Known properties:\n",
     );
-    for (name, what) in PROPERTIES {
-        help.push_str(&format!("  {name}: {what}\n"));
+    for name in PROPERTIES {
+        let doc = ClientConfig::SETTINGS
+            .iter()
+            .find(|setting| setting.kafka == Some(name))
+            .map_or("", |setting| setting.doc);
+        help.push_str(&format!("  {name}: {doc}\n"));
     }
     help
 }
@@ -132,10 +120,9 @@ impl ClientProperty {
                 ))
             }
             _ => {
-                let known: Vec<&str> = PROPERTIES.iter().map(|(name, _)| *name).collect();
                 return Err(format!(
                     "unknown client property {key:?} (known: {})",
-                    known.join(", ")
+                    PROPERTIES.join(", ")
                 ));
             }
         }
@@ -346,6 +333,23 @@ mod tests {
         assert!(error("[profile.a]", None).contains("unknown table [profile]"));
         // A broken profile that is not used breaks nothing else.
         assert!(from_text("[profiles.a]\nx = 1\n[profiles.b]\n", Some("b")).is_ok());
+    }
+
+    #[test]
+    fn every_property_is_a_documented_client_setting() {
+        for name in PROPERTIES {
+            assert!(
+                ClientConfig::SETTINGS
+                    .iter()
+                    .any(|setting| setting.kafka == Some(name) && !setting.doc.is_empty()),
+                "{name} is not a Kafka name in ClientConfig::SETTINGS"
+            );
+            // And `apply` takes it (a value every one of them accepts).
+            assert_eq!(
+                ClientProperty::parse(&format!("{name}=7")).map(|p| p.key),
+                Ok(name.to_string())
+            );
+        }
     }
 
     #[test]
