@@ -10,6 +10,7 @@
 mod bench_cmd;
 mod cluster_cmd;
 mod cluster_config_cmd;
+mod config_reference;
 mod connect_cmd;
 mod consume_cmd;
 mod datetime;
@@ -87,6 +88,8 @@ enum Command {
     Completions(docs_cmd::CompletionsArgs),
     /// Write a man page for every command and subcommand (runnel.1, runnel-topic-create.1...).
     Man(docs_cmd::ManArgs),
+    /// Documents generated from the code: `runnel docs config-reference`.
+    Docs(docs_cmd::DocsArgs),
 }
 
 /// Flags override `RUNNEL_*` environment variables, which override the config file.
@@ -482,6 +485,11 @@ fn main() -> anyhow::Result<()> {
                 errors.exit(error);
             }
         }
+        Command::Docs(args) => {
+            if let Err(error) = docs_cmd::docs(&args, cli_command(None)) {
+                errors.exit(error);
+            }
+        }
         tool => {
             if let Err(error) = run_tool(tool) {
                 errors.exit(error);
@@ -624,9 +632,11 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Server(_) | Command::Dev(_) | Command::Completions(_) | Command::Man(_) => {
-                unreachable!("not a client tool")
-            }
+            Command::Server(_)
+            | Command::Dev(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Docs(_) => unreachable!("not a client tool"),
             Command::Connect(args) => connect_cmd::run(args, stop_signal()).await,
             Command::Topic(args) => topic_cmd::run(args).await,
             Command::Group(args) => group_cmd::run(args).await,
