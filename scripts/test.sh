@@ -29,10 +29,12 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages the tests need --------------------------------------------------------
 # PostgreSQL's server for the database connectors' tests (started per test, as an
-# unprivileged user, by runnel-testkit's PostgresServer); kcat for the compat suite.
+# unprivileged user, by runnel-testkit's PostgresServer); kcat for the compat suite, and
+# Chromium for its web console test (test_console.py).
 packages=()
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || packages+=(postgresql)
 [[ $quick -eq 1 ]] || command -v kcat >/dev/null 2>&1 || packages+=(kcat)
+[[ $quick -eq 1 ]] || [[ -x /usr/bin/chromium ]] || packages+=(chromium)
 if [[ ${#packages[@]} -gt 0 ]]; then
     step "installing ${packages[*]}"
     if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo -n); fi
@@ -45,6 +47,7 @@ fi
 # --- Tools the compat suite needs ---------------------------------------------------------
 if [[ $quick -eq 0 ]]; then
     command -v kcat >/dev/null 2>&1 || die "kcat is missing after apt-get install"
+    [[ -x /usr/bin/chromium ]] || die "Chromium is missing after apt-get install"
 
     python_bin="${PYTHON:-python3}"
     command -v "$python_bin" >/dev/null 2>&1 || die "$python_bin not found (Python >= 3.11 is needed)"
