@@ -57,20 +57,131 @@ pub(crate) fn run(
 }
 
 /// Where one node listens and keeps its data and log.
-struct Plan {
-    id: u16,
-    broker: String,
-    controller: String,
-    admin: String,
-    data_dir: PathBuf,
-    log: PathBuf,
+pub(crate) struct NodePlan {
+    pub(crate) id: u16,
+    /// The Kafka listener, `127.0.0.1:PORT`.
+    pub(crate) broker: String,
+    pub(crate) controller: String,
+    /// The admin listener: /metrics, /health/*, and /console/ when the node runs one.
+    pub(crate) admin: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: PathBuf,
+    /// More `runnel server` flags for this node alone (the demo's console on node 1).
+    pub(crate) extra_args: Vec<String>,
 }
+
+/// The nodes of a local cluster and the controller quorum they all name.
+pub(crate) struct ClusterPlan {
+    pub(crate) nodes: Vec<NodePlan>,
+    quorum: String,
+}
+
+/// Plans `nodes` nodes, each a broker and a controller voter: node N listens on
+/// 127.0.0.1:(`port` + N - 1), its controller on (`controller_port` + N - 1) and its admin
+/// listener on (`admin_port` + N - 1); its data is `data_dir/nodeN/`, its log
+/// `data_dir/nodeN.log`.
+pub(crate) fn plan_cluster(
+    nodes: u16,
+    data_dir: &Path,
+    port: u16,
+    controller_port: u16,
+    admin_port: u16,
+) -> anyhow::Result<ClusterPlan> {
+    let address = |base: u16, id: u16| -> anyhow::Result<String> {
+        let port = base
+            .checked_add(id - 1)
+            .context("the ports of the last nodes are above 65535")?;
+        Ok(format!("127.0.0.1:{port}"))
+    };
+    let ids: Vec<u16> = (1..=nodes).collect();
+    let quorum = ids
+        .iter()
+        .map(|&id| Ok(format!("{id}@{}", address(controller_port, id)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .join(",");
+    let nodes = ids
+        .iter()
+        .map(|&id| {
+            Ok(NodePlan {
+                id,
+                broker: address(port, id)?,
+                controller: address(controller_port, id)?,
+                admin: address(admin_port, id)?,
+                data_dir: data_dir.join(format!("node{id}")),
+                log: data_dir.join(format!("node{id}.log")),
+                extra_args: Vec::new(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(ClusterPlan { nodes, quorum })
+}
+
+/// [`LocalCluster::start`] gave up because it was asked to stop, not because a node failed.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped before every node was ready")]
+pub(crate) struct StoppedWhileStarting;
 
 /// A node's process, and where this run's lines start in its log.
 struct Node {
-    plan: Plan,
+    plan: NodePlan,
     log_start: usize,
     child: Child,
+}
+
+/// The running nodes of a [`ClusterPlan`]. Dropping it stops them (SIGTERM, then SIGKILL for
+/// those that do not stop in time), so an error or a panic after the start leaves no node
+/// running behind it.
+pub(crate) struct LocalCluster {
+    nodes: Vec<Node>,
+}
+
+impl LocalCluster {
+    /// Starts every node of `plan` and waits until each serves as an unfenced broker. Gives
+    /// up with [`StoppedWhileStarting`] as soon as `stopped` says so; on any failure the
+    /// nodes already started are stopped.
+    pub(crate) fn start(plan: ClusterPlan, stopped: &dyn Fn() -> bool) -> anyhow::Result<Self> {
+        let binary = std::env::current_exe().context("cannot find the runnel binary")?;
+        let count = u16::try_from(plan.nodes.len()).context("too many nodes")?;
+        // Owned before the first spawn: an early return drops it, which stops what started.
+        let mut cluster = LocalCluster { nodes: Vec::new() };
+        for node in plan.nodes {
+            if let Some(parent) = node.log.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let log_start = std::fs::metadata(&node.log).map_or(0, |m| m.len() as usize);
+            let child = spawn_node(&binary, &node, &plan.quorum, count)?;
+            cluster.nodes.push(Node {
+                plan: node,
+                log_start,
+                child,
+            });
+        }
+        wait_ready(&mut cluster.nodes, stopped)?;
+        Ok(cluster)
+    }
+
+    /// Where each node listens and keeps its data, in node id order.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &NodePlan> {
+        self.nodes.iter().map(|node| &node.plan)
+    }
+
+    /// Every node's broker address, comma-separated: what clients bootstrap from.
+    pub(crate) fn bootstrap(&self) -> String {
+        self.nodes()
+            .map(|node| node.broker.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops every node cleanly (see [`Drop`]).
+    pub(crate) fn stop(self) {}
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        stop_all(&mut self.nodes);
+    }
 }
 
 fn run_cluster(
@@ -79,53 +190,20 @@ fn run_cluster(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let address = |base: u16, id: u16| -> anyhow::Result<String> {
-        let port = base
-            .checked_add(id - 1)
-            .context("the ports of the last nodes are above 65535")?;
-        Ok(format!("127.0.0.1:{port}"))
-    };
-    let ids: Vec<u16> = (1..=args.nodes).collect();
-    let quorum = ids
-        .iter()
-        .map(|&id| Ok(format!("{id}@{}", address(args.controller_port, id)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .join(",");
-    let binary = std::env::current_exe().context("cannot find the runnel binary")?;
-    let mut nodes = Vec::new();
-    for &id in &ids {
-        let plan = Plan {
-            id,
-            broker: address(args.port, id)?,
-            controller: address(args.controller_port, id)?,
-            admin: address(args.admin_port, id)?,
-            data_dir: args.data_dir.join(format!("node{id}")),
-            log: args.data_dir.join(format!("node{id}.log")),
-        };
-        let log_start = std::fs::metadata(&plan.log).map_or(0, |m| m.len() as usize);
-        match spawn_node(&binary, &plan, &quorum, args.nodes) {
-            Ok(child) => nodes.push(Node {
-                plan,
-                log_start,
-                child,
-            }),
-            Err(error) => {
-                stop_all(&mut nodes);
-                return Err(error);
-            }
-        }
-    }
-    let ready = wait_ready(&mut nodes);
-    if let Err(error) = ready {
-        stop_all(&mut nodes);
-        return Err(error);
-    }
+    let plan = plan_cluster(
+        args.nodes,
+        &args.data_dir,
+        args.port,
+        args.controller_port,
+        args.admin_port,
+    )?;
+    let cluster = LocalCluster::start(plan, &|| false)?;
     println!(
         "Runnel dev cluster: {} nodes, data in {}",
-        nodes.len(),
+        cluster.nodes.len(),
         args.data_dir.display()
     );
-    for Node { plan, .. } in &nodes {
+    for plan in cluster.nodes() {
         println!(
             "  node {}: broker {}, controller {}, metrics http://{}/metrics, log {}",
             plan.id,
@@ -135,8 +213,7 @@ fn run_cluster(
             plan.log.display()
         );
     }
-    let bootstrap: Vec<&str> = nodes.iter().map(|node| node.plan.broker.as_str()).collect();
-    println!("Bootstrap: {}", bootstrap.join(","));
+    println!("Bootstrap: {}", cluster.bootstrap());
     println!("Ctrl-C stops every node.");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,11 +221,11 @@ fn run_cluster(
         .context("cannot start the async runtime")?;
     runtime.block_on(stop);
     println!("Stopping the nodes...");
-    stop_all(&mut nodes);
+    cluster.stop();
     Ok(())
 }
 
-fn spawn_node(binary: &Path, plan: &Plan, quorum: &str, nodes: u16) -> anyhow::Result<Child> {
+fn spawn_node(binary: &Path, plan: &NodePlan, quorum: &str, nodes: u16) -> anyhow::Result<Child> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -166,6 +243,7 @@ fn spawn_node(binary: &Path, plan: &Plan, quorum: &str, nodes: u16) -> anyhow::R
         .args(["--default-replication-factor", &replication_factor])
         .arg("--data-dir")
         .arg(&plan.data_dir)
+        .args(&plan.extra_args)
         // Its own process group: Ctrl-C reaches this command, which stops the nodes in turn.
         .process_group(0)
         .stdin(Stdio::null())
@@ -175,8 +253,9 @@ fn spawn_node(binary: &Path, plan: &Plan, quorum: &str, nodes: u16) -> anyhow::R
         .with_context(|| format!("cannot start node {id}"))
 }
 
-/// Waits until every node's log says it serves as an unfenced broker, or one exits.
-fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<()> {
+/// Waits until every node's log says it serves as an unfenced broker, or one exits, or
+/// `stopped` says to give up.
+fn wait_ready(nodes: &mut [Node], stopped: &dyn Fn() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     for node in nodes.iter_mut() {
         let plan = &node.plan;
@@ -194,6 +273,9 @@ fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<()> {
                     plan.id,
                     plan.log.display()
                 );
+            }
+            if stopped() {
+                return Err(StoppedWhileStarting.into());
             }
             if Instant::now() > deadline {
                 bail!(
