@@ -9,8 +9,7 @@
 //!   `runnel_broker::is_dynamic_broker_config`, the rule the broker itself applies.
 //! - Topics: `runnel_broker::TOPIC_CONFIGS`, the table the broker validates with.
 //! - Client and Streams: the `SETTINGS` tables next to `ClientConfig`, `ProducerConfig`,
-//!   `ConsumerConfig` and `StreamsConfig`, whose tests hold them to the structs. This crate
-//!   does not depend on `runnel-streams`, so its table is compiled in from its file by path.
+//!   `ConsumerConfig` and `StreamsConfig`, whose tests hold them to the structs.
 //! - Connect: the `ConfigDef`s the worker validates with (every connector's keys, each
 //!   built-in connector's, each transform's and predicate's), the worker properties'
 //!   definition, and the `runnel connect` flags from clap.
@@ -30,9 +29,6 @@ use runnel_connect::config::{ConfigDef, ConfigKey, Configs, Validator};
 use runnel_connect::connector::ConnectorType;
 use runnel_connect::transforms::{predicate_classes, transformation_classes, TransformChain};
 
-// The one definition of Streams' settings, shared by path (see the module docs).
-#[path = "../../runnel-streams/src/settings.rs"]
-mod streams_settings;
 
 /// The command that regenerates the published file, as the header and the test tell it.
 pub(crate) const REGENERATE: &str =
@@ -322,7 +318,7 @@ fn streams(out: &mut String) {
          fixed once `KafkaStreams::start` runs; its consumer and producers take the client \
          settings above from its `client`.\n\n",
     );
-    settings_table(out, streams_settings::STREAMS_SETTINGS, false);
+    settings_table(out, runnel_streams::StreamsConfig::SETTINGS, false);
 }
 
 /// A table of `settings`; `cli_column` adds whether the `runnel` tools take each one as

@@ -1,11 +1,6 @@
 //! `StreamsConfig`'s settings as data, for the configuration reference
 //! (`runnel docs config-reference`, `docs/configuration.md`); `runtime::tests` holds the table
-//! to `StreamsConfig::new`.
-//!
-//! This file is data only, on purpose: `runnel-cli`, which renders the reference, does not
-//! depend on this crate, and compiles this file in as a module of its own
-//! (`#[path = ".../runnel-streams/src/settings.rs"]`), so that the table has one definition.
-//! Keep it free of anything but `runnel_client::SettingDoc`.
+//! to `StreamsConfig::new`; `StreamsConfig::SETTINGS` publishes it.
 
 use runnel_client::SettingDoc;
 
