@@ -3,8 +3,8 @@
 //! Each browse is a `Consumer` with manual assignment and no group (so it commits nothing and
 //! joins nothing): the partitions' log start offsets and high watermarks are looked up first
 //! (one ListOffsets per leader), each partition is sought to where the browse starts (its
-//! oldest record, far enough before its end for the newest ones, an offset, or the first
-//! record at a time), and records are polled until every partition reached the end it had
+//! oldest record, far enough before its end for its share of the newest ones, an offset,
+//! or the first record at a time), and records are polled until every partition reached the end it had
 //! when the browse began. Records produced meanwhile are not waited for.
 //!
 //! A browse is bounded however large the topic: at most `limit` records and `max_bytes`
@@ -96,9 +96,28 @@ pub(crate) struct Browsed {
     pub(crate) partitions: Vec<PartitionRange>,
 }
 
+/// How many of the newest `total` records each partition gives, for partitions holding
+/// `counts` records: partitions with few records give all they have, the rest share what is
+/// left evenly, so that the browse shows `total` records (or all there are) however unevenly
+/// the topic is spread. Without timestamps read yet, this is the best guess of which records
+/// are the newest; the browse keeps the newest `limit` of what it read.
+pub(crate) fn newest_shares(counts: &[i64], total: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by_key(|&i| counts[i]);
+    let mut shares = vec![0; counts.len()];
+    let mut left = total;
+    for (rank, &i) in order.iter().enumerate() {
+        let fair = left.div_ceil(counts.len() - rank);
+        let has = usize::try_from(counts[i].max(0)).unwrap_or(usize::MAX);
+        shares[i] = fair.min(has);
+        left -= shares[i];
+    }
+    shares
+}
+
 /// Where to start reading a partition that holds `[log_start, end)`; `at_time` is what
 /// ListOffsets found for a timestamp (-1: no record that late). `per_partition` is how many
-/// records the newest ones take from it.
+/// records the newest ones take from it (`newest_shares`).
 pub(crate) fn start_offset(
     start: Start,
     log_start: i64,
@@ -152,10 +171,7 @@ pub(crate) async fn run(
         batch::list_offsets(cluster, topics, &wanted, LATEST),
         at_time,
     );
-    // The newest records of several partitions: an equal share from each, the newest
-    // `limit` of them kept at the end.
-    let per_partition = browse.scan.div_ceil(partitions.len().max(1));
-    let mut ranges = Vec::new();
+    let mut known = Vec::with_capacity(wanted.len());
     for tp in &wanted {
         let (Some(&log_start), Some(&end)) = (starts.get(tp), ends.get(tp)) else {
             return Err(ApiError::new(
@@ -166,12 +182,19 @@ pub(crate) async fn run(
                 ),
             ));
         };
+        known.push((tp, log_start, end));
+    }
+    // The newest records of several partitions: a share of the window from each.
+    let counts: Vec<i64> = known.iter().map(|(_, start, end)| end - start).collect();
+    let shares = newest_shares(&counts, browse.scan);
+    let mut ranges = Vec::with_capacity(known.len());
+    for ((tp, log_start, end), share) in known.into_iter().zip(shares) {
         let found = at_time.as_ref().and_then(|found| found.get(tp).copied());
         ranges.push(PartitionRange {
             partition: tp.1,
             log_start,
             high_watermark: end,
-            from: start_offset(browse.start, log_start, end, found, per_partition),
+            from: start_offset(browse.start, log_start, end, found, share),
         });
     }
     let mut browsed = Browsed {
@@ -346,6 +369,18 @@ fn message(record: &ConsumerRecord) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_window_is_shared_by_what_partitions_hold() {
+        assert_eq!(newest_shares(&[100, 100], 4), [2, 2]);
+        // An empty partition leaves its share to the others.
+        assert_eq!(newest_shares(&[100, 0], 4), [4, 0]);
+        assert_eq!(newest_shares(&[1, 50, 50], 10), [1, 5, 4]);
+        // Fewer records than the window: all of them.
+        assert_eq!(newest_shares(&[2, 3], 50), [2, 3]);
+        assert_eq!(newest_shares(&[7, 7, 7], 5).iter().sum::<usize>(), 5);
+        assert!(newest_shares(&[], 5).is_empty());
+    }
 
     #[test]
     fn starts_are_clamped_to_what_the_partition_holds() {

@@ -1,11 +1,13 @@
 //! The lag chart's history: a small ring of samples per group, kept in the console's memory.
 //!
 //! Nothing in Kafka remembers a group's past lag, and the console reads only what any client
-//! can, so it writes down what it sees: each time a group's page asks for the group (the
-//! page polls while it is open), the group's total lag is one sample. Samples closer together
-//! than [`SAMPLE_INTERVAL_MS`] are not kept, so two tabs open on one group do not crowd the
-//! ring. The history therefore covers the time someone had the page open, since the broker
-//! started; it is lost with the process, and a group no page looked at has none.
+//! can, so it writes down what it sees, on the server rather than in the page (a reload or a
+//! second person sees the same history): each time a group's page asks for the group (the
+//! page polls every 5 s while it is open), and each time the groups list is loaded, the
+//! group's total lag is one sample. Samples closer together than [`SAMPLE_INTERVAL_MS`] are
+//! not kept, so two tabs open on one group do not crowd the ring. The history therefore
+//! covers the times someone looked, since the broker started; it is lost with the process,
+//! and a group nobody looked at has none.
 //!
 //! Memory is bounded: [`SAMPLES_MAX`] samples per group and [`GROUPS_MAX`] groups, the group
 //! sampled longest ago forgotten first.
