@@ -107,7 +107,8 @@ def server_flags() -> set[str]:
 
 
 def flag_values(args: list[str]) -> dict[str, str]:
-    """`--flag=value` and `--flag value` pairs of a command line (after its subcommand)."""
+    """`--flag=value` and `--flag value` pairs of a command line (after its subcommand); a
+    switch's value is empty."""
     values: dict[str, str] = {}
     index = 0
     while index < len(args):
@@ -115,8 +116,9 @@ def flag_values(args: list[str]) -> dict[str, str]:
         assert arg.startswith("--"), f"{arg!r} in {args} is not a flag"
         if "=" in arg:
             name, value = arg.split("=", 1)
+        elif index + 1 == len(args) or args[index + 1].startswith("--"):
+            name, value = arg, ""  # a switch (--console)
         else:
-            assert index + 1 < len(args), f"{arg} has no value in {args}"
             name, value = arg, args[index + 1]
             index += 1
         assert name not in values, f"{name} given twice in {args}"
