@@ -14,6 +14,7 @@ mod config_reference;
 mod connect_cmd;
 mod consume_cmd;
 mod datetime;
+mod demo_cmd;
 mod dev_cmd;
 mod docs_cmd;
 mod group_cmd;
@@ -84,6 +85,9 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Local setups for development: `runnel dev cluster --nodes 3`.
     Dev(dev_cmd::DevArgs),
+    /// The platform end to end on this machine: a 3-node cluster, a click producer, page
+    /// views counted in 10-second windows, a Connect sink into SQLite, and the web console.
+    Demo(demo_cmd::DemoArgs),
     /// Print a shell completion script: `runnel completions bash > /etc/bash_completion.d/runnel`.
     Completions(docs_cmd::CompletionsArgs),
     /// Write a man page for every command and subcommand (runnel.1, runnel-topic-create.1...).
@@ -475,6 +479,11 @@ fn main() -> anyhow::Result<()> {
                 errors.exit(error);
             }
         }
+        Command::Demo(args) => {
+            if let Err(error) = demo_cmd::run(args, stop_signal()) {
+                errors.exit(error);
+            }
+        }
         Command::Completions(args) => {
             if let Err(error) = docs_cmd::completions(&args, cli_command(None)) {
                 errors.exit(error);
@@ -634,6 +643,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         match command {
             Command::Server(_)
             | Command::Dev(_)
+            | Command::Demo(_)
             | Command::Completions(_)
             | Command::Man(_)
             | Command::Docs(_) => unreachable!("not a client tool"),
