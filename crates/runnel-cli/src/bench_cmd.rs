@@ -10,11 +10,19 @@
 //!   clock minus the record's timestamp (milliseconds, so run both on one host or with synced
 //!   clocks).
 //!
-//! Progress goes to stderr every second; the summary (throughput in records/s and MB/s, where
-//! MB is 2^20 bytes as in Kafka's tools, latency percentiles from an HDR histogram, and CPU
-//! seconds per GB of 10^9 bytes for this process and, with `--broker-pid`, the broker) goes to
-//! stdout, as one JSON object on the last line with `--format json`. `--warmup` leaves the
-//! first seconds out of the summary.
+//! Each subcommand takes only the flags it uses ([`args`]); the cluster flags and `-f/--format`
+//! are those of every client command, and the producers and consumers take their client
+//! settings from [`ClusterArgs::client_config`], so a connection profile and `-X KEY=VALUE`
+//! reach them as they reach `runnel produce` and `runnel consume`.
+//!
+//! Progress goes to stderr every second; the summary ([`summary`]: throughput in records/s and
+//! MB/s, where MB is 2^20 bytes as in Kafka's tools, latency percentiles from an HDR
+//! histogram, and CPU seconds per GB of 10^9 bytes for this process and, with `--broker-pid`,
+//! the broker) goes to stdout, as one JSON object on the last line with `--format json`.
+//! `--warmup` leaves the first seconds out of the summary.
+
+mod args;
+mod summary;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,19 +31,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use clap::{Args, Subcommand};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use hdrhistogram::Histogram;
 use kafka_protocol::error::ResponseError;
 use runnel_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
-use runnel_client::producer::{DeliveryFuture, ProduceRecord, Producer};
-use runnel_client::{Admin, NewTopic, OffsetSpec};
-use serde::Serialize;
+use runnel_client::producer::{DeliveryFuture, ProduceRecord, Producer, ProducerConfig};
+use runnel_client::{Admin, ClientConfig, NewTopic, OffsetSpec};
 use tokio::sync::mpsc;
 
-use crate::output::{print_stdout, Format, OutputArgs};
-use crate::produce_cmd::{ProducerArgs, MB};
+use crate::output::{print_stdout, ClusterArgs, Format};
+use crate::produce_cmd::MB;
+pub(crate) use args::BenchArgs;
+use args::{Plan, ProducerLoad, Rate};
+use summary::{CpuTimes, Summary};
 
 /// Deliveries in flight per producer beyond which sending waits.
 const DELIVERIES_QUEUED_MAX: usize = 65_536;
@@ -44,89 +53,6 @@ const CONSUME_IDLE_MAX: Duration = Duration::from_secs(10);
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 /// Latencies are recorded in microseconds, up to an hour.
 const LATENCY_US_MAX: u64 = 3_600_000_000;
-const DEFAULT_RECORDS: u64 = 1_000_000;
-
-#[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
-    #[command(subcommand)]
-    command: BenchCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Produce records as fast as allowed; latency is send to acknowledgement.
-    Produce(LoadArgs),
-    /// Read records from the log start.
-    Consume(LoadArgs),
-    /// Produce and consume at once; latency is record timestamp to consumption.
-    E2e(LoadArgs),
-}
-
-#[derive(Debug, Args)]
-struct LoadArgs {
-    /// The topic to load.
-    #[arg(long, default_value = "runnel-bench")]
-    topic: String,
-    /// Records in total (default 1,000,000 unless --duration is given; consume: what the
-    /// topic holds).
-    #[arg(long)]
-    records: Option<u64>,
-    /// Bytes of each record's value.
-    #[arg(long, default_value_t = 1024)]
-    record_size: usize,
-    /// Partitions of the topic, created if missing (default: the broker's num.partitions).
-    #[arg(long)]
-    partitions: Option<i32>,
-    /// Distinct keys, used in turn (0: records have no key).
-    #[arg(long, default_value_t = 0)]
-    keys: u64,
-    /// Concurrent producers, each with its own connections.
-    #[arg(long, default_value_t = 1)]
-    producers: usize,
-    /// Concurrent consumers; the partitions are split between them.
-    #[arg(long, default_value_t = 1)]
-    consumers: usize,
-    /// Records per second in total, or `unlimited`.
-    #[arg(long, default_value = "unlimited", value_parser = parse_rate)]
-    rate: Rate,
-    /// Stop after this many seconds, even if --records are not done.
-    #[arg(long, value_name = "SECONDS")]
-    duration: Option<f64>,
-    /// Run this long before measuring: records sent (produce) or read (consume) during the
-    /// warm-up count toward --records but not toward the summary.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
-    warmup: f64,
-    /// The broker's process id, to report its CPU-seconds per GB (Linux, same host).
-    #[arg(long, value_name = "PID")]
-    broker_pid: Option<u32>,
-    /// Produce in transactions of this many records each (a transactional producer per
-    /// worker, committing each one); latency then runs to the commit.
-    #[arg(long, value_name = "RECORDS")]
-    transaction_size: Option<u64>,
-    #[command(flatten)]
-    producer: ProducerArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Rate {
-    Unlimited,
-    PerSecond(f64),
-}
-
-fn parse_rate(text: &str) -> Result<Rate, String> {
-    if text == "unlimited" {
-        return Ok(Rate::Unlimited);
-    }
-    match text.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(Rate::PerSecond(rate)),
-        _ => Err(format!(
-            "{text:?} is not a positive number of records per second or `unlimited`"
-        )),
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Produce,
@@ -163,39 +89,39 @@ struct Counters {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (mode, args) = match args.command {
-        BenchCommand::Produce(args) => (Mode::Produce, args),
-        BenchCommand::Consume(args) => (Mode::Consume, args),
-        BenchCommand::E2e(args) => (Mode::E2e, args),
-    };
-    if args.producers == 0 || args.consumers == 0 {
-        bail!("--producers and --consumers must be at least 1");
-    }
-    let admin = args.output.cluster.admin().await?;
-    let partitions = prepare_topic(&admin, &args, mode).await?;
+    let plan = args.plan()?;
+    let mode = plan.mode;
+    let common = &plan.common;
+    let cluster = &common.output.cluster;
+    // Read once (the profile is a file): the admin, every producer and every consumer start
+    // from these settings.
+    let client = cluster.client_config()?;
+    let admin = Admin::connect(client.clone())
+        .await
+        .map_err(|error| cluster.connect_error(error))?;
+    let partitions = prepare_topic(&admin, &plan).await?;
 
-    if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
-        bail!("--warmup must be a number of seconds, at least 0");
-    }
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
-    let measure_from = started + Duration::from_secs_f64(args.warmup);
+    let after = |seconds: f64, flag: &str| {
+        Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|length| started.checked_add(length))
+            .with_context(|| format!("{flag} {seconds} is too long"))
+    };
+    let measure_from = after(common.warmup, "--warmup")?;
     let cpu_at_start = {
-        let broker_pid = args.broker_pid;
+        let broker_pid = common.broker_pid;
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
             CpuTimes::now(broker_pid)
         })
     };
-    let deadline = args
+    let deadline = common
         .duration
-        .map(|seconds| started + Duration::from_secs_f64(seconds.max(0.0)));
-    let records_wanted = match (mode, args.records, args.duration) {
-        (_, Some(records), _) => Some(records),
-        (Mode::Consume, None, _) => None, // what the topic holds, found below
-        (_, None, Some(_)) => None,
-        (_, None, None) => Some(DEFAULT_RECORDS),
-    };
+        .map(|seconds| after(seconds, "--duration"))
+        .transpose()?;
+    let records_wanted = plan.records_wanted();
 
     let reporter = tokio::spawn(report_progress(Arc::clone(&counters), mode, started));
     let watchdog = {
@@ -216,14 +142,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
 
     let mut consumer_tasks = Vec::new();
-    if mode != Mode::Produce {
+    if let Some(load) = &plan.consumers {
         let consume_target = match (mode, records_wanted) {
             (Mode::Consume, None) => {
                 let ends = admin
-                    .list_offsets(&args.topic, &partitions, OffsetSpec::Latest)
+                    .list_offsets(&common.topic, &partitions, OffsetSpec::Latest)
                     .await?;
                 let starts = admin
-                    .list_offsets(&args.topic, &partitions, OffsetSpec::Earliest)
+                    .list_offsets(&common.topic, &partitions, OffsetSpec::Earliest)
                     .await?;
                 let held: i64 = ends
                     .iter()
@@ -233,7 +159,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 if held <= 0 {
                     bail!(
                         "topic {:?} holds no records: run `runnel bench produce` first",
-                        args.topic
+                        common.topic
                     );
                 }
                 Some(held as u64)
@@ -242,14 +168,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let from_end = mode == Mode::E2e;
         let mut ready = Vec::new();
-        for index in 0..args.consumers.min(partitions.len()) {
+        for index in 0..load.consumers.min(partitions.len()) {
             let owned: Vec<i32> = partitions
                 .iter()
                 .copied()
                 .skip(index)
-                .step_by(args.consumers)
+                .step_by(load.consumers)
                 .collect();
-            let consumer = start_consumer(&args, &owned, from_end).await?;
+            let consumer = start_consumer(&plan, &client, &owned, from_end).await?;
             let (ready_sender, ready_receiver) = tokio::sync::oneshot::channel();
             ready.push(ready_receiver);
             consumer_tasks.push(tokio::spawn(consume(
@@ -268,41 +194,36 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let mut producer_tasks = Vec::new();
-    if mode != Mode::Consume {
-        let payload = payload(args.record_size);
+    if let Some(load) = &plan.producers {
+        let payload = payload(load.record_size);
         let keys: Arc<Vec<Bytes>> = Arc::new(
-            (0..args.keys)
+            (0..load.keys)
                 .map(|key| Bytes::from(format!("key-{key}")))
                 .collect(),
         );
-        for index in 0..args.producers {
-            let mut config = args.producer.config(&args.output.cluster);
-            if args.transaction_size.is_some() {
-                config.transactional_id =
-                    Some(format!("runnel-bench-{}-{index}", std::process::id()));
-            }
-            let producer = Producer::connect(config)
+        for index in 0..load.producers {
+            let producer = Producer::connect(producer_config(load, cluster, &client, index))
                 .await
-                .map_err(|error| args.output.cluster.connect_error(error))?;
-            if args.transaction_size.is_some() {
+                .map_err(|error| cluster.connect_error(error))?;
+            if load.transaction_size.is_some() {
                 producer.init_transactions().await?;
             }
             let share = records_wanted.map(|records| {
-                let producers = args.producers as u64;
+                let producers = load.producers as u64;
                 records / producers + u64::from((index as u64) < records % producers)
             });
-            let rate = match args.rate {
+            let rate = match load.rate {
                 Rate::Unlimited => None,
-                Rate::PerSecond(rate) => Some(rate / args.producers as f64),
+                Rate::PerSecond(rate) => Some(rate / load.producers as f64),
             };
             producer_tasks.push(tokio::spawn(produce(
                 producer,
-                args.topic.clone(),
+                common.topic.clone(),
                 payload.clone(),
                 Arc::clone(&keys),
                 share,
                 rate,
-                args.transaction_size,
+                load.transaction_size,
                 index as u64,
                 measure_from,
                 Arc::clone(&counters),
@@ -324,7 +245,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         e2e_histogram.add(&histogram).context("merging latencies")?;
     }
     let elapsed = started.elapsed();
-    let cpu_at_end = CpuTimes::now(args.broker_pid);
+    let cpu_at_end = CpuTimes::now(common.broker_pid);
     watchdog.abort();
     reporter.abort();
     if elapsed <= measure_from - started {
@@ -333,8 +254,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cpu_at_start = cpu_at_start.await.context("the CPU sampler failed")?;
 
     let summary = Summary::new(
-        mode,
-        &args,
+        &plan,
         partitions.len(),
         &counters,
         (
@@ -346,10 +266,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .saturating_sub(measure_from - started),
             cpu_at_end.since(&cpu_at_start),
         ),
-        (mode != Mode::Consume).then_some(&produce_histogram),
+        plan.producers.is_some().then_some(&produce_histogram),
         (mode == Mode::E2e).then_some(&e2e_histogram),
     );
-    let text = match args.output.format {
+    // One line, the last, whatever the progress lines before it: scripts read the last line.
+    let text = match common.output.format {
         Format::Json => serde_json::to_string(&summary)? + "\n",
         Format::Table => summary.table(),
     };
@@ -360,15 +281,40 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The topic's partitions, creating the topic when it is missing.
-async fn prepare_topic(admin: &Admin, args: &LoadArgs, mode: Mode) -> anyhow::Result<Vec<i32>> {
-    let metadata = match admin.describe_topic(&args.topic).await {
+/// Producer `index`'s settings: the client's (brokers, profile, `-X`), then the producer flags.
+fn producer_config(
+    load: &ProducerLoad,
+    cluster: &ClusterArgs,
+    client: &ClientConfig,
+    index: usize,
+) -> ProducerConfig {
+    let mut config = load.producer.config(cluster);
+    config.client = client.clone();
+    if load.transaction_size.is_some() {
+        config.transactional_id = Some(format!("runnel-bench-{}-{index}", std::process::id()));
+    }
+    config
+}
+
+/// A consumer's settings: the client's (brokers, profile, `-X`), fetching without a group.
+fn consumer_config(cluster: &ClusterArgs, client: &ClientConfig) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(cluster.bootstrap.as_str());
+    config.client = client.clone();
+    // A short wait, so a consumer that caught up sees the stop flag and new records soon.
+    config.fetch_max_wait = Duration::from_millis(100);
+    config
+}
+
+/// The topic's partitions, creating the topic when it is missing (produce, e2e).
+async fn prepare_topic(admin: &Admin, plan: &Plan) -> anyhow::Result<Vec<i32>> {
+    let topic = plan.common.topic.as_str();
+    let partitions_wanted = plan.producers.as_ref().and_then(|load| load.partitions);
+    let metadata = match admin.describe_topic(topic).await {
         Ok(metadata) => {
-            if let Some(wanted) = args.partitions {
-                if wanted as usize != metadata.partitions.len() {
+            if let Some(wanted) = partitions_wanted {
+                if usize::try_from(wanted).ok() != Some(metadata.partitions.len()) {
                     eprintln!(
-                        "note: topic {:?} exists with {} partitions; --partitions {wanted} is ignored",
-                        args.topic,
+                        "note: topic {topic:?} exists with {} partitions; --partitions {wanted} is ignored",
                         metadata.partitions.len()
                     );
                 }
@@ -376,20 +322,14 @@ async fn prepare_topic(admin: &Admin, args: &LoadArgs, mode: Mode) -> anyhow::Re
             metadata
         }
         Err(error) if error.code() == Some(ResponseError::UnknownTopicOrPartition) => {
-            if mode == Mode::Consume {
-                bail!(
-                    "topic {:?} does not exist: run `runnel bench produce` first",
-                    args.topic
-                );
+            if plan.producers.is_none() {
+                bail!("topic {topic:?} does not exist: run `runnel bench produce` first");
             }
             admin
-                .create_topic(NewTopic::new(
-                    args.topic.as_str(),
-                    args.partitions.unwrap_or(-1),
-                ))
+                .create_topic(NewTopic::new(topic, partitions_wanted.unwrap_or(-1)))
                 .await?;
-            eprintln!("Created topic {:?}.", args.topic);
-            admin.describe_topic(&args.topic).await?
+            eprintln!("Created topic {topic:?}.");
+            admin.describe_topic(topic).await?
         }
         Err(error) => return Err(error.into()),
     };
@@ -626,19 +566,20 @@ async fn produce(
     Ok(histogram)
 }
 
+/// A consumer assigned `partitions`, positioned at their end (e2e) or their start.
 async fn start_consumer(
-    args: &LoadArgs,
+    plan: &Plan,
+    client: &ClientConfig,
     partitions: &[i32],
     from_end: bool,
 ) -> anyhow::Result<Consumer> {
-    let mut config = ConsumerConfig::new(args.output.cluster.bootstrap.as_str());
-    config.fetch_max_wait = Duration::from_millis(100);
-    let consumer = Consumer::connect(config)
+    let cluster = &plan.common.output.cluster;
+    let consumer = Consumer::connect(consumer_config(cluster, client))
         .await
-        .map_err(|error| args.output.cluster.connect_error(error))?;
+        .map_err(|error| cluster.connect_error(error))?;
     let tps: Vec<TopicPartition> = partitions
         .iter()
-        .map(|&p| TopicPartition::new(args.topic.as_str(), p))
+        .map(|&p| TopicPartition::new(plan.common.topic.as_str(), p))
         .collect();
     consumer.assign(tps.clone()).await?;
     if from_end {
@@ -759,219 +700,9 @@ async fn report_progress(counters: Arc<Counters>, mode: Mode, started: Instant) 
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Summary {
-    mode: &'static str,
-    topic: String,
-    partitions: usize,
-    /// Produced (produce) or consumed (consume, e2e) records.
-    records: u64,
-    bytes: u64,
-    record_size: usize,
-    producers: usize,
-    consumers: usize,
-    acks: &'static str,
-    compression: &'static str,
-    elapsed_s: f64,
-    records_per_sec: f64,
-    mb_per_sec: f64,
-    /// Records that failed to produce.
-    errors: u64,
-    warmup_s: f64,
-    /// This process's CPU time per 10^9 bytes measured.
-    client_cpu_s_per_gb: f64,
-    /// The broker's (with --broker-pid).
-    broker_cpu_s_per_gb: Option<f64>,
-    /// Send to acknowledgement (produce, e2e).
-    latency_ms: Option<Latency>,
-    /// Record timestamp to consumption (e2e).
-    e2e_latency_ms: Option<Latency>,
-}
-
-/// CPU time used so far, in clock ticks, by this process and the broker's.
-#[derive(Debug, Clone, Copy)]
-struct CpuTimes {
-    client: u64,
-    broker: Option<u64>,
-}
-
-/// CPU seconds between two [`CpuTimes`].
-#[derive(Debug, Clone, Copy)]
-struct CpuSeconds {
-    client: f64,
-    broker: Option<f64>,
-}
-
-/// `/proc` reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-impl CpuTimes {
-    fn now(broker_pid: Option<u32>) -> CpuTimes {
-        CpuTimes {
-            client: process_ticks("self").unwrap_or(0),
-            broker: broker_pid.and_then(|pid| process_ticks(&pid.to_string())),
-        }
-    }
-
-    fn since(&self, start: &CpuTimes) -> CpuSeconds {
-        let seconds = |end: u64, start: u64| end.saturating_sub(start) as f64 / TICKS_PER_SECOND;
-        CpuSeconds {
-            client: seconds(self.client, start.client),
-            broker: self
-                .broker
-                .zip(start.broker)
-                .map(|(end, start)| seconds(end, start)),
-        }
-    }
-}
-
-/// User plus system time of a process from `/proc/<pid>/stat`; `None` where there is none.
-fn process_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_ticks(&stat)
-}
-
-/// Fields 14 and 15 (utime, stime), counted after the command name, which may hold spaces.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    let mut fields = after_name.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
-}
-
-#[derive(Debug, Serialize)]
-struct Latency {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    #[serde(rename = "p99.9")]
-    p99_9: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Option<Latency> {
-        if histogram.is_empty() {
-            return None;
-        }
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        Some(Latency {
-            p50: ms(histogram.value_at_quantile(0.50)),
-            p95: ms(histogram.value_at_quantile(0.95)),
-            p99: ms(histogram.value_at_quantile(0.99)),
-            p99_9: ms(histogram.value_at_quantile(0.999)),
-            max: ms(histogram.max()),
-            mean: (histogram.mean()).round() / 1000.0,
-        })
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
-            self.p50, self.p95, self.p99, self.p99_9, self.max, self.mean
-        )
-    }
-}
-
-impl Summary {
-    fn new(
-        mode: Mode,
-        args: &LoadArgs,
-        partitions: usize,
-        counters: &Counters,
-        (elapsed, cpu): (Duration, CpuSeconds),
-        produce: Option<&Histogram<u64>>,
-        end_to_end: Option<&Histogram<u64>>,
-    ) -> Summary {
-        let records = counters.measured.load(Ordering::Acquire);
-        let bytes = counters.measured_bytes.load(Ordering::Acquire);
-        let seconds = elapsed.as_secs_f64().max(1e-9);
-        let gigabytes = (bytes as f64 / 1e9).max(1e-12);
-        let per_gb = |cpu_seconds: f64| (cpu_seconds / gigabytes * 1000.0).round() / 1000.0;
-        Summary {
-            mode: mode.as_str(),
-            topic: args.topic.clone(),
-            partitions,
-            records,
-            bytes,
-            record_size: args.record_size,
-            producers: if mode == Mode::Consume {
-                0
-            } else {
-                args.producers
-            },
-            consumers: if mode == Mode::Produce {
-                0
-            } else {
-                args.consumers
-            },
-            acks: args.producer.acks.as_str(),
-            compression: args.producer.compression.as_str(),
-            elapsed_s: (seconds * 1000.0).round() / 1000.0,
-            records_per_sec: (records as f64 / seconds).round(),
-            mb_per_sec: (bytes as f64 / MB / seconds * 100.0).round() / 100.0,
-            errors: counters.errors.load(Ordering::Acquire),
-            warmup_s: args.warmup,
-            client_cpu_s_per_gb: per_gb(cpu.client),
-            broker_cpu_s_per_gb: cpu.broker.map(per_gb),
-            latency_ms: produce.and_then(Latency::of),
-            e2e_latency_ms: end_to_end.and_then(Latency::of),
-        }
-    }
-
-    fn table(&self) -> String {
-        let verb = match self.mode {
-            "produce" => "Produced",
-            _ => "Consumed",
-        };
-        let mut text = format!(
-            "{verb} {} records ({:.2} MB) {} {:?} in {:.2} s: {:.0} records/s, {:.2} MB/s\n",
-            self.records,
-            self.bytes as f64 / MB,
-            if verb == "Produced" { "to" } else { "from" },
-            self.topic,
-            self.elapsed_s,
-            self.records_per_sec,
-            self.mb_per_sec
-        );
-        if let Some(latency) = &self.latency_ms {
-            text.push_str(&format!("Produce latency ms: {}\n", latency.line()));
-        }
-        if let Some(latency) = &self.e2e_latency_ms {
-            text.push_str(&format!("End-to-end latency ms: {}\n", latency.line()));
-        }
-        text.push_str(&format!(
-            "CPU-seconds per GB: client {:.3}",
-            self.client_cpu_s_per_gb
-        ));
-        if let Some(broker) = self.broker_cpu_s_per_gb {
-            text.push_str(&format!(", broker {broker:.3}"));
-        }
-        if self.warmup_s > 0.0 {
-            text.push_str(&format!(" (after a {:.1} s warm-up)", self.warmup_s));
-        }
-        text.push('\n');
-        if self.errors > 0 {
-            text.push_str(&format!("Failed records: {}\n", self.errors));
-        }
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_are_positive_or_unlimited() {
-        assert_eq!(parse_rate("unlimited"), Ok(Rate::Unlimited));
-        assert_eq!(parse_rate("2500"), Ok(Rate::PerSecond(2500.0)));
-        for bad in ["0", "-1", "fast", "inf", "NaN"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn payloads_are_letters_of_the_asked_size() {
@@ -982,28 +713,54 @@ mod tests {
     }
 
     #[test]
-    fn cpu_times_come_from_proc_stat() {
-        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9";
-        assert_eq!(parse_stat_ticks(stat), Some(325));
-        assert_eq!(parse_stat_ticks("garbage"), None);
-        assert!(
-            process_ticks("self").is_some(),
-            "this process has a /proc entry"
-        );
-    }
+    fn clients_take_the_profile_and_x_properties() {
+        use runnel_client::producer::Acks;
 
-    #[test]
-    fn latencies_report_in_milliseconds() {
-        let mut histogram = new_histogram();
-        for micros in 1..=1000 {
-            histogram.saturating_record(micros * 1000);
-        }
-        let latency = Latency::of(&histogram).expect("recorded");
-        assert!((latency.p50 - 500.0).abs() < 1.0, "{latency:?}");
-        assert!((latency.p99 - 990.0).abs() < 1.0, "{latency:?}");
-        assert!((latency.max - 1000.0).abs() < 1.0, "{latency:?}");
-        assert!(Latency::of(&new_histogram()).is_none());
-        let json = serde_json::to_value(&latency).expect("json");
-        assert!(json.get("p99.9").is_some(), "{json}");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("cli.toml");
+        std::fs::write(
+            &file,
+            "[profiles.bench]\n\"client.id\" = \"from-profile\"\n\"request.timeout.ms\" = 7000\n",
+        )
+        .expect("write the config file");
+        let file = file.to_string_lossy();
+        let plan = args::plan(&[
+            "bench",
+            "e2e",
+            "--config-file",
+            &file,
+            "--profile",
+            "bench",
+            "-X",
+            "client.id=from-flag",
+            "--acks",
+            "1",
+            "--transaction-size",
+            "10",
+        ])
+        .expect("flags");
+        let cluster = &plan.common.output.cluster;
+        let client = cluster.client_config().expect("the profile reads");
+        let load = plan.producers.as_ref().expect("e2e produces");
+
+        let producer = producer_config(load, cluster, &client, 3);
+        assert_eq!(
+            producer.client.client_id, "from-flag",
+            "-X over the profile"
+        );
+        assert_eq!(producer.client.request_timeout, Duration::from_secs(7));
+        assert_eq!(producer.acks, Acks::Leader);
+        assert!(
+            producer
+                .transactional_id
+                .as_deref()
+                .is_some_and(|id| id.ends_with("-3")),
+            "{:?}",
+            producer.transactional_id
+        );
+
+        let consumer = consumer_config(cluster, &client);
+        assert_eq!(consumer.client.client_id, "from-flag");
+        assert_eq!(consumer.client.request_timeout, Duration::from_secs(7));
     }
 }
