@@ -1,7 +1,7 @@
 //! The `runnel` tools against the real broker binary, read back through their JSON output:
 //! topics, the cluster, producing and consuming lines (across segments whose files the
 //! broker closes and reopens), resetting a group's offsets, and the benchmark's one-line
-//! summary.
+//! summary and its subcommands' own flags.
 
 mod support;
 
@@ -562,12 +562,85 @@ fn bench_produce_prints_one_json_summary_last() {
     assert!(latency["p50"].as_f64() <= latency["max"].as_f64());
     assert!(summary["records_per_sec"].as_f64().expect("rate") > 0.0);
 
+    // `-f`, the short spelling every command takes.
     let consumed = runnel(
         &broker,
-        &["bench", "consume", "--topic", "bench", "--format", "json"],
+        &["bench", "consume", "--topic", "bench", "-f", "json"],
     );
     assert!(consumed.success, "{}", consumed.stderr);
     let summary: Value =
         serde_json::from_str(consumed.stdout.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["mode"], "consume");
     assert_eq!(summary["records"], 2000);
+    assert_eq!(summary["consumers"], 1);
+    assert_eq!(summary["producers"], 0);
+    assert_eq!(
+        summary["acks"],
+        Value::Null,
+        "consume has no producer settings"
+    );
+    assert_eq!(summary["record_size"], 100, "the mean size read");
+
+    // A failure under `-f json` is one JSON object on stderr, as for every command.
+    let missing = runnel(
+        &broker,
+        &["bench", "consume", "--topic", "never-written", "-f", "json"],
+    );
+    assert!(!missing.success);
+    let error: Value = serde_json::from_str(missing.stderr.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("no JSON error ({error}):\n{}", missing.stderr));
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|message| message.contains("does not exist")),
+        "{error}"
+    );
+}
+
+/// `runnel bench SUBCOMMAND --help`, which needs no broker.
+fn bench_help(subcommand: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["bench", subcommand, "--help"])
+        .output()
+        .expect("run runnel");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn bench_subcommands_list_only_their_own_flags() {
+    let consume = bench_help("consume");
+    for producer_flag in ["--acks", "--linger-ms", "--producers", "--record-size"] {
+        assert!(
+            !consume.contains(producer_flag),
+            "{producer_flag} in:\n{consume}"
+        );
+    }
+    assert!(consume.contains("--consumers"), "{consume}");
+    let produce = bench_help("produce");
+    for flag in [
+        "--acks",
+        "--linger-ms",
+        "-b, --bootstrap",
+        "-f, --format",
+        "-X",
+    ] {
+        assert!(produce.contains(flag), "{flag} not in:\n{produce}");
+    }
+    assert!(!produce.contains("--consumers"), "{produce}");
+    let e2e = bench_help("e2e");
+    for flag in ["--acks", "--linger-ms", "--consumers", "--producers"] {
+        assert!(e2e.contains(flag), "{flag} not in:\n{e2e}");
+    }
+
+    // A producer flag on consume is refused rather than ignored.
+    let refused = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["bench", "consume", "--acks", "1"])
+        .output()
+        .expect("run runnel");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--acks"),
+        "{refused:?}"
+    );
 }
