@@ -1,6 +1,8 @@
 //! `runnel`: the broker (`runnel server`) and the tools people drive a cluster with
 //! (`runnel topic|group|offsets|streams|cluster|produce|consume|bench`), all on the async
-//! `runnel-client`, so they work against any Kafka-compatible cluster.
+//! `runnel-client`, so they work against any Kafka-compatible cluster; `runnel dev cluster`
+//! and `runnel demo` for a local cluster, `runnel connect` for Connect workers, and
+//! `runnel docs|completions|man` for what is generated from the code.
 //!
 //! Every tool takes `-b/--bootstrap` (or `RUNNEL_BOOTSTRAP`; `RUNNEL_BROKERS` is read too), a
 //! connection profile (`--profile`, see [`profile`]) and client properties (`-X KEY=VALUE`),
