@@ -73,19 +73,38 @@ impl Mode {
 /// Counters the workers bump and the progress reporter reads.
 #[derive(Debug, Default)]
 struct Counters {
-    produced: AtomicU64,
-    produced_bytes: AtomicU64,
-    consumed: AtomicU64,
-    consumed_bytes: AtomicU64,
+    /// The producers' records, answered; latency is send to acknowledgement.
+    produced: Side,
+    /// The consumers' records, read; latency (e2e) is the record's age when read.
+    consumed: Side,
     errors: AtomicU64,
+    /// Set when every worker should stop (duration over, Ctrl-C, a consumer's target met).
+    stop: AtomicBool,
+}
+
+/// One side's counts. The sides are kept apart because e2e runs both and reports the
+/// consumers': counted together, its records and bytes were twice what went through, and the
+/// progress line's mean latency mixed acknowledgement times with records' ages.
+#[derive(Debug, Default)]
+struct Side {
+    records: AtomicU64,
+    bytes: AtomicU64,
     /// Records (and their bytes) after the warm-up: what the summary reports.
     measured: AtomicU64,
     measured_bytes: AtomicU64,
-    /// Sum and count of latencies (µs) since the last report.
+    /// Sum and count of latencies (µs) since the last progress report.
     latency_sum_us: AtomicU64,
     latency_count: AtomicU64,
-    /// Set when every worker should stop (duration over, Ctrl-C, a consumer's target met).
-    stop: AtomicBool,
+}
+
+impl Counters {
+    /// The side a run reports: the producers' for produce, the consumers' otherwise.
+    fn reported(&self, mode: Mode) -> &Side {
+        match mode {
+            Mode::Produce => &self.produced,
+            Mode::Consume | Mode::E2e => &self.consumed,
+        }
+    }
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -413,23 +432,16 @@ impl Tally {
         if self.produced == 0 {
             return;
         }
-        counters
-            .measured
-            .fetch_add(self.measured, Ordering::Relaxed);
-        counters
-            .measured_bytes
+        let side = &counters.produced;
+        side.measured.fetch_add(self.measured, Ordering::Relaxed);
+        side.measured_bytes
             .fetch_add(self.measured * self.record_bytes, Ordering::Relaxed);
-        counters
-            .produced
-            .fetch_add(self.produced, Ordering::Relaxed);
-        counters
-            .produced_bytes
+        side.records.fetch_add(self.produced, Ordering::Relaxed);
+        side.bytes
             .fetch_add(self.produced * self.record_bytes, Ordering::Relaxed);
-        counters
-            .latency_sum_us
+        side.latency_sum_us
             .fetch_add(self.latency_sum_us, Ordering::Relaxed);
-        counters
-            .latency_count
+        side.latency_count
             .fetch_add(self.produced, Ordering::Relaxed);
         self.measured = 0;
         self.produced = 0;
@@ -606,12 +618,14 @@ async fn consume(
 ) -> anyhow::Result<Histogram<u64>> {
     let _ = ready.send(());
     let mut histogram = new_histogram();
+    let side = &counters.consumed;
     let mut last_record = Instant::now();
     let result = loop {
         if counters.stop.load(Ordering::Acquire) {
             break Ok(());
         }
-        if target.is_some_and(|target| counters.consumed.load(Ordering::Acquire) >= target) {
+        if target.is_some_and(|target| counters.consumed.records.load(Ordering::Acquire) >= target)
+        {
             break Ok(());
         }
         let records = match consumer.poll(POLL_TIMEOUT).await {
@@ -640,19 +654,17 @@ async fn consume(
             if end_to_end && measured {
                 let micros = (now_ms - record.timestamp).max(0) as u64 * 1000;
                 histogram.saturating_record(micros.max(1));
-                counters.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
-                counters.latency_count.fetch_add(1, Ordering::Relaxed);
+                side.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+                side.latency_count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        counters
-            .consumed
+        side.records
             .fetch_add(records.len() as u64, Ordering::AcqRel);
-        counters.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        side.bytes.fetch_add(bytes, Ordering::Relaxed);
         if measured {
-            counters
-                .measured
+            side.measured
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-            counters.measured_bytes.fetch_add(bytes, Ordering::Relaxed);
+            side.measured_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     };
     consumer.close().await?;
@@ -668,20 +680,13 @@ async fn report_progress(counters: Arc<Counters>, mode: Mode, started: Instant) 
     let mut last = Instant::now();
     loop {
         ticks.tick().await;
-        let (records, bytes) = match mode {
-            Mode::Produce => (
-                counters.produced.load(Ordering::Relaxed),
-                counters.produced_bytes.load(Ordering::Relaxed),
-            ),
-            Mode::Consume | Mode::E2e => (
-                counters.consumed.load(Ordering::Relaxed),
-                counters.consumed_bytes.load(Ordering::Relaxed),
-            ),
-        };
+        let side = counters.reported(mode);
+        let records = side.records.load(Ordering::Relaxed);
+        let bytes = side.bytes.load(Ordering::Relaxed);
         let seconds = last.elapsed().as_secs_f64().max(1e-9);
         last = Instant::now();
-        let latency_sum = counters.latency_sum_us.swap(0, Ordering::Relaxed);
-        let latency_count = counters.latency_count.swap(0, Ordering::Relaxed);
+        let latency_sum = side.latency_sum_us.swap(0, Ordering::Relaxed);
+        let latency_count = side.latency_count.swap(0, Ordering::Relaxed);
         let latency = if latency_count == 0 {
             String::new()
         } else {

@@ -581,6 +581,37 @@ fn bench_produce_prints_one_json_summary_last() {
     );
     assert_eq!(summary["record_size"], 100, "the mean size read");
 
+    // e2e reports what the consumers read, each record once.
+    let e2e = runnel(
+        &broker,
+        &[
+            "bench",
+            "e2e",
+            "--topic",
+            "bench-e2e",
+            "--partitions",
+            "2",
+            "--consumers",
+            "2",
+            "--records",
+            "2000",
+            "--record-size",
+            "100",
+            "-f",
+            "json",
+        ],
+    );
+    assert!(e2e.success, "{}", e2e.stderr);
+    let summary: Value =
+        serde_json::from_str(e2e.stdout.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["mode"], "e2e");
+    assert_eq!(summary["records"], 2000, "{summary}");
+    assert_eq!(summary["bytes"], 200_000, "{summary}");
+    assert!(
+        summary["e2e_latency_ms"]["p50"].as_f64().is_some(),
+        "{summary}"
+    );
+
     // A failure under `-f json` is one JSON object on stderr, as for every command.
     let missing = runnel(
         &broker,

@@ -143,8 +143,9 @@ impl Summary {
         produce: Option<&Histogram<u64>>,
         end_to_end: Option<&Histogram<u64>>,
     ) -> Summary {
-        let records = counters.measured.load(Ordering::Acquire);
-        let bytes = counters.measured_bytes.load(Ordering::Acquire);
+        let side = counters.reported(plan.mode);
+        let records = side.measured.load(Ordering::Acquire);
+        let bytes = side.measured_bytes.load(Ordering::Acquire);
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let gigabytes = (bytes as f64 / 1e9).max(1e-12);
         let per_gb = |cpu_seconds: f64| (cpu_seconds / gigabytes * 1000.0).round() / 1000.0;
