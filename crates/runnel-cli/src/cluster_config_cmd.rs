@@ -138,7 +138,11 @@ async fn alter(
         changed,
     };
     output.print(&report, |report| {
-        format!("Changed {} of {}.\n", report.changed.join(", "), report.target)
+        format!(
+            "Changed {} of {}.\n",
+            report.changed.join(", "),
+            report.target
+        )
     })
 }
 
@@ -201,8 +205,8 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert!(lines[0].dynamic);
         assert_eq!(lines[0].source, "cluster default (dynamic)");
-        let error = select(vec![entry("node.id", true)], &["nope".to_owned()])
-            .expect_err("unknown");
+        let error =
+            select(vec![entry("node.id", true)], &["nope".to_owned()]).expect_err("unknown");
         assert!(error.to_string().contains("\"nope\""));
     }
 }

@@ -29,7 +29,6 @@ use runnel_connect::config::{ConfigDef, ConfigKey, Configs, Validator};
 use runnel_connect::connector::ConnectorType;
 use runnel_connect::transforms::{predicate_classes, transformation_classes, TransformChain};
 
-
 /// The command that regenerates the published file, as the header and the test tell it.
 pub(crate) const REGENERATE: &str =
     "cargo run -p runnel-cli -- docs config-reference > docs/configuration.md";

@@ -235,7 +235,10 @@ fn admin_tools_against_one_broker() {
 
 /// The source and value `cluster config get` shows for `key`.
 fn broker_config(broker: &str, args: &[&str], key: &str) -> (String, String) {
-    let lines = ok_json(broker, &[&["cluster", "config", "get", key][..], args].concat());
+    let lines = ok_json(
+        broker,
+        &[&["cluster", "config", "get", key][..], args].concat(),
+    );
     let line = &lines[0];
     (
         line["value"].as_str().unwrap_or_default().to_owned(),
@@ -270,7 +273,13 @@ fn cluster_config_changes_topic_defaults_at_runtime(broker: &str) {
     // For every broker: topics without an override follow at once.
     ok(
         broker,
-        &["cluster", "config", "set", "message.max.bytes=200", "log.retention.ms=3600000"],
+        &[
+            "cluster",
+            "config",
+            "set",
+            "message.max.bytes=200",
+            "log.retention.ms=3600000",
+        ],
     );
     assert_eq!(
         broker_config(broker, &[], "message.max.bytes"),
@@ -290,7 +299,14 @@ fn cluster_config_changes_topic_defaults_at_runtime(broker: &str) {
     // For one broker, over the cluster default.
     ok(
         broker,
-        &["cluster", "config", "set", "message.max.bytes=100000", "--broker", "0"],
+        &[
+            "cluster",
+            "config",
+            "set",
+            "message.max.bytes=100000",
+            "--broker",
+            "0",
+        ],
     );
     assert_eq!(
         broker_config(broker, &["--broker", "0"], "message.max.bytes"),
@@ -299,21 +315,52 @@ fn cluster_config_changes_topic_defaults_at_runtime(broker: &str) {
     produce_sized(broker, "cfg-topic", 500).expect("this broker's own setting wins");
 
     // What is read only at start, and bad values, are refused with the reason.
-    let fixed = run(&["cluster", "config", "set", "num.io.threads=3", "-b", broker], &[]);
+    let fixed = run(
+        &["cluster", "config", "set", "num.io.threads=3", "-b", broker],
+        &[],
+    );
     assert_eq!(fixed.code, Some(1), "{fixed:?}");
     assert!(
-        fixed.stderr.contains("Cannot update num.io.threads dynamically"),
+        fixed
+            .stderr
+            .contains("Cannot update num.io.threads dynamically"),
         "{fixed:?}"
     );
-    let bad = run(&["cluster", "config", "set", "log.retention.ms=soon", "-b", broker], &[]);
+    let bad = run(
+        &[
+            "cluster",
+            "config",
+            "set",
+            "log.retention.ms=soon",
+            "-b",
+            broker,
+        ],
+        &[],
+    );
     assert_eq!(bad.code, Some(1), "{bad:?}");
     assert!(bad.stderr.contains("log.retention.ms"), "{bad:?}");
 
     // Deleted, the defaults come back.
-    ok(broker, &["cluster", "config", "delete", "message.max.bytes", "--broker", "0"]);
     ok(
         broker,
-        &["cluster", "config", "delete", "message.max.bytes", "log.retention.ms"],
+        &[
+            "cluster",
+            "config",
+            "delete",
+            "message.max.bytes",
+            "--broker",
+            "0",
+        ],
+    );
+    ok(
+        broker,
+        &[
+            "cluster",
+            "config",
+            "delete",
+            "message.max.bytes",
+            "log.retention.ms",
+        ],
     );
     assert_eq!(
         broker_config(broker, &[], "log.retention.ms"),

@@ -862,7 +862,11 @@ impl Admin {
 
     /// Applies `ops` to the configs of `target` (IncrementalAlterConfigs): all or none. A
     /// broker's (or every broker's) configs that may change at runtime are the dynamic ones.
-    pub async fn alter_configs(&self, target: &ConfigTarget, ops: Vec<AlterConfigOp>) -> Result<()> {
+    pub async fn alter_configs(
+        &self,
+        target: &ConfigTarget,
+        ops: Vec<AlterConfigOp>,
+    ) -> Result<()> {
         let (resource_type, name) = target.resource();
         self.retrying(target.scope(), || async {
             let connection = self.cluster.any_connection().await?;

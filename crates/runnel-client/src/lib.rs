@@ -40,10 +40,9 @@ mod wire;
 
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigOp, ConfigSource, ConfigSynonym,
-    ConfigTarget,
-    Election, GroupDescription, GroupListing, GroupType, ListedOffset, MemberDescription, NewTopic,
-    OffsetSpec, PartitionOutcome, PartitionReassignment, ProducerDescription,
-    TransactionDescription, TransactionListing,
+    ConfigTarget, Election, GroupDescription, GroupListing, GroupType, ListedOffset,
+    MemberDescription, NewTopic, OffsetSpec, PartitionOutcome, PartitionReassignment,
+    ProducerDescription, TransactionDescription, TransactionListing,
 };
 pub use cluster::{BrokerInfo, Cluster, PartitionMetadata, TopicMetadata};
 pub use connection::{ClientConfig, Connection, PendingAnswer};
