@@ -5,13 +5,12 @@
 //! `elect-leaders`, `reassign` and `reassignments`: moving leaderships and replicas;
 //! `config` (in `cluster_config_cmd`): broker configs.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use kafka_protocol::error::ResponseError;
-use runnel_client::{ClientError, ClusterDescription, Election, PartitionOutcome, TopicMetadata};
+use runnel_client::{ClientError, ClusterHealth, Election, PartitionOutcome};
 use runnel_quorum::{ControllerClient, ControllerRequest, ControllerResponse, QuorumStatus};
 use serde::Serialize;
 
@@ -295,48 +294,17 @@ pub(crate) async fn run(args: ClusterCmdArgs) -> anyhow::Result<()> {
 /// How often `cluster health --exit-when-healthy` looks again.
 const HEALTH_POLL: Duration = Duration::from_secs(1);
 
-/// The cluster's health as its metadata shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct Health {
-    healthy: bool,
-    /// What makes it unhealthy: `nodes_down`, `leaderless_partitions`,
-    /// `under_replicated_partitions`, `no_controller`.
-    unhealthy_reasons: Vec<&'static str>,
-    controller_id: Option<i32>,
-    /// Every broker that is up or holds a replica.
-    all_nodes: Vec<i32>,
-    /// Brokers named as replicas that are not up (fenced, stopped, unreachable by the
-    /// controller).
-    nodes_down: Vec<i32>,
-    leaderless_partitions: Vec<TopicPartition>,
-    under_replicated_partitions: Vec<UnderReplicated>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct TopicPartition {
-    topic: String,
-    partition: i32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct UnderReplicated {
-    topic: String,
-    partition: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
-}
-
-async fn health(admin: &runnel_client::Admin) -> anyhow::Result<Health> {
+async fn health(admin: &runnel_client::Admin) -> anyhow::Result<ClusterHealth> {
     let cluster = admin.describe_cluster().await?;
     let topics = admin.list_topics(true).await?;
-    Ok(assess(&cluster, &topics))
+    Ok(ClusterHealth::assess(&cluster, &topics))
 }
 
 /// Asks for the cluster's health until it is healthy or `timeout` has passed; the last answer.
 async fn wait_until_healthy(
     output: &OutputArgs,
     timeout: Option<Duration>,
-) -> anyhow::Result<Health> {
+) -> anyhow::Result<ClusterHealth> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut admin: Option<runnel_client::Admin> = None;
     loop {
@@ -365,58 +333,7 @@ async fn wait_until_healthy(
     }
 }
 
-/// Health from the live brokers (`cluster`) and every partition's replicas, leader and ISR.
-fn assess(cluster: &ClusterDescription, topics: &[TopicMetadata]) -> Health {
-    let live: BTreeSet<i32> = cluster.brokers.iter().map(|b| b.node_id).collect();
-    let mut all_nodes = live.clone();
-    let mut leaderless_partitions = Vec::new();
-    let mut under_replicated_partitions = Vec::new();
-    for topic in topics {
-        for partition in &topic.partitions {
-            all_nodes.extend(partition.replicas.iter().copied());
-            let at = || TopicPartition {
-                topic: topic.name.clone(),
-                partition: partition.partition,
-            };
-            if partition.leader < 0 || !live.contains(&partition.leader) {
-                leaderless_partitions.push(at());
-            }
-            if partition.isr.len() < partition.replicas.len() {
-                under_replicated_partitions.push(UnderReplicated {
-                    topic: topic.name.clone(),
-                    partition: partition.partition,
-                    replicas: partition.replicas.clone(),
-                    isr: partition.isr.clone(),
-                });
-            }
-        }
-    }
-    let nodes_down: Vec<i32> = all_nodes.difference(&live).copied().collect();
-    let mut unhealthy_reasons = Vec::new();
-    if cluster.controller_id.is_none() {
-        unhealthy_reasons.push("no_controller");
-    }
-    if !nodes_down.is_empty() {
-        unhealthy_reasons.push("nodes_down");
-    }
-    if !leaderless_partitions.is_empty() {
-        unhealthy_reasons.push("leaderless_partitions");
-    }
-    if !under_replicated_partitions.is_empty() {
-        unhealthy_reasons.push("under_replicated_partitions");
-    }
-    Health {
-        healthy: unhealthy_reasons.is_empty(),
-        unhealthy_reasons,
-        controller_id: cluster.controller_id,
-        all_nodes: all_nodes.into_iter().collect(),
-        nodes_down,
-        leaderless_partitions,
-        under_replicated_partitions,
-    }
-}
-
-fn health_table(health: &Health) -> String {
+fn health_table(health: &ClusterHealth) -> String {
     let ids = |ids: &[i32]| {
         if ids.is_empty() {
             "-".to_owned()
@@ -612,7 +529,7 @@ fn info_table(info: &ClusterInfo) -> String {
 
 #[cfg(test)]
 mod tests {
-    use runnel_client::{BrokerInfo, PartitionMetadata};
+    use runnel_client::{BrokerInfo, ClusterDescription, PartitionMetadata, TopicMetadata};
 
     use super::*;
 
@@ -654,7 +571,7 @@ mod tests {
             brokers: vec![broker(1), broker(2)],
         };
         let topics = [topic("t", vec![partition(0, 1, &[1, 2], &[1, 2])])];
-        let health = assess(&cluster, &topics);
+        let health = ClusterHealth::assess(&cluster, &topics);
         assert!(health.healthy, "{health:?}");
         assert_eq!(health.all_nodes, vec![1, 2]);
         assert_eq!(
@@ -686,7 +603,7 @@ Under-replicated partitions: -
                 partition(2, -1, &[3], &[3]),
             ],
         )];
-        let health = assess(&cluster, &topics);
+        let health = ClusterHealth::assess(&cluster, &topics);
         assert!(!health.healthy);
         assert_eq!(health.nodes_down, vec![2, 3]);
         assert_eq!(health.all_nodes, vec![1, 2, 3]);

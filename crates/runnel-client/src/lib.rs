@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod health;
 pub mod membership;
 pub mod producer;
 pub mod settings;
@@ -51,6 +52,7 @@ pub use consumer::{
     OffsetReset, RebalanceListener, TopicPartition,
 };
 pub use error::{ClientError, Result};
+pub use health::{ClusterHealth, PartitionRef, UnderReplicatedPartition};
 pub use membership::{GroupMember, Joined, MembershipConfig};
 pub use producer::{Acks, DeliveryFuture, ProduceRecord, Producer, ProducerConfig, RecordMetadata};
 pub use settings::SettingDoc;

@@ -132,7 +132,7 @@ pub(crate) async fn overview(State(console): Shared) -> Response {
             admin.list_groups()
         );
         let (cluster, topics) = (cluster?, topics?);
-        let health = health::assess(&cluster.brokers, cluster.controller_id, &topics);
+        let health = health::Health::from(runnel_client::ClusterHealth::assess(&cluster, &topics));
         Ok(Overview {
             cluster_id: cluster.cluster_id,
             controller_id: cluster.controller_id,
