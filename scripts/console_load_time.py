@@ -6,7 +6,7 @@ headless Chromium. Not run in CI: a measurement, not a test.
 Against a broker started with the console, e.g. a debug build:
 
     target/debug/runnel server --listen 127.0.0.1:9092 --advertised-listener 127.0.0.1:9092 \
-        --admin-listen 127.0.0.1:9644 --data-dir /tmp/console-load --console
+        --admin-listen 127.0.0.1:9644 --data-dir ./console-load --console
     .venv/bin/python scripts/console_load_time.py --bootstrap 127.0.0.1:9092 \
         --console http://127.0.0.1:9644/console/
 
