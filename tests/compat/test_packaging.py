@@ -593,7 +593,8 @@ def test_compose_runs_a_three_node_cluster(processes, tmp_path):
     assert sorted(voters) == sorted(flags["--node-id"] for flags in nodes.values())
     for name, flags in nodes.items():
         assert voters[flags["--node-id"]] == f"{name}:{port_of(flags['--controller-listen'])}"
-    published_hosts = [str(p).split(":")[0] for s in services.values() for p in s["ports"]]
+    # `[IP:]HOST_PORT:CONTAINER_PORT`: the host side is all but the last part.
+    published_hosts = [str(p).rsplit(":", 1)[0] for s in services.values() for p in s["ports"]]
     assert len(published_hosts) == len(set(published_hosts)), "two services publish one host port"
 
     # With RUNNEL_ADVERTISED_HOST, every node advertises that host, still on its own port.

@@ -18,7 +18,8 @@
 //! of thousands of partitions is one request per broker, not one per partition), `browse`
 //! (the message browser's consumer), `render` (bytes as JSON, text or hex), `health` (the
 //! overview's verdict), `lag` (the lag chart's history, kept in memory), `connect` (the
-//! Kafka Connect REST proxy), `validate` (limits on everything a request names).
+//! Kafka Connect REST proxy), `validate` (limits on everything a request names), `guard`
+//! (other sites' pages kept away: DNS rebinding and cross-site changes).
 //!
 //! One `Admin` serves every page: made on first use (the admin listener starts before the
 //! broker listens for clients) and made again after the cluster could not be reached.
@@ -28,6 +29,7 @@ mod batch;
 mod browse;
 mod connect;
 mod error;
+mod guard;
 mod health;
 mod lag;
 mod render;
@@ -123,6 +125,7 @@ fn client_config(bootstrap: &str) -> ClientConfig {
 
 /// The console's routes: the page and its JSON API.
 pub fn router(config: ConsoleConfig) -> Router {
+    let allowed = guard::AllowedHosts::from_bootstrap(&config.bootstrap);
     let console = std::sync::Arc::new(Console::new(config));
     let api = Router::new()
         .route("/info", get(api::info))
@@ -153,6 +156,7 @@ pub fn router(config: ConsoleConfig) -> Router {
         .route("/console/app.css", get(app_css))
         .nest("/console/api", api)
         .with_state(console)
+        .layer(axum::middleware::from_fn_with_state(allowed, guard::guard))
 }
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
