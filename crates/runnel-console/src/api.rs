@@ -622,7 +622,14 @@ pub(crate) async fn group(
             row.lag = row.committed.and_then(|c| batch::lag(c, row.log_end));
             total += row.lag.unwrap_or(0);
         }
-        let history = console.lag().record(&id, now_ms(), total);
+        // A group with neither members nor committed offsets does not exist (DescribeGroups
+        // answers any id, as Dead): a made-up id in a URL must not push a real group's
+        // history out.
+        let history = if description.members.is_empty() && rows.is_empty() {
+            console.lag().history(&id)
+        } else {
+            console.lag().record(&id, now_ms(), total)
+        };
         Ok(GroupDetail {
             group_id: description.group_id,
             state: description.state,

@@ -275,8 +275,11 @@ async fn read(
     let mut messages = Vec::new();
     let (mut scanned, mut bytes) = (0usize, 0usize);
     // Under `newest`, every partition gives its share: the record count alone does not stop
-    // the browse, the share each partition was sought back by does.
-    let stop_at_limit = browse.start != Start::Newest || browse.key.is_some();
+    // the browse, the share each partition was sought back by does. A key search under
+    // `newest` reads its whole window and keeps the newest matches: the first ones found are
+    // the oldest.
+    let newest = browse.start == Start::Newest;
+    let mut sizes = std::collections::VecDeque::new();
     loop {
         if ends.is_empty() {
             return Ok((messages, scanned, bytes, Stopped::End));
@@ -309,8 +312,14 @@ async fn read(
                 }
                 bytes += size;
                 messages.push(message(&record));
-                if stop_at_limit && messages.len() >= browse.limit {
+                sizes.push_back(size);
+                if !newest && messages.len() >= browse.limit {
                     return Ok((messages, scanned, bytes, Stopped::Limit));
+                }
+                if newest && browse.key.is_some() && messages.len() > browse.limit {
+                    // Read oldest first: the first kept is the one to let go.
+                    messages.remove(0);
+                    bytes -= sizes.pop_front().unwrap_or(0);
                 }
             }
             if browse.key.is_some() && scanned >= browse.scan {

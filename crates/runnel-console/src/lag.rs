@@ -58,7 +58,6 @@ impl LagHistory {
     }
 
     /// The group's history, oldest first, without sampling.
-    #[cfg(test)]
     pub(crate) fn history(&self, group: &str) -> Vec<Sample> {
         self.groups
             .get(group)

@@ -52,7 +52,8 @@ pub(crate) fn render(bytes: Option<&[u8]>, display_max: usize) -> Rendered {
     };
     let size = bytes.len();
     if let Ok(text) = std::str::from_utf8(bytes) {
-        if let Some(pretty) = pretty_json(text) {
+        // A character is at most 4 bytes: indenting stops once what `cut` keeps is written.
+        if let Some(pretty) = pretty_json(text, display_max.saturating_mul(4)) {
             let (text, truncated) = cut(pretty, display_max);
             return Rendered {
                 kind: Kind::Json,
@@ -86,21 +87,23 @@ pub(crate) fn render(bytes: Option<&[u8]>, display_max: usize) -> Rendered {
 /// The text is re-indented as it is rather than parsed into values and printed again: keys
 /// keep the producer's order (serde_json's map sorts them) and numbers their spelling
 /// (`1.50`, or integers beyond what an `f64` holds).
-fn pretty_json(text: &str) -> Option<String> {
+fn pretty_json(text: &str, budget: usize) -> Option<String> {
     let trimmed = text.trim_start();
     if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
         return None;
     }
     // Valid JSON first; `IgnoredAny` checks without building the values.
     serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    Some(reindent(text))
+    Some(reindent(text, budget))
 }
 
 /// Valid JSON `text` with two spaces of indentation per level, one member per line, and
-/// empty objects and arrays kept as `{}` and `[]`.
-fn reindent(text: &str) -> String {
+/// empty objects and arrays kept as `{}` and `[]`, cut once it holds `budget` bytes: deep
+/// nesting makes indentation grow a hundredfold (`[[[[0,0...` 127 levels deep), and a
+/// record of a megabyte must not become a hundred.
+fn reindent(text: &str, budget: usize) -> String {
     const INDENT: &str = "  ";
-    let mut out = String::with_capacity(text.len() * 2);
+    let mut out = String::with_capacity(text.len().saturating_mul(2).min(budget));
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -112,6 +115,9 @@ fn reindent(text: &str) -> String {
         }
     };
     while let Some(c) = chars.next() {
+        if out.len() >= budget {
+            break;
+        }
         if in_string {
             out.push(c);
             if escaped {
@@ -211,6 +217,26 @@ pub(crate) fn hex_dump(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_json_is_indented_only_as_far_as_it_is_shown() {
+        // 100 levels deep, 200,000 numbers: fully indented, over 40 MB.
+        let text = format!(
+            "{}{}0{}",
+            "[".repeat(100),
+            "0,".repeat(200_000),
+            "]".repeat(100)
+        );
+        let rendered = render(Some(text.as_bytes()), 1024);
+        assert_eq!(rendered.kind, Kind::Json);
+        assert!(rendered.truncated);
+        assert!(
+            rendered.text.chars().count() <= 1024,
+            "{}",
+            rendered.text.len()
+        );
+        assert!(reindent(&text, 4096).len() < 4096 + 256);
+    }
 
     #[test]
     fn json_objects_and_arrays_are_pretty_printed() {
