@@ -4,7 +4,7 @@
 //!   scrapes;
 //! - `GET /health/live`: 200 while the process serves HTTP at all (a liveness probe);
 //! - `GET /health/ready`: 200 once the node serves (a broker: it caught up with the
-//!   metadata and listens for clients; a controller: its quorum has a leader), 503 with the
+//!   metadata and listens for clients; a controller-only node: its voter has started), 503 with the
 //!   reason before that and while it shuts down (a readiness probe, which takes the node out
 //!   of a load balancer before it stops).
 //!
@@ -44,6 +44,10 @@ struct Shared {
     broker: OnceLock<Arc<Broker>>,
     raft: Mutex<Option<RaftProgressWatch>>,
     phase: watch::Sender<Phase>,
+    /// The last scrape and when it started. Held while a scrape runs, so that scrapes never
+    /// run side by side (each takes every partition's locks in turn): a scrape that arrived
+    /// while another ran is answered with that one's text, which is as fresh as it asked.
+    last_scrape: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 /// The node's side of the admin listener: tells it what has started.
@@ -64,6 +68,7 @@ impl AdminListener {
             broker: OnceLock::new(),
             raft: Mutex::new(None),
             phase: watch::channel(Phase::Starting).0,
+            last_scrape: tokio::sync::Mutex::new(None),
         });
         let Some(address) = address else {
             return Ok(AdminListener {
@@ -129,6 +134,14 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Option<Router>
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let arrived = std::time::Instant::now();
+    let mut last = shared.last_scrape.lock().await;
+    if let Some((started, text)) = &*last {
+        if *started >= arrived {
+            return openmetrics(text.clone());
+        }
+    }
+    let started = std::time::Instant::now();
     let extras = ScrapeExtras {
         raft: shared
             .raft
@@ -140,13 +153,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let broker = shared.broker.get().cloned();
     // The scrape takes every partition's lock in turn, which disk work may hold.
     match tokio::task::spawn_blocking(move || render(broker.as_ref(), extras)).await {
-        Ok(text) => ([(header::CONTENT_TYPE, runnel_metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => {
+            *last = Some((started, text.clone()));
+            openmetrics(text)
+        }
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the scrape failed: {error}\n"),
         )
             .into_response(),
     }
+}
+
+fn openmetrics(text: String) -> Response {
+    ([(header::CONTENT_TYPE, runnel_metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {

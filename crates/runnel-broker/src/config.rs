@@ -182,9 +182,7 @@ pub struct BrokerConfig {
 /// topic without an override of its own follows them. The broker's own settings (listeners,
 /// limits, threads) are read at start only.
 pub fn is_dynamic_broker_config(kafka_name: &str) -> bool {
-    crate::topic_config::TOPIC_CONFIGS
-        .iter()
-        .any(|def| def.broker_synonym == kafka_name)
+    crate::topic_config::def_by_broker_synonym(kafka_name).is_some()
 }
 
 /// What the configuration reference (`runnel docs config-reference`) says of a

@@ -8,8 +8,8 @@
 //! it all in the OpenMetrics text format (`runnel-metrics`).
 //!
 //! Every metric is listed, with its meaning, in `docs/metrics.md`; the test
-//! `tests/compat/test_metrics.py` scrapes a broker under load and checks each one is there
-//! and moves.
+//! `tests/compat/test_metrics.py` scrapes a broker under load and checks each one is served
+//! and that the ones that count traffic move.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -953,10 +953,14 @@ impl Partition {
         })?;
         let started = std::time::Instant::now();
         let synced = handle.sync();
-        self.schedule.metrics.fsynced(
-            started.elapsed(),
-            u64::try_from(handle.offset - durable_before).unwrap_or(0),
-        );
+        // Only an fsync that made records durable is one of group commit's: a flush with
+        // nothing new (a concurrent one covered it) would skew both histograms.
+        if handle.offset > durable_before {
+            self.schedule.metrics.fsynced(
+                started.elapsed(),
+                u64::try_from(handle.offset - durable_before).unwrap_or(0),
+            );
+        }
         if let Err(error) = synced {
             // Never retried: after a failed fsync the kernel may have dropped the dirty pages,
             // and a second fsync would "succeed" over data that is gone.

@@ -251,6 +251,12 @@ pub(crate) fn validate_entry(name: &str, value: &str) -> Result<(), String> {
         .map_err(|reason| format!("Invalid value {value} for configuration {name}: {reason}"))
 }
 
+/// The topic config whose broker-level default is broker config `name` (`log.retention.ms`
+/// for `retention.ms`): what makes a broker config dynamic.
+pub(crate) fn def_by_broker_synonym(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == name)
+}
+
 /// Broker-wide defaults for topic configs, set by the operator (`--flush-messages` etc.)
 /// and at runtime (dynamic broker configs, from the cluster's metadata), and the broker
 /// settings every partition log follows.
@@ -296,10 +302,7 @@ impl BrokerTopicDefaults {
                 .into_iter()
                 .flatten()
                 .filter_map(|(key, value)| {
-                    TOPIC_CONFIGS
-                        .iter()
-                        .find(|def| def.broker_synonym == key)
-                        .map(|def| (def.name, value.clone()))
+                    def_by_broker_synonym(key).map(|def| (def.name, value.clone()))
                 })
                 .collect()
         };

@@ -307,10 +307,10 @@ impl TopicRegistry {
         this_broker: Option<&BTreeMap<String, String>>,
     ) {
         let next = self.static_defaults.with_dynamic(every_broker, this_broker);
+        let _admin = lock(&self.admin_lock);
         if *self.broker_defaults() == next {
             return;
         }
-        let _admin = lock(&self.admin_lock);
         *write(&self.broker_defaults) = Arc::new(next);
         for topic in self.list() {
             self.set_overrides(&topic, topic.overrides());

@@ -248,9 +248,9 @@ impl Worker {
         Arc::clone(counters.entry((connector.to_owned(), task)).or_default())
     }
 
-    /// This worker's metrics in the OpenMetrics text format: each task's records, and the
-    /// states of the connectors and tasks `connectors` names (as this worker knows them: in
-    /// a cluster, every worker's).
+    /// This worker's metrics in the OpenMetrics text format: the records of the tasks of
+    /// `connectors` (the connectors that exist), and the states of those connectors and
+    /// tasks (as this worker knows them: in a cluster, every worker's).
     pub fn openmetrics(&self, connectors: &[String]) -> String {
         let mut out = runnel_metrics::Exposition::default();
         let counters: Vec<((String, usize), Arc<TaskCounters>)> = self
@@ -258,6 +258,8 @@ impl Worker {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
+            // A deleted connector's tasks are no longer reported.
+            .filter(|((connector, _), _)| connectors.contains(connector))
             .map(|(key, counters)| (key.clone(), Arc::clone(counters)))
             .collect();
         let per_task = |read: fn(&TaskCounters) -> &AtomicU64| {

@@ -24,8 +24,8 @@ use runnel_quorum::ControllerRequest;
 use crate::broker::Broker;
 use crate::error::ApiError;
 use crate::topic_config::{
-    config_def, resolve_all, validate_entry, ConfigDef, ConfigSource, ConfigType, ResolvedConfig,
-    TOPIC_CONFIGS,
+    config_def, def_by_broker_synonym, resolve_all, validate_entry, ConfigDef, ConfigSource,
+    ConfigType, ResolvedConfig,
 };
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -260,7 +260,7 @@ fn cluster_default_lines(broker: &Broker) -> Result<Vec<ConfigLine>, ApiError> {
     Ok(set
         .into_iter()
         .filter_map(|(name, value)| {
-            let def = broker_config_def(&name)?;
+            let def = def_by_broker_synonym(&name)?;
             Some(ConfigLine {
                 name: name.clone(),
                 value: value.clone(),
@@ -272,12 +272,6 @@ fn cluster_default_lines(broker: &Broker) -> Result<Vec<ConfigLine>, ApiError> {
             })
         })
         .collect())
-}
-
-/// The topic config whose broker-level default `name` is: what makes a broker config
-/// dynamic.
-fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
-    TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == name)
 }
 
 fn encode_line(
@@ -402,7 +396,7 @@ async fn alter_resource(
 /// A dynamic broker config's value, checked as its topic config's would be. A broker
 /// setting that is read only at start is refused with INVALID_REQUEST, as Kafka does.
 fn validate_broker_entry(name: &str, value: &str) -> Result<(), ApiError> {
-    let def = broker_config_def(name).ok_or_else(|| not_dynamic(name))?;
+    let def = def_by_broker_synonym(name).ok_or_else(|| not_dynamic(name))?;
     validate_entry(def.name, value).map_err(|message| {
         ApiError::new(
             ResponseError::InvalidConfig,
@@ -502,7 +496,7 @@ fn not_dynamic(name: &str) -> ApiError {
 /// topic config a dynamic broker config is the default of.
 fn def_of(resource_type: i8, name: &str) -> Result<&'static ConfigDef, ApiError> {
     match resource_type {
-        RESOURCE_BROKER => broker_config_def(name).ok_or_else(|| not_dynamic(name)),
+        RESOURCE_BROKER => def_by_broker_synonym(name).ok_or_else(|| not_dynamic(name)),
         _ => config_def(name).ok_or_else(|| {
             ApiError::new(
                 ResponseError::InvalidConfig,
