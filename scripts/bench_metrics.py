@@ -6,7 +6,7 @@ a build without them, in one run.
 
 `--on` is a build with the metrics (every request counted and timed, every partition's bytes
 and records counted, fsyncs timed) and is scraped at `/metrics` once a second while it works,
-fifteen times as often as Prometheus's default, so the scrape's cost counts too. `--off` is
+sixty times as often as Prometheus's default interval, so the scrape's cost counts too. `--off` is
 a build from before the metrics (commit 64ace7c). Each round runs scripts/bench_matrix.py's
 default and fsync workloads (confluent-kafka producing `--records` 1 KiB records into 6
 partitions with acks=all, then fetching them) on a fresh broker of each build, in an order

@@ -86,7 +86,8 @@ pub(crate) async fn run(args: ConfigArgs) -> anyhow::Result<()> {
                 (false, None) => ConfigTarget::Broker(lowest_broker(&admin).await?),
             };
             let entries = admin.describe_configs(&target).await?;
-            let lines = select(entries, &keys)?;
+            // What was set for every broker is a subset: a key not among it is simply unset.
+            let lines = select(entries, &keys, !cluster_default)?;
             output.print(&lines, |lines| {
                 let rows: Vec<Vec<String>> = lines
                     .iter()
@@ -157,12 +158,12 @@ async fn lowest_broker(admin: &Admin) -> anyhow::Result<i32> {
         .context("the cluster reports no brokers")
 }
 
-/// The entries named by `keys` (all when empty), in the broker's order; a name the broker
-/// does not know is an error.
-fn select(entries: Vec<ConfigEntry>, keys: &[String]) -> anyhow::Result<Vec<Line>> {
+/// The entries named by `keys` (all when empty), in the broker's order; with `strict`, a
+/// name the broker does not know is an error.
+fn select(entries: Vec<ConfigEntry>, keys: &[String], strict: bool) -> anyhow::Result<Vec<Line>> {
     if let Some(unknown) = keys
         .iter()
-        .find(|key| !entries.iter().any(|entry| &entry.name == *key))
+        .find(|key| strict && !entries.iter().any(|entry| &entry.name == *key))
     {
         anyhow::bail!("the broker has no config {unknown:?}");
     }
@@ -201,12 +202,15 @@ mod tests {
     #[test]
     fn get_selects_the_named_configs_and_refuses_unknown_ones() {
         let entries = vec![entry("log.retention.ms", false), entry("node.id", true)];
-        let lines = select(entries, &["log.retention.ms".to_owned()]).expect("known");
+        let lines = select(entries, &["log.retention.ms".to_owned()], true).expect("known");
         assert_eq!(lines.len(), 1);
         assert!(lines[0].dynamic);
         assert_eq!(lines[0].source, "cluster default (dynamic)");
+        assert!(select(vec![], &["log.retention.ms".to_owned()], false)
+            .expect("unset for every broker")
+            .is_empty());
         let error =
-            select(vec![entry("node.id", true)], &["nope".to_owned()]).expect_err("unknown");
+            select(vec![entry("node.id", true)], &["nope".to_owned()], true).expect_err("unknown");
         assert!(error.to_string().contains("\"nope\""));
     }
 }
