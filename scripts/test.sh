@@ -70,6 +70,9 @@ if [[ $quick -eq 0 ]]; then
 fi
 
 # --- Rust ----------------------------------------------------------------------------------
+# A build from nothing (CI's fresh clone) gains nothing from incremental compilation's
+# bookkeeping, only its cost.
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
 step "cargo fmt --check and cargo clippy -D warnings"
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt --all"
 cargo clippy --workspace --all-targets -- -D warnings
