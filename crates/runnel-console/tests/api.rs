@@ -21,7 +21,10 @@ async fn start() -> BrokerProcess {
 
 /// `GET` of the console's API: the status and the JSON body, errors included.
 async fn get(broker: &BrokerProcess, path: &str) -> (u16, Value) {
-    let url = format!("http://127.0.0.1:{}/console/api/{path}", broker.admin_port);
+    let url = format!(
+        "http://127.0.0.1:{}/console/api/{path}",
+        broker.admin_port()
+    );
     tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
@@ -42,7 +45,7 @@ async fn get(broker: &BrokerProcess, path: &str) -> (u16, Value) {
 
 /// How many requests of `api` the broker has answered, from its `/metrics`.
 async fn answered(broker: &BrokerProcess, api: &str) -> f64 {
-    let url = format!("http://127.0.0.1:{}/metrics", broker.admin_port);
+    let url = format!("http://127.0.0.1:{}/metrics", broker.admin_port());
     let text = tokio::task::spawn_blocking(move || {
         ureq::get(&url)
             .call()

@@ -248,8 +248,6 @@ impl Drop for NodeProcess {
 pub struct BrokerProcess {
     node: NodeProcess,
     pub port: u16,
-    /// Where its admin listener (`/metrics`, `/health/*`) serves HTTP.
-    pub admin_port: u16,
     _temp: tempfile::TempDir,
 }
 
@@ -258,13 +256,14 @@ impl BrokerProcess {
     pub fn start(extra_args: &[&str]) -> BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let admin_port = free_port();
         let mut args = vec![
             "--listen".to_owned(),
             format!("127.0.0.1:{port}"),
-            // The default admin port would be shared by every broker a test run starts.
+            // The default admin port would be shared by every broker a test run starts, and a
+            // port picked free beforehand may be taken by then: the kernel picks one at bind
+            // time, and `admin_port` reads it from the log.
             "--admin-listen".to_owned(),
-            format!("127.0.0.1:{admin_port}"),
+            "127.0.0.1:0".to_owned(),
         ];
         args.extend(extra_args.iter().map(|arg| arg.to_string()));
         let node = NodeProcess::start(
@@ -276,13 +275,27 @@ impl BrokerProcess {
         BrokerProcess {
             node,
             port,
-            admin_port,
             _temp: temp,
         }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where its admin listener (`/metrics`, `/health/*`) serves HTTP in its current life,
+    /// as its last `runnel ready` line says (`admin=127.0.0.1:PORT`).
+    pub fn admin_port(&self) -> u16 {
+        let log = self.log();
+        log.lines()
+            .filter(|line| line.contains("runnel ready"))
+            .filter_map(|line| {
+                line.split_whitespace()
+                    .find_map(|field| field.strip_prefix("admin="))
+            })
+            .filter_map(|address| address.rsplit_once(':')?.1.parse().ok())
+            .next_back()
+            .unwrap_or_else(|| panic!("no admin address in the ready line; log:\n{log}"))
     }
 
     /// Stops the broker cleanly and starts it again on the same data and port.
