@@ -312,23 +312,17 @@ async fn describe_classic(
         connection.send(request, version)
     }))
     .await;
-    let mut found = HashMap::new();
-    for answer in answers {
-        match answer {
-            Ok(response) => {
-                for group in response.groups {
-                    if group.error_code == 0 {
-                        found.insert(
-                            group.group_id.0.to_string(),
-                            (group.group_state.to_string(), group.members.len()),
-                        );
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, "DescribeGroups failed"),
-        }
-    }
-    found
+    found_states(answers, "DescribeGroups", |response| {
+        response
+            .groups
+            .into_iter()
+            .filter(|group| group.error_code == 0)
+            .map(|group| {
+                let state = (group.group_state.to_string(), group.members.len());
+                (group.group_id.0.to_string(), state)
+            })
+            .collect()
+    })
 }
 
 /// State and member count by KIP-848 group, from ConsumerGroupDescribe.
@@ -348,20 +342,31 @@ async fn describe_consumer(
         connection.send(request, version)
     }))
     .await;
+    found_states(answers, "ConsumerGroupDescribe", |response| {
+        response
+            .groups
+            .into_iter()
+            .filter(|group| group.error_code == 0)
+            .map(|group| {
+                let state = (group.group_state.to_string(), group.members.len());
+                (group.group_id.0.to_string(), state)
+            })
+            .collect()
+    })
+}
+
+/// The groups `states` reads from each answer that came, by id; an answer that failed is
+/// logged and its groups left out.
+fn found_states<R, E: std::fmt::Display>(
+    answers: Vec<Result<R, E>>,
+    api: &str,
+    states: impl Fn(R) -> Vec<(String, (String, usize))>,
+) -> HashMap<String, (String, usize)> {
     let mut found = HashMap::new();
     for answer in answers {
         match answer {
-            Ok(response) => {
-                for group in response.groups {
-                    if group.error_code == 0 {
-                        found.insert(
-                            group.group_id.0.to_string(),
-                            (group.group_state.to_string(), group.members.len()),
-                        );
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, "ConsumerGroupDescribe failed"),
+            Ok(response) => found.extend(states(response)),
+            Err(error) => tracing::debug!(%error, api, "describing groups failed"),
         }
     }
     found
