@@ -40,10 +40,38 @@ def runnel_bin() -> Path:
     return Path(os.environ.get("RUNNEL_BIN", REPO_ROOT / "target" / "debug" / "runnel"))
 
 
+_HANDED_OUT_PORTS: set[int] = set()
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port, free when asked; the test binds it soon after.
+
+    Taken from below the kernel's ephemeral range, so that a client's outgoing connection
+    cannot take it between the asking and the binding (as a `bind(0)` port can), and never
+    handed out twice in one test run, so that two nodes of a cluster never share one.
+    """
+    lowest = 10000
+    below = max(_ephemeral_range_start(), lowest + 1000)
+    candidates = list(range(lowest, below))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _HANDED_OUT_PORTS:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT_PORTS.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port below {below}")
 
 
 def unique_topic(prefix: str) -> str:

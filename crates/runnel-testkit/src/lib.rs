@@ -44,26 +44,54 @@ pub fn runnel_bin() -> PathBuf {
 
 /// A free loopback port (free when asked; a test binds it soon after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    free_port_run(1)
 }
 
 /// The first of `count` consecutive free loopback ports (free when asked).
+///
+/// Ports come from below the kernel's ephemeral range, so that a client's outgoing
+/// connection cannot take one between the asking and the binding (as `bind(0)` ports can),
+/// and no port is handed out twice in one test process, so that two nodes of one cluster
+/// never get the same port.
 pub fn free_port_run(count: u16) -> u16 {
-    for _ in 0..100 {
-        let first = free_port();
-        let all_free = (1..count).all(|step| {
-            first
-                .checked_add(step)
-                .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOWEST: u16 = 10_000;
+    let below = ephemeral_range_start().max(LOWEST + 1_000);
+    let span = u32::from(below - LOWEST - count);
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let start = random_seed();
+    for attempt in 0..span {
+        let first = LOWEST + ((start + attempt) % span) as u16;
+        let run = first..first + count;
+        let usable = run.clone().all(|port| {
+            !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok()
         });
-        if all_free {
+        if usable {
+            handed_out.extend(run);
             return first;
         }
     }
-    panic!("no run of {count} free loopback ports found");
+    panic!("no run of {count} free loopback ports found below {below}");
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when unreadable).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A start point that differs between test processes, so that two test binaries run at
+/// once rarely try the same ports first.
+fn random_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().wrapping_mul(2_654_435_761)
 }
 
 /// A `runnel server` process. Killed on drop, whatever the test's outcome.
