@@ -813,6 +813,29 @@ impl Partition {
         }
     }
 
+    /// KIP-207: a new leader's high watermark can lag the records it holds from earlier
+    /// epochs until its followers fetch in this one; until it reaches the epoch's start, an
+    /// end offset (or a search past the high watermark) would answer a stale position as if
+    /// it were the end, and a client asking "read to the end" would stop short. Kafka answers
+    /// OFFSET_NOT_AVAILABLE, which clients retry.
+    pub(crate) fn check_high_watermark_settled(&self) -> Result<(), ApiError> {
+        match &*self.role_lock() {
+            Role::Leader(state) if !state.high_watermark_reached_epoch_start() => {
+                Err(ApiError::new(
+                    ResponseError::OffsetNotAvailable,
+                    format!(
+                        "the high watermark {} has not yet reached offset {}, where leader \
+                         epoch {} starts: its followers have not fetched in this epoch yet",
+                        state.high_watermark(),
+                        state.epoch_start_offset(),
+                        state.leader_epoch()
+                    ),
+                ))
+            }
+            Role::Leader(_) | Role::Follower { .. } | Role::Waiting => Ok(()),
+        }
+    }
+
     /// The checks of a produce that need the role: this broker leads the partition, and
     /// for `acks=all` the ISR holds `min.insync.replicas`.
     pub(crate) fn check_produce(&self, acks: i16) -> Result<(), ApiError> {
@@ -1126,6 +1149,57 @@ mod tests {
             ResponseError::NotLeaderOrFollower
         );
         assert_eq!(partition.log_end_offset_for_test(), 1);
+    }
+
+    /// KIP-207: a follower that becomes leader with a high watermark below what it holds
+    /// does not answer an end offset until a follower has fetched in its epoch.
+    #[test]
+    fn a_new_leader_answers_no_end_offset_until_its_high_watermark_reaches_its_epoch() {
+        let partition = replicated_partition();
+        partition.become_follower(Some((2, 5)));
+        let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
+        runnel_record::RecordBatch::set_partition_leader_epoch(&mut batch, 5);
+        let nothing_committed_yet = LeaderPosition {
+            high_watermark: 0,
+            log_start_offset: 0,
+        };
+        partition
+            .append_from_leader(&batch, nothing_committed_yet, 5, 0)
+            .unwrap();
+        partition
+            .check_high_watermark_settled()
+            .expect("a follower answers no ListOffsets anyway");
+        let assignment = Assignment {
+            leader_epoch: 6,
+            partition_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        partition
+            .become_leader(1, assignment, 3, leader_config(), 0)
+            .unwrap();
+        assert_eq!(
+            partition.high_watermark(),
+            0,
+            "record 0 may not be committed"
+        );
+        let refused = partition.check_high_watermark_settled().unwrap_err();
+        assert_eq!(refused.code, ResponseError::OffsetNotAvailable);
+
+        let caught_up = ReplicaFetch {
+            replica: 2,
+            broker_epoch: 0,
+            current_leader_epoch: 6,
+            fetch_offset: 1,
+            last_fetched_epoch: Some(5),
+        };
+        partition
+            .answer_replica_fetch(&caught_up, 1 << 20, true, 0)
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 1);
+        partition
+            .check_high_watermark_settled()
+            .expect("the end is known once the follower fetched in epoch 6");
     }
 
     /// What an fsync made durable before this broker led still reaches the replication

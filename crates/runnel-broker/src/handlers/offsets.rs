@@ -93,7 +93,10 @@ fn lookup(
     };
     let none = (-1, -1);
     match timestamp {
-        LATEST_TIMESTAMP => Ok((high_watermark, -1)),
+        LATEST_TIMESTAMP => {
+            partition.check_high_watermark_settled()?;
+            Ok((high_watermark, -1))
+        }
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
             partition.with_log(|log| Ok((log.log_start_offset(), -1)))
         }
@@ -102,13 +105,18 @@ fn lookup(
         MAX_TIMESTAMP if version >= 7 => {
             partition.with_log(|log| Ok(log.max_timestamp()?.unwrap_or(none)))
         }
-        timestamp if timestamp >= 0 => partition.with_log(|log| {
-            // Records above the high watermark are not yet visible to consumers.
-            Ok(log
-                .offset_for_timestamp(timestamp)?
-                .filter(|(offset, _)| *offset < high_watermark)
-                .unwrap_or(none))
-        }),
+        timestamp if timestamp >= 0 => {
+            let found = partition.with_log(|log| log.offset_for_timestamp(timestamp))?;
+            match found {
+                // Records above the high watermark are not yet visible to consumers.
+                Some((offset, found_at)) if offset < high_watermark => Ok((offset, found_at)),
+                // "None before the end" needs a known end (KIP-207).
+                _ => {
+                    partition.check_high_watermark_settled()?;
+                    Ok(none)
+                }
+            }
+        }
         _ => Err(ApiError::new(
             ResponseError::InvalidRequest,
             format!("ListOffsets v{version} does not know timestamp {timestamp}"),
