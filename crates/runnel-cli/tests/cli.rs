@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use runnel_testkit::run_command;
 use serde_json::{json, Value};
 use support::BrokerProcess;
 
@@ -26,57 +26,12 @@ fn runnel_with_input(broker: &BrokerProcess, args: &[&str], stdin: Option<&[u8]>
     let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
     command
         .args(args)
-        .env("RUNNEL_BROKERS", format!("127.0.0.1:{}", broker.port))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("run runnel");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        // Written from a thread so a child that fills its stdout first cannot deadlock us.
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&input);
-        });
-    }
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stdout_pipe.read_to_end(&mut text);
-        text
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr_pipe.read_to_end(&mut text);
-        text
-    });
-    // A hung command fails its test instead of hanging the suite.
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for runnel") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout reader")).into_owned();
-    let mut stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {COMMAND_TIMEOUT:?})"));
-    }
+        .env("RUNNEL_BROKERS", format!("127.0.0.1:{}", broker.port));
+    let run = run_command(command, stdin, COMMAND_TIMEOUT);
     Output {
-        success: status.is_some_and(|status| status.success()),
-        stdout,
-        stderr,
+        success: run.success(),
+        stdout: run.stdout_text(),
+        stderr: run.stderr,
     }
 }
 

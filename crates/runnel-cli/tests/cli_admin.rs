@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runnel_client::{ProduceRecord, Producer, ProducerConfig};
+use runnel_testkit::run_command;
 use serde_json::{json, Value};
 use support::{free_port, BrokerProcess, ControllerProcess};
 
@@ -48,9 +49,9 @@ impl Output {
     }
 }
 
-/// Runs `runnel args` with `env` and nothing else of the caller's Runnel settings: no
-/// RUNNEL_* variables and no config file unless the test gives them.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// `runnel args` with `env` and nothing else of the caller's Runnel settings: no RUNNEL_*
+/// variables and no config file unless the test gives them.
+fn isolated_runnel(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
     command.args(args);
     for name in [
@@ -63,41 +64,16 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     command.env("XDG_CONFIG_HOME", "/nonexistent/runnel-test-config");
     command.envs(env.iter().copied());
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run runnel");
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
-    // A hung command fails its test instead of hanging the suite.
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait for runnel") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    command
+}
+
+/// Runs [`isolated_runnel`] to its end.
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let run = run_command(isolated_runnel(args, env), None, COMMAND_TIMEOUT);
     Output {
-        code,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
+        code: run.code,
+        stdout: run.stdout_text(),
+        stderr: run.stderr,
     }
 }
 
@@ -121,17 +97,11 @@ fn ok_json(broker: &str, args: &[&str]) -> Value {
 
 /// `kcat args`, which must succeed; its stdout.
 fn kcat(args: &[&str]) -> String {
-    let output = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kcat is installed");
-    assert!(
-        output.status.success(),
-        "kcat {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let mut command = Command::new("kcat");
+    command.args(args);
+    let output = run_command(command, None, COMMAND_TIMEOUT);
+    assert!(output.success(), "kcat {args:?}: {}", output.stderr);
+    output.stdout_text()
 }
 
 /// The offset `kcat -Q -t topic:partition:time` finds (-1: none; time -2: the log start).
@@ -863,15 +833,8 @@ fn bootstrap_comes_from_the_flag_the_environment_or_the_profile(broker: &str) {
 fn client_id_sent(args: &[&str], env: &[(&str, &str)]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let address = listener.local_addr().expect("address").to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .args(args)
+    let mut child = isolated_runnel(args, env)
         .args(["-b", &address])
-        .env_remove("RUNNEL_BOOTSTRAP")
-        .env_remove("RUNNEL_BROKERS")
-        .env_remove("RUNNEL_PROFILE")
-        .env_remove("RUNNEL_CLI_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent/runnel-test-config")
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

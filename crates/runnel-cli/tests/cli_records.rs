@@ -9,11 +9,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use runnel_testkit::{run_command, CommandRun};
 use serde_json::Value;
 use support::BrokerProcess;
 
@@ -39,68 +39,14 @@ fn broker() -> Arc<BrokerProcess> {
     broker
 }
 
-struct Run {
-    success: bool,
-    stdout: Vec<u8>,
-    stderr: String,
+/// Runs `program` with `args`, feeding `stdin`.
+fn run(program: &str, args: &[&str], stdin: &[u8]) -> CommandRun {
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(command, Some(stdin), COMMAND_TIMEOUT)
 }
 
-/// Runs `program` with `args`, feeding `stdin`; `None` if the program is not installed.
-fn run(program: &str, args: &[&str], stdin: &[u8]) -> Run {
-    // A missing kcat fails the test: scripts/test.sh installs it.
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot run {program} (scripts/test.sh installs it): {error}")
-        });
-    let mut pipe = child.stdin.take().expect("stdin");
-    let input = stdin.to_vec();
-    // Written from a thread so a child that fills its stdout first cannot deadlock us.
-    std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout_pipe.read_to_end(&mut bytes);
-        bytes
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr_pipe.read_to_end(&mut bytes);
-        bytes
-    });
-    // A hung command fails its test instead of hanging the suite.
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let mut stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {COMMAND_TIMEOUT:?})"));
-    }
-    Run {
-        success: status.is_some_and(|status| status.success()),
-        stdout,
-        stderr,
-    }
-}
-
-fn runnel_run(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Run {
+fn runnel_run(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> CommandRun {
     let address = broker.address();
     let mut args = args.to_vec();
     args.extend(["--bootstrap", &address]);
@@ -111,7 +57,7 @@ fn runnel_run(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Run {
 fn runnel(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let output = runnel_run(broker, args, stdin);
     assert!(
-        output.success,
+        output.success(),
         "runnel {args:?} failed:\n{}\n{}",
         output.stderr,
         String::from_utf8_lossy(&output.stdout)
@@ -122,7 +68,7 @@ fn runnel(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Vec<u8> {
 /// `runnel args`, which must fail; its stderr.
 fn runnel_fails(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> String {
     let output = runnel_run(broker, args, stdin);
-    assert!(!output.success, "runnel {args:?} succeeded");
+    assert!(!output.success(), "runnel {args:?} succeeded");
     output.stderr
 }
 
@@ -132,7 +78,7 @@ fn kcat(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let mut all = vec!["-b", &address, "-q"];
     all.extend(args);
     let output = run("kcat", &all, stdin);
-    assert!(output.success, "kcat {all:?} failed:\n{}", output.stderr);
+    assert!(output.success(), "kcat {all:?} failed:\n{}", output.stderr);
     output.stdout
 }
 

@@ -7,13 +7,14 @@
 //! - [`ControllerProcess`]: a voter of a controller quorum (`--roles controller`).
 //! - [`DevCluster`]: `runnel dev cluster --nodes 3`, a 3-node cluster from one command.
 //! - [`PostgresServer`]: a throwaway PostgreSQL server, for the database connectors' tests.
+//! - [`run_command`]: a command line (the CLI, kcat) run to its end under a time limit.
 //!
 //! The binary is not built here: `RUNNEL_BIN`, else `<target>/debug/runnel`, which
 //! `cargo test` builds for the CLI crate's tests and `scripts/test.sh` builds first.
 //! Protocol helpers stay with the tests that use them (raw frames in the CLI's tests, the
 //! Rust client in the client's).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -92,6 +93,88 @@ fn random_seed() -> u32 {
         .map(|elapsed| elapsed.subsec_nanos())
         .unwrap_or(0);
     nanos ^ std::process::id().wrapping_mul(2_654_435_761)
+}
+
+/// What a command run by [`run_command`] did.
+#[derive(Debug)]
+pub struct CommandRun {
+    /// The exit code; `None` when a signal ended it, as when it outlived its time limit.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    /// Its stderr (lossily decoded), with a last line saying so if it was killed for taking
+    /// too long.
+    pub stderr: String,
+}
+
+impl CommandRun {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Stdout, lossily decoded.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `command` with `stdin` (or none), and kills it if it runs longer than `limit`: a
+/// hung command fails its test instead of hanging the suite. A program that cannot be
+/// started fails the test (scripts/test.sh installs what the tests run).
+pub fn run_command(mut command: Command, stdin: Option<&[u8]>, limit: Duration) -> CommandRun {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!("cannot run {program} (scripts/test.sh installs what the tests need): {error}")
+        });
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_vec();
+        // Written, and the pipes read, from threads: a child that fills one pipe while we
+        // wait on another cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = read_all(child.stderr.take().map(|pipe| Box::new(pipe) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let mut stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
+    if status.is_none() {
+        stderr.push_str(&format!("\n({program} killed after {limit:?})"));
+    }
+    CommandRun {
+        code: status.and_then(|status| status.code()),
+        stdout,
+        stderr,
+    }
 }
 
 /// A `runnel server` process. Killed on drop, whatever the test's outcome.
