@@ -557,7 +557,13 @@ fn with_bootstrap_default(command: clap::Command, bootstrap: &'static str) -> cl
 /// the command's (in JSON under `--format json`), and its `bootstrap` becomes the default of
 /// `--bootstrap`, so that every command, whichever way it connects, sees it.
 fn parse_command_line() -> (Command, Errors) {
-    let matches = cli_command(None).get_matches();
+    let matches = match cli_command(None).try_get_matches() {
+        Ok(matches) => matches,
+        Err(error) => usage_error(
+            error,
+            std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()),
+        ),
+    };
     let leaf = leaf_matches(&matches);
     let errors = Errors::of(leaf);
     let config_file = leaf.try_get_one::<PathBuf>("config_file").ok().flatten();
@@ -588,6 +594,53 @@ fn parse_command_line() -> (Command, Errors) {
         Ok(cli) => (cli.command, errors),
         Err(error) => error.exit(),
     }
+}
+
+/// Exits on a command line clap refused (or on `--help`/`--version`, which clap prints). A
+/// script that asked for `--format json` gets the one-line `{"error": ...}` object every
+/// other failure gives it; the exit code stays clap's 2, for a mistake in the command line.
+fn usage_error(error: clap::Error, args: impl Iterator<Item = String>) -> ! {
+    if !error.use_stderr() || !asks_for_json(args) {
+        error.exit()
+    }
+    eprintln!(
+        "{}",
+        serde_json::json!({ "error": usage_error_text(&error) })
+    );
+    std::process::exit(error.exit_code())
+}
+
+/// Clap's message without its usage and help pointer: its first paragraph, the tip after
+/// it joined on, and no `error: ` prefix.
+fn usage_error_text(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    parts.join("; ")
+}
+
+/// Whether a command line, parsed or not, asks for JSON output (`-f json`, `--format json`,
+/// `--format=json`, `-fjson`).
+fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
+    let mut previous_was_flag = false;
+    for arg in args {
+        if previous_was_flag && arg == "json" {
+            return true;
+        }
+        if matches!(arg.as_str(), "--format=json" | "-fjson" | "-f=json") {
+            return true;
+        }
+        previous_was_flag = matches!(arg.as_str(), "-f" | "--format");
+    }
+    false
 }
 
 /// The matches of the innermost subcommand given (`runnel topic create ...`: create's).
@@ -706,5 +759,34 @@ mod tests {
         };
         assert_eq!(parse(&["runnel", "topic", "list"]), "10.0.0.1:9092");
         assert_eq!(parse(&["runnel", "topic", "list", "-b", "h:1"]), "h:1");
+    }
+
+    #[test]
+    fn a_command_line_asks_for_json_in_every_spelling() {
+        let asks = |line: &str| asks_for_json(line.split(' ').map(str::to_owned));
+        for line in [
+            "runnel topic list -f json",
+            "runnel topic list --format json --nope",
+            "runnel -fjson topic list",
+            "runnel topic list --format=json",
+        ] {
+            assert!(asks(line), "{line}");
+        }
+        for line in ["runnel topic list", "runnel topic create json -f text"] {
+            assert!(!asks(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_in_json_is_its_message_without_the_usage() {
+        let error = cli_command(None)
+            .try_get_matches_from(["runnel", "topic", "list", "--nope"])
+            .expect_err("an unknown flag");
+        let text = usage_error_text(&error);
+        assert!(
+            text.starts_with("unexpected argument '--nope' found"),
+            "{text}"
+        );
+        assert!(!text.contains("Usage"), "{text}");
     }
 }

@@ -897,6 +897,17 @@ fn mistakes_in_flags_and_profiles_are_named() {
         unknown.stderr.contains("unknown client property \"acks\""),
         "{unknown:?}"
     );
+    // Under -f json, a command line clap refuses is one JSON object too.
+    let unknown_json = run(&["topic", "list", "-f", "json", "-X", "acks=all"], &[]);
+    assert_eq!(unknown_json.code, Some(2), "{unknown_json:?}");
+    let error: Value = serde_json::from_str(&unknown_json.stderr)
+        .unwrap_or_else(|error| panic!("stderr is not JSON ({error}): {unknown_json:?}"));
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|text| text.contains("unknown client property \"acks\"")),
+        "{unknown_json:?}"
+    );
     let bad_value = run(&["topic", "list", "-X", "request.timeout.ms=soon"], &[]);
     assert!(
         bad_value
