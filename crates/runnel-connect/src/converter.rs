@@ -2,13 +2,15 @@
 //! `key.converter` / `value.converter` choose. JSON with and without the schema envelope
 //! (Kafka's `JsonConverter`, byte-compatible with it), plain strings, and raw bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
 use crate::config::{ConfigDef, ConfigError, ConfigType, Configs, Importance, Validator};
@@ -90,6 +92,19 @@ pub fn json_converter_def() -> ConfigDef {
              NUMERIC (a JSON number).",
         )
         .validated(Validator::OneOf(&["BASE64", "NUMERIC"]))
+        .define(
+            "schemas.cache.size",
+            ConfigType::Int,
+            Some("1000"),
+            Importance::Medium,
+            "JsonConverter",
+            "How many distinct envelope schemas are kept parsed, so that the records of a \
+             topic, which repeat one schema, are not parsed twice; 0 parses every one.",
+        )
+        .validated(Validator::Range {
+            min: 0,
+            max: Some(i64::from(i32::MAX)),
+        })
 }
 
 /// The converter `class`, configured from `configs` (the keys under `key.converter.` or
@@ -108,10 +123,12 @@ pub fn converter_for(class: &str, configs: &Configs) -> Result<Box<dyn Converter
                 ))
             }
         };
-        Ok(Box::new(JsonConverter {
+        let cache_size = configs.parsed_or("schemas.cache.size", 1000, ConfigType::Int)?;
+        Ok(Box::new(JsonConverter::new(
             schemas_enable,
             decimal_numeric,
-        }))
+            cache_size,
+        )))
     } else if STRING_NAMES.contains(&class) {
         Ok(Box::new(StringConverter))
     } else if BYTES_NAMES.contains(&class) {
@@ -197,12 +214,69 @@ impl Converter for ByteArrayConverter {
 
 /// Kafka's `JsonConverter`. With `schemas.enable` (the default) each message is an envelope
 /// `{"schema": ..., "payload": ...}`; without, the bare JSON, read without a schema.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct JsonConverter {
     /// Write and expect the schema envelope.
-    pub schemas_enable: bool,
+    schemas_enable: bool,
     /// Write decimals as JSON numbers rather than base64 of their unscaled bytes.
-    pub decimal_numeric: bool,
+    decimal_numeric: bool,
+    /// Envelope schemas already parsed, by their JSON text, as Kafka's converter caches them:
+    /// the records of a topic repeat one schema, and parsing it was most of reading one.
+    schemas: Mutex<SchemaCache>,
+}
+
+impl JsonConverter {
+    /// A converter keeping up to `cache_size` parsed schemas (`schemas.cache.size`).
+    pub fn new(schemas_enable: bool, decimal_numeric: bool, cache_size: usize) -> JsonConverter {
+        JsonConverter {
+            schemas_enable,
+            decimal_numeric,
+            schemas: Mutex::new(SchemaCache {
+                parsed: HashMap::new(),
+                capacity: cache_size,
+            }),
+        }
+    }
+
+    /// The schema `text` (an envelope's `schema`, not null) holds, parsed once per text.
+    fn schema_of(&self, text: &str) -> Result<Schema, ConversionError> {
+        let mut cache = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(schema) = cache.parsed.get(text) {
+            return Ok(schema.clone());
+        }
+        let json: Json = serde_json::from_str(text)
+            .map_err(|e| ConversionError(format!("the data is not JSON: {e}")))?;
+        let schema = parse_schema(&json)?;
+        if cache.capacity > 0 {
+            // A full cache starts again: cheaper to keep than an LRU order, and a workload
+            // cycling through more schemas than it holds gains nothing from either.
+            if cache.parsed.len() >= cache.capacity {
+                cache.parsed.clear();
+            }
+            cache.parsed.insert(text.into(), schema.clone());
+        }
+        Ok(schema)
+    }
+}
+
+/// Parsed schemas by their JSON text, at most `capacity` of them.
+#[derive(Debug)]
+struct SchemaCache {
+    parsed: HashMap<Box<str>, Schema>,
+    capacity: usize,
+}
+
+/// An envelope read with its parts left as JSON text: the schema's text is its cache key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    schema: &'a RawValue,
+    #[serde(borrow)]
+    payload: &'a RawValue,
 }
 
 impl Converter for JsonConverter {
@@ -248,32 +322,29 @@ impl Converter for JsonConverter {
         let Some(bytes) = bytes else {
             return Ok(SchemaAndValue::null());
         };
-        let json: Json = serde_json::from_slice(bytes)
-            .map_err(|e| ConversionError(format!("the data is not JSON: {e}")))?;
+        let not_json = |e: serde_json::Error| ConversionError(format!("the data is not JSON: {e}"));
         if !self.schemas_enable {
+            let json: Json = serde_json::from_slice(bytes).map_err(not_json)?;
             return Ok(SchemaAndValue::new(None, schemaless_value(&json)));
         }
-        let envelope =
-            match &json {
-                Json::Object(fields)
-                    if fields.len() == 2
-                        && fields.contains_key("schema")
-                        && fields.contains_key("payload") =>
-                {
-                    fields
-                }
-                _ => return Err(ConversionError(
+        let envelope: RawEnvelope<'_> = match serde_json::from_slice(bytes) {
+            Ok(envelope) => envelope,
+            // Not JSON at all, or JSON of another shape: say which.
+            Err(_) => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(not_json)?;
+                return Err(ConversionError(
                     "JsonConverter with schemas.enable needs an object of exactly \"schema\" and \
                      \"payload\"; for plain JSON set schemas.enable=false"
                         .to_owned(),
-                )),
-            };
-        let payload = &envelope["payload"];
-        match &envelope["schema"] {
-            Json::Null => Ok(SchemaAndValue::new(None, schemaless_value(payload))),
-            schema_json => {
-                let schema = parse_schema(schema_json)?;
-                let value = typed_value(&schema, payload)?;
+                ));
+            }
+        };
+        let payload: Json = serde_json::from_str(envelope.payload.get()).map_err(not_json)?;
+        match envelope.schema.get() {
+            "null" => Ok(SchemaAndValue::new(None, schemaless_value(&payload))),
+            schema_text => {
+                let schema = self.schema_of(schema_text)?;
+                let value = typed_value(&schema, &payload)?;
                 Ok(SchemaAndValue::new(Some(schema), value))
             }
         }
@@ -733,10 +804,7 @@ mod tests {
     }
 
     fn json(schemas_enable: bool) -> JsonConverter {
-        JsonConverter {
-            schemas_enable,
-            decimal_numeric: false,
-        }
+        JsonConverter::new(schemas_enable, false, 1000)
     }
 
     #[test]
@@ -758,6 +826,58 @@ mod tests {
             r#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"},{"type":"string","optional":true,"field":"name"}],"optional":false,"name":"customer"},"payload":{"id":7,"name":"Ada"}}"#
         );
         assert_eq!(json(true).to_connect("t", Some(&bytes)).unwrap(), data);
+    }
+
+    /// Whatever the cache holds, a record reads as it would with every schema parsed anew:
+    /// repeated schemas, two schemas taking turns in a cache of one, no cache, a schema
+    /// spelled with other whitespace, a null schema, and a bad one (refused every time).
+    #[test]
+    fn cached_schemas_read_as_freshly_parsed_ones() {
+        let id = |schema: Schema| Schema::structure(Some("row"), vec![Field::new("id", schema)]);
+        let records = [
+            (id(Schema::new(SchemaType::Int32)), Value::Int32(1)),
+            (id(Schema::new(SchemaType::Int64)), Value::Int64(2)),
+            (id(Schema::new(SchemaType::Int32)), Value::Int32(3)),
+            (id(Schema::new(SchemaType::Int32)), Value::Int32(4)),
+        ];
+        let written: Vec<Vec<u8>> = records
+            .iter()
+            .map(|(schema, value)| {
+                let data =
+                    SchemaAndValue::new(Some(schema.clone()), Value::Struct(vec![value.clone()]));
+                json(true).to_bytes("t", &data).unwrap().unwrap()
+            })
+            .collect();
+        let spaced = br#"{"schema": {"type": "string", "optional": false}, "payload": "x"}"#;
+        let null_schema = br#"{"schema":null,"payload":{"a":1}}"#;
+        let bad_schema = br#"{"schema":{"type":"no such type"},"payload":1}"#;
+        let mut inputs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+        inputs.extend([
+            &spaced[..],
+            &null_schema[..],
+            &bad_schema[..],
+            &written[0][..],
+        ]);
+
+        let fresh: Vec<_> = inputs
+            .iter()
+            .map(|bytes| JsonConverter::new(true, false, 0).to_connect("t", Some(bytes)))
+            .collect();
+        let refused: Vec<bool> = fresh.iter().map(Result::is_err).collect();
+        assert_eq!(
+            refused,
+            [false, false, false, false, false, false, true, false]
+        );
+        for cache_size in [0, 1, 1000] {
+            let converter = JsonConverter::new(true, false, cache_size);
+            for _ in 0..2 {
+                for (bytes, expected) in inputs.iter().zip(&fresh) {
+                    assert_eq!(&converter.to_connect("t", Some(bytes)), expected);
+                }
+            }
+            let cache = converter.schemas.lock().unwrap();
+            assert!(cache.parsed.len() <= cache_size, "bounded by {cache_size}");
+        }
     }
 
     #[test]
@@ -818,10 +938,7 @@ mod tests {
         schema.parameters.insert("scale".into(), "2".into());
         // -12.34: unscaled -1234 = 0xfb2e.
         let data = SchemaAndValue::new(Some(schema), Value::Bytes(vec![0xfb, 0x2e]));
-        let numeric = JsonConverter {
-            schemas_enable: true,
-            decimal_numeric: true,
-        };
+        let numeric = JsonConverter::new(true, true, 1000);
         let bytes = numeric.to_bytes("t", &data).unwrap().unwrap();
         assert!(std::str::from_utf8(&bytes)
             .unwrap()

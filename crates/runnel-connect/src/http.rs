@@ -993,10 +993,8 @@ impl SinkTask for HttpSinkTask {
             settings,
             agent,
             context: context.clone(),
-            json: JsonConverter {
-                schemas_enable: false,
-                decimal_numeric: false,
-            },
+            // Records are written bare; no envelope is read, so no schema is cached.
+            json: JsonConverter::new(false, false, 0),
             resume: None,
         });
         Ok(())
