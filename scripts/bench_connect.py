@@ -7,7 +7,8 @@ server, and a release `runnel connect standalone`, all on this machine.
 
 Measures, each from the REST call that creates the connector until the last row arrived:
 - PostgreSQL -> topic with JdbcSource (incrementing mode, batch.max.rows 10000);
-- topic -> PostgreSQL with JdbcSink, inserting, then upserting by primary key;
+- topic -> PostgreSQL with JdbcSink, inserting, then upserting by primary key, then
+  inserting with the JSON converter's schema cache off (schemas.cache.size=0) and on again;
 - PostgreSQL -> topic with change data capture (rows inserted in transactions of 10,000
   after the connector started; timed from the first insert).
 
@@ -148,15 +149,24 @@ def main() -> None:
         wait(lambda: high_watermark(bootstrap, "pg-orders") >= rows, 600, "the source's records", 0.2)
         results.append(("PostgreSQL -> topic, JdbcSource incrementing", rows / (time.monotonic() - started)))
 
-        for mode, table in [("insert", "copy_insert"), ("upsert", "copy_upsert")]:
+        # The insert runs twice more, with the converter parsing every record's schema
+        # (schemas.cache.size=0) and with its cache again, to compare the two in one run.
+        sinks = [
+            ("insert", "copy_insert", "1000", ""),
+            ("upsert", "copy_upsert", "1000", ""),
+            ("insert", "copy_insert_uncached", "0", ", schemas.cache.size=0"),
+            ("insert", "copy_insert_cached", "1000", ", schemas.cache.size=1000, again"),
+        ]
+        for mode, table, cache_size, label in sinks:
             started = time.monotonic()
             config = {
                 "connector.class": "JdbcSink", "connection.url": url, "topics": "pg-orders",
                 "table.name.format": table, "insert.mode": mode, "auto.create": "true", "batch.size": "3000",
+                "value.converter.schemas.cache.size": cache_size,
             }
             if mode == "upsert":
                 config.update({"pk.mode": "record_value", "pk.fields": "id"})
-            rest(rest_port, "POST", "/connectors", {"name": f"jdbc-sink-{mode}", "config": config})
+            rest(rest_port, "POST", "/connectors", {"name": f"jdbc-sink-{table}", "config": config})
 
             def copied(table=table) -> bool:
                 try:
@@ -164,8 +174,9 @@ def main() -> None:
                 except subprocess.CalledProcessError:
                     return False  # not created yet
 
-            wait(copied, 600, f"the {mode} sink's rows", 0.2)
-            results.append((f"topic -> PostgreSQL, JdbcSink {mode}", rows / (time.monotonic() - started)))
+            wait(copied, 600, f"the {table} sink's rows", 0.2)
+            results.append((f"topic -> PostgreSQL, JdbcSink {mode}{label}", rows / (time.monotonic() - started)))
+            rest(rest_port, "DELETE", f"/connectors/jdbc-sink-{table}")
 
         pg.sql("bench", "CREATE TABLE events (id bigint PRIMARY KEY, kind text NOT NULL, payload text)")
         rest(rest_port, "POST", "/connectors", {"name": "cdc", "config": {
