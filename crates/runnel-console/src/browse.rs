@@ -14,7 +14,7 @@
 //! console runs at most a few browses at once (`lib.rs`), so a crowd of browsers cannot
 //! exhaust the broker's memory either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use runnel_client::{
@@ -272,21 +272,21 @@ async fn read(
         consumer.seek(tp, from).await?;
     }
     let deadline = Instant::now() + DEADLINE;
-    let mut messages = Vec::new();
+    // Each kept message with its size, so that one let go gives its bytes back.
+    let mut kept: VecDeque<(Message, usize)> = VecDeque::new();
     let (mut scanned, mut bytes) = (0usize, 0usize);
     // Under `newest`, every partition gives its share: the record count alone does not stop
     // the browse, the share each partition was sought back by does. A key search under
     // `newest` reads its whole window and keeps the newest matches: the first ones found are
     // the oldest.
     let newest = browse.start == Start::Newest;
-    let mut sizes = std::collections::VecDeque::new();
     loop {
         if ends.is_empty() {
-            return Ok((messages, scanned, bytes, Stopped::End));
+            return Ok(finish(kept, scanned, bytes, Stopped::End));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok((messages, scanned, bytes, Stopped::Time));
+            return Ok(finish(kept, scanned, bytes, Stopped::Time));
         }
         let records = match consumer.poll(left.min(Duration::from_secs(1))).await {
             Ok(records) => records,
@@ -307,23 +307,23 @@ async fn read(
             };
             if matches {
                 let size = record_size(&record);
-                if bytes + size > browse.max_bytes && !messages.is_empty() {
-                    return Ok((messages, scanned, bytes, Stopped::MaxBytes));
+                if bytes + size > browse.max_bytes && !kept.is_empty() {
+                    return Ok(finish(kept, scanned, bytes, Stopped::MaxBytes));
                 }
                 bytes += size;
-                messages.push(message(&record));
-                sizes.push_back(size);
-                if !newest && messages.len() >= browse.limit {
-                    return Ok((messages, scanned, bytes, Stopped::Limit));
+                kept.push_back((message(&record), size));
+                if !newest && kept.len() >= browse.limit {
+                    return Ok(finish(kept, scanned, bytes, Stopped::Limit));
                 }
-                if newest && browse.key.is_some() && messages.len() > browse.limit {
+                if newest && browse.key.is_some() && kept.len() > browse.limit {
                     // Read oldest first: the first kept is the one to let go.
-                    messages.remove(0);
-                    bytes -= sizes.pop_front().unwrap_or(0);
+                    if let Some((_, size)) = kept.pop_front() {
+                        bytes -= size;
+                    }
                 }
             }
             if browse.key.is_some() && scanned >= browse.scan {
-                return Ok((messages, scanned, bytes, Stopped::Scan));
+                return Ok(finish(kept, scanned, bytes, Stopped::Scan));
             }
         }
         // A partition is done once the consumer's position passed its end: its last
@@ -354,6 +354,17 @@ fn record_size(record: &ConsumerRecord) -> usize {
     record.key.as_ref().map_or(0, |k| k.len())
         + record.value.as_ref().map_or(0, |v| v.len())
         + headers
+}
+
+/// What `read` returns once it stops: the messages kept, in the order read.
+fn finish(
+    kept: VecDeque<(Message, usize)>,
+    scanned: usize,
+    bytes: usize,
+    stopped: Stopped,
+) -> Read {
+    let messages = kept.into_iter().map(|(message, _)| message).collect();
+    (messages, scanned, bytes, stopped)
 }
 
 fn message(record: &ConsumerRecord) -> Message {
