@@ -246,6 +246,26 @@ async fn the_browser_reads_by_offset_time_and_key_within_its_limits() {
         .collect();
     assert_eq!(offsets, [96, 97, 98, 99], "{page}");
 
+    // A key search from the newest end keeps the newest matches, not the first it reads.
+    let repeated = (0..6)
+        .map(|n| {
+            ProduceRecord::new("browse")
+                .partition(1)
+                .key("again")
+                .value(format!("{n}"))
+                .timestamp(start_ms + 200_000 + n * 1000)
+        })
+        .collect();
+    produce(&producer, repeated).await;
+    let (_, page) = get(&broker, "topics/browse/messages?key=again&limit=2").await;
+    let values: Vec<&str> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["value"]["text"].as_str())
+        .collect();
+    assert_eq!(values, ["4", "5"], "{page}");
+
     let (status, page) = get(&broker, "topics/browse/messages?partition=7").await;
     assert_eq!(status, 404, "{page}");
     let (status, page) = get(&broker, "topics/browse/messages?mode=offset").await;
