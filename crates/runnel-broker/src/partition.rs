@@ -1109,24 +1109,31 @@ mod tests {
         }
     }
 
-    /// A fetcher's last job can run after its partition became leader: it must neither write
-    /// into nor cut the leader's log.
-    #[test]
-    fn a_stale_follower_job_cannot_touch_a_leaders_log() {
+    /// What a leader's fetch answer says before anything is committed.
+    const NOTHING_COMMITTED: LeaderPosition = LeaderPosition {
+        high_watermark: 0,
+        log_start_offset: 0,
+    };
+
+    /// A partition following broker 2 in leader epoch 5, holding one record of that epoch
+    /// (offset 0) that its leader has not said is committed.
+    fn following_broker_2_with_one_record() -> Arc<Partition> {
         let partition = replicated_partition();
         partition.become_follower(Some((2, 5)));
         let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
         runnel_record::RecordBatch::set_partition_leader_epoch(&mut batch, 5);
-        let position = LeaderPosition {
-            high_watermark: 0,
-            log_start_offset: 0,
-        };
-        assert_eq!(
-            partition
-                .append_from_leader(&batch, position, 5, 0)
-                .unwrap(),
-            1
-        );
+        let appended = partition
+            .append_from_leader(&batch, NOTHING_COMMITTED, 5, 0)
+            .unwrap();
+        assert_eq!(appended, 1, "the log ends after the record");
+        partition
+    }
+
+    /// A fetcher's last job can run after its partition became leader: it must neither write
+    /// into nor cut the leader's log.
+    #[test]
+    fn a_stale_follower_job_cannot_touch_a_leaders_log() {
+        let partition = following_broker_2_with_one_record();
         let assignment = Assignment {
             leader_epoch: 6,
             partition_epoch: 1,
@@ -1138,7 +1145,7 @@ mod tests {
             .unwrap();
         let mut late = BatchBuilder::new(0).record(None, Some(b"b"), &[]).build();
         runnel_record::RecordBatch::set_base_offset(&mut late, 1);
-        let refused = partition.append_from_leader(&late, position, 5, 0);
+        let refused = partition.append_from_leader(&late, NOTHING_COMMITTED, 5, 0);
         assert_eq!(
             refused.unwrap_err().code,
             ResponseError::NotLeaderOrFollower
@@ -1155,17 +1162,7 @@ mod tests {
     /// does not answer an end offset until a follower has fetched in its epoch.
     #[test]
     fn a_new_leader_answers_no_end_offset_until_its_high_watermark_reaches_its_epoch() {
-        let partition = replicated_partition();
-        partition.become_follower(Some((2, 5)));
-        let mut batch = BatchBuilder::new(0).record(None, Some(b"a"), &[]).build();
-        runnel_record::RecordBatch::set_partition_leader_epoch(&mut batch, 5);
-        let nothing_committed_yet = LeaderPosition {
-            high_watermark: 0,
-            log_start_offset: 0,
-        };
-        partition
-            .append_from_leader(&batch, nothing_committed_yet, 5, 0)
-            .unwrap();
+        let partition = following_broker_2_with_one_record();
         partition
             .check_high_watermark_settled()
             .expect("a follower answers no ListOffsets anyway");
