@@ -117,6 +117,17 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         c.close()
 
 
+def high_watermark(bootstrap: str, topic: str, partition: int = 0) -> int:
+    """The high watermark of one partition, 0 while its topic does not exist yet: for polling a
+    topic that something else (a connector, a Streams app) creates when it first writes."""
+    try:
+        return watermarks(bootstrap, topic, partition)[1]
+    except KafkaException as e:
+        if e.args[0].code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return 0
+        raise
+
+
 def consume_to_end(
     bootstrap: str,
     topic: str,

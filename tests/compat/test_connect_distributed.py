@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conftest import unique_topic
 from connect_support import ConnectWorker
-from support import read_with_librdkafka, wait_until, watermarks
+from support import high_watermark, read_with_librdkafka, wait_until
 
 TIMEOUT_S = 60.0
 
@@ -124,8 +124,9 @@ def test_exactly_once_sources_write_each_line_once_across_kill_9(broker, tmp_pat
             {"connector.class": "FileStreamSource", "file": str(source), "topic": topic, "batch.size": "500"},
         )
         wait_until(lambda: running_on(workers[1], "eos-source", 1), TIMEOUT_S, "eos-source running")
-        # Kill the task's worker once part of the file is in the topic.
-        wait_until(lambda: watermarks(broker.bootstrap, topic, 0)[1] > total // 5, TIMEOUT_S, "some lines copied")
+        # Kill the task's worker once part of the file is in the topic (which the task's
+        # first write creates).
+        wait_until(lambda: high_watermark(broker.bootstrap, topic) > total // 5, TIMEOUT_S, "some lines copied")
         owner = status(workers[0], "eos-source")["tasks"][0]["worker_id"]
         victim = next(w for w in workers if w.rest_listen == owner)
         survivor = next(w for w in workers if w is not victim)

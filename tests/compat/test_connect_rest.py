@@ -47,7 +47,7 @@ import pytest
 
 from conftest import unique_topic
 from connect_support import ConnectWorker, Reply, WorkerFactory
-from support import admin_client, consume_to_end, create_topic, wait_until, watermarks
+from support import admin_client, consume_to_end, create_topic, high_watermark, wait_until
 
 SOURCE = "FileStreamSource"
 SINK = "FileStreamSink"
@@ -192,10 +192,6 @@ def wait_for_state(
         interval_s=0.2,
     )
     return last[0][1]
-
-
-def high_watermark(bootstrap: str, topic: str) -> int:
-    return watermarks(bootstrap, topic, 0)[1]
 
 
 def wait_for_records(bootstrap: str, topic: str, count: int, settle: bool = False) -> None:
