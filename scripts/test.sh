@@ -2,7 +2,7 @@
 # The project's test command: installs what the tests need (idempotently), checks formatting
 # and clippy, builds and runs the Rust tests (and the `runnel` binary), runs each fuzz target for a
 # fixed time (FUZZ_SECONDS, default 10), then the compat suite of real Kafka clients
-# (tests/compat) against that binary.
+# (tests/compat) against that binary, on COMPAT_WORKERS (default 2) pytest-xdist workers.
 #
 #   bash scripts/test.sh           everything
 #   bash scripts/test.sh --quick   skip the fuzzers and the compat suite
@@ -24,7 +24,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step shows the time since the start, so a slow CI run's log says which step was slow.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages the tests need --------------------------------------------------------
@@ -77,11 +78,19 @@ step "cargo fmt --check and cargo clippy -D warnings"
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt --all"
 cargo clippy --workspace --all-targets -- -D warnings
 
-# `cargo test --workspace` builds every test and the `runnel` binary (the CLI's integration
-# tests need it) before it runs any test; a separate `cargo build -p runnel-cli` would build
-# the dependencies again with the CLI's own feature set, minutes of CI for nothing.
-step "cargo test --workspace"
-cargo test --workspace
+# The test build covers every test and the `runnel` binary (the CLI's integration tests need
+# it) before any test runs; a separate `cargo build -p runnel-cli` would build the
+# dependencies again with the CLI's own feature set, minutes of CI for nothing.
+# cargo-nextest, where installed, runs the tests of all binaries side by side
+# (.config/nextest.toml) and stops a hung one; `cargo test` runs one binary after another.
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace, then the doc tests"
+    cargo nextest run --workspace
+    cargo test --workspace --doc
+else
+    step "cargo test --workspace (cargo-nextest is not installed)"
+    cargo test --workspace
+fi
 runnel_bin="${RUNNEL_BIN:-$repo_root/target/debug/runnel}"
 [[ -x "$runnel_bin" ]] || die "no runnel binary at $runnel_bin after the build"
 
@@ -95,7 +104,13 @@ FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 
 # --- Real clients against the real binary ------------------------------------------------
 
-step "compat suite: .venv/bin/python -m pytest tests/compat"
+# Most of these tests wait (on workloads that run for a set time, on faults healing) far more
+# than they compute, so COMPAT_WORKERS (default 2) pytest-xdist workers run them side by side,
+# each with its own share of ports (conftest.free_port); work stealing spreads the long
+# cluster tests over the workers. `-- -n 0` runs them one at a time.
+workers="${COMPAT_WORKERS:-2}"
+step "compat suite: .venv/bin/python -m pytest tests/compat -n $workers"
 export RUNNEL_BIN="$runnel_bin"
 # pytest exits non-zero on any failure, error, or when it collected no test at all (5).
-"$repo_root/.venv/bin/python" -m pytest tests/compat -v --timeout=120 --durations=25 "${pytest_args[@]}" </dev/null
+"$repo_root/.venv/bin/python" -m pytest tests/compat -v -n "$workers" --dist worksteal \
+    --timeout=120 --durations=25 "${pytest_args[@]}" </dev/null

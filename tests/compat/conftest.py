@@ -50,6 +50,21 @@ def _ephemeral_range_start() -> int:
         return 32768
 
 
+def _port_slice() -> range:
+    """The ports this process draws from: 10000 up to the ephemeral range, or, under
+    pytest-xdist (scripts/test.sh runs the suite on several workers), this worker's share of
+    them, so that tests running at once in two workers never pick the same port."""
+    lowest = 10000
+    below = max(_ephemeral_range_start(), lowest + 1000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.isdigit() and workers.isdigit() and int(worker) < int(workers):
+        width = (below - lowest) // int(workers)
+        start = lowest + int(worker) * width
+        return range(start, start + width)
+    return range(lowest, below)
+
+
 def free_port() -> int:
     """A free loopback port, free when asked; the test binds it soon after.
 
@@ -57,9 +72,7 @@ def free_port() -> int:
     cannot take it between the asking and the binding (as a `bind(0)` port can), and never
     handed out twice in one test run, so that two nodes of a cluster never share one.
     """
-    lowest = 10000
-    below = max(_ephemeral_range_start(), lowest + 1000)
-    candidates = list(range(lowest, below))
+    candidates = list(_port_slice())
     random.shuffle(candidates)
     for port in candidates:
         if port in _HANDED_OUT_PORTS:
@@ -71,7 +84,7 @@ def free_port() -> int:
                 continue
         _HANDED_OUT_PORTS.add(port)
         return port
-    raise RuntimeError(f"no free loopback port below {below}")
+    raise RuntimeError("no free loopback port left in this worker's share")
 
 
 def unique_topic(prefix: str) -> str:

@@ -53,18 +53,18 @@ pub fn free_port() -> u16 {
 /// Ports come from below the kernel's ephemeral range, so that a client's outgoing
 /// connection cannot take one between the asking and the binding (as `bind(0)` ports can),
 /// and no port is handed out twice in one test process, so that two nodes of one cluster
-/// never get the same port.
+/// never get the same port. Tests running side by side in other processes draw from
+/// other slices ([`port_slice`]).
 pub fn free_port_run(count: u16) -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    const LOWEST: u16 = 10_000;
-    let below = ephemeral_range_start().max(LOWEST + 1_000);
-    let span = u32::from(below - LOWEST - count);
+    let slice = port_slice(ephemeral_range_start());
+    let span = u32::from(slice.end - slice.start - count);
     let mut handed_out = HANDED_OUT
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
     let start = random_seed();
     for attempt in 0..span {
-        let first = LOWEST + ((start + attempt) % span) as u16;
+        let first = slice.start + ((start + attempt) % span) as u16;
         let run = first..first + count;
         let usable = run.clone().all(|port| {
             !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -74,7 +74,26 @@ pub fn free_port_run(count: u16) -> u16 {
             return first;
         }
     }
-    panic!("no run of {count} free loopback ports found below {below}");
+    panic!("no run of {count} free loopback ports found in {slice:?}");
+}
+
+/// The ports this test process draws from: 10000 up to the ephemeral range, or, under
+/// cargo-nextest (which runs tests side by side, each in its own process), this test's
+/// slot's share of them, so that two tests running at once never pick the same port.
+fn port_slice(below: u16) -> std::ops::Range<u16> {
+    const LOWEST: u16 = 10_000;
+    let below = below.max(LOWEST + 1_000);
+    let number = |name: &str| std::env::var(name).ok()?.parse::<u16>().ok();
+    match (
+        number("NEXTEST_TEST_GLOBAL_SLOT"),
+        number("NEXTEST_TEST_THREADS"),
+    ) {
+        (Some(slot), Some(slots)) if slot < slots => {
+            let width = (below - LOWEST) / slots;
+            LOWEST + slot * width..LOWEST + (slot + 1) * width
+        }
+        _ => LOWEST..below,
+    }
 }
 
 /// The first port of the kernel's ephemeral range (Linux's default when unreadable).
